@@ -142,7 +142,9 @@ func TestParseAnswer(t *testing.T) {
 func TestAnalyzeFailover(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	ok := func(s, e int, r string) ProbeResult { return ProbeResult{Start: at(s), End: at(e), OK: true, Router: r} }
+	ok := func(s, e int, r string) ProbeResult {
+		return ProbeResult{Start: at(s), End: at(e), OK: true, Router: r}
+	}
 	fail := func(s, e int, k string) ProbeResult { return ProbeResult{Start: at(s), End: at(e), Err: k} }
 	rs := []ProbeResult{
 		ok(0, 1, "r1"), ok(5, 6, "r1"),

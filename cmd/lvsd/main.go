@@ -1,0 +1,285 @@
+// Command lvsd is the shoal daemon: one router of the Raft group. It serves
+// the gRPC API, replicates the configuration and (with --dataplane ipvs or
+// vip) keeps the kernel's IPVS table and the leader's addresses in line
+// with it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+	"github.com/shoal-lb/shoal/raftfsm"
+	"github.com/shoal-lb/shoal/server"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "lvsd:", err)
+		os.Exit(1)
+	}
+}
+
+// flags is the command line as parsed.
+type flags struct {
+	id, raftAddr, apiAddr, dataDir, bootstrap, join  string
+	dataplane, iface, profile, metricsAddr, logLevel string
+	heartbeat, election, lease, commit               time.Duration
+}
+
+// profiles are coherent raft timing sets; single flags override one value.
+var profiles = map[string]raftfsm.Timing{
+	"lan":  {Heartbeat: 200 * time.Millisecond, Election: 200 * time.Millisecond, LeaderLease: 100 * time.Millisecond, Commit: 20 * time.Millisecond},
+	"fast": {Heartbeat: 20 * time.Millisecond, Election: 20 * time.Millisecond, LeaderLease: 10 * time.Millisecond, Commit: 5 * time.Millisecond},
+	"wan":  {Heartbeat: time.Second, Election: time.Second, LeaderLease: 500 * time.Millisecond, Commit: 50 * time.Millisecond},
+}
+
+func parseFlags(args []string) (*flags, error) {
+	f := &flags{}
+	host, _ := os.Hostname()
+	fs := flag.NewFlagSet("lvsd", flag.ContinueOnError)
+	fs.StringVar(&f.id, "id", host, "node id, unique in the cluster")
+	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:7071", "raft transport address (host:port), as peers reach it")
+	fs.StringVar(&f.apiAddr, "api-addr", "127.0.0.1:7070", "gRPC API address (host:port), as clients and peers reach it")
+	fs.StringVar(&f.dataDir, "data-dir", "/var/lib/shoal", "directory for the raft log, stable store and snapshots")
+	fs.StringVar(&f.bootstrap, "bootstrap", "", "bootstrap a new cluster: id=raftaddr,id=raftaddr,... (ignored when state exists)")
+	fs.StringVar(&f.join, "join", "", "API address of a member to join through when this node has no state")
+	fs.StringVar(&f.dataplane, "dataplane", "ipvs", "ipvs (program IPVS and hold VIPs), vip (hold VIPs only) or none")
+	fs.StringVar(&f.iface, "interface", "", "default interface for VIPs without one")
+	fs.StringVar(&f.profile, "profile", "lan", "raft timing profile: lan, fast or wan")
+	fs.DurationVar(&f.heartbeat, "heartbeat-timeout", 0, "override the profile's raft heartbeat timeout")
+	fs.DurationVar(&f.election, "election-timeout", 0, "override the profile's raft election timeout")
+	fs.DurationVar(&f.lease, "lease-timeout", 0, "override the profile's raft leader lease timeout")
+	fs.DurationVar(&f.commit, "commit-timeout", 0, "override the profile's raft commit timeout")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (empty: off)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if f.id == "" {
+		return nil, errors.New("--id is required")
+	}
+	return f, nil
+}
+
+// timing is the profile with the individual overrides applied.
+func (f *flags) timing() (raftfsm.Timing, error) {
+	t, ok := profiles[f.profile]
+	if !ok {
+		return t, fmt.Errorf("--profile %q: want lan, fast or wan", f.profile)
+	}
+	for _, o := range []struct {
+		v   time.Duration
+		dst *time.Duration
+	}{{f.heartbeat, &t.Heartbeat}, {f.election, &t.Election}, {f.lease, &t.LeaderLease}, {f.commit, &t.Commit}} {
+		if o.v > 0 {
+			*o.dst = o.v
+		}
+	}
+	if t.LeaderLease > t.Heartbeat {
+		return t, fmt.Errorf("lease timeout %s must not exceed heartbeat timeout %s", t.LeaderLease, t.Heartbeat)
+	}
+	return t, nil
+}
+
+// parseBootstrap reads "id=raftaddr,id=raftaddr".
+func parseBootstrap(s string) ([]raft.Server, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []raft.Server
+	for _, part := range strings.Split(s, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("--bootstrap %q: want id=raftaddr", part)
+		}
+		out = append(out, raft.Server{ID: raft.ServerID(id), Address: raft.ServerAddress(addr), Suffrage: raft.Voter})
+	}
+	return out, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(s))
+	if err != nil {
+		return l, fmt.Errorf("--log-level %q: %w", s, err)
+	}
+	return l, nil
+}
+
+func run(args []string) error {
+	f, err := parseFlags(args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	level, err := parseLevel(f.logLevel)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("node", f.id)
+	timing, err := f.timing()
+	if err != nil {
+		return err
+	}
+	boot, err := parseBootstrap(f.bootstrap)
+	if err != nil {
+		return err
+	}
+	if f.join != "" && len(boot) > 0 {
+		return errors.New("--join and --bootstrap exclude each other")
+	}
+
+	// Build the dataplane before raft, so a kernel without IPVS fails at
+	// once with advice instead of after joining a cluster.
+	dp, err := newDataplane(f, log)
+	if err != nil {
+		return err
+	}
+
+	if err := os.MkdirAll(f.dataDir, 0o750); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	node, err := raftfsm.Open(raftfsm.Options{
+		ID: f.id, RaftAddr: f.raftAddr, DataDir: f.dataDir,
+		Bootstrap: boot, Timing: timing, Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("open raft node: %w", err)
+	}
+	srv, err := server.New(server.Options{
+		Node: node, ID: f.id, APIAddr: f.apiAddr, RaftAddr: f.raftAddr, Logger: log,
+		Dataplane: dp.status(), Health: dp.health(),
+	})
+	if err != nil {
+		_ = node.Shutdown()
+		return err
+	}
+	lis, err := net.Listen("tcp", f.apiAddr)
+	if err != nil {
+		_ = node.Shutdown()
+		return fmt.Errorf("listen for the API: %w", err)
+	}
+	gs := srv.NewGRPCServer()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	log.Info("lvsd starting", "raft_addr", f.raftAddr, "api_addr", f.apiAddr, "dataplane", f.dataplane,
+		"profile", f.profile, "heartbeat", timing.Heartbeat, "election", timing.Election)
+
+	// dpCtx ends before raft shuts down: the dataplane drops its VIPs
+	// first, while the rest of the node still runs.
+	dpCtx, dpCancel := context.WithCancel(context.Background())
+	defer dpCancel()
+	var dpGroup errgroup.Group
+	dp.start(dpCtx, &dpGroup, node)
+
+	var g errgroup.Group
+	g.Go(func() error {
+		if err := gs.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("serve API: %w", err)
+		}
+		return nil
+	})
+	runCtx, runCancel := context.WithCancel(context.Background())
+	defer runCancel()
+	g.Go(func() error { return srv.Run(runCtx) })
+	var metricsSrv *http.Server
+	if f.metricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", srv.MetricsHandler())
+		metricsSrv = &http.Server{Addr: f.metricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		ml, err := net.Listen("tcp", f.metricsAddr)
+		if err != nil {
+			log.Error("metrics listener", "err", err)
+		} else {
+			g.Go(func() error {
+				if err := metricsSrv.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					return fmt.Errorf("serve metrics: %w", err)
+				}
+				return nil
+			})
+		}
+	}
+	if f.join != "" {
+		g.Go(func() error { return joinCluster(runCtx, log, node, f) })
+	}
+
+	<-ctx.Done()
+	log.Info("shutting down: dropping addresses, then leaving raft")
+	dpCancel()
+	if err := dpGroup.Wait(); err != nil {
+		log.Error("dataplane", "err", err)
+	}
+	runCancel()
+	if err := node.Shutdown(); err != nil {
+		log.Error("raft shutdown", "err", err)
+	}
+	stopGRPC(gs, 2*time.Second)
+	if metricsSrv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = metricsSrv.Shutdown(sctx)
+		cancel()
+	}
+	_ = srv.Close()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	log.Info("lvsd stopped")
+	return nil
+}
+
+// joinCluster asks a member to add this node, retrying with backoff until
+// it works, when this node has no raft configuration of its own yet.
+func joinCluster(ctx context.Context, log *slog.Logger, node *raftfsm.Node, f *flags) error {
+	cf := node.Raft().GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return fmt.Errorf("read raft configuration: %w", err)
+	}
+	if len(cf.Configuration().Servers) > 0 {
+		log.Info("existing raft state found; not joining", "join", f.join)
+		return nil
+	}
+	conn, err := dialAPI(f.join)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	client := shoalv1.NewClusterServiceClient(conn)
+	backoff := 100 * time.Millisecond
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		_, err := client.AddMember(cctx, &shoalv1.AddMemberRequest{Id: f.id, RaftAddress: f.raftAddr, ApiAddress: f.apiAddr})
+		cancel()
+		if err == nil {
+			log.Info("joined the cluster", "via", f.join)
+			return nil
+		}
+		log.Warn("join failed; retrying", "via", f.join, "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}

@@ -1,0 +1,277 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+)
+
+// forwardedKey marks a cluster call one node passed to the leader, so the
+// receiver never passes it on again.
+const forwardedKey = "x-shoal-forwarded"
+
+// membershipTimeout bounds one raft membership change.
+const membershipTimeout = 10 * time.Second
+
+type clusterService struct {
+	*Server
+	shoalv1.UnimplementedClusterServiceServer
+}
+
+func forwarded(ctx context.Context) bool {
+	md, ok := metadata.FromIncomingContext(ctx)
+	return ok && len(md.Get(forwardedKey)) > 0
+}
+
+// onLeader runs local on the leader: here when this node leads, otherwise
+// remote against the leader's connection, retrying while leadership moves.
+func (s *Server) onLeader(ctx context.Context, local func(context.Context) error, remote func(context.Context, *grpc.ClientConn) error) error {
+	deadline := time.Now().Add(s.o.LeaderWait)
+	for {
+		err := s.onLeaderOnce(ctx, local, remote)
+		if err == nil || !retryable(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			return toStatus(err)
+		}
+		select {
+		case <-ctx.Done():
+			return toStatus(err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Server) onLeaderOnce(ctx context.Context, local func(context.Context) error, remote func(context.Context, *grpc.ClientConn) error) error {
+	if forwarded(ctx) {
+		if !s.isLeader() {
+			return status.Error(codes.Unavailable, notLeaderMsg)
+		}
+		return local(ctx)
+	}
+	_, addr, self, err := s.leader(ctx)
+	if err != nil {
+		return err
+	}
+	if self {
+		return local(ctx)
+	}
+	cc, err := s.conn(addr)
+	if err != nil {
+		return err
+	}
+	return remote(metadata.AppendToOutgoingContext(ctx, forwardedKey, s.o.ID), cc)
+}
+
+func (c clusterService) AddMember(ctx context.Context, req *shoalv1.AddMemberRequest) (*shoalv1.AddMemberResponse, error) {
+	if req.GetId() == "" {
+		return nil, invalid("id", "required")
+	}
+	if req.GetRaftAddress() == "" {
+		return nil, invalid("raft_address", "required")
+	}
+	err := c.onLeader(ctx, func(ctx context.Context) error {
+		r := c.node.Raft()
+		id, addr := raft.ServerID(req.GetId()), raft.ServerAddress(req.GetRaftAddress())
+		var f raft.IndexFuture
+		if req.GetNonvoter() {
+			f = r.AddNonvoter(id, addr, 0, membershipTimeout)
+		} else {
+			f = r.AddVoter(id, addr, 0, membershipTimeout)
+		}
+		if err := f.Error(); err != nil {
+			return fmt.Errorf("add member %s at %s: %w", id, addr, err)
+		}
+		c.log.Info("member added", "node", id, "raft_addr", addr, "nonvoter", req.GetNonvoter())
+		if req.GetApiAddress() == "" {
+			return nil
+		}
+		_, err := c.node.Apply(ctx, &shoalv1.Command{Op: &shoalv1.Command_RegisterMember{RegisterMember: &shoalv1.RegisterMember{Id: req.GetId(), ApiAddress: req.GetApiAddress()}}})
+		return err
+	}, func(ctx context.Context, cc *grpc.ClientConn) error {
+		_, err := shoalv1.NewClusterServiceClient(cc).AddMember(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &shoalv1.AddMemberResponse{}, nil
+}
+
+func (c clusterService) RemoveMember(ctx context.Context, req *shoalv1.RemoveMemberRequest) (*shoalv1.RemoveMemberResponse, error) {
+	if req.GetId() == "" {
+		return nil, invalid("id", "required")
+	}
+	err := c.onLeader(ctx, func(ctx context.Context) error {
+		r := c.node.Raft()
+		f := r.GetConfiguration()
+		if err := f.Error(); err != nil {
+			return fmt.Errorf("read raft configuration: %w", err)
+		}
+		found := false
+		for _, srv := range f.Configuration().Servers {
+			found = found || string(srv.ID) == req.GetId()
+		}
+		if !found {
+			return status.Errorf(codes.NotFound, "member %s: not in the raft configuration", req.GetId())
+		}
+		// Forget the API address first: removing the leader itself ends
+		// its leadership, after which it could no longer write.
+		if _, err := c.node.Apply(ctx, &shoalv1.Command{Op: &shoalv1.Command_UnregisterMember{UnregisterMember: &shoalv1.UnregisterMember{Id: req.GetId()}}}); err != nil {
+			return fmt.Errorf("unregister member %s: %w", req.GetId(), err)
+		}
+		if err := r.RemoveServer(raft.ServerID(req.GetId()), 0, membershipTimeout).Error(); err != nil {
+			return fmt.Errorf("remove member %s: %w", req.GetId(), err)
+		}
+		c.log.Info("member removed", "node", req.GetId())
+		return nil
+	}, func(ctx context.Context, cc *grpc.ClientConn) error {
+		_, err := shoalv1.NewClusterServiceClient(cc).RemoveMember(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &shoalv1.RemoveMemberResponse{}, nil
+}
+
+func (c clusterService) TransferLeadership(ctx context.Context, req *shoalv1.TransferLeadershipRequest) (*shoalv1.TransferLeadershipResponse, error) {
+	var resp *shoalv1.TransferLeadershipResponse
+	err := c.onLeader(ctx, func(ctx context.Context) error {
+		if req.GetId() == c.o.ID {
+			resp = &shoalv1.TransferLeadershipResponse{LeaderId: c.o.ID}
+			return nil
+		}
+		r := c.node.Raft()
+		var f raft.Future
+		if req.GetId() == "" {
+			f = r.LeadershipTransfer()
+		} else {
+			cf := r.GetConfiguration()
+			if err := cf.Error(); err != nil {
+				return fmt.Errorf("read raft configuration: %w", err)
+			}
+			var addr raft.ServerAddress
+			for _, srv := range cf.Configuration().Servers {
+				if string(srv.ID) == req.GetId() {
+					addr = srv.Address
+				}
+			}
+			if addr == "" {
+				return status.Errorf(codes.NotFound, "member %s: not in the raft configuration", req.GetId())
+			}
+			f = r.LeadershipTransferToServer(raft.ServerID(req.GetId()), addr)
+		}
+		if err := f.Error(); err != nil {
+			return fmt.Errorf("transfer leadership: %w", err)
+		}
+		// Answer with the new leader once this node has heard of it.
+		lctx, cancel := context.WithTimeout(ctx, c.o.LeaderWait)
+		defer cancel()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if _, id := r.LeaderWithID(); id != "" && string(id) != c.o.ID {
+				resp = &shoalv1.TransferLeadershipResponse{LeaderId: string(id)}
+				c.log.Info("leadership transferred", "node", id)
+				return nil
+			}
+			select {
+			case <-lctx.Done():
+				resp = &shoalv1.TransferLeadershipResponse{}
+				return nil
+			case <-tick.C:
+			}
+		}
+	}, func(ctx context.Context, cc *grpc.ClientConn) error {
+		var err error
+		resp, err = shoalv1.NewClusterServiceClient(cc).TransferLeadership(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// GetClusterStatus combines this node's raft configuration and member
+// registry with what every member says of itself, asked in parallel.
+func (c clusterService) GetClusterStatus(ctx context.Context, _ *shoalv1.GetClusterStatusRequest) (*shoalv1.GetClusterStatusResponse, error) {
+	f := c.node.Raft().GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, toStatus(fmt.Errorf("read raft configuration: %w", err))
+	}
+	st := c.node.FSM().State()
+	api := map[string]string{}
+	for _, m := range st.GetMembers() {
+		api[m.GetId()] = m.GetApiAddress()
+	}
+	ns := c.node.Status()
+	resp := &shoalv1.GetClusterStatusResponse{
+		LeaderId:    ns.LeaderID,
+		Term:        ns.Term,
+		CommitIndex: ns.CommitIndex,
+		Serial:      st.GetConfig().GetSerial(),
+	}
+	servers := f.Configuration().Servers
+	resp.Members = make([]*shoalv1.Member, len(servers))
+	var wg sync.WaitGroup
+	for i, srv := range servers {
+		m := &shoalv1.Member{
+			Id:          string(srv.ID),
+			RaftAddress: string(srv.Address),
+			ApiAddress:  api[string(srv.ID)],
+			Suffrage:    strings.ToLower(srv.Suffrage.String()),
+		}
+		resp.Members[i] = m
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.fillMember(ctx, m)
+		}()
+	}
+	wg.Wait()
+	for _, m := range resp.Members {
+		if m.HoldsVips && resp.VipHolder == "" {
+			resp.VipHolder = m.Id
+		}
+	}
+	return resp, nil
+}
+
+func (c clusterService) fillMember(ctx context.Context, m *shoalv1.Member) {
+	var ns *shoalv1.NodeStatus
+	switch {
+	case m.Id == c.o.ID:
+		ns = c.nodeStatus()
+	case m.ApiAddress == "":
+		m.Role, m.Error = "unreachable", "no API address registered"
+		return
+	default:
+		cc, err := c.conn(m.ApiAddress)
+		if err == nil {
+			ctx, cancel := context.WithTimeout(ctx, c.o.PeerTimeout)
+			defer cancel()
+			var resp *shoalv1.GetNodeStatusResponse
+			resp, err = shoalv1.NewNodeServiceClient(cc).GetNodeStatus(ctx, &shoalv1.GetNodeStatusRequest{})
+			ns = resp.GetStatus()
+		}
+		if err != nil {
+			m.Role, m.Error = "unreachable", status.Convert(err).Message()
+			return
+		}
+	}
+	m.Role = ns.GetRole()
+	m.LastContact = ns.GetLastContact()
+	m.AppliedIndex = ns.GetAppliedIndex()
+	m.AppliedSerial = ns.GetAppliedSerial()
+	m.HoldsVips = ns.GetHoldsVips()
+}

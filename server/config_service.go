@@ -1,0 +1,80 @@
+package server
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+)
+
+type configService struct {
+	*Server
+	shoalv1.UnimplementedConfigServiceServer
+}
+
+func (c configService) GetConfig(ctx context.Context, req *shoalv1.GetConfigRequest) (*shoalv1.GetConfigResponse, error) {
+	st, err := c.read(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	return &shoalv1.GetConfigResponse{Config: st.GetConfig()}, nil
+}
+
+func (c configService) ApplyConfig(ctx context.Context, req *shoalv1.ApplyConfigRequest) (*shoalv1.ApplyConfigResponse, error) {
+	if req.GetConfig() == nil {
+		return nil, invalid("config", "required")
+	}
+	cmd := &shoalv1.Command{Op: &shoalv1.Command_ApplyConfig{ApplyConfig: req}}
+	if req.GetDryRun() {
+		res, err := c.dryRun(ctx, cmd)
+		if err != nil {
+			return nil, err
+		}
+		cfg := res.State.GetConfig()
+		// A dry run commits nothing, so the serial stays where it is.
+		return &shoalv1.ApplyConfigResponse{Serial: c.node.FSM().State().GetConfig().GetSerial(), Changes: res.Changes, Config: cfg}, nil
+	}
+	w, err := c.write(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	return &shoalv1.ApplyConfigResponse{Serial: w.serial, Changes: w.changes, Config: w.state.GetConfig()}, nil
+}
+
+// Watch streams committed configuration changes as this node applies them.
+func (c configService) Watch(req *shoalv1.WatchRequest, stream grpc.ServerStreamingServer[shoalv1.WatchResponse]) error {
+	ctx := stream.Context()
+	// Subscribe before reading the state, so nothing falls between the
+	// initial message and the first event.
+	events, cancel := c.node.FSM().Subscribe(64)
+	defer cancel()
+	last := c.node.FSM().State().GetConfig()
+	sent := last.GetSerial()
+	if req.GetInitial() {
+		if err := stream.Send(&shoalv1.WatchResponse{Serial: sent, Config: last}); err != nil {
+			return err
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-events:
+			if !ok {
+				return status.Error(codes.Aborted, "watch fell behind the applied changes; watch again with initial")
+			}
+			// Registry changes leave the serial alone and are not
+			// configuration changes.
+			if ev.Serial <= sent {
+				continue
+			}
+			sent = ev.Serial
+			if err := stream.Send(&shoalv1.WatchResponse{Serial: ev.Serial, Changes: ev.Changes}); err != nil {
+				return err
+			}
+		}
+	}
+}

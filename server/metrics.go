@@ -1,0 +1,93 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"path"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+)
+
+// metrics live in a registry of their own, so several nodes in one test
+// process do not collide in the global one.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_api_requests_total",
+			Help: "gRPC API requests by method and status code.",
+		}, []string{"method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "shoal_api_request_duration_seconds",
+			Help:    "gRPC API request latency by method (streams: their lifetime).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"method"}),
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	m.reg.MustRegister(
+		m.requests, m.latency,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		gauge("shoal_serial", "Serial of the configuration this node has applied.", func() float64 {
+			return float64(s.node.FSM().State().GetConfig().GetSerial())
+		}),
+		gauge("shoal_raft_state", "Raft state: 0 follower, 1 candidate, 2 leader, 3 shutdown.", func() float64 {
+			return float64(s.node.Raft().State())
+		}),
+		gauge("shoal_is_leader", "1 when this node is the raft leader.", func() float64 {
+			if s.node.Raft().State() == raft.Leader {
+				return 1
+			}
+			return 0
+		}),
+		gauge("shoal_applied_index", "Raft index of the last log entry this node applied.", func() float64 {
+			return float64(s.node.FSM().AppliedIndex())
+		}),
+		gauge("shoal_commit_index", "Raft commit index as this node knows it.", func() float64 {
+			return float64(s.node.Raft().CommitIndex())
+		}),
+		gauge("shoal_term", "Current raft term.", func() float64 {
+			return float64(s.node.Status().Term)
+		}),
+	)
+	return m
+}
+
+// MetricsHandler serves this node's Prometheus metrics.
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
+}
+
+func (m *metrics) observe(fullMethod string, start time.Time, err error) {
+	method := path.Base(fullMethod)
+	m.requests.WithLabelValues(method, status.Code(err).String()).Inc()
+	m.latency.WithLabelValues(method).Observe(time.Since(start).Seconds())
+}
+
+func (m *metrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := h(ctx, req)
+	m.observe(info.FullMethod, start, err)
+	return resp, err
+}
+
+func (m *metrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	start := time.Now()
+	err := h(srv, ss)
+	m.observe(info.FullMethod, start, err)
+	return err
+}

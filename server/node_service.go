@@ -1,0 +1,69 @@
+package server
+
+import (
+	"context"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+)
+
+type nodeService struct {
+	*Server
+	shoalv1.UnimplementedNodeServiceServer
+}
+
+func (n nodeService) GetNodeStatus(context.Context, *shoalv1.GetNodeStatusRequest) (*shoalv1.GetNodeStatusResponse, error) {
+	return &shoalv1.GetNodeStatusResponse{Status: n.nodeStatus()}, nil
+}
+
+// WatchHealth streams this node's health transitions.
+func (n nodeService) WatchHealth(_ *shoalv1.WatchHealthRequest, stream grpc.ServerStreamingServer[shoalv1.WatchHealthResponse]) error {
+	if n.o.Health == nil {
+		return status.Error(codes.Unimplemented, "this node runs no health checks (lvsd --dataplane none)")
+	}
+	ch, cancel := n.o.Health.Subscribe(64)
+	defer cancel()
+	ctx := stream.Context()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case h, ok := <-ch:
+			if !ok {
+				return status.Error(codes.Aborted, "health watch ended; watch again")
+			}
+			if err := stream.Send(&shoalv1.WatchHealthResponse{Health: h}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// nodeStatus is this node's raft view plus what the optional providers add.
+func (s *Server) nodeStatus() *shoalv1.NodeStatus {
+	ns := s.node.Status()
+	st := &shoalv1.NodeStatus{
+		Id:            s.o.ID,
+		Role:          strings.ToLower(ns.Role),
+		LeaderId:      ns.LeaderID,
+		Term:          ns.Term,
+		AppliedIndex:  ns.AppliedIndex,
+		AppliedSerial: s.node.FSM().State().GetConfig().GetSerial(),
+		LastContact:   durationpb.New(ns.LastContact),
+		Dataplane:     "none",
+		ApiAddress:    s.o.APIAddr,
+		RaftAddress:   s.o.RaftAddr,
+	}
+	if s.o.Dataplane != nil {
+		s.o.Dataplane.Status(st)
+	}
+	if s.o.Health != nil {
+		st.Health = s.o.Health.Status()
+	}
+	return st
+}

@@ -1,0 +1,203 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+	"github.com/shoal-lb/shoal/raftfsm"
+)
+
+// DataplaneStatus fills the dataplane part of a node's status (dataplane,
+// holds_vips, addresses, reconciled serial and error, IPVS table).
+type DataplaneStatus interface {
+	Status(st *shoalv1.NodeStatus)
+}
+
+// HealthStatus is this node's health monitor as the API sees it.
+type HealthStatus interface {
+	Status() []*shoalv1.RealServerHealth
+	Subscribe(buf int) (<-chan *shoalv1.RealServerHealth, func())
+}
+
+// Options configures a Server.
+type Options struct {
+	Node *raftfsm.Node
+	// ID, APIAddr and RaftAddr are this node's identity as peers reach it;
+	// APIAddr is what the node registers for forwarding and status.
+	ID, APIAddr, RaftAddr string
+	Logger                *slog.Logger
+	// Dataplane and Health are optional status providers.
+	Dataplane DataplaneStatus
+	Health    HealthStatus
+	// PeerTimeout bounds one call to another member for cluster status
+	// (default 1s).
+	PeerTimeout time.Duration
+	// LeaderWait is how long a write or read waits for an election to
+	// finish before it answers Unavailable (default 3s).
+	LeaderWait time.Duration
+	// DialOptions for connections to peers; default insecure.
+	DialOptions []grpc.DialOption
+}
+
+// Server implements every shoal gRPC service over one raft node.
+type Server struct {
+	o       Options
+	node    *raftfsm.Node
+	log     *slog.Logger
+	metrics *metrics
+	health  *health.Server
+
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+// New returns a Server; call Run to keep this node's API address registered
+// and Close to drop peer connections.
+func New(o Options) (*Server, error) {
+	if o.Node == nil {
+		return nil, errors.New("server: Options.Node is required")
+	}
+	if o.ID == "" || o.APIAddr == "" {
+		return nil, errors.New("server: Options.ID and Options.APIAddr are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.PeerTimeout <= 0 {
+		o.PeerTimeout = time.Second
+	}
+	if o.LeaderWait <= 0 {
+		o.LeaderWait = 3 * time.Second
+	}
+	if o.DialOptions == nil {
+		o.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	s := &Server{o: o, node: o.Node, log: o.Logger, conns: map[string]*grpc.ClientConn{}, health: health.NewServer()}
+	s.metrics = newMetrics(s)
+	return s, nil
+}
+
+// NewGRPCServer returns a grpc.Server with every shoal service, server
+// reflection (for grpcurl), the standard health service and the metrics
+// interceptors installed.
+func (s *Server) NewGRPCServer(opt ...grpc.ServerOption) *grpc.Server {
+	opt = append(opt,
+		grpc.ChainUnaryInterceptor(s.metrics.unary),
+		grpc.ChainStreamInterceptor(s.metrics.stream))
+	gs := grpc.NewServer(opt...)
+	s.Register(gs)
+	return gs
+}
+
+// Register adds the shoal services, reflection and health to gs.
+func (s *Server) Register(gs *grpc.Server) {
+	shoalv1.RegisterConfigServiceServer(gs, configService{Server: s})
+	shoalv1.RegisterLoadBalancerServiceServer(gs, lbService{Server: s})
+	shoalv1.RegisterClusterServiceServer(gs, clusterService{Server: s})
+	shoalv1.RegisterNodeServiceServer(gs, nodeService{Server: s})
+	shoalv1.RegisterPeerServiceServer(gs, peerService{Server: s})
+	healthpb.RegisterHealthServer(gs, s.health)
+	reflection.Register(gs)
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	for _, name := range []string{
+		shoalv1.ConfigService_ServiceDesc.ServiceName, shoalv1.LoadBalancerService_ServiceDesc.ServiceName,
+		shoalv1.ClusterService_ServiceDesc.ServiceName, shoalv1.NodeService_ServiceDesc.ServiceName,
+		shoalv1.PeerService_ServiceDesc.ServiceName,
+	} {
+		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+}
+
+// Run keeps this node's API address in the member registry until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	s.registerLoop(ctx)
+	return nil
+}
+
+// Close marks the health service NOT_SERVING and closes peer connections.
+func (s *Server) Close() error {
+	s.health.Shutdown()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for addr, c := range s.conns {
+		if err := c.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close connection to %s: %w", addr, err))
+		}
+		delete(s.conns, addr)
+	}
+	return errors.Join(errs...)
+}
+
+// conn returns a cached client connection to a member's API address.
+func (s *Server) conn(addr string) (*grpc.ClientConn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr, s.o.DialOptions...)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	s.conns[addr] = c
+	return c, nil
+}
+
+// isLeader is this node's raft view; a stale answer is corrected by
+// Node.Apply returning ErrNotLeader.
+func (s *Server) isLeader() bool {
+	return s.node.Raft().State() == raft.Leader
+}
+
+// leader is the leader's id and API address, waiting up to LeaderWait for an
+// election to end. self reports that this node leads.
+func (s *Server) leader(ctx context.Context) (id, apiAddr string, self bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.o.LeaderWait)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		id, apiAddr, self, err = s.leaderNow()
+		if err == nil {
+			return id, apiAddr, self, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", "", false, err
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *Server) leaderNow() (id, apiAddr string, self bool, err error) {
+	if s.isLeader() {
+		return s.o.ID, s.o.APIAddr, true, nil
+	}
+	_, lid := s.node.Raft().LeaderWithID()
+	if lid == "" {
+		return "", "", false, errNoLeader
+	}
+	if string(lid) == s.o.ID {
+		// Raft still names us while we step down; wait for the next one.
+		return "", "", false, errNoLeader
+	}
+	for _, m := range s.node.FSM().State().GetMembers() {
+		if m.GetId() == string(lid) && m.GetApiAddress() != "" {
+			return string(lid), m.GetApiAddress(), false, nil
+		}
+	}
+	return "", "", false, fmt.Errorf("leader %s has not registered its API address yet: %w", lid, errNoLeader)
+}

@@ -1,0 +1,187 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+	"github.com/shoal-lb/shoal/raftfsm"
+)
+
+// written is what a committed write leaves behind: the serial and changes
+// the leader reported, and this node's state once it has applied them.
+type written struct {
+	serial  uint64
+	changes []*shoalv1.Change
+	state   *shoalv1.State
+}
+
+// write is the one write path: validate locally, then commit through Raft
+// here or on the leader. Errors are already gRPC statuses.
+func (s *Server) write(ctx context.Context, cmd *shoalv1.Command) (*written, error) {
+	if _, err := s.validate(ctx, cmd); err != nil {
+		return nil, toStatus(err)
+	}
+	w, err := s.commit(ctx, cmd)
+	return w, toStatus(err)
+}
+
+// validate runs the command against local state without committing it.
+// A follower may lag, so before it rejects a command it catches up with the
+// leader and tries again: a service created a moment ago through another
+// node must not be "not found" here.
+func (s *Server) validate(ctx context.Context, cmd *shoalv1.Command) (*raftfsm.Result, error) {
+	res, err := raftfsm.Apply(s.node.FSM().State(), cmd)
+	if err == nil || s.isLeader() {
+		return res, err
+	}
+	if berr := s.barrier(ctx); berr != nil {
+		// Without a leader the local verdict is the best there is.
+		return nil, err
+	}
+	return raftfsm.Apply(s.node.FSM().State(), cmd)
+}
+
+// dryRun validates cmd against a consistent view of the state and returns
+// what it would do; it never reaches Raft.
+func (s *Server) dryRun(ctx context.Context, cmd *shoalv1.Command) (*raftfsm.Result, error) {
+	if err := s.barrier(ctx); err != nil {
+		return nil, toStatus(err)
+	}
+	res, err := raftfsm.Apply(s.node.FSM().State(), cmd)
+	return res, toStatus(err)
+}
+
+// commit applies cmd on the leader, forwarding when this node does not
+// lead, and retries while leadership moves (up to LeaderWait).
+func (s *Server) commit(ctx context.Context, cmd *shoalv1.Command) (*written, error) {
+	deadline := time.Now().Add(s.o.LeaderWait)
+	for {
+		w, err := s.commitOnce(ctx, cmd)
+		if err == nil || !retryable(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			return w, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// retryable errors mean "the leader moved before the command was
+// accepted"; the command was not committed and can be sent again.
+func retryable(err error) bool {
+	if errors.Is(err, raftfsm.ErrNotLeader) || errors.Is(err, errNoLeader) {
+		return true
+	}
+	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable {
+		return st.Message() == notLeaderMsg
+	}
+	return false
+}
+
+func (s *Server) commitOnce(ctx context.Context, cmd *shoalv1.Command) (*written, error) {
+	if s.isLeader() {
+		res, err := s.node.Apply(ctx, cmd)
+		if err == nil {
+			return &written{serial: res.State.GetConfig().GetSerial(), changes: res.Changes, state: res.State}, nil
+		}
+		if !errors.Is(err, raftfsm.ErrNotLeader) {
+			return nil, err
+		}
+	}
+	_, addr, self, err := s.leader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if self {
+		res, err := s.node.Apply(ctx, cmd)
+		if err != nil {
+			return nil, err
+		}
+		return &written{serial: res.State.GetConfig().GetSerial(), changes: res.Changes, state: res.State}, nil
+	}
+	cc, err := s.conn(addr)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := shoalv1.NewPeerServiceClient(cc).ApplyCommand(ctx, &shoalv1.ApplyCommandRequest{Command: cmd})
+	if err != nil {
+		return nil, err
+	}
+	// Answer with this node's state once it holds the write, so a client
+	// that reads from here next sees what it wrote.
+	st, err := s.waitSerial(ctx, resp.GetSerial())
+	if err != nil {
+		return nil, err
+	}
+	return &written{serial: resp.GetSerial(), changes: resp.GetChanges(), state: st}, nil
+}
+
+// waitSerial waits until the local FSM's config serial reaches serial.
+func (s *Server) waitSerial(ctx context.Context, serial uint64) (*shoalv1.State, error) {
+	fsm := s.node.FSM()
+	events, cancel := fsm.Subscribe(16)
+	defer cancel()
+	// The event channel wakes us promptly; the ticker covers an event
+	// dropped for a slow subscriber.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		st := fsm.State()
+		if st.GetConfig().GetSerial() >= serial {
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case _, ok := <-events:
+			if !ok {
+				events = nil
+			}
+		case <-tick.C:
+		}
+	}
+}
+
+const notLeaderMsg = "this node is not the leader"
+
+// peerService is spoken between nodes. It never forwards: a node that does
+// not lead says so and the sender looks the leader up again.
+type peerService struct {
+	*Server
+	shoalv1.UnimplementedPeerServiceServer
+}
+
+func (p peerService) ApplyCommand(ctx context.Context, req *shoalv1.ApplyCommandRequest) (*shoalv1.ApplyCommandResponse, error) {
+	if req.GetCommand() == nil {
+		return nil, invalid("command", "required")
+	}
+	if !p.isLeader() {
+		return nil, status.Error(codes.Unavailable, notLeaderMsg)
+	}
+	res, err := p.node.Apply(ctx, req.GetCommand())
+	if errors.Is(err, raftfsm.ErrNotLeader) {
+		return nil, status.Error(codes.Unavailable, notLeaderMsg)
+	}
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &shoalv1.ApplyCommandResponse{Serial: res.State.GetConfig().GetSerial(), Changes: res.Changes}, nil
+}
+
+func (p peerService) ReadIndex(ctx context.Context, _ *shoalv1.ReadIndexRequest) (*shoalv1.ReadIndexResponse, error) {
+	idx, err := p.node.ReadIndex(ctx)
+	if errors.Is(err, raftfsm.ErrNotLeader) {
+		return nil, status.Error(codes.Unavailable, notLeaderMsg)
+	}
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &shoalv1.ReadIndexResponse{Index: idx}, nil
+}

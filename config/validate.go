@@ -1,8 +1,305 @@
 package config
 
-import shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
 
-// Validate returns nil or an Errors listing every problem of c.
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// The values ipvsadm and lvs.cf accept, spelled the way they spell them.
+var (
+	Protocols   = []string{"tcp", "udp", "sctp"}
+	Schedulers  = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf"}
+	Forwards    = []string{"nat", "dr", "tun"}
+	CheckKinds  = []string{"tcp", "send-expect", "http", "https", "exec", "none"}
+	serviceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+)
+
+// MaxWeight is the largest IPVS real-server weight.
+const MaxWeight = 65535
+
+// Validate returns nil or an Errors listing every problem of c, each with its
+// field path. It judges c as Normalize would leave it (defaults count as set),
+// without changing c, so the API and the FSM reach the same verdict.
 func Validate(c *shoalv1.Config) error {
-	return nil // TODO
+	if c == nil {
+		return Errors{{Field: "config", Reason: "missing"}}
+	}
+	c = proto.Clone(c).(*shoalv1.Config)
+	Normalize(c)
+	v := &validator{}
+	v.global(c.Global)
+	v.services(c.Services)
+	if len(v.errs) == 0 {
+		return nil
+	}
+	return v.errs
+}
+
+type validator struct{ errs Errors }
+
+func (v *validator) add(field, format string, args ...any) {
+	v.errs = append(v.errs, FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) global(g *shoalv1.Global) {
+	if g.NatRouter != nil {
+		v.address("global.nat_router", g.NatRouter, true)
+	}
+	v.duration("global.garp_interval", g.GarpInterval)
+	v.duration("global.garp_refresh", g.GarpRefresh)
+	v.duration("global.tcp_timeout", g.TcpTimeout)
+	v.duration("global.tcpfin_timeout", g.TcpfinTimeout)
+	v.duration("global.udp_timeout", g.UdpTimeout)
+	for i, l := range g.MonitorLinks {
+		if reason := interfaceProblem(l); reason != "" {
+			v.add(fmt.Sprintf("global.monitor_links[%d]", i), "%s", reason)
+		}
+	}
+}
+
+// address checks a raised address; required says whether it must be present.
+func (v *validator) address(field string, a *shoalv1.Address, required bool) (netip.Addr, bool) {
+	if a.GetAddress() == "" {
+		if required {
+			v.add(field+".address", "required")
+		}
+		return netip.Addr{}, false
+	}
+	ip, err := netip.ParseAddr(a.GetAddress())
+	if err != nil || ip.Zone() != "" {
+		v.add(field+".address", "%q is not an IP address", a.GetAddress())
+		return netip.Addr{}, false
+	}
+	if p := a.GetPrefixLength(); p < 1 || int(p) > ip.BitLen() {
+		v.add(field+".prefix_length", "%d is outside 1..%d for %s", p, ip.BitLen(), family(ip))
+	}
+	if a.GetInterface() != "" {
+		if reason := interfaceProblem(a.GetInterface()); reason != "" {
+			v.add(field+".interface", "%s", reason)
+		}
+	}
+	return ip, true
+}
+
+func (v *validator) duration(field string, d *durationpb.Duration) {
+	if d == nil {
+		return
+	}
+	if err := d.CheckValid(); err != nil {
+		v.add(field, "%v", err)
+	} else if d.AsDuration() < 0 {
+		v.add(field, "%s is negative", d.AsDuration())
+	}
+}
+
+func (v *validator) positive(field string, d *durationpb.Duration) {
+	if d.CheckValid() == nil && d.AsDuration() <= 0 {
+		v.add(field, "must be positive, not %s", d.AsDuration())
+		return
+	}
+	v.duration(field, d)
+}
+
+func (v *validator) services(ss []*shoalv1.VirtualService) {
+	names := map[string]bool{}
+	byAddr := map[string]string{} // vip:port/protocol -> service name
+	byMark := map[string]string{} // fwmark/family -> service name
+	for i, s := range ss {
+		if s == nil {
+			v.add(fmt.Sprintf("services[%d]", i), "missing")
+			continue
+		}
+		path := servicePath(i, s)
+		switch {
+		case s.Name == "":
+			v.add(path+".name", "required")
+		case !serviceName.MatchString(s.Name):
+			v.add(path+".name", "%q must match %s", s.Name, serviceName)
+		case names[s.Name]:
+			v.add(path+".name", "%q is used by another service", s.Name)
+		}
+		names[s.Name] = true
+		vip, ok := v.service(path, s)
+		switch {
+		case s.Fwmark > 0:
+			key := fmt.Sprintf("%d/%s", s.Fwmark, serviceFamily(s, vip, ok))
+			if other, dup := byMark[key]; dup {
+				v.add(path+".fwmark", "fwmark %d (%s) is also used by service %q", s.Fwmark, serviceFamily(s, vip, ok), other)
+			} else {
+				byMark[key] = s.Name
+			}
+		case ok && s.Port >= 1 && s.Port <= 65535:
+			key := netip.AddrPortFrom(vip, uint16(s.Port)).String() + "/" + s.Protocol
+			if other, dup := byAddr[key]; dup {
+				v.add(path, "%s is also used by service %q", key, other)
+			} else {
+				byAddr[key] = s.Name
+			}
+		}
+	}
+}
+
+func servicePath(i int, s *shoalv1.VirtualService) string {
+	if s.GetName() == "" {
+		return fmt.Sprintf("services[%d]", i)
+	}
+	return "services[" + s.GetName() + "]"
+}
+
+// service checks one service and returns its VIP when it has a valid one.
+func (v *validator) service(path string, s *shoalv1.VirtualService) (netip.Addr, bool) {
+	var vip netip.Addr
+	ok := false
+	if s.Vip != nil || s.Fwmark == 0 {
+		vip, ok = v.address(path+".vip", s.Vip, s.Fwmark == 0)
+	}
+	if s.Fwmark > 0 {
+		if s.Port != 0 {
+			v.add(path+".port", "must be 0 for a fwmark service, not %d", s.Port)
+		}
+	} else if s.Port < 1 || s.Port > 65535 {
+		v.add(path+".port", "%d is outside 1..65535", s.Port)
+	}
+	v.oneOf(path+".protocol", s.Protocol, Protocols)
+	v.oneOf(path+".scheduler", s.Scheduler, Schedulers)
+	v.oneOf(path+".forward", s.Forward, Forwards)
+	bits := 128
+	if ok {
+		bits = vip.BitLen()
+	}
+	if int(s.PersistencePrefix) > bits {
+		v.add(path+".persistence_prefix", "%d is longer than %d bits", s.PersistencePrefix, bits)
+	}
+	v.check(path+".health_check", s.HealthCheck)
+
+	seen := map[string]bool{}
+	for i, rs := range s.RealServers {
+		if rs == nil {
+			v.add(fmt.Sprintf("%s.real_servers[%d]", path, i), "missing")
+			continue
+		}
+		key := RealServerKey(s, rs)
+		rpath := path + ".real_servers[" + key + "]"
+		v.realServer(rpath, s, rs, vip, ok)
+		if seen[key] {
+			v.add(rpath, "%s is listed twice", key)
+		}
+		seen[key] = true
+	}
+	if rs := s.SorryServer; rs != nil {
+		key := RealServerKey(s, rs)
+		v.realServer(path+".sorry_server", s, rs, vip, ok)
+		if seen[key] {
+			v.add(path+".sorry_server", "%s is also a real server", key)
+		}
+	}
+	return vip, ok
+}
+
+func (v *validator) realServer(path string, s *shoalv1.VirtualService, rs *shoalv1.RealServer, vip netip.Addr, vipOK bool) {
+	ip, err := netip.ParseAddr(rs.Address)
+	switch {
+	case rs.Address == "":
+		v.add(path+".address", "required")
+	case err != nil || ip.Zone() != "":
+		v.add(path+".address", "%q is not an IP address", rs.Address)
+	case vipOK && ip.Is4() != vip.Is4():
+		v.add(path+".address", "%s is %s but the VIP %s is %s", ip, family(ip), vip, family(vip))
+	}
+	if rs.Port > 65535 {
+		v.add(path+".port", "%d is outside 0..65535", rs.Port)
+	}
+	if w := rs.GetWeight(); w > MaxWeight {
+		v.add(path+".weight", "%d is above %d", w, MaxWeight)
+	}
+	fwd := s.Forward
+	if rs.Forward != "" {
+		v.oneOf(path+".forward", rs.Forward, Forwards)
+		fwd = rs.Forward
+	}
+	// Direct routing and tunnelling deliver the packet unchanged, so the real
+	// server receives it on the service's port whatever we configure.
+	if (fwd == "dr" || fwd == "tun") && rs.Port != 0 && rs.Port != s.Port {
+		v.add(path+".port", "%s forwarding cannot change the port (%d -> %d); leave it 0", fwd, s.Port, rs.Port)
+	}
+}
+
+func (v *validator) check(path string, h *shoalv1.HealthCheck) {
+	v.oneOf(path+".kind", h.Kind, CheckKinds)
+	v.positive(path+".interval", h.Interval)
+	v.positive(path+".timeout", h.Timeout)
+	v.duration(path+".reentry", h.Reentry)
+	v.duration(path+".down_after", h.DownAfter)
+	if h.Rise < 1 {
+		v.add(path+".rise", "must be at least 1")
+	}
+	if h.Fall < 1 {
+		v.add(path+".fall", "must be at least 1")
+	}
+	if h.Regex {
+		if _, err := regexp.Compile(h.Expect); err != nil {
+			v.add(path+".expect", "regex: %v", err)
+		}
+	}
+	if h.Kind == "exec" && (len(h.Command) == 0 || strings.TrimSpace(h.Command[0]) == "") {
+		v.add(path+".command", "required for an exec check")
+	}
+	if h.HttpStatus != 0 && (h.HttpStatus < 100 || h.HttpStatus > 599) {
+		v.add(path+".http_status", "%d is outside 100..599", h.HttpStatus)
+	}
+	if h.Port > 65535 {
+		v.add(path+".port", "%d is outside 0..65535", h.Port)
+	}
+}
+
+func (v *validator) oneOf(field, value string, allowed []string) {
+	for _, a := range allowed {
+		if value == a {
+			return
+		}
+	}
+	v.add(field, "%q is not one of %s", value, strings.Join(allowed, " "))
+}
+
+// interfaceProblem applies the kernel's dev_valid_name rule.
+func interfaceProblem(name string) string {
+	switch {
+	case name == "":
+		return "empty interface name"
+	case len(name) > 15:
+		return strconv.Quote(name) + " is longer than 15 bytes"
+	case name == "." || name == "..":
+		return strconv.Quote(name) + " is not an interface name"
+	case strings.ContainsAny(name, "/: \t\n\r\v\f"):
+		return strconv.Quote(name) + " contains '/', ':' or white space"
+	}
+	return ""
+}
+
+func family(ip netip.Addr) string {
+	if ip.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// serviceFamily is the address family of a service: its VIP's, or for a
+// fwmark service without a VIP its first real server's, else IPv4.
+func serviceFamily(s *shoalv1.VirtualService, vip netip.Addr, ok bool) string {
+	if ok {
+		return family(vip)
+	}
+	for _, rs := range s.RealServers {
+		if ip, err := netip.ParseAddr(rs.GetAddress()); err == nil {
+			return family(ip)
+		}
+	}
+	return "IPv4"
 }

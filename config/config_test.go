@@ -154,10 +154,14 @@ func TestValidate(t *testing.T) {
 			"services[web].health_check.timeout: must be positive",
 			"services[web].health_check.reentry: -1s is negative",
 		}},
-		{"check regex", func(c *shoalv1.Config) { svc(c).HealthCheck = &shoalv1.HealthCheck{Kind: "send-expect", Regex: true, Expect: "("} }, []string{"services[web].health_check.expect: regex:"}},
+		{"check regex", func(c *shoalv1.Config) {
+			svc(c).HealthCheck = &shoalv1.HealthCheck{Kind: "send-expect", Regex: true, Expect: "("}
+		}, []string{"services[web].health_check.expect: regex:"}},
 		{"check exec", func(c *shoalv1.Config) { svc(c).HealthCheck = &shoalv1.HealthCheck{Kind: "exec"} }, []string{"services[web].health_check.command: required"}},
 		{"check http status", func(c *shoalv1.Config) { svc(c).HealthCheck = &shoalv1.HealthCheck{Kind: "http", HttpStatus: 99} }, []string{"services[web].health_check.http_status: 99 is outside 100..599"}},
-		{"nat router", func(c *shoalv1.Config) { c.Global = &shoalv1.Global{NatRouter: &shoalv1.Address{Address: "10.0.0.254", PrefixLength: 40}} }, []string{"global.nat_router.prefix_length: 40"}},
+		{"nat router", func(c *shoalv1.Config) {
+			c.Global = &shoalv1.Global{NatRouter: &shoalv1.Address{Address: "10.0.0.254", PrefixLength: 40}}
+		}, []string{"global.nat_router.prefix_length: 40"}},
 		{"nat router missing address", func(c *shoalv1.Config) { c.Global = &shoalv1.Global{NatRouter: &shoalv1.Address{Interface: "eth1"}} }, []string{"global.nat_router.address: required"}},
 		{"global durations", func(c *shoalv1.Config) {
 			c.Global = &shoalv1.Global{GarpInterval: durationpb.New(-time.Millisecond), TcpTimeout: durationpb.New(-time.Second)}

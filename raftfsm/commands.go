@@ -2,41 +2,392 @@ package raftfsm
 
 import (
 	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
 
 	"github.com/shoal-lb/shoal/config"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 )
 
-// Result is the outcome of a command: the new state and what changed.
-// State.Config.Serial is the new serial.
+// Result is the outcome of a command: the state after it and what changed.
+// State.Config.Serial is the new serial. When the command changed nothing,
+// State is the very state that was passed in (compare pointers) and Changes is
+// empty.
 type Result struct {
 	State   *shoalv1.State
 	Changes []*shoalv1.Change
 }
 
-// ErrorKind classifies why a command was rejected; the API maps it to a status code.
+// ErrorKind classifies why a command was rejected; the API maps it to a
+// status code in one place.
 type ErrorKind int
 
 const (
+	// KindInvalid: the command or the configuration it would produce is invalid.
 	KindInvalid ErrorKind = iota + 1
+	// KindNotFound: the named service or real server does not exist.
 	KindNotFound
+	// KindAlreadyExists: a create named something that exists.
 	KindAlreadyExists
+	// KindFailedPrecondition: expected_serial did not match.
 	KindFailedPrecondition
 )
 
-// Error is a rejected command.
+func (k ErrorKind) String() string {
+	switch k {
+	case KindInvalid:
+		return "invalid"
+	case KindNotFound:
+		return "not found"
+	case KindAlreadyExists:
+		return "already exists"
+	case KindFailedPrecondition:
+		return "failed precondition"
+	}
+	return fmt.Sprintf("ErrorKind(%d)", int(k))
+}
+
+// Error is a rejected command. Every node rejects the same command the same
+// way, so it is a result of the log, not a fault.
 type Error struct {
 	Kind   ErrorKind
 	Reason string
+	// Fields lists the configuration problems when Kind is KindInvalid.
 	Fields config.Errors
 }
 
 func (e *Error) Error() string { return e.Reason }
 
-// ErrNotLeader is wrapped by Node.Apply and Node.ReadIndex when this node is not the leader.
+func invalid(field, format string, args ...any) *Error {
+	reason := fmt.Sprintf(format, args...)
+	return &Error{Kind: KindInvalid, Reason: field + ": " + reason, Fields: config.Errors{{Field: field, Reason: reason}}}
+}
+
+// ErrNotLeader is wrapped by Node.Apply and Node.ReadIndex when this node is
+// not the leader; the caller forwards to the leader.
 var ErrNotLeader = errors.New("not the raft leader")
 
-// Apply computes the state after cmd. It never mutates st.
+// Updatable fields: a VirtualService's top-level fields except its identity and
+// the real servers, which have their own commands; a RealServer's attributes
+// except its identity (address and port).
+var (
+	serviceMaskFields    = maskFields((&shoalv1.VirtualService{}).ProtoReflect().Descriptor(), "name", "real_servers")
+	realServerMaskFields = []string{"weight", "active", "forward", "name"}
+)
+
+func maskFields(md protoreflect.MessageDescriptor, except ...string) []string {
+	var out []string
+	for i := 0; i < md.Fields().Len(); i++ {
+		if name := string(md.Fields().Get(i).Name()); !slices.Contains(except, name) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// EmptyState is the state of a new cluster: no services, default global
+// settings, serial 0.
+func EmptyState() *shoalv1.State {
+	c := &shoalv1.Config{}
+	config.Normalize(c)
+	return &shoalv1.State{Config: c}
+}
+
+// Apply computes the state after cmd. It is pure: it never mutates st (nor
+// cmd), reads no clock and does no I/O, so every node computes the same result
+// from the same log. The FSM calls it for every entry; the API calls it for
+// early validation and dry runs.
+//
+// The result is normalised and validated as a whole. The serial grows by one
+// when the configuration changed and not at all otherwise; member
+// registrations never change it.
 func Apply(st *shoalv1.State, cmd *shoalv1.Command) (*Result, error) {
-	panic("TODO")
+	if st == nil {
+		st = EmptyState()
+	}
+	old := st.GetConfig()
+	if old == nil {
+		old = EmptyState().Config
+	}
+	next := proto.Clone(st).(*shoalv1.State)
+	next.Config = proto.Clone(old).(*shoalv1.Config)
+	c := next.Config
+
+	var err error
+	switch op := cmd.GetOp().(type) {
+	case *shoalv1.Command_RegisterMember:
+		return registerMember(st, next, op.RegisterMember)
+	case *shoalv1.Command_UnregisterMember:
+		return unregisterMember(st, next, op.UnregisterMember)
+	case *shoalv1.Command_ApplyConfig:
+		err = applyConfig(c, op.ApplyConfig)
+	case *shoalv1.Command_CreateVirtualService:
+		err = createService(c, op.CreateVirtualService)
+	case *shoalv1.Command_UpdateVirtualService:
+		err = updateService(c, op.UpdateVirtualService)
+	case *shoalv1.Command_DeleteVirtualService:
+		err = deleteService(c, op.DeleteVirtualService)
+	case *shoalv1.Command_AddRealServer:
+		err = addRealServer(c, op.AddRealServer)
+	case *shoalv1.Command_UpdateRealServer:
+		err = updateRealServer(c, op.UpdateRealServer)
+	case *shoalv1.Command_RemoveRealServer:
+		err = removeRealServer(c, op.RemoveRealServer)
+	default:
+		return nil, &Error{Kind: KindInvalid, Reason: "command has no operation"}
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	config.Normalize(c)
+	if err := config.Validate(c); err != nil {
+		var fields config.Errors
+		errors.As(err, &fields)
+		return nil, &Error{Kind: KindInvalid, Reason: err.Error(), Fields: fields}
+	}
+	c.Serial = old.Serial
+	if proto.Equal(old, c) {
+		return &Result{State: st}, nil
+	}
+	c.Serial = old.Serial + 1
+	return &Result{State: next, Changes: config.Diff(old, c)}, nil
+}
+
+func checkSerial(c *shoalv1.Config, expected uint64) error {
+	if expected != 0 && expected != c.Serial {
+		return &Error{Kind: KindFailedPrecondition, Reason: fmt.Sprintf("expected serial %d, but the serial is %d", expected, c.Serial)}
+	}
+	return nil
+}
+
+func applyConfig(c *shoalv1.Config, req *shoalv1.ApplyConfigRequest) error {
+	if err := checkSerial(c, req.ExpectedSerial); err != nil {
+		return err
+	}
+	nc := req.GetConfig()
+	if nc == nil {
+		return invalid("config", "required")
+	}
+	nc = proto.Clone(nc).(*shoalv1.Config)
+	c.Global, c.Services = nc.Global, nc.Services
+	return nil
+}
+
+func findService(c *shoalv1.Config, name string) (int, *shoalv1.VirtualService, error) {
+	for i, s := range c.Services {
+		if s.GetName() == name {
+			return i, s, nil
+		}
+	}
+	return -1, nil, &Error{Kind: KindNotFound, Reason: fmt.Sprintf("virtual service %q not found", name)}
+}
+
+func createService(c *shoalv1.Config, req *shoalv1.CreateVirtualServiceRequest) error {
+	if err := checkSerial(c, req.ExpectedSerial); err != nil {
+		return err
+	}
+	s := req.GetService()
+	if s == nil {
+		return invalid("service", "required")
+	}
+	name := strings.TrimSpace(s.Name)
+	if name == "" {
+		return invalid("service.name", "required")
+	}
+	if _, _, err := findService(c, name); err == nil {
+		return &Error{Kind: KindAlreadyExists, Reason: fmt.Sprintf("virtual service %q already exists", name)}
+	}
+	c.Services = append(c.Services, proto.Clone(s).(*shoalv1.VirtualService))
+	return nil
+}
+
+// maskPaths returns the fields an update sets: the mask's paths, or every
+// allowed field when the mask is empty.
+func maskPaths(mask *fieldmaskpb.FieldMask, allowed []string) ([]string, error) {
+	if len(mask.GetPaths()) == 0 {
+		return allowed, nil
+	}
+	for _, p := range mask.GetPaths() {
+		if !slices.Contains(allowed, p) {
+			return nil, invalid("update_mask", "%q is not an updatable field (one of %s)", p, strings.Join(allowed, " "))
+		}
+	}
+	return mask.GetPaths(), nil
+}
+
+// copyFields sets each named top-level field of dst to its value in src,
+// clearing it when src does not have it.
+func copyFields(dst, src proto.Message, paths []string) {
+	d, s := dst.ProtoReflect(), src.ProtoReflect()
+	fields := d.Descriptor().Fields()
+	for _, p := range paths {
+		fd := fields.ByName(protoreflect.Name(p))
+		if s.Has(fd) {
+			d.Set(fd, cloneValue(fd, s.Get(fd)))
+		} else {
+			d.Clear(fd)
+		}
+	}
+}
+
+func cloneValue(fd protoreflect.FieldDescriptor, v protoreflect.Value) protoreflect.Value {
+	if fd.Kind() == protoreflect.MessageKind && !fd.IsList() && !fd.IsMap() {
+		return protoreflect.ValueOfMessage(proto.Clone(v.Message().Interface()).ProtoReflect())
+	}
+	return v
+}
+
+func updateService(c *shoalv1.Config, req *shoalv1.UpdateVirtualServiceRequest) error {
+	if err := checkSerial(c, req.ExpectedSerial); err != nil {
+		return err
+	}
+	src := req.GetService()
+	if src == nil {
+		return invalid("service", "required")
+	}
+	paths, err := maskPaths(req.GetUpdateMask(), serviceMaskFields)
+	if err != nil {
+		return err
+	}
+	_, s, err := findService(c, src.Name)
+	if err != nil {
+		return err
+	}
+	copyFields(s, src, paths)
+	return nil
+}
+
+func deleteService(c *shoalv1.Config, req *shoalv1.DeleteVirtualServiceRequest) error {
+	if err := checkSerial(c, req.ExpectedSerial); err != nil {
+		return err
+	}
+	i, _, err := findService(c, req.Name)
+	if err != nil {
+		return err
+	}
+	c.Services = slices.Delete(c.Services, i, i+1)
+	return nil
+}
+
+// findRealServer finds the real server of s that receives traffic at
+// address:port (port 0 meaning the service's port), comparing addresses
+// numerically so "2001:db8::1" finds "2001:0db8::1".
+func findRealServer(s *shoalv1.VirtualService, address string, port uint32) (int, error) {
+	want, err := netip.ParseAddr(strings.TrimSpace(address))
+	if err != nil {
+		return -1, invalid("real_server.address", "%q is not an IP address", address)
+	}
+	if port == 0 {
+		port = s.Port
+	}
+	for i, rs := range s.RealServers {
+		if ip, err := netip.ParseAddr(rs.GetAddress()); err == nil && ip == want && config.RealServerPort(s, rs) == port {
+			return i, nil
+		}
+	}
+	return -1, &Error{Kind: KindNotFound, Reason: fmt.Sprintf("real server %s not found in virtual service %q",
+		netip.AddrPortFrom(want, uint16(port)), s.Name)}
+}
+
+func addRealServer(c *shoalv1.Config, req *shoalv1.AddRealServerRequest) error {
+	if err := checkSerial(c, req.ExpectedSerial); err != nil {
+		return err
+	}
+	rs := req.GetRealServer()
+	if rs == nil {
+		return invalid("real_server", "required")
+	}
+	_, s, err := findService(c, req.Service)
+	if err != nil {
+		return err
+	}
+	_, err = findRealServer(s, rs.Address, rs.Port)
+	var e *Error
+	switch {
+	case err == nil:
+		return &Error{Kind: KindAlreadyExists, Reason: fmt.Sprintf("real server %s already exists in virtual service %q",
+			config.RealServerKey(s, rs), s.Name)}
+	case errors.As(err, &e) && e.Kind != KindNotFound:
+		return err
+	}
+	s.RealServers = append(s.RealServers, proto.Clone(rs).(*shoalv1.RealServer))
+	return nil
+}
+
+func updateRealServer(c *shoalv1.Config, req *shoalv1.UpdateRealServerRequest) error {
+	if err := checkSerial(c, req.ExpectedSerial); err != nil {
+		return err
+	}
+	src := req.GetRealServer()
+	if src == nil {
+		return invalid("real_server", "required")
+	}
+	paths, err := maskPaths(req.GetUpdateMask(), realServerMaskFields)
+	if err != nil {
+		return err
+	}
+	_, s, err := findService(c, req.Service)
+	if err != nil {
+		return err
+	}
+	i, err := findRealServer(s, src.Address, src.Port)
+	if err != nil {
+		return err
+	}
+	copyFields(s.RealServers[i], src, paths)
+	return nil
+}
+
+func removeRealServer(c *shoalv1.Config, req *shoalv1.RemoveRealServerRequest) error {
+	if err := checkSerial(c, req.ExpectedSerial); err != nil {
+		return err
+	}
+	_, s, err := findService(c, req.Service)
+	if err != nil {
+		return err
+	}
+	i, err := findRealServer(s, req.Address, req.Port)
+	if err != nil {
+		return err
+	}
+	s.RealServers = slices.Delete(s.RealServers, i, i+1)
+	return nil
+}
+
+func registerMember(st, next *shoalv1.State, m *shoalv1.RegisterMember) (*Result, error) {
+	if m.GetId() == "" {
+		return nil, invalid("id", "required")
+	}
+	if m.GetApiAddress() == "" {
+		return nil, invalid("api_address", "required")
+	}
+	i, found := slices.BinarySearchFunc(next.Members, m.Id, func(e *shoalv1.RegisterMember, id string) int {
+		return strings.Compare(e.GetId(), id)
+	})
+	if found {
+		if proto.Equal(next.Members[i], m) {
+			return &Result{State: st}, nil
+		}
+		next.Members[i] = proto.Clone(m).(*shoalv1.RegisterMember)
+	} else {
+		next.Members = slices.Insert(next.Members, i, proto.Clone(m).(*shoalv1.RegisterMember))
+	}
+	return &Result{State: next}, nil
+}
+
+// unregisterMember is idempotent: forgetting an unknown member is not an
+// error, so a retried removal succeeds.
+func unregisterMember(st, next *shoalv1.State, m *shoalv1.UnregisterMember) (*Result, error) {
+	i := slices.IndexFunc(next.Members, func(e *shoalv1.RegisterMember) bool { return e.GetId() == m.GetId() })
+	if i < 0 {
+		return &Result{State: st}, nil
+	}
+	next.Members = slices.Delete(next.Members, i, i+1)
+	return &Result{State: next}, nil
 }

@@ -2,49 +2,361 @@ package raftfsm
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+	"google.golang.org/protobuf/proto"
 )
 
-// Timing maps onto raft.Config.
+// Timing maps onto raft.Config: HeartbeatTimeout, ElectionTimeout,
+// LeaderLeaseTimeout and CommitTimeout. Zero fields take raft's defaults.
 type Timing struct {
 	Heartbeat, Election, LeaderLease, Commit time.Duration
 }
 
 // Options configures Open.
 type Options struct {
-	ID, RaftAddr, DataDir string
-	Bootstrap             []raft.Server
-	Timing                Timing
-	Logger                *slog.Logger
-	Transport             raft.Transport // nil = TCP on RaftAddr
-	InMemory              bool           // tests: in-memory log/stable/snapshot stores
+	// ID is this node's raft server ID; RaftAddr is where peers reach it.
+	ID, RaftAddr string
+	// DataDir holds raft.db (log and stable store) and snapshots/.
+	DataDir string
+	// Bootstrap is the initial configuration; it is used only when the stores
+	// hold no state, so passing it again on every start is safe.
+	Bootstrap []raft.Server
+	Timing    Timing
+	Logger    *slog.Logger
+	// Transport nil means TCP on RaftAddr. A given transport belongs to the
+	// caller, which closes it after Shutdown.
+	Transport raft.Transport
+	// InMemory uses in-memory log, stable and snapshot stores (tests).
+	InMemory bool
 }
 
 // Status is what a node reports of itself.
 type Status struct {
-	ID, Role, LeaderID, LeaderAddr  string
+	ID string
+	// Role is leader, follower, candidate or shutdown.
+	Role                            string
+	LeaderID, LeaderAddr            string
 	Term, CommitIndex, AppliedIndex uint64
-	LastContact                     time.Duration
+	// LastContact is how long ago this node last heard from the leader; 0 on
+	// the leader itself.
+	LastContact time.Duration
 }
 
-// Node is one member of the Raft group.
+// Node is one member of the Raft group: raft, its stores and the FSM.
 type Node struct {
-	fsm  *FSM
-	raft *raft.Raft
+	id     string
+	log    *slog.Logger
+	fsm    *FSM
+	raft   *raft.Raft
+	closer []io.Closer // stores and an owned transport, closed after raft
+
+	leaders *leadership
+
+	// readyEpoch is the leadership epoch in which a barrier has proved that
+	// every entry of earlier terms is applied here (see ReadIndex).
+	readyMu    sync.Mutex
+	readyEpoch uint64
+
+	shutdownOnce sync.Once
+	shutdownErr  error
 }
 
-func Open(o Options) (*Node, error) { panic("TODO") }
-func (n *Node) FSM() *FSM           { return n.fsm }
-func (n *Node) Raft() *raft.Raft    { return n.raft }
-func (n *Node) Apply(ctx context.Context, cmd *shoalv1.Command) (*Result, error) {
-	panic("TODO")
+// Open starts a raft node. It bootstraps the cluster only when the stores are
+// empty and Bootstrap is given.
+func Open(o Options) (*Node, error) {
+	if o.ID == "" {
+		return nil, errors.New("open raft: empty node ID")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	logger := o.Logger.With("node", o.ID)
+	conf, err := raftConfig(o, logger)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{id: o.ID, log: logger, fsm: NewFSM()}
+	ok := false
+	defer func() {
+		if !ok {
+			n.closeAll()
+		}
+	}()
+
+	var (
+		logs   raft.LogStore
+		stable raft.StableStore
+		snaps  raft.SnapshotStore
+	)
+	if o.InMemory {
+		mem := raft.NewInmemStore()
+		logs, stable, snaps = mem, mem, raft.NewInmemSnapshotStore()
+	} else {
+		if o.DataDir == "" {
+			return nil, errors.New("open raft: empty data directory")
+		}
+		if err := os.MkdirAll(o.DataDir, 0o750); err != nil {
+			return nil, fmt.Errorf("open raft: %w", err)
+		}
+		bolt, err := raftboltdb.NewBoltStore(filepath.Join(o.DataDir, "raft.db"))
+		if err != nil {
+			return nil, fmt.Errorf("open raft log store in %s: %w", o.DataDir, err)
+		}
+		n.closer = append(n.closer, bolt)
+		logs, stable = bolt, bolt
+		snaps, err = raft.NewFileSnapshotStoreWithLogger(o.DataDir, 2, conf.Logger)
+		if err != nil {
+			return nil, fmt.Errorf("open raft snapshot store in %s: %w", o.DataDir, err)
+		}
+	}
+
+	trans := o.Transport
+	if trans == nil {
+		tcp, err := raft.NewTCPTransportWithLogger(o.RaftAddr, nil, 3, 10*time.Second, conf.Logger)
+		if err != nil {
+			return nil, fmt.Errorf("open raft transport on %s: %w", o.RaftAddr, err)
+		}
+		n.closer = append(n.closer, tcp)
+		trans = tcp
+	}
+
+	exists, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("open raft: inspect stores: %w", err)
+	}
+	if !exists && len(o.Bootstrap) > 0 {
+		cfg := raft.Configuration{Servers: o.Bootstrap}
+		if err := raft.BootstrapCluster(conf, logs, stable, snaps, trans, cfg); err != nil {
+			return nil, fmt.Errorf("bootstrap raft cluster: %w", err)
+		}
+		logger.Info("bootstrapped raft cluster", "servers", len(o.Bootstrap))
+	}
+
+	notify := make(chan bool, 1)
+	conf.NotifyCh = notify
+	n.leaders = newLeadership(notify)
+	n.raft, err = raft.NewRaft(conf, n.fsm, logs, stable, snaps, trans)
+	if err != nil {
+		n.leaders.stop()
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	ok = true
+	return n, nil
 }
-func (n *Node) ReadIndex(ctx context.Context) (uint64, error)       { panic("TODO") }
-func (n *Node) WaitApplied(ctx context.Context, index uint64) error { panic("TODO") }
-func (n *Node) Leadership() (<-chan bool, func())                   { panic("TODO") }
-func (n *Node) Status() Status                                      { panic("TODO") }
-func (n *Node) Shutdown() error                                     { panic("TODO") }
+
+func raftConfig(o Options, logger *slog.Logger) (*raft.Config, error) {
+	conf := raft.DefaultConfig()
+	conf.LocalID = raft.ServerID(o.ID)
+	t := o.Timing
+	if t.Heartbeat > 0 {
+		conf.HeartbeatTimeout = t.Heartbeat
+	}
+	if t.Election > 0 {
+		conf.ElectionTimeout = t.Election
+	}
+	if t.LeaderLease > 0 {
+		conf.LeaderLeaseTimeout = t.LeaderLease
+	}
+	if t.Commit > 0 {
+		conf.CommitTimeout = t.Commit
+	}
+	// The VIPs must never be held by two nodes: a partitioned leader steps
+	// down when its lease runs out, and that must happen before any follower's
+	// heartbeat timeout can start an election that makes a new leader.
+	if conf.LeaderLeaseTimeout >= conf.HeartbeatTimeout {
+		return nil, fmt.Errorf("raft timing: leader lease %s must be shorter than the heartbeat timeout %s, "+
+			"or a partitioned leader could keep the VIPs after a new leader has taken them",
+			conf.LeaderLeaseTimeout, conf.HeartbeatTimeout)
+	}
+	conf.Logger = newHclogAdapter(logger.With("component", "raft"))
+	if err := raft.ValidateConfig(conf); err != nil {
+		return nil, fmt.Errorf("raft timing: %w", err)
+	}
+	return conf, nil
+}
+
+// FSM returns the node's state machine.
+func (n *Node) FSM() *FSM { return n.fsm }
+
+// Raft returns the underlying raft, for membership changes and leadership
+// transfer.
+func (n *Node) Raft() *raft.Raft { return n.raft }
+
+func (n *Node) notLeader() error {
+	addr, id := n.raft.LeaderWithID()
+	if id == "" {
+		return fmt.Errorf("%w: no leader known", ErrNotLeader)
+	}
+	return fmt.Errorf("%w: the leader is %s at %s", ErrNotLeader, id, addr)
+}
+
+// Apply commits cmd and returns its result once this node's FSM has applied
+// it. Only the leader accepts commands: elsewhere the error wraps ErrNotLeader
+// and nothing was written. A rejected command returns *Error. An error that
+// wraps raft.ErrLeadershipLost means the outcome is unknown: the entry may yet
+// commit under the next leader.
+func (n *Node) Apply(ctx context.Context, cmd *shoalv1.Command) (*Result, error) {
+	if n.raft.State() != raft.Leader {
+		return nil, n.notLeader()
+	}
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("encode command: %w", err)
+	}
+	// The timeout bounds only the wait to enqueue; once enqueued the future
+	// resolves on commit, on leadership loss or on shutdown.
+	var timeout time.Duration
+	if dl, ok := ctx.Deadline(); ok {
+		if timeout = time.Until(dl); timeout <= 0 {
+			return nil, context.DeadlineExceeded
+		}
+	}
+	f := n.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			return nil, fmt.Errorf("%w: %w", n.notLeader(), err)
+		}
+		return nil, fmt.Errorf("raft apply: %w", err)
+	}
+	switch r := f.Response().(type) {
+	case *Result:
+		return r, nil
+	case error:
+		return nil, r
+	default:
+		return nil, fmt.Errorf("raft apply: unexpected FSM response %T", r)
+	}
+}
+
+// ReadIndex confirms that this node still leads (a heartbeat round with a
+// quorum) and returns an index that covers every write acknowledged before
+// the call: a node that has applied it may serve a linearizable read.
+//
+// A new leader may not yet have applied the entries committed by its
+// predecessor, so the first read of each leadership epoch issues a barrier.
+func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	epoch := n.leaders.epochIfLeader()
+	if epoch == 0 || n.raft.State() != raft.Leader {
+		return 0, n.notLeader()
+	}
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return 0, fmt.Errorf("%w: %w", n.notLeader(), err)
+		}
+		return 0, fmt.Errorf("verify leadership: %w", err)
+	}
+	n.readyMu.Lock()
+	ready := n.readyEpoch == epoch
+	n.readyMu.Unlock()
+	if !ready {
+		var timeout time.Duration
+		if dl, ok := ctx.Deadline(); ok {
+			timeout = max(time.Until(dl), time.Millisecond)
+		}
+		if err := n.raft.Barrier(timeout).Error(); err != nil {
+			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+				return 0, fmt.Errorf("%w: %w", n.notLeader(), err)
+			}
+			return 0, fmt.Errorf("raft barrier: %w", err)
+		}
+		n.readyMu.Lock()
+		n.readyEpoch = epoch
+		n.readyMu.Unlock()
+	}
+	return n.fsm.AppliedIndex(), nil
+}
+
+// WaitApplied blocks until this node's FSM has applied index, or ctx ends.
+func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
+	if err := n.fsm.waitApplied(ctx, index); err != nil {
+		return fmt.Errorf("wait for index %d (applied %d): %w", index, n.fsm.AppliedIndex(), err)
+	}
+	return nil
+}
+
+// Leadership returns this node's leadership changes, first the current value,
+// and a cancel function. Values are coalesced, never queued: a slow reader
+// sees the latest value, possibly skipping a short flap. The channel is closed
+// (after a final false) when the node shuts down or the subscription is
+// cancelled.
+func (n *Node) Leadership() (<-chan bool, func()) { return n.leaders.subscribe() }
+
+// Status reports this node's view of the group.
+func (n *Node) Status() Status {
+	addr, id := n.raft.LeaderWithID()
+	st := Status{
+		ID:           n.id,
+		Role:         strings.ToLower(n.raft.State().String()),
+		LeaderID:     string(id),
+		LeaderAddr:   string(addr),
+		Term:         n.raft.CurrentTerm(),
+		CommitIndex:  n.raft.CommitIndex(),
+		AppliedIndex: n.fsm.AppliedIndex(),
+	}
+	if n.raft.State() != raft.Leader {
+		if lc := n.raft.LastContact(); !lc.IsZero() {
+			st.LastContact = time.Since(lc)
+		}
+	}
+	return st
+}
+
+// Shutdown hands leadership to another voter when this node leads (so the
+// VIPs move at once rather than after an election timeout), then stops raft
+// and closes the stores. It is safe to call more than once.
+func (n *Node) Shutdown() error {
+	n.shutdownOnce.Do(func() {
+		if n.raft.State() == raft.Leader && n.hasOtherVoter() {
+			// LeadershipTransfer is bounded by raft's election timeout.
+			if err := n.raft.LeadershipTransfer().Error(); err != nil {
+				n.log.Warn("leadership transfer before shutdown failed", "err", err)
+			} else {
+				n.log.Info("handed leadership away before shutdown")
+			}
+		}
+		var errs []error
+		if err := n.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("shut down raft: %w", err))
+		}
+		n.leaders.stop()
+		errs = append(errs, n.closeAll())
+		n.shutdownErr = errors.Join(errs...)
+	})
+	return n.shutdownErr
+}
+
+func (n *Node) hasOtherVoter() bool {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter && s.ID != raft.ServerID(n.id) {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *Node) closeAll() error {
+	var errs []error
+	for i := len(n.closer) - 1; i >= 0; i-- {
+		if err := n.closer[i].Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close raft store: %w", err))
+		}
+	}
+	n.closer = nil
+	return errors.Join(errs...)
+}

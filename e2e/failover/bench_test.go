@@ -1,0 +1,548 @@
+package failover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shoal-lb/shoal/e2e/netlab"
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+)
+
+// settings come from the environment so that the benchmark runs with a
+// plain `go test`; see README.md.
+type settings struct {
+	trials   int
+	profiles []string
+	loadFor  time.Duration
+	jitter   time.Duration
+	out      string
+	bin      string
+	only     map[string]bool // which series to run: shoal, keepalived
+}
+
+func envSettings(t *testing.T) settings {
+	s := settings{trials: 10, profiles: []string{"lan", "fast"}, loadFor: 30 * time.Second, jitter: 100 * time.Millisecond,
+		bin: os.Getenv("SHOAL_BIN"), only: map[string]bool{"shoal": true, "keepalived": true}}
+	if v := os.Getenv("SHOAL_BENCH_TRIALS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("SHOAL_BENCH_TRIALS=%q: want a positive integer", v)
+		}
+		s.trials = n
+	}
+	if v := os.Getenv("SHOAL_BENCH_PROFILES"); v != "" {
+		s.profiles = strings.Split(v, ",")
+	}
+	if v := os.Getenv("SHOAL_BENCH_LOAD"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("SHOAL_BENCH_LOAD=%q: %v", v, err)
+		}
+		s.loadFor = d
+	}
+	if v := os.Getenv("SHOAL_BENCH_JITTER"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("SHOAL_BENCH_JITTER=%q: %v", v, err)
+		}
+		s.jitter = d
+	}
+	if v := os.Getenv("SHOAL_BENCH_ONLY"); v != "" {
+		s.only = map[string]bool{}
+		for _, k := range strings.Split(v, ",") {
+			s.only[k] = true
+		}
+	}
+	s.out = os.Getenv("SHOAL_BENCH_OUT")
+	if s.out == "" {
+		dir, err := os.MkdirTemp("", "shoal-failover-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.out = dir
+	}
+	return s
+}
+
+// row is one line of the result table.
+type row struct {
+	daemon, scenario string
+	sum              Summary
+	notes            string
+}
+
+// TestFailoverBenchmark measures failover as a client sees it; it prints a
+// markdown table. It is skipped unless SHOAL_FAILOVER_BENCH=1.
+func TestFailoverBenchmark(t *testing.T) {
+	if os.Getenv("SHOAL_FAILOVER_BENCH") == "" {
+		t.Skip("failover benchmark: set SHOAL_FAILOVER_BENCH=1 to run it (root, several minutes; see e2e/failover/README.md)")
+	}
+	netlab.SkipUnlessRoot(t)
+	s := envSettings(t)
+	t.Logf("results and logs in %s", s.out)
+	var rows []row
+	report := func() {
+		table := renderTable(s, rows)
+		fmt.Println(table)
+		_ = os.WriteFile(filepath.Join(s.out, "results.md"), []byte(table), 0o644)
+	}
+	defer report()
+
+	if s.only["shoal"] {
+		lvsd, lvsctl := binaries(t, s)
+		for _, p := range s.profiles {
+			dir := filepath.Join(s.out, "shoal-"+p)
+			rows = append(rows, runSeries(t, s, dir, func(l *netlab.Lab) netlab.Daemon {
+				return &netlab.Shoal{Lab: l, Lvsd: lvsd, Lvsctl: lvsctl, Dir: dir, Profile: p}
+			})...)
+		}
+	}
+	if s.only["keepalived"] {
+		if !netlab.KeepalivedInstalled() {
+			rows = append(rows, row{daemon: "keepalived", scenario: "not installed", notes: "apt-get install keepalived to compare"})
+		} else {
+			dir := filepath.Join(s.out, "keepalived")
+			rows = append(rows, runSeries(t, s, dir, func(l *netlab.Lab) netlab.Daemon {
+				return &netlab.Keepalived{Lab: l, Dir: dir, VIP: netip.PrefixFrom(l.Host(250), 24)}
+			})...)
+		}
+	}
+}
+
+func renderTable(s settings, rows []row) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nfailover benchmark, %d trials per crash kind, %d CPUs, kernel %s, load %v\n\n", s.trials, runtime.NumCPU(), kernel(), s.loadFor)
+	b.WriteString("| daemon | scenario | n | min ms | median ms | p90 ms | max ms | notes |\n|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", r.daemon, r.scenario, r.sum.Cells(), r.notes)
+	}
+	return b.String()
+}
+
+func kernel() string {
+	var u syscall.Utsname
+	if syscall.Uname(&u) != nil {
+		return "?"
+	}
+	var sb strings.Builder
+	for _, c := range u.Release {
+		if c == 0 {
+			break
+		}
+		sb.WriteByte(byte(c))
+	}
+	return sb.String()
+}
+
+// series is one daemon running in one lab for a whole set of trials.
+type series struct {
+	t      *testing.T
+	s      settings
+	lab    *netlab.Lab
+	d      netlab.Daemon
+	vip    netip.Prefix
+	prober *netlab.Prober
+	resp   map[string]*netlab.Responder
+	holder *netlab.HolderLog
+	stable time.Duration
+}
+
+func runSeries(t *testing.T, s settings, dir string, mk func(*netlab.Lab) netlab.Daemon) []row {
+	t.Helper()
+	lab, err := netlab.New(netlab.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := lab.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	d := mk(lab)
+	if sh, ok := d.(*netlab.Shoal); ok {
+		defer sh.Close()
+	}
+	sr := &series{t: t, s: s, lab: lab, d: d, vip: netip.PrefixFrom(lab.Host(250), 24), resp: map[string]*netlab.Responder{}, stable: 2 * time.Second}
+	t.Logf("%s: lab %s, logs in %s", d.Label(), lab.Prefix, dir)
+	for _, r := range lab.Routers {
+		sr.serve(r)
+		if err := d.Start(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	sr.holder = &netlab.HolderLog{}
+	wg.Add(1)
+	go func() { defer wg.Done(); sr.holder.Run(ctx, lab, sr.vip.Addr()) }()
+
+	if sh, ok := d.(*netlab.Shoal); ok {
+		if err := addService(ctx, sh, sr.vip); err != nil {
+			t.Fatalf("%s: add the VIP service: %v", d.Label(), err)
+		}
+	}
+	sr.prober = lab.Client.NewProber(netip.AddrPortFrom(sr.vip.Addr(), 80), netlab.ProberOptions{})
+	wg.Add(1)
+	go func() { defer wg.Done(); sr.prober.Run(ctx) }()
+
+	var rows []row
+	for _, kind := range []string{"daemon", "node"} {
+		rows = append(rows, sr.crashTrials(ctx, kind))
+	}
+	if sh, ok := d.(*netlab.Shoal); ok {
+		rows = append(rows, sr.transferTrials(ctx, sh))
+	}
+	if s.loadFor > 0 {
+		rows = append(rows, sr.loadTest(ctx))
+	}
+	return rows
+}
+
+func (sr *series) serve(r *netlab.Node) {
+	resp, err := r.Serve(r.Name, "0.0.0.0:80")
+	if err != nil {
+		sr.t.Fatal(err)
+	}
+	sr.resp[r.Name] = resp
+}
+
+// addService creates the VIP service through lvsctl, retrying until the
+// cluster has elected a leader.
+func addService(ctx context.Context, sh *netlab.Shoal, vip netip.Prefix) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var last error
+	for {
+		for _, r := range sh.Lab.Routers {
+			cctx, ccancel := context.WithTimeout(ctx, 3*time.Second)
+			_, err := sh.Ctl(cctx, r, "service", "add", "web", "--vip", vip.String(), "--interface", netlab.Iface, "--port", "80")
+			ccancel()
+			if err == nil {
+				return nil
+			}
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// waitLeader waits until exactly one router has held the VIP for
+// sr.stable, the prober has seen 50 answers from it, and (for shoal) every
+// member reports the same leader.
+func (sr *series) waitLeader(ctx context.Context) (*netlab.Node, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for {
+		h, err := sr.holder.Stable(ctx, sr.stable)
+		if err != nil {
+			return nil, fmt.Errorf("no stable VIP holder: %w (holders now %s)", err, sr.holder.Current())
+		}
+		leader := sr.lab.Router(h)
+		since := time.Now()
+		if _, err := sr.prober.Wait(ctx, 50, func(r netlab.ProbeResult) bool {
+			return r.OK && r.Router == leader.Name && r.Start.After(since)
+		}); err != nil {
+			return nil, fmt.Errorf("prober never reached %s: %w", leader.Name, err)
+		}
+		if sh, ok := sr.d.(*netlab.Shoal); ok {
+			if err := clusterSettled(ctx, sh, leader); err != nil {
+				continue
+			}
+		}
+		if sr.holder.Current() == leader.Name {
+			return leader, nil
+		}
+	}
+}
+
+// clusterSettled checks that every lvsd answers and names leader as leader,
+// so that the next crash leaves a working majority.
+func clusterSettled(ctx context.Context, sh *netlab.Shoal, leader *netlab.Node) error {
+	for _, r := range sh.Lab.Routers {
+		conn, err := sh.Conn(r)
+		if err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		resp, err := shoalv1.NewNodeServiceClient(conn).GetNodeStatus(cctx, &shoalv1.GetNodeStatusRequest{})
+		cancel()
+		conn.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", r.Name, err)
+		}
+		if st := resp.GetStatus(); st.GetLeaderId() != leader.Name {
+			return fmt.Errorf("%s names leader %q, role %s", r.Name, st.GetLeaderId(), st.GetRole())
+		}
+	}
+	return nil
+}
+
+func (sr *series) jitter() {
+	if sr.s.jitter > 0 {
+		time.Sleep(rand.N(sr.s.jitter)) // a random phase of the heartbeat, not a synchronisation
+	}
+}
+
+// crashTrials crashes the VIP holder trials times. kind "daemon" is a
+// SIGKILL of the daemon (the VIP stays on a live interface, the responder
+// keeps running); "node" also unplugs the router's switch port and stops its
+// responder, as when the whole host dies.
+func (sr *series) crashTrials(ctx context.Context, kind string) row {
+	t := sr.t
+	label := map[string]string{"daemon": "crash: daemon SIGKILL", "node": "crash: whole router (SIGKILL + port unplugged)"}[kind]
+	var outs []time.Duration
+	fails, noFailover, oldAnswers := 0, 0, 0
+	for i := 1; i <= sr.s.trials; i++ {
+		leader, err := sr.waitLeader(ctx)
+		if err != nil {
+			t.Errorf("%s %s trial %d: %v", sr.d.Label(), kind, i, err)
+			noFailover++
+			break
+		}
+		sr.jitter()
+		kill := time.Now()
+		if kind == "node" {
+			if err := leader.Unplug(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sr.d.Kill(leader)
+		if kind == "node" {
+			_ = sr.resp[leader.Name].Close()
+		}
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		first, err := sr.prober.Wait(wctx, 1, func(r netlab.ProbeResult) bool {
+			return r.OK && r.Router != leader.Name && !r.Start.Before(kill)
+		})
+		if err == nil {
+			// Let the probes in flight at the switch finish, so that every
+			// failure before it is counted.
+			_, err = sr.prober.Wait(wctx, 1, func(r netlab.ProbeResult) bool { return r.Start.After(first.End.Add(150 * time.Millisecond)) })
+		}
+		cancel()
+		f, ok := netlab.AnalyzeFailover(sr.prober.Results(), kill, leader.Name)
+		if err != nil || !ok {
+			t.Errorf("%s %s trial %d: no answer from another router within 30s (holders %s)", sr.d.Label(), kind, i, sr.holder.Current())
+			noFailover++
+		} else {
+			outs = append(outs, f.Outage)
+			fails += f.Fails
+			oldAnswers += f.OldAfterKill
+			t.Logf("%s %s trial %d: %s -> %s outage %v kill->new %v fails %d %v", sr.d.Label(), kind, i, leader.Name, f.New, f.Outage.Round(time.Millisecond), f.KillToNew.Round(time.Millisecond), f.Fails, f.FailKinds)
+		}
+		// Bring the router back for the next trial.
+		if kind == "node" {
+			if err := leader.Plug(); err != nil {
+				t.Fatal(err)
+			}
+			sr.serve(leader)
+		}
+		if err := sr.d.Start(leader); err != nil {
+			t.Fatal(err)
+		}
+	}
+	notes := fmt.Sprintf("failed probes %d", fails)
+	if noFailover > 0 {
+		notes += fmt.Sprintf("; %d trials without failover", noFailover)
+	}
+	if kind == "daemon" {
+		notes += fmt.Sprintf("; answers from the crashed router %d", oldAnswers)
+	}
+	return row{daemon: sr.d.Label(), scenario: label, sum: Summarize(outs), notes: notes}
+}
+
+// transferTrials hands leadership over with `lvsctl cluster transfer` and
+// measures the gap between the last answer of the old holder and the first
+// answer of the new one.
+func (sr *series) transferTrials(ctx context.Context, sh *netlab.Shoal) row {
+	t := sr.t
+	var gaps, cmds []time.Duration
+	fails, errs := 0, 0
+	for i := 1; i <= sr.s.trials; i++ {
+		leader, err := sr.waitLeader(ctx)
+		if err != nil {
+			t.Errorf("%s transfer trial %d: %v", sh.Label(), i, err)
+			errs++
+			break
+		}
+		sr.jitter()
+		start := time.Now()
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		out, err := sh.Ctl(cctx, leader, "cluster", "transfer")
+		cancel()
+		took := time.Since(start)
+		if err != nil {
+			t.Errorf("%s transfer trial %d: %v", sh.Label(), i, err)
+			errs++
+			continue
+		}
+		wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+		first, err := sr.prober.Wait(wctx, 1, func(r netlab.ProbeResult) bool {
+			return r.OK && r.Router != leader.Name && !r.Start.Before(start)
+		})
+		if err == nil {
+			_, err = sr.prober.Wait(wctx, 1, func(r netlab.ProbeResult) bool { return r.Start.After(first.End.Add(150 * time.Millisecond)) })
+		}
+		wcancel()
+		if err != nil {
+			t.Errorf("%s transfer trial %d: no answer from another router (lvsctl said %q)", sh.Label(), i, strings.TrimSpace(out))
+			errs++
+			continue
+		}
+		rs := sr.prober.Results()
+		var lastOld time.Time
+		n := 0
+		for _, r := range rs {
+			if r.OK && r.Router == leader.Name && r.End.Before(first.End) && r.End.After(lastOld) {
+				lastOld = r.End
+			}
+			if !r.OK && !r.Start.Before(start) && r.Start.Before(first.Start) {
+				n++
+			}
+		}
+		gaps = append(gaps, first.End.Sub(lastOld))
+		cmds = append(cmds, took)
+		fails += n
+		t.Logf("%s transfer trial %d: %s -> %s gap %v (lvsctl %v), failed probes %d", sh.Label(), i, leader.Name, first.Router, first.End.Sub(lastOld).Round(time.Millisecond), took.Round(time.Millisecond), n)
+	}
+	notes := fmt.Sprintf("failed probes %d; lvsctl run time median %s ms", fails, ms(Summarize(cmds).Median))
+	if errs > 0 {
+		notes += fmt.Sprintf("; %d failed transfers", errs)
+	}
+	return row{daemon: sh.Label(), scenario: "planned `lvsctl cluster transfer` gap", sum: Summarize(gaps), notes: notes}
+}
+
+// loadTest runs stress-ng on every CPU (when installed) and, for shoal, a
+// stream of configuration writes, and counts how often the VIP moves on its
+// own.
+func (sr *series) loadTest(ctx context.Context) row {
+	t := sr.t
+	if _, err := sr.waitLeader(ctx); err != nil {
+		t.Errorf("%s load: %v", sr.d.Label(), err)
+		return row{daemon: sr.d.Label(), scenario: "under load", notes: err.Error()}
+	}
+	lctx, cancel := context.WithTimeout(ctx, sr.s.loadFor)
+	defer cancel()
+	var what []string
+	var wg sync.WaitGroup
+	if _, err := exec.LookPath("stress-ng"); err == nil {
+		cmd := exec.CommandContext(lctx, "stress-ng", "--cpu", strconv.Itoa(runtime.NumCPU()), "--timeout", strconv.Itoa(int(sr.s.loadFor.Seconds())+1)+"s")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		if err := cmd.Start(); err != nil {
+			t.Errorf("stress-ng: %v", err)
+		} else {
+			what = append(what, fmt.Sprintf("stress-ng --cpu %d", runtime.NumCPU()))
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = cmd.Wait() }()
+		}
+	} else {
+		what = append(what, "no stress-ng")
+	}
+	var writes, writeErrs int
+	if sh, ok := sr.d.(*netlab.Shoal); ok {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			writes, writeErrs = writeLoad(lctx, sh)
+		}()
+	}
+	start := time.Now()
+	<-lctx.Done()
+	wg.Wait()
+	end := time.Now()
+	changes, dual, noHolder := sr.holder.Moves(start, end)
+	gap := netlab.MaxGap(sr.prober.Results(), start, end)
+	if writes+writeErrs > 0 {
+		what = append(what, fmt.Sprintf("%.0f writes/s (%d errors)", float64(writes)/end.Sub(start).Seconds(), writeErrs))
+	}
+	notes := fmt.Sprintf("**%d VIP moves** in %v; longest client gap %s ms; longest time without holder %s ms; %s",
+		changes, sr.s.loadFor, ms(gap), ms(noHolder), strings.Join(what, ", "))
+	if dual > 0 {
+		notes += fmt.Sprintf("; **%d samples with two VIP holders**", dual)
+	}
+	return row{daemon: sr.d.Label(), scenario: "under load: leadership changes", notes: notes}
+}
+
+// writeLoad adds and removes a real server as fast as the cluster commits,
+// from the client namespace through the API of router r1 (which forwards to
+// the leader).
+func writeLoad(ctx context.Context, sh *netlab.Shoal) (ok, failed int) {
+	conn, err := sh.Conn(sh.Lab.Routers[0])
+	if err != nil {
+		return 0, 1
+	}
+	defer conn.Close()
+	lb := shoalv1.NewLoadBalancerServiceClient(conn)
+	rs := sh.Lab.Host(201).String()
+	for i := 0; ctx.Err() == nil; i++ {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if i%2 == 0 {
+			_, err = lb.AddRealServer(cctx, &shoalv1.AddRealServerRequest{Service: "web", RealServer: &shoalv1.RealServer{Address: rs, Port: 80}})
+		} else {
+			_, err = lb.RemoveRealServer(cctx, &shoalv1.RemoveRealServerRequest{Service: "web", Address: rs, Port: 80})
+		}
+		cancel()
+		switch {
+		case err == nil:
+			ok++
+		case ctx.Err() != nil:
+		default:
+			failed++
+			// A write refused for a reason other than a lost leader (say, the
+			// server is already there) must not turn into a busy loop.
+			if !errors.Is(err, context.DeadlineExceeded) {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}
+	return ok, failed
+}
+
+// binaries returns the lvsd and lvsctl paths: $SHOAL_BIN, or freshly built.
+func binaries(t *testing.T, s settings) (string, string) {
+	t.Helper()
+	dir := s.bin
+	if dir == "" {
+		dir = filepath.Join(s.out, "bin")
+		root := moduleRoot(t)
+		cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/lvsd", "./cmd/lvsctl")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build lvsd and lvsctl: %v\n%s", err, out)
+		}
+	}
+	lvsd, lvsctl := filepath.Join(dir, "lvsd"), filepath.Join(dir, "lvsctl")
+	for _, p := range []string{lvsd, lvsctl} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%v (set SHOAL_BIN to a folder holding lvsd and lvsctl)", err)
+		}
+	}
+	return lvsd, lvsctl
+}
+
+func moduleRoot(t *testing.T) string {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out)))
+}

@@ -1,0 +1,295 @@
+package netlab
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Daemon is a VIP-holding daemon that runs on every router of a lab: lvsd,
+// or keepalived for comparison.
+type Daemon interface {
+	// Label names the daemon and its settings in reports.
+	Label() string
+	// Start starts the daemon on r, or restarts it after Kill with the state
+	// it persisted.
+	Start(r *Node) error
+	// Kill crashes the daemon on r: SIGKILL of its whole process group.
+	Kill(r *Node)
+}
+
+// Shoal runs lvsd in every router of a lab with the VIP dataplane.
+type Shoal struct {
+	Lab *Lab
+	// Lvsd and Lvsctl are paths to the binaries.
+	Lvsd, Lvsctl string
+	// Dir holds each router's data directory and log (Dir/r1/lvsd.log).
+	Dir string
+	// Profile is lvsd's --profile (lan, fast, wan); Flags are extra flags.
+	Profile string
+	Flags   []string
+	// RaftPort and APIPort on each router's address (default 7000, 7001).
+	RaftPort, APIPort uint16
+
+	mu    sync.Mutex
+	procs map[string]*Process
+	logs  map[string]*os.File
+}
+
+// Label implements Daemon.
+func (s *Shoal) Label() string {
+	l := "shoal"
+	if s.Profile != "" {
+		l += " --profile " + s.Profile
+	}
+	if len(s.Flags) > 0 {
+		l += " " + strings.Join(s.Flags, " ")
+	}
+	return l
+}
+
+func (s *Shoal) ports() (uint16, uint16) {
+	rp, ap := s.RaftPort, s.APIPort
+	if rp == 0 {
+		rp = 7000
+	}
+	if ap == 0 {
+		ap = 7001
+	}
+	return rp, ap
+}
+
+// RaftAddr is r's Raft address.
+func (s *Shoal) RaftAddr(r *Node) netip.AddrPort {
+	rp, _ := s.ports()
+	return netip.AddrPortFrom(r.Addr, rp)
+}
+
+// APIAddr is r's gRPC API address.
+func (s *Shoal) APIAddr(r *Node) netip.AddrPort {
+	_, ap := s.ports()
+	return netip.AddrPortFrom(r.Addr, ap)
+}
+
+// Args is the lvsd command line for r.
+func (s *Shoal) Args(r *Node) []string {
+	var boot []string
+	for _, p := range s.Lab.Routers {
+		boot = append(boot, p.Name+"="+s.RaftAddr(p).String())
+	}
+	args := []string{
+		"--id", r.Name,
+		"--raft-addr", s.RaftAddr(r).String(),
+		"--api-addr", s.APIAddr(r).String(),
+		"--data-dir", filepath.Join(s.Dir, r.Name, "data"),
+		"--bootstrap", strings.Join(boot, ","),
+		"--dataplane", "vip",
+		"--interface", Iface,
+	}
+	if s.Profile != "" {
+		args = append(args, "--profile", s.Profile)
+	}
+	return append(args, s.Flags...)
+}
+
+// Start implements Daemon; lvsd's output is appended to Dir/<router>/lvsd.log.
+func (s *Shoal) Start(r *Node) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.procs == nil {
+		s.procs, s.logs = map[string]*Process{}, map[string]*os.File{}
+	}
+	if p := s.procs[r.Name]; p != nil {
+		if exited, _ := p.Exited(); !exited {
+			return fmt.Errorf("netlab: lvsd already runs on %s", r.Name)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(s.Dir, r.Name), 0o755); err != nil {
+		return err
+	}
+	if s.logs[r.Name] == nil {
+		f, err := os.OpenFile(s.LogPath(r), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		s.logs[r.Name] = f
+	}
+	p, err := r.Start(s.logs[r.Name], s.Lvsd, s.Args(r)...)
+	if err != nil {
+		return err
+	}
+	s.procs[r.Name] = p
+	return nil
+}
+
+// LogPath is where r's lvsd writes its log.
+func (s *Shoal) LogPath(r *Node) string { return filepath.Join(s.Dir, r.Name, "lvsd.log") }
+
+// Process returns the lvsd process of r (nil before Start).
+func (s *Shoal) Process(r *Node) *Process {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.procs[r.Name]
+}
+
+// Kill implements Daemon.
+func (s *Shoal) Kill(r *Node) {
+	if p := s.Process(r); p != nil {
+		p.Kill()
+	}
+}
+
+// Close stops every lvsd (SIGTERM, so that they release their VIPs) and
+// closes the logs.
+func (s *Shoal) Close() {
+	s.mu.Lock()
+	procs := s.procs
+	logs := s.logs
+	s.procs, s.logs = nil, nil
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = p.Stop(5 * time.Second) }()
+	}
+	wg.Wait()
+	for _, f := range logs {
+		_ = f.Close()
+	}
+}
+
+// Ctl runs lvsctl in the client namespace against server (a router's API
+// address) and returns its combined output.
+func (s *Shoal) Ctl(ctx context.Context, server *Node, args ...string) (string, error) {
+	all := append([]string{"-s", s.APIAddr(server).String()}, args...)
+	out, err := s.Lab.Client.Command(ctx, s.Lvsctl, all...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("lvsctl %s: %w: %s", strings.Join(all, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// Conn opens a gRPC connection from the client namespace to r's API.
+func (s *Shoal) Conn(r *Node) (*grpc.ClientConn, error) {
+	client := s.Lab.Client
+	return grpc.NewClient("passthrough:///"+s.APIAddr(r).String(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return client.DialContext(ctx, "tcp", addr)
+		}))
+}
+
+// Keepalived runs keepalived (VRRP only) in every router for comparison:
+// priorities 150, 100, 50, ... so that r1 leads and preempts.
+type Keepalived struct {
+	Lab *Lab
+	Dir string
+	VIP netip.Prefix
+	// Version is the VRRP version (default 3); AdvertInt is advert_int in
+	// seconds as keepalived writes it (default "0.01", its fastest).
+	Version   int
+	AdvertInt string
+
+	mu    sync.Mutex
+	procs map[string]*Process
+}
+
+// KeepalivedInstalled reports whether keepalived is in PATH.
+func KeepalivedInstalled() bool {
+	_, err := exec.LookPath("keepalived")
+	return err == nil
+}
+
+// Label implements Daemon.
+func (k *Keepalived) Label() string {
+	v, a := k.settings()
+	return fmt.Sprintf("keepalived VRRPv%d advert_int %s", v, a)
+}
+
+func (k *Keepalived) settings() (int, string) {
+	v, a := k.Version, k.AdvertInt
+	if v == 0 {
+		v = 3
+	}
+	if a == "" {
+		a = "0.01"
+	}
+	return v, a
+}
+
+// Start implements Daemon.
+func (k *Keepalived) Start(r *Node) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.procs == nil {
+		k.procs = map[string]*Process{}
+	}
+	idx := 0
+	for i, p := range k.Lab.Routers {
+		if p == r {
+			idx = i
+		}
+	}
+	v, a := k.settings()
+	dir := filepath.Join(k.Dir, r.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	conf := fmt.Sprintf(`global_defs {
+    router_id %s
+    vrrp_version %d
+}
+vrrp_instance VI_77 {
+    state BACKUP
+    interface %s
+    virtual_router_id 77
+    priority %d
+    advert_int %s
+    virtual_ipaddress {
+        %s dev %s
+    }
+}
+`, r.Name, v, Iface, 150-50*idx, a, k.VIP, Iface)
+	cf := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
+		return err
+	}
+	for _, f := range []string{"keepalived.pid", "vrrp.pid"} {
+		_ = os.Remove(filepath.Join(dir, f))
+	}
+	log, err := os.OpenFile(filepath.Join(dir, "keepalived.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	// -n: foreground, -P: VRRP only, -G: no namespace detection; the pid
+	// files are ours so that parallel labs do not fight over /run.
+	p, err := r.Start(log, "keepalived", "-n", "-l", "-G", "-P", "-f", cf,
+		"-p", filepath.Join(dir, "keepalived.pid"), "-r", filepath.Join(dir, "vrrp.pid"))
+	log.Close() // the child has its own descriptor
+	if err != nil {
+		return err
+	}
+	k.procs[r.Name] = p
+	return nil
+}
+
+// Kill implements Daemon: the parent and its VRRP child at once, a real
+// crash (killing the parent alone makes the child resign gracefully).
+func (k *Keepalived) Kill(r *Node) {
+	k.mu.Lock()
+	p := k.procs[r.Name]
+	k.mu.Unlock()
+	if p != nil {
+		p.Kill()
+	}
+}

@@ -1,0 +1,452 @@
+package health
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/shoal-lb/shoal/config"
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+)
+
+// Check kinds as the configuration spells them.
+const (
+	KindTCP        = "tcp"
+	KindSendExpect = "send-expect"
+	KindHTTP       = "http"
+	KindHTTPS      = "https"
+	KindExec       = "exec"
+	KindNone       = "none"
+)
+
+// maxRead bounds what a check reads from a server or a program: enough for
+// any banner, status page or script output, small enough that 10,000 checks
+// cannot exhaust memory.
+const maxRead = 64 << 10
+
+// probe is one resolved health check: the HealthCheck message with its
+// defaults filled in, aimed at one real server. It is immutable once built
+// and safe to run from several goroutines.
+type probe struct {
+	kind     string
+	target   netip.AddrPort // the real server's address and the port checked
+	network  string         // tcp or udp (send-expect on a udp service)
+	send     []byte
+	expect   string
+	re       *regexp.Regexp
+	path     string
+	status   int
+	host     string
+	command  []string
+	shell    bool
+	interval time.Duration
+	timeout  time.Duration
+	rules    Rules
+	initUp   bool
+	client   *http.Client
+	invalid  error // the definition could not be used; every run fails with it
+
+	// fingerprint identifies the definition: two probes with the same
+	// fingerprint check the same thing the same way, so a server's history
+	// carries over from one to the other.
+	fingerprint string
+}
+
+// newProbe resolves hc (nil = all defaults) for real server rs of service s.
+func newProbe(s *shoalv1.VirtualService, rs *shoalv1.RealServer, addr netip.Addr, hc *shoalv1.HealthCheck) (*probe, error) {
+	if hc == nil {
+		hc = &shoalv1.HealthCheck{}
+	}
+	p := &probe{
+		kind:     hc.GetKind(),
+		network:  "tcp",
+		expect:   hc.GetExpect(),
+		path:     hc.GetHttpPath(),
+		status:   int(hc.GetHttpStatus()),
+		host:     hc.GetHttpHost(),
+		command:  hc.GetCommand(),
+		shell:    hc.GetShell(),
+		interval: hc.GetInterval().AsDuration(),
+		timeout:  hc.GetTimeout().AsDuration(),
+		initUp:   hc.GetInitiallyUp(),
+		rules: Rules{
+			Rise:      int(hc.GetRise()),
+			Fall:      int(hc.GetFall()),
+			Reentry:   hc.GetReentry().AsDuration(),
+			DownAfter: hc.GetDownAfter().AsDuration(),
+		},
+	}
+	// Zero values mean the defaults even when the config was not normalised.
+	if p.kind == "" {
+		p.kind = config.DefaultCheckKind
+	}
+	if p.path == "" {
+		p.path = config.DefaultHTTPPath
+	}
+	if p.interval <= 0 {
+		p.interval = config.DefaultCheckInterval
+	}
+	if p.timeout <= 0 {
+		p.timeout = config.DefaultCheckTimeout
+	}
+	if p.rules.Rise <= 0 {
+		p.rules.Rise = config.DefaultCheckRise
+	}
+	if p.rules.Fall <= 0 {
+		p.rules.Fall = config.DefaultCheckFall
+	}
+	port := config.RealServerPort(s, rs)
+	if hc.GetPort() != 0 {
+		port = hc.GetPort()
+	}
+	p.target = netip.AddrPortFrom(addr, uint16(port))
+	if strings.EqualFold(s.GetProtocol(), "udp") {
+		p.network = "udp"
+	}
+	p.send = unescape(hc.GetSend())
+	if hc.GetRegex() && p.expect != "" {
+		re, err := regexp.Compile(p.expect)
+		if err != nil {
+			return nil, fmt.Errorf("expect regex %q: %w", p.expect, err)
+		}
+		p.re = re
+	}
+	switch p.kind {
+	case KindTCP, KindSendExpect, KindNone:
+	case KindHTTP, KindHTTPS:
+		p.client = newHTTPClient(p, hc)
+	case KindExec:
+		if len(p.command) == 0 {
+			return nil, errors.New("exec check without a command")
+		}
+	default:
+		return nil, fmt.Errorf("unknown check kind %q", p.kind)
+	}
+	p.fingerprint = fmt.Sprintf("%s|%s|%s|%q|%q|%t|%q|%d|%q|%q|%t|%q|%t|%s|%s|%+v|%t",
+		p.kind, p.target, p.network, p.send, p.expect, p.re != nil, p.path, p.status, p.host,
+		p.command, p.shell, hc.GetTlsServerName(), hc.GetTlsSkipVerify(),
+		p.interval, p.timeout, p.rules, p.initUp)
+	return p, nil
+}
+
+// run performs one check; nil means the server passed. The context carries
+// the per-check deadline.
+func (p *probe) run(ctx context.Context) error {
+	if p.invalid != nil {
+		return fmt.Errorf("unusable check: %w", p.invalid)
+	}
+	if !p.target.Addr().IsValid() {
+		return errors.New("no address to check")
+	}
+	if p.target.Port() == 0 && p.kind != KindExec && p.kind != KindNone {
+		return errors.New("no port to check: set health_check.port")
+	}
+	switch p.kind {
+	case KindTCP:
+		return p.runTCP(ctx)
+	case KindSendExpect:
+		return p.runSendExpect(ctx)
+	case KindHTTP, KindHTTPS:
+		return p.runHTTP(ctx)
+	case KindExec:
+		return p.runExec(ctx)
+	}
+	return nil
+}
+
+func (p *probe) dial(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, p.network, p.target.String())
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %s", p.target, p.cause(ctx, err))
+	}
+	return c, nil
+}
+
+// cause reduces a network error to what an operator needs: the errno text
+// ("connection refused") or that the check's timeout ran out.
+func (p *probe) cause(ctx context.Context, err error) string {
+	var ne net.Error
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return fmt.Sprintf("timeout after %s", p.timeout)
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return "check cancelled"
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno.Error()
+	}
+	if errors.Is(err, io.EOF) {
+		return "connection closed by server"
+	}
+	return err.Error()
+}
+
+func (p *probe) runTCP(ctx context.Context) error {
+	c, err := p.dial(ctx)
+	if err != nil {
+		return err
+	}
+	// Abortive close (RST, as HAProxy's checks do): a director checking
+	// 10,000 servers every second would otherwise keep ~600,000 sockets in
+	// TIME_WAIT.
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	return c.Close()
+}
+
+func (p *probe) runSendExpect(ctx context.Context) error {
+	c, err := p.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	// Cancellation (a removed server) must not wait for the deadline.
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	if len(p.send) > 0 || p.network == "udp" {
+		if _, err := c.Write(p.send); err != nil {
+			return fmt.Errorf("send to %s: %s", p.target, p.cause(ctx, err))
+		}
+	}
+	if p.expect == "" && len(p.send) > 0 {
+		return nil
+	}
+	buf := make([]byte, 0, 4096)
+	for len(buf) < maxRead {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := c.Read(buf[len(buf):min(cap(buf), maxRead)])
+		buf = buf[:len(buf)+n]
+		if n > 0 && (p.expect == "" || p.matches(buf)) {
+			return nil
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return p.notFound(buf, "")
+			}
+			cause := p.cause(ctx, err)
+			if len(buf) == 0 && !strings.HasPrefix(cause, "timeout") {
+				return fmt.Errorf("read from %s: %s", p.target, cause)
+			}
+			return p.notFound(buf, " before "+cause)
+		}
+	}
+	return p.notFound(buf, " (read limit)")
+}
+
+func (p *probe) matches(b []byte) bool {
+	if p.re != nil {
+		return p.re.Match(b)
+	}
+	return bytes.Contains(b, []byte(p.expect))
+}
+
+func (p *probe) notFound(b []byte, suffix string) error {
+	if p.expect == "" {
+		return fmt.Errorf("no reply in %d bytes%s", len(b), suffix)
+	}
+	what := "expect"
+	if p.re != nil {
+		what = "expect regex"
+	}
+	return fmt.Errorf("%s %q not found in %d bytes%s", what, p.expect, len(b), suffix)
+}
+
+func newHTTPClient(p *probe, hc *shoalv1.HealthCheck) *http.Client {
+	target := p.target.String()
+	serverName := hc.GetTlsServerName()
+	if serverName == "" && p.host != "" {
+		serverName = p.host
+		if h, _, err := net.SplitHostPort(p.host); err == nil {
+			serverName = h
+		}
+	}
+	tr := &http.Transport{
+		// Every check tests the server afresh: a kept-alive connection
+		// would hide a listener that stopped accepting.
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			// Always the real server, whatever Host the request names.
+			var d net.Dialer
+			return d.DialContext(ctx, network, target)
+		},
+		TLSClientConfig: &tls.Config{
+			ServerName:         serverName,
+			InsecureSkipVerify: hc.GetTlsSkipVerify(), //nolint:gosec // operator's explicit choice
+		},
+		MaxResponseHeaderBytes: maxRead,
+		ForceAttemptHTTP2:      false,
+	}
+	return &http.Client{
+		Transport: tr,
+		// A redirect is an answer; following it would check another server.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+func (p *probe) runHTTP(ctx context.Context) error {
+	scheme := "http"
+	if p.kind == KindHTTPS {
+		scheme = "https"
+	}
+	url := scheme + "://" + p.target.String() + p.path
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("request %s: %w", url, err)
+	}
+	if p.host != "" {
+		req.Host = p.host
+	}
+	req.Header.Set("User-Agent", "shoal-health/1")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %s", url, p.httpCause(ctx, err))
+	}
+	defer resp.Body.Close()
+	switch {
+	case p.status != 0 && resp.StatusCode != p.status:
+		return fmt.Errorf("status %d, want %d", resp.StatusCode, p.status)
+	case p.status == 0 && (resp.StatusCode < 200 || resp.StatusCode > 399):
+		return fmt.Errorf("status %d, want 2xx/3xx", resp.StatusCode)
+	}
+	if p.expect == "" {
+		return nil
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxRead))
+	if p.matches(body) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("body: %w", p.notFound(body, " before "+p.cause(ctx, err)))
+	}
+	return fmt.Errorf("body: %w", p.notFound(body, ""))
+}
+
+func (p *probe) httpCause(ctx context.Context, err error) string {
+	var errno syscall.Errno
+	var ce *tls.CertificateVerificationError
+	var rh tls.RecordHeaderError
+	switch {
+	case errors.As(err, &errno):
+		return errno.Error()
+	case errors.As(err, &ce):
+		return "tls: " + ce.Err.Error()
+	case errors.As(err, &rh):
+		return "tls: " + rh.Msg
+	}
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) && ue.Unwrap() != nil && ctx.Err() == nil {
+		return ue.Unwrap().Error()
+	}
+	return p.cause(ctx, err)
+}
+
+func (p *probe) runExec(ctx context.Context) error {
+	host, port := p.target.Addr().String(), strconv.Itoa(int(p.target.Port()))
+	args := make([]string, len(p.command))
+	for i, a := range p.command {
+		args[i] = strings.NewReplacer("%h", host, "%p", port).Replace(a)
+	}
+	if p.shell {
+		args = append([]string{"/bin/sh", "-c"}, args...)
+	}
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	// The program gets its own process group so that a timeout kills what
+	// it started too (a script's curl, a shell's children).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	// A grandchild that escaped the group may hold the pipe open; do not
+	// wait for it longer than this after the kill.
+	cmd.WaitDelay = 100 * time.Millisecond
+	cmd.Stdin = nil
+	var out boundedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Env = append(os.Environ(), "SHOAL_HOST="+host, "SHOAL_PORT="+port)
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("%s: killed after timeout %s", p.command[0], p.timeout)
+			}
+			return fmt.Errorf("%s: check cancelled", p.command[0])
+		}
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return fmt.Errorf("%s: %s%s", p.command[0], ee.ProcessState.String(), firstLine(out.b))
+		}
+		return fmt.Errorf("%s: %w", p.command[0], err)
+	}
+	if p.expect != "" && !p.matches(out.b) {
+		return fmt.Errorf("%s: %w", p.command[0], p.notFound(out.b, " of output"))
+	}
+	return nil
+}
+
+// firstLine gives a failing program's first line of output as context.
+func firstLine(b []byte) string {
+	line, _, _ := bytes.Cut(bytes.TrimSpace(b), []byte("\n"))
+	if len(line) == 0 {
+		return ""
+	}
+	if len(line) > 200 {
+		line = line[:200]
+	}
+	return ": " + string(line)
+}
+
+// boundedBuffer keeps the first maxRead bytes and discards the rest without
+// failing the write, so a chatty program is not killed by SIGPIPE.
+type boundedBuffer struct{ b []byte }
+
+func (w *boundedBuffer) Write(p []byte) (int, error) {
+	if room := maxRead - len(w.b); room > 0 {
+		w.b = append(w.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+// unescape turns the \r \n \t \\ escapes of lvs.cf's send strings into bytes;
+// any other backslash is kept as written.
+func unescape(s string) []byte {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 == len(s) {
+			out = append(out, s[i])
+			continue
+		}
+		switch s[i+1] {
+		case 'r':
+			out = append(out, '\r')
+		case 'n':
+			out = append(out, '\n')
+		case 't':
+			out = append(out, '\t')
+		case '\\':
+			out = append(out, '\\')
+		default:
+			out = append(out, s[i], s[i+1])
+		}
+		i++
+	}
+	return out
+}

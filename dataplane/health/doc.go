@@ -1,0 +1,28 @@
+// Package health decides, on every node, whether each real server should
+// take traffic: the job Piranha's nanny and keepalived's checkers did.
+//
+// A Monitor receives the committed configuration (SetConfig), runs the
+// configured check of every active real server (tcp connect, send/expect over
+// TCP or UDP, http/https, an external program, or none) and keeps a verdict
+// per server, keyed by service name and address:port with the port resolved
+// as config.RealServerPort does. The dataplane asks Healthy when it builds the
+// desired IPVS table and reconciles when OnChange fires; the server reports
+// Status and streams Subscribe.
+//
+// Verdicts come from a pure state machine (tracker) fed with check results
+// and their times: up → down after fall consecutive failures or down_after of
+// continuous failure; down → up after rise consecutive successes spanning at
+// least reentry. It never reads a clock, so it is tested with made-up times.
+//
+// Scheduling is one goroutine with a timer on a heap of due checks, not one
+// sleeping goroutine per server: first runs are spread over the interval,
+// later runs jittered by ±10%, and at most Options.Concurrency checks run at
+// once. 10,000 TCP checks a second cost a small fraction of a core (see
+// TestLoad in load_test.go).
+//
+// What it must never do: touch IPVS or addresses (that is the dataplane's
+// job, driven by Healthy), know about Raft or leadership (checks run on every
+// node, each node programs its own view), or reuse a connection between two
+// checks (each check tests the server afresh). It follows redirects of no
+// HTTP server and runs programs without a shell unless the check asks for one.
+package health

@@ -1,0 +1,508 @@
+package health
+
+import (
+	"cmp"
+	"container/heap"
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/shoal-lb/shoal/config"
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+)
+
+// DefaultConcurrency bounds the checks in flight when Options.Concurrency is 0.
+const DefaultConcurrency = 1024
+
+// Options configure a Monitor.
+type Options struct {
+	// NodeID names this node in RealServerHealth.node.
+	NodeID string
+	Logger *slog.Logger
+	// Clock is nil for the real clock.
+	Clock Clock
+	// OnChange is called, outside any lock, after a real server changed
+	// state; the dataplane reconciles on it. It must not block for long.
+	OnChange func()
+	// Concurrency bounds the checks running at once; 0 = DefaultConcurrency.
+	// Due checks wait for a free slot, so an overloaded node checks less
+	// often instead of opening unbounded sockets.
+	Concurrency int
+	// Registerer receives the metrics; nil = prometheus.DefaultRegisterer.
+	Registerer prometheus.Registerer
+}
+
+// Monitor runs the health checks of every active real server of the
+// configuration and keeps one verdict (up or down) per server.
+type Monitor struct {
+	nodeID   string
+	log      *slog.Logger
+	clock    Clock
+	onChange func()
+	metrics  *metrics
+	sem      chan struct{}
+	wake     chan struct{}
+
+	mu       sync.Mutex
+	servers  map[key]*server
+	svcPorts map[string]uint32 // service name → port, to resolve a port-0 query
+	queue    schedule
+
+	subMu   sync.Mutex
+	subs    map[int]chan *shoalv1.RealServerHealth
+	nextSub int
+
+	// observed, when set by tests, sees the latency of every check.
+	observed func(time.Duration, error)
+}
+
+// key identifies a real server: its service and its address with the
+// resolved port (the real server's, or the service's when that is 0).
+type key struct {
+	service string
+	addr    netip.AddrPort
+}
+
+// server is one checked real server. A new check definition makes a new
+// server value (carrying the verdict over), so a running check can tell from
+// pointer identity whether its result still counts.
+type server struct {
+	key
+	probe   *probe
+	tr      tracker
+	due     time.Time
+	idx     int // position in the schedule; -1 when not queued
+	running context.CancelFunc
+}
+
+// New returns a Monitor; it checks nothing until SetConfig and Run.
+func New(o Options) *Monitor {
+	m := &Monitor{
+		nodeID:   o.NodeID,
+		log:      o.Logger,
+		clock:    o.Clock,
+		onChange: o.OnChange,
+		wake:     make(chan struct{}, 1),
+		servers:  map[key]*server{},
+		svcPorts: map[string]uint32{},
+		subs:     map[int]chan *shoalv1.RealServerHealth{},
+	}
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	m.log = m.log.With("component", "health")
+	if m.clock == nil {
+		m.clock = realClock{}
+	}
+	n := o.Concurrency
+	if n <= 0 {
+		n = DefaultConcurrency
+	}
+	m.sem = make(chan struct{}, n)
+	reg := o.Registerer
+	if reg == nil {
+		reg = prometheus.DefaultRegisterer
+	}
+	m.metrics = newMetrics(reg)
+	return m
+}
+
+// dispatch is a check taken off the schedule, to run on a worker.
+type dispatch struct {
+	s     *server
+	probe *probe
+	ctx   context.Context
+}
+
+// Run schedules the checks until ctx is done, then cancels the checks in
+// flight and waits for them. One goroutine keeps a single timer on the
+// earliest due check; each check runs on a short-lived goroutine bounded by
+// Options.Concurrency. Run returns nil on cancellation; call it once.
+func (m *Monitor) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	timer := m.clock.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		now := m.clock.Now()
+		var due []dispatch
+		next := time.Hour
+		m.mu.Lock()
+		for m.queue.Len() > 0 {
+			s := m.queue[0]
+			if s.due.After(now) {
+				next = s.due.Sub(now)
+				break
+			}
+			heap.Pop(&m.queue)
+			cctx, ccancel := context.WithCancel(ctx)
+			s.running = ccancel
+			due = append(due, dispatch{s: s, probe: s.probe, ctx: cctx})
+		}
+		m.mu.Unlock()
+
+		for i, d := range due {
+			select {
+			case m.sem <- struct{}{}:
+			case <-ctx.Done():
+				for _, d := range due[i:] {
+					m.finish(d, nil)
+				}
+				return nil
+			}
+			wg.Go(func() {
+				defer func() { <-m.sem }()
+				m.check(d)
+			})
+		}
+		if len(due) > 0 {
+			continue // dispatching took time: look again before sleeping
+		}
+		timer.Reset(next)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C():
+		case <-m.wake:
+		}
+	}
+}
+
+// check runs one check and feeds its result to the server's state machine.
+func (m *Monitor) check(d dispatch) {
+	p := d.probe
+	start := m.clock.Now()
+	ctx, cancel := context.WithTimeout(d.ctx, p.timeout)
+	err := p.run(ctx)
+	cancel()
+	end := m.clock.Now()
+	if d.ctx.Err() != nil {
+		// Cancelled: the server was removed, its check replaced, or the
+		// monitor is stopping. The result says nothing about the server.
+		m.finish(d, nil)
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "fail"
+	}
+	m.metrics.duration.WithLabelValues(d.s.service, result).Observe(end.Sub(start).Seconds())
+	if m.observed != nil {
+		m.observed(end.Sub(start), err)
+	}
+	m.finish(d, &Observation{Start: start, End: end, Err: err})
+}
+
+// finish records an observation (if any) and puts the server back on the
+// schedule unless it left the configuration meanwhile.
+func (m *Monitor) finish(d dispatch, o *Observation) {
+	m.mu.Lock()
+	s := d.s
+	if s.running != nil {
+		s.running()
+		s.running = nil
+	}
+	if m.servers[s.key] != s {
+		m.mu.Unlock()
+		return
+	}
+	var (
+		tr      Transition
+		changed bool
+	)
+	now := m.clock.Now()
+	if o != nil {
+		tr, changed = s.tr.observe(*o)
+		s.due = o.Start.Add(jitter(s.probe.interval))
+	} else {
+		s.due = now.Add(jitter(s.probe.interval))
+	}
+	if s.due.Before(now) {
+		s.due = now
+	}
+	heap.Push(&m.queue, s)
+	var st *shoalv1.RealServerHealth
+	if changed {
+		st = m.statusLocked(s)
+	}
+	m.mu.Unlock()
+	m.poke()
+	if changed {
+		m.transitioned(s.key, !tr.Up, tr, st)
+	}
+}
+
+// transitioned reports a verdict change everywhere it is due: log, metrics,
+// subscribers, the dataplane.
+func (m *Monitor) transitioned(k key, wasUp bool, tr Transition, st *shoalv1.RealServerHealth) {
+	to := stateString(tr.Up)
+	m.log.Info("real server "+to, "service", k.service, "server", k.addr.String(),
+		"from", stateString(wasUp), "to", to, "reason", tr.Reason)
+	m.metrics.transitions.WithLabelValues(k.service, to).Inc()
+	m.metrics.up.WithLabelValues(k.service, k.addr.String()).Set(b2f(tr.Up))
+	m.publish(st)
+	if m.onChange != nil {
+		m.onChange()
+	}
+}
+
+func (m *Monitor) poke() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// SetConfig makes the monitor check the active real servers of c (nil
+// removes everything). A server whose identity and check are unchanged keeps
+// its state, counters and schedule; a changed check restarts the counters
+// but keeps the verdict; a removed server's check stops at once. Call it
+// before handing the same config to the dataplane, so that the dataplane
+// finds the new servers' initial verdicts.
+func (m *Monitor) SetConfig(c *shoalv1.Config) {
+	type want struct {
+		k key
+		p *probe
+	}
+	var wants []want
+	ports := map[string]uint32{}
+	for _, svc := range c.GetServices() {
+		if svc.Active != nil && !svc.GetActive() {
+			continue
+		}
+		ports[svc.GetName()] = svc.GetPort()
+		for _, rs := range svc.GetRealServers() {
+			if rs.Active != nil && !rs.GetActive() {
+				continue
+			}
+			addr, err := netip.ParseAddr(rs.GetAddress())
+			if err != nil {
+				m.log.Warn("real server not checked: bad address", "service", svc.GetName(), "server", rs.GetAddress(), "err", err)
+				continue
+			}
+			addr = addr.Unmap()
+			p, err := newProbe(svc, rs, addr, svc.GetHealthCheck())
+			if err != nil {
+				// Validation should have refused this; keep the server out
+				// with the reason rather than trusting it blindly.
+				p = &probe{kind: "invalid", target: netip.AddrPortFrom(addr, 0), interval: config.DefaultCheckInterval,
+					timeout: config.DefaultCheckTimeout, rules: Rules{Rise: 1, Fall: 1}, invalid: err,
+					fingerprint: "invalid|" + err.Error()}
+			}
+			k := key{svc.GetName(), netip.AddrPortFrom(addr, uint16(config.RealServerPort(svc, rs)))}
+			wants = append(wants, want{k, p})
+		}
+	}
+
+	type event struct {
+		k     key
+		wasUp bool
+		tr    Transition
+		st    *shoalv1.RealServerHealth
+	}
+	var events []event
+	notify := false
+	now := m.clock.Now()
+	m.mu.Lock()
+	m.svcPorts = ports
+	seen := make(map[key]bool, len(wants))
+	for _, w := range wants {
+		seen[w.k] = true
+		old := m.servers[w.k]
+		if old != nil && old.probe.fingerprint == w.p.fingerprint {
+			continue
+		}
+		s := &server{key: w.k, probe: w.p, idx: -1}
+		switch {
+		case old != nil:
+			s.tr = old.tr.withRules(w.p.rules)
+			m.dropLocked(old)
+		case w.p.kind == KindNone:
+			s.tr = newTracker(w.p.rules, true, now, "no health check")
+		case w.p.initUp:
+			s.tr = newTracker(w.p.rules, true, now, "new server, initially_up")
+		default:
+			s.tr = newTracker(w.p.rules, false, now, "new server, not checked yet")
+		}
+		if w.p.kind == KindNone && !s.tr.up {
+			tr := s.tr.set(true, now, "no health check")
+			events = append(events, event{w.k, false, tr, nil})
+		}
+		m.servers[w.k] = s
+		if old == nil {
+			notify = notify || s.tr.up
+			m.metrics.up.WithLabelValues(w.k.service, w.k.addr.String()).Set(b2f(s.tr.up))
+		}
+		if w.p.kind != KindNone {
+			// Spread first runs over the interval so that a large config
+			// does not fire all its checks at once.
+			s.due = now.Add(rand.N(w.p.interval))
+			heap.Push(&m.queue, s)
+		}
+	}
+	for k, s := range m.servers {
+		if !seen[k] {
+			m.dropLocked(s)
+			delete(m.servers, k)
+			m.metrics.up.DeleteLabelValues(k.service, k.addr.String())
+		}
+	}
+	for i := range events {
+		events[i].st = m.statusLocked(m.servers[events[i].k])
+	}
+	m.mu.Unlock()
+	m.poke()
+	for _, e := range events {
+		m.transitioned(e.k, e.wasUp, e.tr, e.st)
+	}
+	if notify && len(events) == 0 && m.onChange != nil {
+		m.onChange()
+	}
+}
+
+// dropLocked takes s off the schedule and cancels its running check.
+func (m *Monitor) dropLocked(s *server) {
+	if s.idx >= 0 {
+		heap.Remove(&m.queue, s.idx)
+	}
+	if s.running != nil {
+		s.running()
+		s.running = nil
+	}
+}
+
+// Healthy reports this node's verdict on a real server. rs carries the real
+// server's resolved port; port 0 is read as the service's port. A server the
+// monitor does not check (inactive, unknown) is not healthy.
+func (m *Monitor) Healthy(service string, rs netip.AddrPort) bool {
+	rs = netip.AddrPortFrom(rs.Addr().Unmap(), rs.Port())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.servers[key{service, rs}]
+	if s == nil && rs.Port() == 0 {
+		s = m.servers[key{service, netip.AddrPortFrom(rs.Addr(), uint16(m.svcPorts[service]))}]
+	}
+	return s != nil && s.tr.up
+}
+
+// Status returns the verdict on every checked real server, sorted by
+// service, address and port.
+func (m *Monitor) Status() []*shoalv1.RealServerHealth {
+	m.mu.Lock()
+	out := make([]*shoalv1.RealServerHealth, 0, len(m.servers))
+	for _, s := range m.servers {
+		out = append(out, m.statusLocked(s))
+	}
+	m.mu.Unlock()
+	slices.SortFunc(out, func(a, b *shoalv1.RealServerHealth) int {
+		if c := cmp.Compare(a.Service, b.Service); c != 0 {
+			return c
+		}
+		aa, _ := netip.ParseAddr(a.Address)
+		ba, _ := netip.ParseAddr(b.Address)
+		if c := aa.Compare(ba); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Port, b.Port)
+	})
+	return out
+}
+
+func (m *Monitor) statusLocked(s *server) *shoalv1.RealServerHealth {
+	h := &shoalv1.RealServerHealth{
+		Service:   s.service,
+		Address:   s.addr.Addr().String(),
+		Port:      uint32(s.addr.Port()),
+		State:     stateString(s.tr.up),
+		Since:     timestamppb.New(s.tr.since),
+		Reason:    s.tr.reason,
+		LastError: s.tr.lastErr,
+		Node:      m.nodeID,
+	}
+	if s.tr.checked {
+		h.LastLatency = durationpb.New(s.tr.lastLatency)
+	}
+	return h
+}
+
+// Subscribe streams every transition of every real server. A subscriber
+// that does not keep up loses transitions (counted in
+// shoal_health_events_dropped_total) rather than stalling the checks; it can
+// re-read Status. The returned function ends the subscription and closes the
+// channel.
+func (m *Monitor) Subscribe(buf int) (<-chan *shoalv1.RealServerHealth, func()) {
+	ch := make(chan *shoalv1.RealServerHealth, buf)
+	m.subMu.Lock()
+	id := m.nextSub
+	m.nextSub++
+	m.subs[id] = ch
+	m.subMu.Unlock()
+	return ch, func() {
+		m.subMu.Lock()
+		defer m.subMu.Unlock()
+		if _, ok := m.subs[id]; ok {
+			delete(m.subs, id)
+			close(ch)
+		}
+	}
+}
+
+func (m *Monitor) publish(st *shoalv1.RealServerHealth) {
+	m.subMu.Lock()
+	defer m.subMu.Unlock()
+	for _, ch := range m.subs {
+		select {
+		case ch <- st:
+		default:
+			m.metrics.dropped.Inc()
+		}
+	}
+}
+
+// jitter spreads repeated checks by ±10% so that checks started together
+// drift apart instead of firing in lockstep forever.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.9 + 0.2*rand.Float64()))
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// schedule is a min-heap of servers by due time.
+type schedule []*server
+
+func (q schedule) Len() int           { return len(q) }
+func (q schedule) Less(i, j int) bool { return q[i].due.Before(q[j].due) }
+func (q schedule) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].idx, q[j].idx = i, j
+}
+func (q *schedule) Push(x any) {
+	s := x.(*server)
+	s.idx = len(*q)
+	*q = append(*q, s)
+}
+func (q *schedule) Pop() any {
+	old := *q
+	s := old[len(old)-1]
+	old[len(old)-1] = nil
+	s.idx = -1
+	*q = old[:len(old)-1]
+	return s
+}

@@ -1,0 +1,291 @@
+package health
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+)
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", within, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// startMonitor runs a monitor until the test ends.
+func startMonitor(t *testing.T, o Options) (*Monitor, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	o.Registerer = reg
+	o.NodeID = "n1"
+	o.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
+	m := New(o)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return m, reg
+}
+
+// countingListener accepts connections on 127.0.0.1 and counts them.
+type countingListener struct {
+	ap       netip.AddrPort
+	accepted atomic.Int64
+}
+
+func listenCounting(t *testing.T) *countingListener {
+	l := &countingListener{}
+	l.ap = serveTCP(t, func(c net.Conn) { l.accepted.Add(1); io.Copy(io.Discard, c) })
+	return l
+}
+
+func fastCheck() *shoalv1.HealthCheck {
+	return &shoalv1.HealthCheck{Kind: "tcp", Interval: durationpb.New(20 * time.Millisecond),
+		Timeout: durationpb.New(time.Second), Rise: 1, Fall: 1}
+}
+
+func service(name string, hc *shoalv1.HealthCheck, servers ...netip.AddrPort) *shoalv1.VirtualService {
+	s := &shoalv1.VirtualService{Name: name, Vip: &shoalv1.Address{Address: "192.0.2.1"}, Port: 80, Protocol: "tcp", HealthCheck: hc}
+	for _, ap := range servers {
+		s.RealServers = append(s.RealServers, &shoalv1.RealServer{Address: ap.Addr().String(), Port: uint32(ap.Port())})
+	}
+	return s
+}
+
+func TestMonitorUpDownAndOnChange(t *testing.T) {
+	up := listenCounting(t)
+	down := closedPort(t)
+	var changes atomic.Int64
+	m, reg := startMonitor(t, Options{OnChange: func() { changes.Add(1) }})
+	events, cancel := m.Subscribe(16)
+	defer cancel()
+	m.SetConfig(&shoalv1.Config{Services: []*shoalv1.VirtualService{service("web", fastCheck(), up.ap, down)}})
+
+	eventually(t, 5*time.Second, "listening server comes up", func() bool { return m.Healthy("web", up.ap) })
+	if changes.Load() == 0 {
+		t.Error("OnChange not called after a transition")
+	}
+	select {
+	case ev := <-events:
+		if ev.State != "up" || ev.Address != "127.0.0.1" || ev.Port != uint32(up.ap.Port()) || ev.Node != "n1" || ev.Service != "web" {
+			t.Errorf("event %v", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no transition event")
+	}
+	// The closed port has been checked and stays down with a reason.
+	eventually(t, 5*time.Second, "down server reports its error", func() bool {
+		for _, st := range m.Status() {
+			if st.Port == uint32(down.Port()) {
+				return strings.Contains(st.LastError, "connection refused") && st.State == "down"
+			}
+		}
+		return false
+	})
+	if m.Healthy("web", down) {
+		t.Error("closed port judged healthy")
+	}
+	st := m.Status()
+	if len(st) != 2 || st[0].LastLatency == nil || st[0].Since == nil || st[0].Node != "n1" {
+		t.Fatalf("status %v", st)
+	}
+
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, mf := range mfs {
+		found[mf.GetName()] = true
+	}
+	for _, name := range []string{"shoal_health_transitions_total", "shoal_health_check_duration_seconds", "shoal_health_up"} {
+		if !found[name] {
+			t.Errorf("metric %s not exported", name)
+		}
+	}
+}
+
+func TestMonitorConfigChangeKeepsState(t *testing.T) {
+	a, b := listenCounting(t), listenCounting(t)
+	m, _ := startMonitor(t, Options{})
+	hc := fastCheck()
+	hc.Rise = 1
+	hc.Fall = 1000 // once up, stays up whatever happens: the test is about keeping state
+	cfg := &shoalv1.Config{Services: []*shoalv1.VirtualService{service("web", hc, a.ap)}}
+	m.SetConfig(cfg)
+	eventually(t, 5*time.Second, "a comes up", func() bool { return m.Healthy("web", a.ap) })
+	sinceOf := func(ap netip.AddrPort) time.Time {
+		for _, st := range m.Status() {
+			if st.Port == uint32(ap.Port()) {
+				return st.Since.AsTime()
+			}
+		}
+		t.Fatalf("%s not in status", ap)
+		return time.Time{}
+	}
+	since := sinceOf(a.ap)
+	m.mu.Lock()
+	before := m.servers[key{"web", a.ap}]
+	m.mu.Unlock()
+
+	same := func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.servers[key{"web", a.ap}] == before && before.tr.up
+	}
+	// A weight change and another server's arrival leave a alone.
+	cfg = proto.Clone(cfg).(*shoalv1.Config)
+	cfg.Services[0].RealServers[0].Weight = proto.Uint32(50)
+	cfg.Services[0].RealServers = append(cfg.Services[0].RealServers,
+		&shoalv1.RealServer{Address: "127.0.0.1", Port: uint32(b.ap.Port())})
+	m.SetConfig(cfg)
+	if !same() {
+		t.Fatal("weight change or a new neighbour reset a's state")
+	}
+	eventually(t, 5*time.Second, "b comes up", func() bool { return m.Healthy("web", b.ap) })
+	if got := sinceOf(a.ap); !got.Equal(since) {
+		t.Errorf("a's since moved from %s to %s", since, got)
+	}
+
+	// A changed check definition keeps the verdict.
+	cfg = proto.Clone(cfg).(*shoalv1.Config)
+	cfg.Services[0].HealthCheck.Timeout = durationpb.New(2 * time.Second)
+	m.SetConfig(cfg)
+	if same() {
+		t.Fatal("changed check kept the old definition")
+	}
+	if !m.Healthy("web", a.ap) || !m.Healthy("web", b.ap) {
+		t.Fatal("changed check dropped the verdict")
+	}
+}
+
+func TestMonitorRemovedServerStops(t *testing.T) {
+	// The server accepts and never answers; the check's timeout is a minute,
+	// so only the removal can end it.
+	var (
+		mu     sync.Mutex
+		open   int
+		closed = make(chan struct{}, 16)
+	)
+	hang := serveTCP(t, func(c net.Conn) {
+		mu.Lock()
+		open++
+		mu.Unlock()
+		io.Copy(io.Discard, c) // returns when the checker closes
+		closed <- struct{}{}
+	})
+	m, _ := startMonitor(t, Options{})
+	hc := &shoalv1.HealthCheck{Kind: "send-expect", Expect: "never", Interval: durationpb.New(10 * time.Millisecond),
+		Timeout: durationpb.New(time.Minute)}
+	m.SetConfig(&shoalv1.Config{Services: []*shoalv1.VirtualService{service("web", hc, hang)}})
+	eventually(t, 5*time.Second, "check connects", func() bool { mu.Lock(); defer mu.Unlock(); return open == 1 })
+
+	m.SetConfig(&shoalv1.Config{})
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("removed server's running check was not stopped")
+	}
+	if st := m.Status(); len(st) != 0 {
+		t.Fatalf("status after removal: %v", st)
+	}
+	m.mu.Lock()
+	queued := m.queue.Len()
+	m.mu.Unlock()
+	if queued != 0 {
+		t.Fatalf("%d checks still scheduled", queued)
+	}
+}
+
+func TestMonitorInactiveNotChecked(t *testing.T) {
+	l := listenCounting(t)
+	m, _ := startMonitor(t, Options{})
+	off := service("off", fastCheck(), l.ap)
+	off.Active = proto.Bool(false)
+	on := service("on", fastCheck(), l.ap)
+	on.RealServers[0].Active = proto.Bool(false)
+	other := listenCounting(t)
+	on.RealServers = append(on.RealServers, &shoalv1.RealServer{Address: "127.0.0.1", Port: uint32(other.ap.Port())})
+	m.SetConfig(&shoalv1.Config{Services: []*shoalv1.VirtualService{off, on}})
+	eventually(t, 5*time.Second, "active server is checked", func() bool { return m.Healthy("on", other.ap) })
+	if n := l.accepted.Load(); n != 0 {
+		t.Fatalf("inactive servers were checked %d times", n)
+	}
+	if st := m.Status(); len(st) != 1 {
+		t.Fatalf("status lists inactive servers: %v", st)
+	}
+}
+
+func TestMonitorKindNoneAndInitiallyUp(t *testing.T) {
+	var changes atomic.Int64
+	m, _ := startMonitor(t, Options{OnChange: func() { changes.Add(1) }})
+	nowhere := closedPort(t)
+	none := service("none", &shoalv1.HealthCheck{Kind: "none"}, nowhere)
+	hc := fastCheck()
+	hc.InitiallyUp = true
+	hc.Fall = 3
+	hc.Interval = durationpb.New(time.Hour) // first run lands within the hour: never, in this test
+	initUp := service("initup", hc, nowhere)
+	m.SetConfig(&shoalv1.Config{Services: []*shoalv1.VirtualService{initUp, none}})
+	if !m.Healthy("none", nowhere) || !m.Healthy("initup", nowhere) {
+		t.Fatal("kind none or initially_up server not up at once")
+	}
+	if changes.Load() == 0 {
+		t.Error("new up servers did not trigger OnChange")
+	}
+	// Port 0 is read as the service port.
+	svc := service("port0", &shoalv1.HealthCheck{Kind: "none"})
+	svc.RealServers = []*shoalv1.RealServer{{Address: "10.0.0.1"}}
+	m.SetConfig(&shoalv1.Config{Services: []*shoalv1.VirtualService{svc}})
+	if !m.Healthy("port0", netip.MustParseAddrPort("10.0.0.1:0")) || !m.Healthy("port0", netip.MustParseAddrPort("10.0.0.1:80")) {
+		t.Fatal("port-0 real server not found by its service port")
+	}
+	if m.Healthy("none", nowhere) {
+		t.Fatal("removed service still healthy")
+	}
+}
+
+func TestMonitorSchedulesByClock(t *testing.T) {
+	// With a fake clock nothing runs until time moves: the scheduler waits
+	// on the clock's timer, not on sleeps of its own.
+	l := listenCounting(t)
+	clk := newFakeClock()
+	m, _ := startMonitor(t, Options{Clock: clk})
+	hc := fastCheck()
+	hc.Interval = durationpb.New(10 * time.Second)
+	m.SetConfig(&shoalv1.Config{Services: []*shoalv1.VirtualService{service("web", hc, l.ap)}})
+	for i := 1; i <= 3; i++ {
+		clk.Advance(11 * time.Second) // past the first run (< interval) and each jittered interval (≤ 11s)
+		eventually(t, 5*time.Second, "check runs after the clock moves", func() bool { return l.accepted.Load() >= int64(i) })
+	}
+	if !m.Healthy("web", l.ap) {
+		t.Fatal("not up after three passing checks")
+	}
+	if n := l.accepted.Load(); n != 3 {
+		t.Fatalf("%d checks after 3 advances, want 3", n)
+	}
+}

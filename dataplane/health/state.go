@@ -1,0 +1,135 @@
+package health
+
+import (
+	"fmt"
+	"time"
+)
+
+// Strings used for RealServerHealth.state and the "to" label of the
+// transition counter.
+const (
+	StateUp   = "up"
+	StateDown = "down"
+)
+
+// Rules are the parts of a health check that decide transitions; the zero
+// values of Rise and Fall are treated as 1.
+type Rules struct {
+	Rise      int
+	Fall      int
+	Reentry   time.Duration // successes must span at least this long before a down server returns
+	DownAfter time.Duration // continuous failure this long takes an up server down; 0 = off
+}
+
+// Observation is the outcome of one check.
+type Observation struct {
+	Start time.Time // when the check began
+	End   time.Time // when its verdict was known
+	Err   error     // nil = success
+}
+
+// Transition is a change of verdict produced by the state machine.
+type Transition struct {
+	Up     bool
+	At     time.Time
+	Reason string
+}
+
+// tracker is the pure per-server state machine: it never reads a clock,
+// every time it knows comes from an Observation, so tests drive it with
+// made-up times.
+//
+// up → down after Fall consecutive failures, or once failures have lasted
+// DownAfter (nanny's timeout), whichever comes first.
+// down → up after Rise consecutive successes spanning at least Reentry
+// (nanny's reentry): a flapping server that never strings enough successes
+// together stays out.
+type tracker struct {
+	rules Rules
+
+	up     bool
+	since  time.Time
+	reason string
+
+	okRun     int       // consecutive successes
+	okSince   time.Time // start of the first success of the run
+	failRun   int       // consecutive failures
+	failSince time.Time // start of the first failure of the run
+
+	lastErr     string
+	lastLatency time.Duration
+	checked     bool // at least one observation
+}
+
+func newTracker(r Rules, up bool, at time.Time, reason string) tracker {
+	return tracker{rules: r, up: up, since: at, reason: reason}
+}
+
+// withRules returns the tracker with new rules: the counters restart (the
+// history was gathered under other rules) but the verdict stands, so a
+// changed check definition does not bounce traffic.
+func (t tracker) withRules(r Rules) tracker {
+	return tracker{rules: r, up: t.up, since: t.since, reason: t.reason,
+		lastErr: t.lastErr, lastLatency: t.lastLatency, checked: t.checked}
+}
+
+// observe feeds one check outcome and reports a transition, if any.
+func (t *tracker) observe(o Observation) (Transition, bool) {
+	t.checked = true
+	t.lastLatency = o.End.Sub(o.Start)
+	rise, fall := max(t.rules.Rise, 1), max(t.rules.Fall, 1)
+	if o.Err == nil {
+		t.lastErr = ""
+		t.failRun = 0
+		if t.okRun == 0 {
+			t.okSince = o.Start
+		}
+		t.okRun++
+		span := o.End.Sub(t.okSince)
+		if !t.up && t.okRun >= rise && span >= t.rules.Reentry {
+			var reason string
+			switch {
+			case t.okRun == 1 && t.rules.Reentry == 0:
+				reason = "check passed"
+			case t.rules.Reentry == 0:
+				reason = fmt.Sprintf("%d consecutive checks passed", t.okRun)
+			default:
+				reason = fmt.Sprintf("%d consecutive checks passed over %s (reentry %s)",
+					t.okRun, span.Round(time.Millisecond), t.rules.Reentry)
+			}
+			return t.set(true, o.End, reason), true
+		}
+		return Transition{}, false
+	}
+	t.lastErr = o.Err.Error()
+	t.okRun = 0
+	if t.failRun == 0 {
+		t.failSince = o.Start
+	}
+	t.failRun++
+	if !t.up {
+		return Transition{}, false
+	}
+	failing := o.End.Sub(t.failSince)
+	switch {
+	case t.failRun >= fall:
+		return t.set(false, o.End, t.lastErr), true
+	case t.rules.DownAfter > 0 && failing >= t.rules.DownAfter:
+		return t.set(false, o.End, fmt.Sprintf("%s (failing for %s)", t.lastErr, failing.Round(time.Millisecond))), true
+	}
+	return Transition{}, false
+}
+
+func (t *tracker) set(up bool, at time.Time, reason string) Transition {
+	t.up, t.since, t.reason = up, at, reason
+	// A fresh verdict needs a fresh run to overturn it.
+	t.okRun, t.failRun = 0, 0
+	return Transition{Up: up, At: at, Reason: reason}
+}
+
+func stateString(up bool) string {
+	if up {
+		return StateUp
+	}
+	return StateDown
+}

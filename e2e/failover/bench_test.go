@@ -225,23 +225,8 @@ func (sr *series) serve(r *netlab.Node) {
 func addService(ctx context.Context, sh *netlab.Shoal, vip netip.Prefix) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	var last error
-	for {
-		for _, r := range sh.Lab.Routers {
-			cctx, ccancel := context.WithTimeout(ctx, 3*time.Second)
-			_, err := sh.Ctl(cctx, r, "service", "add", "web", "--vip", vip.String(), "--interface", netlab.Iface, "--port", "80")
-			ccancel()
-			if err == nil {
-				return nil
-			}
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	_, err := sh.CtlRetry(ctx, "service", "add", "web", "--vip", vip.String(), "--interface", netlab.Iface, "--port", "80")
+	return err
 }
 
 // waitLeader waits until exactly one router has held the VIP for

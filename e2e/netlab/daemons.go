@@ -1,6 +1,7 @@
 package netlab
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -38,6 +39,8 @@ type Shoal struct {
 	// Profile is lvsd's --profile (lan, fast, wan); Flags are extra flags.
 	Profile string
 	Flags   []string
+	// Dataplane is lvsd's --dataplane (default vip: this lab has no IPVS).
+	Dataplane string
 	// RaftPort and APIPort on each router's address (default 7000, 7001).
 	RaftPort, APIPort uint16
 
@@ -93,7 +96,7 @@ func (s *Shoal) Args(r *Node) []string {
 		"--api-addr", s.APIAddr(r).String(),
 		"--data-dir", filepath.Join(s.Dir, r.Name, "data"),
 		"--bootstrap", strings.Join(boot, ","),
-		"--dataplane", "vip",
+		"--dataplane", cmp.Or(s.Dataplane, "vip"),
 		"--interface", Iface,
 	}
 	if s.Profile != "" {
@@ -177,6 +180,28 @@ func (s *Shoal) Ctl(ctx context.Context, server *Node, args ...string) (string, 
 		return string(out), fmt.Errorf("lvsctl %s: %w: %s", strings.Join(all, " "), err, strings.TrimSpace(string(out)))
 	}
 	return string(out), nil
+}
+
+// CtlRetry runs lvsctl against each router in turn until one call
+// succeeds (say, once the cluster has elected a leader) or ctx ends.
+func (s *Shoal) CtlRetry(ctx context.Context, args ...string) (string, error) {
+	var last error
+	for {
+		for _, r := range s.Lab.Routers {
+			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			out, err := s.Ctl(cctx, r, args...)
+			cancel()
+			if err == nil {
+				return out, nil
+			}
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Conn opens a gRPC connection from the client namespace to r's API.

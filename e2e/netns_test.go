@@ -1,0 +1,319 @@
+package e2e_test
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-lb/shoal/e2e/netlab"
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+)
+
+// lanLease is the leader lease of lvsd's lan profile: a leader cut off from
+// the majority must have dropped its VIPs this long after its last contact
+// (raft checks the lease at most one lease period late, hence leaseMargin).
+const (
+	lanLease    = 100 * time.Millisecond
+	leaseMargin = 300 * time.Millisecond
+)
+
+// TestNetnsVIPFailover runs three real lvsd with the VIP dataplane in router
+// namespaces on one bridge and checks what a client namespace sees: the VIP
+// on the leader only, a takeover after the leader's daemon is killed (with
+// the client's ARP entry moved by gratuitous ARP), and a partitioned leader
+// dropping the VIP within its lease while the majority elects a new holder.
+func TestNetnsVIPFailover(t *testing.T) {
+	netlab.SkipUnlessRoot(t)
+	lvsd, lvsctl := shoalBinaries(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	lab, err := netlab.New(netlab.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := lab.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	for _, r := range lab.Routers {
+		resp, err := r.Serve(r.Name, "0.0.0.0:80")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = resp.Close() })
+	}
+	sh := &netlab.Shoal{Lab: lab, Lvsd: lvsd, Lvsctl: lvsctl, Dir: t.TempDir(), Profile: "lan"}
+	t.Cleanup(func() {
+		sh.Close()
+		if t.Failed() {
+			for _, r := range lab.Routers {
+				if b, err := os.ReadFile(sh.LogPath(r)); err == nil {
+					t.Logf("--- %s lvsd.log (tail)\n%s", r.Name, tail(string(b), 40))
+				}
+			}
+		}
+	})
+	for _, r := range lab.Routers {
+		if err := sh.Start(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	vip := netip.PrefixFrom(lab.Host(250), 24)
+	holders := &netlab.HolderLog{}
+	bg, stopBG := context.WithCancel(ctx)
+	hdone := make(chan struct{})
+	go func() { defer close(hdone); holders.Run(bg, lab, vip.Addr()) }()
+	prober := lab.Client.NewProber(netip.AddrPortFrom(vip.Addr(), 80), netlab.ProberOptions{Interval: 10 * time.Millisecond})
+	pdone := make(chan struct{})
+	go func() { defer close(pdone); prober.Run(bg) }()
+	t.Cleanup(func() { stopBG(); <-hdone; <-pdone })
+	start := time.Now()
+
+	if out, err := sh.CtlRetry(ctx, "service", "add", "web", "--vip", vip.String(), "--interface", netlab.Iface, "--port", "80"); err != nil {
+		t.Fatalf("lvsctl service add: %v", err)
+	} else {
+		t.Logf("lvsctl: %s", strings.TrimSpace(out))
+	}
+
+	// 1. Only the leader holds the VIP, and the client reaches it there.
+	leader := stableLeader(ctx, t, sh, holders, nil)
+	if _, err := prober.Wait(ctx, 10, func(r netlab.ProbeResult) bool { return r.OK && r.Router == leader.Name }); err != nil {
+		t.Fatalf("client never reached the VIP on leader %s: %v", leader.Name, err)
+	}
+	t.Logf("leader %s holds %s; client reaches it", leader.Name, vip)
+
+	// 2. SIGKILL of the leader's lvsd: another router takes over and the
+	// client's neighbour entry for the VIP moves to its MAC (GARP). The dead
+	// daemon cannot remove its VIP; that is allowed until it restarts.
+	killed := leader
+	kill := time.Now()
+	sh.Kill(killed)
+	first, err := prober.Wait(ctx, 1, func(r netlab.ProbeResult) bool {
+		return r.OK && r.Router != killed.Name && !r.Start.Before(kill)
+	})
+	if err != nil {
+		t.Fatalf("after SIGKILL of %s the client never reached another router: %v (holders %s)", killed.Name, err, holders.Current())
+	}
+	newLeader := lab.Router(first.Router)
+	t.Logf("SIGKILL %s: client answered by %s after %v", killed.Name, newLeader.Name, first.End.Sub(kill).Round(time.Millisecond))
+	waitFor(ctx, t, 2*time.Second, "client neighbour entry for the VIP = "+newLeader.Name+"'s MAC", func() bool {
+		nb, ok, err := lab.Client.Neighbour(vip.Addr())
+		return err == nil && ok && lab.RouterByMAC(nb.MAC) == newLeader
+	})
+	if got := stableLeader(ctx, t, sh, holders, killed); got != newLeader {
+		t.Fatalf("leader after SIGKILL is %s, but %s answered the client", got.Name, newLeader.Name)
+	}
+	// The restarted daemon is a follower and takes its stale VIP away.
+	if err := sh.Start(killed); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := holders.Until(within(t, ctx, 10*time.Second), func(h string) bool { return h == newLeader.Name }); err != nil {
+		t.Fatalf("restarted %s did not drop its stale VIP: holders %s", killed.Name, holders.Current())
+	}
+	cleaned := time.Now()
+	settledLeader := stableLeader(ctx, t, sh, holders, nil)
+
+	// 3. Partition the leader (its switch port down): it must drop the VIP
+	// within its lease, and the majority must elect a new holder.
+	part := settledLeader
+	if err := part.Unplug(); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Now()
+	waitFor(ctx, t, 10*time.Second, "partitioned "+part.Name+" drops the VIP", func() bool {
+		ok, err := part.HasAddr(vip.Addr())
+		return err == nil && !ok
+	})
+	dropped := holderGone(holders, part.Name, cut)
+	t.Logf("partitioned %s dropped the VIP %v after its link went down (lease %v)", part.Name, dropped.Sub(cut).Round(time.Millisecond), lanLease)
+	if d := dropped.Sub(cut); d > lanLease+leaseMargin {
+		t.Errorf("partitioned leader %s held the VIP %v after losing the majority; want <= lease %v + %v", part.Name, d.Round(time.Millisecond), lanLease, leaseMargin)
+	}
+	nh, err := holders.Until(within(t, ctx, 10*time.Second), func(h string) bool { return h != "-" && h != part.Name && !strings.Contains(h, ",") })
+	if err != nil {
+		t.Fatalf("majority elected no VIP holder after %s was cut off: holders %s", part.Name, holders.Current())
+	}
+	majority := lab.Router(nh)
+	after := time.Now()
+	if _, err := prober.Wait(ctx, 1, func(r netlab.ProbeResult) bool { return r.OK && r.Router == majority.Name && r.Start.After(after) }); err != nil {
+		t.Fatalf("client never reached new holder %s: %v", majority.Name, err)
+	}
+	t.Logf("majority elected %s, %v after the cut", majority.Name, holderSince(holders, majority.Name, cut).Sub(cut).Round(time.Millisecond))
+
+	// Heal: the old leader comes back as a follower and takes no VIP.
+	if err := part.Plug(); err != nil {
+		t.Fatal(err)
+	}
+	healed := time.Now()
+	final := stableLeader(ctx, t, sh, holders, nil)
+	end := time.Now()
+
+	// Never two holders outside the allowed windows: the killed daemon's
+	// stale VIP until its restart cleaned it, and the partition until the
+	// cut-off leader dropped it.
+	for _, at := range holders.DualBetween(start, end) {
+		if (!at.Before(kill) && !at.After(cleaned)) || (!at.Before(cut) && !at.After(dropped)) {
+			continue
+		}
+		t.Errorf("two routers held the VIP at %s (outside the crash/partition windows)", at.Format("15:04:05.000"))
+	}
+	t.Logf("healed partition: leader %s (%v after replug); VIP holder transitions: %s", final.Name, end.Sub(healed).Round(time.Millisecond), transitions(holders, start))
+}
+
+// stableLeader waits for exactly one VIP holder that every running lvsd
+// names as raft leader, and that alone reports holding VIPs. ignore is a router whose daemon
+// is down (its stale VIP is tolerated).
+func stableLeader(ctx context.Context, t *testing.T, sh *netlab.Shoal, holders *netlab.HolderLog, ignore *netlab.Node) *netlab.Node {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	var last string
+	for {
+		h, err := holders.Until(ctx, func(h string) bool { return len(liveHolders(h, ignore)) == 1 })
+		if err != nil {
+			t.Fatalf("no single VIP holder: %s (last check: %s)", holders.Current(), last)
+		}
+		name := liveHolders(h, ignore)[0]
+		leader := sh.Lab.Router(name)
+		if err := sameRaftLeader(ctx, sh, leader, ignore); err != nil {
+			last = err.Error()
+			select {
+			case <-ctx.Done():
+				t.Fatalf("VIP on %s but raft disagrees: %s", name, last)
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		return leader
+	}
+}
+
+// liveHolders splits a holder list, leaving out ignore.
+func liveHolders(h string, ignore *netlab.Node) []string {
+	var live []string
+	for _, n := range strings.Split(h, ",") {
+		if n != "-" && (ignore == nil || n != ignore.Name) {
+			live = append(live, n)
+		}
+	}
+	return live
+}
+
+// sameRaftLeader asks every running lvsd who leads.
+func sameRaftLeader(ctx context.Context, sh *netlab.Shoal, leader, ignore *netlab.Node) error {
+	for _, r := range sh.Lab.Routers {
+		if r == ignore {
+			continue
+		}
+		conn, err := sh.Conn(r)
+		if err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		resp, err := shoalv1.NewNodeServiceClient(conn).GetNodeStatus(cctx, &shoalv1.GetNodeStatusRequest{})
+		cancel()
+		conn.Close()
+		if err != nil {
+			return err
+		}
+		st := resp.GetStatus()
+		if st.GetLeaderId() != leader.Name {
+			return &leaderMismatch{node: r.Name, says: st.GetLeaderId(), vip: leader.Name}
+		}
+		if (st.GetRole() == "leader") != (r == leader) || st.GetHoldsVips() != (r == leader) {
+			return &leaderMismatch{node: r.Name, says: st.GetLeaderId(), vip: leader.Name, role: st.GetRole(), holds: st.GetHoldsVips()}
+		}
+	}
+	return nil
+}
+
+type leaderMismatch struct {
+	node, says, vip, role string
+	holds                 bool
+}
+
+func (e *leaderMismatch) Error() string {
+	return e.node + " says leader=" + e.says + " role=" + e.role + " holds_vips=" + boolStr(e.holds) + ", VIP on " + e.vip
+}
+
+func boolStr(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
+}
+
+// holderGone is when name stopped holding the VIP after t.
+func holderGone(h *netlab.HolderLog, name string, t time.Time) time.Time {
+	for _, s := range h.Samples() {
+		if s.At.After(t) && !strings.Contains(","+s.Holders+",", ","+name+",") {
+			return s.At
+		}
+	}
+	return time.Now()
+}
+
+// holderSince is when name started holding the VIP alone after t.
+func holderSince(h *netlab.HolderLog, name string, t time.Time) time.Time {
+	for _, s := range h.Samples() {
+		if s.At.After(t) && s.Holders == name {
+			return s.At
+		}
+	}
+	return time.Now()
+}
+
+func transitions(h *netlab.HolderLog, start time.Time) string {
+	var b strings.Builder
+	for _, s := range h.Samples() {
+		b.WriteString(" +" + s.At.Sub(start).Round(time.Millisecond).String() + "=" + s.Holders)
+	}
+	return b.String()
+}
+
+func waitFor(ctx context.Context, t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			t.Fatalf("not within %v: %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func within(t *testing.T, ctx context.Context, d time.Duration) context.Context {
+	c, cancel := context.WithTimeout(ctx, d)
+	t.Cleanup(cancel)
+	return c
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// shoalBinaries builds lvsd and lvsctl, or takes them from $SHOAL_BIN.
+func shoalBinaries(t *testing.T) (string, string) {
+	t.Helper()
+	dir := os.Getenv("SHOAL_BIN")
+	if dir == "" {
+		dir = t.TempDir()
+		cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/shoal-lb/shoal/cmd/lvsd", "github.com/shoal-lb/shoal/cmd/lvsctl")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build lvsd and lvsctl: %v\n%s", err, out)
+		}
+	}
+	return filepath.Join(dir, "lvsd"), filepath.Join(dir, "lvsctl")
+}

@@ -93,8 +93,8 @@ func (f *flags) timing() (raftfsm.Timing, error) {
 			*o.dst = o.v
 		}
 	}
-	if t.LeaderLease > t.Heartbeat {
-		return t, fmt.Errorf("lease timeout %s must not exceed heartbeat timeout %s", t.LeaderLease, t.Heartbeat)
+	if t.LeaderLease >= t.Heartbeat {
+		return t, fmt.Errorf("lease timeout %s must be shorter than the heartbeat timeout %s", t.LeaderLease, t.Heartbeat)
 	}
 	return t, nil
 }

@@ -44,9 +44,10 @@ type Shoal struct {
 	// RaftPort and APIPort on each router's address (default 7000, 7001).
 	RaftPort, APIPort uint16
 
-	mu    sync.Mutex
-	procs map[string]*Process
-	logs  map[string]*os.File
+	mu     sync.Mutex
+	procs  map[string]*Process
+	logs   map[string]*os.File
+	killed map[string]bool
 }
 
 // Label implements Daemon.
@@ -110,7 +111,7 @@ func (s *Shoal) Start(r *Node) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.procs == nil {
-		s.procs, s.logs = map[string]*Process{}, map[string]*os.File{}
+		s.procs, s.logs, s.killed = map[string]*Process{}, map[string]*os.File{}, map[string]bool{}
 	}
 	if p := s.procs[r.Name]; p != nil {
 		if exited, _ := p.Exited(); !exited {
@@ -132,6 +133,26 @@ func (s *Shoal) Start(r *Node) error {
 		return err
 	}
 	s.procs[r.Name] = p
+	s.killed[r.Name] = false
+	return nil
+}
+
+// Crashed returns an error naming an lvsd that exited without being killed
+// (a bad flag, a bind error, a panic), with the end of its log, so that
+// callers fail at once instead of waiting for a leader that will not come.
+func (s *Shoal) Crashed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, p := range s.procs {
+		if exited, err := p.Exited(); exited && !s.killed[name] {
+			b, _ := os.ReadFile(filepath.Join(s.Dir, name, "lvsd.log"))
+			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+			if len(lines) > 5 {
+				lines = lines[len(lines)-5:]
+			}
+			return fmt.Errorf("lvsd on %s exited (%v): %s", name, err, strings.Join(lines, " | "))
+		}
+	}
 	return nil
 }
 
@@ -147,7 +168,13 @@ func (s *Shoal) Process(r *Node) *Process {
 
 // Kill implements Daemon.
 func (s *Shoal) Kill(r *Node) {
-	if p := s.Process(r); p != nil {
+	s.mu.Lock()
+	p := s.procs[r.Name]
+	if p != nil {
+		s.killed[r.Name] = true
+	}
+	s.mu.Unlock()
+	if p != nil {
 		p.Kill()
 	}
 }
@@ -187,6 +214,9 @@ func (s *Shoal) Ctl(ctx context.Context, server *Node, args ...string) (string, 
 func (s *Shoal) CtlRetry(ctx context.Context, args ...string) (string, error) {
 	var last error
 	for {
+		if err := s.Crashed(); err != nil {
+			return "", err
+		}
 		for _, r := range s.Lab.Routers {
 			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			out, err := s.Ctl(cctx, r, args...)

@@ -1,0 +1,168 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/ndp"
+	"github.com/mdlayher/packet"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+const (
+	etherTypeIPv6 = 0x86dd
+	ipProtoICMPv6 = 58
+)
+
+var (
+	allNodes    = netip.MustParseAddr("ff02::1")
+	allNodesMAC = net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1}
+	zeroMAC     = net.HardwareAddr{0, 0, 0, 0, 0, 0}
+)
+
+// NetAnnouncer sends gratuitous ARP and unsolicited neighbour advertisements
+// as raw Ethernet frames on a packet socket. Raw frames rather than an ICMPv6
+// socket because they need no usable source address on the interface: a
+// link-local address may still be tentative when a VIP moves.
+type NetAnnouncer struct {
+	ns netns.NsHandle
+	h  *netlink.Handle
+}
+
+var _ Announcer = (*NetAnnouncer)(nil)
+
+// NewNetAnnouncer announces in the current network namespace.
+func NewNetAnnouncer() (*NetAnnouncer, error) { return NewNetAnnouncerAt(netns.None()) }
+
+// NewNetAnnouncerAt announces in network namespace ns (netns.None() = current).
+func NewNetAnnouncerAt(ns netns.NsHandle) (*NetAnnouncer, error) {
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return nil, fmt.Errorf("open rtnetlink: %w", err)
+	}
+	return &NetAnnouncer{ns: ns, h: h}, nil
+}
+
+// Close releases the netlink socket.
+func (a *NetAnnouncer) Close() error { a.h.Close(); return nil }
+
+// Announce sends one announcement of addr on dev.
+func (a *NetAnnouncer) Announce(dev string, addr netip.Addr) error {
+	link, err := a.h.LinkByName(dev)
+	if err != nil {
+		return fmt.Errorf("announce %s on %s: %w", addr, dev, err)
+	}
+	ifi := &net.Interface{Index: link.Attrs().Index, Name: dev, HardwareAddr: link.Attrs().HardwareAddr}
+	if len(ifi.HardwareAddr) != 6 {
+		return fmt.Errorf("announce %s on %s: no Ethernet address", addr, dev)
+	}
+	var frame []byte
+	var proto int
+	if addr.Unmap().Is4() {
+		frame, err = garpFrame(ifi.HardwareAddr, addr.Unmap())
+		proto = int(ethernet.EtherTypeARP)
+	} else {
+		frame, err = unsolicitedNAFrame(ifi.HardwareAddr, addr)
+		proto = etherTypeIPv6
+	}
+	if err != nil {
+		return fmt.Errorf("announce %s on %s: %w", addr, dev, err)
+	}
+	c, err := a.listen(ifi, proto)
+	if err != nil {
+		return fmt.Errorf("announce %s on %s: %w", addr, dev, err)
+	}
+	defer c.Close()
+	dst := net.HardwareAddr(ethernet.Broadcast)
+	if proto == etherTypeIPv6 {
+		dst = allNodesMAC
+	}
+	if _, err := c.WriteTo(frame, &packet.Addr{HardwareAddr: dst}); err != nil {
+		return fmt.Errorf("announce %s on %s: %w", addr, dev, err)
+	}
+	return nil
+}
+
+// listen opens the packet socket inside a.ns: a socket keeps the namespace it
+// was created in, so only creation needs the thread switched.
+func (a *NetAnnouncer) listen(ifi *net.Interface, proto int) (*packet.Conn, error) {
+	if !a.ns.IsOpen() {
+		return packet.Listen(ifi, packet.Raw, proto, nil)
+	}
+	type result struct {
+		c   *packet.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{err: err}
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(a.ns); err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{err: err}
+			return
+		}
+		c, err := packet.Listen(ifi, packet.Raw, proto, nil)
+		if netns.Set(orig) == nil {
+			// Only a thread back in its own namespace may serve other
+			// goroutines; otherwise it dies with this one.
+			runtime.UnlockOSThread()
+		}
+		ch <- result{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
+}
+
+// garpFrame is an ARP request with sender = target = addr (RFC 5227
+// announcement), broadcast: Linux treats it as gratuitous and overrides the
+// cached hardware address at once, without waiting for locktime.
+func garpFrame(mac net.HardwareAddr, addr netip.Addr) ([]byte, error) {
+	p, err := arp.NewPacket(arp.OperationRequest, mac, addr, zeroMAC, addr)
+	if err != nil {
+		return nil, err
+	}
+	pb, err := p.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	f := &ethernet.Frame{Destination: ethernet.Broadcast, Source: mac, EtherType: ethernet.EtherTypeARP, Payload: pb}
+	return f.MarshalBinary()
+}
+
+// unsolicitedNAFrame is a neighbour advertisement for addr with the override
+// flag, to all nodes, carrying mac as target link-layer address (RFC 4861
+// 7.2.6).
+func unsolicitedNAFrame(mac net.HardwareAddr, addr netip.Addr) ([]byte, error) {
+	na := &ndp.NeighborAdvertisement{
+		Override:      true,
+		TargetAddress: addr,
+		Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: mac}},
+	}
+	icmp, err := ndp.MarshalMessageChecksum(na, addr, allNodes)
+	if err != nil {
+		return nil, err
+	}
+	ip := make([]byte, 40, 40+len(icmp))
+	ip[0] = 6 << 4
+	binary.BigEndian.PutUint16(ip[4:6], uint16(len(icmp)))
+	ip[6] = ipProtoICMPv6
+	ip[7] = ndp.HopLimit
+	src, dst := addr.As16(), allNodes.As16()
+	copy(ip[8:24], src[:])
+	copy(ip[24:40], dst[:])
+	f := &ethernet.Frame{Destination: allNodesMAC, Source: mac, EtherType: etherTypeIPv6, Payload: append(ip, icmp...)}
+	return f.MarshalBinary()
+}

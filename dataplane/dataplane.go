@@ -1,0 +1,314 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+)
+
+// Mode says how much of the kernel the dataplane drives.
+type Mode string
+
+const (
+	// ModeIPVS programs IPVS and holds addresses (production).
+	ModeIPVS Mode = "ipvs"
+	// ModeVIP holds and announces addresses only: kernels without IPVS,
+	// network-namespace labs.
+	ModeVIP Mode = "vip"
+	// ModeNone touches nothing: control-plane tests, API-only nodes.
+	ModeNone Mode = "none"
+)
+
+// DefaultResync is how often the kernel is compared with the desired state
+// even when nothing changed, to repair out-of-band edits (ipvsadm -C).
+const DefaultResync = 10 * time.Second
+
+// Health is the health checker's verdict on one real server of a service.
+type Health interface {
+	Healthy(service string, rs netip.AddrPort) bool
+}
+
+// Options configures a Dataplane. Nil kernel interfaces mean the real ones
+// (in the current network namespace).
+type Options struct {
+	Mode             Mode
+	NodeID           string
+	DefaultInterface string // carries addresses whose interface is empty
+	Logger           *slog.Logger
+	Health           Health // nil: every active real server is up
+	IPVS             IPVS
+	Addresses        Addresses
+	Announcer        Announcer
+	Resync           time.Duration // 0 = DefaultResync
+	// StateFile remembers which IPVS services and addresses shoal created,
+	// so that a restarted node still removes them (and nothing else). Empty
+	// keeps that knowledge in memory only.
+	StateFile string
+}
+
+// Dataplane reconciles the kernel with the committed config and health, and
+// holds the addresses while told it leads. Its methods are safe for concurrent
+// use.
+type Dataplane struct {
+	o       Options
+	log     *slog.Logger
+	kick    chan struct{} // a reconcile is wanted
+	annKick chan struct{} // announcements were scheduled
+	running atomic.Bool
+
+	recMu sync.Mutex // one reconcile at a time; guards owned
+	owned map[string]bool
+
+	stateMu sync.Mutex // one state-file write at a time
+
+	// addrMu serialises every address change and announcement, so that no
+	// announcement leaves after the address it announces was dropped.
+	addrMu sync.Mutex
+	held   map[string]*heldAddr // guarded by addrMu and mu (writes need both)
+	stale  []addrRef            // from the state file; guarded by addrMu
+
+	mu               sync.Mutex
+	cfg              *shoalv1.Config
+	leader           bool
+	names            map[string]string // IPVS service key → service name
+	ownedSnapshot    map[string]bool   // copy of owned for saveState
+	reconciledSerial uint64
+	reconcileErr     string
+	addrErr          string
+	lastReconcile    time.Time
+}
+
+// New builds a Dataplane. In mode ipvs without an IPVS implementation it opens
+// the kernel's, and fails at once on a kernel without IPVS.
+func New(o Options) (*Dataplane, error) {
+	if o.Mode == "" {
+		o.Mode = ModeIPVS
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Resync <= 0 {
+		o.Resync = DefaultResync
+	}
+	switch o.Mode {
+	case ModeIPVS:
+		if o.IPVS == nil {
+			k, err := NewKernelIPVS()
+			if err != nil {
+				return nil, err
+			}
+			o.IPVS = k
+		}
+	case ModeVIP, ModeNone:
+		o.IPVS = nil
+	default:
+		return nil, fmt.Errorf("unknown dataplane mode %q (want ipvs, vip or none)", o.Mode)
+	}
+	if o.Mode != ModeNone {
+		if o.Addresses == nil {
+			a, err := NewNetlinkAddresses()
+			if err != nil {
+				return nil, err
+			}
+			o.Addresses = a
+		}
+		if o.Announcer == nil {
+			a, err := NewNetAnnouncer()
+			if err != nil {
+				return nil, err
+			}
+			o.Announcer = a
+		}
+	}
+	d := &Dataplane{
+		o:       o,
+		log:     o.Logger.With("component", "dataplane", "mode", string(o.Mode)),
+		kick:    make(chan struct{}, 1),
+		annKick: make(chan struct{}, 1),
+		owned:   map[string]bool{},
+		held:    map[string]*heldAddr{},
+		names:   map[string]string{},
+	}
+	if o.StateFile != "" {
+		st, err := loadState(o.StateFile)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range st.IPVSServices {
+			d.owned[k] = true
+		}
+		d.stale = st.addrRefs()
+	}
+	d.ownedSnapshot = maps.Clone(d.owned)
+	return d, nil
+}
+
+// Run owns the reconcile loop and the announcements until ctx ends. It
+// reconciles at once, on every SetConfig and HealthChanged, and every Resync.
+// On return the addresses are released; IPVS is left as it is, so that a
+// restarted node serves on at once.
+func (d *Dataplane) Run(ctx context.Context) error {
+	if !d.running.CompareAndSwap(false, true) {
+		return errors.New("dataplane: Run called twice")
+	}
+	defer d.running.Store(false)
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		d.release()
+		cancel()
+		wg.Wait()
+	}()
+	if d.o.Mode == ModeNone {
+		<-ctx.Done()
+		return nil
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.announceLoop(ctx)
+	}()
+	_ = d.Reconcile()
+	t := time.NewTicker(d.o.Resync)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.kick:
+		case <-t.C:
+		}
+		_ = d.Reconcile()
+	}
+}
+
+// SetConfig hands over the committed configuration. Addresses follow at once
+// when leading; IPVS follows in the reconcile loop.
+func (d *Dataplane) SetConfig(c *shoalv1.Config) {
+	d.mu.Lock()
+	d.cfg = c
+	leader := d.leader
+	d.mu.Unlock()
+	if leader && d.o.Mode != ModeNone {
+		d.syncAddresses("config", false)
+	}
+	d.wake()
+}
+
+// SetLeader says whether this node leads. true raises the VIPs and the NAT
+// router address and sends the first announcement of each before it returns;
+// false drops them before it returns.
+func (d *Dataplane) SetLeader(leader bool) {
+	d.mu.Lock()
+	changed := d.leader != leader
+	d.leader = leader
+	d.mu.Unlock()
+	if changed {
+		d.log.Info("leadership changed", "leader", leader, "node", d.o.NodeID)
+	}
+	if d.o.Mode == ModeNone {
+		return
+	}
+	reason := "follower"
+	if leader {
+		reason = "leader"
+	}
+	d.syncAddresses(reason, false)
+}
+
+// HealthChanged says health verdicts changed: reconcile soon.
+func (d *Dataplane) HealthChanged() { d.wake() }
+
+func (d *Dataplane) wake() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Reconcile makes the kernel equal to config ⊕ health now, applying only the
+// difference, and records the outcome for Status. Run calls it; tests and
+// tools may too.
+func (d *Dataplane) Reconcile() error {
+	if d.o.Mode == ModeNone {
+		return nil
+	}
+	d.recMu.Lock()
+	defer d.recMu.Unlock()
+	start := time.Now()
+	d.mu.Lock()
+	cfg := d.cfg
+	d.mu.Unlock()
+
+	var errs []error
+	// Until the first config arrives the desired IPVS table is unknown, not
+	// empty: a restarting node must not delete what it will program again.
+	if cfg != nil && d.o.IPVS != nil {
+		if err := d.reconcileIPVS(cfg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := d.syncAddresses("repair", true); err != nil {
+		errs = append(errs, err)
+	}
+	err := joinErrors(errs)
+	reconcileSeconds.Observe(time.Since(start).Seconds())
+
+	d.mu.Lock()
+	d.lastReconcile = time.Now()
+	if err != nil {
+		d.reconcileErr = err.Error()
+	} else {
+		d.reconcileErr = ""
+		if cfg != nil {
+			d.reconciledSerial = cfg.GetSerial()
+		}
+	}
+	d.mu.Unlock()
+	if err != nil {
+		reconcileTotal.WithLabelValues("error").Inc()
+		d.log.Warn("reconcile incomplete", "serial", cfg.GetSerial(), "err", err)
+	} else {
+		reconcileTotal.WithLabelValues("ok").Inc()
+		d.log.Debug("reconciled", "serial", cfg.GetSerial(), "took", time.Since(start))
+	}
+	return err
+}
+
+// joinErrors is errors.Join whose message keeps to one line (it goes into
+// NodeStatus.reconcile_error and log lines).
+func joinErrors(errs []error) error {
+	var nonNil []error
+	for _, e := range errs {
+		if e != nil {
+			nonNil = append(nonNil, e)
+		}
+	}
+	switch len(nonNil) {
+	case 0:
+		return nil
+	case 1:
+		return nonNil[0]
+	}
+	return multiError(nonNil)
+}
+
+type multiError []error
+
+func (m multiError) Error() string {
+	s := m[0].Error()
+	for _, e := range m[1:] {
+		s += "; " + e.Error()
+	}
+	return s
+}
+
+func (m multiError) Unwrap() []error { return m }

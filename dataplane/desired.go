@@ -1,0 +1,332 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"syscall"
+
+	"github.com/moby/ipvs"
+
+	"github.com/shoal-lb/shoal/config"
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+)
+
+// Service flag bits of include/uapi/linux/ip_vs.h. moby/ipvs passes Flags to
+// the kernel with an all-ones mask, so every bit we send is the whole truth.
+const (
+	svcFlagPersistent = 0x0001
+	// svcFlagHashed is set by the kernel on every service it lists. It must
+	// never be sent back: ip_vs_svc_hash refuses to hash a service that already
+	// carries it, and a new service would be unreachable.
+	svcFlagHashed   = 0x0002
+	svcFlagOnePkt   = 0x0004
+	svcFlagSchedSH1 = 0x0008
+	svcFlagSchedSH2 = 0x0010
+	svcFlagSchedSH3 = 0x0020
+)
+
+// IP protocol numbers as IPVS wants them.
+const (
+	protoTCP  = syscall.IPPROTO_TCP
+	protoUDP  = syscall.IPPROTO_UDP
+	protoSCTP = 132
+)
+
+// realServerState is why a configured real server is, or is not, a
+// destination; counted per reconcile in shoal_dataplane_real_servers.
+type realServerState string
+
+const (
+	rsUp       realServerState = "up"       // healthy, at its weight
+	rsQuiesced realServerState = "quiesced" // down, kept at weight 0 to drain
+	rsDown     realServerState = "down"     // down, removed
+	rsInactive realServerState = "inactive" // active=false (or its service is)
+	rsSorry    realServerState = "sorry"    // sorry server serving alone
+	rsDisplace realServerState = "displaced_by_sorry_server"
+)
+
+// desiredService is one IPVS service as config ⊕ health says it must be.
+type desiredService struct {
+	name  string
+	svc   *ipvs.Service
+	dests []*ipvs.Destination // sorted by destKey
+}
+
+// desiredState is the whole IPVS table shoal wants, keyed by serviceKey.
+type desiredState struct {
+	services map[string]*desiredService
+	timeouts ipvs.Config
+	counts   map[realServerState]int
+}
+
+// serviceKey identifies a service the way the kernel does: protocol, address
+// and port, or address family and firewall mark.
+func serviceKey(s *ipvs.Service) string {
+	if s.FWMark != 0 {
+		fam := "inet"
+		if s.AddressFamily == syscall.AF_INET6 {
+			fam = "inet6"
+		}
+		return fmt.Sprintf("fwmark/%s/%d", fam, s.FWMark)
+	}
+	a, _ := netip.AddrFromSlice(s.Address)
+	return fmt.Sprintf("%s/%s", protocolName(s.Protocol), netip.AddrPortFrom(a.Unmap(), s.Port))
+}
+
+// destKey identifies a destination within its service.
+func destKey(d *ipvs.Destination) string {
+	a, _ := netip.AddrFromSlice(d.Address)
+	return netip.AddrPortFrom(a.Unmap(), d.Port).String()
+}
+
+func protocolNumber(p string) (uint16, error) {
+	switch p {
+	case "", "tcp":
+		return protoTCP, nil
+	case "udp":
+		return protoUDP, nil
+	case "sctp":
+		return protoSCTP, nil
+	}
+	return 0, fmt.Errorf("unknown protocol %q", p)
+}
+
+func protocolName(p uint16) string {
+	switch p {
+	case protoTCP:
+		return "tcp"
+	case protoUDP:
+		return "udp"
+	case protoSCTP:
+		return "sctp"
+	}
+	return fmt.Sprintf("proto%d", p)
+}
+
+// forwardFlags maps a forwarding method to the destination's connection flags.
+func forwardFlags(f string) (uint32, error) {
+	switch f {
+	case "", "nat":
+		return ipvs.ConnectionFlagMasq, nil
+	case "dr":
+		return ipvs.ConnectionFlagDirectRoute, nil
+	case "tun":
+		return ipvs.ConnectionFlagTunnel, nil
+	}
+	return 0, fmt.Errorf("unknown forwarding method %q", f)
+}
+
+func forwardName(flags uint32) string {
+	switch flags & ipvs.ConnectionFlagFwdMask {
+	case ipvs.ConnectionFlagMasq:
+		return "nat"
+	case ipvs.ConnectionFlagDirectRoute:
+		return "dr"
+	case ipvs.ConnectionFlagTunnel:
+		return "tun"
+	case ipvs.ConnectionFlagLocalNode:
+		return "local"
+	}
+	return fmt.Sprintf("fwd%d", flags&ipvs.ConnectionFlagFwdMask)
+}
+
+// serviceFamily is the address family of a service: its VIP's, or for a
+// firewall-mark service without VIP its first real server's, else IPv4.
+func serviceFamily(vs *shoalv1.VirtualService) uint16 {
+	if a, err := netip.ParseAddr(vs.GetVip().GetAddress()); err == nil {
+		if a.Unmap().Is6() {
+			return syscall.AF_INET6
+		}
+		return syscall.AF_INET
+	}
+	for _, rs := range vs.GetRealServers() {
+		if a, err := netip.ParseAddr(rs.GetAddress()); err == nil && a.Unmap().Is6() {
+			return syscall.AF_INET6
+		}
+	}
+	return syscall.AF_INET
+}
+
+// ipvsService maps a virtual service to the kernel's service: the key
+// (protocol+address+port or family+fwmark), scheduler and persistence.
+//
+// Netmask is what the kernel stores verbatim: for IPv4 a network-order mask
+// (ipvsadm -M 255.255.255.0 sends the bytes ff ff ff 00), which moby/ipvs
+// writes in native byte order, hence NativeEndian; for IPv6 a prefix length,
+// which the kernel requires to be 1..128 even without persistence.
+func ipvsService(vs *shoalv1.VirtualService) (*ipvs.Service, error) {
+	s := &ipvs.Service{
+		SchedName:     vs.GetScheduler(),
+		AddressFamily: serviceFamily(vs),
+	}
+	if s.SchedName == "" {
+		s.SchedName = config.DefaultScheduler
+	}
+	if vs.GetFwmark() != 0 {
+		s.FWMark = vs.GetFwmark()
+	} else {
+		a, err := netip.ParseAddr(vs.GetVip().GetAddress())
+		if err != nil {
+			return nil, fmt.Errorf("vip %q: %w", vs.GetVip().GetAddress(), err)
+		}
+		a = a.Unmap()
+		if vs.GetPort() == 0 || vs.GetPort() > 65535 {
+			return nil, fmt.Errorf("port %d out of range", vs.GetPort())
+		}
+		p, err := protocolNumber(vs.GetProtocol())
+		if err != nil {
+			return nil, err
+		}
+		s.Address = net.IP(a.AsSlice())
+		s.Port = uint16(vs.GetPort())
+		s.Protocol = p
+	}
+	if t := vs.GetPersistenceTimeout(); t > 0 {
+		s.Flags |= svcFlagPersistent
+		s.Timeout = t
+	}
+	plen := int(vs.GetPersistencePrefix())
+	if s.AddressFamily == syscall.AF_INET6 {
+		if plen == 0 || plen > 128 {
+			plen = 128
+		}
+		s.Netmask = uint32(plen)
+	} else {
+		if plen == 0 || plen > 32 {
+			plen = 32
+		}
+		s.Netmask = binary.NativeEndian.Uint32(net.CIDRMask(plen, 32))
+	}
+	return s, nil
+}
+
+// persistencePrefix reads a kernel service's netmask back as a prefix length.
+func persistencePrefix(s *ipvs.Service) uint32 {
+	if s.AddressFamily == syscall.AF_INET6 {
+		return s.Netmask
+	}
+	var b [4]byte
+	binary.NativeEndian.PutUint32(b[:], s.Netmask)
+	ones, _ := net.IPMask(b[:]).Size()
+	return uint32(ones)
+}
+
+// ipvsDestination maps a real server of vs to the kernel's destination; the
+// forwarding method is the server's own or the service's.
+func ipvsDestination(vs *shoalv1.VirtualService, rs *shoalv1.RealServer, weight int) (*ipvs.Destination, error) {
+	a, err := netip.ParseAddr(rs.GetAddress())
+	if err != nil {
+		return nil, fmt.Errorf("real server %q: %w", rs.GetAddress(), err)
+	}
+	a = a.Unmap()
+	port := config.RealServerPort(vs, rs)
+	if port > 65535 {
+		return nil, fmt.Errorf("real server %s port %d out of range", a, port)
+	}
+	fwd := rs.GetForward()
+	if fwd == "" {
+		fwd = vs.GetForward()
+	}
+	flags, err := forwardFlags(fwd)
+	if err != nil {
+		return nil, err
+	}
+	fam := uint16(syscall.AF_INET)
+	if a.Is6() {
+		fam = syscall.AF_INET6
+	}
+	return &ipvs.Destination{
+		Address:         net.IP(a.AsSlice()),
+		Port:            uint16(port),
+		Weight:          weight,
+		ConnectionFlags: flags,
+		AddressFamily:   fam,
+	}, nil
+}
+
+func configuredWeight(rs *shoalv1.RealServer) int {
+	if rs.Weight == nil {
+		return config.DefaultWeight
+	}
+	return int(rs.GetWeight())
+}
+
+func isActive(b *bool) bool { return b == nil || *b }
+
+// desired computes the IPVS table shoal wants: config ⊕ health ⊕ active flags.
+// Inactive services and servers are absent; a down server is removed, or kept
+// at weight 0 when its service quiesces; when no real server is up and a sorry
+// server is set, the sorry server is the only destination. Services that
+// cannot be mapped are reported and left out, the rest is still programmed.
+func desired(c *shoalv1.Config, h Health) (*desiredState, error) {
+	ds := &desiredState{services: map[string]*desiredService{}, counts: map[realServerState]int{}}
+	var errs []error
+	g := c.GetGlobal()
+	ds.timeouts = ipvs.Config{
+		TimeoutTCP:    g.GetTcpTimeout().AsDuration().Round(1e9),
+		TimeoutTCPFin: g.GetTcpfinTimeout().AsDuration().Round(1e9),
+		TimeoutUDP:    g.GetUdpTimeout().AsDuration().Round(1e9),
+	}
+	for _, vs := range c.GetServices() {
+		if !isActive(vs.Active) {
+			ds.counts[rsInactive] += len(vs.GetRealServers())
+			continue
+		}
+		svc, err := ipvsService(vs)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("service %s: %w", vs.GetName(), err))
+			continue
+		}
+		d := &desiredService{name: vs.GetName(), svc: svc}
+		up := 0
+		var quiesced []*ipvs.Destination
+		for _, rs := range vs.GetRealServers() {
+			if !isActive(rs.Active) {
+				ds.counts[rsInactive]++
+				continue
+			}
+			dst, err := ipvsDestination(vs, rs, configuredWeight(rs))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("service %s: %w", vs.GetName(), err))
+				continue
+			}
+			a, _ := netip.AddrFromSlice(dst.Address)
+			if h == nil || h.Healthy(vs.GetName(), netip.AddrPortFrom(a, dst.Port)) {
+				up++
+				d.dests = append(d.dests, dst)
+				continue
+			}
+			if vs.GetQuiesce() {
+				dst.Weight = 0
+				quiesced = append(quiesced, dst)
+				continue
+			}
+			ds.counts[rsDown]++
+		}
+		if up == 0 && vs.GetSorryServer().GetAddress() != "" {
+			sorry, err := ipvsDestination(vs, vs.GetSorryServer(), configuredWeight(vs.GetSorryServer()))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("service %s: sorry server: %w", vs.GetName(), err))
+			} else {
+				ds.counts[rsDisplace] += len(quiesced)
+				ds.counts[rsSorry]++
+				quiesced = nil
+				d.dests = []*ipvs.Destination{sorry}
+			}
+		}
+		ds.counts[rsUp] += up
+		ds.counts[rsQuiesced] += len(quiesced)
+		d.dests = append(d.dests, quiesced...)
+		sort.Slice(d.dests, func(i, j int) bool { return destKey(d.dests[i]) < destKey(d.dests[j]) })
+		key := serviceKey(svc)
+		if prev, dup := ds.services[key]; dup {
+			errs = append(errs, fmt.Errorf("service %s: same IPVS service %s as %s", vs.GetName(), key, prev.name))
+			continue
+		}
+		ds.services[key] = d
+	}
+	return ds, joinErrors(errs)
+}

@@ -1,0 +1,26 @@
+// Package dataplane makes the kernel match the committed configuration: it
+// programs IPVS (virtual services and their real servers), raises the virtual
+// IPs and the NAT router address while this node leads, and announces them with
+// gratuitous ARP / unsolicited neighbour advertisements.
+//
+// It receives three inputs and nothing else: the committed configuration
+// (SetConfig), a health verdict per real server (Options.Health, HealthChanged)
+// and a "you lead / you don't" signal (SetLeader). It never imports raft or the
+// API: the caller wires those.
+//
+// Invariants:
+//
+//   - Every node keeps IPVS equal to config ⊕ health, leader or not, so a
+//     takeover only moves addresses.
+//   - Only the leader holds addresses. SetLeader(false) and the return of Run
+//     drop them first, before anything else, and synchronously: when the call
+//     returns the addresses are gone.
+//   - The reconciler applies differences only (add, update in place, delete),
+//     never a flush, so connections to unchanged services survive; an update of
+//     scheduler, persistence, weight or forwarding method is done in place.
+//   - Entries shoal did not create are left alone unless they collide with a
+//     configured service, which is then taken over. What shoal created is kept
+//     in a state file so a restart still knows.
+//   - Kernel access goes through the small IPVS, Addresses and Announcer
+//     interfaces; package kernelfake holds in-memory fakes for tests.
+package dataplane

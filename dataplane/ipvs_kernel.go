@@ -1,0 +1,121 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+
+	"github.com/moby/ipvs"
+	"github.com/vishvananda/netlink"
+)
+
+// ErrNoIPVS is returned by NewKernelIPVS (and New in mode ipvs) when the
+// kernel has no IPVS generic-netlink family, even after modprobe ip_vs.
+var ErrNoIPVS = errors.New("kernel has no IPVS (modprobe ip_vs, or run with --dataplane vip or none)")
+
+// KernelIPVS is the real IPVS, a moby/ipvs handle in the current network
+// namespace. A handle is one netlink socket whose replies are matched by
+// sequence number only, so calls are serialised.
+type KernelIPVS struct {
+	mu sync.Mutex
+	h  *ipvs.Handle
+}
+
+var _ IPVS = (*KernelIPVS)(nil)
+
+// NewKernelIPVS opens IPVS in the current network namespace. It fails at once,
+// with ErrNoIPVS, on a kernel without IPVS: moby/ipvs itself would return a
+// handle that fails every call later.
+func NewKernelIPVS() (*KernelIPVS, error) {
+	if !hasIPVS() {
+		// moby/ipvs runs modprobe too, but logs its failure through logrus
+		// and carries on; do it here so the answer is ours.
+		out, err := exec.Command("modprobe", "ip_vs").CombinedOutput()
+		if !hasIPVS() {
+			if err != nil {
+				return nil, fmt.Errorf("%w: modprobe: %v: %s", ErrNoIPVS, err, strings.TrimSpace(string(out)))
+			}
+			return nil, ErrNoIPVS
+		}
+	}
+	h, err := ipvs.New("")
+	if err != nil {
+		return nil, fmt.Errorf("open IPVS netlink socket: %w", err)
+	}
+	return &KernelIPVS{h: h}, nil
+}
+
+func hasIPVS() bool {
+	_, err := netlink.GenlFamilyGet("IPVS")
+	return err == nil
+}
+
+// Close releases the netlink socket.
+func (k *KernelIPVS) Close() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.h.Close()
+	return nil
+}
+
+func (k *KernelIPVS) GetServices() ([]*ipvs.Service, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.h.GetServices()
+}
+
+func (k *KernelIPVS) GetDestinations(s *ipvs.Service) ([]*ipvs.Destination, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.h.GetDestinations(s)
+}
+
+func (k *KernelIPVS) NewService(s *ipvs.Service) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.h.NewService(s)
+}
+
+func (k *KernelIPVS) UpdateService(s *ipvs.Service) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.h.UpdateService(s)
+}
+
+func (k *KernelIPVS) DelService(s *ipvs.Service) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.h.DelService(s)
+}
+
+func (k *KernelIPVS) NewDestination(s *ipvs.Service, d *ipvs.Destination) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.h.NewDestination(s, d)
+}
+
+func (k *KernelIPVS) UpdateDestination(s *ipvs.Service, d *ipvs.Destination) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.h.UpdateDestination(s, d)
+}
+
+func (k *KernelIPVS) DelDestination(s *ipvs.Service, d *ipvs.Destination) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.h.DelDestination(s, d)
+}
+
+func (k *KernelIPVS) GetConfig() (*ipvs.Config, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.h.GetConfig()
+}
+
+func (k *KernelIPVS) SetConfig(c *ipvs.Config) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.h.SetConfig(c)
+}

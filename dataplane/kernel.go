@@ -1,0 +1,44 @@
+package dataplane
+
+import (
+	"net/netip"
+
+	"github.com/moby/ipvs"
+)
+
+// IPVS is the kernel's virtual server table as the reconciler needs it. The
+// method set is that of *ipvs.Handle from github.com/moby/ipvs, so the real
+// implementation adds only serialisation and the "is IPVS there" check, and the
+// types are the kernel's own (no second model to keep in step).
+type IPVS interface {
+	GetServices() ([]*ipvs.Service, error)
+	GetDestinations(s *ipvs.Service) ([]*ipvs.Destination, error)
+	NewService(s *ipvs.Service) error
+	UpdateService(s *ipvs.Service) error
+	DelService(s *ipvs.Service) error
+	NewDestination(s *ipvs.Service, d *ipvs.Destination) error
+	UpdateDestination(s *ipvs.Service, d *ipvs.Destination) error
+	DelDestination(s *ipvs.Service, d *ipvs.Destination) error
+	GetConfig() (*ipvs.Config, error)
+	// SetConfig sets the connection timeouts; a zero field leaves the
+	// kernel's value unchanged.
+	SetConfig(c *ipvs.Config) error
+}
+
+// Addresses raises and drops IP addresses on network interfaces.
+type Addresses interface {
+	// AddAddress raises p on dev; an address already present is not an error.
+	// label is an interface alias ("eth0:1"), used only when it names dev.
+	AddAddress(dev string, p netip.Prefix, label string) error
+	// RemoveAddress drops p from dev; an absent address is not an error.
+	RemoveAddress(dev string, p netip.Prefix) error
+	// ListAddresses lists the addresses on dev.
+	ListAddresses(dev string) ([]netip.Prefix, error)
+}
+
+// Announcer tells the neighbours of dev that addr now lives at dev's hardware
+// address: one gratuitous ARP for IPv4, one unsolicited neighbour
+// advertisement with the override flag for IPv6.
+type Announcer interface {
+	Announce(dev string, addr netip.Addr) error
+}

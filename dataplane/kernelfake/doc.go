@@ -1,0 +1,9 @@
+// Package kernelfake holds in-memory fakes of the kernel interfaces of package
+// dataplane (IPVS, Addresses, Announcer), for unit tests here and in other
+// packages (in-process clusters). The fakes enforce the kernel's rules that
+// matter to a reconciler — an entry added twice is EEXIST, a missing one
+// ESRCH/ENOENT, an IPv6 service needs a netmask of 1..128, the kernel-set
+// hashed flag must not be sent back — and record every change in order.
+//
+// It imports nothing of shoal, so dataplane's own tests can use it.
+package kernelfake

@@ -1,0 +1,46 @@
+package dataplane
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Counters are package-level so that several Dataplanes in one process (an
+// in-process cluster test) share, rather than re-register, them.
+var (
+	reconcileTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoal_dataplane_reconcile_total",
+		Help: "Reconciles of the kernel with config and health, by result (ok, error).",
+	}, []string{"result"})
+	reconcileSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "shoal_dataplane_reconcile_seconds",
+		Help:    "Time one reconcile took.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+	})
+	ipvsChangesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoal_dataplane_ipvs_changes_total",
+		Help: "IPVS changes applied, by operation (add_service, update_service, delete_service, take_over_service, add_destination, update_destination, delete_destination, set_timeouts) and result.",
+	}, []string{"op", "result"})
+	realServers = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "shoal_dataplane_real_servers",
+		Help: "Configured real servers by what the last reconcile made of them (up, quiesced, down, inactive, sorry, displaced_by_sorry_server).",
+	}, []string{"state"})
+	vipChangesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoal_vip_changes_total",
+		Help: "Addresses raised and dropped, by action (add, remove) and reason (leader, follower, config, repair, shutdown, stale).",
+	}, []string{"action", "reason"})
+	vipRefusedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoal_vip_refused_total",
+		Help: "Addresses the leader did not raise, by reason (no_interface, invalid_address, add_failed).",
+	}, []string{"reason"})
+	garpSentTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoal_garp_sent_total",
+		Help: "Gratuitous ARPs and unsolicited neighbour advertisements, by kind (burst, refresh) and result (ok, error).",
+	}, []string{"kind", "result"})
+	linkUpGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "shoal_link_up",
+		Help: "Monitored links: 1 up, 0 down.",
+	}, []string{"link"})
+)
+
+func init() {
+	prometheus.MustRegister(reconcileTotal, reconcileSeconds, ipvsChangesTotal, realServers,
+		vipChangesTotal, vipRefusedTotal, garpSentTotal, linkUpGauge)
+}

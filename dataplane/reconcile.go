@@ -1,0 +1,217 @@
+package dataplane
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/moby/ipvs"
+
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+)
+
+// reconcileIPVS compares the kernel's IPVS table with config ⊕ health and
+// applies the difference. It goes on after a failed change so that one bad
+// entry does not hold the others back; the errors are returned together.
+// Called with recMu held.
+func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config) error {
+	ds, derr := desired(cfg, d.o.Health)
+	var errs []error
+	if derr != nil {
+		errs = append(errs, derr)
+	}
+	for state, n := range map[realServerState]int{rsUp: 0, rsQuiesced: 0, rsDown: 0, rsInactive: 0, rsSorry: 0, rsDisplace: 0} {
+		realServers.WithLabelValues(string(state)).Set(float64(n + ds.counts[state]))
+	}
+	names := make(map[string]string, len(ds.services))
+	for k, s := range ds.services {
+		names[k] = s.name
+	}
+	d.mu.Lock()
+	d.names = names
+	d.mu.Unlock()
+
+	kernel, err := d.o.IPVS.GetServices()
+	if err != nil {
+		return joinErrors(append(errs, fmt.Errorf("list IPVS services: %w", err)))
+	}
+	ownedBefore := len(d.owned)
+	changedOwned := false
+	inKernel := make(map[string]bool, len(kernel))
+	for _, k := range kernel {
+		key := serviceKey(k)
+		inKernel[key] = true
+		want, ok := ds.services[key]
+		if !ok {
+			if !d.owned[key] {
+				continue // not ours, not in our way: leave it alone
+			}
+			if err := d.o.IPVS.DelService(k); err != nil {
+				errs = append(errs, d.ipvsErr("delete_service", key, err))
+				continue
+			}
+			d.ipvsDone("delete_service", key, "")
+			delete(d.owned, key)
+			changedOwned = true
+			continue
+		}
+		if !d.owned[key] {
+			// Somebody else's entry where a configured service must be:
+			// the configuration wins, and from now on it is ours.
+			d.owned[key] = true
+			changedOwned = true
+			d.ipvsDone("take_over_service", key, want.name)
+		}
+		if serviceDiffers(k, want.svc) {
+			if err := d.o.IPVS.UpdateService(want.svc); err != nil {
+				errs = append(errs, d.ipvsErr("update_service", key, err))
+			} else {
+				d.ipvsDone("update_service", key, want.name)
+			}
+		}
+		if err := d.syncDestinations(key, want); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(ds.services)) {
+		want := ds.services[key]
+		if inKernel[key] {
+			continue
+		}
+		if !d.owned[key] {
+			d.owned[key] = true
+			changedOwned = true
+		}
+		if err := d.o.IPVS.NewService(want.svc); err != nil {
+			errs = append(errs, d.ipvsErr("add_service", key, err))
+			continue
+		}
+		d.ipvsDone("add_service", key, want.name)
+		for _, dst := range want.dests {
+			if err := d.o.IPVS.NewDestination(want.svc, dst); err != nil {
+				errs = append(errs, d.ipvsErr("add_destination", key+" -> "+destKey(dst), err))
+				continue
+			}
+			d.ipvsDone("add_destination", key+" -> "+destKey(dst), want.name)
+		}
+	}
+	// Forget services that are neither wanted nor in the kernel any more.
+	for key := range d.owned {
+		if _, ok := ds.services[key]; !ok && !inKernel[key] {
+			delete(d.owned, key)
+			changedOwned = true
+		}
+	}
+	if err := d.syncTimeouts(ds.timeouts); err != nil {
+		errs = append(errs, err)
+	}
+	if changedOwned || ownedBefore != len(d.owned) {
+		d.mu.Lock()
+		d.ownedSnapshot = maps.Clone(d.owned)
+		d.mu.Unlock()
+		if err := d.saveState(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return joinErrors(errs)
+}
+
+// syncDestinations makes the destinations of one service equal to want: adds
+// and in-place updates first, deletions last, so that a service never passes
+// through an empty state (sorry server in or out).
+func (d *Dataplane) syncDestinations(key string, want *desiredService) error {
+	cur, err := d.o.IPVS.GetDestinations(want.svc)
+	if err != nil {
+		return fmt.Errorf("list destinations of %s: %w", key, err)
+	}
+	slices.SortFunc(cur, func(a, b *ipvs.Destination) int { return strings.Compare(destKey(a), destKey(b)) })
+	var errs []error
+	byKey := make(map[string]*ipvs.Destination, len(cur))
+	for _, c := range cur {
+		byKey[destKey(c)] = c
+	}
+	wanted := make(map[string]bool, len(want.dests))
+	for _, w := range want.dests {
+		dk := destKey(w)
+		wanted[dk] = true
+		what := key + " -> " + dk
+		c, ok := byKey[dk]
+		switch {
+		case !ok:
+			if err := d.o.IPVS.NewDestination(want.svc, w); err != nil {
+				errs = append(errs, d.ipvsErr("add_destination", what, err))
+			} else {
+				d.ipvsDone("add_destination", what, want.name)
+			}
+		case destinationDiffers(c, w):
+			if err := d.o.IPVS.UpdateDestination(want.svc, w); err != nil {
+				errs = append(errs, d.ipvsErr("update_destination", what, err))
+			} else {
+				d.ipvsDone("update_destination", what, want.name)
+			}
+		}
+	}
+	for _, c := range cur {
+		dk := destKey(c)
+		if wanted[dk] {
+			continue
+		}
+		what := key + " -> " + dk
+		if err := d.o.IPVS.DelDestination(want.svc, c); err != nil {
+			errs = append(errs, d.ipvsErr("delete_destination", what, err))
+		} else {
+			d.ipvsDone("delete_destination", what, want.name)
+		}
+	}
+	return joinErrors(errs)
+}
+
+// syncTimeouts sets the connection timeouts the config names; unset ones
+// are the kernel's business.
+func (d *Dataplane) syncTimeouts(want ipvs.Config) error {
+	if want.TimeoutTCP == 0 && want.TimeoutTCPFin == 0 && want.TimeoutUDP == 0 {
+		return nil
+	}
+	cur, err := d.o.IPVS.GetConfig()
+	if err != nil {
+		return fmt.Errorf("read IPVS timeouts: %w", err)
+	}
+	if (want.TimeoutTCP == 0 || want.TimeoutTCP == cur.TimeoutTCP) &&
+		(want.TimeoutTCPFin == 0 || want.TimeoutTCPFin == cur.TimeoutTCPFin) &&
+		(want.TimeoutUDP == 0 || want.TimeoutUDP == cur.TimeoutUDP) {
+		return nil
+	}
+	if err := d.o.IPVS.SetConfig(&want); err != nil {
+		return d.ipvsErr("set_timeouts", fmt.Sprintf("tcp %v tcpfin %v udp %v", want.TimeoutTCP, want.TimeoutTCPFin, want.TimeoutUDP), err)
+	}
+	d.ipvsDone("set_timeouts", fmt.Sprintf("tcp %v tcpfin %v udp %v", want.TimeoutTCP, want.TimeoutTCPFin, want.TimeoutUDP), "")
+	return nil
+}
+
+func (d *Dataplane) ipvsDone(op, what, name string) {
+	ipvsChangesTotal.WithLabelValues(op, "ok").Inc()
+	d.log.Info("ipvs "+op, "entry", what, "service", name)
+}
+
+func (d *Dataplane) ipvsErr(op, what string, err error) error {
+	ipvsChangesTotal.WithLabelValues(op, "error").Inc()
+	return fmt.Errorf("%s %s: %w", op, what, err)
+}
+
+// serviceDiffers says whether the kernel's service k needs an update to be
+// want. The key fields are equal by construction; the kernel's own hashed
+// flag is not ours to compare.
+func serviceDiffers(k, want *ipvs.Service) bool {
+	return k.SchedName != want.SchedName ||
+		k.Flags&^svcFlagHashed != want.Flags ||
+		k.Timeout != want.Timeout ||
+		k.Netmask != want.Netmask
+}
+
+func destinationDiffers(k, want *ipvs.Destination) bool {
+	return k.Weight != want.Weight ||
+		k.ConnectionFlags&ipvs.ConnectionFlagFwdMask != want.ConnectionFlags&ipvs.ConnectionFlagFwdMask ||
+		k.UpperThreshold != want.UpperThreshold ||
+		k.LowerThreshold != want.LowerThreshold
+}

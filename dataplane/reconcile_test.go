@@ -1,0 +1,326 @@
+package dataplane
+
+import (
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/moby/ipvs"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/shoal-lb/shoal/dataplane/kernelfake"
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+)
+
+// fakeHealth is a settable health verdict; unknown servers are up.
+type fakeHealth struct {
+	mu   sync.Mutex
+	down map[string]bool
+}
+
+func (h *fakeHealth) Healthy(service string, rs netip.AddrPort) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return !h.down[service+" "+rs.String()]
+}
+
+func (h *fakeHealth) set(service, rs string, up bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.down == nil {
+		h.down = map[string]bool{}
+	}
+	h.down[service+" "+rs] = !up
+}
+
+type rig struct {
+	d      *Dataplane
+	ipvs   *kernelfake.IPVS
+	addrs  *kernelfake.Addresses
+	ann    *kernelfake.Announcer
+	health *fakeHealth
+	state  string
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newRig(t *testing.T, mode Mode, state string) *rig {
+	t.Helper()
+	r := &rig{ipvs: kernelfake.NewIPVS(), addrs: kernelfake.NewAddresses(), health: &fakeHealth{}, state: state}
+	r.ann = &kernelfake.Announcer{Addresses: r.addrs}
+	r.reopen(t, mode)
+	return r
+}
+
+// reopen builds a new Dataplane over the same fake kernel: a restart.
+func (r *rig) reopen(t *testing.T, mode Mode) {
+	t.Helper()
+	d, err := New(Options{Mode: mode, NodeID: "n1", DefaultInterface: "eth0", Logger: quietLogger(),
+		Health: r.health, IPVS: r.ipvs, Addresses: r.addrs, Announcer: r.ann, StateFile: r.state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.d = d
+}
+
+func (r *rig) apply(t *testing.T, c *shoalv1.Config) {
+	t.Helper()
+	r.d.SetConfig(c)
+	if err := r.d.Reconcile(); err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+}
+
+func rs(a string, weight ...uint32) *shoalv1.RealServer {
+	r := &shoalv1.RealServer{Address: a}
+	if len(weight) > 0 {
+		r.Weight = proto.Uint32(weight[0])
+	}
+	return r
+}
+
+func webConfig() *shoalv1.Config {
+	return &shoalv1.Config{
+		Serial: 1,
+		Services: []*shoalv1.VirtualService{{
+			Name: "web", Vip: addr("192.0.2.10"), Port: 80, Protocol: "tcp", Scheduler: "wlc", Forward: "nat",
+			RealServers: []*shoalv1.RealServer{rs("10.0.0.1"), rs("10.0.0.2", 2)},
+		}},
+	}
+}
+
+// dests renders a service's destinations as "addr:port fwd weight".
+func (r *rig) dests(t *testing.T, key string) []string {
+	t.Helper()
+	_, ds, ok := r.ipvs.Service(key)
+	if !ok {
+		t.Fatalf("service %s missing; have %v", key, r.ipvs.Keys())
+	}
+	var out []string
+	for _, d := range ds {
+		out = append(out, kernelfake.DestKey(&d)+" "+forwardName(d.ConnectionFlags)+" "+itoa(d.Weight))
+	}
+	return out
+}
+
+func itoa(i int) string {
+	return string(rune('0'+i/10000%10)) + string(rune('0'+i/1000%10)) + string(rune('0'+i/100%10)) + string(rune('0'+i/10%10)) + string(rune('0'+i%10))
+}
+
+func eq(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	if !slices.Equal(got, want) {
+		t.Errorf("%s:\n got  %q\n want %q", what, got, want)
+	}
+}
+
+func TestReconcileChangesInPlace(t *testing.T) {
+	r := newRig(t, ModeIPVS, "")
+	c := webConfig()
+	r.apply(t, c)
+	eq(t, "first ops", r.ipvs.Ops(), []string{
+		"NewService tcp/192.0.2.10:80",
+		"NewDestination tcp/192.0.2.10:80 10.0.0.1:80",
+		"NewDestination tcp/192.0.2.10:80 10.0.0.2:80",
+	})
+	eq(t, "dests", r.dests(t, "tcp/192.0.2.10:80"), []string{"10.0.0.1:80 nat 00001", "10.0.0.2:80 nat 00002"})
+
+	// Nothing changed: nothing done.
+	r.apply(t, c)
+	eq(t, "idle ops", r.ipvs.Ops(), nil)
+
+	steps := []struct {
+		name   string
+		change func(*shoalv1.VirtualService)
+		ops    []string
+	}{
+		{"weight", func(vs *shoalv1.VirtualService) { vs.RealServers[0].Weight = proto.Uint32(5) },
+			[]string{"UpdateDestination tcp/192.0.2.10:80 10.0.0.1:80"}},
+		{"scheduler", func(vs *shoalv1.VirtualService) { vs.Scheduler = "rr" },
+			[]string{"UpdateService tcp/192.0.2.10:80"}},
+		{"persistence", func(vs *shoalv1.VirtualService) { vs.PersistenceTimeout = 300; vs.PersistencePrefix = 24 },
+			[]string{"UpdateService tcp/192.0.2.10:80"}},
+		{"forwarding of the service", func(vs *shoalv1.VirtualService) { vs.Forward = "dr" },
+			[]string{"UpdateDestination tcp/192.0.2.10:80 10.0.0.1:80", "UpdateDestination tcp/192.0.2.10:80 10.0.0.2:80"}},
+		{"forwarding of one server", func(vs *shoalv1.VirtualService) { vs.RealServers[1].Forward = "tun" },
+			[]string{"UpdateDestination tcp/192.0.2.10:80 10.0.0.2:80"}},
+		{"add server", func(vs *shoalv1.VirtualService) { vs.RealServers = append(vs.RealServers, rs("10.0.0.3")) },
+			[]string{"NewDestination tcp/192.0.2.10:80 10.0.0.3:80"}},
+		{"remove server", func(vs *shoalv1.VirtualService) { vs.RealServers = vs.RealServers[1:] },
+			[]string{"DelDestination tcp/192.0.2.10:80 10.0.0.1:80"}},
+		{"inactive server", func(vs *shoalv1.VirtualService) { vs.RealServers[0].Active = proto.Bool(false) },
+			[]string{"DelDestination tcp/192.0.2.10:80 10.0.0.2:80"}},
+		{"active again", func(vs *shoalv1.VirtualService) { vs.RealServers[0].Active = proto.Bool(true) },
+			[]string{"NewDestination tcp/192.0.2.10:80 10.0.0.2:80"}},
+		{"inactive service", func(vs *shoalv1.VirtualService) { vs.Active = proto.Bool(false) },
+			[]string{"DelService tcp/192.0.2.10:80"}},
+		{"active service", func(vs *shoalv1.VirtualService) { vs.Active = nil },
+			[]string{"NewService tcp/192.0.2.10:80", "NewDestination tcp/192.0.2.10:80 10.0.0.2:80", "NewDestination tcp/192.0.2.10:80 10.0.0.3:80"}},
+	}
+	for _, s := range steps {
+		s.change(c.Services[0])
+		c.Serial++
+		r.apply(t, c)
+		eq(t, s.name, r.ipvs.Ops(), s.ops)
+	}
+	svc, _, _ := r.ipvs.Service("tcp/192.0.2.10:80")
+	if svc.SchedName != "rr" || svc.Timeout != 300 || svc.Flags&svcFlagPersistent == 0 || persistencePrefix(&svc) != 24 {
+		t.Errorf("service after updates: %+v", svc)
+	}
+	eq(t, "final dests", r.dests(t, "tcp/192.0.2.10:80"), []string{"10.0.0.2:80 tun 00002", "10.0.0.3:80 dr 00001"})
+
+	c.Services = nil
+	r.apply(t, c)
+	eq(t, "service removed", r.ipvs.Ops(), []string{"DelService tcp/192.0.2.10:80"})
+	eq(t, "kernel empty", r.ipvs.Keys(), nil)
+}
+
+func TestHealthQuiesceAndSorryServer(t *testing.T) {
+	r := newRig(t, ModeIPVS, "")
+	c := webConfig()
+	vs := c.Services[0]
+	vs.SorryServer = &shoalv1.RealServer{Address: "10.9.9.9", Port: 8080}
+	key := "tcp/192.0.2.10:80"
+	r.apply(t, c)
+
+	r.health.set("web", "10.0.0.1:80", false)
+	r.apply(t, c)
+	eq(t, "down, removed", r.dests(t, key), []string{"10.0.0.2:80 nat 00002"})
+
+	vs.Quiesce = true
+	r.apply(t, c)
+	eq(t, "down, quiesced", r.dests(t, key), []string{"10.0.0.1:80 nat 00000", "10.0.0.2:80 nat 00002"})
+	r.ipvs.Ops()
+
+	r.health.set("web", "10.0.0.2:80", false)
+	r.apply(t, c)
+	eq(t, "all down: sorry server alone", r.dests(t, key), []string{"10.9.9.9:8080 nat 00001"})
+	eq(t, "sorry added before the others leave", r.ipvs.Ops(), []string{
+		"NewDestination tcp/192.0.2.10:80 10.9.9.9:8080",
+		"DelDestination tcp/192.0.2.10:80 10.0.0.1:80",
+		"DelDestination tcp/192.0.2.10:80 10.0.0.2:80",
+	})
+
+	r.health.set("web", "10.0.0.2:80", true)
+	r.apply(t, c)
+	eq(t, "one back: sorry server leaves", r.dests(t, key), []string{"10.0.0.1:80 nat 00000", "10.0.0.2:80 nat 00002"})
+
+	// Without a sorry server, all down and not quiescing means no destination.
+	vs.SorryServer, vs.Quiesce = nil, false
+	r.health.set("web", "10.0.0.2:80", false)
+	r.apply(t, c)
+	eq(t, "all down, no sorry server", r.dests(t, key), nil)
+}
+
+func TestDriftRepairAfterFlush(t *testing.T) {
+	r := newRig(t, ModeIPVS, "")
+	c := webConfig()
+	c.Services = append(c.Services, &shoalv1.VirtualService{Name: "mark", Fwmark: 5, Scheduler: "sh",
+		RealServers: []*shoalv1.RealServer{{Address: "10.0.0.5", Port: 443}}})
+	r.apply(t, c)
+	want := r.ipvs.Keys()
+	r.ipvs.Flush()
+	r.ipvs.Ops()
+	r.apply(t, c)
+	eq(t, "repaired", r.ipvs.Keys(), want)
+	if len(r.ipvs.Ops()) != 5 {
+		t.Error("expected 2 services + 3 destinations re-added")
+	}
+	// Out-of-band weight change and extra destination are undone too.
+	svc, _, _ := r.ipvs.Service("tcp/192.0.2.10:80")
+	_ = r.ipvs.UpdateDestination(&svc, &ipvs.Destination{Address: netip.MustParseAddr("10.0.0.1").AsSlice(), Port: 80, Weight: 50})
+	_ = r.ipvs.NewDestination(&svc, &ipvs.Destination{Address: netip.MustParseAddr("10.0.0.66").AsSlice(), Port: 80, Weight: 1})
+	r.ipvs.Ops()
+	r.apply(t, c)
+	eq(t, "hand edits undone", r.dests(t, "tcp/192.0.2.10:80"), []string{"10.0.0.1:80 nat 00001", "10.0.0.2:80 nat 00002"})
+}
+
+func foreignService(t *testing.T, f *kernelfake.IPVS, vip string, port uint16, dest string) {
+	t.Helper()
+	s := &ipvs.Service{Address: netip.MustParseAddr(vip).AsSlice(), Port: port, Protocol: 6, SchedName: "rr", AddressFamily: 2, Netmask: 0xffffffff}
+	if err := f.NewService(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.NewDestination(s, &ipvs.Destination{Address: netip.MustParseAddr(dest).AsSlice(), Port: port, Weight: 1}); err != nil {
+		t.Fatal(err)
+	}
+	f.Ops()
+}
+
+func TestForeignEntriesAndTakeOver(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "dataplane.json")
+	r := newRig(t, ModeIPVS, state)
+	foreignService(t, r.ipvs, "198.51.100.1", 25, "10.5.5.5") // somebody else's
+	foreignService(t, r.ipvs, "192.0.2.10", 80, "10.6.6.6")   // in the way of "web"
+	c := webConfig()
+	r.apply(t, c)
+	eq(t, "collision taken over", r.ipvs.Ops(), []string{
+		"UpdateService tcp/192.0.2.10:80",
+		"NewDestination tcp/192.0.2.10:80 10.0.0.1:80",
+		"NewDestination tcp/192.0.2.10:80 10.0.0.2:80",
+		"DelDestination tcp/192.0.2.10:80 10.6.6.6:80",
+	})
+	eq(t, "foreign left alone", r.dests(t, "tcp/198.51.100.1:25"), []string{"10.5.5.5:25 nat 00001"})
+
+	// A restart still knows what is shoal's: dropping the service from the
+	// config deletes it, the foreign one stays.
+	r.reopen(t, ModeIPVS)
+	c.Services = nil
+	r.apply(t, c)
+	eq(t, "after restart", r.ipvs.Ops(), []string{"DelService tcp/192.0.2.10:80"})
+	eq(t, "left", r.ipvs.Keys(), []string{"tcp/198.51.100.1:25"})
+	b, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) == "" {
+		t.Error("state file empty")
+	}
+}
+
+func TestNoConfigYetTouchesNothing(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "dataplane.json")
+	r := newRig(t, ModeIPVS, state)
+	r.apply(t, webConfig())
+	r.ipvs.Ops()
+	r.reopen(t, ModeIPVS)
+	if err := r.d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "restart before the first config", r.ipvs.Ops(), nil)
+}
+
+func TestTimeouts(t *testing.T) {
+	r := newRig(t, ModeIPVS, "")
+	c := webConfig()
+	c.Global = &shoalv1.Global{TcpTimeout: durationpb(600), UdpTimeout: durationpb(30)}
+	r.apply(t, c)
+	got, _ := r.ipvs.GetConfig()
+	if got.TimeoutTCP.Seconds() != 600 || got.TimeoutUDP.Seconds() != 30 || got.TimeoutTCPFin.Seconds() != 120 {
+		t.Errorf("timeouts %+v", got)
+	}
+	r.ipvs.Ops()
+	r.apply(t, c)
+	eq(t, "timeouts set once", r.ipvs.Ops(), nil)
+}
+
+func TestBadServiceDoesNotHoldBackOthers(t *testing.T) {
+	r := newRig(t, ModeIPVS, "")
+	c := webConfig()
+	c.Services = append(c.Services, &shoalv1.VirtualService{Name: "bad", Vip: addr("192.0.2.11"), Port: 80, Scheduler: "nope"})
+	r.d.SetConfig(c)
+	if err := r.d.Reconcile(); err == nil {
+		t.Fatal("want an error for the bad scheduler")
+	}
+	eq(t, "good service programmed", r.dests(t, "tcp/192.0.2.10:80"), []string{"10.0.0.1:80 nat 00001", "10.0.0.2:80 nat 00002"})
+	var st shoalv1.NodeStatus
+	r.d.Status(&st)
+	if st.ReconcileError == "" || st.ReconciledSerial != 0 {
+		t.Errorf("status after failure: %q serial %d", st.ReconcileError, st.ReconciledSerial)
+	}
+}

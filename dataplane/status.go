@@ -1,0 +1,131 @@
+package dataplane
+
+import (
+	"net/netip"
+	"sort"
+
+	"github.com/moby/ipvs"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+)
+
+// Status fills the dataplane part of a node's status: mode, the addresses
+// held, the last reconcile, and the kernel's IPVS table with statistics
+// (ipvsadm -Ln --stats), entries of configured services named.
+func (d *Dataplane) Status(st *shoalv1.NodeStatus) {
+	d.mu.Lock()
+	st.Dataplane = string(d.o.Mode)
+	st.HoldsVips = len(d.held) > 0
+	st.Addresses = st.Addresses[:0]
+	for _, h := range d.held {
+		st.Addresses = append(st.Addresses, h.addrRef.String())
+	}
+	sort.Strings(st.Addresses)
+	st.ReconciledSerial = d.reconciledSerial
+	st.ReconcileError = d.reconcileErr
+	if d.addrErr != "" && d.addrErr != d.reconcileErr {
+		if st.ReconcileError != "" {
+			st.ReconcileError += "; "
+		}
+		st.ReconcileError += d.addrErr
+	}
+	st.LastReconcile = nil
+	if !d.lastReconcile.IsZero() {
+		st.LastReconcile = timestamppb.New(d.lastReconcile)
+	}
+	names := d.names
+	d.mu.Unlock()
+
+	st.Ipvs = nil
+	if d.o.IPVS == nil {
+		return
+	}
+	svcs, err := d.o.IPVS.GetServices()
+	if err != nil {
+		if st.ReconcileError == "" {
+			st.ReconcileError = "list IPVS services: " + err.Error()
+		}
+		return
+	}
+	for _, s := range svcs {
+		key := serviceKey(s)
+		out := &shoalv1.IpvsService{
+			Name:      names[key],
+			Fwmark:    s.FWMark,
+			Scheduler: s.SchedName,
+			Flags:     serviceFlagNames(s.Flags),
+			Stats:     serviceStats(s.Stats),
+		}
+		if s.FWMark == 0 {
+			a, _ := netip.AddrFromSlice(s.Address)
+			out.Address = a.Unmap().String()
+			out.Port = uint32(s.Port)
+			out.Protocol = protocolName(s.Protocol)
+		}
+		if s.Flags&svcFlagPersistent != 0 {
+			out.PersistenceTimeout = s.Timeout
+			out.PersistencePrefix = persistencePrefix(s)
+		}
+		dests, err := d.o.IPVS.GetDestinations(s)
+		if err == nil {
+			sort.Slice(dests, func(i, j int) bool { return destKey(dests[i]) < destKey(dests[j]) })
+			for _, dst := range dests {
+				a, _ := netip.AddrFromSlice(dst.Address)
+				out.Destinations = append(out.Destinations, &shoalv1.IpvsDestination{
+					Address:             a.Unmap().String(),
+					Port:                uint32(dst.Port),
+					Forward:             forwardName(dst.ConnectionFlags),
+					Weight:              uint32(dst.Weight),
+					ActiveConnections:   uint32(dst.ActiveConnections),
+					InactiveConnections: uint32(dst.InactiveConnections),
+					Stats:               serviceStats(ipvs.SvcStats(dst.Stats)),
+				})
+			}
+		}
+		st.Ipvs = append(st.Ipvs, out)
+	}
+	sort.Slice(st.Ipvs, func(i, j int) bool {
+		a, b := st.Ipvs[i], st.Ipvs[j]
+		if a.Fwmark != b.Fwmark {
+			return a.Fwmark < b.Fwmark
+		}
+		if a.Address != b.Address {
+			return a.Address < b.Address
+		}
+		if a.Port != b.Port {
+			return a.Port < b.Port
+		}
+		return a.Protocol < b.Protocol
+	})
+}
+
+// serviceFlagNames spells service flags as ipvsadm does.
+func serviceFlagNames(f uint32) []string {
+	var out []string
+	for _, n := range []struct {
+		bit  uint32
+		name string
+	}{
+		{svcFlagPersistent, "persistent"},
+		{svcFlagOnePkt, "ops"},
+		{svcFlagSchedSH1, "sh-fallback"},
+		{svcFlagSchedSH2, "sh-port"},
+		{svcFlagSchedSH3, "flag-3"},
+	} {
+		if f&n.bit != 0 {
+			out = append(out, n.name)
+		}
+	}
+	return out
+}
+
+func serviceStats(s ipvs.SvcStats) *shoalv1.IpvsStats {
+	return &shoalv1.IpvsStats{
+		Connections: uint64(s.Connections),
+		PacketsIn:   uint64(s.PacketsIn),
+		PacketsOut:  uint64(s.PacketsOut),
+		BytesIn:     s.BytesIn,
+		BytesOut:    s.BytesOut,
+	}
+}

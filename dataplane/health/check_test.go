@@ -261,6 +261,7 @@ func TestHTTPCheck(t *testing.T) {
 		want   string
 	}{
 		{"200", plain, &shoalv1.HealthCheck{Kind: "http", HttpPath: "/ok"}, ""},
+		{"path without slash", plain, &shoalv1.HealthCheck{Kind: "http", HttpPath: "ok"}, ""},
 		{"200 body", plain, &shoalv1.HealthCheck{Kind: "http", HttpPath: "/ok", Expect: "good"}, ""},
 		{"200 body regex", plain, &shoalv1.HealthCheck{Kind: "http", HttpPath: "/ok", Expect: `^all\s+good$`, Regex: true}, ""},
 		{"200 wrong body", plain, &shoalv1.HealthCheck{Kind: "http", HttpPath: "/ok", Expect: "HTTP"}, `body: expect "HTTP" not found in 8 bytes`},

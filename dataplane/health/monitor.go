@@ -233,12 +233,17 @@ func (m *Monitor) finish(d dispatch, o *Observation) {
 		s.due = now
 	}
 	heap.Push(&m.queue, s)
+	// The scheduler sleeps until the earliest due check; it needs waking
+	// only when this one became the earliest (rare: it was just run).
+	earliest := m.queue[0] == s
 	var st *shoalv1.RealServerHealth
 	if changed {
 		st = m.statusLocked(s)
 	}
 	m.mu.Unlock()
-	m.poke()
+	if earliest {
+		m.poke()
+	}
 	if changed {
 		m.transitioned(s.key, !tr.Up, tr, st)
 	}

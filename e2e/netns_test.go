@@ -4,12 +4,11 @@ import (
 	"context"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/shoal-lb/shoal/e2e/harness"
 	"github.com/shoal-lb/shoal/e2e/netlab"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
@@ -29,7 +28,7 @@ const (
 // dropping the VIP within its lease while the majority elects a new holder.
 func TestNetnsVIPFailover(t *testing.T) {
 	netlab.SkipUnlessRoot(t)
-	lvsd, lvsctl := shoalBinaries(t)
+	lvsd, lvsctl := harness.Build(t, "cmd/lvsd"), harness.Build(t, "cmd/lvsctl")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
@@ -104,10 +103,10 @@ func TestNetnsVIPFailover(t *testing.T) {
 	}
 	newLeader := lab.Router(first.Router)
 	t.Logf("SIGKILL %s: client answered by %s after %v", killed.Name, newLeader.Name, first.End.Sub(kill).Round(time.Millisecond))
-	waitFor(ctx, t, 2*time.Second, "client neighbour entry for the VIP = "+newLeader.Name+"'s MAC", func() bool {
+	harness.Eventually(t, 2*time.Second, func() bool {
 		nb, ok, err := lab.Client.Neighbour(vip.Addr())
 		return err == nil && ok && lab.RouterByMAC(nb.MAC) == newLeader
-	})
+	}, "client neighbour entry for the VIP is not %s's MAC %s (GARP)", newLeader.Name, newLeader.MAC)
 	if got := stableLeader(ctx, t, sh, holders, killed); got != newLeader {
 		t.Fatalf("leader after SIGKILL is %s, but %s answered the client", got.Name, newLeader.Name)
 	}
@@ -128,10 +127,10 @@ func TestNetnsVIPFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	cut := time.Now()
-	waitFor(ctx, t, 10*time.Second, "partitioned "+part.Name+" drops the VIP", func() bool {
+	harness.Eventually(t, 10*time.Second, func() bool {
 		ok, err := part.HasAddr(vip.Addr())
 		return err == nil && !ok
-	})
+	}, "partitioned %s still holds the VIP", part.Name)
 	dropped := holderGone(holders, part.Name, cut)
 	t.Logf("partitioned %s dropped the VIP %v after its link went down (lease %v)", part.Name, dropped.Sub(cut).Round(time.Millisecond), lanLease)
 	if d := dropped.Sub(cut); d > lanLease+leaseMargin {
@@ -279,17 +278,6 @@ func transitions(h *netlab.HolderLog, start time.Time) string {
 	return b.String()
 }
 
-func waitFor(ctx context.Context, t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			t.Fatalf("not within %v: %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func within(t *testing.T, ctx context.Context, d time.Duration) context.Context {
 	c, cancel := context.WithTimeout(ctx, d)
 	t.Cleanup(cancel)
@@ -302,18 +290,4 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// shoalBinaries builds lvsd and lvsctl, or takes them from $SHOAL_BIN.
-func shoalBinaries(t *testing.T) (string, string) {
-	t.Helper()
-	dir := os.Getenv("SHOAL_BIN")
-	if dir == "" {
-		dir = t.TempDir()
-		cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/shoal-lb/shoal/cmd/lvsd", "github.com/shoal-lb/shoal/cmd/lvsctl")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build lvsd and lvsctl: %v\n%s", err, out)
-		}
-	}
-	return filepath.Join(dir, "lvsd"), filepath.Join(dir, "lvsctl")
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-lb/shoal/e2e/harness"
 	"github.com/shoal-lb/shoal/e2e/netlab"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
@@ -502,32 +503,20 @@ func writeLoad(ctx context.Context, sh *netlab.Shoal) (ok, failed int) {
 	return ok, failed
 }
 
-// binaries returns the lvsd and lvsctl paths: $SHOAL_BIN, or freshly built.
+// binaries returns the lvsd and lvsctl paths: from $SHOAL_BIN, or built by
+// the e2e harness.
 func binaries(t *testing.T, s settings) (string, string) {
 	t.Helper()
-	dir := s.bin
-	if dir == "" {
-		dir = filepath.Join(s.out, "bin")
-		root := moduleRoot(t)
-		cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/lvsd", "./cmd/lvsctl")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build lvsd and lvsctl: %v\n%s", err, out)
-		}
+	if s.bin == "" {
+		return harness.Build(t, "cmd/lvsd"), harness.Build(t, "cmd/lvsctl")
 	}
-	lvsd, lvsctl := filepath.Join(dir, "lvsd"), filepath.Join(dir, "lvsctl")
+	lvsd, lvsctl := filepath.Join(s.bin, "lvsd"), filepath.Join(s.bin, "lvsctl")
 	for _, p := range []string{lvsd, lvsctl} {
 		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("%v (set SHOAL_BIN to a folder holding lvsd and lvsctl)", err)
+			t.Fatalf("SHOAL_BIN: %v", err)
 		}
 	}
 	return lvsd, lvsctl
 }
 
-func moduleRoot(t *testing.T) string {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Dir(strings.TrimSpace(string(out)))
-}
+func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }

@@ -14,7 +14,10 @@ import (
 
 // Process is a command running inside a lab namespace, in its own process
 // group so that Kill takes down the daemon and anything it forked, as a
-// crash would.
+// crash would. (e2e/harness.Process signals only the pid: enough for lvsd
+// on loopback, but killing keepalived's parent alone makes its VRRP child
+// resign gracefully, which is not a crash.) Binaries come from
+// harness.Build.
 type Process struct {
 	Node *Node
 	Cmd  *exec.Cmd

@@ -1,0 +1,108 @@
+# shoal: the README's commands.
+#
+#   make up     build lvsd, lvsctl and the demo helper, build the image, start
+#               the three-director docker-compose cluster, apply the demo
+#               config and show where the VIP is and a few requests through it
+#   make test   every test (the compose e2e runs when docker is there)
+#   make down   stop the cluster and delete its volumes
+#
+# Knobs (environment or make VAR=value):
+#   SHOAL_DATAPLANE    ipvs when the host has the ip_vs module loaded, else vip
+#   SHOAL_PUBLIC_NET   first three octets of the VIP network (10.213.77)
+#   SHOAL_CLUSTER_NET  first three octets of the Raft network (10.213.78)
+#   SHOAL_PROFILE      lvsd's Raft timing profile: lan (default), fast, wan
+#   COMPOSE            docker-compose (default) or "docker compose"
+
+SHELL := /bin/bash
+GO ?= go
+COMPOSE ?= docker-compose
+PROJECT ?= shoal
+
+SHOAL_IMAGE ?= shoal:dev
+# /proc/net/ip_vs exists once the host kernel has IPVS loaded; a container
+# cannot load the module itself.
+SHOAL_DATAPLANE ?= $(shell test -e /proc/net/ip_vs && echo ipvs || echo vip)
+SHOAL_PUBLIC_NET ?= 10.213.77
+SHOAL_CLUSTER_NET ?= 10.213.78
+SHOAL_PROFILE ?= lan
+export SHOAL_IMAGE SHOAL_DATAPLANE SHOAL_PUBLIC_NET SHOAL_CLUSTER_NET SHOAL_PROFILE
+
+DC := $(COMPOSE) -p $(PROJECT) -f deploy/docker-compose.yml
+VIP := $(SHOAL_PUBLIC_NET).100
+LVSCTL := $(DC) exec -T client /lvsctl
+
+.PHONY: all build bin image up demo status failover logs down test fuzz clean
+
+all: build
+
+build:
+	$(GO) build ./...
+
+# Static binaries for the FROM-scratch image.
+bin:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o deploy/bin/ ./cmd/lvsd ./cmd/lvsctl ./deploy/shoal-demo
+
+image: bin
+	docker build -q -t $(SHOAL_IMAGE) -f deploy/Dockerfile deploy
+
+up: image
+	@echo "== starting 3 directors, 2 real servers and a client (dataplane $(SHOAL_DATAPLANE))"
+	$(DC) up -d
+	@$(MAKE) --no-print-directory demo
+
+# demo waits for a leader, applies deploy/demo.yaml and shows the result.
+demo:
+	@echo "== waiting for a leader"
+	@for i in $$(seq 60); do \
+	  $(LVSCTL) cluster status 2>/dev/null | grep -q leader && break; sleep 1; \
+	done
+	@echo "== applying deploy/demo.yaml through lvsctl"
+	@sed 's/$${SHOAL_PUBLIC_NET}/$(SHOAL_PUBLIC_NET)/g' deploy/demo.yaml | $(LVSCTL) config apply -f -
+	@$(MAKE) --no-print-directory status
+	@echo "== 6 requests to http://$(VIP)/ from the client container"
+	@for i in $$(seq 20); do \
+	  $(DC) exec -T client /shoal-demo get -timeout 1s -url http://$(VIP)/ >/dev/null 2>&1 && break; sleep 0.5; \
+	done
+	@$(DC) exec -T client /shoal-demo get -n 6 -timeout 1s -url http://$(VIP)/
+	@echo
+	@echo "Try a failover: make failover   (kills the VIP holder, asks again)"
+	@echo "Clean up:       make down"
+
+status:
+	@$(LVSCTL) cluster status
+
+# failover kills the director that holds the VIP and asks the VIP again.
+failover:
+	@holder=$$($(LVSCTL) -o json cluster status | sed -n 's/.*"vip_holder": *"\([^"]*\)".*/\1/p'); \
+	test -n "$$holder" || { echo "no VIP holder reported"; exit 1; }; \
+	echo "== docker kill $$holder"; $(DC) kill $$holder; \
+	for i in $$(seq 40); do \
+	  $(DC) exec -T client /shoal-demo get -timeout 500ms -url http://$(VIP)/ 2>/dev/null | grep -qv $$holder && break; sleep 0.25; \
+	done; \
+	$(LVSCTL) -s $(SHOAL_PUBLIC_NET).1$$(( $${holder#director} % 3 + 1 )):7070 cluster status; \
+	$(DC) exec -T client /shoal-demo get -n 4 -timeout 1s -url http://$(VIP)/; \
+	echo "Bring $$holder back: $(DC) start $$holder"
+
+logs:
+	$(DC) logs --tail=100
+
+down:
+	$(DC) down -v --remove-orphans
+
+# The README's test command. The docker-compose e2e (e2e/compose_test.go)
+# builds its own image and compose project and skips without docker.
+test:
+	$(GO) test -count=1 -timeout 20m ./...
+
+# Bounded fuzzing of every Fuzz target in the tree.
+FUZZTIME ?= 15s
+fuzz:
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./deploy/bin'); do \
+	  pkg=./$$(dirname $${f#./}); \
+	  for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+	    echo "== $$pkg $$t"; $(GO) test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+clean:
+	rm -rf deploy/bin

@@ -1,0 +1,720 @@
+package e2e
+
+// The docker-compose e2e test drives deploy/docker-compose.yml, the cluster
+// the README tells users to bring up, the way a user would: lvsctl from the
+// client container, docker kill, docker network disconnect, docker restart.
+// It builds its own image and runs under a compose project and subnets of its
+// own, so it neither needs nor touches a `make up` cluster.
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+)
+
+// composeDirectors are the director services of deploy/docker-compose.yml.
+var composeDirectors = []string{"director1", "director2", "director3"}
+
+// composeCluster is one compose project brought up by the test.
+type composeCluster struct {
+	t         *testing.T
+	root      string // repository root
+	project   string
+	env       []string
+	publicNet string // first three octets, e.g. 10.213.77
+	cluster   string // first three octets of the raft network
+	dataplane string
+	ids       map[string]string // service -> container id
+}
+
+func TestComposeCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compose e2e: skipped in -short mode")
+	}
+	if os.Getenv("SHOAL_E2E_COMPOSE") == "0" {
+		t.Skip("compose e2e: SHOAL_E2E_COMPOSE=0")
+	}
+	for _, bin := range []string{"docker", "docker-compose"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("compose e2e: %s not found in PATH; install Docker and docker-compose to run it", bin)
+		}
+	}
+	if out, err := exec.Command("docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
+		t.Skipf("compose e2e: docker daemon not reachable: %v: %s", err, bytes.TrimSpace(out))
+	}
+	c := newComposeCluster(t)
+	c.up()
+
+	var serial uint64
+	var leader string
+	if !t.Run("leader", func(t *testing.T) {
+		start := time.Now()
+		leader = c.waitOneLeader(t, 90*time.Second)
+		t.Logf("leader %s elected %s after up", leader, time.Since(start).Round(time.Millisecond))
+	}) {
+		return
+	}
+	if !t.Run("apply", func(t *testing.T) {
+		serial = c.applyDemo(t)
+		c.waitSerialEverywhere(t, serial, 30*time.Second)
+	}) {
+		return
+	}
+	if !t.Run("vip-answers", func(t *testing.T) {
+		c.waitVIPHolder(t, leader, 30*time.Second)
+	}) {
+		return
+	}
+	if !t.Run("kill-leader", func(t *testing.T) {
+		leader = c.killLeader(t, leader, serial)
+	}) {
+		return
+	}
+	if !t.Run("partition-leader", func(t *testing.T) {
+		leader = c.partitionLeader(t, leader, serial)
+	}) {
+		return
+	}
+	t.Run("rolling-restart", func(t *testing.T) {
+		c.rollingRestart(t, serial)
+	})
+}
+
+func newComposeCluster(t *testing.T) *composeCluster {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	project := fmt.Sprintf("shoale2e%d", os.Getpid())
+	publicNet, clusterNet := composeSubnets(t)
+	dataplane := os.Getenv("SHOAL_E2E_DATAPLANE")
+	if dataplane == "" {
+		dataplane = "vip"
+		if _, err := os.Stat("/proc/net/ip_vs"); err == nil {
+			dataplane = "ipvs"
+		}
+	}
+	profile := os.Getenv("SHOAL_E2E_PROFILE")
+	if profile == "" {
+		profile = "lan"
+	}
+	image := "shoal-e2e:" + project
+	c := &composeCluster{
+		t: t, root: root, project: project, publicNet: publicNet, cluster: clusterNet,
+		dataplane: dataplane, ids: map[string]string{},
+		env: append(os.Environ(),
+			"SHOAL_IMAGE="+image, "SHOAL_PUBLIC_NET="+publicNet, "SHOAL_CLUSTER_NET="+clusterNet,
+			"SHOAL_DATAPLANE="+dataplane, "SHOAL_PROFILE="+profile, "SHOAL_LOG_LEVEL=debug"),
+	}
+	t.Logf("compose project %s: public %s.0/24, cluster %s.0/24, dataplane %s, profile %s",
+		project, publicNet, clusterNet, dataplane, profile)
+
+	// Static binaries into a build context of their own, so a `make up`
+	// tree (deploy/bin) is neither needed nor overwritten.
+	ctxDir := t.TempDir()
+	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(ctxDir, "bin")+"/",
+		"./cmd/lvsd", "./cmd/lvsctl", "./deploy/shoal-demo")
+	build.Dir = root
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build static binaries: %v\n%s", err, out)
+	}
+	for _, f := range []string{"Dockerfile", ".dockerignore"} {
+		b, err := os.ReadFile(filepath.Join(root, "deploy", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(ctxDir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("docker", "build", "-q", "-t", image, ctxDir).CombinedOutput(); err != nil {
+		t.Fatalf("docker build: %v\n%s", err, out)
+	}
+
+	// Registered before up, so a failure anywhere below still tears the
+	// project, its volumes, networks and image down.
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := c.compose("logs", "--no-color", "--tail=150")
+			t.Logf("docker-compose logs:\n%s", out)
+		}
+		if out, err := c.compose("down", "-v", "--remove-orphans", "-t", "5"); err != nil {
+			t.Errorf("docker-compose down: %v\n%s", err, out)
+		}
+		_ = exec.Command("docker", "rmi", "-f", image).Run()
+	})
+	return c
+}
+
+// composeSubnets picks two /24s (as three octets) that no docker network and
+// no host interface uses, unless SHOAL_E2E_PUBLIC_NET / SHOAL_E2E_CLUSTER_NET
+// say which.
+func composeSubnets(t *testing.T) (public, cluster string) {
+	public, cluster = os.Getenv("SHOAL_E2E_PUBLIC_NET"), os.Getenv("SHOAL_E2E_CLUSTER_NET")
+	if public != "" && cluster != "" {
+		return public, cluster
+	}
+	var used []netip.Prefix
+	if ids, err := exec.Command("docker", "network", "ls", "-q").Output(); err == nil {
+		for _, id := range strings.Fields(string(ids)) {
+			out, _ := exec.Command("docker", "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{end}}", id).Output()
+			for _, s := range strings.Fields(string(out)) {
+				if p, err := netip.ParsePrefix(s); err == nil {
+					used = append(used, p)
+				}
+			}
+		}
+	}
+	if as, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range as {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				used = append(used, p.Masked())
+			}
+		}
+	}
+	free := func(third int) bool {
+		p := netip.MustParsePrefix(fmt.Sprintf("10.213.%d.0/24", third))
+		for _, u := range used {
+			if u.Overlaps(p) {
+				return false
+			}
+		}
+		return true
+	}
+	for third := 101; third < 250; third += 2 {
+		if free(third) && free(third+1) {
+			return fmt.Sprintf("10.213.%d", third), fmt.Sprintf("10.213.%d", third+1)
+		}
+	}
+	t.Fatal("no free pair of 10.213.x.0/24 subnets; set SHOAL_E2E_PUBLIC_NET and SHOAL_E2E_CLUSTER_NET")
+	return "", ""
+}
+
+func (c *composeCluster) compose(args ...string) (string, error) {
+	cmd := exec.Command("docker-compose", append([]string{"-p", c.project, "-f", filepath.Join(c.root, "deploy", "docker-compose.yml")}, args...)...)
+	cmd.Env = c.env
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (c *composeCluster) up() {
+	if out, err := c.compose("up", "-d", "--no-build"); err != nil {
+		c.t.Fatalf("docker-compose up: %v\n%s", err, out)
+	}
+	for _, svc := range append([]string{"client", "rs1", "rs2"}, composeDirectors...) {
+		out, err := c.compose("ps", "-q", svc)
+		id := strings.TrimSpace(out)
+		if err != nil || id == "" {
+			c.t.Fatalf("container of %s: %v\n%s", svc, err, out)
+		}
+		c.ids[svc] = id
+	}
+}
+
+func (c *composeCluster) vip() string { return c.publicNet + ".100" }
+
+func (c *composeCluster) apiAddr(director string) string {
+	return fmt.Sprintf("%s.1%s:7070", c.publicNet, strings.TrimPrefix(director, "director"))
+}
+
+func (c *composeCluster) raftIP(director string) string {
+	return fmt.Sprintf("%s.1%s", c.cluster, strings.TrimPrefix(director, "director"))
+}
+
+// exec runs a program in a service's container (docker exec, not
+// docker-compose exec: a tenth of the start-up time, which matters when
+// polling).
+func (c *composeCluster) exec(stdin io.Reader, svc string, args ...string) (string, error) {
+	a := []string{"exec"}
+	if stdin != nil {
+		a = append(a, "-i")
+	}
+	cmd := exec.Command("docker", append(append(a, c.ids[svc]), args...)...)
+	cmd.Stdin = stdin
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		return stdout.String(), fmt.Errorf("%s: %s: %w: %s", svc, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+// lvsctl runs lvsctl in the client container against one director's API
+// and decodes its JSON output into m.
+func (c *composeCluster) lvsctl(m proto.Message, director string, args ...string) error {
+	out, err := c.exec(nil, "client", append([]string{"/lvsctl", "-s", c.apiAddr(director), "-o", "json", "--request-timeout", "3s"}, args...)...)
+	if err != nil {
+		return err
+	}
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal([]byte(out), m); err != nil {
+		return fmt.Errorf("decode lvsctl %s: %w: %q", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func (c *composeCluster) clusterStatus(director string) (*shoalv1.GetClusterStatusResponse, error) {
+	st := &shoalv1.GetClusterStatusResponse{}
+	return st, c.lvsctl(st, director, "cluster", "status")
+}
+
+func (c *composeCluster) nodeStatus(director string) (*shoalv1.NodeStatus, error) {
+	st := &shoalv1.GetNodeStatusResponse{}
+	if err := c.lvsctl(st, director, "status"); err != nil {
+		return nil, err
+	}
+	return st.GetStatus(), nil
+}
+
+// composeEventually polls cond until it holds or the deadline passes; cond
+// says what it saw, for the failure message.
+func composeEventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, seen := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s; last seen: %s", what, timeout, seen)
+		}
+		time.Sleep(200 * time.Millisecond) // poll interval, not synchronisation
+	}
+}
+
+// waitOneLeader waits until the running directors agree on one leader and
+// every one of them answers; it returns the leader's id.
+func (c *composeCluster) waitOneLeader(t *testing.T, timeout time.Duration, skip ...string) string {
+	t.Helper()
+	var leader string
+	composeEventually(t, timeout, "one leader that every running director names", func() (bool, string) {
+		leader = ""
+		var seen []string
+		for _, d := range composeDirectors {
+			if contains(skip, d) {
+				continue
+			}
+			st, err := c.nodeStatus(d)
+			if err != nil {
+				return false, err.Error()
+			}
+			seen = append(seen, fmt.Sprintf("%s:%s(leader %q, term %d)", d, st.GetRole(), st.GetLeaderId(), st.GetTerm()))
+			if st.GetLeaderId() == "" || (leader != "" && st.GetLeaderId() != leader) {
+				return false, strings.Join(seen, " ")
+			}
+			leader = st.GetLeaderId()
+		}
+		return true, ""
+	})
+	return leader
+}
+
+func contains(list []string, s string) bool {
+	for _, l := range list {
+		if l == s {
+			return true
+		}
+	}
+	return false
+}
+
+// applyDemo applies deploy/demo.yaml with lvsctl from the client container
+// and returns the committed serial.
+func (c *composeCluster) applyDemo(t *testing.T) uint64 {
+	t.Helper()
+	tmpl, err := os.ReadFile(filepath.Join(c.root, "deploy", "demo.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.ReplaceAll(string(tmpl), "${SHOAL_PUBLIC_NET}", c.publicNet)
+	out, err := c.exec(strings.NewReader(cfg), "client", "/lvsctl", "-s", c.apiAddr("director1"), "config", "apply", "-f", "-")
+	if err != nil {
+		t.Fatalf("lvsctl apply: %v\n%s", err, out)
+	}
+	t.Logf("lvsctl apply:\n%s", out)
+	st, err := c.clusterStatus("director1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.GetSerial() == 0 {
+		t.Fatalf("serial after apply is 0: %v", st)
+	}
+	return st.GetSerial()
+}
+
+// waitSerialEverywhere waits until every running director reports serial as
+// applied, asked through its own API.
+func (c *composeCluster) waitSerialEverywhere(t *testing.T, serial uint64, timeout time.Duration) {
+	t.Helper()
+	composeEventually(t, timeout, fmt.Sprintf("every director applied serial %d", serial), func() (bool, string) {
+		var seen []string
+		ok := true
+		for _, d := range composeDirectors {
+			st, err := c.nodeStatus(d)
+			if err != nil {
+				return false, err.Error()
+			}
+			seen = append(seen, fmt.Sprintf("%s=%d", d, st.GetAppliedSerial()))
+			ok = ok && st.GetAppliedSerial() == serial
+		}
+		return ok, strings.Join(seen, " ")
+	})
+	t.Logf("every director applied serial %d", serial)
+}
+
+// ask makes one request to the VIP from the client container.
+func (c *composeCluster) ask() (string, error) {
+	out, err := c.exec(nil, "client", "/shoal-demo", "get", "-timeout", "1s", "-url", "http://"+c.vip()+"/")
+	if err != nil {
+		return "", err
+	}
+	_, who, _ := strings.Cut(strings.TrimSpace(out), "-> ")
+	return who, nil
+}
+
+// waitVIPHolder waits until the cluster reports holder as the VIP holder,
+// holder has the VIP on an interface and the VIP answers: in vip mode with
+// holder's own responder, in ipvs mode with a real server.
+func (c *composeCluster) waitVIPHolder(t *testing.T, holder string, timeout time.Duration) {
+	t.Helper()
+	composeEventually(t, timeout, holder+" holds the VIP and the VIP answers", func() (bool, string) {
+		st, err := c.clusterStatus(holder)
+		if err != nil {
+			return false, err.Error()
+		}
+		if st.GetVipHolder() != holder {
+			return false, "vip_holder " + st.GetVipHolder()
+		}
+		addrs, err := c.exec(nil, holder, "/shoal-demo", "addrs")
+		if err != nil || !strings.Contains(addrs, c.vip()+"/") {
+			return false, fmt.Sprintf("addresses of %s: %s %v", holder, addrs, err)
+		}
+		who, err := c.ask()
+		if err != nil {
+			return false, err.Error()
+		}
+		if c.dataplane == "ipvs" {
+			return who == "rs1" || who == "rs2", "answered by " + who
+		}
+		return who == holder, "answered by " + who
+	})
+}
+
+// composeProbe is shoal-demo probe running in the client container.
+type composeProbe struct {
+	cmd    *exec.Cmd
+	events chan map[string]any
+	done   chan error
+}
+
+func (c *composeCluster) startProbe(t *testing.T, from string) *composeProbe {
+	t.Helper()
+	args := []string{"exec", c.ids["client"], "/shoal-demo", "probe", "-url", "http://" + c.vip() + "/",
+		"-interval", "10ms", "-timeout", "200ms", "-max", "60s"}
+	if c.dataplane == "ipvs" {
+		// Real servers answer in turn whoever leads: count the first
+		// answer after an outage as the switch.
+		args = append(args, "-after-failure")
+	} else {
+		args = append(args, "-from", from)
+	}
+	p := &composeProbe{cmd: exec.Command("docker", args...), events: make(chan map[string]any, 8), done: make(chan error, 1)}
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	p.cmd.Stderr = &stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start probe: %v", err)
+	}
+	// The reader ends when the probe's stdout closes; done reports the exit.
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var ev map[string]any
+			if json.Unmarshal(sc.Bytes(), &ev) == nil {
+				p.events <- ev
+			}
+		}
+		close(p.events)
+		err := p.cmd.Wait()
+		if err != nil {
+			err = fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
+		}
+		p.done <- err
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+// next waits for the probe's next event of kind.
+func (p *composeProbe) next(t *testing.T, kind string, timeout time.Duration) map[string]any {
+	t.Helper()
+	limit := time.After(timeout)
+	for {
+		select {
+		case ev, ok := <-p.events:
+			if !ok {
+				t.Fatalf("probe ended before %q", kind)
+			}
+			if ev["event"] == kind {
+				return ev
+			}
+			if ev["event"] == "timeout" {
+				t.Fatalf("probe gave up: %v", ev)
+			}
+		case <-limit:
+			t.Fatalf("no %q from the probe within %s", kind, timeout)
+		}
+	}
+}
+
+func unixNano(v any) time.Time {
+	f, _ := v.(float64)
+	return time.Unix(0, int64(f))
+}
+
+// killLeader docker-kills the leader, measures until the VIP answers from
+// the new leader, then starts the old one again and waits for it to catch
+// up. It returns the new leader.
+func (c *composeCluster) killLeader(t *testing.T, leader string, serial uint64) string {
+	p := c.startProbe(t, leader)
+	p.next(t, "ready", 20*time.Second)
+	killed := time.Now()
+	if out, err := exec.Command("docker", "kill", c.ids[leader]).CombinedOutput(); err != nil {
+		t.Fatalf("docker kill %s: %v\n%s", leader, err, out)
+	}
+	ev := p.next(t, "switched", 60*time.Second)
+	firstNew, lastOld := unixNano(ev["first_new_unix_nano"]), unixNano(ev["last_old_unix_nano"])
+	t.Logf("FAILOVER docker kill %s -> VIP answered by %v: kill-to-answer %s, outage (last old answer to first new) %s, %v failed requests",
+		leader, ev["name"], firstNew.Sub(killed).Round(time.Millisecond), firstNew.Sub(lastOld).Round(time.Millisecond), ev["failures"])
+
+	next := c.waitOneLeader(t, 30*time.Second, leader)
+	if next == leader {
+		t.Fatalf("killed %s is still named leader", leader)
+	}
+	if c.dataplane != "ipvs" && ev["name"] != next {
+		t.Errorf("VIP answered by %v, but the new leader is %s", ev["name"], next)
+	}
+	c.waitVIPHolder(t, next, 20*time.Second)
+
+	if out, err := exec.Command("docker", "start", c.ids[leader]).CombinedOutput(); err != nil {
+		t.Fatalf("docker start %s: %v\n%s", leader, err, out)
+	}
+	c.waitSerialEverywhere(t, serial, 60*time.Second)
+	final := c.waitOneLeader(t, 30*time.Second)
+	c.assertOneVIPHolder(t, final)
+	return final
+}
+
+// partitionLeader cuts the leader off the raft network (its VIP interface
+// stays up), measures how long it keeps the VIP and how soon another node
+// raises it, then reconnects it and checks it rejoins as one of three.
+func (c *composeCluster) partitionLeader(t *testing.T, leader string, serial uint64) string {
+	st, err := c.nodeStatus(leader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.GetHoldsVips() {
+		t.Fatalf("leader %s does not report holding the VIPs: %v", leader, st)
+	}
+	// Watchers inside the containers timestamp the moment the VIP leaves
+	// the old leader and appears on another director.
+	network := c.project + "_cluster"
+	var watches []*composeAddrWatch
+	for _, d := range composeDirectors {
+		watches = append(watches, c.watchVIP(t, d, d == leader))
+	}
+	cut := time.Now()
+	if out, err := exec.Command("docker", "network", "disconnect", network, c.ids[leader]).CombinedOutput(); err != nil {
+		t.Fatalf("docker network disconnect: %v\n%s", err, out)
+	}
+	var dropped, raised time.Time
+	var raisedBy string
+	results := make(chan *composeAddrWatch, len(watches))
+	for _, w := range watches {
+		go func(w *composeAddrWatch) { w.wait(); results <- w }(w)
+	}
+	for dropped.IsZero() || raised.IsZero() {
+		w := <-results
+		switch {
+		case w.err != nil && w.who == leader:
+			t.Fatalf("old leader %s kept the VIP: %v", leader, w.err)
+		case w.err != nil:
+			continue // the director that did not take over; its watcher times out
+		case w.who == leader:
+			dropped = w.at
+		default:
+			raised, raisedBy = w.at, w.who
+		}
+	}
+	t.Logf("PARTITION %s cut off the raft network: dropped the VIP after %s; %s raised it after %s (overlap %s)",
+		leader, dropped.Sub(cut).Round(time.Millisecond), raisedBy, raised.Sub(cut).Round(time.Millisecond),
+		dropped.Sub(raised).Round(time.Millisecond))
+	if bound := composeLeaseBound(); dropped.Sub(cut) > bound {
+		t.Errorf("old leader held the VIP %s after the cut; want at most %s (lease plus reconcile)", dropped.Sub(cut), bound)
+	}
+	st, err = c.nodeStatus(leader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.GetHoldsVips() || st.GetRole() == "leader" {
+		t.Errorf("cut-off %s reports role %s, holds_vips %v", leader, st.GetRole(), st.GetHoldsVips())
+	}
+	c.waitVIPHolder(t, raisedBy, 20*time.Second)
+
+	if out, err := exec.Command("docker", "network", "connect", "--ip", c.raftIP(leader), network, c.ids[leader]).CombinedOutput(); err != nil {
+		t.Fatalf("docker network connect: %v\n%s", err, out)
+	}
+	reconnected := time.Now()
+	final := c.waitOneLeader(t, 30*time.Second)
+	c.waitSerialEverywhere(t, serial, 30*time.Second)
+	t.Logf("PARTITION %s back on the raft network: one leader (%s) again after %s", leader, final, time.Since(reconnected).Round(time.Millisecond))
+	c.assertOneVIPHolder(t, final)
+	return final
+}
+
+// composeLeaseBound is how long a cut-off leader may keep its VIP: raft
+// notices the lost quorum within the leader lease (100ms with the lan
+// profile), the dataplane then drops the addresses; the rest is slack for a
+// shared CI machine. SHOAL_E2E_LEASE_BOUND overrides it.
+func composeLeaseBound() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("SHOAL_E2E_LEASE_BOUND")); err == nil {
+		return d
+	}
+	return 2 * time.Second
+}
+
+// assertOneVIPHolder checks that holder, and no other director, has the VIP
+// on an interface.
+func (c *composeCluster) assertOneVIPHolder(t *testing.T, holder string) {
+	t.Helper()
+	composeEventually(t, 10*time.Second, "only "+holder+" has the VIP", func() (bool, string) {
+		var with []string
+		for _, d := range composeDirectors {
+			out, err := c.exec(nil, d, "/shoal-demo", "addrs")
+			if err != nil {
+				return false, err.Error()
+			}
+			if strings.Contains(out, c.vip()+"/") {
+				with = append(with, d)
+			}
+		}
+		return len(with) == 1 && with[0] == holder, fmt.Sprintf("VIP on %v", with)
+	})
+}
+
+// rollingRestart restarts the directors one at a time (docker restart:
+// SIGTERM, then start), each time waiting for the group to be whole again.
+func (c *composeCluster) rollingRestart(t *testing.T, serial uint64) {
+	start := time.Now()
+	for _, d := range composeDirectors {
+		t0 := time.Now()
+		if out, err := exec.Command("docker", "restart", "-t", "10", c.ids[d]).CombinedOutput(); err != nil {
+			t.Fatalf("docker restart %s: %v\n%s", d, err, out)
+		}
+		c.waitOneLeader(t, 60*time.Second)
+		c.waitSerialEverywhere(t, serial, 60*time.Second)
+		t.Logf("ROLLING restart of %s: whole again after %s", d, time.Since(t0).Round(time.Millisecond))
+	}
+	leader := c.waitOneLeader(t, 30*time.Second)
+	roles := map[string]int{}
+	for _, d := range composeDirectors {
+		st, err := c.nodeStatus(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roles[st.GetRole()]++
+	}
+	if roles["leader"] != 1 || roles["follower"] != 2 {
+		t.Errorf("after the rolling restart: roles %v, want one leader and two followers", roles)
+	}
+	cfg := &shoalv1.GetConfigResponse{}
+	if err := c.lvsctl(cfg, leader, "config", "get"); err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.GetConfig(); got.GetSerial() != serial || len(got.GetServices()) != 1 || got.GetServices()[0].GetName() != "web" {
+		t.Errorf("config after the rolling restart: serial %d, services %v; want serial %d with service web", got.GetSerial(), got.GetServices(), serial)
+	}
+	c.waitVIPHolder(t, leader, 20*time.Second)
+	c.assertOneVIPHolder(t, leader)
+	t.Logf("ROLLING restart of all three directors: %s, config serial %d kept, leader %s", time.Since(start).Round(time.Millisecond), serial, leader)
+}
+
+// composeAddrWatch is shoal-demo wait-addr running in a director: it
+// timestamps the moment the VIP appears on (or leaves) that director.
+type composeAddrWatch struct {
+	who    string
+	cmd    *exec.Cmd
+	stdout *bufio.Scanner
+	at     time.Time
+	err    error
+}
+
+// watchVIP starts a watcher in director d and returns once the watcher has
+// seen the VIP's current state, which must be the opposite of what it
+// waits for.
+func (c *composeCluster) watchVIP(t *testing.T, d string, untilGone bool) *composeAddrWatch {
+	t.Helper()
+	w := &composeAddrWatch{who: d, cmd: exec.Command("docker", "exec", c.ids[d], "/shoal-demo", "wait-addr",
+		"-addr", c.vip(), "-gone="+strconv.FormatBool(untilGone), "-max", "20s")}
+	out, err := w.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.cmd.Stderr = os.Stderr
+	if err := w.cmd.Start(); err != nil {
+		t.Fatalf("start wait-addr in %s: %v", d, err)
+	}
+	t.Cleanup(func() { _ = w.cmd.Process.Kill() })
+	w.stdout = bufio.NewScanner(out)
+	want := "watching absent"
+	if untilGone {
+		want = "watching present"
+	}
+	if !w.stdout.Scan() || w.stdout.Text() != want {
+		t.Fatalf("wait-addr in %s: want %q first, got %q (%v)", d, want, w.stdout.Text(), w.stdout.Err())
+	}
+	return w
+}
+
+// wait reads the watcher's timestamp and waits for it to exit.
+func (w *composeAddrWatch) wait() {
+	line := ""
+	if w.stdout.Scan() {
+		line = strings.TrimSpace(w.stdout.Text())
+	}
+	err := w.cmd.Wait()
+	if err != nil {
+		w.err = fmt.Errorf("wait-addr in %s: %w", w.who, err)
+		return
+	}
+	n, err := strconv.ParseInt(line, 10, 64)
+	if err != nil {
+		w.err = fmt.Errorf("wait-addr in %s printed %q", w.who, line)
+		return
+	}
+	w.at = time.Unix(0, n)
+}

@@ -149,13 +149,13 @@ func newProbe(s *shoalv1.VirtualService, rs *shoalv1.RealServer, addr netip.Addr
 // the per-check deadline.
 func (p *probe) run(ctx context.Context) error {
 	if p.invalid != nil {
-		return fmt.Errorf("unusable check: %w", p.invalid)
+		return failf(CauseConfig, "unusable check: %s", p.invalid)
 	}
 	if !p.target.Addr().IsValid() {
-		return errors.New("no address to check")
+		return failf(CauseConfig, "no address to check")
 	}
 	if p.target.Port() == 0 && p.kind != KindExec && p.kind != KindNone {
-		return errors.New("no port to check: set health_check.port")
+		return failf(CauseConfig, "no port to check: set health_check.port")
 	}
 	switch p.kind {
 	case KindTCP:
@@ -176,29 +176,10 @@ func (p *probe) dial(ctx context.Context) (net.Conn, error) {
 	d := net.Dialer{KeepAlive: -1}
 	c, err := d.DialContext(ctx, p.network, p.target.String())
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %s", p.target, p.cause(ctx, err))
+		c, why := p.cause(ctx, err)
+		return nil, failf(c, "connect %s: %s", p.target, why)
 	}
 	return c, nil
-}
-
-// cause reduces a network error to what an operator needs: the errno text
-// ("connection refused") or that the check's timeout ran out.
-func (p *probe) cause(ctx context.Context, err error) string {
-	var ne net.Error
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-		return fmt.Sprintf("timeout after %s", p.timeout)
-	}
-	if errors.Is(ctx.Err(), context.Canceled) {
-		return "check cancelled"
-	}
-	var errno syscall.Errno
-	if errors.As(err, &errno) {
-		return errno.Error()
-	}
-	if errors.Is(err, io.EOF) {
-		return "connection closed by server"
-	}
-	return err.Error()
 }
 
 func (p *probe) runTCP(ctx context.Context) error {
@@ -230,7 +211,8 @@ func (p *probe) runSendExpect(ctx context.Context) error {
 
 	if len(p.send) > 0 || p.network == "udp" {
 		if _, err := c.Write(p.send); err != nil {
-			return fmt.Errorf("send to %s: %s", p.target, p.cause(ctx, err))
+			c, why := p.cause(ctx, err)
+			return failf(c, "send to %s: %s", p.target, why)
 		}
 	}
 	if p.expect == "" && len(p.send) > 0 {
@@ -248,16 +230,16 @@ func (p *probe) runSendExpect(ctx context.Context) error {
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				return p.notFound(buf, "")
+				return p.notFound(buf, "", CauseMismatch)
 			}
-			cause := p.cause(ctx, err)
-			if len(buf) == 0 && !strings.HasPrefix(cause, "timeout") {
-				return fmt.Errorf("read from %s: %s", p.target, cause)
+			c, why := p.cause(ctx, err)
+			if len(buf) == 0 && c != CauseTimeout {
+				return failf(c, "read from %s: %s", p.target, why)
 			}
-			return p.notFound(buf, " before "+cause)
+			return p.notFound(buf, " before "+why, c)
 		}
 	}
-	return p.notFound(buf, " (read limit)")
+	return p.notFound(buf, " (read limit)", CauseMismatch)
 }
 
 func (p *probe) matches(b []byte) bool {
@@ -267,15 +249,17 @@ func (p *probe) matches(b []byte) bool {
 	return bytes.Contains(b, []byte(p.expect))
 }
 
-func (p *probe) notFound(b []byte, suffix string) error {
+// notFound reports a reply that did not match; c is CauseMismatch unless
+// the reply was cut short (timeout, reset).
+func (p *probe) notFound(b []byte, suffix string, c Cause) error {
 	if p.expect == "" {
-		return fmt.Errorf("no reply in %d bytes%s", len(b), suffix)
+		return failf(c, "no reply in %d bytes%s", len(b), suffix)
 	}
 	what := "expect"
 	if p.re != nil {
 		what = "expect regex"
 	}
-	return fmt.Errorf("%s %q not found in %d bytes%s", what, p.expect, len(b), suffix)
+	return failf(c, "%s %q not found in %d bytes%s", what, p.expect, len(b), suffix)
 }
 
 func newHTTPClient(p *probe, hc *shoalv1.HealthCheck) *http.Client {
@@ -318,7 +302,7 @@ func (p *probe) runHTTP(ctx context.Context) error {
 	url := scheme + "://" + p.target.String() + p.path
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return fmt.Errorf("request %s: %w", url, err)
+		return failf(CauseConfig, "request %s: %s", url, err)
 	}
 	if p.host != "" {
 		req.Host = p.host
@@ -326,14 +310,15 @@ func (p *probe) runHTTP(ctx context.Context) error {
 	req.Header.Set("User-Agent", "shoal-health/1")
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("GET %s: %s", url, p.httpCause(ctx, err))
+		c, why := p.httpCause(ctx, err)
+		return failf(c, "GET %s: %s", url, why)
 	}
 	defer resp.Body.Close()
 	switch {
 	case p.status != 0 && resp.StatusCode != p.status:
-		return fmt.Errorf("status %d, want %d", resp.StatusCode, p.status)
+		return failf(CauseStatus, "status %d, want %d", resp.StatusCode, p.status)
 	case p.status == 0 && (resp.StatusCode < 200 || resp.StatusCode > 399):
-		return fmt.Errorf("status %d, want 2xx/3xx", resp.StatusCode)
+		return failf(CauseStatus, "status %d, want 2xx/3xx", resp.StatusCode)
 	}
 	if p.expect == "" {
 		return nil
@@ -343,28 +328,40 @@ func (p *probe) runHTTP(ctx context.Context) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("body: %w", p.notFound(body, " before "+p.cause(ctx, err)))
+		c, why := p.cause(ctx, err)
+		return bodyFailure(p.notFound(body, " before "+why, c))
 	}
-	return fmt.Errorf("body: %w", p.notFound(body, ""))
+	return bodyFailure(p.notFound(body, "", CauseMismatch))
 }
 
-func (p *probe) httpCause(ctx context.Context, err error) string {
+func bodyFailure(err error) error {
+	return failf(CauseOf(err), "body: %s", err)
+}
+
+func (p *probe) httpCause(ctx context.Context, err error) (Cause, string) {
 	var errno syscall.Errno
 	var ce *tls.CertificateVerificationError
 	var rh tls.RecordHeaderError
+	var ae tls.AlertError
 	switch {
-	case errors.As(err, &errno):
-		return errno.Error()
+	case ctx.Err() != nil || errors.As(err, &errno):
+		return p.cause(ctx, err)
 	case errors.As(err, &ce):
-		return "tls: " + ce.Err.Error()
+		return CauseTLS, "tls: " + ce.Err.Error()
 	case errors.As(err, &rh):
-		return "tls: " + rh.Msg
+		return CauseTLS, "tls: " + rh.Msg
+	case errors.As(err, &ae):
+		return CauseTLS, ae.Error()
 	}
-	var ue interface{ Unwrap() error }
-	if errors.As(err, &ue) && ue.Unwrap() != nil && ctx.Err() == nil {
-		return ue.Unwrap().Error()
+	// A url.Error repeats the method and URL the caller already names.
+	if inner := errors.Unwrap(err); inner != nil {
+		err = inner
 	}
-	return p.cause(ctx, err)
+	c, why := p.cause(ctx, err)
+	if c == CauseOther {
+		c = CauseProtocol
+	}
+	return c, why
 }
 
 func (p *probe) runExec(ctx context.Context) error {
@@ -391,18 +388,18 @@ func (p *probe) runExec(ctx context.Context) error {
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("%s: killed after timeout %s", p.command[0], p.timeout)
+				return failf(CauseTimeout, "%s: killed after timeout %s", p.command[0], p.timeout)
 			}
-			return fmt.Errorf("%s: check cancelled", p.command[0])
+			return failf(CauseCancelled, "%s: check cancelled", p.command[0])
 		}
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return fmt.Errorf("%s: %s%s", p.command[0], ee.ProcessState.String(), firstLine(out.b))
+			return failf(CauseExit, "%s: %s%s", p.command[0], ee.ProcessState.String(), firstLine(out.b))
 		}
-		return fmt.Errorf("%s: %w", p.command[0], err)
+		return failf(CauseConfig, "%s: %s", p.command[0], err)
 	}
 	if p.expect != "" && !p.matches(out.b) {
-		return fmt.Errorf("%s: %w", p.command[0], p.notFound(out.b, " of output"))
+		return failf(CauseMismatch, "%s: %s", p.command[0], p.notFound(out.b, " of output", CauseMismatch))
 	}
 	return nil
 }

@@ -400,3 +400,44 @@ func TestNewProbeDefaults(t *testing.T) {
 		t.Fatal("bad regex accepted")
 	}
 }
+
+func TestFailureCauses(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", 503) })
+	web := httptest.NewServer(mux)
+	t.Cleanup(web.Close)
+	plain := netip.MustParseAddrPort(web.Listener.Addr().String())
+	hang := serveTCP(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	reset := serveTCP(t, func(c net.Conn) { c.(*net.TCPConn).SetLinger(0); bufio.NewReader(c).ReadString('\n') })
+	closes := serveTCP(t, func(c net.Conn) { bufio.NewReader(c).ReadString('\n') })
+	garbage := serveTCP(t, func(c net.Conn) { bufio.NewReader(c).ReadString('\n'); io.WriteString(c, "SSH-2.0-x\r\n\r\n") })
+	short := durationpb.New(200 * time.Millisecond)
+	tests := []struct {
+		name   string
+		target netip.AddrPort
+		hc     *shoalv1.HealthCheck
+		want   Cause
+	}{
+		{"refused", closedPort(t), &shoalv1.HealthCheck{}, CauseRefused},
+		{"timeout", hang, &shoalv1.HealthCheck{Kind: "send-expect", Expect: "x", Timeout: short}, CauseTimeout},
+		{"reset", reset, &shoalv1.HealthCheck{Kind: "send-expect", Send: `x\n`, Expect: "x"}, CauseReset},
+		{"http closed", closes, &shoalv1.HealthCheck{Kind: "http"}, CauseClosed},
+		{"closed before expect", closes, &shoalv1.HealthCheck{Kind: "send-expect", Send: `x\n`, Expect: "y"}, CauseMismatch},
+		{"status", plain, &shoalv1.HealthCheck{Kind: "http"}, CauseStatus},
+		{"http timeout", hang, &shoalv1.HealthCheck{Kind: "http", Timeout: short}, CauseTimeout},
+		{"not http", garbage, &shoalv1.HealthCheck{Kind: "http"}, CauseProtocol},
+		{"tls to plain", plain, &shoalv1.HealthCheck{Kind: "https", TlsSkipVerify: true}, CauseProtocol},
+		{"exit", plain, &shoalv1.HealthCheck{Kind: "exec", Command: []string{"false"}}, CauseExit},
+		{"exec timeout", plain, &shoalv1.HealthCheck{Kind: "exec", Command: []string{"sleep", "10"}, Timeout: short}, CauseTimeout},
+		{"exec missing", plain, &shoalv1.HealthCheck{Kind: "exec", Command: []string{"/nonexistent"}}, CauseConfig},
+		{"exec mismatch", plain, &shoalv1.HealthCheck{Kind: "exec", Command: []string{"true"}, Expect: "x"}, CauseMismatch},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := runProbe(probeAt(t, tt.target, "tcp", tt.hc))
+			if got := CauseOf(err); got != tt.want {
+				t.Fatalf("cause %q, want %q (error: %v)", got, tt.want, err)
+			}
+		})
+	}
+}

@@ -12,6 +12,7 @@ type metrics struct {
 	transitions *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
 	up          *prometheus.GaugeVec
+	failures    *prometheus.CounterVec
 	dropped     prometheus.Counter
 }
 
@@ -30,6 +31,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "shoal_health_up",
 			Help: "1 when this node judges the real server up, 0 when down.",
 		}, []string{"service", "server"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_health_check_failures_total",
+			Help: "Failed health checks, by service and cause (refused, timeout, reset, mismatch, status, tls, exit, ...).",
+		}, []string{"service", "cause"}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shoal_health_events_dropped_total",
 			Help: "Health transitions not delivered to a subscriber whose buffer was full.",
@@ -38,6 +43,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.transitions = register(reg, m.transitions)
 	m.duration = register(reg, m.duration)
 	m.up = register(reg, m.up)
+	m.failures = register(reg, m.failures)
 	m.dropped = register(reg, m.dropped)
 	return m
 }

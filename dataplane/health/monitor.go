@@ -197,6 +197,7 @@ func (m *Monitor) check(d dispatch) {
 	result := "ok"
 	if err != nil {
 		result = "fail"
+		m.metrics.failures.WithLabelValues(d.s.service, string(CauseOf(err))).Inc()
 	}
 	m.metrics.duration.WithLabelValues(d.s.service, result).Observe(end.Sub(start).Seconds())
 	if m.observed != nil {
@@ -245,16 +246,23 @@ func (m *Monitor) finish(d dispatch, o *Observation) {
 		m.poke()
 	}
 	if changed {
-		m.transitioned(s.key, !tr.Up, tr, st)
+		var cause Cause
+		if o != nil {
+			cause = CauseOf(o.Err)
+		}
+		m.transitioned(s.key, !tr.Up, tr, cause, st)
 	}
 }
 
 // transitioned reports a verdict change everywhere it is due: log, metrics,
 // subscribers, the dataplane.
-func (m *Monitor) transitioned(k key, wasUp bool, tr Transition, st *shoalv1.RealServerHealth) {
+func (m *Monitor) transitioned(k key, wasUp bool, tr Transition, cause Cause, st *shoalv1.RealServerHealth) {
 	to := stateString(tr.Up)
-	m.log.Info("real server "+to, "service", k.service, "server", k.addr.String(),
-		"from", stateString(wasUp), "to", to, "reason", tr.Reason)
+	attrs := []any{"service", k.service, "server", k.addr.String(), "from", stateString(wasUp), "to", to, "reason", tr.Reason}
+	if cause != "" {
+		attrs = append(attrs, "cause", string(cause))
+	}
+	m.log.Info("real server "+to, attrs...)
 	m.metrics.transitions.WithLabelValues(k.service, to).Inc()
 	m.metrics.up.WithLabelValues(k.service, k.addr.String()).Set(b2f(tr.Up))
 	m.publish(st)
@@ -370,7 +378,7 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 	m.mu.Unlock()
 	m.poke()
 	for _, e := range events {
-		m.transitioned(e.k, e.wasUp, e.tr, e.st)
+		m.transitioned(e.k, e.wasUp, e.tr, "", e.st)
 	}
 	if notify && len(events) == 0 && m.onChange != nil {
 		m.onChange()

@@ -114,19 +114,62 @@ func TestMonitorUpDownAndOnChange(t *testing.T) {
 		t.Fatalf("status %v", st)
 	}
 
+	upLabels := map[string]string{"service": "web", "server": up.ap.String()}
+	downLabels := map[string]string{"service": "web", "server": down.String()}
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   func(float64) bool
+	}{
+		{"shoal_health_transitions_total", map[string]string{"service": "web", "to": "up"}, func(v float64) bool { return v == 1 }},
+		{"shoal_health_check_failures_total", map[string]string{"service": "web", "cause": "refused"}, func(v float64) bool { return v >= 1 }},
+		{"shoal_health_check_duration_seconds", map[string]string{"service": "web", "result": "ok"}, func(v float64) bool { return v >= 1 }},
+		{"shoal_health_up", upLabels, func(v float64) bool { return v == 1 }},
+		{"shoal_health_up", downLabels, func(v float64) bool { return v == 0 }},
+	} {
+		if v, ok := metricValue(t, reg, c.name, c.labels); !ok || !c.want(v) {
+			t.Errorf("%s%v = %v (present %t)", c.name, c.labels, v, ok)
+		}
+	}
+	m.SetConfig(&shoalv1.Config{})
+	if _, ok := metricValue(t, reg, "shoal_health_up", upLabels); ok {
+		t.Error("removed server keeps its shoal_health_up series")
+	}
+}
+
+// metricValue returns the value of a counter or gauge, or a histogram's
+// sample count, with exactly the given labels.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) (float64, bool) {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	found := map[string]bool{}
 	for _, mf := range mfs {
-		found[mf.GetName()] = true
-	}
-	for _, name := range []string{"shoal_health_transitions_total", "shoal_health_check_duration_seconds", "shoal_health_up"} {
-		if !found[name] {
-			t.Errorf("metric %s not exported", name)
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) != len(labels) {
+				continue
+			}
+			for _, lp := range m.GetLabel() {
+				if labels[lp.GetName()] != lp.GetValue() {
+					continue metrics
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue(), true
+			case m.Gauge != nil:
+				return m.Gauge.GetValue(), true
+			case m.Histogram != nil:
+				return float64(m.Histogram.GetSampleCount()), true
+			}
 		}
 	}
+	return 0, false
 }
 
 func TestMonitorConfigChangeKeepsState(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"sync"
 
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
@@ -13,6 +14,7 @@ import (
 	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/net/bpf"
 )
 
 const (
@@ -30,10 +32,20 @@ var (
 // as raw Ethernet frames on a packet socket. Raw frames rather than an ICMPv6
 // socket because they need no usable source address on the interface: a
 // link-local address may still be tentative when a VIP moves.
+//
+// Sockets are kept open per interface and protocol: opening and closing a
+// packet socket waits for an RCU grace period (synchronize_net), milliseconds
+// that a takeover must not spend. They carry a drop-everything filter, so they
+// never queue the traffic they could see.
 type NetAnnouncer struct {
 	ns netns.NsHandle
 	h  *netlink.Handle
+
+	mu    sync.Mutex
+	conns map[connKey]*packet.Conn
 }
+
+type connKey struct{ ifindex, proto int }
 
 var _ Announcer = (*NetAnnouncer)(nil)
 
@@ -46,11 +58,20 @@ func NewNetAnnouncerAt(ns netns.NsHandle) (*NetAnnouncer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open rtnetlink: %w", err)
 	}
-	return &NetAnnouncer{ns: ns, h: h}, nil
+	return &NetAnnouncer{ns: ns, h: h, conns: map[connKey]*packet.Conn{}}, nil
 }
 
-// Close releases the netlink socket.
-func (a *NetAnnouncer) Close() error { a.h.Close(); return nil }
+// Close releases the sockets.
+func (a *NetAnnouncer) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k, c := range a.conns {
+		c.Close()
+		delete(a.conns, k)
+	}
+	a.h.Close()
+	return nil
+}
 
 // Announce sends one announcement of addr on dev.
 func (a *NetAnnouncer) Announce(dev string, addr netip.Addr) error {
@@ -74,26 +95,44 @@ func (a *NetAnnouncer) Announce(dev string, addr netip.Addr) error {
 	if err != nil {
 		return fmt.Errorf("announce %s on %s: %w", addr, dev, err)
 	}
-	c, err := a.listen(ifi, proto)
-	if err != nil {
-		return fmt.Errorf("announce %s on %s: %w", addr, dev, err)
-	}
-	defer c.Close()
 	dst := net.HardwareAddr(ethernet.Broadcast)
 	if proto == etherTypeIPv6 {
 		dst = allNodesMAC
 	}
-	if _, err := c.WriteTo(frame, &packet.Addr{HardwareAddr: dst}); err != nil {
-		return fmt.Errorf("announce %s on %s: %w", addr, dev, err)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	key := connKey{ifi.Index, proto}
+	// A cached socket may belong to an interface that was replaced: one
+	// retry on a fresh socket.
+	for attempt := 0; ; attempt++ {
+		c, ok := a.conns[key]
+		if !ok {
+			c, err = a.listen(ifi, proto)
+			if err != nil {
+				return fmt.Errorf("announce %s on %s: %w", addr, dev, err)
+			}
+			a.conns[key] = c
+		}
+		_, err = c.WriteTo(frame, &packet.Addr{HardwareAddr: dst})
+		if err == nil {
+			return nil
+		}
+		c.Close()
+		delete(a.conns, key)
+		if attempt > 0 || !ok {
+			return fmt.Errorf("announce %s on %s: %w", addr, dev, err)
+		}
 	}
-	return nil
 }
+
+// dropAll is a socket filter that accepts nothing: the sockets only send.
+var dropAll, _ = bpf.Assemble([]bpf.Instruction{bpf.RetConstant{Val: 0}})
 
 // listen opens the packet socket inside a.ns: a socket keeps the namespace it
 // was created in, so only creation needs the thread switched.
 func (a *NetAnnouncer) listen(ifi *net.Interface, proto int) (*packet.Conn, error) {
 	if !a.ns.IsOpen() {
-		return packet.Listen(ifi, packet.Raw, proto, nil)
+		return packet.Listen(ifi, packet.Raw, proto, &packet.Config{Filter: dropAll})
 	}
 	type result struct {
 		c   *packet.Conn
@@ -114,7 +153,7 @@ func (a *NetAnnouncer) listen(ifi *net.Interface, proto int) (*packet.Conn, erro
 			ch <- result{err: err}
 			return
 		}
-		c, err := packet.Listen(ifi, packet.Raw, proto, nil)
+		c, err := packet.Listen(ifi, packet.Raw, proto, &packet.Config{Filter: dropAll})
 		if netns.Set(orig) == nil {
 			// Only a thread back in its own namespace may serve other
 			// goroutines; otherwise it dies with this one.

@@ -36,6 +36,17 @@ type Health interface {
 	Healthy(service string, rs netip.AddrPort) bool
 }
 
+// Links is what the Dataplane needs of a link monitor; *LinkMonitor is the
+// real one.
+type Links interface {
+	SetLinks(names []string)
+	// Down lists the monitored links that are down.
+	Down() []string
+	// Subscribe carries "all monitored links up" after each change of it.
+	Subscribe() (<-chan bool, func())
+	Run(ctx context.Context) error
+}
+
 // Options configures a Dataplane. Nil kernel interfaces mean the real ones
 // (in the current network namespace).
 type Options struct {
@@ -48,6 +59,9 @@ type Options struct {
 	Addresses        Addresses
 	Announcer        Announcer
 	Resync           time.Duration // 0 = DefaultResync
+	// Links watches global.monitor_links; nil = a LinkMonitor in the current
+	// network namespace (modes ipvs and vip). Run runs it.
+	Links Links
 	// StateFile remembers which IPVS services and addresses shoal created,
 	// so that a restarted node still removes them (and nothing else). Empty
 	// keeps that knowledge in memory only.
@@ -107,8 +121,10 @@ func New(o Options) (*Dataplane, error) {
 			}
 			o.IPVS = k
 		}
-	case ModeVIP, ModeNone:
+	case ModeVIP:
 		o.IPVS = nil
+	case ModeNone:
+		o.IPVS, o.Links = nil, nil
 	default:
 		return nil, fmt.Errorf("unknown dataplane mode %q (want ipvs, vip or none)", o.Mode)
 	}
@@ -119,6 +135,9 @@ func New(o Options) (*Dataplane, error) {
 				return nil, err
 			}
 			o.Addresses = a
+		}
+		if o.Links == nil {
+			o.Links = NewLinkMonitor(LinkMonitorOptions{Logger: o.Logger})
 		}
 		if o.Announcer == nil {
 			a, err := NewNetAnnouncer()
@@ -176,6 +195,28 @@ func (d *Dataplane) Run(ctx context.Context) error {
 		defer wg.Done()
 		d.announceLoop(ctx)
 	}()
+	if d.o.Links != nil {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if err := d.o.Links.Run(ctx); err != nil && ctx.Err() == nil {
+				d.log.Error("link monitor stopped; monitored links are not watched", "err", err)
+			}
+		}()
+		changes, unsubscribe := d.o.Links.Subscribe()
+		go func() {
+			defer wg.Done()
+			defer unsubscribe()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-changes:
+					_ = d.syncAddresses("link", false)
+				}
+			}
+		}()
+	}
 	_ = d.Reconcile()
 	t := time.NewTicker(d.o.Resync)
 	defer t.Stop()
@@ -197,6 +238,9 @@ func (d *Dataplane) SetConfig(c *shoalv1.Config) {
 	d.cfg = c
 	leader := d.leader
 	d.mu.Unlock()
+	if d.o.Links != nil {
+		d.o.Links.SetLinks(c.GetGlobal().GetMonitorLinks())
+	}
 	if leader && d.o.Mode != ModeNone {
 		d.syncAddresses("config", false)
 	}
@@ -223,6 +267,10 @@ func (d *Dataplane) SetLeader(leader bool) {
 	}
 	d.syncAddresses(reason, false)
 }
+
+// Links returns the link monitor the Dataplane runs (nil in mode none), for
+// the caller to hand leadership away while a monitored link is down.
+func (d *Dataplane) Links() Links { return d.o.Links }
 
 // HealthChanged says health verdicts changed: reconcile soon.
 func (d *Dataplane) HealthChanged() { d.wake() }

@@ -28,7 +28,7 @@ var (
 	}, []string{"action", "reason"})
 	vipRefusedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_vip_refused_total",
-		Help: "Addresses the leader did not raise, by reason (no_interface, invalid_address, add_failed).",
+		Help: "Addresses the leader did not raise, by reason (no_interface, invalid_address, add_failed, link_down).",
 	}, []string{"reason"})
 	garpSentTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_garp_sent_total",

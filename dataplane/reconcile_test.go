@@ -44,6 +44,7 @@ type rig struct {
 	addrs  *kernelfake.Addresses
 	ann    *kernelfake.Announcer
 	health *fakeHealth
+	links  *kernelfake.Links
 	state  string
 }
 
@@ -51,7 +52,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 func newRig(t *testing.T, mode Mode, state string) *rig {
 	t.Helper()
-	r := &rig{ipvs: kernelfake.NewIPVS(), addrs: kernelfake.NewAddresses(), health: &fakeHealth{}, state: state}
+	r := &rig{ipvs: kernelfake.NewIPVS(), addrs: kernelfake.NewAddresses(), health: &fakeHealth{}, links: kernelfake.NewLinks(), state: state}
 	r.ann = &kernelfake.Announcer{Addresses: r.addrs}
 	r.reopen(t, mode)
 	return r
@@ -61,7 +62,7 @@ func newRig(t *testing.T, mode Mode, state string) *rig {
 func (r *rig) reopen(t *testing.T, mode Mode) {
 	t.Helper()
 	d, err := New(Options{Mode: mode, NodeID: "n1", DefaultInterface: "eth0", Logger: quietLogger(),
-		Health: r.health, IPVS: r.ipvs, Addresses: r.addrs, Announcer: r.ann, StateFile: r.state})
+		Health: r.health, IPVS: r.ipvs, Addresses: r.addrs, Announcer: r.ann, Links: r.links, StateFile: r.state})
 	if err != nil {
 		t.Fatal(err)
 	}

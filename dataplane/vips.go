@@ -60,6 +60,7 @@ const (
 	refuseNoInterface addressRefusal = "no_interface"
 	refuseInvalid     addressRefusal = "invalid_address"
 	refuseAddFailed   addressRefusal = "add_failed"
+	refuseLinkDown    addressRefusal = "link_down"
 )
 
 // desiredAddresses lists the addresses the leader holds for c: the VIP of
@@ -117,6 +118,14 @@ func (d *Dataplane) syncAddresses(reason string, verify bool) error {
 	var refused map[string]addressRefusal
 	if leader {
 		want, refused = desiredAddresses(cfg, d.o.DefaultInterface)
+		if d.o.Links != nil {
+			if down := d.o.Links.Down(); len(down) > 0 {
+				// A node cut off from a monitored network must not
+				// attract traffic it cannot deliver.
+				want = map[string]addrRef{}
+				refused = map[string]addressRefusal{fmt.Sprintf("any address (links down: %v)", down): refuseLinkDown}
+			}
+		}
 	}
 	var errs []error
 	changed := false
@@ -149,7 +158,7 @@ func (d *Dataplane) syncAddresses(reason string, verify bool) error {
 		d.mu.Unlock()
 		changed = true
 		r := reason
-		if leader {
+		if leader && reason != "link" {
 			r = "config"
 		}
 		vipChangesTotal.WithLabelValues("remove", r).Inc()

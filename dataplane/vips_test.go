@@ -229,3 +229,22 @@ func TestResyncRepairsFlush(t *testing.T) {
 	r.ipvs.Flush()
 	eventually(t, 2*time.Second, "repaired by resync", func() bool { return len(r.ipvs.Keys()) == 1 })
 }
+
+func TestMonitoredLinkDownRefusesAddresses(t *testing.T) {
+	r := newRig(t, ModeVIP, "")
+	run(t, r.d)
+	c := vipConfig()
+	c.Global.MonitorLinks = []string{"eth0", "eth1"}
+	r.d.SetConfig(c)
+	r.d.SetLeader(true)
+	eq(t, "held with links up", r.addrs.Held(), wantA)
+
+	r.links.SetUp("eth1", false)
+	eventually(t, 2*time.Second, "addresses dropped while eth1 is down", func() bool { return len(r.addrs.Held()) == 0 })
+	if err := r.d.Reconcile(); err == nil {
+		t.Error("refusal not reported")
+	}
+	r.links.SetUp("eth9", false) // not monitored: no effect
+	r.links.SetUp("eth1", true)
+	eventually(t, 2*time.Second, "addresses back with eth1", func() bool { return len(r.addrs.Held()) == 3 })
+}

@@ -1,0 +1,288 @@
+package dataplane
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+)
+
+// newNetNS creates an anonymous network namespace that lives as long as the
+// test, without moving the test's own threads into it.
+func newNetNS(t *testing.T) netns.NsHandle {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create network namespaces")
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	ns, err := netns.New()
+	if err != nil {
+		t.Skipf("cannot create a network namespace: %v", err)
+	}
+	if err := netns.Set(orig); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
+}
+
+func nlHandle(t *testing.T, ns netns.NsHandle) *netlink.Handle {
+	t.Helper()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	return h
+}
+
+// lab is two routers (a, b) and an observer (c) whose bridge joins them:
+// a:eth0 — c:va ┐
+//
+//	br0 192.0.2.100/24, 2001:db8::100/64
+//
+// b:eth0 — c:vb ┘
+type lab struct {
+	a, b, c    netns.NsHandle
+	ha, hb, hc *netlink.Handle
+	macA, macB net.HardwareAddr
+}
+
+func newLab(t *testing.T) *lab {
+	l := &lab{a: newNetNS(t), b: newNetNS(t), c: newNetNS(t)}
+	l.ha, l.hb, l.hc = nlHandle(t, l.a), nlHandle(t, l.b), nlHandle(t, l.c)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
+	must(l.hc.LinkAdd(br))
+	for _, r := range []struct {
+		peer string
+		ns   netns.NsHandle
+		h    *netlink.Handle
+		mac  *net.HardwareAddr
+	}{{"va", l.a, l.ha, &l.macA}, {"vb", l.b, l.hb, &l.macB}} {
+		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: r.peer, MasterIndex: 0}, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(r.ns))}
+		must(l.hc.LinkAdd(v))
+		link, err := l.hc.LinkByName(r.peer)
+		must(err)
+		must(l.hc.LinkSetMaster(link, br))
+		must(l.hc.LinkSetUp(link))
+		eth, err := r.h.LinkByName("eth0")
+		must(err)
+		must(r.h.LinkSetUp(eth))
+		*r.mac = eth.Attrs().HardwareAddr
+		lo, err := r.h.LinkByName("lo")
+		must(err)
+		must(r.h.LinkSetUp(lo))
+	}
+	brl, err := l.hc.LinkByName("br0")
+	must(err)
+	must(l.hc.LinkSetUp(brl))
+	must(l.hc.AddrAdd(brl, &netlink.Addr{IPNet: prefixIPNet(netip.MustParsePrefix("192.0.2.100/24"))}))
+	must(l.hc.AddrAdd(brl, &netlink.Addr{IPNet: prefixIPNet(netip.MustParsePrefix("2001:db8::100/64")), Flags: unix.IFA_F_NODAD}))
+	return l
+}
+
+// seed puts a stale neighbour entry for ip on the observer's bridge, as if it
+// had talked to the VIP before: Linux only updates (never creates) entries on
+// unsolicited announcements unless arp_accept / accept_untracked_na is set.
+func (l *lab) seed(t *testing.T, ip netip.Addr) {
+	t.Helper()
+	brl, err := l.hc.LinkByName("br0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fam := netlink.FAMILY_V4
+	if ip.Is6() {
+		fam = netlink.FAMILY_V6
+	}
+	err = l.hc.NeighSet(&netlink.Neigh{LinkIndex: brl.Attrs().Index, Family: fam, State: netlink.NUD_STALE,
+		IP: net.IP(ip.AsSlice()), HardwareAddr: net.HardwareAddr{0x02, 0, 0, 0, 0, 0x99}})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// neighMAC is the observer's idea of ip's hardware address.
+func (l *lab) neighMAC(ip netip.Addr) string {
+	brl, err := l.hc.LinkByName("br0")
+	if err != nil {
+		return ""
+	}
+	ns, err := l.hc.NeighList(brl.Attrs().Index, netlink.FAMILY_ALL)
+	if err != nil {
+		return ""
+	}
+	for _, n := range ns {
+		if a, ok := netip.AddrFromSlice(n.IP); ok && a.Unmap() == ip {
+			return n.HardwareAddr.String()
+		}
+	}
+	return ""
+}
+
+func (l *lab) router(t *testing.T, ns netns.NsHandle, id string) (*Dataplane, *NetlinkAddresses, *LinkMonitor) {
+	t.Helper()
+	addrs, err := NewNetlinkAddressesAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { addrs.Close() })
+	ann, err := NewNetAnnouncerAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ann.Close() })
+	links := NewLinkMonitor(LinkMonitorOptions{Logger: quietLogger(), NetNS: ns})
+	d, err := New(Options{Mode: ModeVIP, NodeID: id, DefaultInterface: "eth0", Logger: quietLogger(),
+		Addresses: addrs, Announcer: ann, Links: links})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, addrs, links
+}
+
+func runCtx(t *testing.T, d *Dataplane) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = d.Run(ctx) }()
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+func TestKernelVIPMoveWithGARPAndNA(t *testing.T) {
+	l := newLab(t)
+	v4 := netip.MustParseAddr("192.0.2.10")
+	v6 := netip.MustParseAddr("2001:db8::10")
+	l.seed(t, v4)
+	l.seed(t, v6)
+	cfg := &shoalv1.Config{Serial: 1,
+		Global: &shoalv1.Global{MonitorLinks: []string{"eth0"}},
+		Services: []*shoalv1.VirtualService{
+			{Name: "web", Vip: &shoalv1.Address{Address: "192.0.2.10", PrefixLength: 24, Label: "eth0:1"}, Port: 80},
+			{Name: "web6", Vip: &shoalv1.Address{Address: "2001:db8::10", PrefixLength: 64}, Port: 80},
+		}}
+	da, addrsA, linksA := l.router(t, l.a, "a")
+	db, addrsB, _ := l.router(t, l.b, "b")
+	da.SetConfig(cfg)
+	db.SetConfig(cfg)
+	runCtx(t, da)
+	stopB := runCtx(t, db)
+	eventually(t, 5*time.Second, "a's link monitor sees eth0 up", func() bool {
+		return linksA.Known() && linksA.AllUp()
+	})
+
+	start := time.Now()
+	da.SetLeader(true)
+	raised := time.Since(start)
+	eventually(t, 5*time.Second, "observer learns a's MAC for the IPv4 VIP", func() bool { return l.neighMAC(v4) == l.macA.String() })
+	learned4 := time.Since(start)
+	eventually(t, 5*time.Second, "observer learns a's MAC for the IPv6 VIP", func() bool { return l.neighMAC(v6) == l.macA.String() })
+	t.Logf("a: SetLeader(true) returned after %v; IPv4 neighbour updated after %v, IPv6 after %v", raised, learned4, time.Since(start))
+	got, err := addrsA.ListAddresses("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(got, netip.MustParsePrefix("192.0.2.10/24")) || !slices.Contains(got, netip.MustParsePrefix("2001:db8::10/64")) {
+		t.Fatalf("a's eth0 has %v", got)
+	}
+
+	// Move: a steps down (drops first), b takes over.
+	start = time.Now()
+	da.SetLeader(false)
+	db.SetLeader(true)
+	eventually(t, 5*time.Second, "observer follows the IPv4 VIP to b", func() bool { return l.neighMAC(v4) == l.macB.String() })
+	eventually(t, 5*time.Second, "observer follows the IPv6 VIP to b", func() bool { return l.neighMAC(v6) == l.macB.String() })
+	t.Logf("move a→b: observer updated after %v", time.Since(start))
+	if got, _ := addrsA.ListAddresses("eth0"); slices.Contains(got, netip.MustParsePrefix("192.0.2.10/24")) {
+		t.Error("a still holds the VIP after SetLeader(false)")
+	}
+	var st shoalv1.NodeStatus
+	db.Status(&st)
+	if !st.HoldsVips || !slices.Equal(st.Addresses, []string{"192.0.2.10/24 eth0", "2001:db8::10/64 eth0"}) {
+		t.Errorf("b status: %v %v", st.HoldsVips, st.Addresses)
+	}
+
+	// b's Run returning releases its addresses.
+	stopB()
+	if got, _ := addrsB.ListAddresses("eth0"); slices.Contains(got, netip.MustParsePrefix("192.0.2.10/24")) {
+		t.Error("b still holds the VIP after Run returned")
+	}
+
+	// A monitored link going down takes the VIPs from a leader and keeps
+	// them away until it is back.
+	da.SetLeader(true)
+	eth0, err := l.ha.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.ha.LinkSetDown(eth0); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "link monitor reports eth0 down", func() bool { return slices.Equal(linksA.Down(), []string{"eth0"}) })
+	eventually(t, 5*time.Second, "a drops the VIPs with eth0 down", func() bool {
+		da.Status(&st)
+		return !st.HoldsVips
+	})
+	if err := l.ha.LinkSetUp(eth0); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "a raises the VIPs again", func() bool {
+		da.Status(&st)
+		return len(st.Addresses) == 2
+	})
+}
+
+func TestKernelAddressesIdempotent(t *testing.T) {
+	l := newLab(t)
+	a, err := NewNetlinkAddressesAt(l.a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	p := netip.MustParsePrefix("198.51.100.7/32")
+	for i := 0; i < 2; i++ {
+		if err := a.AddAddress("eth0", p, "eth0:7"); err != nil {
+			t.Fatalf("add #%d: %v", i, err)
+		}
+	}
+	got, err := a.ListAddresses("eth0")
+	if err != nil || !slices.Contains(got, p) {
+		t.Fatalf("list: %v %v", got, err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := a.RemoveAddress("eth0", p); err != nil {
+			t.Fatalf("remove #%d: %v", i, err)
+		}
+	}
+	if err := a.RemoveAddress("nosuchdev", p); err != nil {
+		t.Errorf("remove from a missing device: %v", err)
+	}
+	if err := a.AddAddress("nosuchdev", p, ""); err == nil {
+		t.Error("add on a missing device succeeded")
+	}
+}

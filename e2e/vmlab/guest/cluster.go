@@ -1,0 +1,300 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+)
+
+const (
+	apiPort  = 7070
+	raftPort = 7071
+)
+
+// director is one lvsd process in a director namespace.
+type director struct {
+	*machine
+	args []string
+	log  string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has been waited for
+	conn *grpc.ClientConn
+}
+
+func (d *director) api() string { return fmt.Sprintf("%s:%d", d.out, apiPort) }
+
+// startLvsd starts lvsd in the director's namespace with its output in a log
+// file that the lab prints when a scenario fails.
+func (d *director) startLvsd() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f, err := os.OpenFile(d.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("/bin/lvsd", d.args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := d.start(cmd); err != nil {
+		f.Close()
+		return fmt.Errorf("start lvsd on %s: %w", d.name, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		f.Close()
+		close(done)
+	}()
+	d.cmd, d.done = cmd, done
+	return nil
+}
+
+// kill sends sig to lvsd and waits for it to exit.
+func (d *director) kill(sig syscall.Signal) {
+	d.mu.Lock()
+	cmd, done := d.cmd, d.done
+	d.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(sig)
+	<-done
+}
+
+func (d *director) running() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.done == nil {
+		return false
+	}
+	select {
+	case <-d.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (d *director) client() (*grpc.ClientConn, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conn != nil {
+		return d.conn, nil
+	}
+	conn, err := grpc.NewClient(d.api(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	d.conn = conn
+	return conn, nil
+}
+
+func (d *director) status(ctx context.Context) (*shoalv1.NodeStatus, error) {
+	conn, err := d.client()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	resp, err := shoalv1.NewNodeServiceClient(conn).GetNodeStatus(ctx, &shoalv1.GetNodeStatusRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("%s status: %w", d.name, err)
+	}
+	return resp.GetStatus(), nil
+}
+
+// logTail returns the last n lines of lvsd's log.
+func (d *director) logTail(n int) []string {
+	b, _ := os.ReadFile(d.log)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return lines
+}
+
+// cluster is the three directors running shoal.
+type cluster struct {
+	ds []*director
+}
+
+func newCluster(ms []*machine, extra []string) *cluster {
+	var boot []string
+	for _, m := range ms {
+		boot = append(boot, fmt.Sprintf("%s=%s:%d", m.name, m.out, raftPort))
+	}
+	c := &cluster{}
+	for _, m := range ms {
+		args := []string{
+			"--id", m.name,
+			"--raft-addr", fmt.Sprintf("%s:%d", m.out, raftPort),
+			"--api-addr", fmt.Sprintf("%s:%d", m.out, apiPort),
+			"--data-dir", "/var/lib/shoal/" + m.name,
+			"--bootstrap", strings.Join(boot, ","),
+			"--dataplane", "ipvs",
+			"--interface", "eth0",
+		}
+		args = append(args, extra...)
+		c.ds = append(c.ds, &director{machine: m, args: args, log: "/tmp/lvsd-" + m.name + ".log"})
+	}
+	return c
+}
+
+func (c *cluster) start() error {
+	for _, d := range c.ds {
+		if err := d.startLvsd(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *cluster) stop() {
+	for _, d := range c.ds {
+		if d.running() {
+			d.kill(syscall.SIGTERM)
+		}
+	}
+}
+
+// live are the directors whose lvsd runs.
+func (c *cluster) live() []*director {
+	var out []*director
+	for _, d := range c.ds {
+		if d.running() {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// leader waits until every live director names the same leader and that
+// leader says it holds the VIPs, and returns it.
+func (c *cluster) leader(ctx context.Context, timeout time.Duration) (*director, error) {
+	var found *director
+	err := eventually(ctx, timeout, func() error {
+		found = nil
+		ids := map[string]bool{}
+		if len(c.live()) == 0 {
+			return permanent{errors.New("no lvsd is running")}
+		}
+		for _, d := range c.live() {
+			st, err := d.status(ctx)
+			if err != nil {
+				return err
+			}
+			ids[st.GetLeaderId()] = true
+			if st.GetRole() == "leader" {
+				if !st.GetHoldsVips() {
+					return fmt.Errorf("leader %s does not hold the VIPs yet", d.name)
+				}
+				found = d
+			}
+		}
+		if found == nil || len(ids) != 1 {
+			return fmt.Errorf("no agreed leader yet (leader ids seen: %v)", keys(ids))
+		}
+		return nil
+	})
+	return found, err
+}
+
+// apply replaces the cluster's configuration through the leader.
+func (c *cluster) apply(ctx context.Context, cfg *shoalv1.Config) (uint64, error) {
+	var serial uint64
+	err := eventually(ctx, 30*time.Second, func() error {
+		var errs []error
+		for _, d := range c.live() {
+			conn, err := d.client()
+			if err != nil {
+				return err
+			}
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			resp, err := shoalv1.NewConfigServiceClient(conn).ApplyConfig(cctx, &shoalv1.ApplyConfigRequest{Config: cfg})
+			cancel()
+			if err == nil {
+				serial = resp.GetSerial()
+				return nil
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", d.name, err))
+		}
+		return errors.Join(errs...)
+	})
+	return serial, err
+}
+
+// lvsctl runs the CLI against one director, from the management namespace.
+func (c *cluster) lvsctl(ctx context.Context, d *director, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := execCommand(ctx, "/bin/lvsctl", append([]string{"-s", d.api()}, args...)...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("lvsctl %s: %w: %s", strings.Join(args, " "), err, oneLine(string(out)))
+	}
+	return string(out), nil
+}
+
+// dumpLogs prints the tail of every director's log to the console, for the
+// reader of a failed run.
+func (c *cluster) dumpLogs(n int) {
+	for _, d := range c.ds {
+		for _, l := range d.logTail(n) {
+			rep.line("lvsd[%s] %s", d.name, l)
+		}
+	}
+}
+
+func execCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.WaitDelay = 2 * time.Second
+	return cmd
+}
+
+// eventually polls cond until it returns nil or the timeout passes, and then
+// returns cond's last error.
+func eventually(ctx context.Context, timeout time.Duration, cond func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		var p permanent
+		if errors.As(err, &p) {
+			return p.err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("after %s: %w", timeout, err)
+		case <-tick.C:
+		}
+	}
+}
+
+// permanent makes eventually give up at once.
+type permanent struct{ err error }
+
+func (p permanent) Error() string { return p.err.Error() }
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}

@@ -1,0 +1,719 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/moby/ipvs"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+)
+
+// A scenario is one asserted behaviour. Scenarios run in order and share the
+// lab that "lab" builds; each later one leaves the lab as it found it, except
+// failover, which kills a director and therefore runs last. To add one, write
+// a func(*run) error and put it in the list at the right place.
+type scenario struct {
+	name  string
+	needs string // a scenario that must have passed first
+	fn    func(*run) error
+}
+
+var scenarios = []scenario{
+	{"ipvs-kernel", "", ipvsKernel},
+	{"dataplane-test", "", dataplaneTest},
+	{"lab", "", setUpLab},
+	{"nat", "lab", natRR},
+	{"dr", "lab", directRouting},
+	{"mirror", "lab", followersMirror},
+	{"status-ipvs", "lab", statusIPVS},
+	{"no-flush", "lab", changeWithoutFlush},
+	{"health", "lab", healthOut},
+	{"failover", "lab", failover},
+}
+
+// run is the state scenarios share.
+type run struct {
+	ctx     context.Context
+	opts    options
+	lab     *lab
+	cluster *cluster
+	httpd   map[string]*exec.Cmd
+	passed  map[string]bool
+}
+
+func runScenarios(o options) {
+	r := &run{ctx: context.Background(), opts: o, httpd: map[string]*exec.Cmd{}, passed: map[string]bool{}}
+	defer r.cleanup()
+	// A wanted scenario brings the one it needs along.
+	if len(o.run) > 0 {
+		for _, s := range scenarios {
+			if s.needs != "" && o.run[s.name] {
+				o.run[s.needs] = true
+			}
+		}
+	}
+	for _, s := range scenarios {
+		if !o.wants(s.name) {
+			continue
+		}
+		if s.needs != "" && !r.passed[s.needs] {
+			rep.skip(s.name, s.needs+" did not pass")
+			continue
+		}
+		rep.logf("scenario %s", s.name)
+		start := time.Now()
+		err := s.fn(r)
+		var skip errSkip
+		switch {
+		case errors.As(err, &skip):
+			rep.skip(s.name, string(skip))
+		case err != nil:
+			rep.fail(s.name, err)
+			if r.cluster != nil {
+				r.cluster.dumpLogs(30)
+			}
+		default:
+			r.passed[s.name] = true
+			rep.pass(s.name, fmt.Sprintf("(%.1fs)", time.Since(start).Seconds()))
+		}
+	}
+}
+
+type errSkip string
+
+func (e errSkip) Error() string { return string(e) }
+
+func (r *run) cleanup() {
+	if r.cluster != nil {
+		r.cluster.stop()
+	}
+	for _, c := range r.httpd {
+		c.Process.Kill()
+		c.Wait()
+	}
+}
+
+// ipvsKernel proves the kernel's IPVS answers generic netlink: a service and
+// a destination go in and come back out, in a scratch namespace.
+func ipvsKernel(r *run) error {
+	m, err := newMachine("scratch")
+	if err != nil {
+		return err
+	}
+	defer m.ns.Close()
+	h, err := ipvs.New(m.nsPath())
+	if err != nil {
+		return fmt.Errorf("open IPVS: %w", err)
+	}
+	defer h.Close()
+	svc := &ipvs.Service{Address: net.ParseIP("192.0.2.1"), Protocol: syscall.IPPROTO_TCP, Port: 80, SchedName: "wlc", AddressFamily: syscall.AF_INET, Netmask: 0xffffffff}
+	if err := h.NewService(svc); err != nil {
+		return fmt.Errorf("add service: %w", err)
+	}
+	dst := &ipvs.Destination{Address: net.ParseIP("192.0.2.2"), Port: 8080, Weight: 7, ConnectionFlags: ipvs.ConnectionFlagDirectRoute, AddressFamily: syscall.AF_INET}
+	if err := h.NewDestination(svc, dst); err != nil {
+		return fmt.Errorf("add destination: %w", err)
+	}
+	t, err := readTable(m)
+	if err != nil {
+		return err
+	}
+	want := "tcp 192.0.2.1:80 wlc | 192.0.2.2:8080 dr w7"
+	if t.String() != want {
+		return fmt.Errorf("kernel table %q, want %q", t, want)
+	}
+	return nil
+}
+
+// dataplaneTest runs the dataplane package's own tests, built on the host
+// with `go test -c`, against this kernel: the e2e of the IPVS backend.
+func dataplaneTest(r *run) error {
+	if _, err := os.Stat("/bin/dataplane.test"); err != nil {
+		why, _ := os.ReadFile("/lab/dataplane.test.missing")
+		return errSkip("no dataplane test binary: " + strings.TrimSpace(string(why)))
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, 4*time.Minute)
+	defer cancel()
+	cmd := execCommand(ctx, "/bin/dataplane.test", "-test.v", "-test.timeout", "200s")
+	cmd.Dir = "/tmp"
+	out, err := cmd.CombinedOutput()
+	var pass, skip, fail []string
+	for _, l := range strings.Split(string(out), "\n") {
+		l = strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(l, "--- PASS"):
+			pass = append(pass, strings.Fields(l)[2])
+		case strings.HasPrefix(l, "--- SKIP"):
+			skip = append(skip, strings.Fields(l)[2])
+		case strings.HasPrefix(l, "--- FAIL"):
+			fail = append(fail, strings.Fields(l)[2])
+		}
+	}
+	rep.info("dataplane-test", "%d passed, %d skipped %v, %d failed %v", len(pass), len(skip), skip, len(fail), fail)
+	if err != nil {
+		for _, l := range lastN(strings.Split(string(out), "\n"), 40) {
+			rep.line("dataplane.test| %s", l)
+		}
+		return fmt.Errorf("dataplane.test: %w", err)
+	}
+	return nil
+}
+
+// labConfig is the configuration the shoal scenarios start from: one NAT and
+// one DR service over the same two real servers, checked by HTTP.
+func labConfig() *shoalv1.Config {
+	check := func() *shoalv1.HealthCheck {
+		return &shoalv1.HealthCheck{
+			Kind: "http", Interval: durationpb.New(time.Second), Timeout: durationpb.New(time.Second),
+			Rise: 1, Fall: 2, InitiallyUp: true,
+		}
+	}
+	return &shoalv1.Config{
+		Global: &shoalv1.Global{NatRouter: &shoalv1.Address{Address: natRouter, PrefixLength: 24, Interface: "eth1"}},
+		Services: []*shoalv1.VirtualService{
+			{
+				Name: "web-nat", Vip: &shoalv1.Address{Address: natVIP, PrefixLength: 32}, Port: 80,
+				Protocol: "tcp", Scheduler: "rr", Forward: "nat", HealthCheck: check(),
+				RealServers: []*shoalv1.RealServer{
+					{Address: "10.0.2.11", Name: "rs1"}, {Address: "10.0.2.12", Name: "rs2"},
+				},
+			},
+			{
+				Name: "web-dr", Vip: &shoalv1.Address{Address: drVIP, PrefixLength: 32}, Port: 80,
+				Protocol: "tcp", Scheduler: "rr", Forward: "dr", HealthCheck: check(),
+				RealServers: []*shoalv1.RealServer{
+					{Address: "10.0.1.11", Name: "rs1"}, {Address: "10.0.1.12", Name: "rs2"},
+				},
+			},
+		},
+	}
+}
+
+const (
+	natKey = "tcp 10.0.1.10:80"
+	drKey  = "tcp 10.0.1.20:80"
+)
+
+// setUpLab builds the network, starts the real servers' HTTP servers and
+// three lvsd, applies labConfig and waits until every director's kernel has
+// it and the leader holds the VIPs.
+func setUpLab(r *run) error {
+	if _, err := os.Stat("/bin/lvsd"); err != nil {
+		why, _ := os.ReadFile("/lab/lvsd.missing")
+		return fmt.Errorf("no lvsd binary: %s", strings.TrimSpace(string(why)))
+	}
+	l, err := buildLab()
+	if err != nil {
+		return err
+	}
+	r.lab = l
+	for _, rs := range l.servers {
+		if err := r.startHTTPD(rs); err != nil {
+			return err
+		}
+	}
+	// The real servers answer directly before anything depends on them.
+	for _, rs := range l.servers {
+		d := l.directors[0]
+		if err := eventually(r.ctx, 10*time.Second, func() error {
+			res, err := d.get(r.ctx, "http://"+rs.in+"/", 1)
+			if err != nil || len(res) != 1 || !res[0].ok || res[0].name != rs.name {
+				return fmt.Errorf("%s from d1: %v %v", rs.name, res, err)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	flags := r.opts.lvsdFlags
+	if len(flags) == 0 {
+		flags = []string{"--profile=wan"}
+	}
+	rep.info("lab", "lvsd timing flags %v", flags)
+	r.cluster = newCluster(l.directors, flags)
+	bootStart := time.Now()
+	if err := r.cluster.start(); err != nil {
+		return err
+	}
+	leader, err := r.cluster.leader(r.ctx, 60*time.Second)
+	if err != nil {
+		return fmt.Errorf("no leader: %w", err)
+	}
+	rep.info("lab", "leader %s elected %.1fs after start", leader.name, time.Since(bootStart).Seconds())
+	serial, err := r.cluster.apply(r.ctx, labConfig())
+	if err != nil {
+		return fmt.Errorf("apply config: %w", err)
+	}
+	rep.info("lab", "config applied, serial %d", serial)
+	want := map[string]map[string]string{
+		natKey: {"10.0.2.11:80": "nat w1", "10.0.2.12:80": "nat w1"},
+		drKey:  {"10.0.1.11:80": "dr w1", "10.0.1.12:80": "dr w1"},
+	}
+	if err := r.waitKernels(30*time.Second, func(d *director, t table) error {
+		for svc, ds := range want {
+			if got := t.dests(svc); !sameMap(got, ds) {
+				return fmt.Errorf("%s kernel: %s has %v, want %v", d.name, svc, got, ds)
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if _, err := r.cluster.leader(r.ctx, 30*time.Second); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (r *run) startHTTPD(rs *machine) error {
+	cmd := exec.Command("/init", "httpd", rs.name, ":80")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
+	if err := rs.start(cmd); err != nil {
+		return fmt.Errorf("httpd on %s: %w", rs.name, err)
+	}
+	r.httpd[rs.name] = cmd
+	return nil
+}
+
+func (r *run) stopHTTPD(rs *machine) {
+	if c := r.httpd[rs.name]; c != nil {
+		c.Process.Kill()
+		c.Wait()
+		delete(r.httpd, rs.name)
+	}
+}
+
+// waitKernels polls every live director's kernel IPVS table until check
+// accepts all of them.
+func (r *run) waitKernels(timeout time.Duration, check func(*director, table) error) error {
+	return eventually(r.ctx, timeout, func() error {
+		for _, d := range r.cluster.live() {
+			t, err := readTable(d.machine)
+			if err != nil {
+				return err
+			}
+			if err := check(d, t); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// natRR: the client's requests to the NAT VIP alternate over both real
+// servers under rr.
+func natRR(r *run) error {
+	res, err := r.lab.client.get(r.ctx, "http://"+natVIP+"/", 10)
+	if err != nil {
+		return err
+	}
+	counts, errs := tally(res)
+	rep.info("nat", "rr over 10 requests: %s", fmtCounts(counts))
+	if len(errs) > 0 {
+		return fmt.Errorf("%d requests failed: %v", len(errs), errs)
+	}
+	if counts["rs1"] != 5 || counts["rs2"] != 5 {
+		return fmt.Errorf("rr counts %s, want rs1=5 rs2=5", fmtCounts(counts))
+	}
+	for i := 1; i < len(res); i++ {
+		if res[i].name == res[i-1].name {
+			return fmt.Errorf("rr did not alternate: %v", names(res))
+		}
+	}
+	return nil
+}
+
+// directRouting: both real servers answer through the DR VIP, and the
+// replies bypass the director: its IPVS counts packets in but none out.
+func directRouting(r *run) error {
+	res, err := r.lab.client.get(r.ctx, "http://"+drVIP+"/", 10)
+	if err != nil {
+		return err
+	}
+	counts, errs := tally(res)
+	rep.info("dr", "rr over 10 requests: %s", fmtCounts(counts))
+	if len(errs) > 0 {
+		return fmt.Errorf("%d requests failed: %v", len(errs), errs)
+	}
+	if counts["rs1"] == 0 || counts["rs2"] == 0 {
+		return fmt.Errorf("not both real servers answered: %s", fmtCounts(counts))
+	}
+	leader, err := r.cluster.leader(r.ctx, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	// The kernel's estimator folds the per-CPU counters every two seconds.
+	var in, out uint32
+	err = eventually(r.ctx, 10*time.Second, func() error {
+		h, err := ipvs.New(leader.nsPath())
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		s, err := h.GetService(&ipvs.Service{Address: net.ParseIP(drVIP), Protocol: syscall.IPPROTO_TCP, Port: 80, AddressFamily: syscall.AF_INET})
+		if err != nil {
+			return err
+		}
+		in, out = s.Stats.PacketsIn, s.Stats.PacketsOut
+		if in == 0 {
+			return errors.New("DR service counters not refreshed yet")
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	rep.info("dr", "leader %s DR service packets in=%d out=%d (replies went straight to the client)", leader.name, in, out)
+	if out != 0 {
+		return fmt.Errorf("%d reply packets passed the director", out)
+	}
+	return nil
+}
+
+// followersMirror: every follower's kernel IPVS table equals the leader's.
+func followersMirror(r *run) error {
+	leader, err := r.cluster.leader(r.ctx, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	return eventually(r.ctx, 15*time.Second, func() error {
+		lt, err := readTable(leader.machine)
+		if err != nil {
+			return err
+		}
+		for _, d := range r.cluster.live() {
+			if d == leader {
+				continue
+			}
+			t, err := readTable(d.machine)
+			if err != nil {
+				return err
+			}
+			if t.String() != lt.String() {
+				return fmt.Errorf("follower %s kernel: %s; leader %s kernel: %s", d.name, t, leader.name, lt)
+			}
+		}
+		return nil
+	})
+}
+
+// statusIPVS: what each node reports as its IPVS table (lvsctl status) is
+// what its kernel holds.
+func statusIPVS(r *run) error {
+	for _, d := range r.cluster.live() {
+		err := eventually(r.ctx, 10*time.Second, func() error {
+			st, err := d.status(r.ctx)
+			if err != nil {
+				return err
+			}
+			kt, err := readTable(d.machine)
+			if err != nil {
+				return err
+			}
+			if got := reportedTable(st); got.String() != kt.String() {
+				return fmt.Errorf("%s reports %q, kernel has %q", d.name, got, kt)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if out, err := r.cluster.lvsctl(r.ctx, r.cluster.ds[0], "cluster", "status"); err == nil {
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			rep.line("lvsctl| %s", l)
+		}
+	}
+	return nil
+}
+
+// changeWithoutFlush: a scheduler and a weight changed through lvsctl reach
+// every kernel as in-place updates: a connection opened before the change
+// keeps working on the same real server, and new connections follow the new
+// weights.
+func changeWithoutFlush(r *run) error {
+	ctx, cancel := context.WithTimeout(r.ctx, 2*time.Minute)
+	defer cancel()
+	hold := execCommand(ctx, "/init", "hold", natVIP+":80")
+	stdin, _ := hold.StdinPipe()
+	stdout, _ := hold.StdoutPipe()
+	if err := r.lab.client.start(hold); err != nil {
+		return err
+	}
+	defer func() { stdin.Close(); hold.Wait() }()
+	lines := bufio.NewScanner(stdout)
+	next := func() (string, error) {
+		if !lines.Scan() {
+			return "", fmt.Errorf("held connection's client ended: %v", lines.Err())
+		}
+		l := lines.Text()
+		if name, ok := strings.CutPrefix(l, "OK "); ok {
+			return name, nil
+		}
+		return "", errors.New(l)
+	}
+	first, err := next()
+	if err != nil {
+		return fmt.Errorf("held connection, first request: %w", err)
+	}
+
+	d := r.cluster.ds[0]
+	if _, err := r.cluster.lvsctl(ctx, d, "service", "update", "web-nat", "--scheduler", "wrr"); err != nil {
+		return err
+	}
+	if _, err := r.cluster.lvsctl(ctx, d, "server", "update", "web-nat", "10.0.2.11:80", "--weight", "3"); err != nil {
+		return err
+	}
+	if err := r.waitKernels(20*time.Second, func(d *director, t table) error {
+		if s := t.scheduler(natKey); s != "wrr" {
+			return fmt.Errorf("%s kernel: scheduler %q", d.name, s)
+		}
+		if w := t.dests(natKey)["10.0.2.11:80"]; w != "nat w3" {
+			return fmt.Errorf("%s kernel: rs1 %q", d.name, w)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	io.WriteString(stdin, "again\n")
+	second, err := next()
+	if err != nil {
+		return fmt.Errorf("connection opened before the change broke: %w", err)
+	}
+	if second != first {
+		return fmt.Errorf("connection opened before the change moved from %s to %s", first, second)
+	}
+	rep.info("no-flush", "connection opened before the change still answered by %s", first)
+
+	res, err := r.lab.client.get(ctx, "http://"+natVIP+"/", 12)
+	if err != nil {
+		return err
+	}
+	counts, errs := tally(res)
+	rep.info("no-flush", "wrr rs1 weight 3, rs2 weight 1, 12 requests: %s", fmtCounts(counts))
+	if len(errs) > 0 {
+		return fmt.Errorf("%d requests failed: %v", len(errs), errs)
+	}
+	if counts["rs1"] < 8 || counts["rs1"] > 10 || counts["rs1"]+counts["rs2"] != 12 {
+		return fmt.Errorf("wrr 3:1 counts %s, want about rs1=9 rs2=3", fmtCounts(counts))
+	}
+
+	// Put the service back as the other scenarios expect it.
+	if _, err := r.cluster.lvsctl(ctx, d, "server", "update", "web-nat", "10.0.2.11:80", "--weight", "1"); err != nil {
+		return err
+	}
+	if _, err := r.cluster.lvsctl(ctx, d, "service", "update", "web-nat", "--scheduler", "rr"); err != nil {
+		return err
+	}
+	return r.waitKernels(20*time.Second, func(d *director, t table) error {
+		if s, w := t.scheduler(natKey), t.dests(natKey)["10.0.2.11:80"]; s != "rr" || w != "nat w1" {
+			return fmt.Errorf("%s kernel not restored: %s", d.name, t[natKey])
+		}
+		return nil
+	})
+}
+
+// healthOut: a real server whose HTTP server stops leaves IPVS on every
+// director, traffic goes to the other one, and it returns when it answers.
+func healthOut(r *run) error {
+	rs2 := r.lab.servers[1]
+	r.stopHTTPD(rs2)
+	stopped := time.Now()
+	gone := func(d *director, t table) error {
+		if x, ok := t.dests(natKey)["10.0.2.12:80"]; ok && x != "nat w0" {
+			return fmt.Errorf("%s kernel still has rs2 in web-nat: %s", d.name, x)
+		}
+		if x, ok := t.dests(drKey)["10.0.1.12:80"]; ok && x != "dr w0" {
+			return fmt.Errorf("%s kernel still has rs2 in web-dr: %s", d.name, x)
+		}
+		return nil
+	}
+	if err := r.waitKernels(30*time.Second, gone); err != nil {
+		return err
+	}
+	rep.info("health", "rs2 out of IPVS on every director %.1fs after its HTTP server stopped", time.Since(stopped).Seconds())
+	res, err := r.lab.client.get(r.ctx, "http://"+natVIP+"/", 6)
+	if err != nil {
+		return err
+	}
+	counts, errs := tally(res)
+	rep.info("health", "6 requests with rs2 down: %s", fmtCounts(counts))
+	if len(errs) > 0 || counts["rs1"] != 6 {
+		return fmt.Errorf("with rs2 down want rs1=6, got %s, errors %v", fmtCounts(counts), errs)
+	}
+
+	if err := r.startHTTPD(rs2); err != nil {
+		return err
+	}
+	started := time.Now()
+	if err := r.waitKernels(30*time.Second, func(d *director, t table) error {
+		if x := t.dests(natKey)["10.0.2.12:80"]; x != "nat w1" {
+			return fmt.Errorf("%s kernel: rs2 in web-nat %q", d.name, x)
+		}
+		if x := t.dests(drKey)["10.0.1.12:80"]; x != "dr w1" {
+			return fmt.Errorf("%s kernel: rs2 in web-dr %q", d.name, x)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	rep.info("health", "rs2 back in IPVS on every director %.1fs after its HTTP server restarted", time.Since(started).Seconds())
+	return nil
+}
+
+// failover: while the client keeps requesting, the leader's lvsd is killed
+// with SIGKILL and its cables are pulled (a dead machine: otherwise its
+// kernel would keep forwarding on its own). Requests must succeed again
+// through the new leader; the outage is reported.
+func failover(r *run) error {
+	leader, err := r.cluster.leader(r.ctx, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	defer cancel()
+	stream := execCommand(ctx, "/init", "get", "http://"+natVIP+"/", "0", "100ms", "1s")
+	out, _ := stream.StdoutPipe()
+	if err := r.lab.client.start(stream); err != nil {
+		return err
+	}
+	var (
+		mu  sync.Mutex
+		res []getResult
+	)
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if g, ok := parseGet(sc.Text()); ok {
+				mu.Lock()
+				res = append(res, g)
+				mu.Unlock()
+			}
+		}
+	}()
+	defer func() { cancel(); <-readDone; stream.Wait() }()
+	snapshot := func() []getResult {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]getResult(nil), res...)
+	}
+	okSince := func(t time.Time) int {
+		n := 0
+		for _, g := range snapshot() {
+			if g.at.After(t) && g.ok {
+				n++
+			}
+		}
+		return n
+	}
+	if err := eventually(r.ctx, 20*time.Second, func() error {
+		if n := okSince(time.Time{}); n < 5 {
+			return fmt.Errorf("%d answers before the kill", n)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+
+	killed := time.Now()
+	leader.kill(syscall.SIGKILL)
+	if err := leader.setLinks(false); err != nil {
+		return err
+	}
+	rep.logf("killed leader %s", leader.name)
+	if err := eventually(r.ctx, 90*time.Second, func() error {
+		if n := okSince(killed); n < 10 {
+			return fmt.Errorf("%d answers since the kill", n)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	newLeader, err := r.cluster.leader(r.ctx, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	if newLeader == leader {
+		return fmt.Errorf("leader did not change")
+	}
+
+	all := snapshot()
+	var lastOK, firstOK time.Time
+	failed := 0
+	after := map[string]int{}
+	for _, g := range all {
+		switch {
+		case !g.at.After(killed) && g.ok:
+			lastOK = g.at
+		case g.at.After(killed) && !g.ok:
+			if firstOK.IsZero() {
+				failed++
+			}
+		case g.at.After(killed) && g.ok:
+			if firstOK.IsZero() {
+				firstOK = g.at
+			}
+			after[g.name]++
+		}
+	}
+	rep.info("failover", "leader %s killed; new leader %s; outage %d ms (last answer before kill to first after: %d ms), %d requests failed; answers after: %s",
+		leader.name, newLeader.name, firstOK.Sub(killed).Milliseconds(), firstOK.Sub(lastOK).Milliseconds(), failed, fmtCounts(after))
+	if after["rs1"] == 0 || after["rs2"] == 0 {
+		return fmt.Errorf("after failover not both real servers answered: %s", fmtCounts(after))
+	}
+	return nil
+}
+
+func fmtCounts(c map[string]int) string {
+	var parts []string
+	for _, k := range keys(c) {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, c[k]))
+	}
+	sort.Strings(parts)
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, " ")
+}
+
+func names(res []getResult) []string {
+	var out []string
+	for _, g := range res {
+		out = append(out, g.name)
+	}
+	return out
+}
+
+func sameMap(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func lastN(s []string, n int) []string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}

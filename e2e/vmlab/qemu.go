@@ -1,0 +1,154 @@
+package vmlab
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The guest reports on the serial console, one line per event, so that the
+// host needs nothing but QEMU's stdout to know what happened:
+//
+//	VMLAB PASS <name> [detail]
+//	VMLAB FAIL <name>: <why>
+//	VMLAB SKIP <name>: <why>
+//	VMLAB INFO <name>: <figure an operator cares about>
+//	VMLAB DONE
+//
+// Kernel messages share the console and may land in the middle of a line, so
+// the marker is searched for anywhere in a line.
+const marker = "VMLAB "
+
+// Result is one reported line.
+type Result struct {
+	Kind   string // PASS, FAIL, SKIP or INFO
+	Name   string
+	Detail string
+}
+
+// Report is what one boot of the lab produced.
+type Report struct {
+	Results  []Result
+	Done     bool          // the guest reached VMLAB DONE
+	Duration time.Duration // from QEMU start to exit
+}
+
+// Scenarios returns the PASS/FAIL/SKIP verdicts in the order they came.
+func (r *Report) Scenarios() []Result {
+	var out []Result
+	for _, x := range r.Results {
+		if x.Kind != "INFO" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// BootOptions says what to boot and how long to wait for it.
+type BootOptions struct {
+	QEMU     string // default qemu-system-x86_64
+	Kernel   string
+	Initrd   string
+	MemoryMB int    // default 1024
+	CPUs     int    // default 2
+	Append   string // extra kernel command line, read by the guest from /proc/cmdline
+	// Console receives every console line as it arrives (the kernel's and the
+	// guest's), e.g. a test log or a file; nil discards.
+	Console func(line string)
+}
+
+// Boot runs QEMU with software emulation and no network device, collects the
+// guest's report lines until the guest powers off, and returns them. ctx
+// bounds the whole boot: when it ends QEMU is killed and the report so far is
+// returned with the context's error.
+func Boot(ctx context.Context, o BootOptions) (*Report, error) {
+	if o.QEMU == "" {
+		o.QEMU = "qemu-system-x86_64"
+	}
+	if o.MemoryMB == 0 {
+		o.MemoryMB = 1024
+	}
+	if o.CPUs == 0 {
+		o.CPUs = 2
+	}
+	args := []string{
+		"-nographic", "-no-reboot", "-nic", "none",
+		// Multi-threaded TCG lets the guest's two CPUs use two host cores.
+		"-accel", "tcg,thread=multi",
+		"-m", strconv.Itoa(o.MemoryMB), "-smp", strconv.Itoa(o.CPUs),
+		"-kernel", o.Kernel, "-initrd", o.Initrd,
+		// panic=-1 with -no-reboot: if /init dies, QEMU exits instead of hanging.
+		"-append", strings.TrimSpace("console=ttyS0 quiet panic=-1 " + o.Append),
+	}
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, o.QEMU, args...)
+	cmd.WaitDelay = 5 * time.Second
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("qemu stdout: %w", err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", o.QEMU, err)
+	}
+	rep := &Report{}
+	readConsole(stdout, rep, o.Console)
+	err = cmd.Wait()
+	rep.Duration = time.Since(start)
+	if ctx.Err() != nil {
+		return rep, fmt.Errorf("vm did not finish within its deadline (%s): %w", rep.Duration.Round(time.Second), ctx.Err())
+	}
+	if !rep.Done {
+		if err == nil {
+			err = errors.New("guest stopped without reporting VMLAB DONE")
+		}
+		return rep, fmt.Errorf("qemu: %w", err)
+	}
+	return rep, nil
+}
+
+func readConsole(r io.Reader, rep *Report, console func(string)) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		if console != nil {
+			console(line)
+		}
+		res, ok := ParseLine(line)
+		if !ok {
+			continue
+		}
+		if res.Kind == "DONE" {
+			rep.Done = true
+			continue
+		}
+		rep.Results = append(rep.Results, res)
+	}
+}
+
+// ParseLine finds a report line in one console line.
+func ParseLine(line string) (Result, bool) {
+	i := strings.Index(line, marker)
+	if i < 0 {
+		return Result{}, false
+	}
+	rest := line[i+len(marker):]
+	kind, rest, _ := strings.Cut(rest, " ")
+	switch kind {
+	case "DONE":
+		return Result{Kind: kind}, true
+	case "PASS", "FAIL", "SKIP", "INFO":
+	default:
+		return Result{}, false
+	}
+	name, detail, _ := strings.Cut(rest, " ")
+	name = strings.TrimSuffix(name, ":")
+	return Result{Kind: kind, Name: name, Detail: strings.TrimSpace(detail)}, true
+}

@@ -159,6 +159,11 @@ func TestLoopbackCluster(t *testing.T) {
 	t.Logf("restarted %s caught up to serial %d", dead.ID, latest.GetConfig().GetSerial())
 
 	checkReflectionAndHealth(t, survivor.APIAddr)
+
+	// SIGTERM drains and exits 0.
+	if err := dead.Proc.Stop(10 * time.Second); err != nil {
+		t.Errorf("SIGTERM of %s: %v, want exit status 0", dead.ID, err)
+	}
 }
 
 // checkReflectionAndHealth lists services as grpcurl would and asks the

@@ -72,7 +72,13 @@ func (c configService) Watch(req *shoalv1.WatchRequest, stream grpc.ServerStream
 				continue
 			}
 			sent = ev.Serial
-			if err := stream.Send(&shoalv1.WatchResponse{Serial: ev.Serial, Changes: ev.Changes}); err != nil {
+			msg := &shoalv1.WatchResponse{Serial: ev.Serial, Changes: ev.Changes}
+			if len(ev.Changes) == 0 {
+				// A snapshot restore jumps ahead without a diff: send the
+				// whole configuration, as the initial message does.
+				msg.Config = ev.State.GetConfig()
+			}
+			if err := stream.Send(msg); err != nil {
 				return err
 			}
 		}

@@ -8,14 +8,14 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 )
 
 // metrics live in a registry of their own, so several nodes in one test
-// process do not collide in the global one.
+// process do not collide in the global one; the handler merges it with the
+// default registry.
 type metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
@@ -40,8 +40,6 @@ func newMetrics(s *Server) *metrics {
 	}
 	m.reg.MustRegister(
 		m.requests, m.latency,
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		gauge("shoal_serial", "Serial of the configuration this node has applied.", func() float64 {
 			return float64(s.node.FSM().State().GetConfig().GetSerial())
 		}),
@@ -67,9 +65,11 @@ func newMetrics(s *Server) *metrics {
 	return m
 }
 
-// MetricsHandler serves this node's Prometheus metrics.
+// MetricsHandler serves this node's API and raft metrics together with the
+// default registry's (Go runtime, process, and what the dataplane and
+// health monitor register there).
 func (s *Server) MetricsHandler() http.Handler {
-	return promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
+	return promhttp.HandlerFor(prometheus.Gatherers{s.metrics.reg, prometheus.DefaultGatherer}, promhttp.HandlerOpts{})
 }
 
 func (m *metrics) observe(fullMethod string, start time.Time, err error) {

@@ -136,7 +136,10 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("node", f.id)
+	// The packages below tag their own lines with the node where it
+	// matters; lvsd's own lines carry it here.
+	base := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := base.With("node", f.id)
 	timing, err := f.timing()
 	if err != nil {
 		return err
@@ -149,25 +152,24 @@ func run(args []string) error {
 		return errors.New("--join and --bootstrap exclude each other")
 	}
 
-	// Build the dataplane before raft, so a kernel without IPVS fails at
-	// once with advice instead of after joining a cluster.
-	dp, err := newDataplane(f, log)
-	if err != nil {
-		return err
-	}
-
 	if err := os.MkdirAll(f.dataDir, 0o750); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
+	// Build the dataplane before raft, so a kernel without IPVS fails at
+	// once with advice instead of after joining a cluster.
+	dp, err := newDataplane(f, base)
+	if err != nil {
+		return err
+	}
 	node, err := raftfsm.Open(raftfsm.Options{
 		ID: f.id, RaftAddr: f.raftAddr, DataDir: f.dataDir,
-		Bootstrap: boot, Timing: timing, Logger: log,
+		Bootstrap: boot, Timing: timing, Logger: base,
 	})
 	if err != nil {
 		return fmt.Errorf("open raft node: %w", err)
 	}
 	srv, err := server.New(server.Options{
-		Node: node, ID: f.id, APIAddr: f.apiAddr, RaftAddr: f.raftAddr, Logger: log,
+		Node: node, ID: f.id, APIAddr: f.apiAddr, RaftAddr: f.raftAddr, Logger: base,
 		Dataplane: dp.status(), Health: dp.health(),
 	})
 	if err != nil {
@@ -226,6 +228,7 @@ func run(args []string) error {
 
 	<-ctx.Done()
 	log.Info("shutting down: dropping addresses, then leaving raft")
+	dp.release()
 	dpCancel()
 	if err := dpGroup.Wait(); err != nil {
 		log.Error("dataplane", "err", err)

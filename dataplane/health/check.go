@@ -211,11 +211,13 @@ func (p *probe) runSendExpect(ctx context.Context) error {
 
 	if len(p.send) > 0 || p.network == "udp" {
 		if _, err := c.Write(p.send); err != nil {
-			c, why := p.cause(ctx, err)
-			return failf(c, "send to %s: %s", p.target, why)
+			cause, why := p.cause(ctx, err)
+			return failf(cause, "send to %s: %s", p.target, why)
 		}
 	}
-	if p.expect == "" && len(p.send) > 0 {
+	// Over TCP a connection that took the request proves a listener; a UDP
+	// write proves nothing, so UDP always waits for a reply.
+	if p.expect == "" && len(p.send) > 0 && p.network == "tcp" {
 		return nil
 	}
 	buf := make([]byte, 0, 4096)
@@ -232,11 +234,11 @@ func (p *probe) runSendExpect(ctx context.Context) error {
 			if errors.Is(err, io.EOF) {
 				return p.notFound(buf, "", CauseMismatch)
 			}
-			c, why := p.cause(ctx, err)
-			if len(buf) == 0 && c != CauseTimeout {
-				return failf(c, "read from %s: %s", p.target, why)
+			cause, why := p.cause(ctx, err)
+			if len(buf) == 0 && cause != CauseTimeout {
+				return failf(cause, "read from %s: %s", p.target, why)
 			}
-			return p.notFound(buf, " before "+why, c)
+			return p.notFound(buf, " before "+why, cause)
 		}
 	}
 	return p.notFound(buf, " (read limit)", CauseMismatch)
@@ -277,7 +279,7 @@ func newHTTPClient(p *probe, hc *shoalv1.HealthCheck) *http.Client {
 		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			// Always the real server, whatever Host the request names.
-			var d net.Dialer
+			d := net.Dialer{KeepAlive: -1}
 			return d.DialContext(ctx, network, target)
 		},
 		TLSClientConfig: &tls.Config{

@@ -214,7 +214,9 @@ func TestSendExpectUDP(t *testing.T) {
 		{"echo", echo, &shoalv1.HealthCheck{Send: `ping\n`, Expect: "ping"}, ""},
 		{"echo wrong", echo, &shoalv1.HealthCheck{Send: `ping\n`, Expect: "pong", Timeout: durationpb.New(200 * time.Millisecond)},
 			`expect "pong" not found in 5 bytes before timeout after 200ms`},
+		{"any reply", echo, &shoalv1.HealthCheck{Send: `ping\n`}, ""},
 		{"unreachable", closed, &shoalv1.HealthCheck{Send: `ping\n`, Expect: "ping"}, "connection refused"},
+		{"no reply is not up", closed, &shoalv1.HealthCheck{Send: `ping\n`}, "connection refused"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -29,8 +29,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Clock is nil for the real clock.
 	Clock Clock
-	// OnChange is called, outside any lock, after a real server changed
-	// state; the dataplane reconciles on it. It must not block for long.
+	// OnChange is called after a real server changed state (or new servers
+	// start up); the dataplane reconciles on it. Calls come one at a time,
+	// in order. It must not block for long and must not call SetConfig;
+	// Healthy and Status are fine.
 	OnChange func()
 	// Concurrency bounds the checks running at once; 0 = DefaultConcurrency.
 	// Due checks wait for a free slot, so an overloaded node checks less
@@ -55,6 +57,11 @@ type Monitor struct {
 	servers  map[key]*server
 	svcPorts map[string]uint32 // service name → port, to resolve a port-0 query
 	queue    schedule
+
+	// emitMu keeps transitions in the order they happened: it is taken
+	// under mu when a verdict changes and held while the change is logged,
+	// published and handed to OnChange.
+	emitMu sync.Mutex
 
 	subMu   sync.Mutex
 	subs    map[int]chan *shoalv1.RealServerHealth
@@ -237,21 +244,21 @@ func (m *Monitor) finish(d dispatch, o *Observation) {
 	// The scheduler sleeps until the earliest due check; it needs waking
 	// only when this one became the earliest (rare: it was just run).
 	earliest := m.queue[0] == s
-	var st *shoalv1.RealServerHealth
-	if changed {
-		st = m.statusLocked(s)
+	if !changed {
+		m.mu.Unlock()
+		if earliest {
+			m.poke()
+		}
+		return
 	}
+	st := m.statusLocked(s)
+	m.emitMu.Lock()
 	m.mu.Unlock()
 	if earliest {
 		m.poke()
 	}
-	if changed {
-		var cause Cause
-		if o != nil {
-			cause = CauseOf(o.Err)
-		}
-		m.transitioned(s.key, !tr.Up, tr, cause, st)
-	}
+	m.transitioned(s.key, !tr.Up, tr, CauseOf(o.Err), st)
+	m.emitMu.Unlock()
 }
 
 // transitioned reports a verdict change everywhere it is due: log, metrics,
@@ -375,6 +382,7 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 	for i := range events {
 		events[i].st = m.statusLocked(m.servers[events[i].k])
 	}
+	m.emitMu.Lock()
 	m.mu.Unlock()
 	m.poke()
 	for _, e := range events {
@@ -383,6 +391,7 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 	if notify && len(events) == 0 && m.onChange != nil {
 		m.onChange()
 	}
+	m.emitMu.Unlock()
 }
 
 // dropLocked takes s off the schedule and cancels its running check.

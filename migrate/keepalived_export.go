@@ -1,0 +1,270 @@
+package migrate
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/shoal-lb/shoal/config"
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+)
+
+func (ex *exporter) keepalived(c *shoalv1.Config) {
+	g := c.GetGlobal()
+	ex.printf("! keepalived.conf written by shoal (serial %d)\n", c.GetSerial())
+	ex.printf("! The vrrp_instance blocks only carry the addresses' devices and prefixes:\n")
+	ex.printf("! shoal elects its leader with Raft, not VRRP.\n")
+
+	// One VRRP instance per device carries that device's addresses.
+	type inst struct {
+		iface string
+		addrs []string
+	}
+	var insts []*inst
+	byIface := map[string]*inst{}
+	seen := map[string]bool{}
+	add := func(key string, a *shoalv1.Address) {
+		if a == nil || a.GetAddress() == "" || seen[a.GetAddress()] {
+			return
+		}
+		if a.GetInterface() == "" {
+			if a.GetPrefixLength() != 0 && a.GetPrefixLength() != 32 && a.GetPrefixLength() != 128 {
+				ex.note(key, "prefix /%d of %s cannot be written without an interface", a.GetPrefixLength(), a.GetAddress())
+			}
+			return
+		}
+		seen[a.GetAddress()] = true
+		in := byIface[a.GetInterface()]
+		if in == nil {
+			in = &inst{iface: a.GetInterface()}
+			byIface[in.iface] = in
+			insts = append(insts, in)
+		}
+		e := a.GetAddress()
+		if a.GetPrefixLength() != 0 {
+			e += fmt.Sprintf("/%d", a.GetPrefixLength())
+		}
+		if a.GetLabel() != "" && plainToken(a.GetLabel()) {
+			e += " label " + a.GetLabel()
+		}
+		in.addrs = append(in.addrs, e)
+	}
+	for _, s := range c.GetServices() {
+		if s.GetFwmark() != 0 && s.GetVip().GetAddress() != "" {
+			ex.note("services["+s.GetName()+"].vip", "a fwmark service's address is written as a VRRP address only; keepalived does not tie it to the service")
+		}
+		add("services["+s.GetName()+"].vip", s.GetVip())
+	}
+	if nr := g.GetNatRouter(); nr != nil && nr.GetAddress() != "" {
+		add("global.nat_router", nr)
+	}
+	links := g.GetMonitorLinks()
+	if len(insts) == 0 && len(links) > 0 {
+		insts = append(insts, &inst{iface: links[0]})
+	}
+	for i, in := range insts {
+		ex.printf("\nvrrp_instance VI_%d {\n", i+1)
+		ex.printf("    state BACKUP\n    interface %s\n    virtual_router_id %d\n    priority 100\n    advert_int 1\n", in.iface, 51+i)
+		if i == 0 && len(links) > 0 {
+			ex.printf("    track_interface {\n")
+			for _, l := range links {
+				ex.printf("        %s\n", l)
+			}
+			ex.printf("    }\n")
+		}
+		ex.printf("    virtual_ipaddress {\n")
+		for _, a := range in.addrs {
+			ex.printf("        %s\n", a)
+		}
+		ex.printf("    }\n}\n")
+	}
+	if g.GetTcpTimeout() != nil || g.GetTcpfinTimeout() != nil || g.GetUdpTimeout() != nil {
+		ex.note("global", "tcp_timeout, tcpfin_timeout and udp_timeout cannot be written in keepalived.conf; an import keeps the cluster's values")
+	}
+	ex.garpNotes(g)
+	for _, s := range c.GetServices() {
+		ex.kaVirtual(s)
+	}
+	ex.prependNotes("!")
+}
+
+var kaKind = map[string]string{"nat": "NAT", "dr": "DR", "tun": "TUN"}
+
+func (ex *exporter) kaVirtual(s *shoalv1.VirtualService) {
+	key := "services[" + s.GetName() + "]"
+	if s.Active != nil && !s.GetActive() {
+		ex.note(key, "inactive: not written (keepalived has no inactive virtual_server)")
+		return
+	}
+	protocol := s.GetProtocol()
+	if protocol == "" {
+		protocol = config.DefaultProtocol
+	}
+	if s.GetName() != kaServiceName(protocol, s.GetVip().GetAddress(), s.GetPort(), s.GetFwmark()) {
+		ex.note(key, "the name is not kept: keepalived's virtual_server has none (an import names it %s)",
+			kaServiceName(protocol, s.GetVip().GetAddress(), s.GetPort(), s.GetFwmark()))
+	}
+	if s.GetFwmark() != 0 {
+		ex.printf("\nvirtual_server fwmark %d {\n", s.GetFwmark())
+	} else {
+		ex.printf("\nvirtual_server %s %d {\n", s.GetVip().GetAddress(), s.GetPort())
+	}
+	hc := s.GetHealthCheck()
+	interval := config.DefaultCheckInterval
+	if hc.GetInterval() != nil {
+		interval = hc.GetInterval().AsDuration()
+	}
+	ex.printf("    delay_loop %d\n", seconds(interval))
+	if s.GetScheduler() != "" {
+		ex.printf("    lb_algo %s\n", s.GetScheduler())
+	}
+	ex.printf("    lb_kind %s\n", kaKind[fwd(s.GetForward())])
+	if s.GetPersistenceTimeout() != 0 {
+		ex.printf("    persistence_timeout %d\n", s.GetPersistenceTimeout())
+	}
+	if p := s.GetPersistencePrefix(); p != 0 {
+		ex.printf("    persistence_granularity %s\n", maskString(p, isV6(s.GetVip().GetAddress())))
+	}
+	ex.printf("    protocol %s\n", strings.ToUpper(protocol))
+	kind := hc.GetKind()
+	if kind == "" {
+		kind = config.DefaultCheckKind
+	}
+	if kind != "none" && !hc.GetInitiallyUp() {
+		ex.printf("    alpha\n")
+	}
+	if ss := s.GetSorryServer(); ss != nil && ss.GetAddress() != "" {
+		if ss.GetPort() != 0 {
+			ex.printf("    sorry_server %s %d\n", ss.GetAddress(), ss.GetPort())
+		} else {
+			ex.printf("    sorry_server %s\n", ss.GetAddress())
+		}
+	}
+	ex.kaCheckNotes(key+".health_check", kind, hc)
+	for _, rs := range s.GetRealServers() {
+		rkey := realServerPath(s, rs)
+		if rs.Active != nil && !rs.GetActive() {
+			ex.note(rkey, "inactive: not written (keepalived has no inactive real_server)")
+			continue
+		}
+		if rs.GetName() != "" {
+			ex.note(rkey, "name %q is not kept: keepalived's real_server has none", rs.GetName())
+		}
+		ex.printf("    real_server %s %d {\n", rs.GetAddress(), config.RealServerPort(s, rs))
+		if rs.Weight != nil {
+			ex.printf("        weight %d\n", rs.GetWeight())
+		}
+		if s.GetQuiesce() {
+			ex.printf("        inhibit_on_failure\n")
+		}
+		if f := rs.GetForward(); f != "" && f != fwd(s.GetForward()) {
+			ex.printf("        lvs_method %s\n", kaKind[f])
+		}
+		ex.kaChecker(kind, hc)
+		ex.printf("    }\n")
+	}
+	ex.printf("}\n")
+}
+
+func (ex *exporter) kaChecker(kind string, hc *shoalv1.HealthCheck) {
+	block := map[string]string{"tcp": "TCP_CHECK", "send-expect": "TCP_CHECK", "http": "HTTP_GET", "https": "SSL_GET", "exec": "MISC_CHECK"}[kind]
+	if block == "" {
+		return
+	}
+	ex.printf("        %s {\n", block)
+	if kind == "http" || kind == "https" {
+		ex.printf("            url {\n")
+		path := hc.GetHttpPath()
+		if path == "" {
+			path = config.DefaultHTTPPath
+		}
+		ex.printf("                path %s\n", kaWord(path))
+		if hc.GetHttpStatus() != 0 {
+			ex.printf("                status_code %d\n", hc.GetHttpStatus())
+		}
+		ex.printf("            }\n")
+		if hc.GetHttpHost() != "" {
+			ex.printf("            virtualhost %s\n", kaWord(hc.GetHttpHost()))
+		}
+	}
+	if kind == "exec" {
+		cmd := strings.Join(hc.GetCommand(), " ")
+		if hc.GetShell() && len(hc.GetCommand()) > 0 {
+			cmd = hc.GetCommand()[0]
+		}
+		ex.printf("            misc_path %s\n", kaWord(cmd))
+	} else if hc.GetPort() != 0 {
+		ex.printf("            connect_port %d\n", hc.GetPort())
+	}
+	timeout := config.DefaultCheckTimeout
+	if hc.GetTimeout() != nil {
+		timeout = hc.GetTimeout().AsDuration()
+	}
+	if kind == "exec" {
+		ex.printf("            misc_timeout %d\n", seconds(timeout))
+	} else {
+		ex.printf("            connect_timeout %d\n", seconds(timeout))
+	}
+	fall := hc.GetFall()
+	if fall == 0 {
+		fall = config.DefaultCheckFall
+	}
+	ex.printf("            retry %d\n", fall-1)
+	ex.printf("        }\n")
+}
+
+// kaWord quotes a value when keepalived would split it.
+func kaWord(s string) string {
+	if plainToken(s) {
+		return s
+	}
+	return `"` + s + `"`
+}
+
+func (ex *exporter) kaCheckNotes(key, kind string, hc *shoalv1.HealthCheck) {
+	var lost []string
+	switch kind {
+	case "send-expect":
+		ex.note(key, "send/expect checks cannot be written in keepalived.conf: written as TCP_CHECK")
+	case "exec":
+		if !hc.GetShell() && len(hc.GetCommand()) > 1 {
+			ex.note(key, "command written as one shell command line for misc_path")
+		}
+		if hc.GetShell() && len(hc.GetCommand()) > 1 {
+			lost = append(lost, "extra command arguments")
+		}
+		for _, c := range hc.GetCommand() {
+			if strings.Contains(c, `"`) {
+				lost = append(lost, "double quotes inside the command")
+				break
+			}
+		}
+	case "https":
+		if !hc.GetTlsSkipVerify() {
+			lost = append(lost, "certificate verification (SSL_GET does not verify)")
+		}
+	}
+	if hc.GetExpect() != "" && kind != "send-expect" {
+		lost = append(lost, "expect")
+	}
+	if hc.GetRegex() {
+		lost = append(lost, "regex")
+	}
+	if hc.GetTlsServerName() != "" {
+		lost = append(lost, "tls_server_name")
+	}
+	if r := hc.GetRise(); r != 0 && r != config.DefaultCheckRise {
+		lost = append(lost, fmt.Sprintf("rise %d", r))
+	}
+	if d := hc.GetReentry(); d != nil && d.AsDuration() > 0 {
+		lost = append(lost, "reentry "+d.AsDuration().String())
+	}
+	if d := hc.GetDownAfter(); d != nil && d.AsDuration() > 0 {
+		lost = append(lost, "down_after "+d.AsDuration().String())
+	}
+	if kind == "exec" && hc.GetPort() != 0 {
+		lost = append(lost, "port")
+	}
+	if len(lost) > 0 {
+		ex.note(key, "%s cannot be written in keepalived.conf", strings.Join(lost, ", "))
+	}
+}

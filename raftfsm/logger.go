@@ -49,12 +49,21 @@ func fixArgs(args []any) []any {
 	if len(args)%2 == 1 {
 		args = append(args[:len(args):len(args)], "")
 	}
+	out := make([]any, len(args))
 	for i := 0; i < len(args); i += 2 {
+		out[i] = args[i]
 		if _, ok := args[i].(string); !ok {
-			args[i] = fmt.Sprint(args[i])
+			out[i] = fmt.Sprint(args[i])
+		}
+		out[i+1] = args[i+1]
+		// hclog.Fmt("%+v", x) defers formatting to the logger.
+		if f, ok := args[i+1].(hclog.Format); ok && len(f) > 0 {
+			if format, ok := f[0].(string); ok {
+				out[i+1] = fmt.Sprintf(format, f[1:]...)
+			}
 		}
 	}
-	return args
+	return out
 }
 
 func (h *hclogAdapter) Trace(msg string, args ...any) { h.Log(hclog.Trace, msg, args...) }

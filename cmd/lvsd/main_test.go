@@ -1,0 +1,46 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/shoal-lb/shoal/raftfsm"
+)
+
+func TestTiming(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		args []string
+		want raftfsm.Timing
+		bad  bool
+	}{
+		{nil, raftfsm.Timing{Heartbeat: 200 * ms, Election: 200 * ms, LeaderLease: 100 * ms, Commit: 20 * ms}, false},
+		{[]string{"--profile", "fast"}, raftfsm.Timing{Heartbeat: 20 * ms, Election: 20 * ms, LeaderLease: 10 * ms, Commit: 5 * ms}, false},
+		{[]string{"--profile", "wan", "--commit-timeout", "10ms"}, raftfsm.Timing{Heartbeat: time.Second, Election: time.Second, LeaderLease: 500 * ms, Commit: 10 * ms}, false},
+		{[]string{"--heartbeat-timeout", "1s", "--election-timeout", "2s", "--lease-timeout", "300ms"}, raftfsm.Timing{Heartbeat: time.Second, Election: 2 * time.Second, LeaderLease: 300 * ms, Commit: 20 * ms}, false},
+		{[]string{"--lease-timeout", "300ms"}, raftfsm.Timing{}, true},
+		{[]string{"--profile", "moon"}, raftfsm.Timing{}, true},
+	}
+	for _, tt := range tests {
+		f, err := parseFlags(append([]string{"--id", "n1"}, tt.args...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := f.timing()
+		if (err != nil) != tt.bad || (!tt.bad && got != tt.want) {
+			t.Errorf("%v: %+v %v, want %+v", tt.args, got, err, tt.want)
+		}
+	}
+}
+
+func TestParseBootstrap(t *testing.T) {
+	got, err := parseBootstrap("a=127.0.0.1:1, b=127.0.0.1:2")
+	if err != nil || len(got) != 2 || got[1].ID != "b" || got[1].Address != "127.0.0.1:2" {
+		t.Fatalf("%v %v", got, err)
+	}
+	for _, bad := range []string{"a", "=x", "a=", "a=1,,b=2"} {
+		if _, err := parseBootstrap(bad); err == nil {
+			t.Errorf("parseBootstrap(%q) accepted", bad)
+		}
+	}
+}

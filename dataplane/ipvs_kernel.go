@@ -34,8 +34,11 @@ func NewKernelIPVS() (*KernelIPVS, error) {
 		// and carries on; do it here so the answer is ours.
 		out, err := exec.Command("modprobe", "ip_vs").CombinedOutput()
 		if !hasIPVS() {
+			if msg := strings.TrimSpace(string(out)); msg != "" {
+				return nil, fmt.Errorf("%w: modprobe ip_vs: %s", ErrNoIPVS, msg)
+			}
 			if err != nil {
-				return nil, fmt.Errorf("%w: modprobe: %v: %s", ErrNoIPVS, err, strings.TrimSpace(string(out)))
+				return nil, fmt.Errorf("%w: modprobe ip_vs: %v", ErrNoIPVS, err)
 			}
 			return nil, ErrNoIPVS
 		}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,8 +20,18 @@ import (
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
 
-// DefaultConcurrency bounds the checks in flight when Options.Concurrency is 0.
-const DefaultConcurrency = 1024
+// defaultConcurrency bounds the checks in flight when Options.Concurrency
+// is 0: half the process's file descriptors, between 256 and 16384. The
+// bound matters when servers hang: in-flight checks are then rate × timeout
+// (10,000 servers blackholed at a 1s interval and 1s timeout need 10,000),
+// and a bound below that stretches every server's interval.
+func defaultConcurrency() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 1024
+	}
+	return int(min(max(lim.Cur/2, 256), 16384))
+}
 
 // Options configure a Monitor.
 type Options struct {
@@ -34,7 +45,8 @@ type Options struct {
 	// in order. It must not block for long and must not call SetConfig;
 	// Healthy and Status are fine.
 	OnChange func()
-	// Concurrency bounds the checks running at once; 0 = DefaultConcurrency.
+	// Concurrency bounds the checks running at once; 0 = half the file
+	// descriptor limit, between 256 and 16384.
 	// Due checks wait for a free slot, so an overloaded node checks less
 	// often instead of opening unbounded sockets.
 	Concurrency int
@@ -111,7 +123,7 @@ func New(o Options) *Monitor {
 	}
 	n := o.Concurrency
 	if n <= 0 {
-		n = DefaultConcurrency
+		n = defaultConcurrency()
 	}
 	m.sem = make(chan struct{}, n)
 	reg := o.Registerer

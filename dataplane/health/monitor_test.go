@@ -332,3 +332,38 @@ func TestMonitorSchedulesByClock(t *testing.T) {
 		t.Fatalf("%d checks after 3 advances, want 3", n)
 	}
 }
+
+func TestMonitorConcurrencyBound(t *testing.T) {
+	// Ten servers that never answer; at most two checks may hold a
+	// connection at any moment.
+	var mu sync.Mutex
+	var open, peak, total int
+	hang := serveTCP(t, func(c net.Conn) {
+		mu.Lock()
+		open++
+		total++
+		peak = max(peak, open)
+		mu.Unlock()
+		io.Copy(io.Discard, c)
+		mu.Lock()
+		open--
+		mu.Unlock()
+	})
+	m, _ := startMonitor(t, Options{Concurrency: 2})
+	hc := &shoalv1.HealthCheck{Kind: "send-expect", Expect: "x", Interval: durationpb.New(10 * time.Millisecond),
+		Timeout: durationpb.New(30 * time.Millisecond)}
+	var svcs []*shoalv1.VirtualService
+	for i := range 10 {
+		svcs = append(svcs, service(string(rune('a'+i)), hc, hang))
+	}
+	m.SetConfig(&shoalv1.Config{Services: svcs})
+	eventually(t, 10*time.Second, "20 checks ran", func() bool { mu.Lock(); defer mu.Unlock(); return total >= 20 })
+	mu.Lock()
+	defer mu.Unlock()
+	// The server notices a close a moment after the checker's slot frees,
+	// so a freed slot's next connection may overlap the old one: up to 2×2,
+	// still well below the 10 an unbounded monitor would open.
+	if peak > 4 {
+		t.Fatalf("%d checks connected at once with Concurrency 2", peak)
+	}
+}

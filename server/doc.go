@@ -9,7 +9,9 @@
 // same Command to the leader's PeerService.ApplyCommand. A forwarded command
 // is never forwarded again: a node that receives one and does not lead says
 // Unavailable, and the sender looks the leader up again. Dry runs stop after
-// validation and never reach Raft.
+// validation and never reach Raft. A write sent to a follower is answered
+// once the follower itself has applied it, so a client that reads from the
+// same node next sees its write; that costs up to one raft commit timeout.
 //
 // Reads name their consistency. The default (linearizable) asks the leader
 // for a read index (locally when leading) and waits until this node has

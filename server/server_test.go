@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -372,5 +373,28 @@ func TestNodeStatusProviders(t *testing.T) {
 	got, err := stream.Recv()
 	if err != nil || got.GetHealth().GetState() != "down" {
 		t.Fatalf("health watch: %v %v", got, err)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	nodes := startCluster(t, 1, clusterOptions{})
+	n := nodes[0]
+	ctx := ctxT(t)
+	if _, err := n.lb().CreateVirtualService(ctx, &shoalv1.CreateVirtualServiceRequest{Service: webService("web", "10.0.0.1", 80)}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = n.lb().GetVirtualService(ctx, &shoalv1.GetVirtualServiceRequest{Name: "nope"})
+	rec := httptest.NewRecorder()
+	n.srv.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		"shoal_serial 1", "shoal_is_leader 1", "shoal_raft_state 2", "shoal_applied_index ",
+		`shoal_api_requests_total{code="OK",method="CreateVirtualService"} 1`,
+		`shoal_api_requests_total{code="NotFound",method="GetVirtualService"} 1`,
+		"go_goroutines",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 }

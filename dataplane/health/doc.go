@@ -14,6 +14,12 @@
 // continuous failure; down → up after rise consecutive successes spanning at
 // least reentry. It never reads a clock, so it is tested with made-up times.
 //
+// A failed check returns a *Failure: an operator-readable message (the
+// reason shown by status, e.g. `connect 10.0.0.1:80: connection refused`,
+// `status 500, want 2xx/3xx`) and a typed Cause counted in
+// shoal_health_check_failures_total, so "why is this server out" needs no
+// log parsing.
+//
 // Scheduling is one goroutine with a timer on a heap of due checks, not one
 // sleeping goroutine per server: first runs are spread over the interval,
 // later runs jittered by ±10%, and at most Options.Concurrency checks run at

@@ -236,7 +236,9 @@ func (im *importer) ipvsadm(data []byte) *shoalv1.Config {
 			rs := &shoalv1.RealServer{}
 			if ap, err := netip.ParseAddrPort(rsAddr); err == nil {
 				rs.Address = ap.Addr().Unmap().String()
-				rs.Port = uint32(ap.Port())
+				if uint32(ap.Port()) != s.Port {
+					rs.Port = uint32(ap.Port()) // the service's port is the model's 0
+				}
 			} else if a, err := parseAddr(rsAddr); err == nil {
 				rs.Address = a.String()
 			} else {

@@ -649,7 +649,9 @@ func (im *importer) kaReal(s *shoalv1.VirtualService, n *kaNode, interval time.D
 			im.kaStrict(n, "real_server: %v", err)
 			return nil, nil, false
 		}
-		rs.Port = p
+		if p != s.Port {
+			rs.Port = p // the same port as the service's is the model's 0
+		}
 	}
 	rp := realServerPath(s, rs)
 	im.kaMark(rp, n)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+	"github.com/shoal-lb/shoal/raftfsm"
 )
 
 // forwardedKey marks a cluster call one node passed to the leader, so the
@@ -55,7 +57,13 @@ func (s *Server) onLeaderOnce(ctx context.Context, local func(context.Context) e
 		if !s.isLeader() {
 			return status.Error(codes.Unavailable, notLeaderMsg)
 		}
-		return local(ctx)
+		err := local(ctx)
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raftfsm.ErrNotLeader) {
+			// Lost leadership before anything was written: the sender
+			// may look the leader up again and retry.
+			return status.Error(codes.Unavailable, notLeaderMsg)
+		}
+		return err
 	}
 	_, addr, self, err := s.leader(ctx)
 	if err != nil {
@@ -171,7 +179,11 @@ func (c clusterService) TransferLeadership(ctx context.Context, req *shoalv1.Tra
 			f = r.LeadershipTransferToServer(raft.ServerID(req.GetId()), addr)
 		}
 		if err := f.Error(); err != nil {
-			return fmt.Errorf("transfer leadership: %w", err)
+			if retryable(err) || errors.Is(err, raft.ErrNotLeader) {
+				return fmt.Errorf("transfer leadership: %w", err)
+			}
+			// No follower to take over, or one that does not answer.
+			return status.Errorf(codes.FailedPrecondition, "transfer leadership: %v", err)
 		}
 		// Answer with the new leader once this node has heard of it.
 		lctx, cancel := context.WithTimeout(ctx, c.o.LeaderWait)

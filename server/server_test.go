@@ -216,6 +216,14 @@ func TestNilRequests(t *testing.T) {
 			_, err := n.cluster().RemoveMember(ctx, &shoalv1.RemoveMemberRequest{Id: "zz"})
 			return err
 		},
+		"TransferAlone": func() error {
+			_, err := n.cluster().TransferLeadership(ctx, &shoalv1.TransferLeadershipRequest{})
+			return err
+		},
+		"TransferToStranger": func() error {
+			_, err := n.cluster().TransferLeadership(ctx, &shoalv1.TransferLeadershipRequest{Id: "zz"})
+			return err
+		},
 		"ApplyCommand": func() error { _, err := peer.ApplyCommand(ctx, &shoalv1.ApplyCommandRequest{}); return err },
 		"ApplyEmptyCommand": func() error {
 			_, err := peer.ApplyCommand(ctx, &shoalv1.ApplyCommandRequest{Command: &shoalv1.Command{}})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -76,7 +77,7 @@ func (s *Server) commit(ctx context.Context, cmd *shoalv1.Command) (*written, er
 // retryable errors mean "the leader moved before the command was
 // accepted"; the command was not committed and can be sent again.
 func retryable(err error) bool {
-	if errors.Is(err, raftfsm.ErrNotLeader) || errors.Is(err, errNoLeader) {
+	if errors.Is(err, raftfsm.ErrNotLeader) || errors.Is(err, errNoLeader) || errors.Is(err, raft.ErrNotLeader) {
 		return true
 	}
 	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable {
@@ -115,10 +116,16 @@ func (s *Server) commitOnce(ctx context.Context, cmd *shoalv1.Command) (*written
 		return nil, err
 	}
 	// Answer with this node's state once it holds the write, so a client
-	// that reads from here next sees what it wrote.
-	st, err := s.waitSerial(ctx, resp.GetSerial())
+	// that reads from here next sees what it wrote. The write is committed
+	// whatever happens here: a node cut off from the leader answers with
+	// its older state rather than an error.
+	wctx, cancel := context.WithTimeout(ctx, s.o.LeaderWait)
+	defer cancel()
+	st, err := s.waitSerial(wctx, resp.GetSerial())
 	if err != nil {
-		return nil, err
+		s.log.Warn("committed write not applied here in time; answering with local state",
+			"serial", resp.GetSerial(), "applied_serial", s.node.FSM().State().GetConfig().GetSerial(), "err", err)
+		st = s.node.FSM().State()
 	}
 	return &written{serial: resp.GetSerial(), changes: resp.GetChanges(), state: st}, nil
 }

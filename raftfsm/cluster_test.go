@@ -247,18 +247,32 @@ func TestClusterPartitionedLeader(t *testing.T) {
 	old := c.leader()
 	lead, cancel := old.Leadership()
 	defer cancel()
+	rest := c.others(old.id)
 	c.partition(old.id)
+	cut := time.Now()
 
-	// The cut-off leader loses its lease and steps down on its own, and says so.
+	// The cut-off leader loses its lease and steps down on its own, and says
+	// so; the majority elects a new leader. Watch both moments: the lease is
+	// shorter than the heartbeat timeout so that the first comes before the
+	// second and the VIPs are never held twice.
 	last := true
-	eventually(t, 5*time.Second, "the partitioned leader to step down", func() bool {
+	var steppedDown, elected time.Duration
+	eventually(t, 5*time.Second, "the partitioned leader to step down and a new one to be elected", func() bool {
 		select {
 		case last = <-lead:
 		default:
 		}
-		return !last && old.Raft().State() != raft.Leader
+		if steppedDown == 0 && !last && old.Raft().State() != raft.Leader {
+			steppedDown = time.Since(cut)
+		}
+		for _, id := range rest {
+			if elected == 0 && c.nodes[id].Raft().State() == raft.Leader {
+				elected = time.Since(cut)
+			}
+		}
+		return steppedDown > 0 && elected > 0
 	})
-	rest := c.others(old.id)
+	t.Logf("after the partition: old leader stepped down at %s, new leader elected at %s", steppedDown, elected)
 	if serial := c.write(addRS("10.0.0.3"), rest...); serial != 2 {
 		t.Fatalf("serial %d after failover, want 2", serial)
 	}

@@ -2,8 +2,10 @@ package e2e_test
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -48,7 +50,11 @@ func TestNetnsVIPFailover(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = resp.Close() })
 	}
-	sh := &netlab.Shoal{Lab: lab, Lvsd: lvsd, Lvsctl: lvsctl, Dir: t.TempDir(), Profile: "lan"}
+	dir := t.TempDir()
+	if d := os.Getenv("SHOAL_E2E_LOGS"); d != "" {
+		dir = filepath.Join(d, lab.Prefix) // kept after the test, for reading the lvsd logs
+	}
+	sh := &netlab.Shoal{Lab: lab, Lvsd: lvsd, Lvsctl: lvsctl, Dir: dir, Profile: "lan"}
 	t.Cleanup(func() {
 		sh.Close()
 		if t.Failed() {
@@ -102,7 +108,7 @@ func TestNetnsVIPFailover(t *testing.T) {
 		t.Fatalf("after SIGKILL of %s the client never reached another router: %v (holders %s)", killed.Name, err, holders.Current())
 	}
 	newLeader := lab.Router(first.Router)
-	t.Logf("SIGKILL %s: client answered by %s after %v", killed.Name, newLeader.Name, first.End.Sub(kill).Round(time.Millisecond))
+	t.Logf("+%v SIGKILL %s: client answered by %s after %v", kill.Sub(start).Round(time.Millisecond), killed.Name, newLeader.Name, first.End.Sub(kill).Round(time.Millisecond))
 	harness.Eventually(t, 2*time.Second, func() bool {
 		nb, ok, err := lab.Client.Neighbour(vip.Addr())
 		return err == nil && ok && lab.RouterByMAC(nb.MAC) == newLeader
@@ -132,7 +138,7 @@ func TestNetnsVIPFailover(t *testing.T) {
 		return err == nil && !ok
 	}, "partitioned %s still holds the VIP", part.Name)
 	dropped := holderGone(holders, part.Name, cut)
-	t.Logf("partitioned %s dropped the VIP %v after its link went down (lease %v)", part.Name, dropped.Sub(cut).Round(time.Millisecond), lanLease)
+	t.Logf("+%v partitioned %s dropped the VIP %v after its link went down (lease %v)", cut.Sub(start).Round(time.Millisecond), part.Name, dropped.Sub(cut).Round(time.Millisecond), lanLease)
 	if d := dropped.Sub(cut); d > lanLease+leaseMargin {
 		t.Errorf("partitioned leader %s held the VIP %v after losing the majority; want <= lease %v + %v", part.Name, d.Round(time.Millisecond), lanLease, leaseMargin)
 	}
@@ -167,11 +173,13 @@ func TestNetnsVIPFailover(t *testing.T) {
 	t.Logf("healed partition: leader %s (%v after replug); VIP holder transitions: %s", final.Name, end.Sub(healed).Round(time.Millisecond), transitions(holders, start))
 }
 
-// stableLeader waits for exactly one VIP holder that every running lvsd
-// names as raft leader, and that alone reports holding VIPs. ignore is a router whose daemon
-// is down (its stale VIP is tolerated).
+// stableLeader waits for exactly one VIP holder, unchanged for a second,
+// that every running lvsd names as raft leader and that alone reports
+// holding VIPs. ignore is a router whose daemon is down (its stale VIP is
+// tolerated).
 func stableLeader(ctx context.Context, t *testing.T, sh *netlab.Shoal, holders *netlab.HolderLog, ignore *netlab.Node) *netlab.Node {
 	t.Helper()
+	const stable = time.Second
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	var last string
@@ -180,19 +188,31 @@ func stableLeader(ctx context.Context, t *testing.T, sh *netlab.Shoal, holders *
 		if err != nil {
 			t.Fatalf("no single VIP holder: %s (last check: %s)", holders.Current(), last)
 		}
-		name := liveHolders(h, ignore)[0]
-		leader := sh.Lab.Router(name)
-		if err := sameRaftLeader(ctx, sh, leader, ignore); err != nil {
-			last = err.Error()
-			select {
-			case <-ctx.Done():
-				t.Fatalf("VIP on %s but raft disagrees: %s", name, last)
-			case <-time.After(50 * time.Millisecond):
+		leader := sh.Lab.Router(liveHolders(h, ignore)[0])
+		err = sameRaftLeader(ctx, sh, leader, ignore)
+		if err == nil {
+			if since := lastChange(holders); time.Since(since) < stable {
+				err = fmt.Errorf("VIP holders changed %v ago", time.Since(since).Round(time.Millisecond))
 			}
-			continue
 		}
-		return leader
+		if err == nil {
+			return leader
+		}
+		last = err.Error()
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no stable leader (VIP on %s): %s", h, last)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
+}
+
+func lastChange(h *netlab.HolderLog) time.Time {
+	s := h.Samples()
+	if len(s) == 0 {
+		return time.Now()
+	}
+	return s[len(s)-1].At
 }
 
 // liveHolders splits a holder list, leaving out ignore.

@@ -77,6 +77,10 @@ type Dataplane struct {
 	kick    chan struct{} // a reconcile is wanted
 	annKick chan struct{} // announcements were scheduled
 	running atomic.Bool
+	// released is set when Run returns: from then on the node holds no
+	// address whatever SetLeader says, so a late leadership notification
+	// during shutdown cannot raise a VIP again.
+	released atomic.Bool
 
 	recMu sync.Mutex // one reconcile at a time; guards owned
 	owned map[string]bool
@@ -172,13 +176,13 @@ func New(o Options) (*Dataplane, error) {
 
 // Run owns the reconcile loop and the announcements until ctx ends. It
 // reconciles at once, on every SetConfig and HealthChanged, and every Resync.
-// On return the addresses are released; IPVS is left as it is, so that a
-// restarted node serves on at once.
+// On return the addresses are released for good (SetLeader(true) raises
+// nothing afterwards); IPVS is left as it is, so that a restarted node
+// serves on at once. Run may be called once.
 func (d *Dataplane) Run(ctx context.Context) error {
 	if !d.running.CompareAndSwap(false, true) {
 		return errors.New("dataplane: Run called twice")
 	}
-	defer d.running.Store(false)
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {

@@ -132,7 +132,23 @@ func kernelIPVS(t *testing.T) (*KernelIPVS, netns.NsHandle) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { k.Close() })
+	// A namespace whose lo is down has no local routing table yet, and
+	// IPVS then refuses every IPv4 destination (inet_addr_type answers
+	// "broadcast"): EINVAL. A real node always has one.
+	linkUpIn(t, nlHandle(t, ns), "lo")
 	return k, ns
+}
+
+func linkUpIn(t *testing.T, h *netlink.Handle, name string) netlink.Link {
+	t.Helper()
+	l, err := h.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
 
 // kernelTable renders the namespace's IPVS table one line per service, e.g.
@@ -368,48 +384,52 @@ func TestKernelIPVSTimeouts(t *testing.T) {
 	}
 }
 
-// TestKernelIPVSTrafficAndStats sends real connections through a NAT service
-// inside the namespace (client and real server both local, on a veth) and reads the
-// counters back through Status.
+// TestKernelIPVSTrafficAndStats sends real connections through a NAT service:
+// a client namespace, the director (the namespace IPVS runs in) and a real
+// server namespace whose default route is the director, as in a Piranha NAT
+// setup. It then reads the counters back through Status.
+//
+//	client eth0 192.168.77.2 — dc 192.168.77.1 + VIP .100 [director] dr 10.77.1.1 — eth0 10.77.1.2:8080 real server
 func TestKernelIPVSTrafficAndStats(t *testing.T) {
-	r, _, k, ns := kernelRig(t)
+	r, _, k, dir := kernelRig(t)
 	if _, fake := k.(*kernelfake.IPVS); fake {
 		t.Skip("needs the kernel's IPVS")
 	}
-	h := nlHandle(t, ns)
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.LinkSetUp(lo); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "veth0"}, PeerName: "veth1"}); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []string{"veth1", "veth0"} {
-		l, err := h.LinkByName(n)
+	client, real := newNetNS(t), newNetNS(t)
+	hd := nlHandle(t, dir)
+	must := func(err error) {
+		t.Helper()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := h.LinkSetUp(l); err != nil {
-			t.Fatal(err)
-		}
 	}
-	d0, err := h.LinkByName("veth0")
-	if err != nil {
-		t.Fatal(err)
+	for _, side := range []struct {
+		ns         netns.NsHandle
+		local      string
+		dirAddr    string
+		remote, gw string
+	}{
+		{client, "dc", "192.168.77.1/24", "192.168.77.2/24", "192.168.77.1"},
+		{real, "dr", "10.77.1.1/24", "10.77.1.2/24", "10.77.1.1"},
+	} {
+		must(hd.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: side.local}, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(side.ns))}))
+		l := linkUpIn(t, hd, side.local)
+		must(hd.AddrAdd(l, &netlink.Addr{IPNet: prefixIPNet(netip.MustParsePrefix(side.dirAddr))}))
+		h := nlHandle(t, side.ns)
+		linkUpIn(t, h, "lo")
+		e := linkUpIn(t, h, "eth0")
+		must(h.AddrAdd(e, &netlink.Addr{IPNet: prefixIPNet(netip.MustParsePrefix(side.remote))}))
+		must(h.RouteAdd(&netlink.Route{LinkIndex: e.Attrs().Index, Gw: net.ParseIP(side.gw)}))
 	}
-	for _, p := range []string{"10.77.0.1/24", "10.77.0.2/32"} {
-		if err := h.AddrAdd(d0, &netlink.Addr{IPNet: prefixIPNet(netip.MustParsePrefix(p))}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dc, err := hd.LinkByName("dc")
+	must(err)
+	must(hd.AddrAdd(dc, &netlink.Addr{IPNet: prefixIPNet(netip.MustParsePrefix("192.168.77.100/32"))}))
+	inNetNS(t, dir, func() { err = os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644) })
+	must(err)
+
 	var ln net.Listener
-	inNetNS(t, ns, func() { ln, err = net.Listen("tcp", "10.77.0.2:8080") })
-	if err != nil {
-		t.Fatal(err)
-	}
+	inNetNS(t, real, func() { ln, err = net.Listen("tcp", "10.77.1.2:8080") })
+	must(err)
 	defer ln.Close()
 	go func() {
 		for {
@@ -421,15 +441,15 @@ func TestKernelIPVSTrafficAndStats(t *testing.T) {
 		}
 	}()
 	r.apply(t, &shoalv1.Config{Serial: 1, Services: []*shoalv1.VirtualService{{
-		Name: "local", Vip: addr("10.77.0.100"), Port: 80, Scheduler: "rr",
-		RealServers: []*shoalv1.RealServer{{Address: "10.77.0.2", Port: 8080}},
+		Name: "nat", Vip: addr("192.168.77.100"), Port: 80, Scheduler: "rr",
+		RealServers: []*shoalv1.RealServer{{Address: "10.77.1.2", Port: 8080}},
 	}}})
 	const conns = 3
 	for i := 0; i < conns; i++ {
 		var got []byte
 		var derr error
-		inNetNS(t, ns, func() {
-			c, err := net.DialTimeout("tcp", "10.77.0.100:80", 2*time.Second)
+		inNetNS(t, client, func() {
+			c, err := net.DialTimeout("tcp", "192.168.77.100:80", 2*time.Second)
 			if err != nil {
 				derr = err
 				return
@@ -439,7 +459,7 @@ func TestKernelIPVSTrafficAndStats(t *testing.T) {
 			got, derr = io.ReadAll(c)
 		})
 		if derr != nil || !strings.HasPrefix(string(got), "hello") {
-			t.Skipf("local traffic through IPVS NAT did not work on this kernel (%v, %q); statistics not checked", derr, got)
+			t.Fatalf("connection %d through IPVS NAT: %v, %q", i, derr, got)
 		}
 	}
 	var st shoalv1.NodeStatus
@@ -450,13 +470,24 @@ func TestKernelIPVSTrafficAndStats(t *testing.T) {
 	})
 	s := st.Ipvs[0]
 	d := s.Destinations[0]
-	t.Logf("service %s conns=%d pkts in/out=%d/%d bytes in/out=%d/%d; destination active=%d inactive=%d",
+	t.Logf("service %s conns=%d pkts in/out=%d/%d bytes in/out=%d/%d; destination %s:%d %s active=%d inactive=%d",
 		s.Name, s.Stats.Connections, s.Stats.PacketsIn, s.Stats.PacketsOut, s.Stats.BytesIn, s.Stats.BytesOut,
-		d.ActiveConnections, d.InactiveConnections)
-	if s.Stats.PacketsIn == 0 || s.Stats.BytesIn == 0 {
+		d.Address, d.Port, d.Forward, d.ActiveConnections, d.InactiveConnections)
+	if s.Stats.PacketsIn == 0 || s.Stats.PacketsOut == 0 || s.Stats.BytesIn == 0 || s.Stats.BytesOut == 0 {
 		t.Errorf("packet/byte counters empty: %v", s.Stats)
 	}
 	if d.ActiveConnections+d.InactiveConnections == 0 {
-		t.Logf("no connection entries left (they may have expired)")
+		t.Errorf("no connection entries for the destination")
+	}
+
+	// A weight change in place keeps the connection entries and counters.
+	r.apply(t, &shoalv1.Config{Serial: 2, Services: []*shoalv1.VirtualService{{
+		Name: "nat", Vip: addr("192.168.77.100"), Port: 80, Scheduler: "wrr",
+		RealServers: []*shoalv1.RealServer{{Address: "10.77.1.2", Port: 8080, Weight: proto.Uint32(5)}},
+	}}})
+	var after shoalv1.NodeStatus
+	r.d.Status(&after)
+	if a := after.Ipvs[0]; a.Stats.Connections < s.Stats.Connections || a.Destinations[0].Weight != 5 || a.Scheduler != "wrr" {
+		t.Errorf("after in-place update: %v", a)
 	}
 }

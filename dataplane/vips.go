@@ -111,7 +111,7 @@ func (d *Dataplane) syncAddresses(reason string, verify bool) error {
 	d.addrMu.Lock()
 	defer d.addrMu.Unlock()
 	d.mu.Lock()
-	leader, cfg := d.leader, d.cfg
+	leader, cfg := d.leader && !d.released.Load(), d.cfg
 	d.mu.Unlock()
 
 	want := map[string]addrRef{}
@@ -238,9 +238,7 @@ func (d *Dataplane) syncAddresses(reason string, verify bool) error {
 
 // release drops every address: Run's last act.
 func (d *Dataplane) release() {
-	d.mu.Lock()
-	d.leader = false
-	d.mu.Unlock()
+	d.released.Store(true)
 	if d.o.Mode == ModeNone {
 		return
 	}

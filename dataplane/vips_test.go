@@ -115,6 +115,8 @@ func TestLeadershipRaisesAndDropsAddresses(t *testing.T) {
 	eq(t, "held again", r.addrs.Held(), []string{"10.0.0.254/24 eth1", "192.0.2.20/32 eth0", "2001:db8::53/128 eth2"})
 	stop()
 	eq(t, "held after Run returned", r.addrs.Held(), nil)
+	r.d.SetLeader(true) // a late notification during shutdown
+	eq(t, "held after a late SetLeader(true)", r.addrs.Held(), nil)
 	// The fake announcer refuses addresses that are not held: an
 	// announcement after a drop would show here.
 	if n := len(r.ann.Refused()); n > 0 {

@@ -54,7 +54,7 @@ up: image
 demo:
 	@echo "== waiting for a leader"
 	@for i in $$(seq 60); do \
-	  $(LVSCTL) cluster status 2>/dev/null | grep -q leader && break; sleep 1; \
+	  $(LVSCTL) -o json cluster status 2>/dev/null | grep -q '"leader_id"' && break; sleep 1; \
 	done
 	@echo "== applying deploy/demo.yaml through lvsctl"
 	@sed 's/$${SHOAL_PUBLIC_NET}/$(SHOAL_PUBLIC_NET)/g' deploy/demo.yaml | $(LVSCTL) config apply -f -

@@ -77,17 +77,18 @@ func TestComposeCluster(t *testing.T) {
 		return
 	}
 	if !t.Run("vip-answers", func(t *testing.T) {
+		leader = c.waitStableLeader(t, time.Second, 60*time.Second)
 		c.waitVIPHolder(t, leader, 30*time.Second)
 	}) {
 		return
 	}
 	if !t.Run("kill-leader", func(t *testing.T) {
-		leader = c.killLeader(t, leader, serial)
+		leader = c.killLeader(t, serial)
 	}) {
 		return
 	}
 	if !t.Run("partition-leader", func(t *testing.T) {
-		leader = c.partitionLeader(t, leader, serial)
+		leader = c.partitionLeader(t, serial)
 	}) {
 		return
 	}
@@ -152,7 +153,7 @@ func newComposeCluster(t *testing.T) *composeCluster {
 	// project, its volumes, networks and image down.
 	t.Cleanup(func() {
 		if t.Failed() {
-			out, _ := c.compose("logs", "--no-color", "--tail=150")
+			out, _ := c.compose("logs", "--no-color", "--tail=100")
 			t.Logf("docker-compose logs:\n%s", out)
 		}
 		if out, err := c.compose("down", "-v", "--remove-orphans", "-t", "5"); err != nil {
@@ -323,6 +324,38 @@ func (c *composeCluster) waitOneLeader(t *testing.T, timeout time.Duration, skip
 			leader = st.GetLeaderId()
 		}
 		return true, ""
+	})
+	return leader
+}
+
+// waitStableLeader waits until one director has led and held the VIP, as
+// every director sees it, for at least hold without a change: a failover
+// measured while the group still settles (elections on a loaded machine)
+// would measure the settling.
+func (c *composeCluster) waitStableLeader(t *testing.T, hold, timeout time.Duration) string {
+	t.Helper()
+	var leader string
+	var since time.Time
+	composeEventually(t, timeout, fmt.Sprintf("one leader holding the VIP for %s", hold), func() (bool, string) {
+		now := time.Now()
+		cur, seen := "", []string{}
+		for _, d := range composeDirectors {
+			st, err := c.nodeStatus(d)
+			if err != nil {
+				leader = ""
+				return false, err.Error()
+			}
+			seen = append(seen, fmt.Sprintf("%s:%s(leader %q, vips %v)", d, st.GetRole(), st.GetLeaderId(), st.GetHoldsVips()))
+			if st.GetLeaderId() == "" || (cur != "" && st.GetLeaderId() != cur) || st.GetHoldsVips() != (d == st.GetLeaderId()) {
+				leader = ""
+				return false, strings.Join(seen, " ")
+			}
+			cur = st.GetLeaderId()
+		}
+		if cur != leader {
+			leader, since = cur, now
+		}
+		return now.Sub(since) >= hold, strings.Join(seen, " ")
 	})
 	return leader
 }
@@ -499,7 +532,8 @@ func unixNano(v any) time.Time {
 // killLeader docker-kills the leader, measures until the VIP answers from
 // the new leader, then starts the old one again and waits for it to catch
 // up. It returns the new leader.
-func (c *composeCluster) killLeader(t *testing.T, leader string, serial uint64) string {
+func (c *composeCluster) killLeader(t *testing.T, serial uint64) string {
+	leader := c.waitStableLeader(t, 2*time.Second, 60*time.Second)
 	p := c.startProbe(t, leader)
 	p.next(t, "ready", 20*time.Second)
 	killed := time.Now()
@@ -532,7 +566,8 @@ func (c *composeCluster) killLeader(t *testing.T, leader string, serial uint64) 
 // partitionLeader cuts the leader off the raft network (its VIP interface
 // stays up), measures how long it keeps the VIP and how soon another node
 // raises it, then reconnects it and checks it rejoins as one of three.
-func (c *composeCluster) partitionLeader(t *testing.T, leader string, serial uint64) string {
+func (c *composeCluster) partitionLeader(t *testing.T, serial uint64) string {
+	leader := c.waitStableLeader(t, 2*time.Second, 60*time.Second)
 	st, err := c.nodeStatus(leader)
 	if err != nil {
 		t.Fatal(err)
@@ -570,9 +605,10 @@ func (c *composeCluster) partitionLeader(t *testing.T, leader string, serial uin
 			raised, raisedBy = w.at, w.who
 		}
 	}
-	t.Logf("PARTITION %s cut off the raft network: dropped the VIP after %s; %s raised it after %s (overlap %s)",
-		leader, dropped.Sub(cut).Round(time.Millisecond), raisedBy, raised.Sub(cut).Round(time.Millisecond),
-		dropped.Sub(raised).Round(time.Millisecond))
+	// Positive: both held the VIP for that long; negative: nobody did.
+	overlap := dropped.Sub(raised).Round(time.Millisecond)
+	t.Logf("PARTITION %s cut off the raft network: dropped the VIP after %s; %s raised it after %s (two holders for %s)",
+		leader, dropped.Sub(cut).Round(time.Millisecond), raisedBy, raised.Sub(cut).Round(time.Millisecond), max(overlap, 0))
 	if bound := composeLeaseBound(); dropped.Sub(cut) > bound {
 		t.Errorf("old leader held the VIP %s after the cut; want at most %s (lease plus reconcile)", dropped.Sub(cut), bound)
 	}
@@ -626,18 +662,30 @@ func (c *composeCluster) assertOneVIPHolder(t *testing.T, holder string) {
 	})
 }
 
-// rollingRestart restarts the directors one at a time (docker restart:
-// SIGTERM, then start), each time waiting for the group to be whole again.
+// rollingRestart restarts the directors one at a time (docker stop: SIGTERM,
+// SIGKILL after 10s; then docker start), each time waiting for the group to
+// be whole again.
 func (c *composeCluster) rollingRestart(t *testing.T, serial uint64) {
 	start := time.Now()
 	for _, d := range composeDirectors {
 		t0 := time.Now()
-		if out, err := exec.Command("docker", "restart", "-t", "10", c.ids[d]).CombinedOutput(); err != nil {
-			t.Fatalf("docker restart %s: %v\n%s", d, err, out)
+		if out, err := exec.Command("docker", "stop", "-t", "10", c.ids[d]).CombinedOutput(); err != nil {
+			t.Fatalf("docker stop %s: %v\n%s", d, err, out)
+		}
+		stopped := time.Since(t0)
+		// lvsd leaves with 0 after draining; 137 means docker had to
+		// SIGKILL it after the grace period, i.e. the drain hung.
+		out, err := exec.Command("docker", "inspect", "-f", "{{.State.ExitCode}}", c.ids[d]).Output()
+		if code := strings.TrimSpace(string(out)); err != nil || code != "0" {
+			t.Errorf("%s after SIGTERM: exit code %s (%v); want a clean drain", d, code, err)
+		}
+		if out, err := exec.Command("docker", "start", c.ids[d]).CombinedOutput(); err != nil {
+			t.Fatalf("docker start %s: %v\n%s", d, err, out)
 		}
 		c.waitOneLeader(t, 60*time.Second)
 		c.waitSerialEverywhere(t, serial, 60*time.Second)
-		t.Logf("ROLLING restart of %s: whole again after %s", d, time.Since(t0).Round(time.Millisecond))
+		t.Logf("ROLLING restart of %s: docker stop took %s, whole again after %s", d,
+			stopped.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
 	}
 	leader := c.waitOneLeader(t, 30*time.Second)
 	roles := map[string]int{}

@@ -21,6 +21,21 @@
 //   - Entries shoal did not create are left alone unless they collide with a
 //     configured service, which is then taken over. What shoal created is kept
 //     in a state file so a restart still knows.
-//   - Kernel access goes through the small IPVS, Addresses and Announcer
-//     interfaces; package kernelfake holds in-memory fakes for tests.
+//   - A node with a monitored link (global.monitor_links) down holds no
+//     address even when told it leads; Links() lets the caller hand
+//     leadership away.
+//   - Kernel access goes through the small IPVS, Addresses, Announcer and
+//     Links interfaces; package kernelfake holds in-memory fakes for tests.
+//
+// Rejected alternatives: flushing and re-creating the IPVS table on change
+// (drops every connection; ipvsadm-restore style); announcing from the
+// reconcile loop (a takeover would wait for a resync tick); an ICMPv6 socket
+// for neighbour advertisements (needs a usable, non-tentative source address
+// on the interface at the moment a VIP moves).
+//
+// Decisions are counted in Prometheus: shoal_dataplane_reconcile_total{result},
+// shoal_dataplane_ipvs_changes_total{op,result},
+// shoal_dataplane_real_servers{state}, shoal_vip_changes_total{action,reason},
+// shoal_vip_refused_total{reason}, shoal_garp_sent_total{kind,result},
+// shoal_link_up{link}.
 package dataplane

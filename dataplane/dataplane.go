@@ -98,6 +98,7 @@ type Dataplane struct {
 	leader           bool
 	names            map[string]string // IPVS service key → service name
 	ownedSnapshot    map[string]bool   // copy of owned for saveState
+	staleSnapshot    []addrRef         // copy of stale for saveState
 	reconciledSerial uint64
 	reconcileErr     string
 	addrErr          string
@@ -169,6 +170,7 @@ func New(o Options) (*Dataplane, error) {
 			d.owned[k] = true
 		}
 		d.stale = st.addrRefs()
+		d.staleSnapshot = d.stale
 	}
 	d.ownedSnapshot = maps.Clone(d.owned)
 	return d, nil

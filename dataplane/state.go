@@ -69,6 +69,9 @@ func (d *Dataplane) saveState() error {
 	for _, h := range d.held {
 		st.Addresses = append(st.Addresses, h.addrRef.String())
 	}
+	for _, a := range d.staleSnapshot {
+		st.Addresses = append(st.Addresses, a.String())
+	}
 	d.mu.Unlock()
 	sort.Strings(st.IPVSServices)
 	sort.Strings(st.Addresses)

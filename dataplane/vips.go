@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"time"
 
@@ -131,19 +132,24 @@ func (d *Dataplane) syncAddresses(reason string, verify bool) error {
 	changed := false
 
 	// Drop first.
+	var keep []addrRef
 	for _, s := range d.stale {
 		if _, ok := want[s.key()]; ok {
 			continue // raised again below, and announced
 		}
 		if err := d.o.Addresses.RemoveAddress(s.dev, s.prefix); err != nil {
 			errs = append(errs, err)
+			keep = append(keep, s) // retried on the next sync
 			continue
 		}
 		vipChangesTotal.WithLabelValues("remove", "stale").Inc()
 		d.log.Info("address dropped", "vip", s.prefix, "dev", s.dev, "reason", "stale")
 	}
-	if d.stale != nil {
-		d.stale, changed = nil, true
+	if len(keep) != len(d.stale) {
+		d.stale, changed = keep, true
+		d.mu.Lock()
+		d.staleSnapshot = slices.Clone(keep)
+		d.mu.Unlock()
 	}
 	for k, h := range d.held {
 		if _, ok := want[k]; ok {

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"path/filepath"
 	"sync"
@@ -249,4 +250,21 @@ func TestMonitoredLinkDownRefusesAddresses(t *testing.T) {
 	r.links.SetUp("eth9", false) // not monitored: no effect
 	r.links.SetUp("eth1", true)
 	eventually(t, 2*time.Second, "addresses back with eth1", func() bool { return len(r.addrs.Held()) == 3 })
+}
+
+func TestStaleAddressKeptUntilDropped(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "dataplane.json")
+	r := newRig(t, ModeVIP, state)
+	r.d.SetConfig(vipConfig())
+	r.d.SetLeader(true)
+	r.reopen(t, ModeVIP)
+	r.addrs.FailNext("RemoveAddress", errors.New("netlink busy"))
+	if err := r.d.Reconcile(); err == nil {
+		t.Fatal("want the failed removal reported")
+	}
+	r.reopen(t, ModeVIP) // and another restart before the retry
+	if err := r.d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "stale addresses dropped in the end", r.addrs.Held(), nil)
 }

@@ -39,7 +39,7 @@
 // # Reads
 //
 // Node.ReadIndex confirms leadership with a quorum and returns the leader's
-// applied index; the first read of a leadership epoch also waits on a barrier,
+// applied index; the first read of each term also waits on a barrier,
 // because a new leader may not yet have applied what its predecessor
 // acknowledged. A follower that has applied that index (WaitApplied) serves a
 // linearizable read.

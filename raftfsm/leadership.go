@@ -8,7 +8,6 @@ import "sync"
 type leadership struct {
 	mu     sync.Mutex
 	leader bool
-	epoch  uint64 // counts the times this node became leader
 	subs   map[uint64]chan bool
 	next   uint64
 	closed bool
@@ -41,9 +40,6 @@ func (l *leadership) set(v bool) {
 		return
 	}
 	l.leader = v
-	if v {
-		l.epoch++
-	}
 	for _, ch := range l.subs {
 		offer(ch, v)
 	}
@@ -58,16 +54,6 @@ func offer(ch chan bool, v bool) {
 	default:
 	}
 	ch <- v
-}
-
-// epochIfLeader returns the current leadership epoch, or 0 when not leading.
-func (l *leadership) epochIfLeader() uint64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.leader {
-		return 0
-	}
-	return l.epoch
 }
 
 func (l *leadership) subscribe() (<-chan bool, func()) {

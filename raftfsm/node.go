@@ -64,10 +64,10 @@ type Node struct {
 
 	leaders *leadership
 
-	// readyEpoch is the leadership epoch in which a barrier has proved that
-	// every entry of earlier terms is applied here (see ReadIndex).
-	readyMu    sync.Mutex
-	readyEpoch uint64
+	// readyTerm is the term in which a barrier has proved that every entry
+	// of earlier terms is applied here (see ReadIndex).
+	readyMu   sync.Mutex
+	readyTerm uint64
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -225,6 +225,8 @@ func (n *Node) Apply(ctx context.Context, cmd *shoalv1.Command) (*Result, error)
 	}
 	f := n.raft.Apply(data, timeout)
 	if err := f.Error(); err != nil {
+		// ErrLeadershipLost is deliberately not ErrNotLeader: the entry may
+		// commit yet, so a caller must not blindly retry elsewhere.
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
 			return nil, fmt.Errorf("%w: %w", n.notLeader(), err)
 		}
@@ -245,20 +247,17 @@ func (n *Node) Apply(ctx context.Context, cmd *shoalv1.Command) (*Result, error)
 // the call: a node that has applied it may serve a linearizable read.
 //
 // A new leader may not yet have applied the entries committed by its
-// predecessor, so the first read of each leadership epoch issues a barrier.
+// predecessor, so the first read of each term also waits on a barrier.
 func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
-	epoch := n.leaders.epochIfLeader()
-	if epoch == 0 || n.raft.State() != raft.Leader {
+	if n.raft.State() != raft.Leader {
 		return 0, n.notLeader()
 	}
 	if err := n.raft.VerifyLeader().Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return 0, fmt.Errorf("%w: %w", n.notLeader(), err)
-		}
-		return 0, fmt.Errorf("verify leadership: %w", err)
+		return 0, n.leaderErr("verify leadership", err)
 	}
+	term := n.raft.CurrentTerm()
 	n.readyMu.Lock()
-	ready := n.readyEpoch == epoch
+	ready := n.readyTerm == term
 	n.readyMu.Unlock()
 	if !ready {
 		var timeout time.Duration
@@ -266,16 +265,24 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 			timeout = max(time.Until(dl), time.Millisecond)
 		}
 		if err := n.raft.Barrier(timeout).Error(); err != nil {
-			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-				return 0, fmt.Errorf("%w: %w", n.notLeader(), err)
-			}
-			return 0, fmt.Errorf("raft barrier: %w", err)
+			return 0, n.leaderErr("raft barrier", err)
 		}
-		n.readyMu.Lock()
-		n.readyEpoch = epoch
-		n.readyMu.Unlock()
+		// Only a barrier that completed within one term proves that term's
+		// leader has applied everything before it.
+		if n.raft.CurrentTerm() == term {
+			n.readyMu.Lock()
+			n.readyTerm = term
+			n.readyMu.Unlock()
+		}
 	}
 	return n.fsm.AppliedIndex(), nil
+}
+
+func (n *Node) leaderErr(what string, err error) error {
+	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+		return fmt.Errorf("%w: %w", n.notLeader(), err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // WaitApplied blocks until this node's FSM has applied index, or ctx ends.

@@ -76,7 +76,11 @@ func (s *Server) onLeaderOnce(ctx context.Context, local func(context.Context) e
 	if err != nil {
 		return err
 	}
-	return remote(metadata.AppendToOutgoingContext(ctx, forwardedKey, s.o.ID), cc)
+	err = remote(metadata.AppendToOutgoingContext(ctx, forwardedKey, s.o.ID), cc)
+	if notConnected(err) {
+		return fmt.Errorf("leader at %s unreachable (%s): %w", addr, status.Convert(err).Message(), errNoLeader)
+	}
+	return err
 }
 
 func (c clusterService) AddMember(ctx context.Context, req *shoalv1.AddMemberRequest) (*shoalv1.AddMemberResponse, error) {

@@ -3,7 +3,10 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
+
+	"google.golang.org/grpc/status"
 
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 	"github.com/shoal-lb/shoal/raftfsm"
@@ -60,6 +63,10 @@ func (s *Server) readIndexOnce(ctx context.Context) (uint64, error) {
 	}
 	resp, err := shoalv1.NewPeerServiceClient(cc).ReadIndex(ctx, &shoalv1.ReadIndexRequest{})
 	if err != nil {
+		if notConnected(err) {
+			// A read index can always be asked again.
+			return 0, fmt.Errorf("leader at %s unreachable (%s): %w", addr, status.Convert(err).Message(), errNoLeader)
+		}
 		return 0, err
 	}
 	return resp.GetIndex(), nil

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -84,6 +85,13 @@ func New(o Options) (*Server, error) {
 	if o.DialOptions == nil {
 		o.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
+	// A member that was down comes back within seconds; grpc's default
+	// reconnect backoff (up to 120s) would keep forwarding to it failing
+	// long after it leads again.
+	o.DialOptions = append(o.DialOptions, grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+		MinConnectTimeout: time.Second,
+	}))
 	s := &Server{o: o, node: o.Node, log: o.Logger, conns: map[string]*grpc.ClientConn{}, health: health.NewServer()}
 	s.metrics = newMetrics(s)
 	return s, nil

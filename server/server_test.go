@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -405,4 +406,41 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+}
+
+// TestWriteDuringFailover stops the leader and writes through a follower at
+// once: the write waits for the election instead of failing.
+func TestWriteDuringFailover(t *testing.T) {
+	nodes := startCluster(t, 3, clusterOptions{})
+	leader, followers := leaderOf(t, nodes)
+	ctx := ctxT(t)
+	if _, err := followers[0].lb().CreateVirtualService(ctx, &shoalv1.CreateVirtualServiceRequest{Service: webService("web", "10.0.0.1", 80)}); err != nil {
+		t.Fatal(err)
+	}
+	// Stop the leader without handing leadership over: raft first (no
+	// transfer: Shutdown would transfer, so cut its API and raft abruptly).
+	leader.gs.Stop()
+	leader.closed = true
+	leader.cancel()
+	<-leader.done
+	_ = leader.node.Raft().Shutdown().Error()
+	// Once the follower has seen its connection to the leader close, the
+	// next forward cannot be in flight when the leader goes.
+	cc, err := followers[0].srv.conn(leader.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() bool { return cc.GetState() != connectivity.Ready }, "connection to the stopped leader closing")
+	start := time.Now()
+	resp, err := followers[0].lb().AddRealServer(ctx, &shoalv1.AddRealServerRequest{Service: "web", RealServer: &shoalv1.RealServer{Address: "10.0.1.1"}})
+	if err != nil {
+		t.Fatalf("write during failover: %v", err)
+	}
+	t.Logf("write through a follower accepted %s after the leader stopped (serial %d)", time.Since(start).Round(time.Millisecond), resp.GetSerial())
+	// Linearizable reads also wait for the new leader.
+	if _, err := followers[1].lb().ListVirtualServices(ctx, &shoalv1.ListVirtualServicesRequest{}); err != nil {
+		t.Fatalf("read after failover: %v", err)
+	}
+	_ = leader.srv.Close()
+	_ = leader.conn.Close()
 }

@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -96,7 +98,7 @@ func (s *Server) commitOnce(ctx context.Context, cmd *shoalv1.Command) (*written
 			return nil, err
 		}
 	}
-	_, addr, self, err := s.leader(ctx)
+	id, addr, self, err := s.leader(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -113,6 +115,15 @@ func (s *Server) commitOnce(ctx context.Context, cmd *shoalv1.Command) (*written
 	}
 	resp, err := shoalv1.NewPeerServiceClient(cc).ApplyCommand(ctx, &shoalv1.ApplyCommandRequest{Command: cmd})
 	if err != nil {
+		if notConnected(err) {
+			// The command never left this node: wait for the
+			// followers to notice and elect someone else.
+			return nil, fmt.Errorf("leader %s at %s unreachable (%s): %w", id, addr, status.Convert(err).Message(), errNoLeader)
+		}
+		if st := status.Convert(err); st.Code() == codes.Unavailable && st.Message() != notLeaderMsg {
+			// Sent but unanswered: retrying could apply it twice.
+			return nil, status.Errorf(codes.Unavailable, "leader %s went away during the write, which may or may not have been applied (read before retrying): %s", id, st.Message())
+		}
 		return nil, err
 	}
 	// Answer with this node's state once it holds the write, so a client
@@ -157,6 +168,19 @@ func (s *Server) waitSerial(ctx context.Context, serial uint64) (*shoalv1.State,
 }
 
 const notLeaderMsg = "this node is not the leader"
+
+// notConnected reports a call that failed because no connection to the peer
+// could be made, so the request was certainly not delivered (and a retry
+// cannot apply a command twice).
+func notConnected(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Unavailable {
+		return false
+	}
+	msg := st.Message()
+	return strings.Contains(msg, "while dialing") || strings.Contains(msg, "connection refused") ||
+		strings.Contains(msg, "no route to host")
+}
 
 // peerService is spoken between nodes. It never forwards: a node that does
 // not lead says so and the sender looks the leader up again.

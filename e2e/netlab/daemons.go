@@ -210,7 +210,8 @@ func (s *Shoal) Ctl(ctx context.Context, server *Node, args ...string) (string, 
 }
 
 // CtlRetry runs lvsctl against each router in turn until one call
-// succeeds (say, once the cluster has elected a leader) or ctx ends.
+// succeeds (say, once the cluster has elected a leader), fails for good
+// (already exists, invalid), or ctx ends.
 func (s *Shoal) CtlRetry(ctx context.Context, args ...string) (string, error) {
 	var last error
 	for {
@@ -221,8 +222,8 @@ func (s *Shoal) CtlRetry(ctx context.Context, args ...string) (string, error) {
 			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			out, err := s.Ctl(cctx, r, args...)
 			cancel()
-			if err == nil {
-				return out, nil
+			if err == nil || permanent(err) {
+				return out, err
 			}
 			last = err
 		}
@@ -232,6 +233,18 @@ func (s *Shoal) CtlRetry(ctx context.Context, args ...string) (string, error) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// permanent reports lvsctl failures that a retry cannot fix; anything else
+// (no leader yet, connection refused, a timeout) is retried.
+func permanent(err error) bool {
+	s := strings.ToLower(err.Error())
+	for _, w := range []string{"already exists", "invalid", "not found", "unknown flag", "usage:"} {
+		if strings.Contains(s, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // Conn opens a gRPC connection from the client namespace to r's API.

@@ -155,13 +155,24 @@ func (h *HolderLog) DualBetween(from, to time.Time) []time.Time {
 	return out
 }
 
-// Moves analyses [from, to]: how often the address moved to a different
-// single holder, how many samples had two holders, and the longest stretch
-// without any holder.
-func (h *HolderLog) Moves(from, to time.Time) (moves, dual int, noHolder time.Duration) {
+// Churn is what happened to an address over a window.
+type Churn struct {
+	// Moves counts changes to a different single holder; Drops counts
+	// times a single holder let go (to nobody or to a shared state), even
+	// when the same router takes it back.
+	Moves, Drops int
+	// Dual counts samples with two or more holders.
+	Dual int
+	// NoHolder is the longest stretch without any holder.
+	NoHolder time.Duration
+}
+
+// Churn analyses [from, to].
+func (h *HolderLog) Churn(from, to time.Time) Churn {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	prev := ""
+	var c Churn
+	prev, cur := "", ""
 	var noneSince time.Time
 	for _, s := range h.log {
 		if s.At.After(to) {
@@ -172,6 +183,7 @@ func (h *HolderLog) Moves(from, to time.Time) (moves, dual int, noHolder time.Du
 			if single {
 				prev = s.Holders
 			}
+			cur = s.Holders
 			noneSince = time.Time{}
 			if s.Holders == "-" {
 				noneSince = from
@@ -179,28 +191,30 @@ func (h *HolderLog) Moves(from, to time.Time) (moves, dual int, noHolder time.Du
 			continue
 		}
 		if !noneSince.IsZero() {
-			if d := s.At.Sub(noneSince); d > noHolder {
-				noHolder = d
-			}
+			c.NoHolder = max(c.NoHolder, s.At.Sub(noneSince))
 			noneSince = time.Time{}
 		}
 		if s.Holders == "-" {
 			noneSince = s.At
 		}
+		if !single && cur != "" && cur != "-" && !strings.Contains(cur, ",") {
+			c.Drops++
+		}
 		if single && s.Holders != prev {
 			if prev != "" {
-				moves++
+				c.Moves++
 			}
 			prev = s.Holders
 		}
+		cur = s.Holders
 	}
-	if !noneSince.IsZero() && to.Sub(noneSince) > noHolder {
-		noHolder = to.Sub(noneSince)
+	if !noneSince.IsZero() {
+		c.NoHolder = max(c.NoHolder, to.Sub(noneSince))
 	}
 	for _, at := range h.dual {
 		if !at.Before(from) && !at.After(to) {
-			dual++
+			c.Dual++
 		}
 	}
-	return moves, dual, noHolder
+	return c
 }

@@ -163,3 +163,19 @@ func TestAnalyzeFailover(t *testing.T) {
 		t.Errorf("MaxGap = %v, want 81ms (21 -> 102)", g)
 	}
 }
+
+func TestHolderChurn(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	h := &HolderLog{log: []HolderSample{
+		{at(0), "r1"},
+		{at(100), "-"}, {at(150), "r1"}, // dropped and taken back: a drop, no move
+		{at(200), "r1,r2"}, {at(210), "r2"}, // a move through a shared state
+		{at(300), "-"}, {at(500), "r3"}, // a move through nobody, 200 ms without a holder
+	}, dual: []time.Time{at(200)}}
+	got := h.Churn(at(50), at(600))
+	want := Churn{Moves: 2, Drops: 3, Dual: 1, NoHolder: 200 * time.Millisecond}
+	if got != want {
+		t.Errorf("Churn = %+v, want %+v", got, want)
+	}
+}

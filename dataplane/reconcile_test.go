@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -110,7 +111,7 @@ func (r *rig) dests(t *testing.T, key string) []string {
 }
 
 func itoa(i int) string {
-	return string(rune('0'+i/10000%10)) + string(rune('0'+i/1000%10)) + string(rune('0'+i/100%10)) + string(rune('0'+i/10%10)) + string(rune('0'+i%10))
+	return fmt.Sprintf("%05d", i)
 }
 
 func eq(t *testing.T, what string, got, want []string) {

@@ -39,10 +39,11 @@ var LabModules = []string{
 // OptionalModules are loaded when the kernel has them as modules; when it
 // does not they are built in (or absent, which the scenarios report).
 //
-// xfrm_user is here because netlink.NewHandle without a family list opens a
-// NETLINK_XFRM socket too; a real system autoloads the module through
-// modprobe on that first socket, and the guest has no modprobe to do so.
-var OptionalModules = []string{"af_packet", "ip_vs_twos", "dummy", "xfrm_user"}
+// xfrm_user and nfnetlink are here because netlink.NewHandle without a family
+// list opens NETLINK_XFRM and NETLINK_NETFILTER sockets too; a real system
+// autoloads their modules through modprobe on the first such socket, and the
+// guest has no modprobe to do so.
+var OptionalModules = []string{"af_packet", "ip_vs_twos", "dummy", "xfrm_user", "nfnetlink"}
 
 // CacheDir is where downloaded kernels are kept between runs:
 // $SHOAL_VMLAB_CACHE, else $XDG_CACHE_HOME/shoal-vmlab, else ~/.cache/shoal-vmlab.

@@ -180,9 +180,14 @@ func (c *cluster) live() []*director {
 	return out
 }
 
-// leader waits until every live director names the same leader and that
-// leader says it holds the VIPs, and returns it.
+// leader waits until every live director names the same leader and, once
+// a configuration with addresses is applied (vips), that leader says it holds
+// them; it returns the leader.
 func (c *cluster) leader(ctx context.Context, timeout time.Duration) (*director, error) {
+	return c.leaderHolding(ctx, timeout, true)
+}
+
+func (c *cluster) leaderHolding(ctx context.Context, timeout time.Duration, vips bool) (*director, error) {
 	var found *director
 	err := eventually(ctx, timeout, func() error {
 		found = nil
@@ -197,7 +202,7 @@ func (c *cluster) leader(ctx context.Context, timeout time.Duration) (*director,
 			}
 			ids[st.GetLeaderId()] = true
 			if st.GetRole() == "leader" {
-				if !st.GetHoldsVips() {
+				if vips && !st.GetHoldsVips() {
 					return fmt.Errorf("leader %s does not hold the VIPs yet", d.name)
 				}
 				found = d

@@ -148,7 +148,7 @@ func parseGet(line string) (getResult, bool) {
 
 // get runs COUNT requests from the machine and returns their results.
 func (m *machine) get(ctx context.Context, url string, count int) ([]getResult, error) {
-	cmd := execCommand(ctx, "/init", "get", url, strconv.Itoa(count), "0s", "2s")
+	cmd := execCommand(ctx, "/init", "get", url, strconv.Itoa(count), "0s", "5s")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

@@ -98,6 +98,7 @@ func (e errSkip) Error() string { return string(e) }
 
 func (r *run) cleanup() {
 	if r.cluster != nil {
+		r.reportCPU()
 		r.cluster.stop()
 	}
 	for _, c := range r.httpd {
@@ -151,7 +152,14 @@ func dataplaneTest(r *run) error {
 	cmd.Dir = "/tmp"
 	out, err := cmd.CombinedOutput()
 	var pass, skip, fail []string
+	byTest := map[string][]string{} // output lines of each test, to show the failed ones
+	cur := ""
 	for _, l := range strings.Split(string(out), "\n") {
+		if name, ok := strings.CutPrefix(l, "=== RUN   "); ok {
+			cur = name
+		} else if !strings.HasPrefix(strings.TrimSpace(l), "--- ") {
+			byTest[cur] = append(byTest[cur], l)
+		}
 		l = strings.TrimSpace(l)
 		switch {
 		case strings.HasPrefix(l, "--- PASS"):
@@ -164,7 +172,12 @@ func dataplaneTest(r *run) error {
 	}
 	rep.info("dataplane-test", "%d passed, %d skipped %v, %d failed %v", len(pass), len(skip), skip, len(fail), fail)
 	if err != nil {
-		for _, l := range lastN(strings.Split(string(out), "\n"), 40) {
+		for _, name := range fail {
+			for _, l := range lastN(byTest[name], 20) {
+				rep.line("dataplane.test %s| %s", name, l)
+			}
+		}
+		for _, l := range lastN(strings.Split(string(out), "\n"), 10) {
 			rep.line("dataplane.test| %s", l)
 		}
 		return fmt.Errorf("dataplane.test: %w", err)
@@ -172,13 +185,21 @@ func dataplaneTest(r *run) error {
 	return nil
 }
 
+// defaultLvsdFlags suit software emulation on a shared, busy host: with the
+// wan profile's one-second timeouts the directors were seen to lose each
+// other and flap leadership while the host's load average was 12.
+var defaultLvsdFlags = []string{"--profile=wan", "--heartbeat-timeout=4s", "--election-timeout=4s", "--lease-timeout=2s"}
+
 // labConfig is the configuration the shoal scenarios start from: one NAT and
 // one DR service over the same two real servers, checked by HTTP.
 func labConfig() *shoalv1.Config {
 	check := func() *shoalv1.HealthCheck {
 		return &shoalv1.HealthCheck{
-			Kind: "http", Interval: durationpb.New(time.Second), Timeout: durationpb.New(time.Second),
-			Rise: 1, Fall: 2, InitiallyUp: true,
+			// Generous: under emulation on a busy host a check that takes
+			// over a second is normal, and a flapping server would upset
+			// the scheduling the scenarios assert.
+			Kind: "http", Interval: durationpb.New(2 * time.Second), Timeout: durationpb.New(3 * time.Second),
+			Rise: 1, Fall: 3, InitiallyUp: true,
 		}
 	}
 	return &shoalv1.Config{
@@ -240,7 +261,7 @@ func setUpLab(r *run) error {
 	}
 	flags := r.opts.lvsdFlags
 	if len(flags) == 0 {
-		flags = []string{"--profile=wan"}
+		flags = defaultLvsdFlags
 	}
 	rep.info("lab", "lvsd timing flags %v", flags)
 	r.cluster = newCluster(l.directors, flags)
@@ -248,7 +269,7 @@ func setUpLab(r *run) error {
 	if err := r.cluster.start(); err != nil {
 		return err
 	}
-	leader, err := r.cluster.leader(r.ctx, 60*time.Second)
+	leader, err := r.cluster.leaderHolding(r.ctx, 60*time.Second, false)
 	if err != nil {
 		return fmt.Errorf("no leader: %w", err)
 	}
@@ -585,7 +606,7 @@ func failover(r *run) error {
 	}
 	ctx, cancel := context.WithCancel(r.ctx)
 	defer cancel()
-	stream := execCommand(ctx, "/init", "get", "http://"+natVIP+"/", "0", "100ms", "1s")
+	stream := execCommand(ctx, "/init", "get", "http://"+natVIP+"/", "0", "200ms", "2s")
 	out, _ := stream.StdoutPipe()
 	if err := r.lab.client.start(stream); err != nil {
 		return err
@@ -716,4 +737,35 @@ func lastN(s []string, n int) []string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// reportCPU reports how much CPU each lvsd used, which tells a reader of a
+// slow or flaky run whether the guest was starved or a daemon was busy.
+func (r *run) reportCPU() {
+	var parts []string
+	for _, d := range r.cluster.ds {
+		d.mu.Lock()
+		cmd := d.cmd
+		d.mu.Unlock()
+		if cmd == nil || !d.running() {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the parenthesised command name; utime and stime are
+		// the 14th and 15th fields, in clock ticks of 1/100 s.
+		_, rest, _ := strings.Cut(string(b), ") ")
+		f := strings.Fields(rest)
+		if len(f) < 13 {
+			continue
+		}
+		var ut, st float64
+		fmt.Sscan(f[11], &ut)
+		fmt.Sscan(f[12], &st)
+		parts = append(parts, fmt.Sprintf("%s %.1fs", d.name, (ut+st)/100))
+	}
+	load, _ := os.ReadFile("/proc/loadavg")
+	rep.info("cpu", "lvsd CPU time: %s; guest loadavg %s; guest uptime %.0fs", strings.Join(parts, ", "), strings.TrimSpace(string(load)), time.Since(rep.start).Seconds())
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"syscall"
 	"testing"
@@ -18,6 +19,10 @@ import (
 	"github.com/shoal-lb/shoal/e2e/harness"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
+
+// TestMain removes the binaries harness.Build made for every test of the
+// package (this is the package's only TestMain).
+func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }
 
 // lvsctl runs the CLI against one node and returns its result.
 func lvsctl(t *testing.T, bin, server string, args ...string) harness.Result {

@@ -134,6 +134,10 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
+// Drain marks the health service NOT_SERVING, so that API load balancers
+// and probes stop sending calls to a node that is shutting down.
+func (s *Server) Drain() { s.health.Shutdown() }
+
 // Close marks the health service NOT_SERVING and closes peer connections.
 func (s *Server) Close() error {
 	s.health.Shutdown()

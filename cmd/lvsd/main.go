@@ -228,6 +228,7 @@ func run(args []string) error {
 
 	<-ctx.Done()
 	log.Info("shutting down: dropping addresses, then leaving raft")
+	srv.Drain()
 	dp.release()
 	dpCancel()
 	if err := dpGroup.Wait(); err != nil {

@@ -90,9 +90,15 @@ down:
 	$(DC) down -v --remove-orphans
 
 # The README's test command. The docker-compose e2e (e2e/compose_test.go)
-# builds its own image and compose project and skips without docker.
+# builds its own image and compose project and skips without docker. Tests
+# append the figures they measure (failover times) to SHOAL_E2E_FIGURES,
+# printed at the end: go test hides a passing test's log without -v.
+SHOAL_E2E_FIGURES ?= /tmp/shoal-e2e-figures.txt
+export SHOAL_E2E_FIGURES
 test:
-	$(GO) test -count=1 -timeout 20m ./...
+	@rm -f $(SHOAL_E2E_FIGURES)
+	@$(GO) test -count=1 -timeout 20m ./...; rc=$$?; \
+	if [ -s $(SHOAL_E2E_FIGURES) ]; then echo "== measured"; cat $(SHOAL_E2E_FIGURES); fi; exit $$rc
 
 # Bounded fuzzing of every Fuzz target in the tree.
 FUZZTIME ?= 15s

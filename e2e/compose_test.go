@@ -360,6 +360,50 @@ func (c *composeCluster) waitStableLeader(t *testing.T, hold, timeout time.Durat
 	return leader
 }
 
+// drainTime reads from lvsd's log how long its shutdown took after SIGTERM
+// ("shutting down" to "lvsd stopped"), to tell lvsd's drain from docker's
+// own teardown in the stop time.
+func (c *composeCluster) drainTime(d string, since time.Time) string {
+	out, err := exec.Command("docker", "logs", "--since", since.UTC().Format(time.RFC3339Nano), c.ids[d]).CombinedOutput()
+	if err != nil {
+		return "unknown"
+	}
+	var begin, end time.Time
+	for _, line := range strings.Split(string(out), "\n") {
+		ts, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		at, err := time.Parse(time.RFC3339Nano, ts)
+		switch {
+		case err != nil:
+		case strings.Contains(line, `msg="shutting down`) && begin.IsZero():
+			begin = at
+		case strings.Contains(line, `msg="lvsd stopped"`):
+			end = at
+		}
+	}
+	if begin.IsZero() || end.IsZero() {
+		return "unknown"
+	}
+	return end.Sub(begin).Round(time.Millisecond).String()
+}
+
+// composeFigure logs one measured figure and, when SHOAL_E2E_FIGURES names
+// a file, appends it there: `go test ./...` shows a passing test's log only
+// with -v, and `make test` prints that file at the end.
+func composeFigure(t *testing.T, format string, args ...any) {
+	t.Helper()
+	line := fmt.Sprintf("compose: "+format, args...)
+	t.Log(line)
+	if path := os.Getenv("SHOAL_E2E_FIGURES"); path != "" {
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Logf("figures file: %v", err)
+			return
+		}
+		defer f.Close()
+		fmt.Fprintln(f, line)
+	}
+}
+
 func contains(list []string, s string) bool {
 	for _, l := range list {
 		if l == s {
@@ -542,7 +586,7 @@ func (c *composeCluster) killLeader(t *testing.T, serial uint64) string {
 	}
 	ev := p.next(t, "switched", 60*time.Second)
 	firstNew, lastOld := unixNano(ev["first_new_unix_nano"]), unixNano(ev["last_old_unix_nano"])
-	t.Logf("FAILOVER docker kill %s -> VIP answered by %v: kill-to-answer %s, outage (last old answer to first new) %s, %v failed requests",
+	composeFigure(t, "FAILOVER docker kill %s -> VIP answered by %v: kill-to-answer %s, outage (last old answer to first new) %s, %v failed requests",
 		leader, ev["name"], firstNew.Sub(killed).Round(time.Millisecond), firstNew.Sub(lastOld).Round(time.Millisecond), ev["failures"])
 
 	next := c.waitOneLeader(t, 30*time.Second, leader)
@@ -607,7 +651,7 @@ func (c *composeCluster) partitionLeader(t *testing.T, serial uint64) string {
 	}
 	// Positive: both held the VIP for that long; negative: nobody did.
 	overlap := dropped.Sub(raised).Round(time.Millisecond)
-	t.Logf("PARTITION %s cut off the raft network: dropped the VIP after %s; %s raised it after %s (two holders for %s)",
+	composeFigure(t, "PARTITION %s cut off the raft network: dropped the VIP after %s; %s raised it after %s (two holders for %s)",
 		leader, dropped.Sub(cut).Round(time.Millisecond), raisedBy, raised.Sub(cut).Round(time.Millisecond), max(overlap, 0))
 	if bound := composeLeaseBound(); dropped.Sub(cut) > bound {
 		t.Errorf("old leader held the VIP %s after the cut; want at most %s (lease plus reconcile)", dropped.Sub(cut), bound)
@@ -627,7 +671,7 @@ func (c *composeCluster) partitionLeader(t *testing.T, serial uint64) string {
 	reconnected := time.Now()
 	final := c.waitOneLeader(t, 30*time.Second)
 	c.waitSerialEverywhere(t, serial, 30*time.Second)
-	t.Logf("PARTITION %s back on the raft network: one leader (%s) again after %s", leader, final, time.Since(reconnected).Round(time.Millisecond))
+	composeFigure(t, "PARTITION %s back on the raft network: one leader (%s) again after %s", leader, final, time.Since(reconnected).Round(time.Millisecond))
 	c.assertOneVIPHolder(t, final)
 	return final
 }
@@ -684,8 +728,8 @@ func (c *composeCluster) rollingRestart(t *testing.T, serial uint64) {
 		}
 		c.waitOneLeader(t, 60*time.Second)
 		c.waitSerialEverywhere(t, serial, 60*time.Second)
-		t.Logf("ROLLING restart of %s: docker stop took %s, whole again after %s", d,
-			stopped.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
+		composeFigure(t, "ROLLING restart of %s: docker stop took %s (lvsd's own drain %s), whole again after %s", d,
+			stopped.Round(time.Millisecond), c.drainTime(d, t0), time.Since(t0).Round(time.Millisecond))
 	}
 	leader := c.waitOneLeader(t, 30*time.Second)
 	roles := map[string]int{}
@@ -708,7 +752,7 @@ func (c *composeCluster) rollingRestart(t *testing.T, serial uint64) {
 	}
 	c.waitVIPHolder(t, leader, 20*time.Second)
 	c.assertOneVIPHolder(t, leader)
-	t.Logf("ROLLING restart of all three directors: %s, config serial %d kept, leader %s", time.Since(start).Round(time.Millisecond), serial, leader)
+	composeFigure(t, "ROLLING restart of all three directors: %s, config serial %d kept, leader %s", time.Since(start).Round(time.Millisecond), serial, leader)
 }
 
 // composeAddrWatch is shoal-demo wait-addr running in a director: it

@@ -101,9 +101,9 @@ func listenHTTP(ctx context.Context, addr string, h http.Handler) (wait func() e
 		defer close(stopped)
 		select {
 		case <-ctx.Done():
-			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_ = srv.Shutdown(sctx)
-			cancel()
+			// A demo responder: cut open connections rather than wait for
+			// them, so the container stops as soon as lvsd has.
+			_ = srv.Close()
 			result = <-errc
 		case result = <-errc:
 		}

@@ -32,9 +32,9 @@ func (ex *exporter) ipvsadm(c *shoalv1.Config) {
 		line := "-A " + svc + " -s " + orDefault(s.GetScheduler(), config.DefaultScheduler)
 		if s.GetPersistenceTimeout() != 0 {
 			line += " -p " + itoa(s.GetPersistenceTimeout())
-			if p := s.GetPersistencePrefix(); p != 0 {
-				line += " -M " + maskString(p, isV6(s.GetVip().GetAddress()))
-			}
+		}
+		if p := s.GetPersistencePrefix(); p != 0 {
+			line += " -M " + maskString(p, isV6(s.GetVip().GetAddress()))
 		}
 		ex.printf("%s\n", line)
 		for _, rs := range s.GetRealServers() {
@@ -125,6 +125,14 @@ func (im *importer) ipvsadm(data []byte) *shoalv1.Config {
 				return f[j]
 			}
 			switch f[j] {
+			case "-t", "--tcp-service", "-u", "--udp-service", "--sctp-service", "-f", "--fwmark-service":
+				if svcKey != "" {
+					im.strictf(n, "more than one service in %q", line)
+					bad = true
+					continue
+				}
+			}
+			switch f[j] {
 			case "-A", "--add-service", "-a", "--add-server":
 				cmd = f[j]
 			case "-t", "--tcp-service", "-u", "--udp-service", "--sctp-service":
@@ -211,17 +219,17 @@ func (im *importer) ipvsadm(data []byte) *shoalv1.Config {
 			}
 			if hasP {
 				s.PersistenceTimeout = uint32(pt)
-				if mask != "" {
-					p, err := parseMask(mask, v6 || isV6(s.GetVip().GetAddress()))
-					if err != nil {
-						im.strictf(n, "-M: %v", err)
-						continue
-					}
-					if p == 32 || p == 128 {
-						p = 0
-					}
-					s.PersistencePrefix = p
+			}
+			if mask != "" {
+				p, err := parseMask(mask, v6 || isV6(s.GetVip().GetAddress()))
+				if err != nil {
+					im.strictf(n, "-M: %v", err)
+					continue
 				}
+				if p == 32 || p == 128 {
+					p = 0
+				}
+				s.PersistencePrefix = p
 			}
 			s.Name = kaServiceName(orDefault(proto, config.DefaultProtocol), s.GetVip().GetAddress(), s.Port, s.Fwmark)
 			im.mark(servicePath(s.Name), n)

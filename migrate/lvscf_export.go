@@ -23,7 +23,9 @@ func (ex *exporter) lvscf(c *shoalv1.Config) {
 		}
 		ex.lvsLabelNote("nat_router", a)
 	}
-	if len(g.GetMonitorLinks()) > 0 {
+	if len(g.GetMonitorLinks()) == 0 {
+		ex.printf("monitor_links = 0\n")
+	} else {
 		ex.printf("monitor_links = 1\n")
 		if want := lvsInterfaces(c); strings.Join(want, ",") != strings.Join(g.GetMonitorLinks(), ",") {
 			ex.note("monitor_links", "lvs.cf only switches link monitoring on: the links watched become the VIP and NAT router devices (%s), not %s",

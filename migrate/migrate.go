@@ -57,12 +57,12 @@ func Detect(data []byte) (Format, error) {
 		switch {
 		case f[0] == "-A" || f[0] == "-a" || f[0] == "-C":
 			return FormatIPVSADM, nil
-		case strings.Contains(line, "="):
-			return FormatLVSCF, nil
 		case f[0] == "virtual_server" || f[0] == "vrrp_instance" || f[0] == "global_defs" ||
 			f[0] == "include" || f[0] == "virtual_server_group" || f[0] == "vrrp_sync_group" ||
 			f[0] == "vrrp_script" || f[0] == "real_server":
 			return FormatKeepalived, nil
+		case strings.Contains(line, "="):
+			return FormatLVSCF, nil
 		case f[0] == "virtual" || f[0] == "server":
 			return FormatLVSCF, nil
 		}

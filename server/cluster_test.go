@@ -63,7 +63,9 @@ type clusterOptions struct {
 	timing raftfsm.Timing
 }
 
-var fastTiming = raftfsm.Timing{Heartbeat: 50 * time.Millisecond, Election: 50 * time.Millisecond, LeaderLease: 25 * time.Millisecond, Commit: 5 * time.Millisecond}
+// testTiming is quick to elect yet keeps a leader through the scheduling
+// hiccups of a loaded test machine.
+var testTiming = raftfsm.Timing{Heartbeat: 150 * time.Millisecond, Election: 150 * time.Millisecond, LeaderLease: 75 * time.Millisecond, Commit: 5 * time.Millisecond}
 
 func quietLogger() *slog.Logger {
 	if os.Getenv("SHOAL_TEST_LOG") != "" {
@@ -87,7 +89,7 @@ func freeAddr(t testing.TB) string {
 func startCluster(t testing.TB, n int, o clusterOptions) []*testNode {
 	t.Helper()
 	if o.timing == (raftfsm.Timing{}) {
-		o.timing = fastTiming
+		o.timing = testTiming
 	}
 	ids := make([]string, n)
 	raftAddrs := make([]string, n)

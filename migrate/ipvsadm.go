@@ -226,8 +226,8 @@ func (im *importer) ipvsadm(data []byte) *shoalv1.Config {
 					im.strictf(n, "-M: %v", err)
 					continue
 				}
-				if p == 32 || p == 128 {
-					p = 0
+				if s.Vip != nil && p == uint32(addrBits(s.Vip.Address)) {
+					p = 0 // a single address, as the model spells it
 				}
 				s.PersistencePrefix = p
 			}

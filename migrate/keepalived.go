@@ -198,11 +198,9 @@ func (im *importer) kaNote(n *kaNode, key, format string, a ...any) {
 	im.res.Notes = append(im.res.Notes, Note{File: n.file, Line: n.line, Key: key, Text: fmt.Sprintf(format, a...)})
 }
 
-func (im *importer) kaMark(path string, n *kaNode) {
-	// Validation errors are reported against the top-level file name; a
-	// statement from an included file still names its own line.
-	im.mark(path, n.line)
-}
+// kaMark records where a field was set, in the file that set it (an
+// included file names itself).
+func (im *importer) kaMark(path string, n *kaNode) { im.markAt(path, n.file, n.line) }
 
 // kaTopNotes explains why whole top-level blocks are not imported.
 var kaTopNotes = map[string]string{
@@ -521,13 +519,14 @@ func (im *importer) kaVirtual(n *kaNode) *shoalv1.VirtualService {
 			if !needArg() {
 				continue
 			}
-			p, err := parseMask(arg, s.Vip != nil && isV6(s.Vip.Address))
+			v6 := s.Vip == nil || isV6(s.Vip.Address) // a fwmark service may be either
+			p, err := parseMask(arg, v6)
 			if err != nil {
 				im.kaStrict(k, "persistence_granularity: %v", err)
 				continue
 			}
-			if p == 32 || p == 128 {
-				p = 0
+			if s.Vip != nil && p == uint32(addrBits(s.Vip.Address)) {
+				p = 0 // a single address, as the model spells it
 			}
 			s.PersistencePrefix = p
 			lines["persistence_prefix"] = k

@@ -213,7 +213,7 @@ func (im *importer) lvsVirtual(b *lvsBlock) *shoalv1.VirtualService {
 	im.mark(sp, b.line)
 	hc := &shoalv1.HealthCheck{}
 	var send, expect, program *lvsKey
-	var mask *lvsKey
+	var mask, pmask *lvsKey
 	portLine := 0
 	regex := false
 	for _, k := range b.keys {
@@ -265,16 +265,8 @@ func (im *importer) lvsVirtual(b *lvsBlock) *shoalv1.VirtualService {
 			s.PersistenceTimeout = uint32(n)
 			im.mark(sp+".persistence_timeout", k.line)
 		case "pmask":
-			p, err := parseMask(v, s.GetVip() != nil && isV6(s.GetVip().GetAddress()))
-			if err != nil {
-				im.strictf(k.line, "pmask: %v", err)
-				continue
-			}
-			if p == 32 || p == 128 {
-				p = 0 // a single address, as the model spells it
-			}
-			s.PersistencePrefix = p
-			im.mark(sp+".persistence_prefix", k.line)
+			kk := k
+			pmask = &kk
 		case "send":
 			kk := k
 			send = &kk
@@ -353,6 +345,19 @@ func (im *importer) lvsVirtual(b *lvsBlock) *shoalv1.VirtualService {
 		} else {
 			s.Vip.PrefixLength = p
 			im.mark(sp+".vip.prefix_length", mask.line)
+		}
+	}
+	if pmask != nil {
+		// Read after the loop: pmask may come before address.
+		v6 := s.Vip == nil || isV6(s.Vip.Address)
+		if p, err := parseMask(pmask.val, v6); err != nil {
+			im.strictf(pmask.line, "pmask: %v", err)
+		} else {
+			if s.Vip != nil && p == uint32(addrBits(s.Vip.Address)) {
+				p = 0 // a single address, as the model spells it
+			}
+			s.PersistencePrefix = p
+			im.mark(sp+".persistence_prefix", pmask.line)
 		}
 	}
 	if s.Fwmark != 0 {

@@ -215,7 +215,7 @@ func Import(data []byte, o Options) (*Result, error) {
 	if o.Glob == nil {
 		o.Glob = filepath.Glob
 	}
-	im := &importer{opt: o, file: o.Filename, lines: map[string]int{}, res: &Result{Format: f}}
+	im := &importer{opt: o, file: o.Filename, lines: map[string]linePos{}, res: &Result{Format: f}}
 	var c *shoalv1.Config
 	switch f {
 	case FormatLVSCF:
@@ -235,7 +235,8 @@ func Import(data []byte, o Options) (*Result, error) {
 		var fe config.Errors
 		if errors.As(err, &fe) {
 			for _, e := range fe {
-				im.errs = append(im.errs, LineError{File: im.file, Line: im.lineOf(e.Field), Msg: e.Error()})
+				at := im.lineOf(e.Field)
+				im.errs = append(im.errs, LineError{File: at.file, Line: at.line, Msg: e.Error()})
 			}
 			return nil, im.errs.sorted()
 		}
@@ -260,7 +261,7 @@ type importer struct {
 	opt   Options
 	file  string
 	errs  Errors
-	lines map[string]int // field path (as config.FieldError spells it) → line
+	lines map[string]linePos // field path (as config.FieldError spells it) → where it was set
 	res   *Result
 }
 
@@ -290,16 +291,23 @@ func (im *importer) setGlobal(name string) {
 	im.res.GlobalSet = append(im.res.GlobalSet, name)
 }
 
-func (im *importer) mark(path string, line int) {
+type linePos struct {
+	file string
+	line int
+}
+
+func (im *importer) mark(path string, line int) { im.markAt(path, im.file, line) }
+
+func (im *importer) markAt(path, file string, line int) {
 	if _, ok := im.lines[path]; !ok {
-		im.lines[path] = line
+		im.lines[path] = linePos{file, line}
 	}
 }
 
 // lineOf finds the line of a field path, walking up to its parents:
 // services[web].real_servers[10.0.0.1:80].weight, then
 // services[web].real_servers[10.0.0.1:80], then services[web].
-func (im *importer) lineOf(path string) int {
+func (im *importer) lineOf(path string) linePos {
 	for path != "" {
 		if l, ok := im.lines[path]; ok {
 			return l
@@ -310,7 +318,7 @@ func (im *importer) lineOf(path string) int {
 		}
 		path = path[:i]
 	}
-	return 0
+	return linePos{file: im.file}
 }
 
 func (es Errors) sorted() Errors {

@@ -436,3 +436,31 @@ func TestMerge(t *testing.T) {
 		t.Error("Merge changed the current config")
 	}
 }
+
+// TestKeepalivedIncludeLines: a problem in an included file names that
+// file and its line.
+func TestKeepalivedIncludeLines(t *testing.T) {
+	files := map[string]string{
+		"/etc/keepalived/conf.d/web.conf": "virtual_server 192.0.2.1 80 {\n  lb_algo rr\n  lb_kind NAT\n  persistence_timeout 60\n  lb_algo fastest\n}\n",
+	}
+	o := Options{
+		Format:   FormatKeepalived,
+		Filename: "/etc/keepalived/keepalived.conf",
+		ReadFile: func(name string) ([]byte, error) {
+			if s, ok := files[name]; ok {
+				return []byte(s), nil
+			}
+			return nil, os.ErrNotExist
+		},
+		Glob: func(pattern string) ([]string, error) {
+			if pattern == "/etc/keepalived/conf.d/*.conf" {
+				return []string{"/etc/keepalived/conf.d/web.conf"}, nil
+			}
+			return nil, nil
+		},
+	}
+	_, err := Import([]byte("global_defs {\n}\ninclude conf.d/*.conf\n"), o)
+	if want := `/etc/keepalived/conf.d/web.conf:5: services[tcp-192.0.2.1-80].scheduler: "fastest"`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("err = %v, want %q", err, want)
+	}
+}

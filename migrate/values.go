@@ -260,3 +260,11 @@ func plainToken(s string) bool {
 	}
 	return true
 }
+
+// addrBits is 32 or 128, the length of a single-address prefix.
+func addrBits(addr string) int {
+	if isV6(addr) {
+		return 128
+	}
+	return 32
+}

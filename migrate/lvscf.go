@@ -123,6 +123,13 @@ func (im *importer) lvscf(data []byte) *shoalv1.Config {
 			im.strictf(k.line, "unknown global key %q", k.key)
 		}
 	}
+	if c.Global.NatRouter != nil && forward != "" && forward != "nat" {
+		// pulse raises the NAT router only for network = nat.
+		im.note(im.lines["global.nat_router"].line, "nat_router", "not imported: network is not nat, so Piranha never raised it")
+		c.Global.NatRouter = nil
+		im.res.GlobalSet = removeString(im.res.GlobalSet, "nat_router")
+		natMask = nil
+	}
 	if natMask != nil {
 		if c.Global.NatRouter == nil {
 			im.note(natMask.line, "nat_nmask", "not imported: there is no nat_router for it to apply to")
@@ -599,6 +606,10 @@ func (im *importer) lvsParse(text string) *lvsBlock {
 			im.strictf(n, "cannot read %q: %q is not a key", line, key)
 			continue
 		}
+		if val == "" && key != "send" && key != "expect" {
+			// The GUI writes unset values as empty: nothing to import.
+			continue
+		}
 		top := stack[len(stack)-1]
 		top.keys = append(top.keys, lvsKey{key: key, val: val, line: n})
 	}
@@ -730,6 +741,16 @@ func serviceName(n string) string {
 	}
 	if out == "" {
 		out = "virtual"
+	}
+	return out
+}
+
+func removeString(list []string, s string) []string {
+	out := list[:0]
+	for _, x := range list {
+		if x != s {
+			out = append(out, x)
+		}
 	}
 	return out
 }

@@ -260,6 +260,22 @@ active = 0
 			},
 		},
 		{
+			name: "empty values are unset; nat_router only with network = nat",
+			in:   "network = direct\nnat_router = 10.0.0.254 eth1\nvirtual v {\naddress = 192.0.2.1\nport = 80\npersistent =\nsorry_server = \"\"\nsend =\n}\n",
+			want: func(t *testing.T, r *Result) {
+				s := service(t, r.Config, "v")
+				if s.GetPersistenceTimeout() != 0 || s.GetSorryServer() != nil || s.GetHealthCheck().GetKind() != "send-expect" {
+					t.Errorf("service %v", s)
+				}
+				if r.Config.GetGlobal().GetNatRouter() != nil || len(r.GlobalSet) != 0 {
+					t.Errorf("nat_router imported with network = direct: %v", r.Config.GetGlobal())
+				}
+				if len(r.Notes) != 1 || r.Notes[0].Line != 2 {
+					t.Errorf("notes %v", r.Notes)
+				}
+			},
+		},
+		{
 			name: "heartbeat keys are reported, never dropped",
 			in:   "primary = 1.2.3.4\nkeepalive = 6\nrsh_command = ssh\nload_monitor = none\n",
 			want: func(t *testing.T, r *Result) {
@@ -462,5 +478,23 @@ func TestKeepalivedIncludeLines(t *testing.T) {
 	_, err := Import([]byte("global_defs {\n}\ninclude conf.d/*.conf\n"), o)
 	if want := `/etc/keepalived/conf.d/web.conf:5: services[tcp-192.0.2.1-80].scheduler: "fastest"`; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("err = %v, want %q", err, want)
+	}
+}
+
+func TestIPVSADMErrors(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"server before service", "-a -t 192.0.2.1:80 -r 10.0.0.1:80 -m\n", ":1: real server for tcp 192.0.2.1:80 before its -A line"},
+		{"unknown option", "-A -t 192.0.2.1:80 -s rr --frob\n", `:1: cannot read "--frob"`},
+		{"two services on a line", "-A -t 192.0.2.1:80 -f 3\n", ":1: more than one service"},
+		{"duplicate", "-A -t 192.0.2.1:80\n-A -t 192.0.2.1:80\n", ":2: service tcp 192.0.2.1:80 is added twice"},
+		{"bad scheduler", "-A -t 192.0.2.1:80 -s fastest\n", `:1: services[tcp-192.0.2.1-80].scheduler`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Import([]byte(tt.in), Options{Format: FormatIPVSADM, Filename: "rules"})
+			if err == nil || !strings.Contains(err.Error(), "rules"+tt.want) {
+				t.Errorf("err = %v, want %q", err, tt.want)
+			}
+		})
 	}
 }

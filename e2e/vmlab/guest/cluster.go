@@ -161,12 +161,30 @@ func (c *cluster) start() error {
 	return nil
 }
 
+// stop ends every lvsd with SIGTERM, as an operator would, and falls back
+// to SIGKILL for one that has not drained within 15s.
 func (c *cluster) stop() {
-	for _, d := range c.ds {
-		if d.running() {
-			d.kill(syscall.SIGTERM)
-		}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, d := range c.live() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.mu.Lock()
+			cmd, done := d.cmd, d.done
+			d.mu.Unlock()
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				rep.logf("lvsd on %s ignored SIGTERM for 15s; killing it", d.name)
+				cmd.Process.Kill()
+				<-done
+			}
+		}()
 	}
+	wg.Wait()
+	rep.logf("lvsd stopped in %.1fs", time.Since(start).Seconds())
 }
 
 // live are the directors whose lvsd runs.

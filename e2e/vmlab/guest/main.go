@@ -88,6 +88,8 @@ func runInit() {
 	}
 	rep.pass("boot", fmt.Sprintf("%d modules loaded", n))
 
+	// Runs until poweroff; it owns nothing that needs stopping.
+	go stalls.run()
 	opts := parseCmdline()
 	runScenarios(opts)
 	rep.line("VMLAB DONE")

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/moby/ipvs"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
@@ -75,7 +76,11 @@ func runScenarios(o options) {
 		}
 		rep.logf("scenario %s", s.name)
 		start := time.Now()
+		stalls.reset()
 		err := s.fn(r)
+		if stall := stalls.reset(); stall > time.Second {
+			rep.info(s.name, "the guest stalled for up to %d ms during this scenario (host too busy?)", stall.Milliseconds())
+		}
 		var skip errSkip
 		switch {
 		case errors.As(err, &skip):
@@ -188,7 +193,10 @@ func dataplaneTest(r *run) error {
 // defaultLvsdFlags suit software emulation on a shared, busy host: with the
 // wan profile's one-second timeouts the directors were seen to lose each
 // other and flap leadership while the host's load average was 12.
-var defaultLvsdFlags = []string{"--profile=wan", "--heartbeat-timeout=4s", "--election-timeout=4s", "--lease-timeout=2s"}
+// With 4s/2s the guest was still seen to stall for over 2s at a time while
+// the host compiled (the stall monitor reports the longest stall), and a
+// leader then steps down for want of a lease.
+var defaultLvsdFlags = []string{"--profile=wan", "--heartbeat-timeout=6s", "--election-timeout=6s", "--lease-timeout=3s"}
 
 // labConfig is the configuration the shoal scenarios start from: one NAT and
 // one DR service over the same two real servers, checked by HTTP.
@@ -431,15 +439,20 @@ func followersMirror(r *run) error {
 	})
 }
 
-// statusIPVS: what each node reports as its IPVS table (lvsctl status) is
-// what its kernel holds.
+// statusIPVS: what each node reports as its IPVS table, read with
+// `lvsctl status -o json`, is what its kernel holds.
 func statusIPVS(r *run) error {
 	for _, d := range r.cluster.live() {
 		err := eventually(r.ctx, 10*time.Second, func() error {
-			st, err := d.status(r.ctx)
+			out, err := r.cluster.lvsctl(r.ctx, d, "status", "-o", "json")
 			if err != nil {
 				return err
 			}
+			var resp shoalv1.GetNodeStatusResponse
+			if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal([]byte(out), &resp); err != nil {
+				return fmt.Errorf("lvsctl status -o json on %s: %w", d.name, err)
+			}
+			st := resp.GetStatus()
 			kt, err := readTable(d.machine)
 			if err != nil {
 				return err
@@ -453,9 +466,12 @@ func statusIPVS(r *run) error {
 			return err
 		}
 	}
-	if out, err := r.cluster.lvsctl(r.ctx, r.cluster.ds[0], "cluster", "status"); err == nil {
-		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-			rep.line("lvsctl| %s", l)
+	// For the reader of the console: what an operator would see.
+	for _, args := range [][]string{{"cluster", "status"}, {"status"}} {
+		if out, err := r.cluster.lvsctl(r.ctx, r.cluster.ds[0], args...); err == nil {
+			for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+				rep.line("lvsctl %s| %s", strings.Join(args, " "), l)
+			}
 		}
 	}
 	return nil
@@ -552,6 +568,12 @@ func changeWithoutFlush(r *run) error {
 func healthOut(r *run) error {
 	rs2 := r.lab.servers[1]
 	r.stopHTTPD(rs2)
+	// Whatever happens here, rs2 serves again for the scenarios after.
+	defer func() {
+		if r.httpd[rs2.name] == nil {
+			r.startHTTPD(rs2)
+		}
+	}()
 	stopped := time.Now()
 	gone := func(d *director, t table) error {
 		if x, ok := t.dests(natKey)["10.0.2.12:80"]; ok && x != "nat w0" {
@@ -767,5 +789,46 @@ func (r *run) reportCPU() {
 		parts = append(parts, fmt.Sprintf("%s %.1fs", d.name, (ut+st)/100))
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
-	rep.info("cpu", "lvsd CPU time: %s; guest loadavg %s; guest uptime %.0fs", strings.Join(parts, ", "), strings.TrimSpace(string(load)), time.Since(rep.start).Seconds())
+	rep.info("cpu", "lvsd CPU time: %s; guest loadavg %s; guest uptime %.0fs; longest guest stall %d ms",
+		strings.Join(parts, ", "), strings.TrimSpace(string(load)), time.Since(rep.start).Seconds(), stalls.longest().Milliseconds())
+}
+
+// stallMonitor measures how late a 100 ms tick fires. Under emulation on a
+// busy host the whole guest can stop for seconds; that is the first thing to
+// know when a timing-dependent scenario fails.
+type stallMonitor struct {
+	mu       sync.Mutex
+	max, all time.Duration
+}
+
+var stalls = &stallMonitor{}
+
+func (s *stallMonitor) run() {
+	const tick = 100 * time.Millisecond
+	last := time.Now()
+	for {
+		time.Sleep(tick) // measuring lateness, not waiting for anything
+		now := time.Now()
+		late := now.Sub(last) - tick
+		last = now
+		s.mu.Lock()
+		s.max = max(s.max, late)
+		s.all = max(s.all, late)
+		s.mu.Unlock()
+	}
+}
+
+// reset returns the longest stall since the last reset.
+func (s *stallMonitor) reset() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.max
+	s.max = 0
+	return m
+}
+
+func (s *stallMonitor) longest() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.all
 }

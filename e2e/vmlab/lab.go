@@ -13,6 +13,7 @@ package vmlab
 
 import (
 	"context"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"os"
@@ -90,6 +91,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	missing := map[string]string{}
 	if err := goBuild(ctx, o.Root, bin, "./cmd/lvsd", "./cmd/lvsctl"); err != nil {
 		missing["lvsd"] = err.Error()
+		missing["lvsctl"] = err.Error()
 	}
 	if err := goTestBuild(ctx, o.Root, filepath.Join(bin, "dataplane.test"), "./dataplane"); err != nil {
 		missing["dataplane.test"] = err.Error()
@@ -98,17 +100,20 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 	rd := NewInitramfs()
 	rd.HostFile("init", filepath.Join(bin, "guest"), 0o755)
-	for _, name := range []string{"lvsd", "lvsctl", "dataplane.test"} {
-		if _, err := os.Stat(filepath.Join(bin, name)); err == nil && missing[name] == "" && !(name == "lvsctl" && missing["lvsd"] != "") {
-			rd.HostFile("bin/"+name, filepath.Join(bin, name), 0o755)
-		}
-	}
+	// A binary that did not build is left out with the reason beside it;
+	// the guest reports that reason instead of a bare "not found".
 	for name, why := range missing {
 		rd.File("lab/"+name+".missing", []byte(why), 0o644)
 	}
+	for _, name := range []string{"lvsd", "lvsctl", "dataplane.test"} {
+		if _, err := os.Stat(filepath.Join(bin, name)); err == nil && missing[name] == "" {
+			rd.HostFile("bin/"+name, filepath.Join(bin, name), 0o755)
+		}
+	}
 	// busybox is there for a human debugging the lab (and for exec checks);
-	// the lab itself needs only the Go binaries.
-	if bb, err := exec.LookPath("busybox"); err == nil {
+	// the lab itself needs only the Go binaries. Only a static one runs in
+	// the guest, which has no shared libraries.
+	if bb, err := exec.LookPath("busybox"); err == nil && isStatic(bb) {
 		rd.HostFile("bin/busybox", bb, 0o755)
 		rd.Symlink("bin/sh", "busybox")
 	}
@@ -172,6 +177,21 @@ func goCmd(ctx context.Context, root string, args ...string) error {
 		return fmt.Errorf("go %s: %w: %s", strings.Join(args, " "), err, lastLines(out, 10))
 	}
 	return nil
+}
+
+// isStatic reports whether an ELF executable needs no dynamic loader.
+func isStatic(path string) bool {
+	f, err := elf.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return false
+		}
+	}
+	return true
 }
 
 func keysOf(m map[string]string) []string {

@@ -350,6 +350,7 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 	m.mu.Lock()
 	m.svcPorts = ports
 	seen := make(map[key]bool, len(wants))
+	var added, changed, removed int
 	for _, w := range wants {
 		seen[w.k] = true
 		old := m.servers[w.k]
@@ -359,6 +360,7 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 		s := &server{key: w.k, probe: w.p, idx: -1}
 		switch {
 		case old != nil:
+			changed++
 			s.tr = old.tr.withRules(w.p.rules)
 			m.dropLocked(old)
 		case w.p.kind == KindNone:
@@ -374,6 +376,7 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 		}
 		m.servers[w.k] = s
 		if old == nil {
+			added++
 			notify = notify || s.tr.up
 			m.metrics.up.WithLabelValues(w.k.service, w.k.addr.String()).Set(b2f(s.tr.up))
 		}
@@ -388,15 +391,21 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 		if !seen[k] {
 			m.dropLocked(s)
 			delete(m.servers, k)
+			removed++
 			m.metrics.up.DeleteLabelValues(k.service, k.addr.String())
 		}
 	}
 	for i := range events {
 		events[i].st = m.statusLocked(m.servers[events[i].k])
 	}
+	total := len(m.servers)
 	m.emitMu.Lock()
 	m.mu.Unlock()
 	m.poke()
+	if added+changed+removed > 0 {
+		m.log.Info("health checks updated", "serial", c.GetSerial(), "servers", total,
+			"added", added, "changed", changed, "removed", removed)
+	}
 	for _, e := range events {
 		m.transitioned(e.k, e.wasUp, e.tr, "", e.st)
 	}

@@ -30,6 +30,12 @@ export SHOAL_IMAGE SHOAL_DATAPLANE SHOAL_PUBLIC_NET SHOAL_CLUSTER_NET SHOAL_PROF
 DC := $(COMPOSE) -p $(PROJECT) -f deploy/docker-compose.yml
 VIP := $(SHOAL_PUBLIC_NET).100
 LVSCTL := $(DC) exec -T client /lvsctl
+# FIND_HOLDER sets the shell variable holder to the director that reports
+# holding the VIP, waiting up to 20s for one (an election may be under way).
+FIND_HOLDER = for i in $$(seq 40); do \
+	  holder=$$($(LVSCTL) -o json cluster status 2>/dev/null | sed -n 's/.*"vip_holder": *"\([^"]*\)".*/\1/p'); \
+	  test -n "$$holder" && break; sleep 0.5; \
+	done
 
 .PHONY: all build bin image up demo status failover logs down test fuzz clean
 
@@ -58,7 +64,8 @@ demo:
 	done
 	@echo "== applying deploy/demo.yaml through lvsctl"
 	@sed 's/$${SHOAL_PUBLIC_NET}/$(SHOAL_PUBLIC_NET)/g' deploy/demo.yaml | $(LVSCTL) config apply -f -
-	@$(MAKE) --no-print-directory status
+	@$(FIND_HOLDER); \
+	$(LVSCTL) cluster status; echo "== the VIP $(VIP) is on $${holder:-no director yet}"
 	@echo "== 6 requests to http://$(VIP)/ from the client container"
 	@for i in $$(seq 20); do \
 	  $(DC) exec -T client /shoal-demo get -timeout 1s -url http://$(VIP)/ >/dev/null 2>&1 && break; sleep 0.5; \
@@ -73,11 +80,12 @@ status:
 
 # failover kills the director that holds the VIP and asks the VIP again.
 failover:
-	@holder=$$($(LVSCTL) -o json cluster status | sed -n 's/.*"vip_holder": *"\([^"]*\)".*/\1/p'); \
+	@$(FIND_HOLDER); \
 	test -n "$$holder" || { echo "no VIP holder reported"; exit 1; }; \
-	echo "== docker kill $$holder"; $(DC) kill $$holder; \
+	echo "== docker kill $$holder"; $(DC) kill $$holder 2>/dev/null; \
 	for i in $$(seq 40); do \
-	  $(DC) exec -T client /shoal-demo get -timeout 500ms -url http://$(VIP)/ 2>/dev/null | grep -qv $$holder && break; sleep 0.25; \
+	  out=$$($(DC) exec -T client /shoal-demo get -timeout 500ms -url http://$(VIP)/ 2>/dev/null); \
+	  case "$$out" in *"-> director"*) case "$$out" in *"-> $$holder"*) ;; *) break;; esac;; esac; sleep 0.25; \
 	done; \
 	$(LVSCTL) -s $(SHOAL_PUBLIC_NET).1$$(( $${holder#director} % 3 + 1 )):7070 cluster status; \
 	$(DC) exec -T client /shoal-demo get -n 4 -timeout 1s -url http://$(VIP)/; \

@@ -44,7 +44,7 @@ func main() {
 		usage()
 		os.Exit(2)
 	}
-	cmds := map[string]func(ctx context.Context, args []string) error{
+	cmds := map[string]func(ctx context.Context, w io.Writer, args []string) error{
 		"serve":     serve,
 		"director":  director,
 		"idle":      idle,
@@ -59,7 +59,7 @@ func main() {
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	err := run(ctx, os.Args[2:])
+	err := run(ctx, os.Stdout, os.Args[2:])
 	stop()
 	var exit *exec.ExitError
 	switch {
@@ -117,7 +117,7 @@ func listenHTTP(ctx context.Context, addr string, h http.Handler) (wait func() e
 	}, nil
 }
 
-func serve(ctx context.Context, args []string) error {
+func serve(ctx context.Context, w io.Writer, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
 	name := fs.String("name", hostname(), "name to answer with")
 	listen := fs.String("listen", ":80", "address to serve HTTP on")
@@ -160,7 +160,7 @@ func addToLoopback(s string) error {
 // there is no IPVS to pass the connection on: the answer names the director
 // that holds the VIP. With the ipvs dataplane IPVS takes VIP:port before any
 // local socket sees it, so the real servers answer instead.
-func director(ctx context.Context, args []string) error {
+func director(ctx context.Context, w io.Writer, args []string) error {
 	fs := flag.NewFlagSet("director", flag.ExitOnError)
 	name := fs.String("name", hostname(), "name to answer with")
 	listen := fs.String("listen", ":80", "address of the responder; empty turns it off")
@@ -243,7 +243,7 @@ func interfaceIn(prefix string) (string, error) {
 	return "", fmt.Errorf("no interface has an address in %s", p)
 }
 
-func idle(ctx context.Context, _ []string) error {
+func idle(ctx context.Context, _ io.Writer, _ []string) error {
 	<-ctx.Done()
 	return nil
 }
@@ -276,7 +276,7 @@ func ask(ctx context.Context, c *http.Client, url string) (string, error) {
 	return strings.TrimSpace(line), nil
 }
 
-func get(ctx context.Context, args []string) error {
+func get(ctx context.Context, w io.Writer, args []string) error {
 	fs := flag.NewFlagSet("get", flag.ExitOnError)
 	url := fs.String("url", "", "URL to ask")
 	timeout := fs.Duration("timeout", 2*time.Second, "timeout of the request")
@@ -288,10 +288,10 @@ func get(ctx context.Context, args []string) error {
 		who, err := ask(ctx, c, *url)
 		if err != nil {
 			failed++
-			fmt.Printf("%s -> error: %v\n", *url, err)
+			fmt.Fprintf(w, "%s -> error: %v\n", *url, err)
 			continue
 		}
-		fmt.Printf("%s -> %s\n", *url, who)
+		fmt.Fprintf(w, "%s -> %s\n", *url, who)
 	}
 	if failed == *n {
 		return fmt.Errorf("no answer from %s", *url)
@@ -317,7 +317,7 @@ type probeEvent struct {
 // probe asks url every interval, each time on a new connection. It reports
 // "ready" once ready answers came from -from and "switched" at the first
 // answer from any other node, then exits.
-func probe(ctx context.Context, args []string) error {
+func probe(ctx context.Context, w io.Writer, args []string) error {
 	fs := flag.NewFlagSet("probe", flag.ExitOnError)
 	url := fs.String("url", "", "URL to ask")
 	from := fs.String("from", "", "the node answering now; empty takes the first answer")
@@ -330,7 +330,7 @@ func probe(ctx context.Context, args []string) error {
 
 	ctx, cancel := context.WithTimeout(ctx, *limit)
 	defer cancel()
-	out := json.NewEncoder(os.Stdout)
+	out := json.NewEncoder(w)
 	c := client(*timeout)
 	var ev probeEvent
 	old := *from
@@ -377,7 +377,7 @@ func probe(ctx context.Context, args []string) error {
 // waitAddr polls this host's addresses (every 5ms) until addr is gone (or
 // present). It prints "watching present|absent" at once, then the moment of
 // the change as Unix nanoseconds.
-func waitAddr(ctx context.Context, args []string) error {
+func waitAddr(ctx context.Context, w io.Writer, args []string) error {
 	fs := flag.NewFlagSet("wait-addr", flag.ExitOnError)
 	addr := fs.String("addr", "", "address to watch")
 	gone := fs.Bool("gone", false, "wait until the address is gone instead of present")
@@ -395,10 +395,10 @@ func waitAddr(ctx context.Context, args []string) error {
 		}
 		if first {
 			// Tells a caller that the watch has begun and what it saw.
-			fmt.Println("watching", map[bool]string{true: "present", false: "absent"}[has])
+			fmt.Fprintln(w, "watching", map[bool]string{true: "present", false: "absent"}[has])
 		}
 		if has != *gone {
-			fmt.Println(time.Now().UnixNano())
+			fmt.Fprintln(w, time.Now().UnixNano())
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -447,13 +447,13 @@ func hasAddr(want netip.Addr) (bool, error) {
 	return false, nil
 }
 
-func addrs(context.Context, []string) error {
+func addrs(_ context.Context, w io.Writer, _ []string) error {
 	ps, devs, err := hostAddrs()
 	if err != nil {
 		return err
 	}
 	for i, p := range ps {
-		fmt.Printf("%s %s\n", p, devs[i])
+		fmt.Fprintf(w, "%s %s\n", p, devs[i])
 	}
 	return nil
 }

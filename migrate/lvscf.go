@@ -573,20 +573,26 @@ func (im *importer) lvsParse(text string) *lvsBlock {
 		if eq := strings.IndexByte(line, '='); eq < 0 || isHeader(line[:eq]) {
 			hdr := strings.TrimSpace(strings.TrimSuffix(line, "{"))
 			kind, name, ok := splitHeader(hdr)
-			if !ok {
-				im.strictf(n, "cannot read %q: want key = value, virtual NAME {, server NAME { or }", line)
+			top := stack[len(stack)-1]
+			bad := ""
+			switch {
+			case !ok:
+				bad = fmt.Sprintf("cannot read %q: want key = value, virtual NAME {, server NAME { or }", line)
+			case kind == "virtual" && len(stack) != 1, kind == "failover" && len(stack) != 1:
+				bad = fmt.Sprintf("%s %s inside another block: missing }?", kind, name)
+			case kind == "server" && (len(stack) != 2 || top.kind != "virtual"):
+				bad = fmt.Sprintf("server %s outside a virtual block", name)
+			}
+			if bad != "" {
+				im.strictf(n, "%s", bad)
+				if strings.HasSuffix(line, "{") {
+					// Skip the block's body (--lenient) and keep the
+					// braces balanced.
+					stack = append(stack, &lvsBlock{kind: "skipped", line: n})
+				}
 				continue
 			}
 			b := &lvsBlock{kind: kind, name: name, line: n}
-			top := stack[len(stack)-1]
-			switch {
-			case kind == "virtual" && len(stack) != 1, kind == "failover" && len(stack) != 1:
-				im.strictf(n, "%s %s inside another block: missing }?", kind, name)
-				continue
-			case kind == "server" && (len(stack) != 2 || top.kind != "virtual"):
-				im.strictf(n, "server %s outside a virtual block", name)
-				continue
-			}
 			if !strings.HasSuffix(line, "{") {
 				pending = b
 				continue
@@ -616,7 +622,7 @@ func (im *importer) lvsParse(text string) *lvsBlock {
 	if pending != nil {
 		im.strictf(pending.line, "%s %s: missing {", pending.kind, pending.name)
 	}
-	if len(stack) > 1 {
+	if len(stack) > 1 && stack[len(stack)-1].kind != "skipped" {
 		b := stack[len(stack)-1]
 		im.strictf(b.line, "%s %s is never closed: missing }", b.kind, b.name)
 	}

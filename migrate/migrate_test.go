@@ -498,3 +498,19 @@ func TestIPVSADMErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestLVSCFLenientSkipsBlocks: --lenient skips an unreadable block whole and
+// imports the rest.
+func TestLVSCFLenientSkipsBlocks(t *testing.T) {
+	in := "virtual a {\naddress = 192.0.2.1\nport = 80\nmonitor x {\nsend = y\n}\nserver s {\naddress = 10.0.0.1\n}\n}\nvirtual b {\naddress = 192.0.2.2\nport = 80\n}\n"
+	if _, err := Import([]byte(in), Options{Format: FormatLVSCF}); err == nil || !strings.Contains(err.Error(), `4: cannot read "monitor x {"`) {
+		t.Fatalf("err = %v", err)
+	}
+	r, err := Import([]byte(in), Options{Format: FormatLVSCF, Lenient: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Config.GetServices()) != 2 || len(service(t, r.Config, "a").GetRealServers()) != 1 || len(r.Warnings) != 1 {
+		t.Errorf("services %v warnings %v", r.Config.GetServices(), r.Warnings)
+	}
+}

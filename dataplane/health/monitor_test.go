@@ -367,3 +367,28 @@ func TestMonitorConcurrencyBound(t *testing.T) {
 		t.Fatalf("%d checks connected at once with Concurrency 2", peak)
 	}
 }
+
+func TestMonitorIPv6AndMappedQueries(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	v6 := netip.MustParseAddrPort(ln.Addr().String())
+	v4 := listenCounting(t)
+	m, _ := startMonitor(t, Options{})
+	m.SetConfig(&shoalv1.Config{Services: []*shoalv1.VirtualService{service("web", fastCheck(), v6, v4.ap)}})
+	eventually(t, 5*time.Second, "IPv6 server comes up", func() bool { return m.Healthy("web", v6) })
+	// The dataplane may hand IPv4 addresses over in their 16-byte form.
+	mapped := netip.AddrPortFrom(netip.AddrFrom16(v4.ap.Addr().As16()), v4.ap.Port())
+	eventually(t, 5*time.Second, "IPv4 server found by its mapped address", func() bool { return m.Healthy("web", mapped) })
+}

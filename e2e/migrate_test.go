@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -139,6 +140,25 @@ func TestMigrateImport(t *testing.T) {
 	again := lvsctl(t, ctl, nodes[0].APIAddr, "import", file)
 	if err := again.Err(); err != nil || !strings.Contains(again.Stdout, "no changes") {
 		t.Errorf("second import: %v\n%s", err, again.Stdout)
+	}
+
+	// A keepalived.conf (with an include) replaces every service; the
+	// global settings it does not describe (tcp_timeout from lvs.cf) stay.
+	const kfile = "../migrate/testdata/nat.keepalived.conf"
+	kwant, err := migrate.ImportFile(kfile, migrate.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lvsctl(t, ctl, nodes[1].APIAddr, "import", kfile, "--expect-serial", fmt.Sprint(first.GetSerial())).Err(); err != nil {
+		t.Fatalf("keepalived import: %v", err)
+	}
+	for _, n := range nodes {
+		harness.Eventually(t, 10*time.Second, func() bool {
+			c, err := getConfig(n, "--stale")
+			return err == nil && c.GetSerial() > first.GetSerial() && sameServices(kwant.Config.GetServices(), c.GetServices()) &&
+				c.GetGlobal().GetTcpTimeout().AsDuration() == 15*time.Minute &&
+				c.GetGlobal().GetNatRouter().GetAddress() == "10.20.0.254"
+		}, "node %s serving the keepalived services with lvs.cf's tcp_timeout kept", n.ID)
 	}
 }
 

@@ -3,6 +3,7 @@ package migrate
 import (
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/shoal-lb/shoal/config"
@@ -76,21 +77,7 @@ func orDefault(s, d string) string {
 	return s
 }
 
-func itoa(n uint32) string { return uitoa(uint64(n)) }
-
-func uitoa(n uint64) string {
-	if n == 0 {
-		return "0"
-	}
-	var b [20]byte
-	i := len(b)
-	for n > 0 {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return string(b[i:])
-}
+func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
 
 // ipvsadm reads ipvsadm-save -n rules: -A lines make services, -a lines
 // their real servers. The forwarding method the most real servers of a

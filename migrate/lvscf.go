@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -713,14 +712,6 @@ func unquote(v string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("unterminated quote in %s", v)
-}
-
-// durationOrNil keeps an unset duration unset.
-func durationOrNil(d *durationpb.Duration) time.Duration {
-	if d == nil {
-		return 0
-	}
-	return d.AsDuration()
 }
 
 // serviceName turns a Piranha virtual name into a valid service name

@@ -54,7 +54,7 @@ type probe struct {
 	shell    bool
 	interval time.Duration
 	timeout  time.Duration
-	rules    Rules
+	rules    rules
 	initUp   bool
 	client   *http.Client
 	invalid  error // the definition could not be used; every run fails with it
@@ -82,7 +82,7 @@ func newProbe(s *shoalv1.VirtualService, rs *shoalv1.RealServer, addr netip.Addr
 		interval: hc.GetInterval().AsDuration(),
 		timeout:  hc.GetTimeout().AsDuration(),
 		initUp:   hc.GetInitiallyUp(),
-		rules: Rules{
+		rules: rules{
 			Rise:      int(hc.GetRise()),
 			Fall:      int(hc.GetFall()),
 			Reentry:   hc.GetReentry().AsDuration(),

@@ -391,7 +391,7 @@ func TestNewProbeDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Rules{Rise: 1, Fall: 3}
+	want := rules{Rise: 1, Fall: 3}
 	if p.kind != "tcp" || p.interval != 2*time.Second || p.timeout != time.Second || p.rules != want ||
 		p.path != "/" || p.target != netip.MustParseAddrPort("10.0.0.1:80") {
 		t.Fatalf("defaults not applied: %+v", p)

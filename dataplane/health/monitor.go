@@ -225,12 +225,12 @@ func (m *Monitor) check(d dispatch) {
 	if m.observed != nil {
 		m.observed(end.Sub(start), err)
 	}
-	m.finish(d, &Observation{Start: start, End: end, Err: err})
+	m.finish(d, &observation{Start: start, End: end, Err: err})
 }
 
 // finish records an observation (if any) and puts the server back on the
 // schedule unless it left the configuration meanwhile.
-func (m *Monitor) finish(d dispatch, o *Observation) {
+func (m *Monitor) finish(d dispatch, o *observation) {
 	m.mu.Lock()
 	s := d.s
 	if s.running != nil {
@@ -242,7 +242,7 @@ func (m *Monitor) finish(d dispatch, o *Observation) {
 		return
 	}
 	var (
-		tr      Transition
+		tr      transition
 		changed bool
 	)
 	now := m.clock.Now()
@@ -278,7 +278,7 @@ func (m *Monitor) finish(d dispatch, o *Observation) {
 
 // transitioned reports a verdict change everywhere it is due: log, metrics,
 // subscribers, the dataplane.
-func (m *Monitor) transitioned(k key, wasUp bool, tr Transition, cause Cause, st *shoalv1.RealServerHealth) {
+func (m *Monitor) transitioned(k key, wasUp bool, tr transition, cause Cause, st *shoalv1.RealServerHealth) {
 	to := stateString(tr.Up)
 	attrs := []any{"service", k.service, "server", k.addr.String(), "from", stateString(wasUp), "to", to, "reason", tr.Reason}
 	if cause != "" {
@@ -333,7 +333,7 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 				// Validation should have refused this; keep the server out
 				// with the reason rather than trusting it blindly.
 				p = &probe{kind: "invalid", target: netip.AddrPortFrom(addr, 0), interval: config.DefaultCheckInterval,
-					timeout: config.DefaultCheckTimeout, rules: Rules{Rise: 1, Fall: 1}, invalid: err,
+					timeout: config.DefaultCheckTimeout, rules: rules{Rise: 1, Fall: 1}, invalid: err,
 					fingerprint: "invalid|" + err.Error()}
 			}
 			k := key{svc.GetName(), netip.AddrPortFrom(addr, uint16(config.RealServerPort(svc, rs)))}
@@ -344,7 +344,7 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 	type event struct {
 		k     key
 		wasUp bool
-		tr    Transition
+		tr    transition
 		st    *shoalv1.RealServerHealth
 	}
 	var events []event

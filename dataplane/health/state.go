@@ -12,31 +12,31 @@ const (
 	StateDown = "down"
 )
 
-// Rules are the parts of a health check that decide transitions; the zero
+// rules are the parts of a health check that decide transitions; the zero
 // values of Rise and Fall are treated as 1.
-type Rules struct {
+type rules struct {
 	Rise      int
 	Fall      int
 	Reentry   time.Duration // successes must span at least this long before a down server returns
 	DownAfter time.Duration // continuous failure this long takes an up server down; 0 = off
 }
 
-// Observation is the outcome of one check.
-type Observation struct {
+// observation is the outcome of one check.
+type observation struct {
 	Start time.Time // when the check began
 	End   time.Time // when its verdict was known
 	Err   error     // nil = success
 }
 
-// Transition is a change of verdict produced by the state machine.
-type Transition struct {
+// transition is a change of verdict produced by the state machine.
+type transition struct {
 	Up     bool
 	At     time.Time
 	Reason string
 }
 
 // tracker is the pure per-server state machine: it never reads a clock,
-// every time it knows comes from an Observation, so tests drive it with
+// every time it knows comes from an observation, so tests drive it with
 // made-up times.
 //
 // up → down after Fall consecutive failures, or once failures have lasted
@@ -45,7 +45,7 @@ type Transition struct {
 // (nanny's reentry): a flapping server that never strings enough successes
 // together stays out.
 type tracker struct {
-	rules Rules
+	rules rules
 
 	up     bool
 	since  time.Time
@@ -61,20 +61,20 @@ type tracker struct {
 	checked     bool // at least one observation
 }
 
-func newTracker(r Rules, up bool, at time.Time, reason string) tracker {
+func newTracker(r rules, up bool, at time.Time, reason string) tracker {
 	return tracker{rules: r, up: up, since: at, reason: reason}
 }
 
 // withRules returns the tracker with new rules: the counters restart (the
 // history was gathered under other rules) but the verdict stands, so a
 // changed check definition does not bounce traffic.
-func (t tracker) withRules(r Rules) tracker {
+func (t tracker) withRules(r rules) tracker {
 	return tracker{rules: r, up: t.up, since: t.since, reason: t.reason,
 		lastErr: t.lastErr, lastLatency: t.lastLatency, checked: t.checked}
 }
 
 // observe feeds one check outcome and reports a transition, if any.
-func (t *tracker) observe(o Observation) (Transition, bool) {
+func (t *tracker) observe(o observation) (transition, bool) {
 	t.checked = true
 	t.lastLatency = o.End.Sub(o.Start)
 	rise, fall := max(t.rules.Rise, 1), max(t.rules.Fall, 1)
@@ -99,7 +99,7 @@ func (t *tracker) observe(o Observation) (Transition, bool) {
 			}
 			return t.set(true, o.End, reason), true
 		}
-		return Transition{}, false
+		return transition{}, false
 	}
 	t.lastErr = o.Err.Error()
 	t.okRun = 0
@@ -108,7 +108,7 @@ func (t *tracker) observe(o Observation) (Transition, bool) {
 	}
 	t.failRun++
 	if !t.up {
-		return Transition{}, false
+		return transition{}, false
 	}
 	failing := o.End.Sub(t.failSince)
 	switch {
@@ -117,14 +117,14 @@ func (t *tracker) observe(o Observation) (Transition, bool) {
 	case t.rules.DownAfter > 0 && failing >= t.rules.DownAfter:
 		return t.set(false, o.End, fmt.Sprintf("%s (failing for %s)", t.lastErr, failing.Round(time.Millisecond))), true
 	}
-	return Transition{}, false
+	return transition{}, false
 }
 
-func (t *tracker) set(up bool, at time.Time, reason string) Transition {
+func (t *tracker) set(up bool, at time.Time, reason string) transition {
 	t.up, t.since, t.reason = up, at, reason
 	// A fresh verdict needs a fresh run to overturn it.
 	t.okRun, t.failRun = 0, 0
-	return Transition{Up: up, At: at, Reason: reason}
+	return transition{Up: up, At: at, Reason: reason}
 }
 
 func stateString(up bool) string {

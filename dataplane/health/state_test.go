@@ -21,32 +21,32 @@ func TestTracker(t *testing.T) {
 	fail := func(after time.Duration, wantUp bool) step { return step{after, false, wantUp} }
 	tests := []struct {
 		name   string
-		rules  Rules
+		rules  rules
 		initUp bool
 		steps  []step
 	}{
-		{"initially down until first success", Rules{Rise: 1, Fall: 3}, false,
+		{"initially down until first success", rules{Rise: 1, Fall: 3}, false,
 			[]step{fail(2*s, false), pass(2*s, true)}},
-		{"initially up", Rules{Rise: 1, Fall: 3}, true,
+		{"initially up", rules{Rise: 1, Fall: 3}, true,
 			[]step{fail(2*s, true), fail(2*s, true), pass(2*s, true)}},
-		{"fall after 3 consecutive failures", Rules{Rise: 1, Fall: 3}, true,
+		{"fall after 3 consecutive failures", rules{Rise: 1, Fall: 3}, true,
 			[]step{fail(2*s, true), fail(2*s, true), fail(2*s, false)}},
-		{"a success resets the failure count", Rules{Rise: 1, Fall: 3}, true,
+		{"a success resets the failure count", rules{Rise: 1, Fall: 3}, true,
 			[]step{fail(2*s, true), fail(2*s, true), pass(2*s, true), fail(2*s, true), fail(2*s, true), fail(2*s, false)}},
-		{"down_after before fall", Rules{Rise: 1, Fall: 10, DownAfter: 5 * s}, true,
+		{"down_after before fall", rules{Rise: 1, Fall: 10, DownAfter: 5 * s}, true,
 			[]step{fail(2*s, true), fail(2*s, true), fail(2*s, true), fail(2*s, false)}},
-		{"down_after counts continuous failure only", Rules{Rise: 1, Fall: 10, DownAfter: 5 * s}, true,
+		{"down_after counts continuous failure only", rules{Rise: 1, Fall: 10, DownAfter: 5 * s}, true,
 			[]step{fail(2*s, true), fail(2*s, true), pass(2*s, true), fail(2*s, true), fail(2*s, true), fail(2*s, true), fail(2*s, false)}},
-		{"rise needs consecutive successes", Rules{Rise: 3, Fall: 1}, false,
+		{"rise needs consecutive successes", rules{Rise: 3, Fall: 1}, false,
 			[]step{pass(s, false), pass(s, false), fail(s, false), pass(s, false), pass(s, false), pass(s, true)}},
-		{"reentry: successes must span the time", Rules{Rise: 1, Fall: 1, Reentry: 10 * s}, false,
+		{"reentry: successes must span the time", rules{Rise: 1, Fall: 1, Reentry: 10 * s}, false,
 			[]step{pass(2*s, false), pass(4*s, false), pass(4*s, false), pass(2*s, true)}},
-		{"flapping stays out", Rules{Rise: 2, Fall: 1, Reentry: 5 * s}, false,
+		{"flapping stays out", rules{Rise: 2, Fall: 1, Reentry: 5 * s}, false,
 			[]step{pass(2*s, false), pass(2*s, false), fail(2*s, false), pass(2*s, false), pass(2*s, false), fail(2*s, false),
 				pass(2*s, false), pass(2*s, false), fail(2*s, false), pass(2*s, false), pass(2*s, false)}},
-		{"flapping stays out, then holds", Rules{Rise: 2, Fall: 1, Reentry: 5 * s}, false,
+		{"flapping stays out, then holds", rules{Rise: 2, Fall: 1, Reentry: 5 * s}, false,
 			[]step{pass(2*s, false), fail(2*s, false), pass(2*s, false), pass(2*s, false), pass(2*s, false), pass(2*s, true)}},
-		{"up again needs a fresh run after going down", Rules{Rise: 2, Fall: 1}, true,
+		{"up again needs a fresh run after going down", rules{Rise: 2, Fall: 1}, true,
 			[]step{fail(s, false), pass(s, false), pass(s, true)}},
 	}
 	for _, tt := range tests {
@@ -62,7 +62,7 @@ func TestTracker(t *testing.T) {
 					err = errors.New("connect 10.0.0.1:80: connection refused")
 				}
 				wasUp := tr.up
-				got, changed := tr.observe(Observation{Start: start, End: clk.Now(), Err: err})
+				got, changed := tr.observe(observation{Start: start, End: clk.Now(), Err: err})
 				if tr.up != st.wantUp {
 					t.Fatalf("step %d (ok=%t): up=%t, want %t", i, st.ok, tr.up, st.wantUp)
 				}
@@ -76,11 +76,11 @@ func TestTracker(t *testing.T) {
 
 func TestTrackerReasons(t *testing.T) {
 	clk := newFakeClock()
-	tr := newTracker(Rules{Rise: 2, Fall: 1, Reentry: 3 * time.Second, DownAfter: time.Second}, true, clk.Now(), "new")
-	obs := func(err error) Transition {
+	tr := newTracker(rules{Rise: 2, Fall: 1, Reentry: 3 * time.Second, DownAfter: time.Second}, true, clk.Now(), "new")
+	obs := func(err error) transition {
 		start := clk.Now()
 		clk.Advance(2 * time.Second)
-		got, _ := tr.observe(Observation{Start: start, End: clk.Now(), Err: err})
+		got, _ := tr.observe(observation{Start: start, End: clk.Now(), Err: err})
 		return got
 	}
 	if got := obs(errors.New(`expect "HTTP" not found in 12 bytes`)); got.Reason != `expect "HTTP" not found in 12 bytes` {
@@ -96,7 +96,7 @@ func TestTrackerReasons(t *testing.T) {
 	if tr.lastErr != "" {
 		t.Errorf("last error kept after success: %q", tr.lastErr)
 	}
-	tr = newTracker(Rules{Rise: 1, Fall: 5, DownAfter: 3 * time.Second}, true, clk.Now(), "new")
+	tr = newTracker(rules{Rise: 1, Fall: 5, DownAfter: 3 * time.Second}, true, clk.Now(), "new")
 	obs(errors.New("boom"))
 	if got := obs(errors.New("boom")); !strings.HasPrefix(got.Reason, "boom (failing for 4s)") {
 		t.Errorf("down_after reason %q", got.Reason)
@@ -105,14 +105,14 @@ func TestTrackerReasons(t *testing.T) {
 
 func TestTrackerWithRulesKeepsVerdict(t *testing.T) {
 	clk := newFakeClock()
-	tr := newTracker(Rules{Rise: 1, Fall: 2}, true, clk.Now(), "new")
-	tr.observe(Observation{Start: clk.Now(), End: clk.Now(), Err: errors.New("x")})
-	tr = tr.withRules(Rules{Rise: 1, Fall: 2})
+	tr := newTracker(rules{Rise: 1, Fall: 2}, true, clk.Now(), "new")
+	tr.observe(observation{Start: clk.Now(), End: clk.Now(), Err: errors.New("x")})
+	tr = tr.withRules(rules{Rise: 1, Fall: 2})
 	if !tr.up || tr.failRun != 0 {
 		t.Fatalf("withRules: up=%t failRun=%d", tr.up, tr.failRun)
 	}
 	// The failure before the change does not count towards fall.
-	tr.observe(Observation{Start: clk.Now(), End: clk.Now(), Err: errors.New("x")})
+	tr.observe(observation{Start: clk.Now(), End: clk.Now(), Err: errors.New("x")})
 	if !tr.up {
 		t.Fatal("went down on the first failure after a check change")
 	}

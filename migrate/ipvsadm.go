@@ -280,6 +280,12 @@ func (im *importer) ipvsadm(data []byte) *shoalv1.Config {
 			if methods[s][i] != fwd(best) {
 				rs.Forward = methods[s][i]
 			}
+			// IPVS ignores the port of a direct-routed or tunnelled
+			// real server; the model insists it is left 0.
+			if f := methods[s][i]; (f == "dr" || f == "tun") && rs.Port != 0 && rs.Port != s.Port {
+				im.note(im.lineOf(realServerPath(s, rs)).line, hostPort(rs.Address, rs.Port), "port %d not imported: %s forwarding delivers on the service's port", rs.Port, f)
+				rs.Port = 0
+			}
 		}
 		c.Services = append(c.Services, s)
 	}

@@ -719,6 +719,17 @@ func (im *importer) kaReal(s *shoalv1.VirtualService, n *kaNode, interval time.D
 	if hc == nil {
 		hc = &shoalv1.HealthCheck{Kind: "none", InitiallyUp: true}
 	}
+	// Direct routing and tunnelling deliver packets on the service's port
+	// (any port for a fwmark service); keepalived used the real server's
+	// port only to check it, so that is what it becomes.
+	if f := orDefault(rs.Forward, fwd(s.Forward)); (f == "dr" || f == "tun") && rs.Port != 0 && rs.Port != s.Port {
+		if hc.Kind != "none" && hc.Port == 0 {
+			hc.Port = rs.Port
+		}
+		im.kaNote(n, "real_server "+strings.Join(n.args[1:], " "), "port %d is not used by %s forwarding: it is only the check port", rs.Port, f)
+		rs.Port = 0
+		im.kaMark(realServerPath(s, rs), n)
+	}
 	return rs, hc, inhibit
 }
 

@@ -514,3 +514,24 @@ func TestLVSCFLenientSkipsBlocks(t *testing.T) {
 		t.Errorf("services %v warnings %v", r.Config.GetServices(), r.Warnings)
 	}
 }
+
+// TestDRPortBecomesCheckPort: a direct-routed real server's own port only
+// ever served the check.
+func TestDRPortBecomesCheckPort(t *testing.T) {
+	in := "virtual_server fwmark 1 {\n  lb_kind DR\n  real_server 10.0.0.1 80 {\n    TCP_CHECK {\n    }\n  }\n}\n"
+	r, err := Import([]byte(in), Options{Format: FormatKeepalived})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := service(t, r.Config, "fwmark-1")
+	if rs := s.GetRealServers()[0]; rs.GetPort() != 0 || s.GetHealthCheck().GetPort() != 80 {
+		t.Errorf("real server port %d, check port %d", rs.GetPort(), s.GetHealthCheck().GetPort())
+	}
+	r, err = Import([]byte("-A -f 1 -s rr\n-a -f 1 -r 10.0.0.1:80 -g -w 1\n"), Options{Format: FormatIPVSADM})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := service(t, r.Config, "fwmark-1").GetRealServers()[0]; rs.GetPort() != 0 || len(r.Notes) != 1 {
+		t.Errorf("real server port %d, notes %v", rs.GetPort(), r.Notes)
+	}
+}

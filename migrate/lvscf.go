@@ -154,6 +154,9 @@ func (im *importer) lvscf(data []byte) *shoalv1.Config {
 			names[b.name] = b.line
 			if s := im.lvsVirtual(b); s != nil {
 				s.Forward = forward
+				if forward == "dr" || forward == "tun" {
+					im.lvsDropDRPorts(s)
+				}
 				if forward != "" {
 					im.mark(servicePath(s.Name)+".forward", forwardLine)
 				}
@@ -750,4 +753,19 @@ func removeString(list []string, s string) []string {
 		}
 	}
 	return out
+}
+
+// lvsDropDRPorts clears real server ports that direct routing and
+// tunnelling cannot honour: IPVS delivers on the service's port whatever
+// ipvsadm was told, and the model insists on 0.
+func (im *importer) lvsDropDRPorts(s *shoalv1.VirtualService) {
+	for _, rs := range s.RealServers {
+		if rs.Port == 0 || rs.Port == s.Port {
+			continue
+		}
+		old := im.lineOf(realServerPath(s, rs)).line
+		im.note(old, "server "+rs.Name, "port %d not imported: %s forwarding delivers on the service's port", rs.Port, s.Forward)
+		rs.Port = 0
+		im.mark(realServerPath(s, rs), old)
+	}
 }

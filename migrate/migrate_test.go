@@ -325,8 +325,8 @@ func TestLVSCFErrors(t *testing.T) {
 		{"bad values, all reported", "network = sideways\nvirtual v {\naddress = 999.0.0.1\nport = 99999\nweight = 1\n}\n",
 			[]string{":1: network = sideways", ":3: address", ":4: port", `:5: unknown key "weight"`, ":2: virtual v has no address"}, false},
 		{"validation error names the line", "virtual v {\naddress = 192.0.2.1\nport = 80\nscheduler = fastest\n}\n", []string{`:4: services[v].scheduler: "fastest" is not one of`}, false},
-		{"validation error of a real server", "network = direct\nvirtual v {\naddress = 192.0.2.1\nport = 80\nserver a {\naddress = 10.0.0.1\nport = 8080\n}\n}\n",
-			[]string{":7: services[v].real_servers[10.0.0.1:8080].port: dr forwarding cannot change the port"}, false},
+		{"validation error of a real server", "network = direct\nvirtual v {\naddress = 192.0.2.1\nport = 80\nserver a {\naddress = 10.0.0.1\nweight = 70000\n}\n}\n",
+			[]string{":7: services[v].real_servers[10.0.0.1:80].weight: 70000 is above 65535"}, false},
 		{"failover only service", "service = fos\n", []string{":1: service = fos"}, true},
 	}
 	for _, tt := range tests {
@@ -532,6 +532,13 @@ func TestDRPortBecomesCheckPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	if rs := service(t, r.Config, "fwmark-1").GetRealServers()[0]; rs.GetPort() != 0 || len(r.Notes) != 1 {
+		t.Errorf("real server port %d, notes %v", rs.GetPort(), r.Notes)
+	}
+	r, err = Import([]byte("network = direct\nvirtual v {\naddress = 192.0.2.1\nport = 80\nserver a {\naddress = 10.0.0.1\nport = 8080\n}\n}\n"), Options{Format: FormatLVSCF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := service(t, r.Config, "v").GetRealServers()[0]; rs.GetPort() != 0 || len(r.Notes) != 1 || r.Notes[0].Line != 5 {
 		t.Errorf("real server port %d, notes %v", rs.GetPort(), r.Notes)
 	}
 }

@@ -32,6 +32,7 @@ type settings struct {
 	out      string
 	bin      string
 	only     map[string]bool // which series to run: shoal, keepalived
+	wrap     []string        // command prefix for lvsd (SHOAL_BENCH_WRAP)
 }
 
 func envSettings(t *testing.T) settings {
@@ -67,6 +68,7 @@ func envSettings(t *testing.T) settings {
 			s.only[k] = true
 		}
 	}
+	s.wrap = strings.Fields(os.Getenv("SHOAL_BENCH_WRAP"))
 	s.out = os.Getenv("SHOAL_BENCH_OUT")
 	if s.out == "" {
 		dir, err := os.MkdirTemp("", "shoal-failover-")
@@ -107,7 +109,7 @@ func TestFailoverBenchmark(t *testing.T) {
 		for _, p := range s.profiles {
 			dir := filepath.Join(s.out, "shoal-"+p)
 			rows = append(rows, runSeries(t, s, dir, func(l *netlab.Lab) netlab.Daemon {
-				return &netlab.Shoal{Lab: l, Lvsd: lvsd, Lvsctl: lvsctl, Dir: dir, Profile: p}
+				return &netlab.Shoal{Lab: l, Lvsd: lvsd, Lvsctl: lvsctl, Dir: dir, Profile: p, Wrap: s.wrap}
 			})...)
 		}
 	}

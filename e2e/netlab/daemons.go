@@ -39,6 +39,9 @@ type Shoal struct {
 	// Profile is lvsd's --profile (lan, fast, wan); Flags are extra flags.
 	Profile string
 	Flags   []string
+	// Wrap is a command prefix for lvsd, e.g. {"chrt", "-r", "50"} to
+	// measure it with a real-time scheduling policy.
+	Wrap []string
 	// Dataplane is lvsd's --dataplane (default vip: this lab has no IPVS).
 	Dataplane string
 	// RaftPort and APIPort on each router's address (default 7000, 7001).
@@ -58,6 +61,9 @@ func (s *Shoal) Label() string {
 	}
 	if len(s.Flags) > 0 {
 		l += " " + strings.Join(s.Flags, " ")
+	}
+	if len(s.Wrap) > 0 {
+		l += " (under " + strings.Join(s.Wrap, " ") + ")"
 	}
 	return l
 }
@@ -128,7 +134,8 @@ func (s *Shoal) Start(r *Node) error {
 		}
 		s.logs[r.Name] = f
 	}
-	p, err := r.Start(s.logs[r.Name], s.Lvsd, s.Args(r)...)
+	argv := append(append(append([]string(nil), s.Wrap...), s.Lvsd), s.Args(r)...)
+	p, err := r.Start(s.logs[r.Name], argv[0], argv[1:]...)
 	if err != nil {
 		return err
 	}

@@ -153,18 +153,44 @@ func dataplaneTest(r *run) error {
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, 4*time.Minute)
 	defer cancel()
-	cmd := execCommand(ctx, "/bin/dataplane.test", "-test.v", "-test.timeout", "200s")
-	cmd.Dir = "/tmp"
-	out, err := cmd.CombinedOutput()
-	var pass, skip, fail []string
-	byTest := map[string][]string{} // output lines of each test, to show the failed ones
-	cur := ""
-	for _, l := range strings.Split(string(out), "\n") {
-		if name, ok := strings.CutPrefix(l, "=== RUN   "); ok {
-			cur = name
-		} else if !strings.HasPrefix(strings.TrimSpace(l), "--- ") {
-			byTest[cur] = append(byTest[cur], l)
+	pass, skip, fail, out, err := goTestBinary(ctx, "/bin/dataplane.test")
+	rep.info("dataplane-test", "%d passed, %d skipped %v, %d failed %v", len(pass), len(skip), skip, len(fail), fail)
+	if err != nil && len(fail) > 0 {
+		// Tests with real traffic have timeouts of their own, and the guest
+		// can stall for seconds while the host is busy: retry the failed
+		// ones once, and say so.
+		printFailed(fail, out)
+		var top []string // -test.run matches subtests level by level
+		for _, f := range fail {
+			if !strings.Contains(f, "/") {
+				top = append(top, f)
+			}
 		}
+		_, _, fail2, out2, err2 := goTestBinary(ctx, "/bin/dataplane.test", "-test.run", "^("+strings.Join(top, "|")+")$")
+		if err2 == nil {
+			rep.info("dataplane-test", "FLAKY: %v failed, then passed when rerun", fail)
+			return nil
+		}
+		printFailed(fail2, out2)
+		return fmt.Errorf("dataplane.test: %v failed twice: %w", fail2, err2)
+	}
+	if err != nil {
+		for _, l := range lastN(strings.Split(out, "\n"), 20) {
+			rep.line("dataplane.test| %s", l)
+		}
+		return fmt.Errorf("dataplane.test: %w", err)
+	}
+	return nil
+}
+
+// goTestBinary runs a `go test -c` binary verbosely and sorts its tests by
+// outcome.
+func goTestBinary(ctx context.Context, bin string, args ...string) (pass, skip, fail []string, out string, err error) {
+	cmd := execCommand(ctx, bin, append([]string{"-test.v", "-test.timeout", "200s"}, args...)...)
+	cmd.Dir = "/tmp"
+	b, err := cmd.CombinedOutput()
+	out = string(b)
+	for _, l := range strings.Split(out, "\n") {
 		l = strings.TrimSpace(l)
 		switch {
 		case strings.HasPrefix(l, "--- PASS"):
@@ -175,28 +201,35 @@ func dataplaneTest(r *run) error {
 			fail = append(fail, strings.Fields(l)[2])
 		}
 	}
-	rep.info("dataplane-test", "%d passed, %d skipped %v, %d failed %v", len(pass), len(skip), skip, len(fail), fail)
-	if err != nil {
-		for _, name := range fail {
-			for _, l := range lastN(byTest[name], 20) {
-				rep.line("dataplane.test %s| %s", name, l)
-			}
+	return pass, skip, fail, out, err
+}
+
+// printFailed shows the output of each failed test on the console.
+func printFailed(fail []string, out string) {
+	byTest := map[string][]string{}
+	cur := ""
+	for _, l := range strings.Split(out, "\n") {
+		if name, ok := strings.CutPrefix(l, "=== RUN   "); ok {
+			cur = name
+		} else if !strings.HasPrefix(strings.TrimSpace(l), "--- ") {
+			byTest[cur] = append(byTest[cur], l)
 		}
-		for _, l := range lastN(strings.Split(string(out), "\n"), 10) {
-			rep.line("dataplane.test| %s", l)
-		}
-		return fmt.Errorf("dataplane.test: %w", err)
 	}
-	return nil
+	for _, name := range fail {
+		for _, l := range lastN(byTest[name], 20) {
+			rep.line("dataplane.test %s| %s", name, l)
+		}
+	}
 }
 
 // defaultLvsdFlags suit software emulation on a shared, busy host: with the
 // wan profile's one-second timeouts the directors were seen to lose each
 // other and flap leadership while the host's load average was 12.
-// With 4s/2s the guest was still seen to stall for over 2s at a time while
-// the host compiled (the stall monitor reports the longest stall), and a
-// leader then steps down for want of a lease.
-var defaultLvsdFlags = []string{"--profile=wan", "--heartbeat-timeout=6s", "--election-timeout=6s", "--lease-timeout=3s"}
+// With 4s/2s and 6s/3s the whole guest was still seen to stall for 2-6s at a
+// time while the host compiled at load 15-19 (the stall monitor reports the
+// longest stall), and a stalled leader steps down or a follower calls an
+// election. 10s/5s rides those out; it makes the failover outage about 10-20s.
+var defaultLvsdFlags = []string{"--profile=wan", "--heartbeat-timeout=10s", "--election-timeout=10s", "--lease-timeout=5s"}
 
 // labConfig is the configuration the shoal scenarios start from: one NAT and
 // one DR service over the same two real servers, checked by HTTP.
@@ -380,7 +413,7 @@ func directRouting(r *run) error {
 	if counts["rs1"] == 0 || counts["rs2"] == 0 {
 		return fmt.Errorf("not both real servers answered: %s", fmtCounts(counts))
 	}
-	leader, err := r.cluster.leader(r.ctx, 10*time.Second)
+	leader, err := r.cluster.leader(r.ctx, 60*time.Second)
 	if err != nil {
 		return err
 	}
@@ -414,7 +447,7 @@ func directRouting(r *run) error {
 
 // followersMirror: every follower's kernel IPVS table equals the leader's.
 func followersMirror(r *run) error {
-	leader, err := r.cluster.leader(r.ctx, 10*time.Second)
+	leader, err := r.cluster.leader(r.ctx, 60*time.Second)
 	if err != nil {
 		return err
 	}
@@ -622,7 +655,7 @@ func healthOut(r *run) error {
 // kernel would keep forwarding on its own). Requests must succeed again
 // through the new leader; the outage is reported.
 func failover(r *run) error {
-	leader, err := r.cluster.leader(r.ctx, 10*time.Second)
+	leader, err := r.cluster.leader(r.ctx, 60*time.Second)
 	if err != nil {
 		return err
 	}
@@ -673,11 +706,13 @@ func failover(r *run) error {
 		return err
 	}
 
+	// Cables first: from this instant nothing can pass the old leader, so
+	// every answer after it came through the new one.
 	killed := time.Now()
-	leader.kill(syscall.SIGKILL)
 	if err := leader.setLinks(false); err != nil {
 		return err
 	}
+	leader.kill(syscall.SIGKILL)
 	rep.logf("killed leader %s", leader.name)
 	if err := eventually(r.ctx, 90*time.Second, func() error {
 		if n := okSince(killed); n < 10 {

@@ -76,6 +76,11 @@ func TestNetnsVIPFailover(t *testing.T) {
 	bg, stopBG := context.WithCancel(ctx)
 	hdone := make(chan struct{})
 	go func() { defer close(hdone); holders.Run(bg, lab, vip.Addr()) }()
+	arp, err := lab.Client.WatchARP(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(arp.Wait)
 	prober := lab.Client.NewProber(netip.AddrPortFrom(vip.Addr(), 80), netlab.ProberOptions{Interval: 10 * time.Millisecond})
 	pdone := make(chan struct{})
 	go func() { defer close(pdone); prober.Run(bg) }()
@@ -113,6 +118,11 @@ func TestNetnsVIPFailover(t *testing.T) {
 		nb, ok, err := lab.Client.Neighbour(vip.Addr())
 		return err == nil && ok && lab.RouterByMAC(nb.MAC) == newLeader
 	}, "client neighbour entry for the VIP is not %s's MAC %s (GARP)", newLeader.Name, newLeader.MAC)
+	if g, ok := arp.FirstGARP(vip.Addr(), newLeader.MAC, kill); !ok {
+		t.Errorf("client saw no gratuitous ARP for %s from %s after the kill", vip.Addr(), newLeader.Name)
+	} else {
+		t.Logf("first GARP from %s reached the client %v after the kill", newLeader.Name, g.At.Sub(kill).Round(time.Millisecond))
+	}
 	if got := stableLeader(ctx, t, sh, holders, killed); got != newLeader {
 		t.Fatalf("leader after SIGKILL is %s, but %s answered the client", got.Name, newLeader.Name)
 	}

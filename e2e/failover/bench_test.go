@@ -160,6 +160,7 @@ type series struct {
 	prober *netlab.Prober
 	resp   map[string]*netlab.Responder
 	holder *netlab.HolderLog
+	arp    *netlab.ARPWatch
 	stable time.Duration
 }
 
@@ -199,6 +200,10 @@ func runSeries(t *testing.T, s settings, dir string, mk func(*netlab.Lab) netlab
 			t.Fatalf("%s: add the VIP service: %v", d.Label(), err)
 		}
 	}
+	if sr.arp, err = lab.Client.WatchARP(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer sr.arp.Wait()
 	sr.prober = lab.Client.NewProber(netip.AddrPortFrom(sr.vip.Addr(), 80), netlab.ProberOptions{})
 	wg.Add(1)
 	go func() { defer wg.Done(); sr.prober.Run(ctx) }()
@@ -338,7 +343,7 @@ func (sr *series) jitter() {
 func (sr *series) crashTrials(ctx context.Context, kind string) row {
 	t := sr.t
 	label := map[string]string{"daemon": "crash: daemon SIGKILL", "node": "crash: whole router (SIGKILL + port unplugged)"}[kind]
-	var outs []time.Duration
+	var outs, toGARP, fromGARP []time.Duration
 	fails, noFailover, oldAnswers := 0, 0, 0
 	aborted := ""
 	for i := 1; i <= sr.s.trials; i++ {
@@ -378,7 +383,13 @@ func (sr *series) crashTrials(ctx context.Context, kind string) row {
 			outs = append(outs, f.Outage)
 			fails += f.Fails
 			oldAnswers += f.OldAfterKill
-			t.Logf("%s %s trial %d: %s -> %s outage %v kill->new %v fails %d %v", sr.d.Label(), kind, i, leader.Name, f.New, f.Outage.Round(time.Millisecond), f.KillToNew.Round(time.Millisecond), f.Fails, f.FailKinds)
+			garp := "no GARP seen"
+			if g, ok := sr.arp.FirstGARP(sr.vip.Addr(), sr.lab.Router(f.New).MAC, kill); ok {
+				toGARP = append(toGARP, g.At.Sub(kill))
+				fromGARP = append(fromGARP, kill.Add(f.KillToNew).Sub(g.At))
+				garp = fmt.Sprintf("kill->GARP %v", g.At.Sub(kill).Round(time.Millisecond))
+			}
+			t.Logf("%s %s trial %d (%s): %s -> %s outage %v kill->new %v (%s) fails %d %v", sr.d.Label(), kind, i, kill.UTC().Format("15:04:05.000"), leader.Name, f.New, f.Outage.Round(time.Millisecond), f.KillToNew.Round(time.Millisecond), garp, f.Fails, f.FailKinds)
 		}
 		// Bring the router back for the next trial.
 		if kind == "node" {
@@ -391,7 +402,8 @@ func (sr *series) crashTrials(ctx context.Context, kind string) row {
 			t.Fatal(err)
 		}
 	}
-	notes := fmt.Sprintf("failed probes %d", fails)
+	notes := fmt.Sprintf("failed probes %d; median kill→GARP of the new holder %s ms, GARP→first answer %s ms (%d GARPs seen)",
+		fails, ms(Summarize(toGARP).Median), ms(Summarize(fromGARP).Median), len(toGARP))
 	if noFailover > 0 {
 		notes += fmt.Sprintf("; %d trials without failover", noFailover)
 	}

@@ -50,6 +50,11 @@ func TestLab(t *testing.T) {
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()
 
+	arp, err := l.Client.WatchARP(pctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	// Each router answers on its own address with its name.
 	for _, r := range l.Routers {
 		p := l.Client.NewProber(netip.AddrPortFrom(r.Addr, 80), ProberOptions{})
@@ -61,6 +66,17 @@ func TestLab(t *testing.T) {
 		<-done
 		if err != nil || res.Router != r.Name {
 			t.Fatalf("probe %s: got %+v, %v; want an answer from %s", r.Addr, res, err, r.Name)
+		}
+	}
+
+	// The client resolved every router: their ARP replies were recorded.
+	for _, r := range l.Routers {
+		found := false
+		for _, p := range arp.Packets() {
+			found = found || (p.Op == 2 && p.SenderIP == r.Addr && p.SenderMAC.String() == r.MAC.String() && !p.Gratuitous())
+		}
+		if !found {
+			t.Errorf("no ARP reply from %s (%s) recorded in the client: %+v", r.Name, r.MAC, arp.Packets())
 		}
 	}
 
@@ -101,6 +117,7 @@ func TestLab(t *testing.T) {
 	}
 	stop()
 	<-done
+	arp.Wait()
 	f, ok := AnalyzeFailover(p.Results(), cut, "nobody")
 	if !ok || f.Fails == 0 || f.New != "r1" {
 		t.Errorf("analysis of the unplug = %+v, %v; want failures then r1", f, ok)

@@ -124,7 +124,12 @@ func Open(o Options) (*Node, error) {
 
 	trans := o.Transport
 	if trans == nil {
-		tcp, err := raft.NewTCPTransportWithLogger(o.RaftAddr, nil, 3, 10*time.Second, conf.Logger)
+		// The timeout bounds dials and I/O to peers. raft's Shutdown waits for
+		// dials in flight, and a partition that drops packets (rather than
+		// refusing them) keeps a dial hanging for the whole timeout: keep it a
+		// few heartbeats, not raft's customary 10 s, so a cut-off node stops
+		// promptly on SIGTERM.
+		tcp, err := raft.NewTCPTransportWithLogger(o.RaftAddr, nil, 3, transportTimeout(conf.HeartbeatTimeout), conf.Logger)
 		if err != nil {
 			return nil, fmt.Errorf("open raft transport on %s: %w", o.RaftAddr, err)
 		}
@@ -366,4 +371,10 @@ func (n *Node) closeAll() error {
 	}
 	n.closer = nil
 	return errors.Join(errs...)
+}
+
+// transportTimeout is the raft transport's dial and I/O timeout for a given
+// heartbeat timeout: five heartbeats, at least one second.
+func transportTimeout(heartbeat time.Duration) time.Duration {
+	return max(time.Second, 5*heartbeat)
 }

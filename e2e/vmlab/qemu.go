@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -113,11 +114,15 @@ func Boot(ctx context.Context, o BootOptions) (*Report, error) {
 	return rep, nil
 }
 
+// ansi matches the terminal escapes the firmware writes before the kernel
+// takes over the console.
+var ansi = regexp.MustCompile(`\x1b(\[[0-9;?]*[a-zA-Z]|c)`)
+
 func readConsole(r io.Reader, rep *Report, console func(string)) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
-		line := strings.TrimRight(sc.Text(), "\r")
+		line := ansi.ReplaceAllString(strings.TrimRight(sc.Text(), "\r"), "")
 		if console != nil {
 			console(line)
 		}

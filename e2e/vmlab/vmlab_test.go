@@ -105,6 +105,7 @@ func TestParseLine(t *testing.T) {
 		{"VMLAB FAIL dr: 3 requests failed", vmlab.Result{Kind: "FAIL", Name: "dr", Detail: "3 requests failed"}, true},
 		{"[   12.5] ipvs: loaded VMLAB INFO failover: outage 900 ms", vmlab.Result{Kind: "INFO", Name: "failover", Detail: "outage 900 ms"}, true},
 		{"VMLAB DONE", vmlab.Result{Kind: "DONE"}, true},
+		{"VMLAB SKIP dataplane-test: no dataplane test binary", vmlab.Result{Kind: "SKIP", Name: "dataplane-test", Detail: "no dataplane test binary"}, true},
 		{"VMLAB nonsense", vmlab.Result{}, false},
 		{"vmlab   3.1s scenario nat", vmlab.Result{}, false},
 	} {

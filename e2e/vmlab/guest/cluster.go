@@ -125,6 +125,24 @@ func (d *director) logTail(n int) []string {
 	return lines
 }
 
+// tookOver finds in lvsd's log when its dataplane was told it leads, after
+// since: the split of a failover between Raft and the dataplane. The log is
+// slog's text format; a line that does not parse is not evidence.
+func (d *director) tookOver(since time.Time) (time.Time, bool) {
+	b, _ := os.ReadFile(d.log)
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.Contains(l, `msg="leadership changed"`) || !strings.Contains(l, "leader=true") {
+			continue
+		}
+		ts, _, _ := strings.Cut(strings.TrimPrefix(l, "time="), " ")
+		t, err := time.Parse(time.RFC3339Nano, ts)
+		if err == nil && t.After(since) {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
 // cluster is the three directors running shoal.
 type cluster struct {
 	ds []*director

@@ -751,6 +751,10 @@ func failover(r *run) error {
 	}
 	rep.info("failover", "leader %s killed; new leader %s; outage %d ms (last answer before kill to first after: %d ms), %d requests failed; answers after: %s",
 		leader.name, newLeader.name, firstOK.Sub(killed).Milliseconds(), firstOK.Sub(lastOK).Milliseconds(), failed, fmtCounts(after))
+	if took, ok := newLeader.tookOver(killed); ok {
+		rep.info("failover", "of which Raft: %s's dataplane was told it leads %d ms after the kill; first answer %d ms after that (VIPs, GARP, client)",
+			newLeader.name, took.Sub(killed).Milliseconds(), firstOK.Sub(took).Milliseconds())
+	}
 	if after["rs1"] == 0 || after["rs2"] == 0 {
 		return fmt.Errorf("after failover not both real servers answered: %s", fmtCounts(after))
 	}

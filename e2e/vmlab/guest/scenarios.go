@@ -290,7 +290,7 @@ func setUpLab(r *run) error {
 	// The real servers answer directly before anything depends on them.
 	for _, rs := range l.servers {
 		d := l.directors[0]
-		if err := eventually(r.ctx, 10*time.Second, func() error {
+		if err := eventually(r.ctx, 30*time.Second, func() error {
 			res, err := d.get(r.ctx, "http://"+rs.in+"/", 1)
 			if err != nil || len(res) != 1 || !res[0].ok || res[0].name != rs.name {
 				return fmt.Errorf("%s from d1: %v %v", rs.name, res, err)
@@ -324,7 +324,7 @@ func setUpLab(r *run) error {
 		natKey: {"10.0.2.11:80": "nat w1", "10.0.2.12:80": "nat w1"},
 		drKey:  {"10.0.1.11:80": "dr w1", "10.0.1.12:80": "dr w1"},
 	}
-	if err := r.waitKernels(30*time.Second, func(d *director, t table) error {
+	if err := r.waitKernels(60*time.Second, func(d *director, t table) error {
 		for svc, ds := range want {
 			if got := t.dests(svc); !sameMap(got, ds) {
 				return fmt.Errorf("%s kernel: %s has %v, want %v", d.name, svc, got, ds)
@@ -359,7 +359,8 @@ func (r *run) stopHTTPD(rs *machine) {
 }
 
 // waitKernels polls every live director's kernel IPVS table until check
-// accepts all of them.
+// accepts all of them. Callers give generous timeouts: a wait costs only as
+// long as the condition takes, and the guest can stall for seconds.
 func (r *run) waitKernels(timeout time.Duration, check func(*director, table) error) error {
 	return eventually(r.ctx, timeout, func() error {
 		for _, d := range r.cluster.live() {
@@ -419,7 +420,7 @@ func directRouting(r *run) error {
 	}
 	// The kernel's estimator folds the per-CPU counters every two seconds.
 	var in, out uint32
-	err = eventually(r.ctx, 10*time.Second, func() error {
+	err = eventually(r.ctx, 30*time.Second, func() error {
 		h, err := ipvs.New(leader.nsPath())
 		if err != nil {
 			return err
@@ -451,7 +452,7 @@ func followersMirror(r *run) error {
 	if err != nil {
 		return err
 	}
-	return eventually(r.ctx, 15*time.Second, func() error {
+	return eventually(r.ctx, 60*time.Second, func() error {
 		lt, err := readTable(leader.machine)
 		if err != nil {
 			return err
@@ -476,7 +477,7 @@ func followersMirror(r *run) error {
 // `lvsctl status -o json`, is what its kernel holds.
 func statusIPVS(r *run) error {
 	for _, d := range r.cluster.live() {
-		err := eventually(r.ctx, 10*time.Second, func() error {
+		err := eventually(r.ctx, 30*time.Second, func() error {
 			out, err := r.cluster.lvsctl(r.ctx, d, "status", "-o", "json")
 			if err != nil {
 				return err
@@ -547,7 +548,7 @@ func changeWithoutFlush(r *run) error {
 	if _, err := r.cluster.lvsctl(ctx, d, "server", "update", "web-nat", "10.0.2.11:80", "--weight", "3"); err != nil {
 		return err
 	}
-	if err := r.waitKernels(20*time.Second, func(d *director, t table) error {
+	if err := r.waitKernels(60*time.Second, func(d *director, t table) error {
 		if s := t.scheduler(natKey); s != "wrr" {
 			return fmt.Errorf("%s kernel: scheduler %q", d.name, s)
 		}
@@ -588,7 +589,7 @@ func changeWithoutFlush(r *run) error {
 	if _, err := r.cluster.lvsctl(ctx, d, "service", "update", "web-nat", "--scheduler", "rr"); err != nil {
 		return err
 	}
-	return r.waitKernels(20*time.Second, func(d *director, t table) error {
+	return r.waitKernels(60*time.Second, func(d *director, t table) error {
 		if s, w := t.scheduler(natKey), t.dests(natKey)["10.0.2.11:80"]; s != "rr" || w != "nat w1" {
 			return fmt.Errorf("%s kernel not restored: %s", d.name, t[natKey])
 		}
@@ -617,7 +618,7 @@ func healthOut(r *run) error {
 		}
 		return nil
 	}
-	if err := r.waitKernels(30*time.Second, gone); err != nil {
+	if err := r.waitKernels(60*time.Second, gone); err != nil {
 		return err
 	}
 	rep.info("health", "rs2 out of IPVS on every director %.1fs after its HTTP server stopped", time.Since(stopped).Seconds())
@@ -635,7 +636,7 @@ func healthOut(r *run) error {
 		return err
 	}
 	started := time.Now()
-	if err := r.waitKernels(30*time.Second, func(d *director, t table) error {
+	if err := r.waitKernels(60*time.Second, func(d *director, t table) error {
 		if x := t.dests(natKey)["10.0.2.12:80"]; x != "nat w1" {
 			return fmt.Errorf("%s kernel: rs2 in web-nat %q", d.name, x)
 		}
@@ -697,7 +698,7 @@ func failover(r *run) error {
 		}
 		return n
 	}
-	if err := eventually(r.ctx, 20*time.Second, func() error {
+	if err := eventually(r.ctx, 60*time.Second, func() error {
 		if n := okSince(time.Time{}); n < 5 {
 			return fmt.Errorf("%d answers before the kill", n)
 		}

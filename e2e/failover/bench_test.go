@@ -365,6 +365,11 @@ func (sr *series) crashTrials(ctx context.Context, kind string) row {
 		if kind == "node" {
 			_ = sr.resp[leader.Name].Close()
 		}
+		// On a starved host even this can take a while; a crash that
+		// takes long to inflict inflates the figures, so say so.
+		if took := time.Since(kill); took > 20*time.Millisecond {
+			t.Logf("%s %s trial %d: the crash itself took %v", sr.d.Label(), kind, i, took.Round(time.Millisecond))
+		}
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		first, err := sr.prober.Wait(wctx, 1, func(r netlab.ProbeResult) bool {
 			return r.OK && r.Router != leader.Name && !r.Start.Before(kill)

@@ -599,10 +599,11 @@ func (im *importer) kaVirtual(n *kaNode) *shoalv1.VirtualService {
 	// real server of a service the same way. Use the first one's check and
 	// say so when the others differ.
 	if len(checks) > 0 {
-		s.HealthCheck = checks[0]
+		s.HealthCheck = proto.Clone(checks[0]).(*shoalv1.HealthCheck)
+		s.HealthCheck.Port = im.kaCheckPort(s, checks, checkNodes)
 		s.Quiesce = quiesce[0]
 		for i := 1; i < len(checks); i++ {
-			if !proto.Equal(checks[i], checks[0]) {
+			if !equalIgnoringPort(checks[i], checks[0]) {
 				im.kaNote(checkNodes[i], "real_server "+strings.Join(checkNodes[i].args[1:], " "),
 					"its check differs from the first real server's; shoal checks every real server of %s the same way (the first one's check is used)", s.Name)
 			}
@@ -612,6 +613,56 @@ func (im *importer) kaVirtual(n *kaNode) *shoalv1.VirtualService {
 		}
 	}
 	return s
+}
+
+// kaCheckPort is the service's check port: 0 when every checked real server
+// is checked on its own port, else the one port they are all checked on.
+// When they disagree the first checked server's port is used, and said.
+func (im *importer) kaCheckPort(s *shoalv1.VirtualService, checks []*shoalv1.HealthCheck, nodes []*kaNode) uint32 {
+	if checks[0].Kind == "none" {
+		return 0 // the first real server is not checked, so neither is any
+	}
+	first := -1
+	allOwn, allSame := true, true
+	eff := make([]uint32, len(checks))
+	for i, hc := range checks {
+		if hc.Kind == "none" {
+			continue
+		}
+		own := config.RealServerPort(s, s.RealServers[i])
+		eff[i] = hc.Port
+		if eff[i] == 0 {
+			eff[i] = own
+		}
+		if first < 0 {
+			first = i
+		}
+		allOwn = allOwn && eff[i] == own
+		allSame = allSame && eff[i] == eff[first]
+	}
+	switch {
+	case first < 0 || allOwn:
+		return 0
+	case allSame:
+		return eff[first]
+	}
+	port := eff[first]
+	if port == config.RealServerPort(s, s.RealServers[first]) {
+		port = 0
+	}
+	for i := range checks {
+		if checks[i].Kind != "none" && eff[i] != eff[first] {
+			im.kaNote(nodes[i], "connect_port", "checked on port %d, unlike the first real server; shoal checks every real server of %s on one port", eff[i], s.Name)
+		}
+	}
+	return port
+}
+
+func equalIgnoringPort(a, b *shoalv1.HealthCheck) bool {
+	a = proto.Clone(a).(*shoalv1.HealthCheck)
+	b = proto.Clone(b).(*shoalv1.HealthCheck)
+	a.Port, b.Port = 0, 0
+	return proto.Equal(a, b)
 }
 
 // kaCheckNotes are checker keys with no equivalent.
@@ -771,9 +822,7 @@ func (im *importer) kaCheck(s *shoalv1.VirtualService, rs *shoalv1.RealServer, n
 				im.kaStrict(k, "connect_port: %v", err)
 				continue
 			}
-			if p != config.RealServerPort(s, rs) {
-				hc.Port = p
-			}
+			hc.Port = p // made relative to the service in kaVirtual
 		case "connect_timeout", "misc_timeout":
 			d, err := parseSeconds(arg)
 			if err != nil {

@@ -308,7 +308,9 @@ func execCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
 func eventually(ctx context.Context, timeout time.Duration, cond func() error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	tick := time.NewTicker(200 * time.Millisecond)
+	// Half a second: every poll reads node status or netlink in the guest,
+	// and the directors need the guest's CPU more than the lab does.
+	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		err := cond()

@@ -300,3 +300,18 @@ func mustAddr(s string) *netlink.Addr {
 	}
 	return a
 }
+
+// holdsVIP reports whether the machine's kernel has addr on any interface:
+// what decides where the outside segment's traffic for it goes.
+func (m *machine) holdsVIP(addr string) (bool, error) {
+	addrs, err := m.nl.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return false, fmt.Errorf("%s addresses: %w", m.name, err)
+	}
+	for _, a := range addrs {
+		if a.IP.String() == addr {
+			return true, nil
+		}
+	}
+	return false, nil
+}

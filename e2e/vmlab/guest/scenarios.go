@@ -376,6 +376,35 @@ func (r *run) waitKernels(timeout time.Duration, check func(*director, table) er
 	})
 }
 
+// vipHolders lists the live directors whose kernel holds the NAT VIP.
+func (r *run) vipHolders() ([]string, error) {
+	var out []string
+	for _, d := range r.cluster.live() {
+		ok, err := d.holdsVIP(natVIP)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, d.name)
+		}
+	}
+	return out, nil
+}
+
+// onlyHolder waits until the leader's kernel, and no other, holds the VIP.
+func (r *run) onlyHolder(leader *director, timeout time.Duration) error {
+	return eventually(r.ctx, timeout, func() error {
+		h, err := r.vipHolders()
+		if err != nil {
+			return err
+		}
+		if len(h) != 1 || h[0] != leader.name {
+			return fmt.Errorf("VIP %s held by %v, want only the leader %s", natVIP, h, leader.name)
+		}
+		return nil
+	})
+}
+
 // natRR: the client's requests to the NAT VIP alternate over both real
 // servers under rr.
 func natRR(r *run) error {
@@ -446,10 +475,14 @@ func directRouting(r *run) error {
 	return nil
 }
 
-// followersMirror: every follower's kernel IPVS table equals the leader's.
+// followersMirror: every follower's kernel IPVS table equals the leader's,
+// and only the leader's kernel holds the VIP.
 func followersMirror(r *run) error {
 	leader, err := r.cluster.leader(r.ctx, 60*time.Second)
 	if err != nil {
+		return err
+	}
+	if err := r.onlyHolder(leader, 30*time.Second); err != nil {
 		return err
 	}
 	return eventually(r.ctx, 60*time.Second, func() error {
@@ -660,6 +693,10 @@ func failover(r *run) error {
 	if err != nil {
 		return err
 	}
+	// Otherwise the outage measured would be that of whoever else holds it.
+	if err := r.onlyHolder(leader, 30*time.Second); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(r.ctx)
 	defer cancel()
 	stream := execCommand(ctx, "/init", "get", "http://"+natVIP+"/", "0", "200ms", "2s")
@@ -730,6 +767,9 @@ func failover(r *run) error {
 	if newLeader == leader {
 		return fmt.Errorf("leader did not change")
 	}
+	if err := r.onlyHolder(newLeader, 30*time.Second); err != nil {
+		return err
+	}
 
 	all := snapshot()
 	var lastOK, firstOK time.Time
@@ -755,6 +795,9 @@ func failover(r *run) error {
 	if took, ok := newLeader.tookOver(killed); ok {
 		rep.info("failover", "of which Raft: %s's dataplane was told it leads %d ms after the kill; first answer %d ms after that (VIPs, GARP, client)",
 			newLeader.name, took.Sub(killed).Milliseconds(), firstOK.Sub(took).Milliseconds())
+		if firstOK.Before(took) {
+			return fmt.Errorf("answers resumed %d ms before %s took over: something else held the VIP", took.Sub(firstOK).Milliseconds(), newLeader.name)
+		}
 	}
 	if after["rs1"] == 0 || after["rs2"] == 0 {
 		return fmt.Errorf("after failover not both real servers answered: %s", fmtCounts(after))

@@ -27,7 +27,7 @@ func NewNetlinkAddresses() (*NetlinkAddresses, error) {
 
 // NewNetlinkAddressesAt works in network namespace ns (netns.None() = current).
 func NewNetlinkAddressesAt(ns netns.NsHandle) (*NetlinkAddresses, error) {
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("open rtnetlink: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 	"golang.org/x/net/bpf"
 )
 
@@ -54,7 +55,7 @@ func NewNetAnnouncer() (*NetAnnouncer, error) { return NewNetAnnouncerAt(netns.N
 
 // NewNetAnnouncerAt announces in network namespace ns (netns.None() = current).
 func NewNetAnnouncerAt(ns netns.NsHandle) (*NetAnnouncer, error) {
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("open rtnetlink: %w", err)
 	}

@@ -187,7 +187,7 @@ func (m *LinkMonitor) Run(ctx context.Context) error {
 	}()
 	// The dump of existing links ends without a marker; treat the state as
 	// known once the current list has been read directly.
-	h, err := netlink.NewHandleAt(m.ns)
+	h, err := netlink.NewHandleAt(m.ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("open rtnetlink: %w", err)
 	}

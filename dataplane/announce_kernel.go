@@ -14,8 +14,8 @@ import (
 	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
 )
 
 const (

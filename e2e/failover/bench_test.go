@@ -203,7 +203,8 @@ func runSeries(t *testing.T, s settings, dir string, mk func(*netlab.Lab) netlab
 	if sr.arp, err = lab.Client.WatchARP(ctx); err != nil {
 		t.Fatal(err)
 	}
-	defer sr.arp.Wait()
+	wg.Add(1)
+	go func() { defer wg.Done(); sr.arp.Wait() }() // stops with ctx, like the others
 	sr.prober = lab.Client.NewProber(netip.AddrPortFrom(sr.vip.Addr(), 80), netlab.ProberOptions{})
 	wg.Add(1)
 	go func() { defer wg.Done(); sr.prober.Run(ctx) }()

@@ -33,7 +33,7 @@ func subcommand(name string, args []string) error {
 	case "get":
 		// get URL COUNT INTERVAL TIMEOUT: COUNT requests (0 = until killed),
 		// each on a new connection so that IPVS schedules every one; prints
-		// "OK unixms name" or "ERR unixms why" per request.
+		// "OK startms endms name" or "ERR startms endms why" per request.
 		if len(args) != 4 {
 			return fmt.Errorf("usage: get URL COUNT INTERVAL TIMEOUT")
 		}
@@ -54,10 +54,11 @@ func subcommand(name string, args []string) error {
 		for i := 0; count == 0 || i < count; i++ {
 			start := time.Now()
 			name, err := fetch(client, args[0])
+			end := time.Now()
 			if err != nil {
-				fmt.Fprintf(out, "ERR %d %s\n", start.UnixMilli(), oneLine(err.Error()))
+				fmt.Fprintf(out, "ERR %d %d %s\n", start.UnixMilli(), end.UnixMilli(), oneLine(err.Error()))
 			} else {
-				fmt.Fprintf(out, "OK %d %s\n", start.UnixMilli(), name)
+				fmt.Fprintf(out, "OK %d %d %s\n", start.UnixMilli(), end.UnixMilli(), name)
 			}
 			out.Flush()
 			if rest := interval - time.Since(start); rest > 0 {
@@ -129,21 +130,23 @@ func requestOn(conn net.Conn, br *bufio.Reader, host string) (string, error) {
 
 // getResult is one request of a `get` run, as the lab reads it back.
 type getResult struct {
-	at   time.Time
+	at   time.Time // when the request started
+	end  time.Time // when it was answered or failed
 	ok   bool
 	name string // server name, or the error
 }
 
 func parseGet(line string) (getResult, bool) {
-	f := strings.SplitN(line, " ", 3)
-	if len(f) != 3 {
+	f := strings.SplitN(line, " ", 4)
+	if len(f) != 4 {
 		return getResult{}, false
 	}
-	ms, err := strconv.ParseInt(f[1], 10, 64)
-	if err != nil {
+	start, err1 := strconv.ParseInt(f[1], 10, 64)
+	end, err2 := strconv.ParseInt(f[2], 10, 64)
+	if err1 != nil || err2 != nil {
 		return getResult{}, false
 	}
-	return getResult{at: time.UnixMilli(ms), ok: f[0] == "OK", name: f[2]}, true
+	return getResult{at: time.UnixMilli(start), end: time.UnixMilli(end), ok: f[0] == "OK", name: f[3]}, true
 }
 
 // get runs COUNT requests from the machine and returns their results.

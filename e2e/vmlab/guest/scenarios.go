@@ -777,15 +777,18 @@ func failover(r *run) error {
 	after := map[string]int{}
 	for _, g := range all {
 		switch {
+		// A request belongs to the side of the kill it started on; its
+		// answer counts when it arrived. A request sent just before the
+		// new leader raised the VIP can be answered just after it.
 		case !g.at.After(killed) && g.ok:
-			lastOK = g.at
+			lastOK = g.end
 		case g.at.After(killed) && !g.ok:
 			if firstOK.IsZero() {
 				failed++
 			}
 		case g.at.After(killed) && g.ok:
 			if firstOK.IsZero() {
-				firstOK = g.at
+				firstOK = g.end
 			}
 			after[g.name]++
 		}

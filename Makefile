@@ -101,11 +101,13 @@ down:
 # builds its own image and compose project and skips without docker. Tests
 # append the figures they measure (failover times) to SHOAL_E2E_FIGURES,
 # printed at the end: go test hides a passing test's log without -v.
+# -p 1: the labs (QEMU, compose, namespaces) time failovers and must not
+# compete with each other for the CPU; the unit packages take seconds.
 SHOAL_E2E_FIGURES ?= /tmp/shoal-e2e-figures.txt
 export SHOAL_E2E_FIGURES
 test:
 	@rm -f $(SHOAL_E2E_FIGURES)
-	@$(GO) test -count=1 -timeout 20m ./...; rc=$$?; \
+	@$(GO) test -p 1 -count=1 -timeout 30m ./...; rc=$$?; \
 	if [ -s $(SHOAL_E2E_FIGURES) ]; then echo "== measured"; cat $(SHOAL_E2E_FIGURES); fi; exit $$rc
 
 # Bounded fuzzing of every Fuzz target in the tree.

@@ -39,6 +39,7 @@ type flags struct {
 	id, raftAddr, apiAddr, dataDir, bootstrap, join  string
 	dataplane, iface, profile, metricsAddr, logLevel string
 	heartbeat, election, lease, commit               time.Duration
+	realtime                                         rtPriority
 }
 
 // profiles are coherent raft timing sets; single flags override one value.
@@ -67,6 +68,8 @@ func parseFlags(args []string) (*flags, error) {
 	fs.DurationVar(&f.commit, "commit-timeout", 0, "override the profile's raft commit timeout")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (empty: off)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Var(&f.realtime, "realtime", "run every thread under SCHED_RR (--realtime = priority 50, --realtime=N for 1-99); "+
+		"keeps heartbeats on time on a busy host, needs CAP_SYS_NICE")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -143,6 +146,15 @@ func run(args []string) error {
 	timing, err := f.timing()
 	if err != nil {
 		return err
+	}
+	// Before anything else starts threads of its own, although later
+	// threads would inherit the policy anyway.
+	if f.realtime > 0 {
+		n, err := setRealtime(int(f.realtime))
+		if err != nil {
+			return err
+		}
+		log.Info("realtime scheduling on", "policy", "SCHED_RR", "priority", int(f.realtime), "threads", n)
 	}
 	boot, err := parseBootstrap(f.bootstrap)
 	if err != nil {

@@ -390,7 +390,7 @@ func (im *importer) lvsVirtual(b *lvsBlock) *shoalv1.VirtualService {
 	case send != nil || expect != nil:
 		hc.Kind = "send-expect"
 		if send != nil {
-			hc.Send = toCheckSend(im.lvsString(*send))
+			hc.Send = config.EncodeSend(im.lvsString(*send))
 			im.mark(sp+".health_check.send", send.line)
 		}
 	}

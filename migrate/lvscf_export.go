@@ -184,7 +184,7 @@ func (ex *exporter) lvsCheck(key string, hc *shoalv1.HealthCheck) {
 			ex.printf("\texpect = %s\n", encodeEscapes(hc.GetExpect()))
 		}
 	case "send-expect":
-		ex.printf("\tsend = %s\n", encodeEscapes(fromCheckSend(hc.GetSend())))
+		ex.printf("\tsend = %s\n", encodeEscapes(config.DecodeSend(hc.GetSend())))
 		if hc.GetExpect() != "" {
 			ex.printf("\texpect = %s\n", encodeEscapes(hc.GetExpect()))
 		}

@@ -197,55 +197,6 @@ func encodeEscapes(s string) string {
 	return b.String()
 }
 
-// toCheckSend converts raw bytes to the escaped form HealthCheck.send is
-// stored in (\r \n \t \\ are understood by the checker).
-func toCheckSend(raw string) string {
-	var b strings.Builder
-	for i := 0; i < len(raw); i++ {
-		switch c := raw[i]; c {
-		case '\\':
-			b.WriteString(`\\`)
-		case '\r':
-			b.WriteString(`\r`)
-		case '\n':
-			b.WriteString(`\n`)
-		case '\t':
-			b.WriteString(`\t`)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
-}
-
-// fromCheckSend is the inverse of toCheckSend; an unknown escape stays as
-// written.
-func fromCheckSend(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '\\' || i+1 >= len(s) {
-			b.WriteByte(c)
-			continue
-		}
-		switch s[i+1] {
-		case '\\':
-			b.WriteByte('\\')
-		case 'r':
-			b.WriteByte('\r')
-		case 'n':
-			b.WriteByte('\n')
-		case 't':
-			b.WriteByte('\t')
-		default:
-			b.WriteByte(c)
-			continue
-		}
-		i++
-	}
-	return b.String()
-}
-
 // plainToken reports whether s can be written unquoted in lvs.cf or
 // keepalived.conf.
 func plainToken(s string) bool {

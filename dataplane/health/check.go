@@ -119,7 +119,7 @@ func newProbe(s *shoalv1.VirtualService, rs *shoalv1.RealServer, addr netip.Addr
 	if strings.EqualFold(s.GetProtocol(), "udp") {
 		p.network = "udp"
 	}
-	p.send = unescape(hc.GetSend())
+	p.send = []byte(config.DecodeSend(hc.GetSend()))
 	if hc.GetRegex() && p.expect != "" {
 		re, err := regexp.Compile(p.expect)
 		if err != nil {
@@ -427,30 +427,4 @@ func (w *boundedBuffer) Write(p []byte) (int, error) {
 		w.b = append(w.b, p[:min(room, len(p))]...)
 	}
 	return len(p), nil
-}
-
-// unescape turns the \r \n \t \\ escapes of lvs.cf's send strings into bytes;
-// any other backslash is kept as written.
-func unescape(s string) []byte {
-	out := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		if s[i] != '\\' || i+1 == len(s) {
-			out = append(out, s[i])
-			continue
-		}
-		switch s[i+1] {
-		case 'r':
-			out = append(out, '\r')
-		case 'n':
-			out = append(out, '\n')
-		case 't':
-			out = append(out, '\t')
-		case '\\':
-			out = append(out, '\\')
-		default:
-			out = append(out, s[i], s[i+1])
-		}
-		i++
-	}
-	return out
 }

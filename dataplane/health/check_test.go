@@ -370,20 +370,6 @@ func TestCheckCancelled(t *testing.T) {
 	}
 }
 
-func TestUnescape(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{``, ""},
-		{`GET / HTTP/1.0\r\n\r\n`, "GET / HTTP/1.0\r\n\r\n"},
-		{`a\tb\\c`, "a\tb\\c"},
-		{`keep \x and trailing \`, `keep \x and trailing \`},
-	}
-	for _, tt := range tests {
-		if got := string(unescape(tt.in)); got != tt.want {
-			t.Errorf("unescape(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 func TestNewProbeDefaults(t *testing.T) {
 	svc := &shoalv1.VirtualService{Name: "web", Port: 80}
 	rs := &shoalv1.RealServer{Address: "10.0.0.1"}

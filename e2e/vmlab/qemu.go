@@ -38,7 +38,15 @@ type Report struct {
 	Results  []Result
 	Done     bool          // the guest reached VMLAB DONE
 	Duration time.Duration // from QEMU start to exit
+	Lockup   string        // the guest kernel's soft-lockup report, if it wedged
 }
+
+// ErrGuestLockup means the emulated guest kernel reported a soft lockup: its
+// CPUs stopped scheduling, so nothing the lab measures after it means
+// anything. It has been seen under TCG at lab start-up, with both vCPUs stuck
+// in the kernel for minutes; Boot stops QEMU at the first report instead of
+// waiting for the deadline, and the caller may boot again.
+var ErrGuestLockup = errors.New("guest kernel soft lockup")
 
 // Scenarios returns the PASS/FAIL/SKIP verdicts in the order they came.
 func (r *Report) Scenarios() []Result {
@@ -88,7 +96,9 @@ func Boot(ctx context.Context, o BootOptions) (*Report, error) {
 		"-append", strings.TrimSpace("console=ttyS0 quiet panic=-1 " + o.Append),
 	}
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, o.QEMU, args...)
+	qctx, stop := context.WithCancel(ctx)
+	defer stop()
+	cmd := exec.CommandContext(qctx, o.QEMU, args...)
 	cmd.WaitDelay = 5 * time.Second
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -99,9 +109,12 @@ func Boot(ctx context.Context, o BootOptions) (*Report, error) {
 		return nil, fmt.Errorf("start %s: %w", o.QEMU, err)
 	}
 	rep := &Report{}
-	readConsole(stdout, rep, o.Console)
+	readConsole(stdout, rep, o.Console, stop)
 	err = cmd.Wait()
 	rep.Duration = time.Since(start)
+	if rep.Lockup != "" {
+		return rep, fmt.Errorf("%w after %s: %s", ErrGuestLockup, rep.Duration.Round(time.Second), rep.Lockup)
+	}
 	if ctx.Err() != nil {
 		return rep, fmt.Errorf("vm did not finish within its deadline (%s): %w", rep.Duration.Round(time.Second), ctx.Err())
 	}
@@ -118,13 +131,19 @@ func Boot(ctx context.Context, o BootOptions) (*Report, error) {
 // takes over the console.
 var ansi = regexp.MustCompile(`\x1b(\[[0-9;?]*[a-zA-Z]|c)`)
 
-func readConsole(r io.Reader, rep *Report, console func(string)) {
+// readConsole collects report lines until QEMU's output ends; at the guest
+// kernel's first soft-lockup report it records it and calls wedged.
+func readConsole(r io.Reader, rep *Report, console func(string), wedged func()) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
 		line := ansi.ReplaceAllString(strings.TrimRight(sc.Text(), "\r"), "")
 		if console != nil {
 			console(line)
+		}
+		if rep.Lockup == "" && strings.Contains(line, "BUG: soft lockup") {
+			rep.Lockup = strings.TrimSpace(line)
+			wedged()
 		}
 		res, ok := ParseLine(line)
 		if !ok {

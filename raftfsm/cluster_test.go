@@ -34,14 +34,17 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 
 // cluster is an in-process raft group on raft's in-memory transport.
 type cluster struct {
-	t     *testing.T
-	mu    sync.Mutex
-	nodes map[string]*Node
-	trans map[string]*raft.InmemTransport
+	t      *testing.T
+	timing Timing
+	mu     sync.Mutex
+	nodes  map[string]*Node
+	trans  map[string]*raft.InmemTransport
 }
 
-func newCluster(t *testing.T, n int) *cluster {
-	c := &cluster{t: t, nodes: map[string]*Node{}, trans: map[string]*raft.InmemTransport{}}
+func newCluster(t *testing.T, n int) *cluster { return newClusterTiming(t, n, fastTiming) }
+
+func newClusterTiming(t *testing.T, n int, timing Timing) *cluster {
+	c := &cluster{t: t, timing: timing, nodes: map[string]*Node{}, trans: map[string]*raft.InmemTransport{}}
 	var boot []raft.Server
 	for i := 1; i <= n; i++ {
 		id := fmt.Sprintf("n%d", i)
@@ -67,7 +70,7 @@ func (c *cluster) start(id string, boot []raft.Server) *Node {
 		tr.Connect(raft.ServerAddress(pid), ptr)
 		ptr.Connect(raft.ServerAddress(id), tr)
 	}
-	n, err := Open(Options{ID: id, Bootstrap: boot, Timing: fastTiming, Transport: tr, InMemory: true,
+	n, err := Open(Options{ID: id, Bootstrap: boot, Timing: c.timing, Transport: tr, InMemory: true,
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		c.t.Fatal(err)
@@ -348,13 +351,25 @@ func TestClusterMembership(t *testing.T) {
 }
 
 func TestOpenRejectsLongLease(t *testing.T) {
-	_, tr := raft.NewInmemTransport("x")
-	_, err := Open(Options{ID: "x", InMemory: true, Transport: tr,
-		Timing: Timing{Heartbeat: 100 * time.Millisecond, Election: 100 * time.Millisecond, LeaderLease: 100 * time.Millisecond}})
-	if err == nil {
-		t.Fatal("a lease as long as the heartbeat timeout was accepted")
+	const ms = time.Millisecond
+	for _, lease := range []time.Duration{100 * ms, 95 * ms, 90 * ms} {
+		_, tr := raft.NewInmemTransport("x")
+		_, err := Open(Options{ID: "x", InMemory: true, Transport: tr,
+			Timing: Timing{Heartbeat: 100 * ms, Election: 100 * ms, LeaderLease: lease}})
+		if err == nil {
+			t.Errorf("lease %v with a 100ms heartbeat timeout was accepted; raft may see it run out 10ms late", lease)
+		} else {
+			t.Log(err)
+		}
 	}
-	t.Log(err)
+	_, tr := raft.NewInmemTransport("y")
+	defer tr.Close()
+	n, err := Open(Options{ID: "y", InMemory: true, Transport: tr,
+		Timing: Timing{Heartbeat: 100 * ms, Election: 100 * ms, LeaderLease: 89 * ms}})
+	if err != nil {
+		t.Fatalf("lease 89ms with a 100ms heartbeat timeout: %v", err)
+	}
+	n.Shutdown()
 }
 
 // TestRestartOnDisk reopens a node on its data directory: the bootstrap

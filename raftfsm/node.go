@@ -18,10 +18,34 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
+// logCacheSize is how many recent log entries are served from memory; a
+// few seconds of writes at hundreds per second.
+const logCacheSize = 1024
+
+// leaseCheckSlack is how late hashicorp/raft may notice that its lease ran
+// out: it re-checks at the moment the oldest contact would expire, but never
+// sooner than minCheckInterval (10ms) after the last check.
+const leaseCheckSlack = 10 * time.Millisecond
+
 // Timing maps onto raft.Config: HeartbeatTimeout, ElectionTimeout,
 // LeaderLeaseTimeout and CommitTimeout. Zero fields take raft's defaults.
 type Timing struct {
 	Heartbeat, Election, LeaderLease, Commit time.Duration
+}
+
+// Validate checks the rule that keeps two nodes from holding the VIPs at
+// once: a partitioned leader steps down when its lease runs out, and that
+// must happen before any follower can start an election, one heartbeat
+// timeout after it last heard from the leader (the detector starts it right
+// then). raft checks the lease no more often than every leaseCheckSlack, so
+// the step-down may come that much after the lease ran out.
+func (t Timing) Validate() error {
+	if t.LeaderLease+leaseCheckSlack >= t.Heartbeat {
+		return fmt.Errorf("leader lease %s plus raft's lease check interval %s must be shorter than the heartbeat timeout %s, "+
+			"or a partitioned leader could keep the VIPs after a new leader has taken them",
+			t.LeaderLease, leaseCheckSlack, t.Heartbeat)
+	}
+	return nil
 }
 
 // Options configures Open.
@@ -62,7 +86,8 @@ type Node struct {
 	raft   *raft.Raft
 	closer []io.Closer // stores and an owned transport, closed after raft
 
-	leaders *leadership
+	leaders  *leadership
+	detector *detector
 
 	// readyTerm is the term in which a barrier has proved that every entry
 	// of earlier terms is applied here (see ReadIndex).
@@ -115,7 +140,15 @@ func Open(o Options) (*Node, error) {
 			return nil, fmt.Errorf("open raft log store in %s: %w", o.DataDir, err)
 		}
 		n.closer = append(n.closer, bolt)
-		logs, stable = bolt, bolt
+		// The leader reads back every entry it replicates, and a follower
+		// the entry before each batch it receives: from the cache, not from
+		// bolt, whose read transactions allocate and so bring on the GC
+		// cycles that can delay a heartbeat.
+		cached, err := raft.NewLogCache(logCacheSize, bolt)
+		if err != nil {
+			return nil, fmt.Errorf("open raft log cache: %w", err)
+		}
+		logs, stable = cached, bolt
 		snaps, err = raft.NewFileSnapshotStoreWithLogger(o.DataDir, 2, conf.Logger)
 		if err != nil {
 			return nil, fmt.Errorf("open raft snapshot store in %s: %w", o.DataDir, err)
@@ -157,6 +190,7 @@ func Open(o Options) (*Node, error) {
 		n.leaders.stop()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
+	n.detector = newDetector(n.raft, conf.LocalID, conf.HeartbeatTimeout)
 	ok = true
 	return n, nil
 }
@@ -177,13 +211,8 @@ func raftConfig(o Options, logger *slog.Logger) (*raft.Config, error) {
 	if t.Commit > 0 {
 		conf.CommitTimeout = t.Commit
 	}
-	// The VIPs must never be held by two nodes: a partitioned leader steps
-	// down when its lease runs out, and that must happen before any follower's
-	// heartbeat timeout can start an election that makes a new leader.
-	if conf.LeaderLeaseTimeout >= conf.HeartbeatTimeout {
-		return nil, fmt.Errorf("raft timing: leader lease %s must be shorter than the heartbeat timeout %s, "+
-			"or a partitioned leader could keep the VIPs after a new leader has taken them",
-			conf.LeaderLeaseTimeout, conf.HeartbeatTimeout)
+	if err := (Timing{Heartbeat: conf.HeartbeatTimeout, LeaderLease: conf.LeaderLeaseTimeout}).Validate(); err != nil {
+		return nil, fmt.Errorf("raft timing: %w", err)
 	}
 	conf.Logger = newHclogAdapter(logger.With("component", "raft"))
 	if err := raft.ValidateConfig(conf); err != nil {
@@ -338,6 +367,7 @@ func (n *Node) Shutdown() error {
 				n.log.Info("handed leadership away before shutdown")
 			}
 		}
+		n.detector.stop()
 		var errs []error
 		if err := n.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("shut down raft: %w", err))

@@ -1,0 +1,140 @@
+package raftfsm
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// fakeTimer is a raft whose state, contact and voters the test sets; it
+// records every ReloadConfig.
+type fakeTimer struct {
+	state   raft.RaftState
+	contact time.Time
+	voters  []raft.ServerID
+	rc      raft.ReloadableConfig
+	reloads []time.Duration
+	lease   time.Duration // ReloadConfig refuses a heartbeat below it
+}
+
+func (f *fakeTimer) State() raft.RaftState  { return f.state }
+func (f *fakeTimer) LastContact() time.Time { return f.contact }
+func (f *fakeTimer) GetConfiguration() raft.ConfigurationFuture {
+	var c raft.Configuration
+	for _, id := range f.voters {
+		c.Servers = append(c.Servers, raft.Server{ID: id, Suffrage: raft.Voter})
+	}
+	c.Servers = append(c.Servers, raft.Server{ID: "a-nonvoter", Suffrage: raft.Nonvoter})
+	return configFuture{c}
+}
+func (f *fakeTimer) ReloadableConfig() raft.ReloadableConfig { return f.rc }
+func (f *fakeTimer) ReloadConfig(rc raft.ReloadableConfig) error {
+	if rc.HeartbeatTimeout < f.lease {
+		return errors.New("lease longer than heartbeat")
+	}
+	f.reloads = append(f.reloads, rc.HeartbeatTimeout)
+	f.rc = rc
+	return nil
+}
+
+type configFuture struct{ c raft.Configuration }
+
+func (configFuture) Error() error                        { return nil }
+func (configFuture) Index() uint64                       { return 1 }
+func (f configFuture) Configuration() raft.Configuration { return f.c }
+
+func TestDetector(t *testing.T) {
+	const hb = 30 * time.Millisecond
+	step := detectStep(hb) // 3ms
+	now := time.Unix(1000, 0)
+	newFake := func() *fakeTimer {
+		return &fakeTimer{state: raft.Follower, voters: []raft.ServerID{"r3", "r1", "r2"},
+			rc: raft.ReloadableConfig{HeartbeatTimeout: hb, ElectionTimeout: hb}}
+	}
+	for _, tc := range []struct {
+		name     string
+		id       raft.ServerID
+		state    raft.RaftState
+		contact  time.Duration // before now; 0 = never
+		wantWait time.Duration
+		elect    bool
+	}{
+		{"fresh contact, rank 0", "r1", raft.Follower, 10 * time.Millisecond, hb - 10*time.Millisecond, false},
+		{"fresh contact, rank 2 waits two steps longer", "r3", raft.Follower, 10 * time.Millisecond, hb + 2*step - 10*time.Millisecond, false},
+		{"overdue by the heartbeat timeout", "r1", raft.Follower, hb, hb, true},
+		{"overdue, but rank 1 is not due yet", "r2", raft.Follower, hb + step/2, step / 2, false},
+		{"rank 1 due", "r2", raft.Follower, hb + step, hb, true},
+		{"never had a leader: raft's timer elects", "r1", raft.Follower, 0, hb, false},
+		{"leader", "r1", raft.Leader, time.Hour, hb, false},
+		{"candidate", "r1", raft.Candidate, time.Hour, hb, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			f.state = tc.state
+			if tc.contact > 0 {
+				f.contact = now.Add(-tc.contact)
+			}
+			d := &detector{raft: f, id: tc.id, hb: hb}
+			if got := d.check(now); got != tc.wantWait {
+				t.Errorf("wait = %v, want %v", got, tc.wantWait)
+			}
+			if tc.elect {
+				// A shorter heartbeat timeout makes raft re-check its timer
+				// now; then the configured value comes back.
+				if len(f.reloads) != 2 || f.reloads[0] >= hb || f.reloads[1] != hb {
+					t.Errorf("reloads = %v, want [<%v %v]", f.reloads, hb, hb)
+				}
+			} else if len(f.reloads) != 0 {
+				t.Errorf("reloads = %v, want none", f.reloads)
+			}
+			if f.rc.HeartbeatTimeout != hb || f.rc.ElectionTimeout != hb {
+				t.Errorf("config left at %+v", f.rc)
+			}
+		})
+	}
+}
+
+func TestDetectorLeaseAtHeartbeat(t *testing.T) {
+	// When the lease equals the heartbeat timeout raft refuses the shorter
+	// value: nothing changes and raft's own timer still elects.
+	const hb = 30 * time.Millisecond
+	now := time.Unix(1000, 0)
+	f := &fakeTimer{state: raft.Follower, voters: []raft.ServerID{"r1"}, contact: now.Add(-time.Second),
+		rc: raft.ReloadableConfig{HeartbeatTimeout: hb}, lease: hb}
+	d := &detector{raft: f, id: "r1", hb: hb}
+	d.check(now)
+	if len(f.reloads) != 0 || f.rc.HeartbeatTimeout != hb {
+		t.Errorf("reloads %v, heartbeat %v", f.reloads, f.rc.HeartbeatTimeout)
+	}
+}
+
+// TestDetectorElectsAtHeartbeatTimeout cuts the leader off and expects a new
+// leader about one heartbeat timeout after the followers last heard from
+// it. Raft's own timers alone take 1.5 to 2.5 heartbeat timeouts (both
+// followers must notice), so the bound fails without the detector in about
+// 24 runs out of 25.
+func TestDetectorElectsAtHeartbeatTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("several seconds of raft timers")
+	}
+	const hb = time.Second
+	c := newClusterTiming(t, 3, Timing{Heartbeat: hb, Election: hb, LeaderLease: hb / 2, Commit: 5 * time.Millisecond})
+	l := c.leader()
+	c.write(createWeb())
+	rest := c.others(l.id)
+	c.partition(l.id)
+	var last time.Time
+	for _, id := range rest {
+		if lc := c.nodes[id].Raft().LastContact(); lc.After(last) {
+			last = lc
+		}
+	}
+	nl := c.leader(rest...)
+	took := time.Since(last)
+	t.Logf("%s leads %v after the followers last heard from %s (heartbeat timeout %v)", nl.id, took.Round(time.Millisecond), l.id, hb)
+	if took > hb+300*time.Millisecond {
+		t.Errorf("new leader after %v, want about one heartbeat timeout (%v)", took, hb)
+	}
+}

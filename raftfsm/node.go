@@ -162,12 +162,12 @@ func Open(o Options) (*Node, error) {
 		// refusing them) keeps a dial hanging for the whole timeout: keep it a
 		// few heartbeats, not raft's customary 10 s, so a cut-off node stops
 		// promptly on SIGTERM.
-		tcp, err := raft.NewTCPTransportWithLogger(o.RaftAddr, nil, 3, transportTimeout(conf.HeartbeatTimeout), conf.Logger)
+		tcp, err := raft.NewTCPTransportWithLogger(o.RaftAddr, nil, connPool, transportTimeout(conf.HeartbeatTimeout), conf.Logger)
 		if err != nil {
 			return nil, fmt.Errorf("open raft transport on %s: %w", o.RaftAddr, err)
 		}
 		n.closer = append(n.closer, tcp)
-		trans = tcp
+		trans = voteTransport{tcp}
 	}
 
 	exists, err := raft.HasExistingState(logs, stable, snaps)

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -19,6 +20,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
@@ -40,6 +43,7 @@ type flags struct {
 	dataplane, iface, profile, metricsAddr, logLevel string
 	heartbeat, election, lease, commit               time.Duration
 	realtime                                         rtPriority
+	pprof                                            bool
 }
 
 // profiles are coherent raft timing sets; single flags override one value.
@@ -80,6 +84,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.DurationVar(&f.lease, "lease-timeout", 0, "override the profile's raft leader lease timeout")
 	fs.DurationVar(&f.commit, "commit-timeout", 0, "override the profile's raft commit timeout")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (empty: off)")
+	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's /debug/pprof/ profiles on --metrics-addr")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Var(&f.realtime, "realtime", "run every thread under SCHED_RR (--realtime = priority 50, --realtime=N for 1-99); "+
 		"keeps heartbeats on time on a busy host, needs CAP_SYS_NICE")
@@ -229,8 +234,19 @@ func run(args []string) error {
 	g.Go(func() error { return srv.Run(runCtx) })
 	var metricsSrv *http.Server
 	if f.metricsAddr != "" {
+		// With the Go runtime's histograms of scheduling latency and GC
+		// pauses: what delays a heartbeat on a busy host shows there first.
+		prometheus.Unregister(collectors.NewGoCollector())
+		prometheus.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsScheduler, collectors.MetricsGC)))
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", srv.MetricsHandler())
+		if f.pprof {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		metricsSrv = &http.Server{Addr: f.metricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		ml, err := net.Listen("tcp", f.metricsAddr)
 		if err != nil {

@@ -33,6 +33,7 @@ type settings struct {
 	bin      string
 	only     map[string]bool // which series to run: shoal, keepalived
 	wrap     []string        // command prefix for lvsd (SHOAL_BENCH_WRAP)
+	flags    []string        // extra lvsd flags (SHOAL_BENCH_FLAGS)
 }
 
 func envSettings(t *testing.T) settings {
@@ -69,6 +70,7 @@ func envSettings(t *testing.T) settings {
 		}
 	}
 	s.wrap = strings.Fields(os.Getenv("SHOAL_BENCH_WRAP"))
+	s.flags = strings.Fields(os.Getenv("SHOAL_BENCH_FLAGS"))
 	s.out = os.Getenv("SHOAL_BENCH_OUT")
 	if s.out == "" {
 		dir, err := os.MkdirTemp("", "shoal-failover-")
@@ -109,7 +111,7 @@ func TestFailoverBenchmark(t *testing.T) {
 		for _, p := range s.profiles {
 			dir := filepath.Join(s.out, "shoal-"+p)
 			rows = append(rows, runSeries(t, s, dir, func(l *netlab.Lab) netlab.Daemon {
-				return &netlab.Shoal{Lab: l, Lvsd: lvsd, Lvsctl: lvsctl, Dir: dir, Profile: p, Wrap: s.wrap}
+				return &netlab.Shoal{Lab: l, Lvsd: lvsd, Lvsctl: lvsctl, Dir: dir, Profile: p, Flags: s.flags, Wrap: s.wrap}
 			})...)
 		}
 	}

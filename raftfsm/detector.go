@@ -20,18 +20,22 @@ import (
 // leader may go unheard before it is replaced, can be twice as long for the
 // same failover time.
 //
-// The stagger is the node's rank among the voters times detectStep: two
-// followers never start elections at the same instant and split the vote.
+// The stagger keeps two followers from starting elections at the same
+// instant and splitting the vote (each would vote for itself, and both
+// would wait out an election timeout): the followers, ordered by ID, wait
+// 0, 1, 2... steps of HT/5 more. HT/5 is the longest interval between the
+// leader's heartbeats, so whichever follower heard the leader last, the
+// next in line cannot get ahead of the one before it.
 type detector struct {
 	raft raftTimer
 	id   raft.ServerID
 	hb   time.Duration
 	done chan struct{}
 
-	// offset is this node's stagger, refreshed from the raft configuration
+	// voters is the sorted voter IDs, refreshed from the raft configuration
 	// at most once per configEvery.
-	offset   time.Duration
-	offsetAt time.Time
+	voters   []raft.ServerID
+	votersAt time.Time
 
 	stopped chan struct{}
 }
@@ -40,6 +44,7 @@ type detector struct {
 type raftTimer interface {
 	State() raft.RaftState
 	LastContact() time.Time
+	LeaderWithID() (raft.ServerAddress, raft.ServerID)
 	GetConfiguration() raft.ConfigurationFuture
 	ReloadableConfig() raft.ReloadableConfig
 	ReloadConfig(raft.ReloadableConfig) error
@@ -54,9 +59,9 @@ func newDetector(r raftTimer, id raft.ServerID, hb time.Duration) *detector {
 	return d
 }
 
-// detectStep is the stagger between the voters' detections: longer than a
-// message takes between two routers, short against the heartbeat timeout.
-func detectStep(hb time.Duration) time.Duration { return min(hb/10, 5*time.Millisecond) }
+// detectStep is the stagger between two followers' detections: raft sends
+// heartbeats every HT/10 to HT/5.
+func detectStep(hb time.Duration) time.Duration { return hb / 5 }
 
 func (d *detector) run() {
 	defer close(d.stopped)
@@ -82,22 +87,39 @@ func (d *detector) check(now time.Time) time.Duration {
 	if last.IsZero() {
 		return d.hb // never had a leader: raft's own timer elects the first
 	}
-	if now.Sub(d.offsetAt) > configEvery {
-		d.offset = d.stagger()
-		d.offsetAt = now
+	if now.Sub(d.votersAt) > configEvery {
+		d.voters = d.voterIDs()
+		d.votersAt = now
 	}
-	if wait := last.Add(d.hb + d.offset).Sub(now); wait > 0 {
+	if wait := last.Add(d.hb + d.stagger()).Sub(now); wait > 0 {
 		return wait
 	}
 	d.startElection()
 	return d.hb
 }
 
-// stagger is detectStep times this node's rank among the voters by ID.
+// stagger is detectStep times this node's rank among the voters other than
+// the leader it last followed.
 func (d *detector) stagger() time.Duration {
+	_, leader := d.raft.LeaderWithID()
+	rank := 0
+	for _, id := range d.voters {
+		if id == d.id {
+			break
+		}
+		if id != leader {
+			rank++
+		}
+	}
+	return time.Duration(rank) * detectStep(d.hb)
+}
+
+// voterIDs returns the voters of the latest configuration, sorted; on error
+// the ones known before.
+func (d *detector) voterIDs() []raft.ServerID {
 	f := d.raft.GetConfiguration()
 	if f.Error() != nil {
-		return d.offset
+		return d.voters
 	}
 	var ids []raft.ServerID
 	for _, s := range f.Configuration().Servers {
@@ -106,7 +128,7 @@ func (d *detector) stagger() time.Duration {
 		}
 	}
 	slices.Sort(ids)
-	return time.Duration(max(slices.Index(ids, d.id), 0)) * detectStep(d.hb)
+	return ids
 }
 
 // startElection makes raft re-check its follower timer now. hashicorp/raft

@@ -49,8 +49,8 @@ type flags struct {
 // profiles are coherent raft timing sets; single flags override one value.
 //
 // A follower starts an election one heartbeat timeout (HT) after it last
-// heard from the leader, plus a stagger of up to two HT/10 steps (see
-// raftfsm's detector), so failover takes a little over HT. The heartbeat
+// heard from the leader, the second follower HT/5 later (see raftfsm's
+// detector), so failover takes a little over HT. The heartbeat
 // timeout is also how long the leader may go unheard, stalled on a busy
 // host, before it is replaced; the leader itself steps down when no
 // follower has answered for the lease. The lease plus raft's 10ms lease

@@ -27,10 +27,13 @@ import (
 // leader's heartbeats, so whichever follower heard the leader last, the
 // next in line cannot get ahead of the one before it.
 type detector struct {
-	raft raftTimer
-	id   raft.ServerID
-	hb   time.Duration
-	done chan struct{}
+	raft   raftTimer
+	id     raft.ServerID
+	hb, et time.Duration // the configured heartbeat and election timeouts
+	done   chan struct{}
+
+	// timeout is the heartbeat timeout raft runs with now (see holdOff).
+	timeout time.Duration
 
 	// voters is the sorted voter IDs, refreshed from the raft configuration
 	// at most once per configEvery.
@@ -53,8 +56,8 @@ type raftTimer interface {
 // configEvery bounds how stale the voter list behind the stagger may be.
 const configEvery = time.Second
 
-func newDetector(r raftTimer, id raft.ServerID, hb time.Duration) *detector {
-	d := &detector{raft: r, id: id, hb: hb, done: make(chan struct{}), stopped: make(chan struct{})}
+func newDetector(r raftTimer, id raft.ServerID, hb, et time.Duration) *detector {
+	d := &detector{raft: r, id: id, hb: hb, et: et, timeout: hb, done: make(chan struct{}), stopped: make(chan struct{})}
 	go d.run()
 	return d
 }
@@ -81,6 +84,8 @@ func (d *detector) run() {
 // to sleep before the next look.
 func (d *detector) check(now time.Time) time.Duration {
 	if d.raft.State() != raft.Follower {
+		// A leader sends heartbeats every HT/10 to HT/5 of its own timeout.
+		d.setTimeout(d.hb)
 		return d.hb
 	}
 	last := d.raft.LastContact()
@@ -91,11 +96,34 @@ func (d *detector) check(now time.Time) time.Duration {
 		d.voters = d.voterIDs()
 		d.votersAt = now
 	}
-	if wait := last.Add(d.hb + d.stagger()).Sub(now); wait > 0 {
+	stagger := d.stagger()
+	if wait := last.Add(d.hb + stagger).Sub(now); wait > 0 {
+		d.holdOff(stagger)
 		return wait
 	}
 	d.startElection()
 	return d.hb
+}
+
+// holdOff keeps raft's own follower timer from starting an election before
+// this node's turn: raft checks at random moments whether the leader has
+// been silent for its heartbeat timeout, so a second follower's timer could
+// fire right at the first one's detection and split the vote (2 crashes in
+// 40 did). Its timeout is therefore the detector's plus the stagger plus
+// half a step; the election timeout may not be shorter than it.
+func (d *detector) holdOff(stagger time.Duration) {
+	d.setTimeout(d.hb + stagger + detectStep(d.hb)/2)
+}
+
+func (d *detector) setTimeout(hb time.Duration) {
+	if hb == d.timeout {
+		return
+	}
+	rc := d.raft.ReloadableConfig()
+	rc.HeartbeatTimeout, rc.ElectionTimeout = hb, max(d.et, hb)
+	if d.raft.ReloadConfig(rc) == nil {
+		d.timeout = hb
+	}
 }
 
 // stagger is detectStep times this node's rank among the voters other than
@@ -133,19 +161,13 @@ func (d *detector) voterIDs() []raft.ServerID {
 
 // startElection makes raft re-check its follower timer now. hashicorp/raft
 // has no call for that, but ReloadConfig with a shorter heartbeat timeout
-// is documented to update a follower's running timer at once; the timeout
-// goes back right after. Raft then finds the leader silent for longer than
-// the heartbeat timeout and becomes a candidate, exactly as its own timer
-// would have a little later.
+// is documented to update a follower's running timer at once. Raft then
+// finds the leader silent for longer than the (now shorter) timeout and
+// becomes a candidate, as its own timer would have a little later. The
+// timeout stays short until the next check, so that raft cannot read the
+// longer one back before it looks.
 func (d *detector) startElection() {
-	rc := d.raft.ReloadableConfig()
-	hb := rc.HeartbeatTimeout
-	rc.HeartbeatTimeout = hb - time.Microsecond
-	if d.raft.ReloadConfig(rc) != nil {
-		return // the lease would exceed it: leave it to raft's timer
-	}
-	rc.HeartbeatTimeout = hb
-	_ = d.raft.ReloadConfig(rc) // the value just held; cannot fail
+	d.setTimeout(d.hb - time.Microsecond)
 }
 
 func (d *detector) stop() {

@@ -2,6 +2,7 @@ package raftfsm
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -57,6 +58,7 @@ func TestDetector(t *testing.T) {
 		return &fakeTimer{state: raft.Follower, voters: []raft.ServerID{"r3", "r1", "r2"},
 			rc: raft.ReloadableConfig{HeartbeatTimeout: hb, ElectionTimeout: hb}}
 	}
+	hold := func(stagger time.Duration) time.Duration { return hb + stagger + step/2 }
 	for _, tc := range []struct {
 		name     string
 		id       raft.ServerID
@@ -64,18 +66,20 @@ func TestDetector(t *testing.T) {
 		state    raft.RaftState
 		contact  time.Duration // before now; 0 = never
 		wantWait time.Duration
-		elect    bool
+		// wantTimeout is the heartbeat timeout raft is left with; an
+		// election needs one below the detector's (and below the silence).
+		wantTimeout time.Duration
 	}{
-		{"fresh contact, first follower", "r1", "r2", raft.Follower, 10 * time.Millisecond, hb - 10*time.Millisecond, false},
-		{"fresh contact, second follower waits a step longer", "r3", "r2", raft.Follower, 10 * time.Millisecond, hb + step - 10*time.Millisecond, false},
-		{"the leader's rank is skipped", "r2", "r1", raft.Follower, 10 * time.Millisecond, hb - 10*time.Millisecond, false},
-		{"no leader known: rank among all voters", "r3", "", raft.Follower, 10 * time.Millisecond, hb + 2*step - 10*time.Millisecond, false},
-		{"first follower overdue by the heartbeat timeout", "r1", "r2", raft.Follower, hb, hb, true},
-		{"second follower overdue, not yet due", "r3", "r2", raft.Follower, hb + step/2, step / 2, false},
-		{"second follower due", "r3", "r2", raft.Follower, hb + step, hb, true},
-		{"never had a leader: raft's timer elects", "r1", "", raft.Follower, 0, hb, false},
-		{"leader", "r1", "r1", raft.Leader, time.Hour, hb, false},
-		{"candidate", "r1", "", raft.Candidate, time.Hour, hb, false},
+		{"fresh contact, first follower", "r1", "r2", raft.Follower, 10 * time.Millisecond, hb - 10*time.Millisecond, hold(0)},
+		{"fresh contact, second follower waits a step longer", "r3", "r2", raft.Follower, 10 * time.Millisecond, hb + step - 10*time.Millisecond, hold(step)},
+		{"the leader's rank is skipped", "r2", "r1", raft.Follower, 10 * time.Millisecond, hb - 10*time.Millisecond, hold(0)},
+		{"no leader known: rank among all voters", "r3", "", raft.Follower, 10 * time.Millisecond, hb + 2*step - 10*time.Millisecond, hold(2 * step)},
+		{"first follower overdue by the heartbeat timeout", "r1", "r2", raft.Follower, hb, hb, hb - time.Microsecond},
+		{"second follower overdue, not yet due", "r3", "r2", raft.Follower, hb + step/2, step / 2, hold(step)},
+		{"second follower due", "r3", "r2", raft.Follower, hb + step, hb, hb - time.Microsecond},
+		{"never had a leader: raft's timer elects", "r1", "", raft.Follower, 0, hb, hb},
+		{"leader", "r1", "r1", raft.Leader, time.Hour, hb, hb},
+		{"candidate", "r1", "", raft.Candidate, time.Hour, hb, hb},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFake()
@@ -83,23 +87,37 @@ func TestDetector(t *testing.T) {
 			if tc.contact > 0 {
 				f.contact = now.Add(-tc.contact)
 			}
-			d := &detector{raft: f, id: tc.id, hb: hb}
+			d := &detector{raft: f, id: tc.id, hb: hb, et: hb, timeout: hb}
 			if got := d.check(now); got != tc.wantWait {
 				t.Errorf("wait = %v, want %v", got, tc.wantWait)
 			}
-			if tc.elect {
-				// A shorter heartbeat timeout makes raft re-check its timer
-				// now; then the configured value comes back.
-				if len(f.reloads) != 2 || f.reloads[0] >= hb || f.reloads[1] != hb {
-					t.Errorf("reloads = %v, want [<%v %v]", f.reloads, hb, hb)
-				}
-			} else if len(f.reloads) != 0 {
-				t.Errorf("reloads = %v, want none", f.reloads)
+			if f.rc.HeartbeatTimeout != tc.wantTimeout {
+				t.Errorf("raft heartbeat timeout %v, want %v", f.rc.HeartbeatTimeout, tc.wantTimeout)
 			}
-			if f.rc.HeartbeatTimeout != hb || f.rc.ElectionTimeout != hb {
-				t.Errorf("config left at %+v", f.rc)
+			if f.rc.ElectionTimeout != max(hb, tc.wantTimeout) {
+				t.Errorf("raft election timeout %v, want %v", f.rc.ElectionTimeout, max(hb, tc.wantTimeout))
 			}
 		})
+	}
+}
+
+func TestDetectorRestoresTimeout(t *testing.T) {
+	// After an election the new leader runs with the configured timeout
+	// again (its heartbeats go out every HT/10 to HT/5), and a follower of
+	// the new leader holds raft's timer off once more.
+	const hb = 30 * time.Millisecond
+	now := time.Unix(1000, 0)
+	f := &fakeTimer{state: raft.Follower, voters: []raft.ServerID{"r1", "r2", "r3"}, leader: "r1", contact: now.Add(-hb - detectStep(hb)),
+		rc: raft.ReloadableConfig{HeartbeatTimeout: hb, ElectionTimeout: hb}}
+	d := &detector{raft: f, id: "r3", hb: hb, et: hb, timeout: hb}
+	d.check(now) // r3 is due: election
+	f.state, f.leader = raft.Leader, "r3"
+	d.check(now)
+	f.state, f.leader, f.contact = raft.Follower, "r2", now
+	d.check(now)
+	want := []time.Duration{hb - time.Microsecond, hb, hb + detectStep(hb) + detectStep(hb)/2} // r3 is second after r1
+	if !slices.Equal(f.reloads, want) {
+		t.Errorf("reloads %v, want %v", f.reloads, want)
 	}
 }
 
@@ -110,7 +128,7 @@ func TestDetectorLeaseAtHeartbeat(t *testing.T) {
 	now := time.Unix(1000, 0)
 	f := &fakeTimer{state: raft.Follower, voters: []raft.ServerID{"r1"}, contact: now.Add(-time.Second),
 		rc: raft.ReloadableConfig{HeartbeatTimeout: hb}, lease: hb}
-	d := &detector{raft: f, id: "r1", hb: hb}
+	d := &detector{raft: f, id: "r1", hb: hb, et: hb, timeout: hb}
 	d.check(now)
 	if len(f.reloads) != 0 || f.rc.HeartbeatTimeout != hb {
 		t.Errorf("reloads %v, heartbeat %v", f.reloads, f.rc.HeartbeatTimeout)

@@ -190,7 +190,7 @@ func Open(o Options) (*Node, error) {
 		n.leaders.stop()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
-	n.detector = newDetector(n.raft, conf.LocalID, conf.HeartbeatTimeout)
+	n.detector = newDetector(n.raft, conf.LocalID, conf.HeartbeatTimeout, conf.ElectionTimeout)
 	ok = true
 	return n, nil
 }

@@ -34,6 +34,7 @@ type settings struct {
 	only     map[string]bool // which series to run: shoal, keepalived
 	wrap     []string        // command prefix for lvsd (SHOAL_BENCH_WRAP)
 	flags    []string        // extra lvsd flags (SHOAL_BENCH_FLAGS)
+	writes   int             // API writes per second under load, 0 = as fast as they commit
 }
 
 func envSettings(t *testing.T) settings {
@@ -71,6 +72,13 @@ func envSettings(t *testing.T) settings {
 	}
 	s.wrap = strings.Fields(os.Getenv("SHOAL_BENCH_WRAP"))
 	s.flags = strings.Fields(os.Getenv("SHOAL_BENCH_FLAGS"))
+	if v := os.Getenv("SHOAL_BENCH_WRITES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			t.Fatalf("SHOAL_BENCH_WRITES=%q: want writes per second, 0 for as fast as they commit", v)
+		}
+		s.writes = n
+	}
 	s.out = os.Getenv("SHOAL_BENCH_OUT")
 	if s.out == "" {
 		dir, err := os.MkdirTemp("", "shoal-failover-")
@@ -515,7 +523,7 @@ func (sr *series) loadTest(ctx context.Context) row {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			writes, writeErrs = writeLoad(lctx, sh)
+			writes, writeErrs = writeLoad(lctx, sh, sr.s.writes)
 		}()
 	}
 	start := time.Now()
@@ -535,10 +543,12 @@ func (sr *series) loadTest(ctx context.Context) row {
 	return row{daemon: sr.d.Label(), scenario: "under load: leadership changes", notes: notes}
 }
 
-// writeLoad adds and removes a real server as fast as the cluster commits,
-// from the client namespace through the API of router r1 (which forwards to
-// the leader).
-func writeLoad(ctx context.Context, sh *netlab.Shoal) (ok, failed int) {
+// writeLoad adds and removes a real server, perSecond times a second or
+// (0) as fast as the cluster commits, from the client namespace through the
+// API of router r1 (which forwards to the leader). As fast as they commit
+// depends on whether r1 leads: a write through a follower also waits for
+// the follower to apply it.
+func writeLoad(ctx context.Context, sh *netlab.Shoal, perSecond int) (ok, failed int) {
 	conn, err := sh.Conn(sh.Lab.Routers[0])
 	if err != nil {
 		return 0, 1
@@ -546,7 +556,20 @@ func writeLoad(ctx context.Context, sh *netlab.Shoal) (ok, failed int) {
 	defer conn.Close()
 	lb := shoalv1.NewLoadBalancerServiceClient(conn)
 	rs := sh.Lab.Host(201).String()
+	var tick <-chan time.Time
+	if perSecond > 0 {
+		t := time.NewTicker(time.Second / time.Duration(perSecond))
+		defer t.Stop()
+		tick = t.C
+	}
 	for i := 0; ctx.Err() == nil; i++ {
+		if tick != nil {
+			select {
+			case <-tick:
+			case <-ctx.Done():
+				return ok, failed
+			}
+		}
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if i%2 == 0 {
 			_, err = lb.AddRealServer(cctx, &shoalv1.AddRealServerRequest{Service: "web", RealServer: &shoalv1.RealServer{Address: rs, Port: 80}})

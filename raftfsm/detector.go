@@ -32,9 +32,6 @@ type detector struct {
 	hb, et time.Duration // the configured heartbeat and election timeouts
 	done   chan struct{}
 
-	// timeout is the heartbeat timeout raft runs with now (see holdOff).
-	timeout time.Duration
-
 	// voters is the sorted voter IDs, refreshed from the raft configuration
 	// at most once per configEvery.
 	voters   []raft.ServerID
@@ -57,7 +54,7 @@ type raftTimer interface {
 const configEvery = time.Second
 
 func newDetector(r raftTimer, id raft.ServerID, hb, et time.Duration) *detector {
-	d := &detector{raft: r, id: id, hb: hb, et: et, timeout: hb, done: make(chan struct{}), stopped: make(chan struct{})}
+	d := &detector{raft: r, id: id, hb: hb, et: et, done: make(chan struct{}), stopped: make(chan struct{})}
 	go d.run()
 	return d
 }
@@ -115,15 +112,14 @@ func (d *detector) holdOff(stagger time.Duration) {
 	d.setTimeout(d.hb + stagger + detectStep(d.hb)/2)
 }
 
+// setTimeout runs raft with heartbeat timeout hb (see holdOff).
 func (d *detector) setTimeout(hb time.Duration) {
-	if hb == d.timeout {
+	rc := d.raft.ReloadableConfig()
+	if rc.HeartbeatTimeout == hb {
 		return
 	}
-	rc := d.raft.ReloadableConfig()
 	rc.HeartbeatTimeout, rc.ElectionTimeout = hb, max(d.et, hb)
-	if d.raft.ReloadConfig(rc) == nil {
-		d.timeout = hb
-	}
+	_ = d.raft.ReloadConfig(rc) // refused only below the lease: raft's timer elects then
 }
 
 // stagger is detectStep times this node's rank among the voters other than

@@ -87,7 +87,7 @@ func TestDetector(t *testing.T) {
 			if tc.contact > 0 {
 				f.contact = now.Add(-tc.contact)
 			}
-			d := &detector{raft: f, id: tc.id, hb: hb, et: hb, timeout: hb}
+			d := &detector{raft: f, id: tc.id, hb: hb, et: hb}
 			if got := d.check(now); got != tc.wantWait {
 				t.Errorf("wait = %v, want %v", got, tc.wantWait)
 			}
@@ -109,7 +109,7 @@ func TestDetectorRestoresTimeout(t *testing.T) {
 	now := time.Unix(1000, 0)
 	f := &fakeTimer{state: raft.Follower, voters: []raft.ServerID{"r1", "r2", "r3"}, leader: "r1", contact: now.Add(-hb - detectStep(hb)),
 		rc: raft.ReloadableConfig{HeartbeatTimeout: hb, ElectionTimeout: hb}}
-	d := &detector{raft: f, id: "r3", hb: hb, et: hb, timeout: hb}
+	d := &detector{raft: f, id: "r3", hb: hb, et: hb}
 	d.check(now) // r3 is due: election
 	f.state, f.leader = raft.Leader, "r3"
 	d.check(now)
@@ -128,7 +128,7 @@ func TestDetectorLeaseAtHeartbeat(t *testing.T) {
 	now := time.Unix(1000, 0)
 	f := &fakeTimer{state: raft.Follower, voters: []raft.ServerID{"r1"}, contact: now.Add(-time.Second),
 		rc: raft.ReloadableConfig{HeartbeatTimeout: hb}, lease: hb}
-	d := &detector{raft: f, id: "r1", hb: hb, et: hb, timeout: hb}
+	d := &detector{raft: f, id: "r1", hb: hb, et: hb}
 	d.check(now)
 	if len(f.reloads) != 0 || f.rc.HeartbeatTimeout != hb {
 		t.Errorf("reloads %v, heartbeat %v", f.reloads, f.rc.HeartbeatTimeout)

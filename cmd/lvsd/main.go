@@ -87,7 +87,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's /debug/pprof/ profiles on --metrics-addr")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Var(&f.realtime, "realtime", "run every thread under SCHED_RR (--realtime = priority 50, --realtime=N for 1-99); "+
-		"keeps heartbeats on time on a busy host, needs CAP_SYS_NICE")
+		"needs CAP_SYS_NICE; measured to move the leader more, not less, on a saturated host (README)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

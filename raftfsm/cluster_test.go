@@ -254,28 +254,37 @@ func TestClusterPartitionedLeader(t *testing.T) {
 	c.partition(old.id)
 	cut := time.Now()
 
-	// The cut-off leader loses its lease and steps down on its own, and says
-	// so; the majority elects a new leader. Watch both moments: the lease is
-	// shorter than the heartbeat timeout so that the first comes before the
-	// second and the VIPs are never held twice.
-	last := true
-	var steppedDown, elected time.Duration
-	eventually(t, 5*time.Second, "the partitioned leader to step down and a new one to be elected", func() bool {
-		select {
-		case last = <-lead:
-		default:
+	// The cut-off leader's fence drops the VIPs on its own, and raft steps
+	// down; the majority elects a new leader. The drop must come first, or
+	// the VIPs would be held twice.
+	dropped := make(chan time.Duration, 1)
+	go func() {
+		for v := range lead {
+			if !v {
+				dropped <- time.Since(cut)
+				return
+			}
 		}
-		if steppedDown == 0 && !last && old.Raft().State() != raft.Leader {
-			steppedDown = time.Since(cut)
-		}
+	}()
+	var elected time.Duration
+	eventually(t, 5*time.Second, "a new leader to be elected and the old one to step down", func() bool {
 		for _, id := range rest {
 			if elected == 0 && c.nodes[id].Raft().State() == raft.Leader {
 				elected = time.Since(cut)
 			}
 		}
-		return steppedDown > 0 && elected > 0
+		return elected > 0 && old.Raft().State() != raft.Leader
 	})
-	t.Logf("after the partition: old leader stepped down at %s, new leader elected at %s", steppedDown, elected)
+	var drop time.Duration
+	select {
+	case drop = <-dropped:
+	case <-time.After(time.Second):
+		t.Fatal("the partitioned leader never dropped its VIPs")
+	}
+	t.Logf("after the partition: old leader dropped the VIPs at %s, new leader elected at %s", drop, elected)
+	if drop >= elected {
+		t.Errorf("old leader dropped the VIPs at %s, after the new leader was elected at %s", drop, elected)
+	}
 	if serial := c.write(addRS("10.0.0.3"), rest...); serial != 2 {
 		t.Fatalf("serial %d after failover, want 2", serial)
 	}
@@ -352,12 +361,12 @@ func TestClusterMembership(t *testing.T) {
 
 func TestOpenRejectsLongLease(t *testing.T) {
 	const ms = time.Millisecond
-	for _, lease := range []time.Duration{100 * ms, 95 * ms, 90 * ms} {
+	for _, lease := range []time.Duration{100 * ms, 95 * ms, 91 * ms} {
 		_, tr := raft.NewInmemTransport("x")
 		_, err := Open(Options{ID: "x", InMemory: true, Transport: tr,
 			Timing: Timing{Heartbeat: 100 * ms, Election: 100 * ms, LeaderLease: lease}})
 		if err == nil {
-			t.Errorf("lease %v with a 100ms heartbeat timeout was accepted; raft may see it run out 10ms late", lease)
+			t.Errorf("lease %v with a 100ms heartbeat timeout was accepted; it leaves no time to drop the VIPs", lease)
 		} else {
 			t.Log(err)
 		}
@@ -365,9 +374,9 @@ func TestOpenRejectsLongLease(t *testing.T) {
 	_, tr := raft.NewInmemTransport("y")
 	defer tr.Close()
 	n, err := Open(Options{ID: "y", InMemory: true, Transport: tr,
-		Timing: Timing{Heartbeat: 100 * ms, Election: 100 * ms, LeaderLease: 89 * ms}})
+		Timing: Timing{Heartbeat: 100 * ms, Election: 100 * ms, LeaderLease: 90 * ms}})
 	if err != nil {
-		t.Fatalf("lease 89ms with a 100ms heartbeat timeout: %v", err)
+		t.Fatalf("lease 90ms with a 100ms heartbeat timeout: %v", err)
 	}
 	n.Shutdown()
 }
@@ -408,7 +417,7 @@ func TestRestartOnDisk(t *testing.T) {
 
 func TestLeadershipFanOut(t *testing.T) {
 	notify := make(chan bool)
-	l := newLeadership(notify)
+	l := newLeadership(notify, newTestFence(1, time.Second, voters("a"))) // the only voter: raft decides alone
 	a, cancelA := l.subscribe()
 	defer cancelA()
 	if v := <-a; v {

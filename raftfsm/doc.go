@@ -26,9 +26,12 @@
 //     index and change nothing.
 //   - Subscribers never slow Apply down: a subscriber whose buffer is full is
 //     dropped and its channel closed; it resubscribes and reads State().
-//   - Open refuses a leader lease that is not shorter than the heartbeat
-//     timeout: a partitioned leader must step down (and drop its VIPs) before
-//     any follower can start the election that makes a new VIP holder.
+//   - Leadership (what the dataplane holds the VIPs on) is raft's leadership
+//     fenced by send times: it ends one leader lease after the leader sent
+//     the latest request a quorum accepted (fence.go), and Open refuses a
+//     lease longer than nine tenths of the heartbeat timeout, so a leader
+//     cut off from the quorum drops its VIPs before any follower can start
+//     the election that makes a new VIP holder.
 //
 // # Snapshots
 //

@@ -1,10 +1,14 @@
 package raftfsm
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
-// leadership fans raft's single NotifyCh out to any number of subscribers.
-// Raft blocks while sending on NotifyCh, so the loop only records the value
-// and hands it on without ever waiting for a subscriber.
+// leadership fans out whether this node may hold the VIPs: while raft
+// says it leads and the fence says its authority has not run out. Raft
+// blocks while sending on NotifyCh, so the loop only records the value and
+// hands it on without ever waiting for a subscriber.
 type leadership struct {
 	mu     sync.Mutex
 	leader bool
@@ -16,21 +20,52 @@ type leadership struct {
 	wg   sync.WaitGroup
 }
 
-func newLeadership(notify <-chan bool) *leadership {
+func newLeadership(notify <-chan bool, f *fence) *leadership {
 	l := &leadership{subs: map[uint64]chan bool{}, done: make(chan struct{})}
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		for {
-			select {
-			case v := <-notify:
-				l.set(v)
-			case <-l.done:
-				return
-			}
-		}
+		l.run(notify, f)
 	}()
 	return l
+}
+
+// run follows raft's notifications and, while raft leads, the fence: it
+// wakes when the authority would run out, and then either finds it
+// extended by newer acks or drops leadership until the next ack restores
+// it.
+func (l *leadership) run(notify <-chan bool, f *fence) {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	leader, held := false, false
+	for {
+		select {
+		case leader = <-notify:
+		case <-f.wake:
+		case <-timer.C:
+		case <-l.done:
+			return
+		}
+		hold := false
+		if leader {
+			now := time.Now()
+			until, forever := f.until(now)
+			hold = forever || now.Before(until)
+			timer.Stop()
+			switch {
+			case forever: // until another voter joins
+				timer.Reset(configEvery)
+			case hold:
+				timer.Reset(until.Sub(now))
+			}
+		}
+		if held && !hold && leader {
+			fenceLapses.Inc()
+		}
+		held = hold
+		l.set(hold)
+	}
 }
 
 func (l *leadership) set(v bool) {

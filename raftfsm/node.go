@@ -22,11 +22,6 @@ import (
 // few seconds of writes at hundreds per second.
 const logCacheSize = 1024
 
-// leaseCheckSlack is how late hashicorp/raft may notice that its lease ran
-// out: it re-checks at the moment the oldest contact would expire, but never
-// sooner than minCheckInterval (10ms) after the last check.
-const leaseCheckSlack = 10 * time.Millisecond
-
 // Timing maps onto raft.Config: HeartbeatTimeout, ElectionTimeout,
 // LeaderLeaseTimeout and CommitTimeout. Zero fields take raft's defaults.
 type Timing struct {
@@ -34,16 +29,16 @@ type Timing struct {
 }
 
 // Validate checks the rule that keeps two nodes from holding the VIPs at
-// once: a partitioned leader steps down when its lease runs out, and that
-// must happen before any follower can start an election, one heartbeat
-// timeout after it last heard from the leader (the detector starts it right
-// then). raft checks the lease no more often than every leaseCheckSlack, so
-// the step-down may come that much after the lease ran out.
+// once: no follower starts an election sooner than a heartbeat timeout
+// after it last accepted a request from the leader, and the leader's fence
+// drops the VIPs one leader lease after it sent the quorum's oldest such
+// request. The lease must leave a tenth of the heartbeat timeout, at
+// least, for taking the VIPs down.
 func (t Timing) Validate() error {
-	if t.LeaderLease+leaseCheckSlack >= t.Heartbeat {
-		return fmt.Errorf("leader lease %s plus raft's lease check interval %s must be shorter than the heartbeat timeout %s, "+
-			"or a partitioned leader could keep the VIPs after a new leader has taken them",
-			t.LeaderLease, leaseCheckSlack, t.Heartbeat)
+	if t.LeaderLease > t.Heartbeat-t.Heartbeat/10 {
+		return fmt.Errorf("leader lease %s must be at most nine tenths of the heartbeat timeout %s, "+
+			"or a leader that lost touch could keep the VIPs after a new leader has taken them",
+			t.LeaderLease, t.Heartbeat)
 	}
 	return nil
 }
@@ -169,6 +164,12 @@ func Open(o Options) (*Node, error) {
 		n.closer = append(n.closer, tcp)
 		trans = voteTransport{tcp}
 	}
+	pv, canPreVote := trans.(preVoteTransport)
+	if !canPreVote {
+		return nil, fmt.Errorf("open raft: transport %T cannot carry pre-votes", trans)
+	}
+	fence := newFence(conf.LocalID, conf.LeaderLeaseTimeout)
+	trans = fencedTransport{pv, fence}
 
 	exists, err := raft.HasExistingState(logs, stable, snaps)
 	if err != nil {
@@ -184,12 +185,12 @@ func Open(o Options) (*Node, error) {
 
 	notify := make(chan bool, 1)
 	conf.NotifyCh = notify
-	n.leaders = newLeadership(notify)
 	n.raft, err = raft.NewRaft(conf, n.fsm, logs, stable, snaps, trans)
 	if err != nil {
-		n.leaders.stop()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
+	fence.raft = n.raft
+	n.leaders = newLeadership(notify, fence)
 	n.detector = newDetector(n.raft, conf.LocalID, conf.HeartbeatTimeout, conf.ElectionTimeout)
 	ok = true
 	return n, nil

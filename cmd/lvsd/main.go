@@ -52,18 +52,18 @@ type flags struct {
 // heard from the leader, the second follower HT/5 later (see raftfsm's
 // detector), so failover takes a little over HT. The heartbeat
 // timeout is also how long the leader may go unheard, stalled on a busy
-// host, before it is replaced; the leader itself steps down when no
-// follower has answered for the lease. The lease plus raft's 10ms lease
-// check granularity stays below HT, so a partitioned leader lets go of the
-// VIPs before anyone else can take them.
+// host, before it is replaced. The leader drops its VIPs one lease after
+// it sent the last request a quorum accepted (raftfsm's fence); the lease
+// is nine tenths of HT, so a partitioned leader lets go of the VIPs before
+// anyone else can take them, and the rest of HT is for taking them down.
 //
-// fast: 30/30/19ms with a 10ms commit timeout (followers learn of a commit
+// fast: 30/30/27ms with a 10ms commit timeout (followers learn of a commit
 // within 10-20ms when no write follows). Measured in e2e/failover, see
 // e2e/failover/README.md.
 var profiles = map[string]raftfsm.Timing{
-	"lan":  {Heartbeat: 200 * time.Millisecond, Election: 200 * time.Millisecond, LeaderLease: 100 * time.Millisecond, Commit: 20 * time.Millisecond},
-	"fast": {Heartbeat: 30 * time.Millisecond, Election: 30 * time.Millisecond, LeaderLease: 19 * time.Millisecond, Commit: 10 * time.Millisecond},
-	"wan":  {Heartbeat: time.Second, Election: time.Second, LeaderLease: 500 * time.Millisecond, Commit: 50 * time.Millisecond},
+	"lan":  {Heartbeat: 200 * time.Millisecond, Election: 200 * time.Millisecond, LeaderLease: 180 * time.Millisecond, Commit: 20 * time.Millisecond},
+	"fast": {Heartbeat: 30 * time.Millisecond, Election: 30 * time.Millisecond, LeaderLease: 27 * time.Millisecond, Commit: 10 * time.Millisecond},
+	"wan":  {Heartbeat: time.Second, Election: time.Second, LeaderLease: 900 * time.Millisecond, Commit: 50 * time.Millisecond},
 }
 
 func parseFlags(args []string) (*flags, error) {

@@ -14,14 +14,14 @@ func TestTiming(t *testing.T) {
 		want raftfsm.Timing
 		bad  bool
 	}{
-		{nil, raftfsm.Timing{Heartbeat: 200 * ms, Election: 200 * ms, LeaderLease: 100 * ms, Commit: 20 * ms}, false},
-		{[]string{"--profile", "fast"}, raftfsm.Timing{Heartbeat: 30 * ms, Election: 30 * ms, LeaderLease: 19 * ms, Commit: 10 * ms}, false},
-		// The lease must stay strictly under the heartbeat timeout.
-		{[]string{"--profile", "fast", "--lease-timeout", "20ms"}, raftfsm.Timing{}, true},
-		{[]string{"--profile", "fast", "--heartbeat-timeout", "40ms"}, raftfsm.Timing{Heartbeat: 40 * ms, Election: 30 * ms, LeaderLease: 19 * ms, Commit: 10 * ms}, false},
-		{[]string{"--profile", "wan", "--commit-timeout", "10ms"}, raftfsm.Timing{Heartbeat: time.Second, Election: time.Second, LeaderLease: 500 * ms, Commit: 10 * ms}, false},
+		{nil, raftfsm.Timing{Heartbeat: 200 * ms, Election: 200 * ms, LeaderLease: 180 * ms, Commit: 20 * ms}, false},
+		{[]string{"--profile", "fast"}, raftfsm.Timing{Heartbeat: 30 * ms, Election: 30 * ms, LeaderLease: 27 * ms, Commit: 10 * ms}, false},
+		// The lease must leave a tenth of the heartbeat timeout.
+		{[]string{"--profile", "fast", "--lease-timeout", "28ms"}, raftfsm.Timing{}, true},
+		{[]string{"--profile", "fast", "--heartbeat-timeout", "40ms"}, raftfsm.Timing{Heartbeat: 40 * ms, Election: 30 * ms, LeaderLease: 27 * ms, Commit: 10 * ms}, false},
+		{[]string{"--profile", "wan", "--commit-timeout", "10ms"}, raftfsm.Timing{Heartbeat: time.Second, Election: time.Second, LeaderLease: 900 * ms, Commit: 10 * ms}, false},
 		{[]string{"--heartbeat-timeout", "1s", "--election-timeout", "2s", "--lease-timeout", "300ms"}, raftfsm.Timing{Heartbeat: time.Second, Election: 2 * time.Second, LeaderLease: 300 * ms, Commit: 20 * ms}, false},
-		{[]string{"--lease-timeout", "300ms"}, raftfsm.Timing{}, true},
+		{[]string{"--lease-timeout", "190ms"}, raftfsm.Timing{}, true},
 		{[]string{"--profile", "moon"}, raftfsm.Timing{}, true},
 	}
 	for _, tt := range tests {

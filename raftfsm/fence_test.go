@@ -1,0 +1,216 @@
+package raftfsm
+
+import (
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// fakeFenceRaft is a raft with a fixed term and configuration.
+type fakeFenceRaft struct {
+	term   atomic.Uint64
+	config raft.Configuration
+}
+
+func (r *fakeFenceRaft) CurrentTerm() uint64 { return r.term.Load() }
+func (r *fakeFenceRaft) GetConfiguration() raft.ConfigurationFuture {
+	return configFuture{r.config}
+}
+
+func voters(ids ...string) raft.Configuration {
+	var c raft.Configuration
+	for _, id := range ids {
+		c.Servers = append(c.Servers, raft.Server{ID: raft.ServerID(id), Address: raft.ServerAddress(id), Suffrage: raft.Voter})
+	}
+	return c
+}
+
+func newTestFence(term uint64, lease time.Duration, c raft.Configuration) *fence {
+	r := &fakeFenceRaft{config: c}
+	r.term.Store(term)
+	f := newFence("a", lease)
+	f.raft = r
+	return f
+}
+
+func TestFenceQuorum(t *testing.T) {
+	const lease = 30 * time.Millisecond
+	base := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return base.Add(time.Duration(ms) * time.Millisecond) }
+	type ack struct {
+		id   string
+		term uint64
+		ms   int
+	}
+	tests := []struct {
+		name   string
+		config raft.Configuration
+		acks   []ack
+		want   time.Time // zero: no authority
+	}{
+		{"three voters need one other", voters("a", "b", "c"), []ack{{"b", 5, 10}, {"c", 5, 4}}, at(10).Add(lease)},
+		{"the freshest ack of a peer counts", voters("a", "b", "c"), []ack{{"b", 5, 10}, {"b", 5, 7}}, at(10).Add(lease)},
+		{"five voters need two others", voters("a", "b", "c", "d", "e"), []ack{{"b", 5, 10}, {"c", 5, 4}, {"d", 5, 8}}, at(8).Add(lease)},
+		{"five voters, one ack is not enough", voters("a", "b", "c", "d", "e"), []ack{{"b", 5, 10}}, time.Time{}},
+		{"nothing accepted yet", voters("a", "b", "c"), nil, time.Time{}},
+		{"acks of an older term do not count", voters("a", "b", "c"), []ack{{"b", 4, 10}}, time.Time{}},
+		{"a newer term forgets the older acks", voters("a", "b", "c", "d", "e"), []ack{{"b", 4, 10}, {"c", 4, 10}, {"d", 5, 12}}, time.Time{}},
+		{"an older term's ack after a newer one is ignored", voters("a", "b", "c"), []ack{{"b", 5, 6}, {"c", 4, 10}}, at(6).Add(lease)},
+		{"non-voters do not count", func() raft.Configuration {
+			c := voters("a", "b", "c")
+			c.Servers = append(c.Servers, raft.Server{ID: "x", Suffrage: raft.Nonvoter})
+			return c
+		}(), []ack{{"x", 5, 10}}, time.Time{}},
+		{"a leader that is not a voter needs a quorum of the others", voters("b", "c", "d"), []ack{{"b", 5, 10}, {"c", 5, 3}}, at(3).Add(lease)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newTestFence(5, lease, tt.config)
+			for _, a := range tt.acks {
+				f.accepted(raft.ServerID(a.id), a.term, at(a.ms))
+			}
+			got, forever := f.until(at(11))
+			if forever || !got.Equal(tt.want) {
+				t.Errorf("until = %v (forever %v), want %v", got.Sub(base), forever, tt.want.Sub(base))
+			}
+		})
+	}
+}
+
+func TestFenceSingleVoterHoldsForever(t *testing.T) {
+	f := newTestFence(1, 30*time.Millisecond, voters("a"))
+	if _, forever := f.until(time.Now()); !forever {
+		t.Error("the only voter has no one to wait for, yet the fence closed")
+	}
+}
+
+// TestFenceRaftTerm: acks of the current term count only while raft is
+// still in that term.
+func TestFenceRaftTerm(t *testing.T) {
+	f := newTestFence(5, 30*time.Millisecond, voters("a", "b", "c"))
+	now := time.Now()
+	f.accepted("b", 5, now)
+	if u, _ := f.until(now); u.IsZero() {
+		t.Fatal("no authority from an ack of the current term")
+	}
+	f.raft.(*fakeFenceRaft).term.Store(6)
+	if u, _ := f.until(now); !u.IsZero() {
+		t.Errorf("authority %v from an ack of term 5 in term 6", u.Sub(now))
+	}
+}
+
+// stubTransport answers every request with the given responses.
+type stubTransport struct {
+	raft.Transport
+	append  raft.AppendEntriesResponse
+	vote    raft.RequestVoteResponse
+	err     error
+	latency time.Duration
+}
+
+func (s *stubTransport) AppendEntries(_ raft.ServerID, _ raft.ServerAddress, _ *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	time.Sleep(s.latency)
+	*resp = s.append
+	return s.err
+}
+
+func (s *stubTransport) RequestVote(_ raft.ServerID, _ raft.ServerAddress, _ *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
+	time.Sleep(s.latency)
+	*resp = s.vote
+	return s.err
+}
+
+func (s *stubTransport) RequestPreVote(raft.ServerID, raft.ServerAddress, *raft.RequestPreVoteRequest, *raft.RequestPreVoteResponse) error {
+	return s.err
+}
+
+// TestFencedTransport: what counts as accepted, and that the time recorded
+// is when the request left, not when the answer came back.
+func TestFencedTransport(t *testing.T) {
+	const latency = 20 * time.Millisecond
+	tests := []struct {
+		name  string
+		stub  stubTransport
+		vote  bool
+		count bool
+	}{
+		{"heartbeat accepted", stubTransport{append: raft.AppendEntriesResponse{Term: 5, Success: true}}, false, true},
+		{"append refused", stubTransport{append: raft.AppendEntriesResponse{Term: 5}}, false, false},
+		{"answer from a newer term", stubTransport{append: raft.AppendEntriesResponse{Term: 6, Success: true}}, false, false},
+		{"transport error", stubTransport{append: raft.AppendEntriesResponse{Term: 5, Success: true}, err: errors.New("cut")}, false, false},
+		{"vote granted", stubTransport{vote: raft.RequestVoteResponse{Term: 5, Granted: true}}, true, true},
+		{"vote refused", stubTransport{vote: raft.RequestVoteResponse{Term: 5}}, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newTestFence(5, time.Second, voters("a", "b", "c"))
+			stub := tt.stub
+			stub.latency = latency
+			tr := fencedTransport{&stub, f}
+			sent := time.Now()
+			if tt.vote {
+				_ = tr.RequestVote("b", "b", &raft.RequestVoteRequest{Term: 5}, &raft.RequestVoteResponse{})
+			} else {
+				_ = tr.AppendEntries("b", "b", &raft.AppendEntriesRequest{Term: 5}, &raft.AppendEntriesResponse{})
+			}
+			u, _ := f.until(time.Now())
+			switch {
+			case !tt.count && !u.IsZero():
+				t.Errorf("counted as accepted (until %v)", u.Sub(sent))
+			case tt.count && u.IsZero():
+				t.Error("not counted as accepted")
+			case tt.count && u.Sub(sent) > time.Second+latency/2:
+				t.Errorf("authority runs %v after the send, want about the lease (1s): the answer's time was taken", u.Sub(sent))
+			}
+		})
+	}
+}
+
+// TestLeadershipFollowsFence: a leader holds the VIPs while acks arrive,
+// drops them within about a lease after they stop, and takes them back at
+// the next ack.
+func TestLeadershipFollowsFence(t *testing.T) {
+	const lease = 50 * time.Millisecond
+	f := newTestFence(5, lease, voters("a", "b", "c"))
+	f.accepted("b", 5, time.Now())
+	notify := make(chan bool, 1)
+	l := newLeadership(notify, f)
+	defer l.stop()
+	ch, cancel := l.subscribe()
+	defer cancel()
+	next := func(want bool, within time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		select {
+		case v := <-ch:
+			if v != want {
+				t.Fatalf("leadership %v, want %v", v, want)
+			}
+		case <-time.After(within):
+			t.Fatalf("leadership did not become %v within %v", want, within)
+		}
+		return time.Since(start)
+	}
+	next(false, time.Second)
+	notify <- true
+	next(true, time.Second)
+	lastAck := time.Now()
+	for range 5 { // acks every 10ms keep it held
+		time.Sleep(10 * time.Millisecond)
+		lastAck = time.Now()
+		f.accepted("b", 5, lastAck)
+	}
+	next(false, time.Second)
+	if held := time.Since(lastAck); held < lease {
+		t.Errorf("dropped %v after the last ack was sent, before the lease of %v ran out", held, lease)
+	}
+	f.accepted("b", 5, time.Now())
+	if d := next(true, time.Second); d > 20*time.Millisecond {
+		t.Logf("took %v to hold again after an ack", d)
+	}
+	notify <- false
+	next(false, time.Second)
+}

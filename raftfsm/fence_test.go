@@ -2,6 +2,7 @@ package raftfsm
 
 import (
 	"errors"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -177,7 +178,7 @@ func TestLeadershipFollowsFence(t *testing.T) {
 	f := newTestFence(5, lease, voters("a", "b", "c"))
 	f.accepted("b", 5, time.Now())
 	notify := make(chan bool, 1)
-	l := newLeadership(notify, f)
+	l := newLeadership(notify, f, slog.New(slog.DiscardHandler))
 	defer l.stop()
 	ch, cancel := l.subscribe()
 	defer cancel()

@@ -1,6 +1,7 @@
 package raftfsm
 
 import (
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -20,12 +21,12 @@ type leadership struct {
 	wg   sync.WaitGroup
 }
 
-func newLeadership(notify <-chan bool, f *fence) *leadership {
+func newLeadership(notify <-chan bool, f *fence, log *slog.Logger) *leadership {
 	l := &leadership{subs: map[uint64]chan bool{}, done: make(chan struct{})}
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		l.run(notify, f)
+		l.run(notify, f, log)
 	}()
 	return l
 }
@@ -34,11 +35,11 @@ func newLeadership(notify <-chan bool, f *fence) *leadership {
 // wakes when the authority would run out, and then either finds it
 // extended by newer acks or drops leadership until the next ack restores
 // it.
-func (l *leadership) run(notify <-chan bool, f *fence) {
+func (l *leadership) run(notify <-chan bool, f *fence, log *slog.Logger) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
-	leader, held := false, false
+	leader, held, lapsed := false, false, false
 	for {
 		select {
 		case leader = <-notify:
@@ -48,9 +49,11 @@ func (l *leadership) run(notify <-chan bool, f *fence) {
 			return
 		}
 		hold := false
+		var now, until time.Time
 		if leader {
-			now := time.Now()
-			until, forever := f.until(now)
+			now = time.Now()
+			var forever bool
+			until, forever = f.until(now)
 			hold = forever || now.Before(until)
 			timer.Stop()
 			switch {
@@ -60,8 +63,20 @@ func (l *leadership) run(notify <-chan bool, f *fence) {
 				timer.Reset(until.Sub(now))
 			}
 		}
-		if held && !hold && leader {
+		switch {
+		case held && !hold && leader:
 			fenceLapses.Inc()
+			lapsed = true
+			args := []any{"lease", f.lease}
+			if !until.IsZero() {
+				args = append(args, "quorum_send_age", now.Sub(until.Add(-f.lease)))
+			}
+			log.Warn("leader fence lapsed: dropping the VIPs until a quorum answers", args...)
+		case lapsed && hold:
+			lapsed = false
+			log.Info("leader fence restored: a quorum answered")
+		case !leader:
+			lapsed = false
 		}
 		held = hold
 		l.set(hold)

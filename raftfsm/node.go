@@ -190,7 +190,7 @@ func Open(o Options) (*Node, error) {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	fence.raft = n.raft
-	n.leaders = newLeadership(notify, fence)
+	n.leaders = newLeadership(notify, fence, logger)
 	n.detector = newDetector(n.raft, conf.LocalID, conf.HeartbeatTimeout, conf.ElectionTimeout)
 	ok = true
 	return n, nil

@@ -496,7 +496,8 @@ func (sr *series) transferTrials(ctx context.Context, sh *netlab.Shoal) row {
 // own.
 func (sr *series) loadTest(ctx context.Context) row {
 	t := sr.t
-	if _, err := sr.waitLeader(ctx); err != nil {
+	leader, err := sr.waitLeader(ctx)
+	if err != nil {
 		t.Logf("%s load: %v", sr.d.Label(), err)
 		return row{daemon: sr.d.Label(), scenario: "under load", notes: err.Error()}
 	}
@@ -519,11 +520,14 @@ func (sr *series) loadTest(ctx context.Context) row {
 		what = append(what, "no stress-ng")
 	}
 	var writes, writeErrs int
-	if sh, ok := sr.d.(*netlab.Shoal); ok {
+	sh, isShoal := sr.d.(*netlab.Shoal)
+	var fenceBefore map[string]fenceStats
+	if isShoal {
+		fenceBefore = sr.fenceStats(ctx, sh)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			writes, writeErrs = writeLoad(lctx, sh, sr.s.writes)
+			writes, writeErrs = writeLoad(lctx, sh, leader, sr.s.writes)
 		}()
 	}
 	start := time.Now()
@@ -540,16 +544,56 @@ func (sr *series) loadTest(ctx context.Context) row {
 	if c.Dual > 0 {
 		notes += fmt.Sprintf("; **%d samples with two VIP holders**", c.Dual)
 	}
+	if isShoal {
+		notes += "; " + sr.fenceNote(ctx, sh, fenceBefore)
+	}
 	return row{daemon: sr.d.Label(), scenario: "under load: leadership changes", notes: notes}
+}
+
+// fenceStats scrapes every router's fence metrics; a router that does not
+// answer is left out.
+func (sr *series) fenceStats(ctx context.Context, sh *netlab.Shoal) map[string]fenceStats {
+	out := map[string]fenceStats{}
+	for _, r := range sr.lab.Routers {
+		mctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		text, err := sh.Metrics(mctx, r)
+		cancel()
+		if err != nil {
+			sr.t.Logf("fence metrics: %v", err)
+			continue
+		}
+		out[r.Name] = parseFence(text)
+	}
+	return out
+}
+
+// fenceNote says how close the leaders came to losing the VIPs during the
+// load: gaps between quorum-accepted sends on the leader (the fence drops
+// the VIPs after one of more than the lease) and the fence's lapses.
+func (sr *series) fenceNote(ctx context.Context, sh *netlab.Shoal, before map[string]fenceStats) string {
+	var lapses, over15, over20 float64
+	var longest float64
+	for name, after := range sr.fenceStats(ctx, sh) {
+		b, ok := before[name]
+		if !ok {
+			return "fence metrics: " + name + " not scraped before the load"
+		}
+		d := after.since(b)
+		lapses += d.lapses
+		over15 += d.over(0.015)
+		over20 += d.over(0.02)
+		longest = max(longest, d.longest())
+	}
+	return fmt.Sprintf("leader's gaps between quorum-accepted sends: %.0f over 15 ms, %.0f over 20 ms, longest ≤ %.0f ms; %.0f fence lapses",
+		over15, over20, longest*1000, lapses)
 }
 
 // writeLoad adds and removes a real server, perSecond times a second or
 // (0) as fast as the cluster commits, from the client namespace through the
-// API of router r1 (which forwards to the leader). As fast as they commit
-// depends on whether r1 leads: a write through a follower also waits for
-// the follower to apply it.
-func writeLoad(ctx context.Context, sh *netlab.Shoal, perSecond int) (ok, failed int) {
-	conn, err := sh.Conn(sh.Lab.Routers[0])
+// API of router to (the leader when the load starts, so that it serves
+// every write itself; should leadership move, to forwards them).
+func writeLoad(ctx context.Context, sh *netlab.Shoal, to *netlab.Node, perSecond int) (ok, failed int) {
+	conn, err := sh.Conn(to)
 	if err != nil {
 		return 0, 1
 	}

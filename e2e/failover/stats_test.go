@@ -28,3 +28,27 @@ func TestSummarize(t *testing.T) {
 		}
 	}
 }
+
+func TestFenceStats(t *testing.T) {
+	const before = `# HELP shoal_raft_fence_lapses_total x
+shoal_raft_fence_lapses_total 1
+shoal_raft_quorum_ack_gap_seconds_bucket{le="0.01"} 100
+shoal_raft_quorum_ack_gap_seconds_bucket{le="0.02"} 100
+shoal_raft_quorum_ack_gap_seconds_bucket{le="0.03"} 100
+shoal_raft_quorum_ack_gap_seconds_bucket{le="+Inf"} 100
+shoal_raft_quorum_ack_gap_seconds_sum 0.5
+`
+	const after = `shoal_raft_fence_lapses_total 3
+shoal_raft_quorum_ack_gap_seconds_bucket{le="0.01"} 150
+shoal_raft_quorum_ack_gap_seconds_bucket{le="0.02"} 155
+shoal_raft_quorum_ack_gap_seconds_bucket{le="0.03"} 157
+shoal_raft_quorum_ack_gap_seconds_bucket{le="+Inf"} 157
+`
+	d := parseFence(after).since(parseFence(before))
+	if d.lapses != 2 || d.over(0.01) != 7 || d.over(0.02) != 2 || d.longest() != 0.03 {
+		t.Errorf("lapses %v, over 10ms %v, over 20ms %v, longest %v; want 2, 7, 2, 0.03", d.lapses, d.over(0.01), d.over(0.02), d.longest())
+	}
+	if l := parseFence("").longest(); l != 0 {
+		t.Errorf("longest of nothing = %v", l)
+	}
+}

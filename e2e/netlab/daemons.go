@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -44,8 +46,9 @@ type Shoal struct {
 	Wrap []string
 	// Dataplane is lvsd's --dataplane (default vip: this lab has no IPVS).
 	Dataplane string
-	// RaftPort and APIPort on each router's address (default 7000, 7001).
-	RaftPort, APIPort uint16
+	// RaftPort, APIPort and MetricsPort on each router's address (default
+	// 7000, 7001, 7002).
+	RaftPort, APIPort, MetricsPort uint16
 
 	mu     sync.Mutex
 	procs  map[string]*Process
@@ -68,27 +71,19 @@ func (s *Shoal) Label() string {
 	return l
 }
 
-func (s *Shoal) ports() (uint16, uint16) {
-	rp, ap := s.RaftPort, s.APIPort
-	if rp == 0 {
-		rp = 7000
-	}
-	if ap == 0 {
-		ap = 7001
-	}
-	return rp, ap
-}
-
 // RaftAddr is r's Raft address.
 func (s *Shoal) RaftAddr(r *Node) netip.AddrPort {
-	rp, _ := s.ports()
-	return netip.AddrPortFrom(r.Addr, rp)
+	return netip.AddrPortFrom(r.Addr, cmp.Or(s.RaftPort, 7000))
 }
 
 // APIAddr is r's gRPC API address.
 func (s *Shoal) APIAddr(r *Node) netip.AddrPort {
-	_, ap := s.ports()
-	return netip.AddrPortFrom(r.Addr, ap)
+	return netip.AddrPortFrom(r.Addr, cmp.Or(s.APIPort, 7001))
+}
+
+// MetricsAddr is where r serves Prometheus metrics.
+func (s *Shoal) MetricsAddr(r *Node) netip.AddrPort {
+	return netip.AddrPortFrom(r.Addr, cmp.Or(s.MetricsPort, 7002))
 }
 
 // Args is the lvsd command line for r.
@@ -101,6 +96,7 @@ func (s *Shoal) Args(r *Node) []string {
 		"--id", r.Name,
 		"--raft-addr", s.RaftAddr(r).String(),
 		"--api-addr", s.APIAddr(r).String(),
+		"--metrics-addr", s.MetricsAddr(r).String(),
 		"--data-dir", filepath.Join(s.Dir, r.Name, "data"),
 		"--bootstrap", strings.Join(boot, ","),
 		"--dataplane", cmp.Or(s.Dataplane, "vip"),
@@ -262,6 +258,32 @@ func (s *Shoal) Conn(r *Node) (*grpc.ClientConn, error) {
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			return client.DialContext(ctx, "tcp", addr)
 		}))
+}
+
+// Metrics fetches r's Prometheus metrics, in the text format, from the
+// client namespace.
+func (s *Shoal) Metrics(ctx context.Context, r *Node) (string, error) {
+	client := s.Lab.Client
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return client.DialContext(ctx, network, addr)
+		},
+	}}
+	defer hc.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.MetricsAddr(r).String()+"/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("metrics of %s: %w", r.Name, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("metrics of %s: %s", r.Name, resp.Status)
+	}
+	return string(b), err
 }
 
 // Keepalived runs keepalived (VRRP only) in every router for comparison:

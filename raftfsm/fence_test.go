@@ -8,7 +8,16 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	dto "github.com/prometheus/client_model/go"
 )
+
+func lapseCount(t *testing.T) float64 {
+	var m dto.Metric
+	if err := fenceLapses.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
 
 // fakeFenceRaft is a raft with a fixed term and configuration.
 type fakeFenceRaft struct {
@@ -204,14 +213,30 @@ func TestLeadershipFollowsFence(t *testing.T) {
 		lastAck = time.Now()
 		f.accepted("b", 5, lastAck)
 	}
+	lapses := lapseCount(t)
 	next(false, time.Second)
 	if held := time.Since(lastAck); held < lease {
 		t.Errorf("dropped %v after the last ack was sent, before the lease of %v ran out", held, lease)
+	}
+	if got := lapseCount(t) - lapses; got != 1 {
+		t.Errorf("lapses counted: %v, want 1", got)
 	}
 	f.accepted("b", 5, time.Now())
 	if d := next(true, time.Second); d > 20*time.Millisecond {
 		t.Logf("took %v to hold again after an ack", d)
 	}
-	notify <- false
+	// A newer term (a transfer, a vote for another node) ends the authority
+	// at once, and is no lapse.
+	f.raft.(*fakeFenceRaft).term.Store(6)
+	f.wake <- struct{}{} // as an ack would
 	next(false, time.Second)
+	if got := lapseCount(t) - lapses; got != 1 {
+		t.Errorf("lapses counted: %v after a term change, want still 1", got)
+	}
+	notify <- false
+	select {
+	case v := <-ch:
+		t.Errorf("leadership %v after raft's false, want no change (already false)", v)
+	case <-time.After(20 * time.Millisecond):
+	}
 }

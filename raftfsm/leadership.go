@@ -64,14 +64,13 @@ func (l *leadership) run(notify <-chan bool, f *fence, log *slog.Logger) {
 			}
 		}
 		switch {
-		case held && !hold && leader:
+		case held && !hold && leader && !until.IsZero():
+			// (A zero until means raft's term moved on, as in a leadership
+			// transfer: raft is about to say it no longer leads.)
 			fenceLapses.Inc()
 			lapsed = true
-			args := []any{"lease", f.lease}
-			if !until.IsZero() {
-				args = append(args, "quorum_send_age", now.Sub(until.Add(-f.lease)))
-			}
-			log.Warn("leader fence lapsed: dropping the VIPs until a quorum answers", args...)
+			log.Warn("leader fence lapsed: dropping the VIPs until a quorum answers",
+				"quorum_send_age", now.Sub(until.Add(-f.lease)), "lease", f.lease)
 		case lapsed && hold:
 			lapsed = false
 			log.Info("leader fence restored: a quorum answered")

@@ -771,9 +771,10 @@ func (c *composeCluster) partitionLeader(t *testing.T, serial uint64) string {
 	return final
 }
 
-// composeLeaseBound is how long a cut-off leader may keep its VIP: raft
-// notices the lost quorum within the leader lease (100ms with the lan
-// profile), the dataplane then drops the addresses; the rest is slack for a
+// composeLeaseBound is how long a cut-off leader may keep its VIP: its
+// fence lapses one leader lease (180ms with the lan profile) after the last
+// request a quorum accepted, the dataplane then drops the addresses; the
+// rest is slack for a
 // shared CI machine (1.4s was seen at a load average of 20 on 2 cores). SHOAL_E2E_LEASE_BOUND overrides it.
 func composeLeaseBound() time.Duration {
 	if d, err := time.ParseDuration(os.Getenv("SHOAL_E2E_LEASE_BOUND")); err == nil {

@@ -16,10 +16,11 @@ import (
 )
 
 // lanLease is the leader lease of lvsd's lan profile: a leader cut off from
-// the majority must have dropped its VIPs this long after its last contact
-// (raft checks the lease at most one lease period late, hence leaseMargin).
+// the majority drops its VIPs this long after it sent the last request a
+// quorum accepted, which was before the cut; leaseMargin is for a busy
+// machine.
 const (
-	lanLease    = 100 * time.Millisecond
+	lanLease    = 180 * time.Millisecond
 	leaseMargin = 300 * time.Millisecond
 )
 

@@ -40,7 +40,7 @@ func benchCluster(b *testing.B, services int) []*testNode {
 }
 
 // retries counts writes answered Unavailable (leadership lost under
-// load: the lan profile's 100ms lease is short on a busy machine).
+// load: the lan profile's 180ms lease is short on a busy machine).
 var retries atomic.Int64
 
 // setWeight sets the weight of svc's real server; the write is idempotent,

@@ -81,7 +81,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.StringVar(&f.profile, "profile", "lan", "raft timing profile: lan, fast or wan")
 	fs.DurationVar(&f.heartbeat, "heartbeat-timeout", 0, "override the profile's raft heartbeat timeout")
 	fs.DurationVar(&f.election, "election-timeout", 0, "override the profile's raft election timeout")
-	fs.DurationVar(&f.lease, "lease-timeout", 0, "override the profile's raft leader lease timeout")
+	fs.DurationVar(&f.lease, "lease-timeout", 0, "override the profile's leader lease: how long a leader keeps the VIPs after the last request a quorum accepted (at most 9/10 of the heartbeat timeout)")
 	fs.DurationVar(&f.commit, "commit-timeout", 0, "override the profile's raft commit timeout")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (empty: off)")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's /debug/pprof/ profiles on --metrics-addr")

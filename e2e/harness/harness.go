@@ -96,15 +96,32 @@ func FreeAddr(t testing.TB) string {
 	return FreeAddrOn(t, "127.0.0.1")
 }
 
-// FreeAddrOn is FreeAddr on a given local address.
+// given is every address FreeAddrOn has handed out in this process: once
+// the probe listener is closed, the kernel may offer the same port again,
+// and two nodes of one cluster were given the same API address.
+var given = struct {
+	sync.Mutex
+	addrs map[string]bool
+}{addrs: map[string]bool{}}
+
+// FreeAddrOn is FreeAddr on a given local address. It never returns the
+// same address twice.
 func FreeAddrOn(t testing.TB, host string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatalf("find a free port on %s: %v", host, err)
+	given.Lock()
+	defer given.Unlock()
+	for {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			t.Fatalf("find a free port on %s: %v", host, err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if !given.addrs[addr] {
+			given.addrs[addr] = true
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // Process is a started program whose output goes to a log file.

@@ -40,10 +40,9 @@ type fence struct {
 	// t0 is the quorum's oldest ack, so the VIPs may be held until t0+lease.
 	t0 time.Time
 	// others is the other voters and need how many of them must have
-	// accepted; refreshed at most every configEvery.
-	others   []raft.ServerID
-	need     int
-	othersAt time.Time
+	// accepted, as of the last call of until.
+	others []raft.ServerID
+	need   int
 	// waiting is set while the leader is fenced off and wants to hear of
 	// the next ack.
 	waiting bool
@@ -131,11 +130,11 @@ func (f *fence) quorumAck() time.Time {
 func (f *fence) until(now time.Time) (until time.Time, forever bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.othersAt.IsZero() || now.Sub(f.othersAt) > configEvery {
-		f.refreshVoters()
-		f.othersAt = now
-		f.t0 = f.quorumAck()
-	}
+	// The voters are read afresh each time (a copy of the latest
+	// configuration, no raft round trip), so a membership change counts
+	// from the next look, at most one lease later.
+	f.refreshVoters()
+	f.t0 = f.quorumAck()
 	if f.need == 0 {
 		return time.Time{}, true
 	}

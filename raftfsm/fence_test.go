@@ -240,3 +240,18 @@ func TestLeadershipFollowsFence(t *testing.T) {
 	case <-time.After(20 * time.Millisecond):
 	}
 }
+
+// TestFenceMembershipChange: the quorum follows the latest configuration at
+// the next look.
+func TestFenceMembershipChange(t *testing.T) {
+	f := newTestFence(5, time.Second, voters("a", "b", "c"))
+	now := time.Now()
+	f.accepted("b", 5, now)
+	if u, _ := f.until(now); u.IsZero() {
+		t.Fatal("no authority with one of two others")
+	}
+	f.raft.(*fakeFenceRaft).config = voters("a", "b", "c", "d", "e")
+	if u, _ := f.until(now); !u.IsZero() {
+		t.Errorf("authority %v with one of four others, a quorum needs two", u.Sub(now))
+	}
+}

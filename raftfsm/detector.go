@@ -138,15 +138,20 @@ func (d *detector) stagger() time.Duration {
 	return time.Duration(rank) * detectStep(d.hb)
 }
 
-// voterIDs returns the voters of the latest configuration, sorted; on error
-// the ones known before.
+// voterIDs returns the voters of the latest configuration; on error the
+// ones known before.
 func (d *detector) voterIDs() []raft.ServerID {
 	f := d.raft.GetConfiguration()
 	if f.Error() != nil {
 		return d.voters
 	}
+	return votersOf(f.Configuration())
+}
+
+// votersOf returns the IDs of c's voters, sorted.
+func votersOf(c raft.Configuration) []raft.ServerID {
 	var ids []raft.ServerID
-	for _, s := range f.Configuration().Servers {
+	for _, s := range c.Servers {
 		if s.Suffrage == raft.Voter {
 			ids = append(ids, s.ID)
 		}

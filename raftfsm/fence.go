@@ -153,23 +153,12 @@ func (f *fence) refreshVoters() {
 	if c.Error() != nil {
 		return
 	}
-	f.others = f.others[:0]
-	voters, selfVotes := 0, false
-	for _, s := range c.Configuration().Servers {
-		if s.Suffrage != raft.Voter {
-			continue
-		}
-		voters++
-		if s.ID == f.self {
-			selfVotes = true
-		} else {
-			f.others = append(f.others, s.ID)
-		}
+	voters := votersOf(c.Configuration())
+	f.need = len(voters)/2 + 1
+	if slices.Contains(voters, f.self) {
+		f.need-- // this node's own vote
 	}
-	f.need = voters/2 + 1
-	if selfVotes {
-		f.need--
-	}
+	f.others = slices.DeleteFunc(voters, func(id raft.ServerID) bool { return id == f.self })
 }
 
 // fencedTransport tells the fence when a peer accepted a request: an

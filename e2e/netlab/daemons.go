@@ -263,12 +263,7 @@ func (s *Shoal) Conn(r *Node) (*grpc.ClientConn, error) {
 // Metrics fetches r's Prometheus metrics, in the text format, from the
 // client namespace.
 func (s *Shoal) Metrics(ctx context.Context, r *Node) (string, error) {
-	client := s.Lab.Client
-	hc := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return client.DialContext(ctx, network, addr)
-		},
-	}}
+	hc := &http.Client{Transport: &http.Transport{DialContext: s.Lab.Client.DialContext}}
 	defer hc.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.MetricsAddr(r).String()+"/metrics", nil)
 	if err != nil {

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -52,7 +54,8 @@ func TestLoopbackCluster(t *testing.T) {
 	}
 	lvsd := harness.Build(t, "cmd/lvsd")
 	ctl := harness.Build(t, "cmd/lvsctl")
-	nodes := harness.StartCluster(t, lvsd, harness.ClusterOptions{N: 3, Args: []string{"--dataplane", "none"}})
+	traces := t.TempDir()
+	nodes := harness.StartCluster(t, lvsd, harness.ClusterOptions{N: 3, Args: []string{"--dataplane", "none", "--stall-trace", traces}})
 	byID := map[string]*harness.Node{}
 	for _, n := range nodes {
 		byID[n.ID] = n
@@ -147,6 +150,13 @@ func TestLoopbackCluster(t *testing.T) {
 	if failover > 3*time.Second {
 		t.Errorf("failover took %s, target < 3s", failover)
 	}
+
+	// The survivor that started the election wrote what its runtime was
+	// doing before it (--stall-trace).
+	harness.Eventually(t, 5*time.Second, func() bool {
+		files, _ := filepath.Glob(filepath.Join(traces, "*-leader-silent.trace"))
+		return slices.ContainsFunc(files, func(f string) bool { return !strings.HasPrefix(filepath.Base(f), dead.ID+"-") })
+	}, "a survivor's stall trace of the election in %s", traces)
 
 	// The killed node restarts from its data dir and catches up.
 	dead.Proc.Restart()

@@ -417,7 +417,7 @@ func TestRestartOnDisk(t *testing.T) {
 
 func TestLeadershipFanOut(t *testing.T) {
 	notify := make(chan bool)
-	l := newLeadership(notify, newTestFence(1, time.Second, voters("a")), slog.New(slog.DiscardHandler)) // the only voter: raft decides alone
+	l := newLeadership(notify, newTestFence(1, time.Second, voters("a")), slog.New(slog.DiscardHandler), func(string) {}) // the only voter: raft decides alone
 	a, cancelA := l.subscribe()
 	defer cancelA()
 	if v := <-a; v {

@@ -31,6 +31,8 @@ type detector struct {
 	id     raft.ServerID
 	hb, et time.Duration // the configured heartbeat and election timeouts
 	done   chan struct{}
+	// stalled hears of each election the detector starts (Options.Stalled).
+	stalled func(string)
 
 	// voters is the sorted voter IDs, refreshed from the raft configuration
 	// at most once per configEvery.
@@ -53,8 +55,8 @@ type raftTimer interface {
 // configEvery bounds how stale the voter list behind the stagger may be.
 const configEvery = time.Second
 
-func newDetector(r raftTimer, id raft.ServerID, hb, et time.Duration) *detector {
-	d := &detector{raft: r, id: id, hb: hb, et: et, done: make(chan struct{}), stopped: make(chan struct{})}
+func newDetector(r raftTimer, id raft.ServerID, hb, et time.Duration, stalled func(string)) *detector {
+	d := &detector{raft: r, id: id, hb: hb, et: et, stalled: stalled, done: make(chan struct{}), stopped: make(chan struct{})}
 	go d.run()
 	return d
 }
@@ -99,6 +101,7 @@ func (d *detector) check(now time.Time) time.Duration {
 		return wait
 	}
 	d.startElection()
+	d.stalled("leader-silent")
 	return d.hb
 }
 

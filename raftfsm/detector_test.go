@@ -87,9 +87,13 @@ func TestDetector(t *testing.T) {
 			if tc.contact > 0 {
 				f.contact = now.Add(-tc.contact)
 			}
-			d := &detector{raft: f, id: tc.id, hb: hb, et: hb}
+			var events []string
+			d := &detector{raft: f, id: tc.id, hb: hb, et: hb, stalled: func(e string) { events = append(events, e) }}
 			if got := d.check(now); got != tc.wantWait {
 				t.Errorf("wait = %v, want %v", got, tc.wantWait)
+			}
+			if elects := tc.wantTimeout < hb; elects != slices.Equal(events, []string{"leader-silent"}) {
+				t.Errorf("stall events %q; an election was started: %v", events, elects)
 			}
 			if f.rc.HeartbeatTimeout != tc.wantTimeout {
 				t.Errorf("raft heartbeat timeout %v, want %v", f.rc.HeartbeatTimeout, tc.wantTimeout)
@@ -109,7 +113,7 @@ func TestDetectorRestoresTimeout(t *testing.T) {
 	now := time.Unix(1000, 0)
 	f := &fakeTimer{state: raft.Follower, voters: []raft.ServerID{"r1", "r2", "r3"}, leader: "r1", contact: now.Add(-hb - detectStep(hb)),
 		rc: raft.ReloadableConfig{HeartbeatTimeout: hb, ElectionTimeout: hb}}
-	d := &detector{raft: f, id: "r3", hb: hb, et: hb}
+	d := &detector{raft: f, id: "r3", hb: hb, et: hb, stalled: func(string) {}}
 	d.check(now) // r3 is due: election
 	f.state, f.leader = raft.Leader, "r3"
 	d.check(now)
@@ -128,7 +132,7 @@ func TestDetectorLeaseAtHeartbeat(t *testing.T) {
 	now := time.Unix(1000, 0)
 	f := &fakeTimer{state: raft.Follower, voters: []raft.ServerID{"r1"}, contact: now.Add(-time.Second),
 		rc: raft.ReloadableConfig{HeartbeatTimeout: hb}, lease: hb}
-	d := &detector{raft: f, id: "r1", hb: hb, et: hb}
+	d := &detector{raft: f, id: "r1", hb: hb, et: hb, stalled: func(string) {}}
 	d.check(now)
 	if len(f.reloads) != 0 || f.rc.HeartbeatTimeout != hb {
 		t.Errorf("reloads %v, heartbeat %v", f.reloads, f.rc.HeartbeatTimeout)

@@ -187,7 +187,8 @@ func TestLeadershipFollowsFence(t *testing.T) {
 	f := newTestFence(5, lease, voters("a", "b", "c"))
 	f.accepted("b", 5, time.Now())
 	notify := make(chan bool, 1)
-	l := newLeadership(notify, f, slog.New(slog.DiscardHandler))
+	events := make(chan string, 10)
+	l := newLeadership(notify, f, slog.New(slog.DiscardHandler), func(e string) { events <- e })
 	defer l.stop()
 	ch, cancel := l.subscribe()
 	defer cancel()
@@ -221,6 +222,9 @@ func TestLeadershipFollowsFence(t *testing.T) {
 	if got := lapseCount(t) - lapses; got != 1 {
 		t.Errorf("lapses counted: %v, want 1", got)
 	}
+	if len(events) != 1 || <-events != "fence-lapse" {
+		t.Errorf("the lapse was not reported to Stalled as fence-lapse")
+	}
 	f.accepted("b", 5, time.Now())
 	if d := next(true, time.Second); d > 20*time.Millisecond {
 		t.Logf("took %v to hold again after an ack", d)
@@ -232,6 +236,9 @@ func TestLeadershipFollowsFence(t *testing.T) {
 	next(false, time.Second)
 	if got := lapseCount(t) - lapses; got != 1 {
 		t.Errorf("lapses counted: %v after a term change, want still 1", got)
+	}
+	if len(events) != 0 {
+		t.Errorf("a term change was reported to Stalled: %q", <-events)
 	}
 	notify <- false
 	select {

@@ -21,12 +21,12 @@ type leadership struct {
 	wg   sync.WaitGroup
 }
 
-func newLeadership(notify <-chan bool, f *fence, log *slog.Logger) *leadership {
+func newLeadership(notify <-chan bool, f *fence, log *slog.Logger, stalled func(string)) *leadership {
 	l := &leadership{subs: map[uint64]chan bool{}, done: make(chan struct{})}
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		l.run(notify, f, log)
+		l.run(notify, f, log, stalled)
 	}()
 	return l
 }
@@ -35,7 +35,7 @@ func newLeadership(notify <-chan bool, f *fence, log *slog.Logger) *leadership {
 // wakes when the authority would run out, and then either finds it
 // extended by newer acks or drops leadership until the next ack restores
 // it.
-func (l *leadership) run(notify <-chan bool, f *fence, log *slog.Logger) {
+func (l *leadership) run(notify <-chan bool, f *fence, log *slog.Logger, stalled func(string)) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -71,6 +71,7 @@ func (l *leadership) run(notify <-chan bool, f *fence, log *slog.Logger) {
 			lapsed = true
 			log.Warn("leader fence lapsed: dropping the VIPs until a quorum answers",
 				"quorum_send_age", now.Sub(until.Add(-f.lease)), "lease", f.lease)
+			stalled("fence-lapse")
 		case lapsed && hold:
 			lapsed = false
 			log.Info("leader fence restored: a quorum answered")

@@ -59,6 +59,12 @@ type Options struct {
 	Transport raft.Transport
 	// InMemory uses in-memory log, stable and snapshot stores (tests).
 	InMemory bool
+	// Stalled, if set, hears of the moments an operator wants explained:
+	// "fence-lapse" when this leader drops its VIPs for want of a quorum's
+	// answer, "leader-silent" when this follower starts an election because
+	// the leader went quiet. It is called from raftfsm's own goroutines and
+	// must return at once.
+	Stalled func(event string)
 }
 
 // Status is what a node reports of itself.
@@ -190,8 +196,12 @@ func Open(o Options) (*Node, error) {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	fence.raft = n.raft
-	n.leaders = newLeadership(notify, fence, logger)
-	n.detector = newDetector(n.raft, conf.LocalID, conf.HeartbeatTimeout, conf.ElectionTimeout)
+	stalled := o.Stalled
+	if stalled == nil {
+		stalled = func(string) {}
+	}
+	n.leaders = newLeadership(notify, fence, logger, stalled)
+	n.detector = newDetector(n.raft, conf.LocalID, conf.HeartbeatTimeout, conf.ElectionTimeout, stalled)
 	ok = true
 	return n, nil
 }

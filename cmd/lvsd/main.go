@@ -41,6 +41,7 @@ func main() {
 type flags struct {
 	id, raftAddr, apiAddr, dataDir, bootstrap, join  string
 	dataplane, iface, profile, metricsAddr, logLevel string
+	stallTrace                                       string
 	heartbeat, election, lease, commit               time.Duration
 	realtime                                         rtPriority
 	pprof                                            bool
@@ -86,6 +87,8 @@ func parseFlags(args []string) (*flags, error) {
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (empty: off)")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's /debug/pprof/ profiles on --metrics-addr")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.stallTrace, "stall-trace", "", "keep the Go runtime's flight recorder and write its last 2s to this directory "+
+		"when the leader's fence lapses or a follower starts an election (empty: off; costs a few percent CPU)")
 	fs.Var(&f.realtime, "realtime", "run every thread under SCHED_RR (--realtime = priority 50, --realtime=N for 1-99); "+
 		"needs CAP_SYS_NICE; measured to move the leader more, not less, on a saturated host (README)")
 	if err := fs.Parse(args); err != nil {
@@ -188,9 +191,19 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	var stalled func(string)
+	if f.stallTrace != "" {
+		st, err := startStallTracer(f.stallTrace, f.id, log)
+		if err != nil {
+			return err
+		}
+		defer st.stop()
+		stalled = st.stalled
+		log.Info("stall traces on", "dir", f.stallTrace)
+	}
 	node, err := raftfsm.Open(raftfsm.Options{
 		ID: f.id, RaftAddr: f.raftAddr, DataDir: f.dataDir,
-		Bootstrap: boot, Timing: timing, Logger: base,
+		Bootstrap: boot, Timing: timing, Logger: base, Stalled: stalled,
 	})
 	if err != nil {
 		return fmt.Errorf("open raft node: %w", err)

@@ -89,7 +89,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's /debug/pprof/ profiles on --metrics-addr")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.stallTrace, "stall-trace", "", "keep the Go runtime's flight recorder and write its last 2s to this directory "+
-		"when the leader's fence lapses or a follower starts an election (empty: off; costs a few percent CPU)")
+		"when the leader's fence lapses or a follower starts an election (empty: off; tracing costs some CPU)")
 	fs.Var(&f.realtime, "realtime", "run every thread under SCHED_RR (--realtime = priority 50, --realtime=N for 1-99); "+
 		"needs CAP_SYS_NICE; measured to move the leader more, not less, on a saturated host (README)")
 	if err := fs.Parse(args); err != nil {

@@ -519,6 +519,10 @@ func (sr *series) loadTest(ctx context.Context) row {
 	} else {
 		what = append(what, "no stress-ng")
 	}
+	probe, err := startRTProbe(lctx, sr.s.loadFor)
+	if err != nil {
+		t.Errorf("real-time probe: %v", err)
+	}
 	var writes, writeErrs int
 	sh, isShoal := sr.d.(*netlab.Shoal)
 	var fenceBefore map[string]fenceStats
@@ -546,6 +550,21 @@ func (sr *series) loadTest(ctx context.Context) row {
 	}
 	if isShoal {
 		notes += "; " + sr.fenceNote(ctx, sh, fenceBefore)
+	}
+	if probe != nil {
+		samples, late, worst, err := probe.wait()
+		if err != nil {
+			t.Errorf("real-time probe: %v", err)
+		}
+		notes += "; " + rtProbeNote(samples, late, worst)
+		// With their times, to be read beside the daemons' logs.
+		logged := 0
+		for _, l := range late {
+			if l.by > 10*time.Millisecond && logged < 100 {
+				logged++
+				t.Logf("%s load: real-time probe on CPU %d woke %s ms late at %s", sr.d.Label(), l.cpu, ms(l.by), l.at.Format("15:04:05.000"))
+			}
+		}
 	}
 	return row{daemon: sr.d.Label(), scenario: "under load: leadership changes", notes: notes}
 }

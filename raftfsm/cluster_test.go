@@ -1,6 +1,7 @@
 package raftfsm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +40,21 @@ type cluster struct {
 	mu     sync.Mutex
 	nodes  map[string]*Node
 	trans  map[string]*raft.InmemTransport
+	// log holds every node's log lines, shown when the test fails: a
+	// timing test that fails once in many runs needs them to be explained.
+	log lockedBuffer
+}
+
+// lockedBuffer is a bytes.Buffer the nodes' loggers share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
 }
 
 func newCluster(t *testing.T, n int) *cluster { return newClusterTiming(t, n, fastTiming) }
@@ -60,6 +76,12 @@ func newClusterTiming(t *testing.T, n int, timing Timing) *cluster {
 		for _, tr := range c.trans {
 			tr.Close()
 		}
+		if t.Failed() {
+			c.log.mu.Lock()
+			logs := bytes.Clone(c.log.b.Bytes())
+			c.log.mu.Unlock()
+			t.Logf("the nodes' logs (last 32 KiB):\n%s", logs[max(0, len(logs)-32<<10):])
+		}
 	})
 	return c
 }
@@ -71,7 +93,7 @@ func (c *cluster) start(id string, boot []raft.Server) *Node {
 		ptr.Connect(raft.ServerAddress(id), tr)
 	}
 	n, err := Open(Options{ID: id, Bootstrap: boot, Timing: c.timing, Transport: tr, InMemory: true,
-		Logger: slog.New(slog.DiscardHandler)})
+		Logger: slog.New(slog.NewTextHandler(&c.log, nil))})
 	if err != nil {
 		c.t.Fatal(err)
 	}

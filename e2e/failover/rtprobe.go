@@ -20,7 +20,6 @@ import (
 // took the vCPU, or the kernel itself was busy. A leader stall at the same
 // moment is then the host's, not lvsd's.
 type rtProbe struct {
-	cmd   *exec.Cmd
 	start time.Time
 	done  chan struct{}
 
@@ -56,7 +55,7 @@ func startRTProbe(ctx context.Context, d time.Duration) (*rtProbe, error) {
 	cmd := exec.CommandContext(ctx, "cyclictest", "-q", "-m", "-t", "-a", "-p", "99", "-d", "0",
 		"-i", strconv.Itoa(int(rtProbeInterval/time.Microsecond)), "-v", "-D", strconv.Itoa(int(d.Seconds())))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	p := &rtProbe{cmd: cmd, done: make(chan struct{})}
+	p := &rtProbe{done: make(chan struct{})}
 	cmd.Stderr = &p.stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -111,7 +110,7 @@ func (p *rtProbe) wait() (samples int, late []lateWake, worst time.Duration, err
 	return p.samples, p.late, p.worst, nil
 }
 
-// note summarises the probe for the load row.
+// rtProbeNote summarises the probe for the load row.
 func rtProbeNote(samples int, late []lateWake, worst time.Duration) string {
 	n10, n20 := 0, 0
 	for _, l := range late {

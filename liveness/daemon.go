@@ -1,0 +1,137 @@
+package liveness
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// daemonWatch holds a TCP connection to the leader's raft port and reports
+// the daemon dead when its kernel closes that connection and refuses a
+// new one. The raft transport on the other end reads the connection for
+// requests and gets none; it closes it only when the daemon stops.
+type daemonWatch struct {
+	// down hears of a death at once (Checker.Down).
+	down chan struct{}
+
+	mu     sync.Mutex
+	addr   netip.AddrPort
+	stop   chan struct{}
+	conn   net.Conn
+	deadAt time.Time
+}
+
+// dialTimeout bounds a connection attempt; a router that does not answer
+// at all is the ICMP probes' business.
+const dialTimeout = time.Second
+
+func newDaemonWatch() *daemonWatch { return &daemonWatch{down: make(chan struct{}, 1)} }
+
+// follow watches the daemon at addr instead (the zero value: none).
+func (w *daemonWatch) follow(addr netip.AddrPort) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stop != nil {
+		close(w.stop)
+		w.stop = nil
+	}
+	if w.conn != nil {
+		w.conn.Close()
+		w.conn = nil
+	}
+	w.addr, w.deadAt = addr, time.Time{}
+	if addr.IsValid() {
+		w.stop = make(chan struct{})
+		go w.run(addr, w.stop)
+	}
+}
+
+// dead reports whether the followed daemon exited, and when that was seen.
+func (w *daemonWatch) dead() (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.deadAt, !w.deadAt.IsZero()
+}
+
+func (w *daemonWatch) run(addr netip.AddrPort, stop chan struct{}) {
+	d := net.Dialer{Timeout: dialTimeout}
+	var conn net.Conn
+	for {
+		if conn == nil {
+			c, err := d.Dial("tcp", addr.String())
+			switch {
+			case refused(err):
+				w.died(stop, time.Now())
+				return
+			case err != nil:
+				select {
+				case <-stop:
+					return
+				case <-time.After(dialTimeout / 10):
+				}
+				continue
+			}
+			conn = c
+		}
+		if !w.hold(stop, conn) {
+			conn.Close()
+			return
+		}
+		var b [1]byte
+		_, err := conn.Read(b[:])
+		at := time.Now()
+		conn.Close()
+		conn = nil
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if err == nil {
+			continue // raft never writes first; start afresh
+		}
+		// Closed by the other side, or by follow. The listener gone is the
+		// daemon gone; a daemon that merely dropped the connection
+		// accepts the next one.
+		c, err := d.Dial("tcp", addr.String())
+		if refused(err) {
+			w.died(stop, at)
+			return
+		}
+		if err == nil {
+			conn = c
+		}
+	}
+}
+
+// hold records conn as the one to close on follow, unless stop is closed.
+func (w *daemonWatch) hold(stop chan struct{}, conn net.Conn) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	select {
+	case <-stop:
+		return false
+	default:
+	}
+	w.conn = conn
+	return true
+}
+
+func (w *daemonWatch) died(stop chan struct{}, at time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	select {
+	case <-stop:
+	default:
+		w.deadAt = at
+		select {
+		case w.down <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func refused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }

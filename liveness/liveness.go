@@ -1,0 +1,235 @@
+// Package liveness tells a raft follower that the leader's router or its
+// daemon is gone, from evidence that kernels produce whether or not the
+// daemons get a CPU, and tells the leader how fresh the followers'
+// evidence of it is.
+//
+// A follower sends the leader's address an ICMP echo request every few
+// milliseconds. The leader's kernel answers it in the softirq that received
+// it, so the answers keep coming while the leader's daemon waits for a CPU
+// on a busy host, or is stopped by its garbage collector; they stop when
+// the router dies or is cut off. A follower that was itself kept off the
+// CPU sent no probes meanwhile, and a probe nobody sent is no evidence: the
+// leader's router counts as down only when no answer has come for the
+// timeout and a probe sent since the last answer, long enough ago to have
+// been answered, was not.
+//
+// A follower also holds a TCP connection to the leader's raft port. When
+// the leader's daemon exits, however it dies, its kernel closes the
+// connection, and a second connection is refused because nothing listens:
+// that is the daemon's death, known within a round trip.
+//
+// Each probe also names the newest probe its sender has had an answer to.
+// The leader keeps when each probe reached its kernel, so it learns, after
+// however long it did not run, the newest of its answers that got back to
+// each follower: that follower cannot find it down sooner than the timeout
+// after that probe arrived (Confirmed). An answer that is lost on the way
+// back proves nothing, which is why the arrival of a probe alone does not
+// count.
+package liveness
+
+import (
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+)
+
+// ring is how many recent probes are remembered, on either side, to match
+// answers to; far more than fit in a timeout at the intended rates.
+const ring = 256
+
+// Checker probes one leader at a time (Follow) and records which of its
+// own answers reached a set of peers (Confirmed).
+type Checker struct {
+	sock    *icmpSocket
+	timeout time.Duration
+	log     *slog.Logger
+	daemon  *daemonWatch
+
+	mu sync.Mutex
+	// Follower side: the leader probed and the probes sent to it, numbered
+	// from 1 (seq on the wire is the number's low 16 bits) under an ID
+	// drawn for each leader, so that a late answer from before matches
+	// nothing.
+	leader   netip.AddrPort
+	id       uint16
+	sent     uint64
+	sentAt   [ring]time.Time
+	answered uint64    // newest probe answered, 0 for none
+	answerAt time.Time // kernel receive time of the newest answer
+	// Leader side, for each peer asked about.
+	peers map[netip.Addr]*peerProbes
+}
+
+// peerProbes is what a leader knows of one follower's probes.
+type peerProbes struct {
+	arrived   [ring]arrival // by seq
+	confirmed time.Time     // arrival of the newest probe the peer had an answer to
+}
+
+type arrival struct {
+	id, seq uint16
+	at      time.Time
+}
+
+// Open creates a Checker whose followers find a leader down after timeout
+// without an answer. It needs CAP_NET_RAW for its raw ICMP socket.
+func Open(timeout time.Duration, log *slog.Logger) (*Checker, error) {
+	sock, err := openICMP()
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Checker{
+		sock:    sock,
+		timeout: timeout,
+		log:     log,
+		daemon:  newDaemonWatch(),
+		peers:   map[netip.Addr]*peerProbes{},
+	}, nil
+}
+
+// Down tells when the followed daemon is found dead, so that the caller
+// need not wait for its next call of Follow to learn it.
+func (c *Checker) Down() <-chan struct{} { return c.daemon.down }
+
+// Close stops probing and closes the socket.
+func (c *Checker) Close() error {
+	c.daemon.follow(netip.AddrPort{})
+	return c.sock.close()
+}
+
+// Verdict is what the probes say of a leader.
+type Verdict int
+
+const (
+	Up           Verdict = iota
+	RouterSilent         // its router has not answered for the timeout
+	DaemonDead           // its daemon exited
+)
+
+func (v Verdict) String() string {
+	return [...]string{"up", "router silent", "daemon dead"}[v]
+}
+
+// Follow probes leader (its raft address; the zero value stops probing)
+// and reports whether it is down and since when. It sends one probe per
+// call, so the caller sets the rate; a new leader starts with a clean
+// slate and cannot be found silent before it has answered once. Only IPv4
+// leaders are probed.
+func (c *Checker) Follow(now time.Time, leader netip.AddrPort) (since time.Time, v Verdict) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if leader != c.leader {
+		c.leader, c.id = leader, uint16(rand.Uint32())
+		c.sent, c.answered, c.answerAt = 0, 0, time.Time{}
+		c.daemon.follow(leader)
+	}
+	if !leader.Addr().Is4() {
+		return time.Time{}, Up
+	}
+	c.drainLocked(now)
+	if at, dead := c.daemon.dead(); dead {
+		return at, DaemonDead
+	}
+	since, silent := c.silentLocked(now)
+	if silent {
+		v = RouterSilent
+	}
+	c.sent++
+	c.sentAt[c.sent%ring] = now
+	if err := c.sock.sendEcho(leader.Addr(), c.id, uint16(c.sent), uint16(c.answered), c.answered > 0); err != nil {
+		// Counted as sent: a probe that cannot leave is not answered either.
+		c.log.Debug("liveness probe not sent", "err", err)
+	}
+	return since, v
+}
+
+// silentLocked applies the rule of the package comment. A probe has had
+// time to be answered after an eighth of the timeout: that is the pace
+// the probes are meant to be sent at, and far more than a round trip.
+func (c *Checker) silentLocked(now time.Time) (time.Time, bool) {
+	if c.answered == 0 || now.Sub(c.answerAt) < c.timeout {
+		return time.Time{}, false
+	}
+	first := c.answered + 1 // the oldest probe not answered
+	if first > c.sent {
+		return time.Time{}, false
+	}
+	if c.sent-first < ring-1 && now.Sub(c.sentAt[first%ring]) < c.timeout/8 {
+		return time.Time{}, false
+	}
+	return c.answerAt.Add(c.timeout), true
+}
+
+// Confirmed returns, for each of peers, when the newest probe that the
+// peer has had an answer to reached this node's kernel (zero: none known).
+// A peer that probes this node finds it down no sooner than the timeout
+// after that.
+func (c *Checker) Confirmed(now time.Time, peers []netip.Addr) []time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range peers {
+		if _, ok := c.peers[p]; !ok {
+			c.peers[p] = &peerProbes{}
+		}
+	}
+	if len(c.peers) > len(peers) {
+		for a := range c.peers {
+			if !slices.Contains(peers, a) {
+				delete(c.peers, a)
+			}
+		}
+	}
+	c.drainLocked(now)
+	out := make([]time.Time, len(peers))
+	for i, p := range peers {
+		out[i] = c.peers[p].confirmed
+	}
+	return out
+}
+
+// drainLocked takes in every queued echo: answers to this node's probes
+// and the probes of the peers Confirmed asked about.
+func (c *Checker) drainLocked(now time.Time) {
+	err := c.sock.drain(now, func(e echo) {
+		switch e.typ {
+		case icmpEchoRequest:
+			if p := c.peers[e.src]; p != nil {
+				p.take(e)
+			}
+		case icmpEchoReply:
+			if e.id != c.id || e.src != c.leader.Addr() || c.sent == 0 {
+				return
+			}
+			// The probe this answers: the newest one sent with its seq.
+			n := c.sent - uint64(uint16(c.sent)-e.seq)
+			if n == 0 || c.sent-n >= ring {
+				return
+			}
+			c.answered = max(c.answered, n)
+			if e.at.After(c.answerAt) {
+				c.answerAt = e.at
+			}
+		}
+	})
+	if err != nil {
+		c.log.Warn("liveness socket", "err", err)
+	}
+}
+
+// take records a probe's arrival and what it says was answered.
+func (p *peerProbes) take(e echo) {
+	p.arrived[e.seq%ring] = arrival{id: e.id, seq: e.seq, at: e.at}
+	if !e.hasAnswered {
+		return
+	}
+	a := p.arrived[e.answered%ring]
+	if a.id == e.id && a.seq == e.answered && !a.at.IsZero() && a.at.After(p.confirmed) {
+		p.confirmed = a.at
+	}
+}

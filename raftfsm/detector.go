@@ -1,10 +1,14 @@
 package raftfsm
 
 import (
+	"log/slog"
+	"net/netip"
 	"slices"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/shoal-lb/shoal/liveness"
 )
 
 // detector starts an election on a follower as soon as it has heard nothing
@@ -26,11 +30,29 @@ import (
 // 0, 1, 2... steps of HT/5 more. HT/5 is the longest interval between the
 // leader's heartbeats, so whichever follower heard the leader last, the
 // next in line cannot get ahead of the one before it.
+//
+// With kernel probes (Probes) a follower also finds the leader gone when
+// its daemon exits, or when its router has not answered the probes for
+// the probe timeout PT and the leader has been as silent; it then elects
+// after a stagger of PT/5 steps, probing the leader every PT/8 meanwhile.
+// The heartbeat timeout is then left for a daemon that hangs.
+//
+// A follower that learns of another one's campaign (a pre-vote request
+// reached it after it last heard from the leader) elects as soon as it
+// finds the leader gone itself, without a stagger: the other's pre-vote
+// failed, since this node still had a leader when it refused it, so the
+// other is waiting out an election timeout and will vote for this one.
 type detector struct {
 	raft   raftTimer
 	id     raft.ServerID
 	hb, et time.Duration // the configured heartbeat and election timeouts
-	done   chan struct{}
+	probes Probes
+	pt     time.Duration // probe timeout, with probes
+	log    *slog.Logger
+	// campaigns hears of the pre-vote requests raft receives.
+	campaigns chan raft.Observation
+	campaign  time.Time // when the latest one came
+	done      chan struct{}
 	// stalled hears of each election the detector starts (Options.Stalled).
 	stalled func(string)
 
@@ -50,15 +72,23 @@ type raftTimer interface {
 	GetConfiguration() raft.ConfigurationFuture
 	ReloadableConfig() raft.ReloadableConfig
 	ReloadConfig(raft.ReloadableConfig) error
+	ElectNow()
 }
 
 // configEvery bounds how stale the voter list behind the stagger may be.
 const configEvery = time.Second
 
-func newDetector(r raftTimer, id raft.ServerID, hb, et time.Duration, stalled func(string)) *detector {
-	d := &detector{raft: r, id: id, hb: hb, et: et, stalled: stalled, done: make(chan struct{}), stopped: make(chan struct{})}
+func newDetector(r raftTimer, id raft.ServerID, hb, et time.Duration, probes Probes, pt time.Duration, log *slog.Logger, stalled func(string)) *detector {
+	d := &detector{raft: r, id: id, hb: hb, et: et, probes: probes, pt: pt, log: log, stalled: stalled,
+		campaigns: make(chan raft.Observation, 4), done: make(chan struct{}), stopped: make(chan struct{})}
 	go d.run()
 	return d
+}
+
+// isPreVote selects the observations the detector hears of.
+func isPreVote(o *raft.Observation) bool {
+	_, ok := o.Data.(raft.RequestPreVoteRequest)
+	return ok
 }
 
 // detectStep is the stagger between two followers' detections: raft sends
@@ -69,12 +99,23 @@ func (d *detector) run() {
 	defer close(d.stopped)
 	t := time.NewTimer(d.hb)
 	defer t.Stop()
+	var down <-chan struct{}
+	if d.probes != nil {
+		down = d.probes.Down()
+	}
 	for {
 		select {
 		case <-d.done:
+			if d.probes != nil {
+				d.probes.Follow(time.Now(), netip.AddrPort{})
+			}
 			return
 		case <-t.C:
+		case <-d.campaigns:
+			d.campaign = time.Now()
+		case <-down:
 		}
+		t.Stop()
 		t.Reset(d.check(time.Now()))
 	}
 }
@@ -85,24 +126,60 @@ func (d *detector) check(now time.Time) time.Duration {
 	if d.raft.State() != raft.Follower {
 		// A leader sends heartbeats every HT/10 to HT/5 of its own timeout.
 		d.setTimeout(d.hb)
+		d.follow(now, "")
 		return d.hb
 	}
 	last := d.raft.LastContact()
+	leader, _ := d.raft.LeaderWithID()
 	if last.IsZero() {
+		d.follow(now, "")
 		return d.hb // never had a leader: raft's own timer elects the first
 	}
 	if now.Sub(d.votersAt) > configEvery {
 		d.voters = d.voterIDs()
 		d.votersAt = now
 	}
-	stagger := d.stagger()
-	if wait := last.Add(d.hb + stagger).Sub(now); wait > 0 {
-		d.holdOff(stagger)
+	rank := d.rank()
+	// The leader is gone at the heartbeat timeout, or sooner by the probes:
+	// when its daemon died, or when its router and the leader itself have
+	// both been silent for the probe timeout.
+	gone, step, why := last.Add(d.hb), detectStep(d.hb), "heartbeat timeout"
+	switch since, v := d.follow(now, leader); v {
+	case liveness.RouterSilent:
+		since = later(since, last.Add(d.pt))
+		fallthrough
+	case liveness.DaemonDead:
+		if since.Before(gone) {
+			gone, step, why = since, detectStep(d.pt), v.String()
+		}
+	}
+	stagger := time.Duration(rank) * step
+	if d.campaign.After(last) {
+		stagger = 0
+	}
+	if wait := gone.Add(stagger).Sub(now); wait > 0 {
+		d.holdOff(time.Duration(rank) * detectStep(d.hb))
+		if d.probes != nil && leader != "" {
+			wait = min(wait, d.pt/8) // the probes' pace
+		}
 		return wait
+	}
+	if d.log != nil {
+		d.log.Warn("leader gone, starting an election", "leader", leader, "why", why, "silent", now.Sub(last))
 	}
 	d.startElection()
 	d.stalled("leader-silent")
 	return d.hb
+}
+
+// follow probes leader, a raft address, or stops probing (""); it
+// reports what the probes find, and since when.
+func (d *detector) follow(now time.Time, leader raft.ServerAddress) (time.Time, liveness.Verdict) {
+	if d.probes == nil {
+		return time.Time{}, liveness.Up
+	}
+	ap, _ := netip.ParseAddrPort(string(leader))
+	return d.probes.Follow(now, ap)
 }
 
 // holdOff keeps raft's own follower timer from starting an election before
@@ -125,9 +202,9 @@ func (d *detector) setTimeout(hb time.Duration) {
 	_ = d.raft.ReloadConfig(rc) // refused only below the lease: raft's timer elects then
 }
 
-// stagger is detectStep times this node's rank among the voters other than
-// the leader it last followed.
-func (d *detector) stagger() time.Duration {
+// rank is this node's rank among the voters other than the leader it last
+// followed; the stagger is that many steps.
+func (d *detector) rank() int {
 	_, leader := d.raft.LeaderWithID()
 	rank := 0
 	for _, id := range d.voters {
@@ -138,7 +215,7 @@ func (d *detector) stagger() time.Duration {
 			rank++
 		}
 	}
-	return time.Duration(rank) * detectStep(d.hb)
+	return rank
 }
 
 // voterIDs returns the voters of the latest configuration; on error the
@@ -163,16 +240,11 @@ func votersOf(c raft.Configuration) []raft.ServerID {
 	return ids
 }
 
-// startElection makes raft re-check its follower timer now. hashicorp/raft
-// has no call for that, but ReloadConfig with a shorter heartbeat timeout
-// is documented to update a follower's running timer at once. Raft then
-// finds the leader silent for longer than the (now shorter) timeout and
-// becomes a candidate, as its own timer would have a little later. The
-// timeout stays short until the next check, so that raft cannot read the
-// longer one back before it looks.
-func (d *detector) startElection() {
-	d.setTimeout(d.hb - time.Microsecond)
-}
+// startElection makes raft start an election now, with a pre-vote
+// (ElectNow, shoal's patch of raft: third_party/raft/PATCH.md). raft's own
+// timer would wait for the heartbeat timeout, which is the leader lease at
+// least.
+func (d *detector) startElection() { d.raft.ElectNow() }
 
 func (d *detector) stop() {
 	close(d.done)

@@ -2,15 +2,18 @@ package raftfsm
 
 import (
 	"errors"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/shoal-lb/shoal/liveness"
 )
 
 // fakeTimer is a raft whose state, contact and voters the test sets; it
-// records every ReloadConfig.
+// records every ReloadConfig and ElectNow.
 type fakeTimer struct {
 	state   raft.RaftState
 	contact time.Time
@@ -19,7 +22,10 @@ type fakeTimer struct {
 	rc      raft.ReloadableConfig
 	reloads []time.Duration
 	lease   time.Duration // ReloadConfig refuses a heartbeat below it
+	elected int
 }
+
+func (f *fakeTimer) ElectNow() { f.elected++ }
 
 func (f *fakeTimer) State() raft.RaftState  { return f.state }
 func (f *fakeTimer) LastContact() time.Time { return f.contact }
@@ -66,20 +72,21 @@ func TestDetector(t *testing.T) {
 		state    raft.RaftState
 		contact  time.Duration // before now; 0 = never
 		wantWait time.Duration
-		// wantTimeout is the heartbeat timeout raft is left with; an
-		// election needs one below the detector's (and below the silence).
+		// wantTimeout is the heartbeat timeout raft is left with, which
+		// holds raft's own timer off until after the detector's turn.
 		wantTimeout time.Duration
+		elects      bool
 	}{
-		{"fresh contact, first follower", "r1", "r2", raft.Follower, 10 * time.Millisecond, hb - 10*time.Millisecond, hold(0)},
-		{"fresh contact, second follower waits a step longer", "r3", "r2", raft.Follower, 10 * time.Millisecond, hb + step - 10*time.Millisecond, hold(step)},
-		{"the leader's rank is skipped", "r2", "r1", raft.Follower, 10 * time.Millisecond, hb - 10*time.Millisecond, hold(0)},
-		{"no leader known: rank among all voters", "r3", "", raft.Follower, 10 * time.Millisecond, hb + 2*step - 10*time.Millisecond, hold(2 * step)},
-		{"first follower overdue by the heartbeat timeout", "r1", "r2", raft.Follower, hb, hb, hb - time.Microsecond},
-		{"second follower overdue, not yet due", "r3", "r2", raft.Follower, hb + step/2, step / 2, hold(step)},
-		{"second follower due", "r3", "r2", raft.Follower, hb + step, hb, hb - time.Microsecond},
-		{"never had a leader: raft's timer elects", "r1", "", raft.Follower, 0, hb, hb},
-		{"leader", "r1", "r1", raft.Leader, time.Hour, hb, hb},
-		{"candidate", "r1", "", raft.Candidate, time.Hour, hb, hb},
+		{"fresh contact, first follower", "r1", "r2", raft.Follower, 10 * time.Millisecond, hb - 10*time.Millisecond, hold(0), false},
+		{"fresh contact, second follower waits a step longer", "r3", "r2", raft.Follower, 10 * time.Millisecond, hb + step - 10*time.Millisecond, hold(step), false},
+		{"the leader's rank is skipped", "r2", "r1", raft.Follower, 10 * time.Millisecond, hb - 10*time.Millisecond, hold(0), false},
+		{"no leader known: rank among all voters", "r3", "", raft.Follower, 10 * time.Millisecond, hb + 2*step - 10*time.Millisecond, hold(2 * step), false},
+		{"first follower overdue by the heartbeat timeout", "r1", "r2", raft.Follower, hb, hb, hb, true},
+		{"second follower overdue, not yet due", "r3", "r2", raft.Follower, hb + step/2, step / 2, hold(step), false},
+		{"second follower due", "r3", "r2", raft.Follower, hb + step, hb, hb, true},
+		{"never had a leader: raft's timer elects", "r1", "", raft.Follower, 0, hb, hb, false},
+		{"leader", "r1", "r1", raft.Leader, time.Hour, hb, hb, false},
+		{"candidate", "r1", "", raft.Candidate, time.Hour, hb, hb, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFake()
@@ -92,8 +99,8 @@ func TestDetector(t *testing.T) {
 			if got := d.check(now); got != tc.wantWait {
 				t.Errorf("wait = %v, want %v", got, tc.wantWait)
 			}
-			if elects := tc.wantTimeout < hb; elects != slices.Equal(events, []string{"leader-silent"}) {
-				t.Errorf("stall events %q; an election was started: %v", events, elects)
+			if (f.elected == 1) != tc.elects || tc.elects != slices.Equal(events, []string{"leader-silent"}) {
+				t.Errorf("ElectNow called %d times, stall events %q; want an election: %v", f.elected, events, tc.elects)
 			}
 			if f.rc.HeartbeatTimeout != tc.wantTimeout {
 				t.Errorf("raft heartbeat timeout %v, want %v", f.rc.HeartbeatTimeout, tc.wantTimeout)
@@ -119,23 +126,9 @@ func TestDetectorRestoresTimeout(t *testing.T) {
 	d.check(now)
 	f.state, f.leader, f.contact = raft.Follower, "r2", now
 	d.check(now)
-	want := []time.Duration{hb - time.Microsecond, hb, hb + detectStep(hb) + detectStep(hb)/2} // r3 is second after r1
-	if !slices.Equal(f.reloads, want) {
-		t.Errorf("reloads %v, want %v", f.reloads, want)
-	}
-}
-
-func TestDetectorLeaseAtHeartbeat(t *testing.T) {
-	// When the lease equals the heartbeat timeout raft refuses the shorter
-	// value: nothing changes and raft's own timer still elects.
-	const hb = 30 * time.Millisecond
-	now := time.Unix(1000, 0)
-	f := &fakeTimer{state: raft.Follower, voters: []raft.ServerID{"r1"}, contact: now.Add(-time.Second),
-		rc: raft.ReloadableConfig{HeartbeatTimeout: hb}, lease: hb}
-	d := &detector{raft: f, id: "r1", hb: hb, et: hb, stalled: func(string) {}}
-	d.check(now)
-	if len(f.reloads) != 0 || f.rc.HeartbeatTimeout != hb {
-		t.Errorf("reloads %v, heartbeat %v", f.reloads, f.rc.HeartbeatTimeout)
+	want := []time.Duration{hb + detectStep(hb) + detectStep(hb)/2} // r3 is second after r1
+	if !slices.Equal(f.reloads, want) || f.elected != 1 {
+		t.Errorf("reloads %v, want %v; elections %d, want 1", f.reloads, want, f.elected)
 	}
 }
 
@@ -166,5 +159,106 @@ func TestDetectorElectsAtHeartbeatTimeout(t *testing.T) {
 	t.Logf("%s leads %v after the followers last heard from %s (heartbeat timeout %v)", nl.id, took.Round(time.Millisecond), l.id, hb)
 	if want := hb + detectStep(hb) + hb/4; took > want {
 		t.Errorf("new leader after %v, want within %v", took, want)
+	}
+}
+
+// fakeProbes reports the leader's router silent since a set time, or its
+// daemon dead, or nothing.
+type fakeProbes struct {
+	followed  []netip.AddrPort
+	downSince time.Time // zero: up
+	dead      bool
+	confirmed map[netip.Addr]time.Time
+}
+
+func (p *fakeProbes) Follow(now time.Time, leader netip.AddrPort) (time.Time, liveness.Verdict) {
+	p.followed = append(p.followed, leader)
+	switch {
+	case p.downSince.IsZero():
+		return time.Time{}, liveness.Up
+	case p.dead:
+		return p.downSince, liveness.DaemonDead
+	}
+	return p.downSince, liveness.RouterSilent
+}
+func (p *fakeProbes) Down() <-chan struct{} { return nil }
+func (p *fakeProbes) Confirmed(now time.Time, peers []netip.Addr) []time.Time {
+	out := make([]time.Time, len(peers))
+	for i, a := range peers {
+		out[i] = p.confirmed[a]
+	}
+	return out
+}
+
+func TestDetectorProbes(t *testing.T) {
+	const (
+		hb = 100 * time.Millisecond
+		pt = 25 * time.Millisecond
+	)
+	now := time.Unix(1000, 0)
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	for _, tc := range []struct {
+		name      string
+		id        raft.ServerID
+		contact   time.Duration // before now
+		downSince time.Duration // before now; 0 = up
+		campaign  time.Duration // a peer's pre-vote, before now; 0 = none
+		dead      bool          // the daemon rather than the router
+		wantWait  time.Duration // 0: elects
+	}{
+		{"up: probe again in PT/8", "r1", ms(50), 0, 0, false, pt / 8},
+		{"silent, and the leader as long: the first follower elects", "r1", pt, ms(1), 0, false, 0},
+		{"silent, but the leader was heard within PT", "r1", ms(20), ms(1), 0, false, pt / 8},
+		{"the daemon died: no need for the leader's silence", "r1", ms(5), ms(1), 0, true, 0},
+		{"silent: the second follower waits a probe step", "r3", pt, ms(1), 0, false, pt / 8},
+		{"silent: the second follower's step is over", "r3", ms(40), ms(6), 0, false, 0},
+		{"silent, and a peer campaigns: no stagger", "r3", pt, ms(1), ms(1), false, 0},
+		{"a campaign before the last contact does not count", "r3", ms(20), 0, ms(30), false, pt / 8},
+		{"up but silent for HT: the heartbeat path elects", "r1", hb, 0, 0, false, 0},
+		{"up, silent for HT, a peer campaigns: no stagger", "r3", hb, 0, ms(1), false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeTimer{state: raft.Follower, voters: []raft.ServerID{"r1", "r2", "r3"}, leader: "r2",
+				contact: now.Add(-tc.contact), rc: raft.ReloadableConfig{HeartbeatTimeout: hb, ElectionTimeout: hb}}
+			p := &fakeProbes{dead: tc.dead}
+			if tc.downSince > 0 {
+				p.downSince = now.Add(-tc.downSince)
+			}
+			var events []string
+			d := &detector{raft: f, id: tc.id, hb: hb, et: hb, probes: p, pt: pt, stalled: func(e string) { events = append(events, e) }}
+			if tc.campaign > 0 {
+				d.campaign = now.Add(-tc.campaign)
+			}
+			got := d.check(now)
+			elected := slices.Equal(events, []string{"leader-silent"})
+			if tc.wantWait == 0 {
+				if !elected {
+					t.Errorf("no election (wait %v)", got)
+				}
+				return
+			}
+			if elected || got != tc.wantWait {
+				t.Errorf("wait %v, elected %v; want wait %v and no election", got, elected, tc.wantWait)
+			}
+		})
+	}
+}
+
+func TestDetectorCampaignSkipsStagger(t *testing.T) {
+	// Without probes: the second follower, due a step after the first,
+	// goes at the heartbeat timeout once it has refused the first one's
+	// pre-vote.
+	const hb = 30 * time.Millisecond
+	now := time.Unix(1000, 0)
+	f := &fakeTimer{state: raft.Follower, voters: []raft.ServerID{"r1", "r2", "r3"}, leader: "r2", contact: now.Add(-hb),
+		rc: raft.ReloadableConfig{HeartbeatTimeout: hb, ElectionTimeout: hb}}
+	elected := 0
+	d := &detector{raft: f, id: "r3", hb: hb, et: hb, stalled: func(string) { elected++ }}
+	if d.check(now); elected != 0 {
+		t.Fatal("the second follower elected at the heartbeat timeout without a campaign")
+	}
+	d.campaign = now.Add(-time.Millisecond)
+	if d.check(now); elected != 1 {
+		t.Fatal("the second follower did not elect after a campaign")
 	}
 }

@@ -1,6 +1,7 @@
 package raftfsm
 
 import (
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -24,6 +25,15 @@ import (
 // VIPs until t0 plus the leader lease, which Timing.Validate keeps a tenth
 // of the heartbeat timeout shorter, for taking them down.
 //
+// With kernel probes (Probes), a follower also starts an election when the
+// leader's router has stopped answering them for the probe timeout PT and
+// the leader has been silent as long. The leader learns from the probes
+// which of its kernel's answers got back to each follower, and when the
+// probe they answered arrived, even after a stall of its own. So for each
+// follower the authority runs out at the earlier of its ack plus the lease
+// and, with probes, the later of its ack and its confirmed probe plus nine
+// tenths of PT; the VIPs are held while a quorum's authority lasts.
+//
 // raft's own lease counts from when replies were processed. A leader that
 // stalled processes them late, so it overrates its authority; and as its
 // lease timer races the queued replies, it steps down after stalls it
@@ -33,15 +43,21 @@ type fence struct {
 	self  raft.ServerID
 	lease time.Duration
 	raft  fenceRaft
+	// probes, if set, tell when each follower's latest answered probe
+	// arrived; probeLease is nine tenths of the probe timeout.
+	probes     Probes
+	probeLease time.Duration
 
 	mu   sync.Mutex
 	term uint64
 	acks map[raft.ServerID]time.Time // send time of the latest accepted request of term
-	// t0 is the quorum's oldest ack, so the VIPs may be held until t0+lease.
+	// t0 is the quorum's oldest ack, followed by quorumAckGap.
 	t0 time.Time
-	// others is the other voters and need how many of them must have
-	// accepted, as of the last call of until.
+	// others is the other voters, addrs their raft addresses' IPs, and
+	// need how many of them must have accepted, as of the last call of
+	// until.
 	others []raft.ServerID
+	addrs  []netip.Addr
 	need   int
 	// waiting is set while the leader is fenced off and wants to hear of
 	// the next ack.
@@ -70,8 +86,9 @@ var (
 
 func init() { prometheus.MustRegister(quorumAckGap, fenceLapses) }
 
-func newFence(self raft.ServerID, lease time.Duration) *fence {
-	return &fence{self: self, lease: lease, acks: map[raft.ServerID]time.Time{}, wake: make(chan struct{}, 1)}
+func newFence(self raft.ServerID, lease time.Duration, probes Probes, probeTimeout time.Duration) *fence {
+	return &fence{self: self, lease: lease, probes: probes, probeLease: probeTimeout - probeTimeout/10,
+		acks: map[raft.ServerID]time.Time{}, wake: make(chan struct{}, 1)}
 }
 
 // accepted records that peer id accepted a request of term sent at sent.
@@ -138,11 +155,46 @@ func (f *fence) until(now time.Time) (until time.Time, forever bool) {
 	if f.need == 0 {
 		return time.Time{}, true
 	}
-	if f.term == f.raft.CurrentTerm() && !f.t0.IsZero() {
-		until = f.t0.Add(f.lease)
+	if f.term == f.raft.CurrentTerm() {
+		until = f.quorumAuthority(now)
 	}
 	f.waiting = !now.Before(until)
 	return until, false
+}
+
+// quorumAuthority is the need-th latest of the other voters' authorities
+// (see fence), zero when fewer have accepted anything this term.
+func (f *fence) quorumAuthority(now time.Time) time.Time {
+	var confirmed []time.Time
+	if f.probes != nil {
+		confirmed = f.probes.Confirmed(now, f.addrs)
+	}
+	var ts []time.Time
+	for i, id := range f.others {
+		ack, ok := f.acks[id]
+		if !ok {
+			continue
+		}
+		t := ack.Add(f.lease)
+		if i < len(confirmed) && !confirmed[i].IsZero() {
+			if p := later(ack, confirmed[i]).Add(f.probeLease); p.Before(t) {
+				t = p
+			}
+		}
+		ts = append(ts, t)
+	}
+	if len(ts) < f.need {
+		return time.Time{}
+	}
+	slices.SortFunc(ts, func(a, b time.Time) int { return b.Compare(a) })
+	return ts[f.need-1]
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // refreshVoters reads the other voters from the latest configuration.
@@ -159,6 +211,36 @@ func (f *fence) refreshVoters() {
 		f.need-- // this node's own vote
 	}
 	f.others = slices.DeleteFunc(voters, func(id raft.ServerID) bool { return id == f.self })
+	if f.probes == nil {
+		return
+	}
+	// Probes are told apart by their source address, so peers that share
+	// one (several nodes on one host) get no authority from them.
+	seen := map[netip.Addr]int{addrOf(c.Configuration(), f.self).Addr(): 1}
+	f.addrs = f.addrs[:0]
+	for _, id := range f.others {
+		a := addrOf(c.Configuration(), id).Addr()
+		seen[a]++
+		f.addrs = append(f.addrs, a)
+	}
+	for i, a := range f.addrs {
+		if seen[a] > 1 {
+			f.addrs[i] = netip.Addr{}
+		}
+	}
+}
+
+// addrOf returns the IP and port of server id's raft address; the zero
+// value when it is not an IP literal (such a peer's probes are not
+// matched, which only costs its quicker failover).
+func addrOf(c raft.Configuration, id raft.ServerID) netip.AddrPort {
+	for _, s := range c.Servers {
+		if s.ID == id {
+			ap, _ := netip.ParseAddrPort(string(s.Address))
+			return ap
+		}
+	}
+	return netip.AddrPort{}
 }
 
 // fencedTransport tells the fence when a peer accepted a request: an

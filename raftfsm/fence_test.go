@@ -3,6 +3,7 @@ package raftfsm
 import (
 	"errors"
 	"log/slog"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -41,7 +42,7 @@ func voters(ids ...string) raft.Configuration {
 func newTestFence(term uint64, lease time.Duration, c raft.Configuration) *fence {
 	r := &fakeFenceRaft{config: c}
 	r.term.Store(term)
-	f := newFence("a", lease)
+	f := newFence("a", lease, nil, 0)
 	f.raft = r
 	return f
 }
@@ -260,5 +261,65 @@ func TestFenceMembershipChange(t *testing.T) {
 	f.raft.(*fakeFenceRaft).config = voters("a", "b", "c", "d", "e")
 	if u, _ := f.until(now); !u.IsZero() {
 		t.Errorf("authority %v with one of four others, a quorum needs two", u.Sub(now))
+	}
+}
+
+// TestFenceProbes: with kernel probes a follower's authority ends at the
+// earlier of its ack plus the lease and the later of its ack and its
+// confirmed probe plus nine tenths of the probe timeout.
+func TestFenceProbes(t *testing.T) {
+	const (
+		lease = 90 * time.Millisecond
+		pt    = 20 * time.Millisecond // probe lease 18ms
+	)
+	base := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return base.Add(time.Duration(ms) * time.Millisecond) }
+	ip := func(id string) netip.Addr { return netip.MustParseAddr("10.0.0." + id[:1]) } // "1a" and "1b" share one
+	config := func(ids ...string) raft.Configuration {
+		var c raft.Configuration
+		for _, id := range ids {
+			c.Servers = append(c.Servers, raft.Server{ID: raft.ServerID(id), Address: raft.ServerAddress(ip(id).String() + ":7000"), Suffrage: raft.Voter})
+		}
+		return c
+	}
+	type peer struct {
+		id             string
+		ack, confirmed int // ms; confirmed 0 = none
+	}
+	for _, tc := range []struct {
+		name  string
+		ids   []string
+		peers []peer
+		want  time.Time
+	}{
+		{"probes fresher than the ack", []string{"1", "2", "3"}, []peer{{"2", 10, 50}}, at(50 + 18)},
+		{"ack fresher than the probes", []string{"1", "2", "3"}, []peer{{"2", 60, 50}}, at(60 + 18)},
+		{"no probe confirmed: the lease", []string{"1", "2", "3"}, []peer{{"2", 10, 0}}, at(10 + 90)},
+		{"probes alone give nothing", []string{"1", "2", "3"}, []peer{{"2", 0, 50}}, time.Time{}},
+		{"the freshest follower counts", []string{"1", "2", "3"}, []peer{{"2", 10, 50}, {"3", 10, 40}}, at(50 + 18)},
+		{"five voters need two", []string{"1", "2", "3", "4", "5"}, []peer{{"2", 10, 50}, {"3", 20, 0}, {"4", 5, 60}}, at(60 + 18)},
+		// One host: the probes' source address does not tell the peers apart.
+		{"peers sharing this node's address", []string{"1", "1b", "1c"}, []peer{{"1b", 10, 50}}, at(10 + 90)},
+		{"two peers sharing an address", []string{"1", "2a", "2b"}, []peer{{"2a", 10, 50}, {"2b", 10, 50}}, at(10 + 90)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &fakeFenceRaft{config: config(tc.ids...)}
+			r.term.Store(5)
+			p := &fakeProbes{confirmed: map[netip.Addr]time.Time{}}
+			f := newFence("1", lease, p, pt)
+			f.raft = r
+			for _, pe := range tc.peers {
+				if pe.ack > 0 {
+					f.accepted(raft.ServerID(pe.id), 5, at(pe.ack))
+				}
+				if pe.confirmed > 0 {
+					p.confirmed[ip(pe.id)] = at(pe.confirmed)
+				}
+			}
+			got, _ := f.until(at(100))
+			if !got.Equal(tc.want) {
+				t.Errorf("until %v, want %v", got.Sub(base), tc.want.Sub(base))
+			}
+		})
 	}
 }

@@ -61,6 +61,9 @@ func (l *leadership) run(notify <-chan bool, f *fence, log *slog.Logger, stalled
 				timer.Reset(configEvery)
 			case hold:
 				timer.Reset(until.Sub(now))
+			case f.probes != nil:
+				// Probes restore the authority too, and they wake nobody.
+				timer.Reset(f.probeLease / 8)
 			}
 		}
 		switch {
@@ -70,7 +73,7 @@ func (l *leadership) run(notify <-chan bool, f *fence, log *slog.Logger, stalled
 			fenceLapses.Inc()
 			lapsed = true
 			log.Warn("leader fence lapsed: dropping the VIPs until a quorum answers",
-				"quorum_send_age", now.Sub(until.Add(-f.lease)), "lease", f.lease)
+				"overdue", now.Sub(until), "lease", f.lease)
 			stalled("fence-lapse")
 		case lapsed && hold:
 			lapsed = false

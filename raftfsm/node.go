@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/shoal-lb/shoal/liveness"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 	"google.golang.org/protobuf/proto"
 )
@@ -24,8 +26,13 @@ const logCacheSize = 1024
 
 // Timing maps onto raft.Config: HeartbeatTimeout, ElectionTimeout,
 // LeaderLeaseTimeout and CommitTimeout. Zero fields take raft's defaults.
+// Probe, if set, is the timeout of the kernel probes (package liveness):
+// a follower then also finds the leader gone when its router has not
+// answered them for Probe, or at once when its daemon exits, so the
+// heartbeat timeout is left for a leader whose daemon hangs.
 type Timing struct {
 	Heartbeat, Election, LeaderLease, Commit time.Duration
+	Probe                                    time.Duration
 }
 
 // Validate checks the rule that keeps two nodes from holding the VIPs at
@@ -40,7 +47,25 @@ func (t Timing) Validate() error {
 			"or a leader that lost touch could keep the VIPs after a new leader has taken them",
 			t.LeaderLease, t.Heartbeat)
 	}
+	if t.Probe < 0 || t.Probe > 0 && (t.Probe < 8*time.Millisecond || t.Probe >= t.Heartbeat) {
+		return fmt.Errorf("probe timeout %s must be 0 (no kernel probes) or at least 8ms and shorter than the heartbeat timeout %s",
+			t.Probe, t.Heartbeat)
+	}
 	return nil
+}
+
+// Probes is kernel-level evidence of the leader's health, for a follower,
+// and of what the followers know of it, for the leader; *liveness.Checker
+// implements it.
+type Probes interface {
+	// Follow probes the leader at its raft address (zero: stop) and says
+	// whether it is down and since when.
+	Follow(now time.Time, leader netip.AddrPort) (since time.Time, v liveness.Verdict)
+	// Down tells at once when the followed leader's daemon is found dead.
+	Down() <-chan struct{}
+	// Confirmed returns, for each peer, when the newest probe it had an
+	// answer to reached this node.
+	Confirmed(now time.Time, peers []netip.Addr) []time.Time
 }
 
 // Options configures Open.
@@ -59,6 +84,9 @@ type Options struct {
 	Transport raft.Transport
 	// InMemory uses in-memory log, stable and snapshot stores (tests).
 	InMemory bool
+	// Probes replaces the kernel probes that Timing.Probe asks for
+	// (tests); it belongs to the caller.
+	Probes Probes
 	// Stalled, if set, hears of the moments an operator wants explained:
 	// "fence-lapse" when this leader drops its VIPs for want of a quorum's
 	// answer, "leader-silent" when this follower starts an election because
@@ -174,7 +202,23 @@ func Open(o Options) (*Node, error) {
 	if !canPreVote {
 		return nil, fmt.Errorf("open raft: transport %T cannot carry pre-votes", trans)
 	}
-	fence := newFence(conf.LocalID, conf.LeaderLeaseTimeout)
+	probes := o.Probes
+	if o.Timing.Probe > 0 && probes == nil {
+		c, err := liveness.Open(o.Timing.Probe, logger.With("component", "liveness"))
+		if err != nil {
+			return nil, fmt.Errorf("open raft: kernel probes: %w", err)
+		}
+		n.closer = append(n.closer, c)
+		probes = c
+		if ap, err := netip.ParseAddrPort(o.RaftAddr); err != nil || !ap.Addr().Is4() {
+			logger.Warn("kernel probes work between IPv4 raft addresses only; this node's peers will find it gone by the heartbeat timeout",
+				"raft_addr", o.RaftAddr, "heartbeat_timeout", conf.HeartbeatTimeout)
+		}
+	}
+	if o.Timing.Probe == 0 {
+		probes = nil
+	}
+	fence := newFence(conf.LocalID, conf.LeaderLeaseTimeout, probes, o.Timing.Probe)
 	trans = fencedTransport{pv, fence}
 
 	exists, err := raft.HasExistingState(logs, stable, snaps)
@@ -201,7 +245,8 @@ func Open(o Options) (*Node, error) {
 		stalled = func(string) {}
 	}
 	n.leaders = newLeadership(notify, fence, logger, stalled)
-	n.detector = newDetector(n.raft, conf.LocalID, conf.HeartbeatTimeout, conf.ElectionTimeout, stalled)
+	n.detector = newDetector(n.raft, conf.LocalID, conf.HeartbeatTimeout, conf.ElectionTimeout, probes, o.Timing.Probe, logger, stalled)
+	n.raft.RegisterObserver(raft.NewObserver(n.detector.campaigns, false, isPreVote))
 	ok = true
 	return n, nil
 }
@@ -222,7 +267,7 @@ func raftConfig(o Options, logger *slog.Logger) (*raft.Config, error) {
 	if t.Commit > 0 {
 		conf.CommitTimeout = t.Commit
 	}
-	if err := (Timing{Heartbeat: conf.HeartbeatTimeout, LeaderLease: conf.LeaderLeaseTimeout}).Validate(); err != nil {
+	if err := (Timing{Heartbeat: conf.HeartbeatTimeout, LeaderLease: conf.LeaderLeaseTimeout, Probe: t.Probe}).Validate(); err != nil {
 		return nil, fmt.Errorf("raft timing: %w", err)
 	}
 	conf.Logger = newHclogAdapter(logger.With("component", "raft"))

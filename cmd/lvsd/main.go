@@ -43,7 +43,7 @@ type flags struct {
 	id, raftAddr, apiAddr, dataDir, bootstrap, join  string
 	dataplane, iface, profile, metricsAddr, logLevel string
 	stallTrace                                       string
-	heartbeat, election, lease, commit               time.Duration
+	heartbeat, election, lease, commit, probe        time.Duration
 	realtime                                         rtPriority
 	pprof                                            bool
 }
@@ -51,20 +51,26 @@ type flags struct {
 // profiles are coherent raft timing sets; single flags override one value.
 //
 // A follower starts an election one heartbeat timeout (HT) after it last
-// heard from the leader, the second follower HT/5 later (see raftfsm's
-// detector), so failover takes a little over HT. The heartbeat
-// timeout is also how long the leader may go unheard, stalled on a busy
-// host, before it is replaced. The leader drops its VIPs one lease after
-// it sent the last request a quorum accepted (raftfsm's fence); the lease
-// is nine tenths of HT, so a partitioned leader lets go of the VIPs before
-// anyone else can take them, and the rest of HT is for taking them down.
+// heard from the leader, the second follower HT/5 later unless it saw the
+// first one's campaign (see raftfsm's detector), so failover takes a
+// little over HT. The heartbeat timeout is also how long the leader's
+// daemon may go unheard, stalled on a busy host, before it is replaced.
+// The leader drops its VIPs one lease after it sent the last request a
+// quorum accepted (raftfsm's fence); the lease is nine tenths of HT, so a
+// partitioned leader lets go of the VIPs before anyone else can take them,
+// and the rest of HT is for taking them down.
 //
-// fast: 30/30/27ms with a 10ms commit timeout (followers learn of a commit
-// within 10-20ms when no write follows). Measured in e2e/failover, see
-// e2e/failover/README.md.
+// fast adds kernel probes (package liveness) with a 25ms timeout: a
+// follower finds the leader gone when its router has not answered them
+// for 25ms, or when its daemon exits, whether or not any daemon got a CPU
+// meanwhile. HT is then only for a daemon that hangs: lan's 200ms, so that
+// a leader whose process stalls (111ms was seen under full load) is not
+// replaced. The 10ms commit timeout lets followers learn of
+// a commit within 10-20ms when no write follows. Measured in e2e/failover,
+// see e2e/failover/README.md.
 var profiles = map[string]raftfsm.Timing{
 	"lan":  {Heartbeat: 200 * time.Millisecond, Election: 200 * time.Millisecond, LeaderLease: 180 * time.Millisecond, Commit: 20 * time.Millisecond},
-	"fast": {Heartbeat: 30 * time.Millisecond, Election: 30 * time.Millisecond, LeaderLease: 27 * time.Millisecond, Commit: 10 * time.Millisecond},
+	"fast": {Heartbeat: 200 * time.Millisecond, Election: 200 * time.Millisecond, LeaderLease: 180 * time.Millisecond, Commit: 10 * time.Millisecond, Probe: 25 * time.Millisecond},
 	"wan":  {Heartbeat: time.Second, Election: time.Second, LeaderLease: 900 * time.Millisecond, Commit: 50 * time.Millisecond},
 }
 
@@ -85,6 +91,8 @@ func parseFlags(args []string) (*flags, error) {
 	fs.DurationVar(&f.election, "election-timeout", 0, "override the profile's raft election timeout")
 	fs.DurationVar(&f.lease, "lease-timeout", 0, "override the profile's leader lease: how long a leader keeps the VIPs after the last request a quorum accepted (at most 9/10 of the heartbeat timeout)")
 	fs.DurationVar(&f.commit, "commit-timeout", 0, "override the profile's raft commit timeout")
+	fs.Var(durationOrOff{&f.probe}, "probe-timeout", "override the profile's kernel probe timeout: followers find the leader gone when its router has not "+
+		"answered ICMP echo for this long, or when its daemon exits (needs CAP_NET_RAW; off: heartbeat timeout only)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (empty: off)")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's /debug/pprof/ profiles on --metrics-addr")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -113,10 +121,13 @@ func (f *flags) timing() (raftfsm.Timing, error) {
 	for _, o := range []struct {
 		v   time.Duration
 		dst *time.Duration
-	}{{f.heartbeat, &t.Heartbeat}, {f.election, &t.Election}, {f.lease, &t.LeaderLease}, {f.commit, &t.Commit}} {
+	}{{f.heartbeat, &t.Heartbeat}, {f.election, &t.Election}, {f.lease, &t.LeaderLease}, {f.commit, &t.Commit}, {f.probe, &t.Probe}} {
 		if o.v > 0 {
 			*o.dst = o.v
 		}
+	}
+	if f.probe < 0 {
+		t.Probe = 0
 	}
 	return t, t.Validate()
 }
@@ -351,4 +362,31 @@ func joinCluster(ctx context.Context, log *slog.Logger, node *raftfsm.Node, f *f
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// durationOrOff is a duration flag that also takes "off" (or 0), stored
+// as -1 so that it overrides a profile's value.
+type durationOrOff struct{ d *time.Duration }
+
+func (f durationOrOff) String() string {
+	switch {
+	case f.d == nil || *f.d == 0:
+		return ""
+	case *f.d < 0:
+		return "off"
+	}
+	return f.d.String()
+}
+
+func (f durationOrOff) Set(s string) error {
+	if s == "off" || s == "0" {
+		*f.d = -1
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("want a positive duration or off, got %q", s)
+	}
+	*f.d = d
+	return nil
 }

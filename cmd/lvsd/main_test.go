@@ -15,14 +15,24 @@ func TestTiming(t *testing.T) {
 		bad  bool
 	}{
 		{nil, raftfsm.Timing{Heartbeat: 200 * ms, Election: 200 * ms, LeaderLease: 180 * ms, Commit: 20 * ms}, false},
-		{[]string{"--profile", "fast"}, raftfsm.Timing{Heartbeat: 30 * ms, Election: 30 * ms, LeaderLease: 27 * ms, Commit: 10 * ms}, false},
+		{[]string{"--profile", "fast"}, raftfsm.Timing{Heartbeat: 200 * ms, Election: 200 * ms, LeaderLease: 180 * ms, Commit: 10 * ms, Probe: 25 * ms}, false},
 		// The lease must leave a tenth of the heartbeat timeout.
-		{[]string{"--profile", "fast", "--lease-timeout", "28ms"}, raftfsm.Timing{}, true},
-		{[]string{"--profile", "fast", "--heartbeat-timeout", "40ms"}, raftfsm.Timing{Heartbeat: 40 * ms, Election: 30 * ms, LeaderLease: 27 * ms, Commit: 10 * ms}, false},
+		{[]string{"--profile", "fast", "--lease-timeout", "181ms"}, raftfsm.Timing{}, true},
+		{[]string{"--profile", "fast", "--heartbeat-timeout", "300ms"}, raftfsm.Timing{Heartbeat: 300 * ms, Election: 200 * ms, LeaderLease: 180 * ms, Commit: 10 * ms, Probe: 25 * ms}, false},
+		{[]string{"--profile", "fast", "--probe-timeout", "off"}, raftfsm.Timing{Heartbeat: 200 * ms, Election: 200 * ms, LeaderLease: 180 * ms, Commit: 10 * ms}, false},
+		{[]string{"--profile", "lan", "--probe-timeout", "50ms"}, raftfsm.Timing{Heartbeat: 200 * ms, Election: 200 * ms, LeaderLease: 180 * ms, Commit: 20 * ms, Probe: 50 * ms}, false},
+		// Probes shorter than 8ms, or not shorter than the heartbeat timeout.
+		{[]string{"--profile", "fast", "--probe-timeout", "5ms"}, raftfsm.Timing{}, true},
+		{[]string{"--profile", "fast", "--probe-timeout", "200ms"}, raftfsm.Timing{}, true},
 		{[]string{"--profile", "wan", "--commit-timeout", "10ms"}, raftfsm.Timing{Heartbeat: time.Second, Election: time.Second, LeaderLease: 900 * ms, Commit: 10 * ms}, false},
 		{[]string{"--heartbeat-timeout", "1s", "--election-timeout", "2s", "--lease-timeout", "300ms"}, raftfsm.Timing{Heartbeat: time.Second, Election: 2 * time.Second, LeaderLease: 300 * ms, Commit: 20 * ms}, false},
 		{[]string{"--lease-timeout", "190ms"}, raftfsm.Timing{}, true},
 		{[]string{"--profile", "moon"}, raftfsm.Timing{}, true},
+	}
+	for _, bad := range []string{"-1ms", "soon"} {
+		if _, err := parseFlags([]string{"--id", "n1", "--probe-timeout", bad}); err == nil {
+			t.Errorf("--probe-timeout %s accepted", bad)
+		}
 	}
 	for _, tt := range tests {
 		f, err := parseFlags(append([]string{"--id", "n1"}, tt.args...))

@@ -86,8 +86,9 @@ type echo struct {
 	src     netip.Addr
 	typ     uint8
 	id, seq uint16
-	// answered is the newest probe its sender had an answer to, when
-	// hasAnswered (shoal's probes only).
+	// shoal marks shoal's probes; answered is the newest probe their
+	// sender had an answer to, when hasAnswered.
+	shoal       bool
 	answered    uint16
 	hasAnswered bool
 	at          time.Time // kernel receive time, on now's monotonic clock
@@ -136,8 +137,11 @@ func parseEcho(b []byte) (echo, bool) {
 		id:  binary.BigEndian.Uint16(m[4:]),
 		seq: binary.BigEndian.Uint16(m[6:]),
 	}
-	if p := m[8:]; len(p) >= 7 && string(p[:4]) == magic && p[6] == 1 {
-		e.answered, e.hasAnswered = binary.BigEndian.Uint16(p[4:]), true
+	if p := m[8:]; len(p) >= 7 && string(p[:4]) == magic {
+		e.shoal = true
+		if p[6] == 1 {
+			e.answered, e.hasAnswered = binary.BigEndian.Uint16(p[4:]), true
+		}
 	}
 	return e, true
 }

@@ -21,17 +21,17 @@
 // Each probe also names the newest probe its sender has had an answer to.
 // The leader keeps when each probe reached its kernel, so it learns, after
 // however long it did not run, the newest of its answers that got back to
-// each follower: that follower cannot find it down sooner than the timeout
-// after that probe arrived (Confirmed). An answer that is lost on the way
-// back proves nothing, which is why the arrival of a probe alone does not
-// count.
+// each follower: that follower cannot find it silent sooner than the
+// timeout after that probe arrived, nor sooner than the timeout after the
+// first probe of its current run of probes (Evidence). An answer that is
+// lost on the way back proves nothing, which is why the arrival of a probe
+// alone does not count.
 package liveness
 
 import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
-	"slices"
 	"sync"
 	"time"
 )
@@ -40,8 +40,8 @@ import (
 // answers to; far more than fit in a timeout at the intended rates.
 const ring = 256
 
-// Checker probes one leader at a time (Follow) and records which of its
-// own answers reached a set of peers (Confirmed).
+// Checker probes one leader at a time (Follow) and tells how fresh the
+// evidence is that other nodes' probes have of this one (Evidence).
 type Checker struct {
 	sock    *icmpSocket
 	timeout time.Duration
@@ -59,13 +59,21 @@ type Checker struct {
 	sentAt   [ring]time.Time
 	answered uint64    // newest probe answered, 0 for none
 	answerAt time.Time // kernel receive time of the newest answer
-	// Leader side, for each peer asked about.
+	// Leader side: the probes of each shoal node that probed this one.
 	peers map[netip.Addr]*peerProbes
 }
 
-// peerProbes is what a leader knows of one follower's probes.
+// peerProbes is what a leader knows of one follower's probes. A follower
+// numbers its probes afresh, under a new ID, for each leader it follows:
+// a session. It can find this node silent only after an answer in its
+// current session, so no sooner than the timeout after that session's
+// first probe arrived, nor sooner than after the newest probe it has
+// confirmed an answer to.
 type peerProbes struct {
 	arrived   [ring]arrival // by seq
+	session   uint16        // ID of the newest session
+	previous  uint16        // and of the one before, whose stragglers do not count
+	since     time.Time     // arrival of the newest session's first probe
 	confirmed time.Time     // arrival of the newest probe the peer had an answer to
 }
 
@@ -166,42 +174,45 @@ func (c *Checker) silentLocked(now time.Time) (time.Time, bool) {
 	return c.answerAt.Add(c.timeout), true
 }
 
-// Confirmed returns, for each of peers, when the newest probe that the
-// peer has had an answer to reached this node's kernel (zero: none known).
-// A peer that probes this node finds it down no sooner than the timeout
-// after that.
-func (c *Checker) Confirmed(now time.Time, peers []netip.Addr) []time.Time {
+// Evidence returns, for each of peers, a time no later than which that
+// peer's probes of this node were answered: the peer cannot find this node
+// silent sooner than the timeout after it. Zero: no probe from the peer.
+func (c *Checker) Evidence(now time.Time, peers []netip.Addr) []time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, p := range peers {
-		if _, ok := c.peers[p]; !ok {
-			c.peers[p] = &peerProbes{}
-		}
-	}
-	if len(c.peers) > len(peers) {
-		for a := range c.peers {
-			if !slices.Contains(peers, a) {
-				delete(c.peers, a)
-			}
-		}
-	}
 	c.drainLocked(now)
 	out := make([]time.Time, len(peers))
-	for i, p := range peers {
-		out[i] = c.peers[p].confirmed
+	for i, a := range peers {
+		if p := c.peers[a]; p != nil {
+			out[i] = later(p.since, p.confirmed)
+		}
 	}
 	return out
 }
 
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
 // drainLocked takes in every queued echo: answers to this node's probes
-// and the probes of the peers Confirmed asked about.
+// and the probes of other shoal nodes, kept at all times, since a
+// follower may probe this node before it knows it leads.
 func (c *Checker) drainLocked(now time.Time) {
 	err := c.sock.drain(now, func(e echo) {
 		switch e.typ {
 		case icmpEchoRequest:
-			if p := c.peers[e.src]; p != nil {
-				p.take(e)
+			if !e.shoal {
+				return
 			}
+			p := c.peers[e.src]
+			if p == nil {
+				p = &peerProbes{}
+				c.peers[e.src] = p
+			}
+			p.take(e)
 		case icmpEchoReply:
 			if e.id != c.id || e.src != c.leader.Addr() || c.sent == 0 {
 				return
@@ -224,6 +235,9 @@ func (c *Checker) drainLocked(now time.Time) {
 
 // take records a probe's arrival and what it says was answered.
 func (p *peerProbes) take(e echo) {
+	if p.since.IsZero() || e.id != p.session && e.id != p.previous {
+		p.previous, p.session, p.since = p.session, e.id, e.at
+	}
 	p.arrived[e.seq%ring] = arrival{id: e.id, seq: e.seq, at: e.at}
 	if !e.hasAnswered {
 		return

@@ -36,13 +36,13 @@ func TestParseEcho(t *testing.T) {
 	}
 	e, ok := parseEcho(pkt(icmpEchoRequest, []byte("shl1\x00\x29\x01\x00")))
 	if !ok || e.src != netip.MustParseAddr("10.0.0.7") || e.typ != icmpEchoRequest || e.id != 0x1234 || e.seq != 42 ||
-		!e.hasAnswered || e.answered != 41 {
+		!e.shoal || !e.hasAnswered || e.answered != 41 {
 		t.Errorf("shoal probe parsed as %+v, %v", e, ok)
 	}
-	if e, ok := parseEcho(pkt(icmpEchoReply, []byte("ping me!"))); !ok || e.hasAnswered {
+	if e, ok := parseEcho(pkt(icmpEchoReply, []byte("ping me!"))); !ok || e.shoal || e.hasAnswered {
 		t.Errorf("someone else's echo parsed as %+v, %v", e, ok)
 	}
-	if e, ok := parseEcho(pkt(icmpEchoRequest, []byte("shl1\x00\x29\x00\x00"))); !ok || e.hasAnswered {
+	if e, ok := parseEcho(pkt(icmpEchoRequest, []byte("shl1\x00\x29\x00\x00"))); !ok || !e.shoal || e.hasAnswered {
 		t.Errorf("a first probe (nothing answered yet) parsed as %+v, %v", e, ok)
 	}
 	if _, ok := parseEcho(pkt(3, nil)); ok {
@@ -103,28 +103,40 @@ func TestSilent(t *testing.T) {
 	check(ms(60).Add(every), true)
 }
 
-// TestConfirmed: a leader counts a probe's arrival only once a later
-// probe says its answer got back.
-func TestConfirmed(t *testing.T) {
+// TestEvidence: a leader counts a probe's arrival once a later probe says
+// its answer got back, and a new run of probes from the first arrival.
+func TestEvidence(t *testing.T) {
 	base := time.Unix(1000, 0)
 	ms := func(n int) time.Time { return base.Add(time.Duration(n) * time.Millisecond) }
 	var p peerProbes
+	evidence := func() time.Time { return later(p.since, p.confirmed) }
 	p.take(echo{id: 7, seq: 1, at: ms(1)})
 	p.take(echo{id: 7, seq: 2, at: ms(4)})
-	if !p.confirmed.IsZero() {
-		t.Fatalf("confirmed %v before any probe said it was answered", p.confirmed.Sub(base))
+	if !evidence().Equal(ms(1)) {
+		t.Fatalf("evidence %v before anything was confirmed, want the session's first probe (1ms)", evidence().Sub(base))
 	}
 	p.take(echo{id: 7, seq: 3, at: ms(7), answered: 2, hasAnswered: true})
-	if !p.confirmed.Equal(ms(4)) {
-		t.Errorf("confirmed %v, want the arrival of probe 2 (4ms)", p.confirmed.Sub(base))
-	}
-	p.take(echo{id: 8, seq: 4, at: ms(10), answered: 3, hasAnswered: true})
-	if !p.confirmed.Equal(ms(4)) {
-		t.Errorf("a probe of another session confirmed %v", p.confirmed.Sub(base))
+	if !evidence().Equal(ms(4)) {
+		t.Errorf("evidence %v, want the arrival of probe 2 (4ms)", evidence().Sub(base))
 	}
 	p.take(echo{id: 7, seq: 5, at: ms(13), answered: 1, hasAnswered: true})
-	if !p.confirmed.Equal(ms(4)) {
-		t.Errorf("an older answer moved the confirmation back to %v", p.confirmed.Sub(base))
+	if !evidence().Equal(ms(4)) {
+		t.Errorf("an older answer moved the evidence to %v", evidence().Sub(base))
+	}
+	// The follower followed another leader and came back: a new session,
+	// whose first probe is the evidence until one is confirmed.
+	p.take(echo{id: 8, seq: 1, at: ms(100)})
+	if !evidence().Equal(ms(100)) {
+		t.Errorf("evidence %v after a new session began at 100ms", evidence().Sub(base))
+	}
+	p.take(echo{id: 8, seq: 2, at: ms(103), answered: 3, hasAnswered: true})
+	if !evidence().Equal(ms(100)) {
+		t.Errorf("a seq of another session confirmed %v", evidence().Sub(base))
+	}
+	p.take(echo{id: 7, seq: 6, at: ms(104)}) // a straggler of the old session
+	p.take(echo{id: 8, seq: 3, at: ms(106), answered: 2, hasAnswered: true})
+	if !evidence().Equal(ms(103)) {
+		t.Errorf("evidence %v, want probe 2 of the new session (103ms)", evidence().Sub(base))
 	}
 }
 

@@ -76,8 +76,7 @@ func TestKernelProbes(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		self := []netip.Addr{leader.Addr()}
-		c.Confirmed(time.Now(), self) // watch our own probes arrive
+		self := []netip.Addr{leader.Addr()} // our own probes arrive here too
 		for range 20 {
 			if _, v := c.Follow(time.Now(), leader); v != Up {
 				t.Fatalf("%v while the kernel answers", v)
@@ -85,16 +84,16 @@ func TestKernelProbes(t *testing.T) {
 			time.Sleep(timeout / 8)
 		}
 		now := time.Now()
-		conf := c.Confirmed(now, self)[0]
+		conf := c.Evidence(now, self)[0]
 		c.mu.Lock()
 		answered, answerAt := c.answered, c.answerAt
 		c.mu.Unlock()
-		t.Logf("answered %d of 20 probes; the newest answered probe arrived %v ago", answered, now.Sub(conf))
+		t.Logf("answered %d of 20 probes; the evidence is %v old", answered, now.Sub(conf))
 		if answered < 15 || now.Sub(answerAt) > timeout {
 			t.Fatalf("answered %d of 20, the last %v ago", answered, now.Sub(answerAt))
 		}
 		if conf.IsZero() || now.Sub(conf) > 2*timeout/8+10*time.Millisecond || conf.After(now) {
-			t.Fatalf("confirmed arrival %v ago, want within about two probes", now.Sub(conf))
+			t.Fatalf("evidence %v old, want within about two probes", now.Sub(conf))
 		}
 
 		lo, err := h.LinkByName("lo")

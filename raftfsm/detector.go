@@ -33,9 +33,11 @@ import (
 //
 // With kernel probes (Probes) a follower also finds the leader gone when
 // its daemon exits, or when its router has not answered the probes for
-// the probe timeout PT and the leader has been as silent; it then elects
-// after a stagger of PT/5 steps, probing the leader every PT/8 meanwhile.
-// The heartbeat timeout is then left for a daemon that hangs.
+// the probe timeout PT; it then elects after a stagger of PT/5 steps,
+// probing the leader every PT/8 meanwhile. The followers' last answers are
+// at most a probe apart, so the stagger orders them as it does on the
+// heartbeat path (raft's contact would not: its heartbeats are up to HT/5
+// apart). The heartbeat timeout is then left for a daemon that hangs.
 //
 // A follower that learns of another one's campaign (a pre-vote request
 // reached it after it last heard from the leader) elects as soon as it
@@ -49,8 +51,9 @@ type detector struct {
 	probes Probes
 	pt     time.Duration // probe timeout, with probes
 	log    *slog.Logger
-	// campaigns hears of the pre-vote requests raft receives.
-	campaigns chan raft.Observation
+	// observed hears of the pre-vote requests raft receives and of its
+	// leader changes (observes).
+	observed  chan raft.Observation
 	campaign  time.Time // when the latest one came
 	done      chan struct{}
 	// stalled hears of each election the detector starts (Options.Stalled).
@@ -80,15 +83,20 @@ const configEvery = time.Second
 
 func newDetector(r raftTimer, id raft.ServerID, hb, et time.Duration, probes Probes, pt time.Duration, log *slog.Logger, stalled func(string)) *detector {
 	d := &detector{raft: r, id: id, hb: hb, et: et, probes: probes, pt: pt, log: log, stalled: stalled,
-		campaigns: make(chan raft.Observation, 4), done: make(chan struct{}), stopped: make(chan struct{})}
+		observed: make(chan raft.Observation, 4), done: make(chan struct{}), stopped: make(chan struct{})}
 	go d.run()
 	return d
 }
 
-// isPreVote selects the observations the detector hears of.
-func isPreVote(o *raft.Observation) bool {
-	_, ok := o.Data.(raft.RequestPreVoteRequest)
-	return ok
+// observes selects the observations the detector hears of: another
+// node's campaign, and a new leader (or none), which a follower starts or
+// stops probing at once.
+func observes(o *raft.Observation) bool {
+	switch o.Data.(type) {
+	case raft.RequestPreVoteRequest, raft.LeaderObservation:
+		return true
+	}
+	return false
 }
 
 // detectStep is the stagger between two followers' detections: raft sends
@@ -111,8 +119,10 @@ func (d *detector) run() {
 			}
 			return
 		case <-t.C:
-		case <-d.campaigns:
-			d.campaign = time.Now()
+		case o := <-d.observed:
+			if _, ok := o.Data.(raft.RequestPreVoteRequest); ok {
+				d.campaign = time.Now()
+			}
 		case <-down:
 		}
 		t.Stop()
@@ -141,25 +151,18 @@ func (d *detector) check(now time.Time) time.Duration {
 	}
 	rank := d.rank()
 	// The leader is gone at the heartbeat timeout, or sooner by the probes:
-	// when its daemon died, or when its router and the leader itself have
-	// both been silent for the probe timeout.
+	// when its daemon died, or when its router stopped answering.
 	gone, step, why := last.Add(d.hb), detectStep(d.hb), "heartbeat timeout"
-	switch since, v := d.follow(now, leader); v {
-	case liveness.RouterSilent:
-		since = later(since, last.Add(d.pt))
-		fallthrough
-	case liveness.DaemonDead:
-		if since.Before(gone) {
-			gone, step, why = since, detectStep(d.pt), v.String()
-		}
+	if since, v := d.follow(now, leader); v != liveness.Up && since.Before(gone) {
+		gone, step, why = since, detectStep(d.pt), v.String()
 	}
 	stagger := time.Duration(rank) * step
-	if d.campaign.After(last) {
-		stagger = 0
+	if d.campaign.After(last) && leader != "" {
+		stagger = 0 // the campaign was refused: this node had a leader
 	}
 	if wait := gone.Add(stagger).Sub(now); wait > 0 {
 		d.holdOff(time.Duration(rank) * detectStep(d.hb))
-		if d.probes != nil && leader != "" {
+		if d.probes != nil {
 			wait = min(wait, d.pt/8) // the probes' pace
 		}
 		return wait

@@ -168,7 +168,7 @@ type fakeProbes struct {
 	followed  []netip.AddrPort
 	downSince time.Time // zero: up
 	dead      bool
-	confirmed map[netip.Addr]time.Time
+	evidence  map[netip.Addr]time.Time
 }
 
 func (p *fakeProbes) Follow(now time.Time, leader netip.AddrPort) (time.Time, liveness.Verdict) {
@@ -182,10 +182,10 @@ func (p *fakeProbes) Follow(now time.Time, leader netip.AddrPort) (time.Time, li
 	return p.downSince, liveness.RouterSilent
 }
 func (p *fakeProbes) Down() <-chan struct{} { return nil }
-func (p *fakeProbes) Confirmed(now time.Time, peers []netip.Addr) []time.Time {
+func (p *fakeProbes) Evidence(now time.Time, peers []netip.Addr) []time.Time {
 	out := make([]time.Time, len(peers))
 	for i, a := range peers {
-		out[i] = p.confirmed[a]
+		out[i] = p.evidence[a]
 	}
 	return out
 }
@@ -207,11 +207,10 @@ func TestDetectorProbes(t *testing.T) {
 		wantWait  time.Duration // 0: elects
 	}{
 		{"up: probe again in PT/8", "r1", ms(50), 0, 0, false, pt / 8},
-		{"silent, and the leader as long: the first follower elects", "r1", pt, ms(1), 0, false, 0},
-		{"silent, but the leader was heard within PT", "r1", ms(20), ms(1), 0, false, pt / 8},
+		{"silent: the first follower elects", "r1", ms(20), ms(1), 0, false, 0},
 		{"the daemon died: no need for the leader's silence", "r1", ms(5), ms(1), 0, true, 0},
 		{"silent: the second follower waits a probe step", "r3", pt, ms(1), 0, false, pt / 8},
-		{"silent: the second follower's step is over", "r3", ms(40), ms(6), 0, false, 0},
+		{"silent: the second follower's step is over", "r3", ms(10), ms(6), 0, false, 0},
 		{"silent, and a peer campaigns: no stagger", "r3", pt, ms(1), ms(1), false, 0},
 		{"a campaign before the last contact does not count", "r3", ms(20), 0, ms(30), false, pt / 8},
 		{"up but silent for HT: the heartbeat path elects", "r1", hb, 0, 0, false, 0},

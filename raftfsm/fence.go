@@ -1,8 +1,10 @@
 package raftfsm
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,13 +28,14 @@ import (
 // of the heartbeat timeout shorter, for taking them down.
 //
 // With kernel probes (Probes), a follower also starts an election when the
-// leader's router has stopped answering them for the probe timeout PT and
-// the leader has been silent as long. The leader learns from the probes
-// which of its kernel's answers got back to each follower, and when the
-// probe they answered arrived, even after a stall of its own. So for each
-// follower the authority runs out at the earlier of its ack plus the lease
-// and, with probes, the later of its ack and its confirmed probe plus nine
-// tenths of PT; the VIPs are held while a quorum's authority lasts.
+// leader's router has stopped answering them for the probe timeout PT. The
+// leader learns from the probes, with their kernel arrival times and even
+// after a stall of its own, a time after which each follower's probes were
+// answered (Probes.Evidence). So for each follower the authority runs out
+// at the earlier of its ack plus the lease and, with probes, its evidence
+// plus nine tenths of PT; the VIPs are held while a quorum's authority
+// lasts. A follower that has sent no probe yet may start any moment, so
+// with probes the authority is looked at again at least every 0.9 PT.
 //
 // raft's own lease counts from when replies were processed. A leader that
 // stalled processes them late, so it overrates its authority; and as its
@@ -43,8 +46,8 @@ type fence struct {
 	self  raft.ServerID
 	lease time.Duration
 	raft  fenceRaft
-	// probes, if set, tell when each follower's latest answered probe
-	// arrived; probeLease is nine tenths of the probe timeout.
+	// probes, if set, tell how fresh each follower's evidence of this node
+	// is; probeLease is nine tenths of the probe timeout.
 	probes     Probes
 	probeLease time.Duration
 
@@ -59,6 +62,8 @@ type fence struct {
 	others []raft.ServerID
 	addrs  []netip.Addr
 	need   int
+	// evidence is what the probes said of others at the last look.
+	evidence []time.Time
 	// waiting is set while the leader is fenced off and wants to hear of
 	// the next ack.
 	waiting bool
@@ -165,9 +170,8 @@ func (f *fence) until(now time.Time) (until time.Time, forever bool) {
 // quorumAuthority is the need-th latest of the other voters' authorities
 // (see fence), zero when fewer have accepted anything this term.
 func (f *fence) quorumAuthority(now time.Time) time.Time {
-	var confirmed []time.Time
 	if f.probes != nil {
-		confirmed = f.probes.Confirmed(now, f.addrs)
+		f.evidence = f.probes.Evidence(now, f.addrs)
 	}
 	var ts []time.Time
 	for i, id := range f.others {
@@ -176,8 +180,8 @@ func (f *fence) quorumAuthority(now time.Time) time.Time {
 			continue
 		}
 		t := ack.Add(f.lease)
-		if i < len(confirmed) && !confirmed[i].IsZero() {
-			if p := later(ack, confirmed[i]).Add(f.probeLease); p.Before(t) {
+		if i < len(f.evidence) && !f.evidence[i].IsZero() {
+			if p := f.evidence[i].Add(f.probeLease); p.Before(t) {
 				t = p
 			}
 		}
@@ -195,6 +199,31 @@ func later(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// describe says, for a lapse's log line, how old each other voter's latest
+// accepted request and probe evidence are.
+func (f *fence) describe(now time.Time) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var b strings.Builder
+	for i, id := range f.others {
+		fmt.Fprintf(&b, "%s: ack %s", id, age(now, f.acks[id]))
+		if i < len(f.evidence) {
+			fmt.Fprintf(&b, ", probes %s", age(now, f.evidence[i]))
+		}
+		if i < len(f.others)-1 {
+			b.WriteString("; ")
+		}
+	}
+	return b.String()
+}
+
+func age(now, t time.Time) string {
+	if t.IsZero() {
+		return "none"
+	}
+	return now.Sub(t).Round(100 * time.Microsecond).String()
 }
 
 // refreshVoters reads the other voters from the latest configuration.

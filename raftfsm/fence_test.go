@@ -265,8 +265,8 @@ func TestFenceMembershipChange(t *testing.T) {
 }
 
 // TestFenceProbes: with kernel probes a follower's authority ends at the
-// earlier of its ack plus the lease and the later of its ack and its
-// confirmed probe plus nine tenths of the probe timeout.
+// earlier of its ack plus the lease and its probe evidence plus nine
+// tenths of the probe timeout.
 func TestFenceProbes(t *testing.T) {
 	const (
 		lease = 90 * time.Millisecond
@@ -283,8 +283,8 @@ func TestFenceProbes(t *testing.T) {
 		return c
 	}
 	type peer struct {
-		id             string
-		ack, confirmed int // ms; confirmed 0 = none
+		id            string
+		ack, evidence int // ms; evidence 0 = none
 	}
 	for _, tc := range []struct {
 		name  string
@@ -293,8 +293,8 @@ func TestFenceProbes(t *testing.T) {
 		want  time.Time
 	}{
 		{"probes fresher than the ack", []string{"1", "2", "3"}, []peer{{"2", 10, 50}}, at(50 + 18)},
-		{"ack fresher than the probes", []string{"1", "2", "3"}, []peer{{"2", 60, 50}}, at(60 + 18)},
-		{"no probe confirmed: the lease", []string{"1", "2", "3"}, []peer{{"2", 10, 0}}, at(10 + 90)},
+		{"probes older than the ack", []string{"1", "2", "3"}, []peer{{"2", 60, 50}}, at(50 + 18)},
+		{"no probe: the lease", []string{"1", "2", "3"}, []peer{{"2", 10, 0}}, at(10 + 90)},
 		{"probes alone give nothing", []string{"1", "2", "3"}, []peer{{"2", 0, 50}}, time.Time{}},
 		{"the freshest follower counts", []string{"1", "2", "3"}, []peer{{"2", 10, 50}, {"3", 10, 40}}, at(50 + 18)},
 		{"five voters need two", []string{"1", "2", "3", "4", "5"}, []peer{{"2", 10, 50}, {"3", 20, 0}, {"4", 5, 60}}, at(60 + 18)},
@@ -305,15 +305,15 @@ func TestFenceProbes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &fakeFenceRaft{config: config(tc.ids...)}
 			r.term.Store(5)
-			p := &fakeProbes{confirmed: map[netip.Addr]time.Time{}}
+			p := &fakeProbes{evidence: map[netip.Addr]time.Time{}}
 			f := newFence("1", lease, p, pt)
 			f.raft = r
 			for _, pe := range tc.peers {
 				if pe.ack > 0 {
 					f.accepted(raft.ServerID(pe.id), 5, at(pe.ack))
 				}
-				if pe.confirmed > 0 {
-					p.confirmed[ip(pe.id)] = at(pe.confirmed)
+				if pe.evidence > 0 {
+					p.evidence[ip(pe.id)] = at(pe.evidence)
 				}
 			}
 			got, _ := f.until(at(100))

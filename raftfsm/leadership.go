@@ -59,6 +59,9 @@ func (l *leadership) run(notify <-chan bool, f *fence, log *slog.Logger, stalled
 			switch {
 			case forever: // until another voter joins
 				timer.Reset(configEvery)
+			case hold && f.probes != nil:
+				// A follower may start probing at any time (see fence).
+				timer.Reset(min(until.Sub(now), f.probeLease))
 			case hold:
 				timer.Reset(until.Sub(now))
 			case f.probes != nil:
@@ -73,7 +76,7 @@ func (l *leadership) run(notify <-chan bool, f *fence, log *slog.Logger, stalled
 			fenceLapses.Inc()
 			lapsed = true
 			log.Warn("leader fence lapsed: dropping the VIPs until a quorum answers",
-				"overdue", now.Sub(until), "lease", f.lease)
+				"overdue", now.Sub(until), "lease", f.lease, "evidence", f.describe(now))
 			stalled("fence-lapse")
 		case lapsed && hold:
 			lapsed = false

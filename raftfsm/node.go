@@ -63,9 +63,9 @@ type Probes interface {
 	Follow(now time.Time, leader netip.AddrPort) (since time.Time, v liveness.Verdict)
 	// Down tells at once when the followed leader's daemon is found dead.
 	Down() <-chan struct{}
-	// Confirmed returns, for each peer, when the newest probe it had an
-	// answer to reached this node.
-	Confirmed(now time.Time, peers []netip.Addr) []time.Time
+	// Evidence returns, for each peer, a time no later than which its
+	// probes of this node were answered (zero: it sent none).
+	Evidence(now time.Time, peers []netip.Addr) []time.Time
 }
 
 // Options configures Open.
@@ -246,7 +246,7 @@ func Open(o Options) (*Node, error) {
 	}
 	n.leaders = newLeadership(notify, fence, logger, stalled)
 	n.detector = newDetector(n.raft, conf.LocalID, conf.HeartbeatTimeout, conf.ElectionTimeout, probes, o.Timing.Probe, logger, stalled)
-	n.raft.RegisterObserver(raft.NewObserver(n.detector.campaigns, false, isPreVote))
+	n.raft.RegisterObserver(raft.NewObserver(n.detector.observed, false, observes))
 	ok = true
 	return n, nil
 }

@@ -53,9 +53,9 @@ type detector struct {
 	log    *slog.Logger
 	// observed hears of the pre-vote requests raft receives and of its
 	// leader changes (observes).
-	observed  chan raft.Observation
-	campaign  time.Time // when the latest one came
-	done      chan struct{}
+	observed chan raft.Observation
+	campaign time.Time // when the latest pre-vote came
+	done     chan struct{}
 	// stalled hears of each election the detector starts (Options.Stalled).
 	stalled func(string)
 

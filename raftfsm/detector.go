@@ -55,6 +55,7 @@ type detector struct {
 	// leader changes (observes).
 	observed chan raft.Observation
 	campaign time.Time // when the latest pre-vote came
+	follower time.Time // when this node was first seen a follower, since it last was not
 	done     chan struct{}
 	// stalled hears of each election the detector starts (Options.Stalled).
 	stalled func(string)
@@ -137,7 +138,11 @@ func (d *detector) check(now time.Time) time.Duration {
 		// A leader sends heartbeats every HT/10 to HT/5 of its own timeout.
 		d.setTimeout(d.hb)
 		d.follow(now, "")
+		d.follower = time.Time{}
 		return d.hb
+	}
+	if d.follower.IsZero() {
+		d.follower = now
 	}
 	last := d.raft.LastContact()
 	leader, _ := d.raft.LeaderWithID()
@@ -145,6 +150,10 @@ func (d *detector) check(now time.Time) time.Duration {
 		d.follow(now, "")
 		return d.hb // never had a leader: raft's own timer elects the first
 	}
+	// A node that led or campaigned until just now last heard from a
+	// leader long ago; like raft's own timer, count from when it became a
+	// follower.
+	last = later(last, d.follower)
 	if now.Sub(d.votersAt) > configEvery {
 		d.voters = d.voterIDs()
 		d.votersAt = now

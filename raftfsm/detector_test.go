@@ -95,7 +95,7 @@ func TestDetector(t *testing.T) {
 				f.contact = now.Add(-tc.contact)
 			}
 			var events []string
-			d := &detector{raft: f, id: tc.id, hb: hb, et: hb, stalled: func(e string) { events = append(events, e) }}
+			d := &detector{raft: f, id: tc.id, hb: hb, et: hb, follower: now.Add(-time.Hour), stalled: func(e string) { events = append(events, e) }}
 			if got := d.check(now); got != tc.wantWait {
 				t.Errorf("wait = %v, want %v", got, tc.wantWait)
 			}
@@ -120,7 +120,7 @@ func TestDetectorRestoresTimeout(t *testing.T) {
 	now := time.Unix(1000, 0)
 	f := &fakeTimer{state: raft.Follower, voters: []raft.ServerID{"r1", "r2", "r3"}, leader: "r1", contact: now.Add(-hb - detectStep(hb)),
 		rc: raft.ReloadableConfig{HeartbeatTimeout: hb, ElectionTimeout: hb}}
-	d := &detector{raft: f, id: "r3", hb: hb, et: hb, stalled: func(string) {}}
+	d := &detector{raft: f, id: "r3", hb: hb, et: hb, follower: now.Add(-time.Hour), stalled: func(string) {}}
 	d.check(now) // r3 is due: election
 	f.state, f.leader = raft.Leader, "r3"
 	d.check(now)
@@ -224,7 +224,7 @@ func TestDetectorProbes(t *testing.T) {
 				p.downSince = now.Add(-tc.downSince)
 			}
 			var events []string
-			d := &detector{raft: f, id: tc.id, hb: hb, et: hb, probes: p, pt: pt, stalled: func(e string) { events = append(events, e) }}
+			d := &detector{raft: f, id: tc.id, hb: hb, et: hb, probes: p, pt: pt, follower: now.Add(-time.Hour), stalled: func(e string) { events = append(events, e) }}
 			if tc.campaign > 0 {
 				d.campaign = now.Add(-tc.campaign)
 			}
@@ -252,12 +252,30 @@ func TestDetectorCampaignSkipsStagger(t *testing.T) {
 	f := &fakeTimer{state: raft.Follower, voters: []raft.ServerID{"r1", "r2", "r3"}, leader: "r2", contact: now.Add(-hb),
 		rc: raft.ReloadableConfig{HeartbeatTimeout: hb, ElectionTimeout: hb}}
 	elected := 0
-	d := &detector{raft: f, id: "r3", hb: hb, et: hb, stalled: func(string) { elected++ }}
+	d := &detector{raft: f, id: "r3", hb: hb, et: hb, follower: now.Add(-time.Hour), stalled: func(string) { elected++ }}
 	if d.check(now); elected != 0 {
 		t.Fatal("the second follower elected at the heartbeat timeout without a campaign")
 	}
 	d.campaign = now.Add(-time.Millisecond)
 	if d.check(now); elected != 1 {
 		t.Fatal("the second follower did not elect after a campaign")
+	}
+}
+
+func TestDetectorAfterLeading(t *testing.T) {
+	// A leader that hands over hears nothing from the new leader for a
+	// moment and last heard from a leader long ago: it must not elect.
+	const hb = 30 * time.Millisecond
+	now := time.Unix(1000, 0)
+	f := &fakeTimer{state: raft.Leader, voters: []raft.ServerID{"r1", "r2", "r3"}, leader: "r1", contact: now.Add(-time.Hour),
+		rc: raft.ReloadableConfig{HeartbeatTimeout: hb, ElectionTimeout: hb}}
+	d := &detector{raft: f, id: "r1", hb: hb, et: hb, stalled: func(string) {}}
+	d.check(now)
+	f.state, f.leader = raft.Follower, ""
+	if wait := d.check(now.Add(time.Millisecond)); f.elected != 0 || wait <= 0 {
+		t.Fatalf("the former leader elected (%d) or waits %v", f.elected, wait)
+	}
+	if d.check(now.Add(time.Millisecond + hb + 2*detectStep(hb))); f.elected != 1 {
+		t.Error("no election a heartbeat timeout (and stagger) after it became a follower")
 	}
 }

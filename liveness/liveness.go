@@ -184,17 +184,10 @@ func (c *Checker) Evidence(now time.Time, peers []netip.Addr) []time.Time {
 	out := make([]time.Time, len(peers))
 	for i, a := range peers {
 		if p := c.peers[a]; p != nil {
-			out[i] = later(p.since, p.confirmed)
+			out[i] = p.evidence()
 		}
 	}
 	return out
-}
-
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }
 
 // drainLocked takes in every queued echo: answers to this node's probes
@@ -231,6 +224,14 @@ func (c *Checker) drainLocked(now time.Time) {
 	if err != nil {
 		c.log.Warn("liveness socket", "err", err)
 	}
+}
+
+// evidence is the later of since and confirmed.
+func (p *peerProbes) evidence() time.Time {
+	if p.confirmed.After(p.since) {
+		return p.confirmed
+	}
+	return p.since
 }
 
 // take records a probe's arrival and what it says was answered.

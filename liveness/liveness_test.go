@@ -109,7 +109,7 @@ func TestEvidence(t *testing.T) {
 	base := time.Unix(1000, 0)
 	ms := func(n int) time.Time { return base.Add(time.Duration(n) * time.Millisecond) }
 	var p peerProbes
-	evidence := func() time.Time { return later(p.since, p.confirmed) }
+	evidence := p.evidence
 	p.take(echo{id: 7, seq: 1, at: ms(1)})
 	p.take(echo{id: 7, seq: 2, at: ms(4)})
 	if !evidence().Equal(ms(1)) {

@@ -33,11 +33,16 @@ import (
 //
 // With kernel probes (Probes) a follower also finds the leader gone when
 // its daemon exits, or when its router has not answered the probes for
-// the probe timeout PT; it then elects after a stagger of PT/5 steps,
+// the probe timeout PT; it then elects after a stagger of PT/2 steps,
 // probing the leader every PT/8 meanwhile. The followers' last answers are
-// at most a probe apart, so the stagger orders them as it does on the
-// heartbeat path (raft's contact would not: its heartbeats are up to HT/5
-// apart). The heartbeat timeout is then left for a daemon that hangs.
+// a probe apart, and each finds the leader gone at its first probe after
+// the timeout, a probe late at most, so a step of four probes orders them
+// even when one probed late (steps of PT/5 split the vote once in 30
+// router crashes; raft's contact would not order them at all: its
+// heartbeats reach the followers up to HT/5 apart). The step costs nothing when the
+// first follower is alive: the second one, having refused its pre-vote,
+// elects without a stagger (below). The heartbeat timeout is then left
+// for a daemon that hangs.
 //
 // A follower that learns of another one's campaign (a pre-vote request
 // reached it after it last heard from the leader) elects as soon as it
@@ -163,7 +168,7 @@ func (d *detector) check(now time.Time) time.Duration {
 	// when its daemon died, or when its router stopped answering.
 	gone, step, why := last.Add(d.hb), detectStep(d.hb), "heartbeat timeout"
 	if since, v := d.follow(now, leader); v != liveness.Up && since.Before(gone) {
-		gone, step, why = since, detectStep(d.pt), v.String()
+		gone, step, why = since, d.pt/2, v.String()
 	}
 	stagger := time.Duration(rank) * step
 	if d.campaign.After(last) && leader != "" {

@@ -210,7 +210,7 @@ func TestDetectorProbes(t *testing.T) {
 		{"silent: the first follower elects", "r1", ms(20), ms(1), 0, false, 0},
 		{"the daemon died: no need for the leader's silence", "r1", ms(5), ms(1), 0, true, 0},
 		{"silent: the second follower waits a probe step", "r3", pt, ms(1), 0, false, pt / 8},
-		{"silent: the second follower's step is over", "r3", ms(10), ms(6), 0, false, 0},
+		{"silent: the second follower's step is over", "r3", ms(20), ms(13), 0, false, 0},
 		{"silent, and a peer campaigns: no stagger", "r3", pt, ms(1), ms(1), false, 0},
 		{"a campaign before the last contact does not count", "r3", ms(20), 0, ms(30), false, pt / 8},
 		{"up but silent for HT: the heartbeat path elects", "r1", hb, 0, 0, false, 0},

@@ -23,9 +23,9 @@
 // however long it did not run, the newest of its answers that got back to
 // each follower: that follower cannot find it silent sooner than the
 // timeout after that probe arrived, nor sooner than the timeout after the
-// first probe of its current run of probes (Evidence). An answer that is
-// lost on the way back proves nothing, which is why the arrival of a probe
-// alone does not count.
+// first probe of its current run of probes, since every answer of the run
+// came after it (Evidence). A newer probe's arrival alone proves nothing:
+// its answer may be lost on the way back.
 package liveness
 
 import (

@@ -39,10 +39,10 @@ import (
 // the timeout, a probe late at most, so a step of four probes orders them
 // even when one probed late (steps of PT/5 split the vote once in 30
 // router crashes; raft's contact would not order them at all: its
-// heartbeats reach the followers up to HT/5 apart). The step costs nothing when the
-// first follower is alive: the second one, having refused its pre-vote,
-// elects without a stagger (below). The heartbeat timeout is then left
-// for a daemon that hangs.
+// heartbeats reach the followers up to HT/5 apart). The step costs
+// nothing when the first follower is alive: the second one, having
+// refused its pre-vote, elects without a stagger (below). The heartbeat
+// timeout is then left for a daemon that hangs.
 //
 // A follower that learns of another one's campaign (a pre-vote request
 // reached it after it last heard from the leader) elects as soon as it

@@ -84,9 +84,6 @@ type Options struct {
 	Transport raft.Transport
 	// InMemory uses in-memory log, stable and snapshot stores (tests).
 	InMemory bool
-	// Probes replaces the kernel probes that Timing.Probe asks for
-	// (tests); it belongs to the caller.
-	Probes Probes
 	// Stalled, if set, hears of the moments an operator wants explained:
 	// "fence-lapse" when this leader drops its VIPs for want of a quorum's
 	// answer, "leader-silent" when this follower starts an election because
@@ -202,8 +199,8 @@ func Open(o Options) (*Node, error) {
 	if !canPreVote {
 		return nil, fmt.Errorf("open raft: transport %T cannot carry pre-votes", trans)
 	}
-	probes := o.Probes
-	if o.Timing.Probe > 0 && probes == nil {
+	var probes Probes
+	if o.Timing.Probe > 0 {
 		c, err := liveness.Open(o.Timing.Probe, logger.With("component", "liveness"))
 		if err != nil {
 			return nil, fmt.Errorf("open raft: kernel probes: %w", err)
@@ -214,9 +211,6 @@ func Open(o Options) (*Node, error) {
 			logger.Warn("kernel probes work between IPv4 raft addresses only; this node's peers will find it gone by the heartbeat timeout",
 				"raft_addr", o.RaftAddr, "heartbeat_timeout", conf.HeartbeatTimeout)
 		}
-	}
-	if o.Timing.Probe == 0 {
-		probes = nil
 	}
 	fence := newFence(conf.LocalID, conf.LeaderLeaseTimeout, probes, o.Timing.Probe)
 	trans = fencedTransport{pv, fence}

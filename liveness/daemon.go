@@ -58,51 +58,44 @@ func (w *daemonWatch) dead() (time.Time, bool) {
 
 func (w *daemonWatch) run(addr netip.AddrPort, stop chan struct{}) {
 	d := net.Dialer{Timeout: dialTimeout}
-	var conn net.Conn
+	// closed is when the other side closed the last connection; zero
+	// while none has been, or after a dial that got no answer at all.
+	var closed time.Time
 	for {
-		if conn == nil {
-			c, err := d.Dial("tcp", addr.String())
-			switch {
-			case refused(err):
-				w.died(stop, time.Now())
-				return
-			case err != nil:
-				select {
-				case <-stop:
-					return
-				case <-time.After(dialTimeout / 10):
-				}
-				continue
+		conn, err := d.Dial("tcp", addr.String())
+		switch {
+		case refused(err):
+			// The listener gone is the daemon gone; a daemon that merely
+			// dropped the connection accepts the next one.
+			if closed.IsZero() {
+				closed = time.Now()
 			}
-			conn = c
+			w.died(stop, closed)
+			return
+		case err != nil:
+			closed = time.Time{}
+			select {
+			case <-stop:
+				return
+			case <-time.After(dialTimeout / 10):
+			}
+			continue
 		}
 		if !w.hold(stop, conn) {
 			conn.Close()
 			return
 		}
 		var b [1]byte
-		_, err := conn.Read(b[:])
-		at := time.Now()
+		_, err = conn.Read(b[:])
+		closed = time.Time{}
+		if err != nil { // closed by the other side, or by follow
+			closed = time.Now()
+		}
 		conn.Close()
-		conn = nil
 		select {
 		case <-stop:
 			return
 		default:
-		}
-		if err == nil {
-			continue // raft never writes first; start afresh
-		}
-		// Closed by the other side, or by follow. The listener gone is the
-		// daemon gone; a daemon that merely dropped the connection
-		// accepts the next one.
-		c, err := d.Dial("tcp", addr.String())
-		if refused(err) {
-			w.died(stop, at)
-			return
-		}
-		if err == nil {
-			conn = c
 		}
 	}
 }

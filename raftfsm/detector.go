@@ -48,7 +48,9 @@ import (
 // reached it after it last heard from the leader) elects as soon as it
 // finds the leader gone itself, without a stagger: the other's pre-vote
 // failed, since this node still had a leader when it refused it, so the
-// other is waiting out an election timeout and will vote for this one.
+// other is waiting out an election timeout and will vote for this one; or,
+// if this node missed the leader's last write, it refuses this one's
+// pre-vote and campaigns again at once (third_party/raft/PATCH.md).
 type detector struct {
 	raft   raftTimer
 	id     raft.ServerID

@@ -140,6 +140,11 @@ type Raft struct {
 	// however recently the leader was heard from (ElectNow; shoal's patch).
 	electNow atomic.Bool
 
+	// refusedBehind is set, on the main thread, when this node refuses a
+	// pre-vote because the candidate's log is behind its own; a candidate
+	// still in its pre-vote then campaigns again at once (shoal's patch).
+	refusedBehind bool
+
 	// Stores our local server ID, used to avoid sending RPCs to ourself
 	localID ServerID
 

@@ -317,6 +317,7 @@ func (r *Raft) runCandidate() {
 	votesNeeded := r.quorumSize()
 	r.logger.Debug("calculated votes needed", "needed", votesNeeded, "term", term)
 
+	r.refusedBehind = false
 	for r.getState() == Candidate {
 		r.mainThreadSaturation.sleeping()
 
@@ -324,6 +325,15 @@ func (r *Raft) runCandidate() {
 		case rpc := <-r.rpcCh:
 			r.mainThreadSaturation.working()
 			r.processRPC(rpc)
+			// shoal: a peer whose log is behind ours asked for a pre-vote,
+			// so it has no leader any more. If it refused our pre-vote
+			// because it still had one, it would grant a new one now;
+			// waiting out the election timeout instead (its own campaign
+			// cannot win) would stall the cluster for that long.
+			if r.refusedBehind && prevoteCh != nil && r.getState() == Candidate {
+				r.logger.Info("refused a pre-vote to a peer behind us: campaigning again")
+				return
+			}
 		case preVote := <-prevoteCh:
 			// This a pre-vote case it should trigger a "real" election if the pre-vote is won.
 			r.mainThreadSaturation.working()
@@ -1790,6 +1800,7 @@ func (r *Raft) requestPreVote(rpc RPC, req *RequestPreVoteRequest) {
 	// Reject if their term is older
 	lastIdx, lastTerm := r.getLastEntry()
 	if lastTerm > req.LastLogTerm {
+		r.refusedBehind = true
 		r.logger.Warn("rejecting pre-vote request since our last term is greater",
 			"candidate", candidate,
 			"last-term", lastTerm,
@@ -1798,6 +1809,7 @@ func (r *Raft) requestPreVote(rpc RPC, req *RequestPreVoteRequest) {
 	}
 
 	if lastTerm == req.LastLogTerm && lastIdx > req.LastLogIndex {
+		r.refusedBehind = true
 		r.logger.Warn("rejecting pre-vote request since our last index is greater",
 			"candidate", candidate,
 			"last-index", lastIdx,

@@ -523,7 +523,7 @@ func (sr *series) loadTest(ctx context.Context) row {
 	if err != nil {
 		t.Errorf("real-time probe: %v", err)
 	}
-	var writes, writeErrs int
+	var wl writeStats
 	sh, isShoal := sr.d.(*netlab.Shoal)
 	var fenceBefore map[string]fenceStats
 	if isShoal {
@@ -531,7 +531,7 @@ func (sr *series) loadTest(ctx context.Context) row {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			writes, writeErrs = writeLoad(lctx, sh, leader, sr.s.writes)
+			wl = writeLoad(lctx, sh, leader, sr.s.writes)
 		}()
 	}
 	start := time.Now()
@@ -540,8 +540,12 @@ func (sr *series) loadTest(ctx context.Context) row {
 	end := time.Now()
 	c := sr.holder.Churn(start, end)
 	gap := netlab.MaxGap(sr.prober.Results(), start, end)
-	if writes+writeErrs > 0 {
-		what = append(what, fmt.Sprintf("%.0f writes/s (%d errors)", float64(writes)/end.Sub(start).Seconds(), writeErrs))
+	if wl.ok+wl.failed > 0 {
+		errs := fmt.Sprintf("%d errors", wl.failed)
+		if wl.failed > 0 {
+			errs += fmt.Sprintf(", the first at %s: %v", wl.firstAt.UTC().Format("15:04:05.000"), wl.first)
+		}
+		what = append(what, fmt.Sprintf("%.0f writes/s (%s)", float64(wl.ok)/end.Sub(start).Seconds(), errs))
 	}
 	notes := fmt.Sprintf("**%d VIP moves, %d drops** in %v; longest client gap %s ms; longest time without holder %s ms; %s",
 		c.Moves, c.Drops, sr.s.loadFor, ms(gap), ms(c.NoHolder), strings.Join(what, ", "))
@@ -611,10 +615,10 @@ func (sr *series) fenceNote(ctx context.Context, sh *netlab.Shoal, before map[st
 // (0) as fast as the cluster commits, from the client namespace through the
 // API of router to (the leader when the load starts, so that it serves
 // every write itself; should leadership move, to forwards them).
-func writeLoad(ctx context.Context, sh *netlab.Shoal, to *netlab.Node, perSecond int) (ok, failed int) {
+func writeLoad(ctx context.Context, sh *netlab.Shoal, to *netlab.Node, perSecond int) (st writeStats) {
 	conn, err := sh.Conn(to)
 	if err != nil {
-		return 0, 1
+		return writeStats{failed: 1, first: err, firstAt: time.Now()}
 	}
 	defer conn.Close()
 	lb := shoalv1.NewLoadBalancerServiceClient(conn)
@@ -630,7 +634,7 @@ func writeLoad(ctx context.Context, sh *netlab.Shoal, to *netlab.Node, perSecond
 			select {
 			case <-tick:
 			case <-ctx.Done():
-				return ok, failed
+				return st
 			}
 		}
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -642,10 +646,13 @@ func writeLoad(ctx context.Context, sh *netlab.Shoal, to *netlab.Node, perSecond
 		cancel()
 		switch {
 		case err == nil:
-			ok++
+			st.ok++
 		case ctx.Err() != nil:
 		default:
-			failed++
+			if st.failed == 0 {
+				st.first, st.firstAt = err, time.Now()
+			}
+			st.failed++
 			// A write refused for a reason other than a lost leader (say, the
 			// server is already there) must not turn into a busy loop.
 			if !errors.Is(err, context.DeadlineExceeded) {
@@ -653,7 +660,14 @@ func writeLoad(ctx context.Context, sh *netlab.Shoal, to *netlab.Node, perSecond
 			}
 		}
 	}
-	return ok, failed
+	return st
+}
+
+// writeStats counts a write load's answers and keeps its first error.
+type writeStats struct {
+	ok, failed int
+	first      error
+	firstAt    time.Time
 }
 
 // binaries returns the lvsd and lvsctl paths: from $SHOAL_BIN, or built by

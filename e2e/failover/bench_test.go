@@ -629,6 +629,7 @@ func writeLoad(ctx context.Context, sh *netlab.Shoal, to *netlab.Node, perSecond
 		defer t.Stop()
 		tick = t.C
 	}
+	end, bounded := ctx.Deadline()
 	for i := 0; ctx.Err() == nil; i++ {
 		if tick != nil {
 			select {
@@ -647,7 +648,9 @@ func writeLoad(ctx context.Context, sh *netlab.Shoal, to *netlab.Node, perSecond
 		switch {
 		case err == nil:
 			st.ok++
-		case ctx.Err() != nil:
+		case ctx.Err() != nil, bounded && !time.Now().Before(end):
+			// Cut off by the end of the load: the server's deadline timer
+			// can fire, and answer, before the client's context is done.
 		default:
 			if st.failed == 0 {
 				st.first, st.firstAt = err, time.Now()

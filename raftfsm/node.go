@@ -170,11 +170,11 @@ func Open(o Options) (*Node, error) {
 		// the entry before each batch it receives: from the cache, not from
 		// bolt, whose read transactions allocate and so bring on the GC
 		// cycles that can delay a heartbeat.
-		cached, err := raft.NewLogCache(logCacheSize, bolt)
+		cached, err := raft.NewLogCache(logCacheSize, timedLogs{bolt, diskWrites{"log", logger, slowDiskWrite}})
 		if err != nil {
 			return nil, fmt.Errorf("open raft log cache: %w", err)
 		}
-		logs, stable = cached, bolt
+		logs, stable = cached, timedStable{bolt, diskWrites{"stable", logger, slowDiskWrite}}
 		snaps, err = raft.NewFileSnapshotStoreWithLogger(o.DataDir, 2, conf.Logger)
 		if err != nil {
 			return nil, fmt.Errorf("open raft snapshot store in %s: %w", o.DataDir, err)

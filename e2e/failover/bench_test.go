@@ -617,10 +617,10 @@ func (sr *series) fenceStats(ctx context.Context, sh *netlab.Shoal) map[string]f
 
 // fenceNote says how close the leaders came to losing the VIPs during the
 // load: gaps between quorum-accepted sends on the leader (the fence drops
-// the VIPs after one of more than the lease) and the fence's lapses.
+// the VIPs after one of more than the lease) and the fence's lapses; and
+// raft's log writes on every router, whose stalls hold up commits.
 func (sr *series) fenceNote(ctx context.Context, sh *netlab.Shoal, before map[string]fenceStats) string {
-	var lapses, over15, over20 float64
-	var longest float64
+	var lapses, over15, over20, longest, slowWrites, longestWrite float64
 	for name, after := range sr.fenceStats(ctx, sh) {
 		b, ok := before[name]
 		if !ok {
@@ -628,12 +628,15 @@ func (sr *series) fenceNote(ctx context.Context, sh *netlab.Shoal, before map[st
 		}
 		d := after.since(b)
 		lapses += d.lapses
-		over15 += d.over(0.015)
-		over20 += d.over(0.02)
-		longest = max(longest, d.longest())
+		over15 += d.gaps.over(0.015)
+		over20 += d.gaps.over(0.02)
+		longest = max(longest, d.gaps.longest())
+		slowWrites += d.logWrites.over(0.1)
+		longestWrite = max(longestWrite, d.logWrites.longest())
 	}
-	return fmt.Sprintf("leader's gaps between quorum-accepted sends: %.0f over 15 ms, %.0f over 20 ms, longest ≤ %.0f ms; %.0f fence lapses",
-		over15, over20, longest*1000, lapses)
+	return fmt.Sprintf("leader's gaps between quorum-accepted sends: %.0f over 15 ms, %.0f over 20 ms, longest ≤ %.0f ms; %.0f fence lapses; "+
+		"raft log writes (all routers) over 100 ms: %.0f, longest ≤ %.0f ms",
+		over15, over20, longest*1000, lapses, slowWrites, longestWrite*1000)
 }
 
 // writeLoad adds and removes a real server, perSecond times a second or

@@ -43,17 +43,22 @@ func (s Summary) Cells() string {
 	return fmt.Sprintf("%d | %s | %s | %s | %s", s.N, ms(s.Min), ms(s.Median), ms(s.P90), ms(s.Max))
 }
 
-// fenceStats is what a router's /metrics says of its leader fence: how
-// often it lapsed, and the cumulative buckets (upper bound in seconds →
-// count) of the gaps between quorum-accepted sends.
+// fenceStats is what a router's /metrics says of its leader fence and its
+// disk: how often the fence lapsed, and the cumulative buckets of the gaps
+// between quorum-accepted sends and of raft's log writes.
 type fenceStats struct {
-	lapses float64
-	gaps   map[float64]float64
+	lapses    float64
+	gaps      buckets
+	logWrites buckets
 }
+
+// buckets is a Prometheus histogram's cumulative buckets: upper bound in
+// seconds → count.
+type buckets map[float64]float64
 
 // parseFence reads fenceStats from Prometheus' text format.
 func parseFence(text string) fenceStats {
-	fs := fenceStats{gaps: map[float64]float64{}}
+	fs := fenceStats{gaps: buckets{}, logWrites: buckets{}}
 	for line := range strings.Lines(text) {
 		name, value, ok := strings.Cut(strings.TrimSpace(line), " ")
 		if !ok {
@@ -63,42 +68,52 @@ func parseFence(text string) fenceStats {
 		if err != nil {
 			continue
 		}
-		switch {
-		case name == "shoal_raft_fence_lapses_total":
+		if name == "shoal_raft_fence_lapses_total" {
 			fs.lapses = v
-		case strings.HasPrefix(name, `shoal_raft_quorum_ack_gap_seconds_bucket{le="`):
-			le, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimPrefix(name, `shoal_raft_quorum_ack_gap_seconds_bucket{le="`), `"}`), 64)
-			if err == nil {
-				fs.gaps[le] = v
-			}
 		}
+		fs.gaps.parse(name, `shoal_raft_quorum_ack_gap_seconds_bucket{le="`, v)
+		fs.logWrites.parse(name, `shoal_raft_disk_write_seconds_bucket{store="log",le="`, v)
 	}
 	return fs
 }
 
+// parse records the bucket of a sample named prefix + bound + `"}`.
+func (b buckets) parse(name, prefix string, v float64) {
+	bound, ok := strings.CutPrefix(name, prefix)
+	if !ok {
+		return
+	}
+	if le, err := strconv.ParseFloat(strings.TrimSuffix(bound, `"}`), 64); err == nil {
+		b[le] = v
+	}
+}
+
 // since returns what was counted after before.
 func (fs fenceStats) since(before fenceStats) fenceStats {
-	d := fenceStats{lapses: fs.lapses - before.lapses, gaps: map[float64]float64{}}
-	for le, n := range fs.gaps {
-		d.gaps[le] = n - before.gaps[le]
+	return fenceStats{lapses: fs.lapses - before.lapses, gaps: fs.gaps.minus(before.gaps), logWrites: fs.logWrites.minus(before.logWrites)}
+}
+
+func (b buckets) minus(before buckets) buckets {
+	d := buckets{}
+	for le, n := range b {
+		d[le] = n - before[le]
 	}
 	return d
 }
 
-// over returns how many gaps were longer than limit seconds, which must be
-// a bucket bound.
-func (fs fenceStats) over(limit float64) float64 { return fs.gaps[math.Inf(1)] - fs.gaps[limit] }
+// over returns how many observations were longer than limit seconds, which
+// must be a bucket bound.
+func (b buckets) over(limit float64) float64 { return b[math.Inf(1)] - b[limit] }
 
-// longest returns the smallest bucket bound that holds every gap, 0 when
-// there was none.
-func (fs fenceStats) longest() float64 {
-	total := fs.gaps[math.Inf(1)]
+// longest returns the smallest bucket bound that holds every observation, 0
+// when there was none.
+func (b buckets) longest() float64 {
+	total := b[math.Inf(1)]
 	if total == 0 {
 		return 0
 	}
-	les := slices.Sorted(maps.Keys(fs.gaps))
-	for _, le := range les {
-		if fs.gaps[le] == total {
+	for _, le := range slices.Sorted(maps.Keys(b)) {
+		if b[le] == total {
 			return le
 		}
 	}

@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -37,18 +38,31 @@ shoal_raft_quorum_ack_gap_seconds_bucket{le="0.02"} 100
 shoal_raft_quorum_ack_gap_seconds_bucket{le="0.03"} 100
 shoal_raft_quorum_ack_gap_seconds_bucket{le="+Inf"} 100
 shoal_raft_quorum_ack_gap_seconds_sum 0.5
+shoal_raft_disk_write_seconds_bucket{store="log",le="0.01"} 10
+shoal_raft_disk_write_seconds_bucket{store="log",le="0.1"} 10
+shoal_raft_disk_write_seconds_bucket{store="log",le="5"} 10
+shoal_raft_disk_write_seconds_bucket{store="log",le="+Inf"} 10
+shoal_raft_disk_write_seconds_bucket{store="stable",le="+Inf"} 99
 `
 	const after = `shoal_raft_fence_lapses_total 3
 shoal_raft_quorum_ack_gap_seconds_bucket{le="0.01"} 150
 shoal_raft_quorum_ack_gap_seconds_bucket{le="0.02"} 155
 shoal_raft_quorum_ack_gap_seconds_bucket{le="0.03"} 157
 shoal_raft_quorum_ack_gap_seconds_bucket{le="+Inf"} 157
+shoal_raft_disk_write_seconds_bucket{store="log",le="0.01"} 19
+shoal_raft_disk_write_seconds_bucket{store="log",le="0.1"} 20
+shoal_raft_disk_write_seconds_bucket{store="log",le="5"} 21
+shoal_raft_disk_write_seconds_bucket{store="log",le="+Inf"} 21
+shoal_raft_disk_write_seconds_bucket{store="stable",le="+Inf"} 120
 `
 	d := parseFence(after).since(parseFence(before))
-	if d.lapses != 2 || d.over(0.01) != 7 || d.over(0.02) != 2 || d.longest() != 0.03 {
-		t.Errorf("lapses %v, over 10ms %v, over 20ms %v, longest %v; want 2, 7, 2, 0.03", d.lapses, d.over(0.01), d.over(0.02), d.longest())
+	if d.lapses != 2 || d.gaps.over(0.01) != 7 || d.gaps.over(0.02) != 2 || d.gaps.longest() != 0.03 {
+		t.Errorf("lapses %v, over 10ms %v, over 20ms %v, longest %v; want 2, 7, 2, 0.03", d.lapses, d.gaps.over(0.01), d.gaps.over(0.02), d.gaps.longest())
 	}
-	if l := parseFence("").longest(); l != 0 {
+	if w := d.logWrites; w.over(0.1) != 1 || w.longest() != 5 || w[math.Inf(1)] != 11 {
+		t.Errorf("log writes %v: want 11, one over 100 ms, longest 5 s", w)
+	}
+	if l := parseFence("").gaps.longest(); l != 0 {
 		t.Errorf("longest of nothing = %v", l)
 	}
 }

@@ -2,6 +2,7 @@ package liveness
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -16,6 +17,7 @@ import (
 type daemonWatch struct {
 	// down hears of a death at once (Checker.Down).
 	down chan struct{}
+	log  *slog.Logger
 
 	mu     sync.Mutex
 	addr   netip.AddrPort
@@ -28,7 +30,9 @@ type daemonWatch struct {
 // at all is the ICMP probes' business.
 const dialTimeout = time.Second
 
-func newDaemonWatch() *daemonWatch { return &daemonWatch{down: make(chan struct{}, 1)} }
+func newDaemonWatch(log *slog.Logger) *daemonWatch {
+	return &daemonWatch{down: make(chan struct{}, 1), log: log}
+}
 
 // follow watches the daemon at addr instead (the zero value: none).
 func (w *daemonWatch) follow(addr netip.AddrPort) {
@@ -73,6 +77,7 @@ func (w *daemonWatch) run(addr netip.AddrPort, stop chan struct{}) {
 			w.died(stop, closed)
 			return
 		case err != nil:
+			w.log.Debug("daemon watch: dial failed, retrying", "addr", addr, "err", err)
 			closed = time.Time{}
 			select {
 			case <-stop:
@@ -90,6 +95,7 @@ func (w *daemonWatch) run(addr netip.AddrPort, stop chan struct{}) {
 		closed = time.Time{}
 		if err != nil { // closed by the other side, or by follow
 			closed = time.Now()
+			w.log.Debug("daemon watch: connection closed", "addr", addr, "err", err)
 		}
 		conn.Close()
 		select {

@@ -96,7 +96,7 @@ func Open(timeout time.Duration, log *slog.Logger) (*Checker, error) {
 		sock:    sock,
 		timeout: timeout,
 		log:     log,
-		daemon:  newDaemonWatch(),
+		daemon:  newDaemonWatch(log),
 		peers:   map[netip.Addr]*peerProbes{},
 	}, nil
 }

@@ -2,6 +2,7 @@ package liveness
 
 import (
 	"encoding/binary"
+	"log/slog"
 	"net"
 	"net/netip"
 	"testing"
@@ -157,7 +158,7 @@ func TestDaemonWatch(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	w := newDaemonWatch()
+	w := newDaemonWatch(slog.New(slog.DiscardHandler))
 	defer w.follow(netip.AddrPort{})
 	w.follow(netip.MustParseAddrPort(ln.Addr().String()))
 	c := <-accepted

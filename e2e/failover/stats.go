@@ -119,3 +119,19 @@ func (b buckets) longest() float64 {
 	}
 	return math.Inf(1)
 }
+
+// longestText says longest in milliseconds: "≤ 40 ms", or "> 5000 ms" past
+// the largest finite bound.
+func (b buckets) longestText() string {
+	l := b.longest()
+	if !math.IsInf(l, 1) {
+		return fmt.Sprintf("≤ %.0f ms", l*1000)
+	}
+	finite := 0.0
+	for le := range b {
+		if !math.IsInf(le, 1) {
+			finite = max(finite, le)
+		}
+	}
+	return fmt.Sprintf("> %.0f ms", finite*1000)
+}

@@ -62,6 +62,12 @@ shoal_raft_disk_write_seconds_bucket{store="stable",le="+Inf"} 120
 	if w := d.logWrites; w.over(0.1) != 1 || w.longest() != 5 || w[math.Inf(1)] != 11 {
 		t.Errorf("log writes %v: want 11, one over 100 ms, longest 5 s", w)
 	}
+	if got := d.logWrites.longestText(); got != "≤ 5000 ms" {
+		t.Errorf("longest log write %q, want ≤ 5000 ms", got)
+	}
+	if got := (buckets{0.1: 1, 5: 1, math.Inf(1): 2}).longestText(); got != "> 5000 ms" {
+		t.Errorf("longest of a write past every bound %q, want > 5000 ms", got)
+	}
 	if l := parseFence("").gaps.longest(); l != 0 {
 		t.Errorf("longest of nothing = %v", l)
 	}

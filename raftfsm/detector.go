@@ -186,7 +186,10 @@ func (d *detector) check(now time.Time) time.Duration {
 	if d.log != nil {
 		d.log.Warn("leader gone, starting an election", "leader", leader, "why", why, "silent", now.Sub(last))
 	}
-	d.startElection()
+	// ElectNow (shoal's patch of raft: third_party/raft/PATCH.md) starts
+	// the election, with a pre-vote, now; raft's own timer would wait for
+	// the heartbeat timeout, which is the leader lease at least.
+	d.raft.ElectNow()
 	d.stalled("leader-silent")
 	return d.hb
 }
@@ -259,11 +262,13 @@ func votersOf(c raft.Configuration) []raft.ServerID {
 	return ids
 }
 
-// startElection makes raft start an election now, with a pre-vote
-// (ElectNow, shoal's patch of raft: third_party/raft/PATCH.md). raft's own
-// timer would wait for the heartbeat timeout, which is the leader lease at
-// least.
-func (d *detector) startElection() { d.raft.ElectNow() }
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
 
 func (d *detector) stop() {
 	close(d.done)

@@ -194,13 +194,6 @@ func (f *fence) quorumAuthority(now time.Time) time.Time {
 	return ts[f.need-1]
 }
 
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
-}
-
 // describe says, for a lapse's log line, how old each other voter's latest
 // accepted request and probe evidence are.
 func (f *fence) describe(now time.Time) string {

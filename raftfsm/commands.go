@@ -114,18 +114,28 @@ func Apply(st *shoalv1.State, cmd *shoalv1.Command) (*Result, error) {
 	if old == nil {
 		old = EmptyState().Config
 	}
-	next := proto.Clone(st).(*shoalv1.State)
-	next.Config = proto.Clone(old).(*shoalv1.Config)
-	c := next.Config
 
-	var err error
+	// Commands that leave the configuration alone.
 	switch op := cmd.GetOp().(type) {
 	case *shoalv1.Command_RegisterMember:
-		return registerMember(st, next, op.RegisterMember)
+		return registerMember(st, op.RegisterMember)
 	case *shoalv1.Command_UnregisterMember:
-		return unregisterMember(st, next, op.UnregisterMember)
+		return unregisterMember(st, op.UnregisterMember)
+	case *shoalv1.Command_CreateJoinToken:
+		return createJoinToken(st, op.CreateJoinToken, cmd.GetAudit())
+	case *shoalv1.Command_DeleteJoinToken:
+		return deleteJoinToken(st, op.DeleteJoinToken)
+	case *shoalv1.Command_InstallCa:
+		return installCA(st, op.InstallCa)
+	}
+
+	c := proto.Clone(old).(*shoalv1.Config)
+	var err error
+	switch op := cmd.GetOp().(type) {
 	case *shoalv1.Command_ApplyConfig:
 		err = applyConfig(c, op.ApplyConfig)
+	case *shoalv1.Command_RollbackConfig:
+		err = rollbackConfig(st, c, op.RollbackConfig)
 	case *shoalv1.Command_CreateVirtualService:
 		err = createService(c, op.CreateVirtualService)
 	case *shoalv1.Command_UpdateVirtualService:
@@ -156,7 +166,25 @@ func Apply(st *shoalv1.State, cmd *shoalv1.Command) (*Result, error) {
 		return &Result{State: st}, nil
 	}
 	c.Serial = old.Serial + 1
-	return &Result{State: next, Changes: config.Diff(old, c)}, nil
+	next := derive(st)
+	next.Config = c
+	changes := config.Diff(old, c)
+	next.History = appendHistory(st.GetHistory(), old, c, cmd, changes)
+	return &Result{State: next, Changes: changes}, nil
+}
+
+// derive returns a shallow copy of st for a command to change: the fields it
+// replaces are its own, the others are shared with st and, like st, never
+// modified. Copying the history and the member list whole on every command
+// would cost in proportion to their size.
+func derive(st *shoalv1.State) *shoalv1.State {
+	return &shoalv1.State{
+		Config:     st.GetConfig(),
+		Members:    st.GetMembers(),
+		History:    st.GetHistory(),
+		JoinTokens: st.GetJoinTokens(),
+		Ca:         st.GetCa(),
+	}
 }
 
 func checkSerial(c *shoalv1.Config, expected uint64) error {
@@ -360,13 +388,15 @@ func removeRealServer(c *shoalv1.Config, req *shoalv1.RemoveRealServerRequest) e
 	return nil
 }
 
-func registerMember(st, next *shoalv1.State, m *shoalv1.RegisterMember) (*Result, error) {
+func registerMember(st *shoalv1.State, m *shoalv1.RegisterMember) (*Result, error) {
 	if m.GetId() == "" {
 		return nil, invalid("id", "required")
 	}
 	if m.GetApiAddress() == "" {
 		return nil, invalid("api_address", "required")
 	}
+	next := derive(st)
+	next.Members = slices.Clone(st.GetMembers())
 	i, found := slices.BinarySearchFunc(next.Members, m.Id, func(e *shoalv1.RegisterMember, id string) int {
 		return strings.Compare(e.GetId(), id)
 	})
@@ -383,11 +413,12 @@ func registerMember(st, next *shoalv1.State, m *shoalv1.RegisterMember) (*Result
 
 // unregisterMember is idempotent: forgetting an unknown member is not an
 // error, so a retried removal succeeds.
-func unregisterMember(st, next *shoalv1.State, m *shoalv1.UnregisterMember) (*Result, error) {
-	i := slices.IndexFunc(next.Members, func(e *shoalv1.RegisterMember) bool { return e.GetId() == m.GetId() })
+func unregisterMember(st *shoalv1.State, m *shoalv1.UnregisterMember) (*Result, error) {
+	i := slices.IndexFunc(st.GetMembers(), func(e *shoalv1.RegisterMember) bool { return e.GetId() == m.GetId() })
 	if i < 0 {
 		return &Result{State: st}, nil
 	}
-	next.Members = slices.Delete(next.Members, i, i+1)
+	next := derive(st)
+	next.Members = slices.Delete(slices.Clone(st.GetMembers()), i, i+1)
 	return &Result{State: next}, nil
 }

@@ -10,6 +10,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -161,7 +162,9 @@ type Member struct {
 	AppliedSerial uint64               `protobuf:"varint,8,opt,name=applied_serial,json=appliedSerial,proto3" json:"applied_serial,omitempty"`
 	HoldsVips     bool                 `protobuf:"varint,9,opt,name=holds_vips,json=holdsVips,proto3" json:"holds_vips,omitempty"`
 	// error says why the node could not be asked.
-	Error         string `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
+	// certificate is the node's own TLS certificate; unset without TLS.
+	Certificate   *CertificateInfo `protobuf:"bytes,11,opt,name=certificate,proto3" json:"certificate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -264,6 +267,13 @@ func (x *Member) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *Member) GetCertificate() *CertificateInfo {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
 }
 
 type AddMemberRequest struct {
@@ -540,11 +550,590 @@ func (x *TransferLeadershipResponse) GetLeaderId() string {
 	return ""
 }
 
+type CreateJoinTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ttl is how long the token can be used (default 24h, at most 7 days).
+	Ttl *durationpb.Duration `protobuf:"bytes,1,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// description is a free note shown by ListJoinTokens.
+	Description   string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateJoinTokenRequest) Reset() {
+	*x = CreateJoinTokenRequest{}
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateJoinTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateJoinTokenRequest) ProtoMessage() {}
+
+func (x *CreateJoinTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateJoinTokenRequest.ProtoReflect.Descriptor instead.
+func (*CreateJoinTokenRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CreateJoinTokenRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+func (x *CreateJoinTokenRequest) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+type CreateJoinTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// token is shoal1.<CA fingerprint>.<id>.<secret>; it is shown only here.
+	Token         string     `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Info          *JoinToken `protobuf:"bytes,2,opt,name=info,proto3" json:"info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateJoinTokenResponse) Reset() {
+	*x = CreateJoinTokenResponse{}
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateJoinTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateJoinTokenResponse) ProtoMessage() {}
+
+func (x *CreateJoinTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateJoinTokenResponse.ProtoReflect.Descriptor instead.
+func (*CreateJoinTokenResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CreateJoinTokenResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *CreateJoinTokenResponse) GetInfo() *JoinToken {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+// JoinToken describes a join token without its secret.
+type JoinToken struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Expires *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires,proto3" json:"expires,omitempty"`
+	// created_by is the name in the certificate of the admin who made it.
+	CreatedBy     string `protobuf:"bytes,3,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	Description   string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinToken) Reset() {
+	*x = JoinToken{}
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinToken) ProtoMessage() {}
+
+func (x *JoinToken) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinToken.ProtoReflect.Descriptor instead.
+func (*JoinToken) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *JoinToken) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *JoinToken) GetExpires() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expires
+	}
+	return nil
+}
+
+func (x *JoinToken) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *JoinToken) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+type ListJoinTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJoinTokensRequest) Reset() {
+	*x = ListJoinTokensRequest{}
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJoinTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJoinTokensRequest) ProtoMessage() {}
+
+func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJoinTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListJoinTokensRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{12}
+}
+
+type ListJoinTokensResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tokens        []*JoinToken           `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJoinTokensResponse) Reset() {
+	*x = ListJoinTokensResponse{}
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJoinTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJoinTokensResponse) ProtoMessage() {}
+
+func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJoinTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListJoinTokensResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListJoinTokensResponse) GetTokens() []*JoinToken {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+type DeleteJoinTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteJoinTokenRequest) Reset() {
+	*x = DeleteJoinTokenRequest{}
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteJoinTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteJoinTokenRequest) ProtoMessage() {}
+
+func (x *DeleteJoinTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteJoinTokenRequest.ProtoReflect.Descriptor instead.
+func (*DeleteJoinTokenRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DeleteJoinTokenRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type DeleteJoinTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteJoinTokenResponse) Reset() {
+	*x = DeleteJoinTokenResponse{}
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteJoinTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteJoinTokenResponse) ProtoMessage() {}
+
+func (x *DeleteJoinTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteJoinTokenResponse.ProtoReflect.Descriptor instead.
+func (*DeleteJoinTokenResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{15}
+}
+
+type IssueCertificateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// csr is a PKCS #10 certificate request (DER) for the client's own key.
+	Csr []byte `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	// name becomes the certificate's common name; it names the client in the
+	// audit history.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// role is viewer, operator or admin.
+	Role string `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	// ttl is the certificate's lifetime (default 365 days, at most 825 days).
+	Ttl           *durationpb.Duration `protobuf:"bytes,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueCertificateRequest) Reset() {
+	*x = IssueCertificateRequest{}
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueCertificateRequest) ProtoMessage() {}
+
+func (x *IssueCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueCertificateRequest.ProtoReflect.Descriptor instead.
+func (*IssueCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *IssueCertificateRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+func (x *IssueCertificateRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *IssueCertificateRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *IssueCertificateRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+type IssueCertificateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// certificate is the client certificate (DER).
+	Certificate []byte `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// ca_certificate is the cluster CA's certificate (DER).
+	CaCertificate []byte           `protobuf:"bytes,2,opt,name=ca_certificate,json=caCertificate,proto3" json:"ca_certificate,omitempty"`
+	Info          *CertificateInfo `protobuf:"bytes,3,opt,name=info,proto3" json:"info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueCertificateResponse) Reset() {
+	*x = IssueCertificateResponse{}
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueCertificateResponse) ProtoMessage() {}
+
+func (x *IssueCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueCertificateResponse.ProtoReflect.Descriptor instead.
+func (*IssueCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *IssueCertificateResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *IssueCertificateResponse) GetCaCertificate() []byte {
+	if x != nil {
+		return x.CaCertificate
+	}
+	return nil
+}
+
+func (x *IssueCertificateResponse) GetInfo() *CertificateInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+type WhoAmIRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIRequest) Reset() {
+	*x = WhoAmIRequest{}
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIRequest) ProtoMessage() {}
+
+func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
+func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{18}
+}
+
+type WhoAmIResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name and role as the server sees them; "anonymous" and "admin" when the
+	// API runs without TLS.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Role string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	// tls says whether the call came over TLS with a client certificate.
+	Tls           bool             `protobuf:"varint,3,opt,name=tls,proto3" json:"tls,omitempty"`
+	Certificate   *CertificateInfo `protobuf:"bytes,4,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIResponse) Reset() {
+	*x = WhoAmIResponse{}
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIResponse) ProtoMessage() {}
+
+func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIResponse.ProtoReflect.Descriptor instead.
+func (*WhoAmIResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *WhoAmIResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetTls() bool {
+	if x != nil {
+		return x.Tls
+	}
+	return false
+}
+
+func (x *WhoAmIResponse) GetCertificate() *CertificateInfo {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
 var File_shoal_v1_cluster_service_proto protoreflect.FileDescriptor
 
 const file_shoal_v1_cluster_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1eshoal/v1/cluster_service.proto\x12\bshoal.v1\x1a\x1egoogle/protobuf/duration.proto\"\x19\n" +
+	"\x1eshoal/v1/cluster_service.proto\x12\bshoal.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12shoal/v1/pki.proto\"\x19\n" +
 	"\x17GetClusterStatusRequest\"\xd1\x01\n" +
 	"\x18GetClusterStatusResponse\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\tR\bleaderId\x12\x12\n" +
@@ -553,7 +1142,7 @@ const file_shoal_v1_cluster_service_proto_rawDesc = "" +
 	"\x06serial\x18\x04 \x01(\x04R\x06serial\x12*\n" +
 	"\amembers\x18\x05 \x03(\v2\x10.shoal.v1.MemberR\amembers\x12\x1d\n" +
 	"\n" +
-	"vip_holder\x18\x06 \x01(\tR\tvipHolder\"\xcb\x02\n" +
+	"vip_holder\x18\x06 \x01(\tR\tvipHolder\"\x88\x03\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +
@@ -567,7 +1156,8 @@ const file_shoal_v1_cluster_service_proto_rawDesc = "" +
 	"\n" +
 	"holds_vips\x18\t \x01(\bR\tholdsVips\x12\x14\n" +
 	"\x05error\x18\n" +
-	" \x01(\tR\x05error\"\x82\x01\n" +
+	" \x01(\tR\x05error\x12;\n" +
+	"\vcertificate\x18\v \x01(\v2\x19.shoal.v1.CertificateInfoR\vcertificate\"\x82\x01\n" +
 	"\x10AddMemberRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +
@@ -581,12 +1171,50 @@ const file_shoal_v1_cluster_service_proto_rawDesc = "" +
 	"\x19TransferLeadershipRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"9\n" +
 	"\x1aTransferLeadershipResponse\x12\x1b\n" +
-	"\tleader_id\x18\x01 \x01(\tR\bleaderId2\xe1\x02\n" +
+	"\tleader_id\x18\x01 \x01(\tR\bleaderId\"g\n" +
+	"\x16CreateJoinTokenRequest\x12+\n" +
+	"\x03ttl\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\"X\n" +
+	"\x17CreateJoinTokenResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12'\n" +
+	"\x04info\x18\x02 \x01(\v2\x13.shoal.v1.JoinTokenR\x04info\"\x92\x01\n" +
+	"\tJoinToken\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x124\n" +
+	"\aexpires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\x03 \x01(\tR\tcreatedBy\x12 \n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\"\x17\n" +
+	"\x15ListJoinTokensRequest\"E\n" +
+	"\x16ListJoinTokensResponse\x12+\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x13.shoal.v1.JoinTokenR\x06tokens\"(\n" +
+	"\x16DeleteJoinTokenRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x19\n" +
+	"\x17DeleteJoinTokenResponse\"\x80\x01\n" +
+	"\x17IssueCertificateRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\x12+\n" +
+	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"\x92\x01\n" +
+	"\x18IssueCertificateResponse\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12%\n" +
+	"\x0eca_certificate\x18\x02 \x01(\fR\rcaCertificate\x12-\n" +
+	"\x04info\x18\x03 \x01(\v2\x19.shoal.v1.CertificateInfoR\x04info\"\x0f\n" +
+	"\rWhoAmIRequest\"\x87\x01\n" +
+	"\x0eWhoAmIResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x10\n" +
+	"\x03tls\x18\x03 \x01(\bR\x03tls\x12;\n" +
+	"\vcertificate\x18\x04 \x01(\v2\x19.shoal.v1.CertificateInfoR\vcertificate2\xfe\x05\n" +
 	"\x0eClusterService\x12Y\n" +
 	"\x10GetClusterStatus\x12!.shoal.v1.GetClusterStatusRequest\x1a\".shoal.v1.GetClusterStatusResponse\x12D\n" +
 	"\tAddMember\x12\x1a.shoal.v1.AddMemberRequest\x1a\x1b.shoal.v1.AddMemberResponse\x12M\n" +
 	"\fRemoveMember\x12\x1d.shoal.v1.RemoveMemberRequest\x1a\x1e.shoal.v1.RemoveMemberResponse\x12_\n" +
-	"\x12TransferLeadership\x12#.shoal.v1.TransferLeadershipRequest\x1a$.shoal.v1.TransferLeadershipResponseB2Z0github.com/shoal-lb/shoal/proto/shoal/v1;shoalv1b\x06proto3"
+	"\x12TransferLeadership\x12#.shoal.v1.TransferLeadershipRequest\x1a$.shoal.v1.TransferLeadershipResponse\x12V\n" +
+	"\x0fCreateJoinToken\x12 .shoal.v1.CreateJoinTokenRequest\x1a!.shoal.v1.CreateJoinTokenResponse\x12S\n" +
+	"\x0eListJoinTokens\x12\x1f.shoal.v1.ListJoinTokensRequest\x1a .shoal.v1.ListJoinTokensResponse\x12V\n" +
+	"\x0fDeleteJoinToken\x12 .shoal.v1.DeleteJoinTokenRequest\x1a!.shoal.v1.DeleteJoinTokenResponse\x12Y\n" +
+	"\x10IssueCertificate\x12!.shoal.v1.IssueCertificateRequest\x1a\".shoal.v1.IssueCertificateResponse\x12;\n" +
+	"\x06WhoAmI\x12\x17.shoal.v1.WhoAmIRequest\x1a\x18.shoal.v1.WhoAmIResponseB2Z0github.com/shoal-lb/shoal/proto/shoal/v1;shoalv1b\x06proto3"
 
 var (
 	file_shoal_v1_cluster_service_proto_rawDescOnce sync.Once
@@ -600,7 +1228,7 @@ func file_shoal_v1_cluster_service_proto_rawDescGZIP() []byte {
 	return file_shoal_v1_cluster_service_proto_rawDescData
 }
 
-var file_shoal_v1_cluster_service_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_shoal_v1_cluster_service_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_shoal_v1_cluster_service_proto_goTypes = []any{
 	(*GetClusterStatusRequest)(nil),    // 0: shoal.v1.GetClusterStatusRequest
 	(*GetClusterStatusResponse)(nil),   // 1: shoal.v1.GetClusterStatusResponse
@@ -611,24 +1239,55 @@ var file_shoal_v1_cluster_service_proto_goTypes = []any{
 	(*RemoveMemberResponse)(nil),       // 6: shoal.v1.RemoveMemberResponse
 	(*TransferLeadershipRequest)(nil),  // 7: shoal.v1.TransferLeadershipRequest
 	(*TransferLeadershipResponse)(nil), // 8: shoal.v1.TransferLeadershipResponse
-	(*durationpb.Duration)(nil),        // 9: google.protobuf.Duration
+	(*CreateJoinTokenRequest)(nil),     // 9: shoal.v1.CreateJoinTokenRequest
+	(*CreateJoinTokenResponse)(nil),    // 10: shoal.v1.CreateJoinTokenResponse
+	(*JoinToken)(nil),                  // 11: shoal.v1.JoinToken
+	(*ListJoinTokensRequest)(nil),      // 12: shoal.v1.ListJoinTokensRequest
+	(*ListJoinTokensResponse)(nil),     // 13: shoal.v1.ListJoinTokensResponse
+	(*DeleteJoinTokenRequest)(nil),     // 14: shoal.v1.DeleteJoinTokenRequest
+	(*DeleteJoinTokenResponse)(nil),    // 15: shoal.v1.DeleteJoinTokenResponse
+	(*IssueCertificateRequest)(nil),    // 16: shoal.v1.IssueCertificateRequest
+	(*IssueCertificateResponse)(nil),   // 17: shoal.v1.IssueCertificateResponse
+	(*WhoAmIRequest)(nil),              // 18: shoal.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),             // 19: shoal.v1.WhoAmIResponse
+	(*durationpb.Duration)(nil),        // 20: google.protobuf.Duration
+	(*CertificateInfo)(nil),            // 21: shoal.v1.CertificateInfo
+	(*timestamppb.Timestamp)(nil),      // 22: google.protobuf.Timestamp
 }
 var file_shoal_v1_cluster_service_proto_depIdxs = []int32{
-	2, // 0: shoal.v1.GetClusterStatusResponse.members:type_name -> shoal.v1.Member
-	9, // 1: shoal.v1.Member.last_contact:type_name -> google.protobuf.Duration
-	0, // 2: shoal.v1.ClusterService.GetClusterStatus:input_type -> shoal.v1.GetClusterStatusRequest
-	3, // 3: shoal.v1.ClusterService.AddMember:input_type -> shoal.v1.AddMemberRequest
-	5, // 4: shoal.v1.ClusterService.RemoveMember:input_type -> shoal.v1.RemoveMemberRequest
-	7, // 5: shoal.v1.ClusterService.TransferLeadership:input_type -> shoal.v1.TransferLeadershipRequest
-	1, // 6: shoal.v1.ClusterService.GetClusterStatus:output_type -> shoal.v1.GetClusterStatusResponse
-	4, // 7: shoal.v1.ClusterService.AddMember:output_type -> shoal.v1.AddMemberResponse
-	6, // 8: shoal.v1.ClusterService.RemoveMember:output_type -> shoal.v1.RemoveMemberResponse
-	8, // 9: shoal.v1.ClusterService.TransferLeadership:output_type -> shoal.v1.TransferLeadershipResponse
-	6, // [6:10] is the sub-list for method output_type
-	2, // [2:6] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	2,  // 0: shoal.v1.GetClusterStatusResponse.members:type_name -> shoal.v1.Member
+	20, // 1: shoal.v1.Member.last_contact:type_name -> google.protobuf.Duration
+	21, // 2: shoal.v1.Member.certificate:type_name -> shoal.v1.CertificateInfo
+	20, // 3: shoal.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
+	11, // 4: shoal.v1.CreateJoinTokenResponse.info:type_name -> shoal.v1.JoinToken
+	22, // 5: shoal.v1.JoinToken.expires:type_name -> google.protobuf.Timestamp
+	11, // 6: shoal.v1.ListJoinTokensResponse.tokens:type_name -> shoal.v1.JoinToken
+	20, // 7: shoal.v1.IssueCertificateRequest.ttl:type_name -> google.protobuf.Duration
+	21, // 8: shoal.v1.IssueCertificateResponse.info:type_name -> shoal.v1.CertificateInfo
+	21, // 9: shoal.v1.WhoAmIResponse.certificate:type_name -> shoal.v1.CertificateInfo
+	0,  // 10: shoal.v1.ClusterService.GetClusterStatus:input_type -> shoal.v1.GetClusterStatusRequest
+	3,  // 11: shoal.v1.ClusterService.AddMember:input_type -> shoal.v1.AddMemberRequest
+	5,  // 12: shoal.v1.ClusterService.RemoveMember:input_type -> shoal.v1.RemoveMemberRequest
+	7,  // 13: shoal.v1.ClusterService.TransferLeadership:input_type -> shoal.v1.TransferLeadershipRequest
+	9,  // 14: shoal.v1.ClusterService.CreateJoinToken:input_type -> shoal.v1.CreateJoinTokenRequest
+	12, // 15: shoal.v1.ClusterService.ListJoinTokens:input_type -> shoal.v1.ListJoinTokensRequest
+	14, // 16: shoal.v1.ClusterService.DeleteJoinToken:input_type -> shoal.v1.DeleteJoinTokenRequest
+	16, // 17: shoal.v1.ClusterService.IssueCertificate:input_type -> shoal.v1.IssueCertificateRequest
+	18, // 18: shoal.v1.ClusterService.WhoAmI:input_type -> shoal.v1.WhoAmIRequest
+	1,  // 19: shoal.v1.ClusterService.GetClusterStatus:output_type -> shoal.v1.GetClusterStatusResponse
+	4,  // 20: shoal.v1.ClusterService.AddMember:output_type -> shoal.v1.AddMemberResponse
+	6,  // 21: shoal.v1.ClusterService.RemoveMember:output_type -> shoal.v1.RemoveMemberResponse
+	8,  // 22: shoal.v1.ClusterService.TransferLeadership:output_type -> shoal.v1.TransferLeadershipResponse
+	10, // 23: shoal.v1.ClusterService.CreateJoinToken:output_type -> shoal.v1.CreateJoinTokenResponse
+	13, // 24: shoal.v1.ClusterService.ListJoinTokens:output_type -> shoal.v1.ListJoinTokensResponse
+	15, // 25: shoal.v1.ClusterService.DeleteJoinToken:output_type -> shoal.v1.DeleteJoinTokenResponse
+	17, // 26: shoal.v1.ClusterService.IssueCertificate:output_type -> shoal.v1.IssueCertificateResponse
+	19, // 27: shoal.v1.ClusterService.WhoAmI:output_type -> shoal.v1.WhoAmIResponse
+	19, // [19:28] is the sub-list for method output_type
+	10, // [10:19] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_shoal_v1_cluster_service_proto_init() }
@@ -636,13 +1295,14 @@ func file_shoal_v1_cluster_service_proto_init() {
 	if File_shoal_v1_cluster_service_proto != nil {
 		return
 	}
+	file_shoal_v1_pki_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_v1_cluster_service_proto_rawDesc), len(file_shoal_v1_cluster_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -9,6 +9,7 @@ package shoalv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -523,11 +524,462 @@ func (x *WatchResponse) GetConfig() *Config {
 	return nil
 }
 
+// HistoryEntry is one committed configuration change.
+type HistoryEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// serial is the serial the change produced.
+	Serial uint64 `protobuf:"varint,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	// time is the proposing node's clock when it received the request.
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// actor is the name in the client's certificate ("anonymous" without TLS).
+	Actor string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	// role is the role the client's certificate carries.
+	Role string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	// method is the API method, e.g. ApplyConfig or UpdateRealServer.
+	Method  string    `protobuf:"bytes,5,opt,name=method,proto3" json:"method,omitempty"`
+	Changes []*Change `protobuf:"bytes,6,rep,name=changes,proto3" json:"changes,omitempty"`
+	// rolled_back_to is the serial a RollbackConfig restored; 0 otherwise.
+	RolledBackTo  uint64 `protobuf:"varint,7,opt,name=rolled_back_to,json=rolledBackTo,proto3" json:"rolled_back_to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryEntry) Reset() {
+	*x = HistoryEntry{}
+	mi := &file_shoal_v1_config_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryEntry) ProtoMessage() {}
+
+func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_config_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryEntry.ProtoReflect.Descriptor instead.
+func (*HistoryEntry) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *HistoryEntry) GetSerial() uint64 {
+	if x != nil {
+		return x.Serial
+	}
+	return 0
+}
+
+func (x *HistoryEntry) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *HistoryEntry) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *HistoryEntry) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *HistoryEntry) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *HistoryEntry) GetChanges() []*Change {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *HistoryEntry) GetRolledBackTo() uint64 {
+	if x != nil {
+		return x.RolledBackTo
+	}
+	return 0
+}
+
+type ListHistoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// limit caps the number of entries (0: all the history keeps).
+	Limit         uint32          `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	Consistency   ReadConsistency `protobuf:"varint,2,opt,name=consistency,proto3,enum=shoal.v1.ReadConsistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHistoryRequest) Reset() {
+	*x = ListHistoryRequest{}
+	mi := &file_shoal_v1_config_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHistoryRequest) ProtoMessage() {}
+
+func (x *ListHistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_config_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHistoryRequest.ProtoReflect.Descriptor instead.
+func (*ListHistoryRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListHistoryRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListHistoryRequest) GetConsistency() ReadConsistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
+}
+
+type ListHistoryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// entries are newest first.
+	Entries []*HistoryEntry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	// oldest_serial is the oldest serial a rollback can still restore.
+	OldestSerial uint64 `protobuf:"varint,2,opt,name=oldest_serial,json=oldestSerial,proto3" json:"oldest_serial,omitempty"`
+	// serial is the current serial.
+	Serial        uint64 `protobuf:"varint,3,opt,name=serial,proto3" json:"serial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHistoryResponse) Reset() {
+	*x = ListHistoryResponse{}
+	mi := &file_shoal_v1_config_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHistoryResponse) ProtoMessage() {}
+
+func (x *ListHistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_config_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHistoryResponse.ProtoReflect.Descriptor instead.
+func (*ListHistoryResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListHistoryResponse) GetEntries() []*HistoryEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *ListHistoryResponse) GetOldestSerial() uint64 {
+	if x != nil {
+		return x.OldestSerial
+	}
+	return 0
+}
+
+func (x *ListHistoryResponse) GetSerial() uint64 {
+	if x != nil {
+		return x.Serial
+	}
+	return 0
+}
+
+type GetHistoryEntryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Serial        uint64                 `protobuf:"varint,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	Consistency   ReadConsistency        `protobuf:"varint,2,opt,name=consistency,proto3,enum=shoal.v1.ReadConsistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetHistoryEntryRequest) Reset() {
+	*x = GetHistoryEntryRequest{}
+	mi := &file_shoal_v1_config_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetHistoryEntryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetHistoryEntryRequest) ProtoMessage() {}
+
+func (x *GetHistoryEntryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_config_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetHistoryEntryRequest.ProtoReflect.Descriptor instead.
+func (*GetHistoryEntryRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetHistoryEntryRequest) GetSerial() uint64 {
+	if x != nil {
+		return x.Serial
+	}
+	return 0
+}
+
+func (x *GetHistoryEntryRequest) GetConsistency() ReadConsistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
+}
+
+type GetHistoryEntryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Entry *HistoryEntry          `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	// before and after hold the global settings and the virtual services the
+	// change touched, as they were before and after it (a service absent
+	// from one side did not exist then).
+	Before        *Config `protobuf:"bytes,2,opt,name=before,proto3" json:"before,omitempty"`
+	After         *Config `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetHistoryEntryResponse) Reset() {
+	*x = GetHistoryEntryResponse{}
+	mi := &file_shoal_v1_config_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetHistoryEntryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetHistoryEntryResponse) ProtoMessage() {}
+
+func (x *GetHistoryEntryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_config_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetHistoryEntryResponse.ProtoReflect.Descriptor instead.
+func (*GetHistoryEntryResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetHistoryEntryResponse) GetEntry() *HistoryEntry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *GetHistoryEntryResponse) GetBefore() *Config {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *GetHistoryEntryResponse) GetAfter() *Config {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+type RollbackConfigRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// serial whose configuration to restore.
+	Serial         uint64 `protobuf:"varint,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	ExpectedSerial uint64 `protobuf:"varint,2,opt,name=expected_serial,json=expectedSerial,proto3" json:"expected_serial,omitempty"`
+	DryRun         bool   `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RollbackConfigRequest) Reset() {
+	*x = RollbackConfigRequest{}
+	mi := &file_shoal_v1_config_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackConfigRequest) ProtoMessage() {}
+
+func (x *RollbackConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_config_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackConfigRequest.ProtoReflect.Descriptor instead.
+func (*RollbackConfigRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RollbackConfigRequest) GetSerial() uint64 {
+	if x != nil {
+		return x.Serial
+	}
+	return 0
+}
+
+func (x *RollbackConfigRequest) GetExpectedSerial() uint64 {
+	if x != nil {
+		return x.ExpectedSerial
+	}
+	return 0
+}
+
+func (x *RollbackConfigRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+type RollbackConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Serial        uint64                 `protobuf:"varint,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	Changes       []*Change              `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+	Config        *Config                `protobuf:"bytes,3,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackConfigResponse) Reset() {
+	*x = RollbackConfigResponse{}
+	mi := &file_shoal_v1_config_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackConfigResponse) ProtoMessage() {}
+
+func (x *RollbackConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_config_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackConfigResponse.ProtoReflect.Descriptor instead.
+func (*RollbackConfigResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RollbackConfigResponse) GetSerial() uint64 {
+	if x != nil {
+		return x.Serial
+	}
+	return 0
+}
+
+func (x *RollbackConfigResponse) GetChanges() []*Change {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *RollbackConfigResponse) GetConfig() *Config {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
 var File_shoal_v1_config_service_proto protoreflect.FileDescriptor
 
 const file_shoal_v1_config_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dshoal/v1/config_service.proto\x12\bshoal.v1\x1a\x15shoal/v1/config.proto\"\x8b\x01\n" +
+	"\x1dshoal/v1/config_service.proto\x12\bshoal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15shoal/v1/config.proto\"\x8b\x01\n" +
 	"\x06Change\x12.\n" +
 	"\x06action\x18\x01 \x01(\x0e2\x16.shoal.v1.ChangeActionR\x06action\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12\x1f\n" +
@@ -551,6 +1003,36 @@ const file_shoal_v1_config_service_proto_rawDesc = "" +
 	"\rWatchResponse\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\x04R\x06serial\x12*\n" +
 	"\achanges\x18\x02 \x03(\v2\x10.shoal.v1.ChangeR\achanges\x12(\n" +
+	"\x06config\x18\x03 \x01(\v2\x10.shoal.v1.ConfigR\x06config\"\xea\x01\n" +
+	"\fHistoryEntry\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\x04R\x06serial\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x12\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\x12\x16\n" +
+	"\x06method\x18\x05 \x01(\tR\x06method\x12*\n" +
+	"\achanges\x18\x06 \x03(\v2\x10.shoal.v1.ChangeR\achanges\x12$\n" +
+	"\x0erolled_back_to\x18\a \x01(\x04R\frolledBackTo\"g\n" +
+	"\x12ListHistoryRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\rR\x05limit\x12;\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x19.shoal.v1.ReadConsistencyR\vconsistency\"\x84\x01\n" +
+	"\x13ListHistoryResponse\x120\n" +
+	"\aentries\x18\x01 \x03(\v2\x16.shoal.v1.HistoryEntryR\aentries\x12#\n" +
+	"\roldest_serial\x18\x02 \x01(\x04R\foldestSerial\x12\x16\n" +
+	"\x06serial\x18\x03 \x01(\x04R\x06serial\"m\n" +
+	"\x16GetHistoryEntryRequest\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\x04R\x06serial\x12;\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x19.shoal.v1.ReadConsistencyR\vconsistency\"\x99\x01\n" +
+	"\x17GetHistoryEntryResponse\x12,\n" +
+	"\x05entry\x18\x01 \x01(\v2\x16.shoal.v1.HistoryEntryR\x05entry\x12(\n" +
+	"\x06before\x18\x02 \x01(\v2\x10.shoal.v1.ConfigR\x06before\x12&\n" +
+	"\x05after\x18\x03 \x01(\v2\x10.shoal.v1.ConfigR\x05after\"q\n" +
+	"\x15RollbackConfigRequest\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\x04R\x06serial\x12'\n" +
+	"\x0fexpected_serial\x18\x02 \x01(\x04R\x0eexpectedSerial\x12\x17\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\"\x86\x01\n" +
+	"\x16RollbackConfigResponse\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\x04R\x06serial\x12*\n" +
+	"\achanges\x18\x02 \x03(\v2\x10.shoal.v1.ChangeR\achanges\x12(\n" +
 	"\x06config\x18\x03 \x01(\v2\x10.shoal.v1.ConfigR\x06config*r\n" +
 	"\x0fReadConsistency\x12 \n" +
 	"\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12!\n" +
@@ -560,11 +1042,14 @@ const file_shoal_v1_config_service_proto_rawDesc = "" +
 	"\x19CHANGE_ACTION_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CHANGE_ACTION_ADDED\x10\x01\x12\x19\n" +
 	"\x15CHANGE_ACTION_REMOVED\x10\x02\x12\x1a\n" +
-	"\x16CHANGE_ACTION_MODIFIED\x10\x032\xdd\x01\n" +
+	"\x16CHANGE_ACTION_MODIFIED\x10\x032\xd6\x03\n" +
 	"\rConfigService\x12D\n" +
 	"\tGetConfig\x12\x1a.shoal.v1.GetConfigRequest\x1a\x1b.shoal.v1.GetConfigResponse\x12J\n" +
 	"\vApplyConfig\x12\x1c.shoal.v1.ApplyConfigRequest\x1a\x1d.shoal.v1.ApplyConfigResponse\x12:\n" +
-	"\x05Watch\x12\x16.shoal.v1.WatchRequest\x1a\x17.shoal.v1.WatchResponse0\x01B2Z0github.com/shoal-lb/shoal/proto/shoal/v1;shoalv1b\x06proto3"
+	"\x05Watch\x12\x16.shoal.v1.WatchRequest\x1a\x17.shoal.v1.WatchResponse0\x01\x12J\n" +
+	"\vListHistory\x12\x1c.shoal.v1.ListHistoryRequest\x1a\x1d.shoal.v1.ListHistoryResponse\x12V\n" +
+	"\x0fGetHistoryEntry\x12 .shoal.v1.GetHistoryEntryRequest\x1a!.shoal.v1.GetHistoryEntryResponse\x12S\n" +
+	"\x0eRollbackConfig\x12\x1f.shoal.v1.RollbackConfigRequest\x1a .shoal.v1.RollbackConfigResponseB2Z0github.com/shoal-lb/shoal/proto/shoal/v1;shoalv1b\x06proto3"
 
 var (
 	file_shoal_v1_config_service_proto_rawDescOnce sync.Once
@@ -579,39 +1064,63 @@ func file_shoal_v1_config_service_proto_rawDescGZIP() []byte {
 }
 
 var file_shoal_v1_config_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_shoal_v1_config_service_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_shoal_v1_config_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_shoal_v1_config_service_proto_goTypes = []any{
-	(ReadConsistency)(0),        // 0: shoal.v1.ReadConsistency
-	(ChangeAction)(0),           // 1: shoal.v1.ChangeAction
-	(*Change)(nil),              // 2: shoal.v1.Change
-	(*GetConfigRequest)(nil),    // 3: shoal.v1.GetConfigRequest
-	(*GetConfigResponse)(nil),   // 4: shoal.v1.GetConfigResponse
-	(*ApplyConfigRequest)(nil),  // 5: shoal.v1.ApplyConfigRequest
-	(*ApplyConfigResponse)(nil), // 6: shoal.v1.ApplyConfigResponse
-	(*WatchRequest)(nil),        // 7: shoal.v1.WatchRequest
-	(*WatchResponse)(nil),       // 8: shoal.v1.WatchResponse
-	(*Config)(nil),              // 9: shoal.v1.Config
+	(ReadConsistency)(0),            // 0: shoal.v1.ReadConsistency
+	(ChangeAction)(0),               // 1: shoal.v1.ChangeAction
+	(*Change)(nil),                  // 2: shoal.v1.Change
+	(*GetConfigRequest)(nil),        // 3: shoal.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),       // 4: shoal.v1.GetConfigResponse
+	(*ApplyConfigRequest)(nil),      // 5: shoal.v1.ApplyConfigRequest
+	(*ApplyConfigResponse)(nil),     // 6: shoal.v1.ApplyConfigResponse
+	(*WatchRequest)(nil),            // 7: shoal.v1.WatchRequest
+	(*WatchResponse)(nil),           // 8: shoal.v1.WatchResponse
+	(*HistoryEntry)(nil),            // 9: shoal.v1.HistoryEntry
+	(*ListHistoryRequest)(nil),      // 10: shoal.v1.ListHistoryRequest
+	(*ListHistoryResponse)(nil),     // 11: shoal.v1.ListHistoryResponse
+	(*GetHistoryEntryRequest)(nil),  // 12: shoal.v1.GetHistoryEntryRequest
+	(*GetHistoryEntryResponse)(nil), // 13: shoal.v1.GetHistoryEntryResponse
+	(*RollbackConfigRequest)(nil),   // 14: shoal.v1.RollbackConfigRequest
+	(*RollbackConfigResponse)(nil),  // 15: shoal.v1.RollbackConfigResponse
+	(*Config)(nil),                  // 16: shoal.v1.Config
+	(*timestamppb.Timestamp)(nil),   // 17: google.protobuf.Timestamp
 }
 var file_shoal_v1_config_service_proto_depIdxs = []int32{
 	1,  // 0: shoal.v1.Change.action:type_name -> shoal.v1.ChangeAction
 	0,  // 1: shoal.v1.GetConfigRequest.consistency:type_name -> shoal.v1.ReadConsistency
-	9,  // 2: shoal.v1.GetConfigResponse.config:type_name -> shoal.v1.Config
-	9,  // 3: shoal.v1.ApplyConfigRequest.config:type_name -> shoal.v1.Config
+	16, // 2: shoal.v1.GetConfigResponse.config:type_name -> shoal.v1.Config
+	16, // 3: shoal.v1.ApplyConfigRequest.config:type_name -> shoal.v1.Config
 	2,  // 4: shoal.v1.ApplyConfigResponse.changes:type_name -> shoal.v1.Change
-	9,  // 5: shoal.v1.ApplyConfigResponse.config:type_name -> shoal.v1.Config
+	16, // 5: shoal.v1.ApplyConfigResponse.config:type_name -> shoal.v1.Config
 	2,  // 6: shoal.v1.WatchResponse.changes:type_name -> shoal.v1.Change
-	9,  // 7: shoal.v1.WatchResponse.config:type_name -> shoal.v1.Config
-	3,  // 8: shoal.v1.ConfigService.GetConfig:input_type -> shoal.v1.GetConfigRequest
-	5,  // 9: shoal.v1.ConfigService.ApplyConfig:input_type -> shoal.v1.ApplyConfigRequest
-	7,  // 10: shoal.v1.ConfigService.Watch:input_type -> shoal.v1.WatchRequest
-	4,  // 11: shoal.v1.ConfigService.GetConfig:output_type -> shoal.v1.GetConfigResponse
-	6,  // 12: shoal.v1.ConfigService.ApplyConfig:output_type -> shoal.v1.ApplyConfigResponse
-	8,  // 13: shoal.v1.ConfigService.Watch:output_type -> shoal.v1.WatchResponse
-	11, // [11:14] is the sub-list for method output_type
-	8,  // [8:11] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	16, // 7: shoal.v1.WatchResponse.config:type_name -> shoal.v1.Config
+	17, // 8: shoal.v1.HistoryEntry.time:type_name -> google.protobuf.Timestamp
+	2,  // 9: shoal.v1.HistoryEntry.changes:type_name -> shoal.v1.Change
+	0,  // 10: shoal.v1.ListHistoryRequest.consistency:type_name -> shoal.v1.ReadConsistency
+	9,  // 11: shoal.v1.ListHistoryResponse.entries:type_name -> shoal.v1.HistoryEntry
+	0,  // 12: shoal.v1.GetHistoryEntryRequest.consistency:type_name -> shoal.v1.ReadConsistency
+	9,  // 13: shoal.v1.GetHistoryEntryResponse.entry:type_name -> shoal.v1.HistoryEntry
+	16, // 14: shoal.v1.GetHistoryEntryResponse.before:type_name -> shoal.v1.Config
+	16, // 15: shoal.v1.GetHistoryEntryResponse.after:type_name -> shoal.v1.Config
+	2,  // 16: shoal.v1.RollbackConfigResponse.changes:type_name -> shoal.v1.Change
+	16, // 17: shoal.v1.RollbackConfigResponse.config:type_name -> shoal.v1.Config
+	3,  // 18: shoal.v1.ConfigService.GetConfig:input_type -> shoal.v1.GetConfigRequest
+	5,  // 19: shoal.v1.ConfigService.ApplyConfig:input_type -> shoal.v1.ApplyConfigRequest
+	7,  // 20: shoal.v1.ConfigService.Watch:input_type -> shoal.v1.WatchRequest
+	10, // 21: shoal.v1.ConfigService.ListHistory:input_type -> shoal.v1.ListHistoryRequest
+	12, // 22: shoal.v1.ConfigService.GetHistoryEntry:input_type -> shoal.v1.GetHistoryEntryRequest
+	14, // 23: shoal.v1.ConfigService.RollbackConfig:input_type -> shoal.v1.RollbackConfigRequest
+	4,  // 24: shoal.v1.ConfigService.GetConfig:output_type -> shoal.v1.GetConfigResponse
+	6,  // 25: shoal.v1.ConfigService.ApplyConfig:output_type -> shoal.v1.ApplyConfigResponse
+	8,  // 26: shoal.v1.ConfigService.Watch:output_type -> shoal.v1.WatchResponse
+	11, // 27: shoal.v1.ConfigService.ListHistory:output_type -> shoal.v1.ListHistoryResponse
+	13, // 28: shoal.v1.ConfigService.GetHistoryEntry:output_type -> shoal.v1.GetHistoryEntryResponse
+	15, // 29: shoal.v1.ConfigService.RollbackConfig:output_type -> shoal.v1.RollbackConfigResponse
+	24, // [24:30] is the sub-list for method output_type
+	18, // [18:24] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_shoal_v1_config_service_proto_init() }
@@ -626,7 +1135,7 @@ func file_shoal_v1_config_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_v1_config_service_proto_rawDesc), len(file_shoal_v1_config_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   7,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

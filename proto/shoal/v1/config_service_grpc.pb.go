@@ -19,9 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ConfigService_GetConfig_FullMethodName   = "/shoal.v1.ConfigService/GetConfig"
-	ConfigService_ApplyConfig_FullMethodName = "/shoal.v1.ConfigService/ApplyConfig"
-	ConfigService_Watch_FullMethodName       = "/shoal.v1.ConfigService/Watch"
+	ConfigService_GetConfig_FullMethodName       = "/shoal.v1.ConfigService/GetConfig"
+	ConfigService_ApplyConfig_FullMethodName     = "/shoal.v1.ConfigService/ApplyConfig"
+	ConfigService_Watch_FullMethodName           = "/shoal.v1.ConfigService/Watch"
+	ConfigService_ListHistory_FullMethodName     = "/shoal.v1.ConfigService/ListHistory"
+	ConfigService_GetHistoryEntry_FullMethodName = "/shoal.v1.ConfigService/GetHistoryEntry"
+	ConfigService_RollbackConfig_FullMethodName  = "/shoal.v1.ConfigService/RollbackConfig"
 )
 
 // ConfigServiceClient is the client API for ConfigService service.
@@ -37,6 +40,16 @@ type ConfigServiceClient interface {
 	ApplyConfig(ctx context.Context, in *ApplyConfigRequest, opts ...grpc.CallOption) (*ApplyConfigResponse, error)
 	// Watch streams every committed change as this node applies it.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
+	// ListHistory lists the latest committed configuration changes, newest
+	// first: who made each (the client certificate's name and role), when,
+	// through which method, and the serial it produced.
+	ListHistory(ctx context.Context, in *ListHistoryRequest, opts ...grpc.CallOption) (*ListHistoryResponse, error)
+	// GetHistoryEntry returns one change with the parts of the configuration it
+	// touched, as they were before and after it.
+	GetHistoryEntry(ctx context.Context, in *GetHistoryEntryRequest, opts ...grpc.CallOption) (*GetHistoryEntryResponse, error)
+	// RollbackConfig applies the configuration as it was at a serial as one new
+	// change; the history must still reach back to that serial.
+	RollbackConfig(ctx context.Context, in *RollbackConfigRequest, opts ...grpc.CallOption) (*RollbackConfigResponse, error)
 }
 
 type configServiceClient struct {
@@ -86,6 +99,36 @@ func (c *configServiceClient) Watch(ctx context.Context, in *WatchRequest, opts 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ConfigService_WatchClient = grpc.ServerStreamingClient[WatchResponse]
 
+func (c *configServiceClient) ListHistory(ctx context.Context, in *ListHistoryRequest, opts ...grpc.CallOption) (*ListHistoryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListHistoryResponse)
+	err := c.cc.Invoke(ctx, ConfigService_ListHistory_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *configServiceClient) GetHistoryEntry(ctx context.Context, in *GetHistoryEntryRequest, opts ...grpc.CallOption) (*GetHistoryEntryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetHistoryEntryResponse)
+	err := c.cc.Invoke(ctx, ConfigService_GetHistoryEntry_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *configServiceClient) RollbackConfig(ctx context.Context, in *RollbackConfigRequest, opts ...grpc.CallOption) (*RollbackConfigResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RollbackConfigResponse)
+	err := c.cc.Invoke(ctx, ConfigService_RollbackConfig_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConfigServiceServer is the server API for ConfigService service.
 // All implementations must embed UnimplementedConfigServiceServer
 // for forward compatibility.
@@ -99,6 +142,16 @@ type ConfigServiceServer interface {
 	ApplyConfig(context.Context, *ApplyConfigRequest) (*ApplyConfigResponse, error)
 	// Watch streams every committed change as this node applies it.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
+	// ListHistory lists the latest committed configuration changes, newest
+	// first: who made each (the client certificate's name and role), when,
+	// through which method, and the serial it produced.
+	ListHistory(context.Context, *ListHistoryRequest) (*ListHistoryResponse, error)
+	// GetHistoryEntry returns one change with the parts of the configuration it
+	// touched, as they were before and after it.
+	GetHistoryEntry(context.Context, *GetHistoryEntryRequest) (*GetHistoryEntryResponse, error)
+	// RollbackConfig applies the configuration as it was at a serial as one new
+	// change; the history must still reach back to that serial.
+	RollbackConfig(context.Context, *RollbackConfigRequest) (*RollbackConfigResponse, error)
 	mustEmbedUnimplementedConfigServiceServer()
 }
 
@@ -117,6 +170,15 @@ func (UnimplementedConfigServiceServer) ApplyConfig(context.Context, *ApplyConfi
 }
 func (UnimplementedConfigServiceServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
 	return status.Error(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedConfigServiceServer) ListHistory(context.Context, *ListHistoryRequest) (*ListHistoryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListHistory not implemented")
+}
+func (UnimplementedConfigServiceServer) GetHistoryEntry(context.Context, *GetHistoryEntryRequest) (*GetHistoryEntryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetHistoryEntry not implemented")
+}
+func (UnimplementedConfigServiceServer) RollbackConfig(context.Context, *RollbackConfigRequest) (*RollbackConfigResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RollbackConfig not implemented")
 }
 func (UnimplementedConfigServiceServer) mustEmbedUnimplementedConfigServiceServer() {}
 func (UnimplementedConfigServiceServer) testEmbeddedByValue()                       {}
@@ -186,6 +248,60 @@ func _ConfigService_Watch_Handler(srv interface{}, stream grpc.ServerStream) err
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ConfigService_WatchServer = grpc.ServerStreamingServer[WatchResponse]
 
+func _ConfigService_ListHistory_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListHistoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).ListHistory(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_ListHistory_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).ListHistory(ctx, req.(*ListHistoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConfigService_GetHistoryEntry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetHistoryEntryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).GetHistoryEntry(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_GetHistoryEntry_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).GetHistoryEntry(ctx, req.(*GetHistoryEntryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConfigService_RollbackConfig_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RollbackConfigRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).RollbackConfig(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_RollbackConfig_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).RollbackConfig(ctx, req.(*RollbackConfigRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ConfigService_ServiceDesc is the grpc.ServiceDesc for ConfigService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -200,6 +316,18 @@ var ConfigService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ApplyConfig",
 			Handler:    _ConfigService_ApplyConfig_Handler,
+		},
+		{
+			MethodName: "ListHistory",
+			Handler:    _ConfigService_ListHistory_Handler,
+		},
+		{
+			MethodName: "GetHistoryEntry",
+			Handler:    _ConfigService_GetHistoryEntry_Handler,
+		},
+		{
+			MethodName: "RollbackConfig",
+			Handler:    _ConfigService_RollbackConfig_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

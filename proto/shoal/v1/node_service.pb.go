@@ -123,10 +123,12 @@ type NodeStatus struct {
 	ReconcileError   string                 `protobuf:"bytes,12,opt,name=reconcile_error,json=reconcileError,proto3" json:"reconcile_error,omitempty"`
 	LastReconcile    *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=last_reconcile,json=lastReconcile,proto3" json:"last_reconcile,omitempty"`
 	// ipvs is the kernel's IPVS table (ipvsadm -Ln --stats).
-	Ipvs          []*IpvsService      `protobuf:"bytes,14,rep,name=ipvs,proto3" json:"ipvs,omitempty"`
-	Health        []*RealServerHealth `protobuf:"bytes,15,rep,name=health,proto3" json:"health,omitempty"`
-	ApiAddress    string              `protobuf:"bytes,16,opt,name=api_address,json=apiAddress,proto3" json:"api_address,omitempty"`
-	RaftAddress   string              `protobuf:"bytes,17,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	Ipvs        []*IpvsService      `protobuf:"bytes,14,rep,name=ipvs,proto3" json:"ipvs,omitempty"`
+	Health      []*RealServerHealth `protobuf:"bytes,15,rep,name=health,proto3" json:"health,omitempty"`
+	ApiAddress  string              `protobuf:"bytes,16,opt,name=api_address,json=apiAddress,proto3" json:"api_address,omitempty"`
+	RaftAddress string              `protobuf:"bytes,17,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	// certificate is this node's TLS certificate; unset without TLS.
+	Certificate   *CertificateInfo `protobuf:"bytes,18,opt,name=certificate,proto3" json:"certificate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -278,6 +280,13 @@ func (x *NodeStatus) GetRaftAddress() string {
 		return x.RaftAddress
 	}
 	return ""
+}
+
+func (x *NodeStatus) GetCertificate() *CertificateInfo {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
 }
 
 type IpvsService struct {
@@ -771,10 +780,10 @@ var File_shoal_v1_node_service_proto protoreflect.FileDescriptor
 
 const file_shoal_v1_node_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1bshoal/v1/node_service.proto\x12\bshoal.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x16\n" +
+	"\x1bshoal/v1/node_service.proto\x12\bshoal.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12shoal/v1/pki.proto\"\x16\n" +
 	"\x14GetNodeStatusRequest\"E\n" +
 	"\x15GetNodeStatusResponse\x12,\n" +
-	"\x06status\x18\x01 \x01(\v2\x14.shoal.v1.NodeStatusR\x06status\"\x82\x05\n" +
+	"\x06status\x18\x01 \x01(\v2\x14.shoal.v1.NodeStatusR\x06status\"\xbf\x05\n" +
 	"\n" +
 	"NodeStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -796,7 +805,8 @@ const file_shoal_v1_node_service_proto_rawDesc = "" +
 	"\x06health\x18\x0f \x03(\v2\x1a.shoal.v1.RealServerHealthR\x06health\x12\x1f\n" +
 	"\vapi_address\x18\x10 \x01(\tR\n" +
 	"apiAddress\x12!\n" +
-	"\fraft_address\x18\x11 \x01(\tR\vraftAddress\"\x81\x03\n" +
+	"\fraft_address\x18\x11 \x01(\tR\vraftAddress\x12;\n" +
+	"\vcertificate\x18\x12 \x01(\v2\x19.shoal.v1.CertificateInfoR\vcertificate\"\x81\x03\n" +
 	"\vIpvsService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -869,6 +879,7 @@ var file_shoal_v1_node_service_proto_goTypes = []any{
 	(*WatchHealthResponse)(nil),   // 8: shoal.v1.WatchHealthResponse
 	(*durationpb.Duration)(nil),   // 9: google.protobuf.Duration
 	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*CertificateInfo)(nil),       // 11: shoal.v1.CertificateInfo
 }
 var file_shoal_v1_node_service_proto_depIdxs = []int32{
 	2,  // 0: shoal.v1.GetNodeStatusResponse.status:type_name -> shoal.v1.NodeStatus
@@ -876,21 +887,22 @@ var file_shoal_v1_node_service_proto_depIdxs = []int32{
 	10, // 2: shoal.v1.NodeStatus.last_reconcile:type_name -> google.protobuf.Timestamp
 	3,  // 3: shoal.v1.NodeStatus.ipvs:type_name -> shoal.v1.IpvsService
 	6,  // 4: shoal.v1.NodeStatus.health:type_name -> shoal.v1.RealServerHealth
-	5,  // 5: shoal.v1.IpvsService.stats:type_name -> shoal.v1.IpvsStats
-	4,  // 6: shoal.v1.IpvsService.destinations:type_name -> shoal.v1.IpvsDestination
-	5,  // 7: shoal.v1.IpvsDestination.stats:type_name -> shoal.v1.IpvsStats
-	10, // 8: shoal.v1.RealServerHealth.since:type_name -> google.protobuf.Timestamp
-	9,  // 9: shoal.v1.RealServerHealth.last_latency:type_name -> google.protobuf.Duration
-	6,  // 10: shoal.v1.WatchHealthResponse.health:type_name -> shoal.v1.RealServerHealth
-	0,  // 11: shoal.v1.NodeService.GetNodeStatus:input_type -> shoal.v1.GetNodeStatusRequest
-	7,  // 12: shoal.v1.NodeService.WatchHealth:input_type -> shoal.v1.WatchHealthRequest
-	1,  // 13: shoal.v1.NodeService.GetNodeStatus:output_type -> shoal.v1.GetNodeStatusResponse
-	8,  // 14: shoal.v1.NodeService.WatchHealth:output_type -> shoal.v1.WatchHealthResponse
-	13, // [13:15] is the sub-list for method output_type
-	11, // [11:13] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	11, // 5: shoal.v1.NodeStatus.certificate:type_name -> shoal.v1.CertificateInfo
+	5,  // 6: shoal.v1.IpvsService.stats:type_name -> shoal.v1.IpvsStats
+	4,  // 7: shoal.v1.IpvsService.destinations:type_name -> shoal.v1.IpvsDestination
+	5,  // 8: shoal.v1.IpvsDestination.stats:type_name -> shoal.v1.IpvsStats
+	10, // 9: shoal.v1.RealServerHealth.since:type_name -> google.protobuf.Timestamp
+	9,  // 10: shoal.v1.RealServerHealth.last_latency:type_name -> google.protobuf.Duration
+	6,  // 11: shoal.v1.WatchHealthResponse.health:type_name -> shoal.v1.RealServerHealth
+	0,  // 12: shoal.v1.NodeService.GetNodeStatus:input_type -> shoal.v1.GetNodeStatusRequest
+	7,  // 13: shoal.v1.NodeService.WatchHealth:input_type -> shoal.v1.WatchHealthRequest
+	1,  // 14: shoal.v1.NodeService.GetNodeStatus:output_type -> shoal.v1.GetNodeStatusResponse
+	8,  // 15: shoal.v1.NodeService.WatchHealth:output_type -> shoal.v1.WatchHealthResponse
+	14, // [14:16] is the sub-list for method output_type
+	12, // [12:14] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_shoal_v1_node_service_proto_init() }
@@ -898,6 +910,7 @@ func file_shoal_v1_node_service_proto_init() {
 	if File_shoal_v1_node_service_proto != nil {
 		return
 	}
+	file_shoal_v1_pki_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

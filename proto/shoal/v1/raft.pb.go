@@ -9,6 +9,7 @@ package shoalv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -36,7 +37,14 @@ type Command struct {
 	//	*Command_RemoveRealServer
 	//	*Command_RegisterMember
 	//	*Command_UnregisterMember
-	Op            isCommand_Op `protobuf_oneof:"op"`
+	//	*Command_RollbackConfig
+	//	*Command_CreateJoinToken
+	//	*Command_DeleteJoinToken
+	//	*Command_InstallCa
+	Op isCommand_Op `protobuf_oneof:"op"`
+	// audit says who asked for the command, set by the node that received the
+	// request; the FSM records it in the history and reads its time as "now".
+	Audit         *Audit `protobuf:"bytes,20,opt,name=audit,proto3" json:"audit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -159,6 +167,49 @@ func (x *Command) GetUnregisterMember() *UnregisterMember {
 	return nil
 }
 
+func (x *Command) GetRollbackConfig() *RollbackConfigRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RollbackConfig); ok {
+			return x.RollbackConfig
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCreateJoinToken() *StoredJoinToken {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CreateJoinToken); ok {
+			return x.CreateJoinToken
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteJoinToken() *DeleteJoinTokenRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteJoinToken); ok {
+			return x.DeleteJoinToken
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetInstallCa() *ClusterCA {
+	if x != nil {
+		if x, ok := x.Op.(*Command_InstallCa); ok {
+			return x.InstallCa
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAudit() *Audit {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -199,6 +250,22 @@ type Command_UnregisterMember struct {
 	UnregisterMember *UnregisterMember `protobuf:"bytes,9,opt,name=unregister_member,json=unregisterMember,proto3,oneof"`
 }
 
+type Command_RollbackConfig struct {
+	RollbackConfig *RollbackConfigRequest `protobuf:"bytes,10,opt,name=rollback_config,json=rollbackConfig,proto3,oneof"`
+}
+
+type Command_CreateJoinToken struct {
+	CreateJoinToken *StoredJoinToken `protobuf:"bytes,11,opt,name=create_join_token,json=createJoinToken,proto3,oneof"`
+}
+
+type Command_DeleteJoinToken struct {
+	DeleteJoinToken *DeleteJoinTokenRequest `protobuf:"bytes,12,opt,name=delete_join_token,json=deleteJoinToken,proto3,oneof"`
+}
+
+type Command_InstallCa struct {
+	InstallCa *ClusterCA `protobuf:"bytes,13,opt,name=install_ca,json=installCa,proto3,oneof"`
+}
+
 func (*Command_ApplyConfig) isCommand_Op() {}
 
 func (*Command_CreateVirtualService) isCommand_Op() {}
@@ -217,6 +284,279 @@ func (*Command_RegisterMember) isCommand_Op() {}
 
 func (*Command_UnregisterMember) isCommand_Op() {}
 
+func (*Command_RollbackConfig) isCommand_Op() {}
+
+func (*Command_CreateJoinToken) isCommand_Op() {}
+
+func (*Command_DeleteJoinToken) isCommand_Op() {}
+
+func (*Command_InstallCa) isCommand_Op() {}
+
+// Audit is who asked for a command, when and how.
+type Audit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// actor and role come from the client's certificate.
+	Actor string `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	Role  string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	// method is the API method's short name.
+	Method string `protobuf:"bytes,3,opt,name=method,proto3" json:"method,omitempty"`
+	// time is the proposing node's clock, so that the FSM reads none.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Audit) Reset() {
+	*x = Audit{}
+	mi := &file_shoal_v1_raft_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Audit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Audit) ProtoMessage() {}
+
+func (x *Audit) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_raft_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Audit.ProtoReflect.Descriptor instead.
+func (*Audit) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Audit) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *Audit) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *Audit) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *Audit) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+// StoredJoinToken is a join token as the cluster keeps it: its key, derived
+// from the secret, which verifies and signs the join exchange. The secret
+// itself is shown once, to the admin who made the token.
+type StoredJoinToken struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Info          *JoinToken             `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredJoinToken) Reset() {
+	*x = StoredJoinToken{}
+	mi := &file_shoal_v1_raft_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredJoinToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredJoinToken) ProtoMessage() {}
+
+func (x *StoredJoinToken) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_raft_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredJoinToken.ProtoReflect.Descriptor instead.
+func (*StoredJoinToken) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *StoredJoinToken) GetInfo() *JoinToken {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *StoredJoinToken) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+// ClusterCA is the cluster's certificate authority, replicated so that every
+// member can sign node certificates (joins, renewals) and client ones.
+type ClusterCA struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// certificate is DER, key PKCS #8 DER.
+	Certificate   []byte `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	Key           []byte `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterCA) Reset() {
+	*x = ClusterCA{}
+	mi := &file_shoal_v1_raft_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterCA) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterCA) ProtoMessage() {}
+
+func (x *ClusterCA) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_raft_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterCA.ProtoReflect.Descriptor instead.
+func (*ClusterCA) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ClusterCA) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *ClusterCA) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+// HistoryRecord is a history entry with what the change replaced, so that
+// the configuration at an older serial can be rebuilt from the current one.
+type HistoryRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Entry *HistoryEntry          `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	// global_before is set when the change touched the global settings.
+	GlobalBefore *Global `protobuf:"bytes,2,opt,name=global_before,json=globalBefore,proto3" json:"global_before,omitempty"`
+	// services_before are the services the change modified or removed, as
+	// they were; services_added names those it created.
+	ServicesBefore []*VirtualService `protobuf:"bytes,3,rep,name=services_before,json=servicesBefore,proto3" json:"services_before,omitempty"`
+	ServicesAdded  []string          `protobuf:"bytes,4,rep,name=services_added,json=servicesAdded,proto3" json:"services_added,omitempty"`
+	// undo_bytes is the encoded size of the fields above, which the
+	// history's size limit counts.
+	UndoBytes     uint64 `protobuf:"varint,5,opt,name=undo_bytes,json=undoBytes,proto3" json:"undo_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryRecord) Reset() {
+	*x = HistoryRecord{}
+	mi := &file_shoal_v1_raft_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryRecord) ProtoMessage() {}
+
+func (x *HistoryRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_raft_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryRecord.ProtoReflect.Descriptor instead.
+func (*HistoryRecord) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *HistoryRecord) GetEntry() *HistoryEntry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *HistoryRecord) GetGlobalBefore() *Global {
+	if x != nil {
+		return x.GlobalBefore
+	}
+	return nil
+}
+
+func (x *HistoryRecord) GetServicesBefore() []*VirtualService {
+	if x != nil {
+		return x.ServicesBefore
+	}
+	return nil
+}
+
+func (x *HistoryRecord) GetServicesAdded() []string {
+	if x != nil {
+		return x.ServicesAdded
+	}
+	return nil
+}
+
+func (x *HistoryRecord) GetUndoBytes() uint64 {
+	if x != nil {
+		return x.UndoBytes
+	}
+	return 0
+}
+
 // RegisterMember records the API address of a member so that followers can
 // forward to it and status can ask it. It does not change the serial.
 type RegisterMember struct {
@@ -229,7 +569,7 @@ type RegisterMember struct {
 
 func (x *RegisterMember) Reset() {
 	*x = RegisterMember{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[1]
+	mi := &file_shoal_v1_raft_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -241,7 +581,7 @@ func (x *RegisterMember) String() string {
 func (*RegisterMember) ProtoMessage() {}
 
 func (x *RegisterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[1]
+	mi := &file_shoal_v1_raft_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -254,7 +594,7 @@ func (x *RegisterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterMember.ProtoReflect.Descriptor instead.
 func (*RegisterMember) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{1}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RegisterMember) GetId() string {
@@ -281,7 +621,7 @@ type UnregisterMember struct {
 
 func (x *UnregisterMember) Reset() {
 	*x = UnregisterMember{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[2]
+	mi := &file_shoal_v1_raft_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -293,7 +633,7 @@ func (x *UnregisterMember) String() string {
 func (*UnregisterMember) ProtoMessage() {}
 
 func (x *UnregisterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[2]
+	mi := &file_shoal_v1_raft_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -306,7 +646,7 @@ func (x *UnregisterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterMember.ProtoReflect.Descriptor instead.
 func (*UnregisterMember) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{2}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UnregisterMember) GetId() string {
@@ -321,14 +661,19 @@ type State struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Config *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
 	// members are sorted by id.
-	Members       []*RegisterMember `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	Members []*RegisterMember `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	// history is the latest configuration changes, oldest first.
+	History []*HistoryRecord `protobuf:"bytes,3,rep,name=history,proto3" json:"history,omitempty"`
+	// join_tokens are the join tokens that had not expired at the last command.
+	JoinTokens    []*StoredJoinToken `protobuf:"bytes,4,rep,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
+	Ca            *ClusterCA         `protobuf:"bytes,5,opt,name=ca,proto3" json:"ca,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[3]
+	mi := &file_shoal_v1_raft_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -340,7 +685,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[3]
+	mi := &file_shoal_v1_raft_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -353,7 +698,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{3}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *State) GetConfig() *Config {
@@ -370,6 +715,27 @@ func (x *State) GetMembers() []*RegisterMember {
 	return nil
 }
 
+func (x *State) GetHistory() []*HistoryRecord {
+	if x != nil {
+		return x.History
+	}
+	return nil
+}
+
+func (x *State) GetJoinTokens() []*StoredJoinToken {
+	if x != nil {
+		return x.JoinTokens
+	}
+	return nil
+}
+
+func (x *State) GetCa() *ClusterCA {
+	if x != nil {
+		return x.Ca
+	}
+	return nil
+}
+
 type ApplyCommandRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Command       *Command               `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
@@ -379,7 +745,7 @@ type ApplyCommandRequest struct {
 
 func (x *ApplyCommandRequest) Reset() {
 	*x = ApplyCommandRequest{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[4]
+	mi := &file_shoal_v1_raft_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -391,7 +757,7 @@ func (x *ApplyCommandRequest) String() string {
 func (*ApplyCommandRequest) ProtoMessage() {}
 
 func (x *ApplyCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[4]
+	mi := &file_shoal_v1_raft_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -404,7 +770,7 @@ func (x *ApplyCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCommandRequest.ProtoReflect.Descriptor instead.
 func (*ApplyCommandRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{4}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ApplyCommandRequest) GetCommand() *Command {
@@ -424,7 +790,7 @@ type ApplyCommandResponse struct {
 
 func (x *ApplyCommandResponse) Reset() {
 	*x = ApplyCommandResponse{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[5]
+	mi := &file_shoal_v1_raft_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -436,7 +802,7 @@ func (x *ApplyCommandResponse) String() string {
 func (*ApplyCommandResponse) ProtoMessage() {}
 
 func (x *ApplyCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[5]
+	mi := &file_shoal_v1_raft_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -449,7 +815,7 @@ func (x *ApplyCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCommandResponse.ProtoReflect.Descriptor instead.
 func (*ApplyCommandResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{5}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ApplyCommandResponse) GetSerial() uint64 {
@@ -474,7 +840,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[6]
+	mi := &file_shoal_v1_raft_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -486,7 +852,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[6]
+	mi := &file_shoal_v1_raft_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -499,7 +865,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{6}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{10}
 }
 
 type ReadIndexResponse struct {
@@ -512,7 +878,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[7]
+	mi := &file_shoal_v1_raft_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -524,7 +890,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[7]
+	mi := &file_shoal_v1_raft_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -537,7 +903,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{7}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -551,7 +917,7 @@ var File_shoal_v1_raft_proto protoreflect.FileDescriptor
 
 const file_shoal_v1_raft_proto_rawDesc = "" +
 	"\n" +
-	"\x13shoal/v1/raft.proto\x12\bshoal.v1\x1a\x15shoal/v1/config.proto\x1a\x1dshoal/v1/config_service.proto\x1a$shoal/v1/load_balancer_service.proto\"\xef\x05\n" +
+	"\x13shoal/v1/raft.proto\x12\bshoal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshoal/v1/cluster_service.proto\x1a\x15shoal/v1/config.proto\x1a\x1dshoal/v1/config_service.proto\x1a$shoal/v1/load_balancer_service.proto\"\xb1\b\n" +
 	"\aCommand\x12A\n" +
 	"\fapply_config\x18\x01 \x01(\v2\x1c.shoal.v1.ApplyConfigRequestH\x00R\vapplyConfig\x12]\n" +
 	"\x16create_virtual_service\x18\x02 \x01(\v2%.shoal.v1.CreateVirtualServiceRequestH\x00R\x14createVirtualService\x12]\n" +
@@ -561,17 +927,46 @@ const file_shoal_v1_raft_proto_rawDesc = "" +
 	"\x12update_real_server\x18\x06 \x01(\v2!.shoal.v1.UpdateRealServerRequestH\x00R\x10updateRealServer\x12Q\n" +
 	"\x12remove_real_server\x18\a \x01(\v2!.shoal.v1.RemoveRealServerRequestH\x00R\x10removeRealServer\x12C\n" +
 	"\x0fregister_member\x18\b \x01(\v2\x18.shoal.v1.RegisterMemberH\x00R\x0eregisterMember\x12I\n" +
-	"\x11unregister_member\x18\t \x01(\v2\x1a.shoal.v1.UnregisterMemberH\x00R\x10unregisterMemberB\x04\n" +
-	"\x02op\"A\n" +
+	"\x11unregister_member\x18\t \x01(\v2\x1a.shoal.v1.UnregisterMemberH\x00R\x10unregisterMember\x12J\n" +
+	"\x0frollback_config\x18\n" +
+	" \x01(\v2\x1f.shoal.v1.RollbackConfigRequestH\x00R\x0erollbackConfig\x12G\n" +
+	"\x11create_join_token\x18\v \x01(\v2\x19.shoal.v1.StoredJoinTokenH\x00R\x0fcreateJoinToken\x12N\n" +
+	"\x11delete_join_token\x18\f \x01(\v2 .shoal.v1.DeleteJoinTokenRequestH\x00R\x0fdeleteJoinToken\x124\n" +
+	"\n" +
+	"install_ca\x18\r \x01(\v2\x13.shoal.v1.ClusterCAH\x00R\tinstallCa\x12%\n" +
+	"\x05audit\x18\x14 \x01(\v2\x0f.shoal.v1.AuditR\x05auditB\x04\n" +
+	"\x02op\"y\n" +
+	"\x05Audit\x12\x14\n" +
+	"\x05actor\x18\x01 \x01(\tR\x05actor\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x16\n" +
+	"\x06method\x18\x03 \x01(\tR\x06method\x12.\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"L\n" +
+	"\x0fStoredJoinToken\x12'\n" +
+	"\x04info\x18\x01 \x01(\v2\x13.shoal.v1.JoinTokenR\x04info\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\"?\n" +
+	"\tClusterCA\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\"\xfd\x01\n" +
+	"\rHistoryRecord\x12,\n" +
+	"\x05entry\x18\x01 \x01(\v2\x16.shoal.v1.HistoryEntryR\x05entry\x125\n" +
+	"\rglobal_before\x18\x02 \x01(\v2\x10.shoal.v1.GlobalR\fglobalBefore\x12A\n" +
+	"\x0fservices_before\x18\x03 \x03(\v2\x18.shoal.v1.VirtualServiceR\x0eservicesBefore\x12%\n" +
+	"\x0eservices_added\x18\x04 \x03(\tR\rservicesAdded\x12\x1d\n" +
+	"\n" +
+	"undo_bytes\x18\x05 \x01(\x04R\tundoBytes\"A\n" +
 	"\x0eRegisterMember\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vapi_address\x18\x02 \x01(\tR\n" +
 	"apiAddress\"\"\n" +
 	"\x10UnregisterMember\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xf9\x01\n" +
 	"\x05State\x12(\n" +
 	"\x06config\x18\x01 \x01(\v2\x10.shoal.v1.ConfigR\x06config\x122\n" +
-	"\amembers\x18\x02 \x03(\v2\x18.shoal.v1.RegisterMemberR\amembers\"B\n" +
+	"\amembers\x18\x02 \x03(\v2\x18.shoal.v1.RegisterMemberR\amembers\x121\n" +
+	"\ahistory\x18\x03 \x03(\v2\x17.shoal.v1.HistoryRecordR\ahistory\x12:\n" +
+	"\vjoin_tokens\x18\x04 \x03(\v2\x19.shoal.v1.StoredJoinTokenR\n" +
+	"joinTokens\x12#\n" +
+	"\x02ca\x18\x05 \x01(\v2\x13.shoal.v1.ClusterCAR\x02ca\"B\n" +
 	"\x13ApplyCommandRequest\x12+\n" +
 	"\acommand\x18\x01 \x01(\v2\x11.shoal.v1.CommandR\acommand\"Z\n" +
 	"\x14ApplyCommandResponse\x12\x16\n" +
@@ -596,49 +991,73 @@ func file_shoal_v1_raft_proto_rawDescGZIP() []byte {
 	return file_shoal_v1_raft_proto_rawDescData
 }
 
-var file_shoal_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_shoal_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_shoal_v1_raft_proto_goTypes = []any{
 	(*Command)(nil),                     // 0: shoal.v1.Command
-	(*RegisterMember)(nil),              // 1: shoal.v1.RegisterMember
-	(*UnregisterMember)(nil),            // 2: shoal.v1.UnregisterMember
-	(*State)(nil),                       // 3: shoal.v1.State
-	(*ApplyCommandRequest)(nil),         // 4: shoal.v1.ApplyCommandRequest
-	(*ApplyCommandResponse)(nil),        // 5: shoal.v1.ApplyCommandResponse
-	(*ReadIndexRequest)(nil),            // 6: shoal.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),           // 7: shoal.v1.ReadIndexResponse
-	(*ApplyConfigRequest)(nil),          // 8: shoal.v1.ApplyConfigRequest
-	(*CreateVirtualServiceRequest)(nil), // 9: shoal.v1.CreateVirtualServiceRequest
-	(*UpdateVirtualServiceRequest)(nil), // 10: shoal.v1.UpdateVirtualServiceRequest
-	(*DeleteVirtualServiceRequest)(nil), // 11: shoal.v1.DeleteVirtualServiceRequest
-	(*AddRealServerRequest)(nil),        // 12: shoal.v1.AddRealServerRequest
-	(*UpdateRealServerRequest)(nil),     // 13: shoal.v1.UpdateRealServerRequest
-	(*RemoveRealServerRequest)(nil),     // 14: shoal.v1.RemoveRealServerRequest
-	(*Config)(nil),                      // 15: shoal.v1.Config
-	(*Change)(nil),                      // 16: shoal.v1.Change
+	(*Audit)(nil),                       // 1: shoal.v1.Audit
+	(*StoredJoinToken)(nil),             // 2: shoal.v1.StoredJoinToken
+	(*ClusterCA)(nil),                   // 3: shoal.v1.ClusterCA
+	(*HistoryRecord)(nil),               // 4: shoal.v1.HistoryRecord
+	(*RegisterMember)(nil),              // 5: shoal.v1.RegisterMember
+	(*UnregisterMember)(nil),            // 6: shoal.v1.UnregisterMember
+	(*State)(nil),                       // 7: shoal.v1.State
+	(*ApplyCommandRequest)(nil),         // 8: shoal.v1.ApplyCommandRequest
+	(*ApplyCommandResponse)(nil),        // 9: shoal.v1.ApplyCommandResponse
+	(*ReadIndexRequest)(nil),            // 10: shoal.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),           // 11: shoal.v1.ReadIndexResponse
+	(*ApplyConfigRequest)(nil),          // 12: shoal.v1.ApplyConfigRequest
+	(*CreateVirtualServiceRequest)(nil), // 13: shoal.v1.CreateVirtualServiceRequest
+	(*UpdateVirtualServiceRequest)(nil), // 14: shoal.v1.UpdateVirtualServiceRequest
+	(*DeleteVirtualServiceRequest)(nil), // 15: shoal.v1.DeleteVirtualServiceRequest
+	(*AddRealServerRequest)(nil),        // 16: shoal.v1.AddRealServerRequest
+	(*UpdateRealServerRequest)(nil),     // 17: shoal.v1.UpdateRealServerRequest
+	(*RemoveRealServerRequest)(nil),     // 18: shoal.v1.RemoveRealServerRequest
+	(*RollbackConfigRequest)(nil),       // 19: shoal.v1.RollbackConfigRequest
+	(*DeleteJoinTokenRequest)(nil),      // 20: shoal.v1.DeleteJoinTokenRequest
+	(*timestamppb.Timestamp)(nil),       // 21: google.protobuf.Timestamp
+	(*JoinToken)(nil),                   // 22: shoal.v1.JoinToken
+	(*HistoryEntry)(nil),                // 23: shoal.v1.HistoryEntry
+	(*Global)(nil),                      // 24: shoal.v1.Global
+	(*VirtualService)(nil),              // 25: shoal.v1.VirtualService
+	(*Config)(nil),                      // 26: shoal.v1.Config
+	(*Change)(nil),                      // 27: shoal.v1.Change
 }
 var file_shoal_v1_raft_proto_depIdxs = []int32{
-	8,  // 0: shoal.v1.Command.apply_config:type_name -> shoal.v1.ApplyConfigRequest
-	9,  // 1: shoal.v1.Command.create_virtual_service:type_name -> shoal.v1.CreateVirtualServiceRequest
-	10, // 2: shoal.v1.Command.update_virtual_service:type_name -> shoal.v1.UpdateVirtualServiceRequest
-	11, // 3: shoal.v1.Command.delete_virtual_service:type_name -> shoal.v1.DeleteVirtualServiceRequest
-	12, // 4: shoal.v1.Command.add_real_server:type_name -> shoal.v1.AddRealServerRequest
-	13, // 5: shoal.v1.Command.update_real_server:type_name -> shoal.v1.UpdateRealServerRequest
-	14, // 6: shoal.v1.Command.remove_real_server:type_name -> shoal.v1.RemoveRealServerRequest
-	1,  // 7: shoal.v1.Command.register_member:type_name -> shoal.v1.RegisterMember
-	2,  // 8: shoal.v1.Command.unregister_member:type_name -> shoal.v1.UnregisterMember
-	15, // 9: shoal.v1.State.config:type_name -> shoal.v1.Config
-	1,  // 10: shoal.v1.State.members:type_name -> shoal.v1.RegisterMember
-	0,  // 11: shoal.v1.ApplyCommandRequest.command:type_name -> shoal.v1.Command
-	16, // 12: shoal.v1.ApplyCommandResponse.changes:type_name -> shoal.v1.Change
-	4,  // 13: shoal.v1.PeerService.ApplyCommand:input_type -> shoal.v1.ApplyCommandRequest
-	6,  // 14: shoal.v1.PeerService.ReadIndex:input_type -> shoal.v1.ReadIndexRequest
-	5,  // 15: shoal.v1.PeerService.ApplyCommand:output_type -> shoal.v1.ApplyCommandResponse
-	7,  // 16: shoal.v1.PeerService.ReadIndex:output_type -> shoal.v1.ReadIndexResponse
-	15, // [15:17] is the sub-list for method output_type
-	13, // [13:15] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	12, // 0: shoal.v1.Command.apply_config:type_name -> shoal.v1.ApplyConfigRequest
+	13, // 1: shoal.v1.Command.create_virtual_service:type_name -> shoal.v1.CreateVirtualServiceRequest
+	14, // 2: shoal.v1.Command.update_virtual_service:type_name -> shoal.v1.UpdateVirtualServiceRequest
+	15, // 3: shoal.v1.Command.delete_virtual_service:type_name -> shoal.v1.DeleteVirtualServiceRequest
+	16, // 4: shoal.v1.Command.add_real_server:type_name -> shoal.v1.AddRealServerRequest
+	17, // 5: shoal.v1.Command.update_real_server:type_name -> shoal.v1.UpdateRealServerRequest
+	18, // 6: shoal.v1.Command.remove_real_server:type_name -> shoal.v1.RemoveRealServerRequest
+	5,  // 7: shoal.v1.Command.register_member:type_name -> shoal.v1.RegisterMember
+	6,  // 8: shoal.v1.Command.unregister_member:type_name -> shoal.v1.UnregisterMember
+	19, // 9: shoal.v1.Command.rollback_config:type_name -> shoal.v1.RollbackConfigRequest
+	2,  // 10: shoal.v1.Command.create_join_token:type_name -> shoal.v1.StoredJoinToken
+	20, // 11: shoal.v1.Command.delete_join_token:type_name -> shoal.v1.DeleteJoinTokenRequest
+	3,  // 12: shoal.v1.Command.install_ca:type_name -> shoal.v1.ClusterCA
+	1,  // 13: shoal.v1.Command.audit:type_name -> shoal.v1.Audit
+	21, // 14: shoal.v1.Audit.time:type_name -> google.protobuf.Timestamp
+	22, // 15: shoal.v1.StoredJoinToken.info:type_name -> shoal.v1.JoinToken
+	23, // 16: shoal.v1.HistoryRecord.entry:type_name -> shoal.v1.HistoryEntry
+	24, // 17: shoal.v1.HistoryRecord.global_before:type_name -> shoal.v1.Global
+	25, // 18: shoal.v1.HistoryRecord.services_before:type_name -> shoal.v1.VirtualService
+	26, // 19: shoal.v1.State.config:type_name -> shoal.v1.Config
+	5,  // 20: shoal.v1.State.members:type_name -> shoal.v1.RegisterMember
+	4,  // 21: shoal.v1.State.history:type_name -> shoal.v1.HistoryRecord
+	2,  // 22: shoal.v1.State.join_tokens:type_name -> shoal.v1.StoredJoinToken
+	3,  // 23: shoal.v1.State.ca:type_name -> shoal.v1.ClusterCA
+	0,  // 24: shoal.v1.ApplyCommandRequest.command:type_name -> shoal.v1.Command
+	27, // 25: shoal.v1.ApplyCommandResponse.changes:type_name -> shoal.v1.Change
+	8,  // 26: shoal.v1.PeerService.ApplyCommand:input_type -> shoal.v1.ApplyCommandRequest
+	10, // 27: shoal.v1.PeerService.ReadIndex:input_type -> shoal.v1.ReadIndexRequest
+	9,  // 28: shoal.v1.PeerService.ApplyCommand:output_type -> shoal.v1.ApplyCommandResponse
+	11, // 29: shoal.v1.PeerService.ReadIndex:output_type -> shoal.v1.ReadIndexResponse
+	28, // [28:30] is the sub-list for method output_type
+	26, // [26:28] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_shoal_v1_raft_proto_init() }
@@ -646,6 +1065,7 @@ func file_shoal_v1_raft_proto_init() {
 	if File_shoal_v1_raft_proto != nil {
 		return
 	}
+	file_shoal_v1_cluster_service_proto_init()
 	file_shoal_v1_config_proto_init()
 	file_shoal_v1_config_service_proto_init()
 	file_shoal_v1_load_balancer_service_proto_init()
@@ -659,6 +1079,10 @@ func file_shoal_v1_raft_proto_init() {
 		(*Command_RemoveRealServer)(nil),
 		(*Command_RegisterMember)(nil),
 		(*Command_UnregisterMember)(nil),
+		(*Command_RollbackConfig)(nil),
+		(*Command_CreateJoinToken)(nil),
+		(*Command_DeleteJoinToken)(nil),
+		(*Command_InstallCa)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -666,7 +1090,7 @@ func file_shoal_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_v1_raft_proto_rawDesc), len(file_shoal_v1_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,185 @@
+package raftfsm
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// The history keeps the latest configuration changes, up to HistoryLimit of
+// them and HistoryBytes of what they replaced, whichever is reached first:
+// a thousand small edits cost little, but a thousand applies of a large
+// configuration would each keep the whole of it.
+const (
+	HistoryLimit = 1000
+	HistoryBytes = 64 << 20
+)
+
+// appendHistory records the change from old to c, with who asked for it (the
+// command's audit) and what it replaced, and drops the oldest records beyond
+// the limits. It shares old's global settings and services, which, like
+// every stored state, are never modified.
+func appendHistory(h []*shoalv1.HistoryRecord, old, c *shoalv1.Config, cmd *shoalv1.Command, changes []*shoalv1.Change) []*shoalv1.HistoryRecord {
+	a := cmd.GetAudit()
+	method := a.GetMethod()
+	if method == "" {
+		// A command proposed without an audit (tests, or a log written
+		// before audits existed) is named by its operation.
+		if f := cmd.ProtoReflect().WhichOneof(cmd.ProtoReflect().Descriptor().Oneofs().ByName("op")); f != nil {
+			method = string(f.Name())
+		}
+	}
+	rec := &shoalv1.HistoryRecord{Entry: &shoalv1.HistoryEntry{
+		Serial: c.GetSerial(), Time: a.GetTime(), Actor: a.GetActor(), Role: a.GetRole(), Method: method,
+		Changes: changes, RolledBackTo: cmd.GetRollbackConfig().GetSerial(),
+	}}
+	size := 0
+	if !proto.Equal(old.GetGlobal(), c.GetGlobal()) {
+		rec.GlobalBefore = old.GetGlobal()
+		size += proto.Size(rec.GlobalBefore)
+	}
+	// Both lists are sorted by name (config.Normalize): walk them together.
+	os, ns := old.GetServices(), c.GetServices()
+	for len(os) > 0 || len(ns) > 0 {
+		switch {
+		case len(ns) == 0 || len(os) > 0 && os[0].GetName() < ns[0].GetName():
+			rec.ServicesBefore = append(rec.ServicesBefore, os[0])
+			size += proto.Size(os[0])
+			os = os[1:]
+		case len(os) == 0 || ns[0].GetName() < os[0].GetName():
+			rec.ServicesAdded = append(rec.ServicesAdded, ns[0].GetName())
+			size += len(ns[0].GetName())
+			ns = ns[1:]
+		default:
+			if !proto.Equal(os[0], ns[0]) {
+				rec.ServicesBefore = append(rec.ServicesBefore, os[0])
+				size += proto.Size(os[0])
+			}
+			os, ns = os[1:], ns[1:]
+		}
+	}
+	rec.UndoBytes = uint64(size)
+
+	keep, total := 0, rec.UndoBytes
+	for i := len(h) - 1; i >= 0 && keep < HistoryLimit-1; i-- {
+		if total+h[i].GetUndoBytes() > HistoryBytes {
+			break
+		}
+		total += h[i].GetUndoBytes()
+		keep++
+	}
+	out := make([]*shoalv1.HistoryRecord, 0, keep+1)
+	out = append(out, h[len(h)-keep:]...)
+	return append(out, rec)
+}
+
+// OldestSerial is the oldest serial whose configuration ConfigAt can still
+// rebuild.
+func OldestSerial(st *shoalv1.State) uint64 {
+	if h := st.GetHistory(); len(h) > 0 {
+		return h[0].GetEntry().GetSerial() - 1
+	}
+	return st.GetConfig().GetSerial()
+}
+
+// ConfigAt rebuilds the configuration as it was at serial by undoing, newest
+// first, every recorded change after it. The result shares parts with st:
+// clone it before changing it.
+func ConfigAt(st *shoalv1.State, serial uint64) (*shoalv1.Config, error) {
+	cur := st.GetConfig()
+	switch {
+	case serial == cur.GetSerial():
+		return cur, nil
+	case serial > cur.GetSerial():
+		return nil, &Error{Kind: KindNotFound, Reason: fmt.Sprintf("serial %d has not been reached (the serial is %d)", serial, cur.GetSerial())}
+	case serial < OldestSerial(st):
+		return nil, &Error{Kind: KindFailedPrecondition, Reason: fmt.Sprintf(
+			"the history reaches back to serial %d only (it keeps the latest %d changes)", OldestSerial(st), HistoryLimit)}
+	}
+	global := cur.GetGlobal()
+	services := map[string]*shoalv1.VirtualService{}
+	for _, s := range cur.GetServices() {
+		services[s.GetName()] = s
+	}
+	h := st.GetHistory()
+	for i := len(h) - 1; i >= 0 && h[i].GetEntry().GetSerial() > serial; i-- {
+		if g := h[i].GetGlobalBefore(); g != nil {
+			global = g
+		}
+		for _, name := range h[i].GetServicesAdded() {
+			delete(services, name)
+		}
+		for _, s := range h[i].GetServicesBefore() {
+			services[s.GetName()] = s
+		}
+	}
+	out := &shoalv1.Config{Serial: serial, Global: global}
+	for _, s := range services {
+		out.Services = append(out.Services, s)
+	}
+	slices.SortFunc(out.Services, func(a, b *shoalv1.VirtualService) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return out, nil
+}
+
+// HistoryEntry returns the recorded change that produced serial, with the
+// global settings (when it touched them) and the services it touched as they
+// were before and after it.
+func HistoryEntry(st *shoalv1.State, serial uint64) (entry *shoalv1.HistoryEntry, before, after *shoalv1.Config, err error) {
+	h := st.GetHistory()
+	i, found := slices.BinarySearchFunc(h, serial, func(r *shoalv1.HistoryRecord, s uint64) int {
+		return cmp.Compare(r.GetEntry().GetSerial(), s)
+	})
+	if !found {
+		return nil, nil, nil, &Error{Kind: KindNotFound, Reason: fmt.Sprintf(
+			"no change with serial %d in the history (it holds %d to %d)", serial, OldestSerial(st)+1, st.GetConfig().GetSerial())}
+	}
+	rec := h[i]
+	full := [2]*shoalv1.Config{}
+	for j, s := range []uint64{serial - 1, serial} {
+		if full[j], err = ConfigAt(st, s); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	touched := map[string]bool{}
+	for _, name := range rec.GetServicesAdded() {
+		touched[name] = true
+	}
+	for _, s := range rec.GetServicesBefore() {
+		touched[s.GetName()] = true
+	}
+	part := func(c *shoalv1.Config) *shoalv1.Config {
+		p := &shoalv1.Config{Serial: c.GetSerial()}
+		if rec.GetGlobalBefore() != nil {
+			p.Global = c.GetGlobal()
+		}
+		for _, s := range c.GetServices() {
+			if touched[s.GetName()] {
+				p.Services = append(p.Services, s)
+			}
+		}
+		return p
+	}
+	return rec.GetEntry(), part(full[0]), part(full[1]), nil
+}
+
+// rollbackConfig sets c to the configuration as it was at the requested
+// serial; Apply then validates and diffs it like any other.
+func rollbackConfig(st *shoalv1.State, c *shoalv1.Config, req *shoalv1.RollbackConfigRequest) error {
+	if err := checkSerial(c, req.GetExpectedSerial()); err != nil {
+		return err
+	}
+	if req.GetSerial() == 0 && st.GetConfig().GetSerial() > 0 && OldestSerial(st) > 0 {
+		return invalid("serial", "required")
+	}
+	target, err := ConfigAt(st, req.GetSerial())
+	if err != nil {
+		return err
+	}
+	target = proto.Clone(target).(*shoalv1.Config)
+	c.Global, c.Services = target.Global, target.Services
+	return nil
+}

@@ -1,7 +1,10 @@
 package liveness
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -18,6 +21,10 @@ type daemonWatch struct {
 	// down hears of a death at once (Checker.Down).
 	down chan struct{}
 	log  *slog.Logger
+	// tls, if set, makes the watch's connection a TLS one: a Raft port
+	// over TLS refuses a connection that does not present a node
+	// certificate.
+	tls *tls.Config
 
 	mu     sync.Mutex
 	addr   netip.AddrPort
@@ -30,8 +37,8 @@ type daemonWatch struct {
 // at all is the ICMP probes' business.
 const dialTimeout = time.Second
 
-func newDaemonWatch(log *slog.Logger) *daemonWatch {
-	return &daemonWatch{down: make(chan struct{}, 1), log: log}
+func newDaemonWatch(tlsConf *tls.Config, log *slog.Logger) *daemonWatch {
+	return &daemonWatch{down: make(chan struct{}, 1), log: log, tls: tlsConf}
 }
 
 // follow watches the daemon at addr instead (the zero value: none).
@@ -66,7 +73,7 @@ func (w *daemonWatch) run(addr netip.AddrPort, stop chan struct{}) {
 	// while none has been, or after a dial that got no answer at all.
 	var closed time.Time
 	for {
-		conn, err := d.Dial("tcp", addr.String())
+		conn, err := w.dial(&d, addr)
 		switch {
 		case refused(err):
 			// The listener gone is the daemon gone; a daemon that merely
@@ -104,6 +111,25 @@ func (w *daemonWatch) run(addr netip.AddrPort, stop chan struct{}) {
 		default:
 		}
 	}
+}
+
+// dial connects to addr, with a TLS handshake when the watch has a TLS
+// configuration. A refused connection is the daemon gone; a failed
+// handshake is not (the daemon answered), and is retried like any other
+// failed dial.
+func (w *daemonWatch) dial(d *net.Dialer, addr netip.AddrPort) (net.Conn, error) {
+	conn, err := d.Dial("tcp", addr.String())
+	if err != nil || w.tls == nil {
+		return conn, err
+	}
+	tc := tls.Client(conn, w.tls)
+	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	return tc, nil
 }
 
 // hold records conn as the one to close on follow, unless stop is closed.

@@ -158,7 +158,7 @@ func TestDaemonWatch(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	w := newDaemonWatch(slog.New(slog.DiscardHandler))
+	w := newDaemonWatch(nil, slog.New(slog.DiscardHandler))
 	defer w.follow(netip.AddrPort{})
 	w.follow(netip.MustParseAddrPort(ln.Addr().String()))
 	c := <-accepted

@@ -2,10 +2,12 @@ package raftfsm
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -82,6 +84,9 @@ type Options struct {
 	// Transport nil means TCP on RaftAddr. A given transport belongs to the
 	// caller, which closes it after Shutdown.
 	Transport raft.Transport
+	// TLS, if set, carries the TCP transport and the kernel probes' daemon
+	// watch over mutual TLS.
+	TLS *TransportTLS
 	// InMemory uses in-memory log, stable and snapshot stores (tests).
 	InMemory bool
 	// Stalled, if set, hears of the moments an operator wants explained:
@@ -114,6 +119,7 @@ type Node struct {
 
 	leaders  *leadership
 	detector *detector
+	join     net.Listener
 
 	// readyTerm is the term in which a barrier has proved that every entry
 	// of earlier terms is applied here (see ReadIndex).
@@ -188,9 +194,23 @@ func Open(o Options) (*Node, error) {
 		// refusing them) keeps a dial hanging for the whole timeout: keep it a
 		// few heartbeats, not raft's customary 10 s, so a cut-off node stops
 		// promptly on SIGTERM.
-		tcp, err := raft.NewTCPTransportWithLogger(o.RaftAddr, nil, connPool, transportTimeout(conf.HeartbeatTimeout), conf.Logger)
-		if err != nil {
-			return nil, fmt.Errorf("open raft transport on %s: %w", o.RaftAddr, err)
+		var tcp *raft.NetworkTransport
+		if o.TLS != nil {
+			stream, err := newTLSStream(o.RaftAddr, *o.TLS, logger.With("component", "raft-tls"))
+			if err != nil {
+				return nil, fmt.Errorf("open raft transport on %s: %w", o.RaftAddr, err)
+			}
+			if stream.join != nil {
+				n.join = stream.join
+			}
+			tcp = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+				Stream: stream, MaxPool: connPool, Timeout: transportTimeout(conf.HeartbeatTimeout), Logger: conf.Logger,
+			})
+		} else {
+			tcp, err = raft.NewTCPTransportWithLogger(o.RaftAddr, nil, connPool, transportTimeout(conf.HeartbeatTimeout), conf.Logger)
+			if err != nil {
+				return nil, fmt.Errorf("open raft transport on %s: %w", o.RaftAddr, err)
+			}
 		}
 		n.closer = append(n.closer, tcp)
 		trans = voteTransport{tcp}
@@ -201,7 +221,11 @@ func Open(o Options) (*Node, error) {
 	}
 	var probes Probes
 	if o.Timing.Probe > 0 {
-		c, err := liveness.Open(o.Timing.Probe, logger.With("component", "liveness"))
+		var watchTLS *tls.Config
+		if o.TLS != nil {
+			watchTLS = o.TLS.Client
+		}
+		c, err := liveness.Open(o.Timing.Probe, watchTLS, logger.With("component", "liveness"))
 		if err != nil {
 			return nil, fmt.Errorf("open raft: kernel probes: %w", err)
 		}
@@ -270,6 +294,10 @@ func raftConfig(o Options, logger *slog.Logger) (*raft.Config, error) {
 	}
 	return conf, nil
 }
+
+// JoinListener yields the join connections of the Raft port (see
+// TransportTLS.Join), or is nil. It is closed with the node.
+func (n *Node) JoinListener() net.Listener { return n.join }
 
 // FSM returns the node's state machine.
 func (n *Node) FSM() *FSM { return n.fsm }

@@ -290,4 +290,5 @@ func (c clusterService) fillMember(ctx context.Context, m *shoalv1.Member) {
 	m.AppliedIndex = ns.GetAppliedIndex()
 	m.AppliedSerial = ns.GetAppliedSerial()
 	m.HoldsVips = ns.GetHoldsVips()
+	m.Certificate = ns.GetCertificate()
 }

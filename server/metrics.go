@@ -20,6 +20,9 @@ type metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	// authFailures counts refused calls by reason (no-certificate,
+	// expired, unknown-ca, role, join-token, ...).
+	authFailures *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -34,12 +37,22 @@ func newMetrics(s *Server) *metrics {
 			Help:    "gRPC API request latency by method (streams: their lifetime).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"method"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_api_auth_failures_total",
+			Help: "API calls refused for their caller's certificate, role or join token, by reason.",
+		}, []string{"reason"}),
 	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	m.reg.MustRegister(
-		m.requests, m.latency,
+		m.requests, m.latency, m.authFailures,
+		gauge("shoal_tls_certificate_expiry_timestamp_seconds", "When this node's TLS certificate expires (Unix time); 0 without TLS.", func() float64 {
+			if s.o.TLS == nil || s.o.TLS.Store.Leaf() == nil {
+				return 0
+			}
+			return float64(s.o.TLS.Store.Leaf().NotAfter.Unix())
+		}),
 		gauge("shoal_serial", "Serial of the configuration this node has applied.", func() float64 {
 			return float64(s.node.FSM().State().GetConfig().GetSerial())
 		}),

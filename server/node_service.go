@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -64,6 +65,17 @@ func (s *Server) nodeStatus() *shoalv1.NodeStatus {
 	}
 	if s.o.Health != nil {
 		st.Health = s.o.Health.Status()
+	}
+	if t := s.o.TLS; t != nil {
+		var ca *x509.Certificate
+		if cas := t.Store.CAs(); len(cas) > 0 {
+			ca = cas[0]
+		}
+		source := "files"
+		if t.Dir != nil {
+			source = "cluster"
+		}
+		st.Certificate = certInfo(t.Store.Leaf(), ca, source)
 	}
 	return st
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -48,8 +49,13 @@ type Options struct {
 	// LeaderWait is how long a write or read waits for an election to
 	// finish before it answers Unavailable (default 3s).
 	LeaderWait time.Duration
-	// DialOptions for connections to peers; default insecure.
+	// DialOptions for connections to peers; default TLS with the node's
+	// certificate when TLS is set, plaintext otherwise.
 	DialOptions []grpc.DialOption
+	// TLS, if set, makes the API require client certificates and roles,
+	// serves joins, and keeps the node's certificate renewed (Run). nil:
+	// plaintext, and every caller is an admin.
+	TLS *TLS
 }
 
 // Server implements every shoal gRPC service over one raft node.
@@ -83,7 +89,11 @@ func New(o Options) (*Server, error) {
 		o.LeaderWait = 3 * time.Second
 	}
 	if o.DialOptions == nil {
-		o.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		creds := insecure.NewCredentials()
+		if o.TLS != nil {
+			creds = credentials.NewTLS(o.TLS.Store.NodeClientConfig("h2"))
+		}
+		o.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(creds)}
 	}
 	// A member that was down comes back within seconds; grpc's default
 	// reconnect backoff (up to 120s) would keep forwarding to it failing
@@ -98,12 +108,17 @@ func New(o Options) (*Server, error) {
 }
 
 // NewGRPCServer returns a grpc.Server with every shoal service, server
-// reflection (for grpcurl), the standard health service and the metrics
-// interceptors installed.
+// reflection (for grpcurl), the standard health service, and the metrics
+// and authorisation interceptors installed; with TLS, its transport
+// requests client certificates.
 func (s *Server) NewGRPCServer(opt ...grpc.ServerOption) *grpc.Server {
+	if s.o.TLS != nil {
+		opt = append(opt, grpc.Creds(ServerCredentials(s.o.TLS.Store)))
+	}
+	// Metrics first, so that refused calls are counted too.
 	opt = append(opt,
-		grpc.ChainUnaryInterceptor(s.metrics.unary),
-		grpc.ChainStreamInterceptor(s.metrics.stream))
+		grpc.ChainUnaryInterceptor(s.metrics.unary, s.authUnary),
+		grpc.ChainStreamInterceptor(s.metrics.stream, s.authStream))
 	gs := grpc.NewServer(opt...)
 	s.Register(gs)
 	return gs
@@ -116,21 +131,26 @@ func (s *Server) Register(gs *grpc.Server) {
 	shoalv1.RegisterClusterServiceServer(gs, clusterService{Server: s})
 	shoalv1.RegisterNodeServiceServer(gs, nodeService{Server: s})
 	shoalv1.RegisterPeerServiceServer(gs, peerService{Server: s})
+	shoalv1.RegisterJoinServiceServer(gs, joinService{Server: s})
 	healthpb.RegisterHealthServer(gs, s.health)
 	reflection.Register(gs)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	for _, name := range []string{
 		shoalv1.ConfigService_ServiceDesc.ServiceName, shoalv1.LoadBalancerService_ServiceDesc.ServiceName,
 		shoalv1.ClusterService_ServiceDesc.ServiceName, shoalv1.NodeService_ServiceDesc.ServiceName,
-		shoalv1.PeerService_ServiceDesc.ServiceName,
+		shoalv1.PeerService_ServiceDesc.ServiceName, shoalv1.JoinService_ServiceDesc.ServiceName,
 	} {
 		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 }
 
-// Run keeps this node's API address in the member registry until ctx ends.
+// Run keeps this node's API address in the member registry, and its
+// certificates renewed, until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { s.tlsLoop(ctx) })
 	s.registerLoop(ctx)
+	wg.Wait()
 	return nil
 }
 

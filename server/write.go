@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 	"github.com/shoal-lb/shoal/raftfsm"
@@ -23,14 +26,24 @@ type written struct {
 	state   *shoalv1.State
 }
 
-// write is the one write path: validate locally, then commit through Raft
-// here or on the leader. Errors are already gRPC statuses.
+// write is the one write path: record who asks (the audit the history
+// keeps), validate locally, then commit through Raft here or on the
+// leader. Errors are already gRPC statuses.
 func (s *Server) write(ctx context.Context, cmd *shoalv1.Command) (*written, error) {
+	cmd.Audit = s.audit(ctx)
 	if _, err := s.validate(ctx, cmd); err != nil {
 		return nil, toStatus(err)
 	}
 	w, err := s.commit(ctx, cmd)
 	return w, toStatus(err)
+}
+
+// audit is the caller of the API call in ctx, its method and this node's
+// clock: the FSM takes the time from here, since it reads no clock itself.
+func (s *Server) audit(ctx context.Context) *shoalv1.Audit {
+	c := callerFrom(ctx)
+	method, _ := grpc.Method(ctx)
+	return &shoalv1.Audit{Actor: c.Name, Role: string(c.Role), Method: path.Base(method), Time: timestamppb.Now()}
 }
 
 // validate runs the command against local state without committing it.
@@ -195,6 +208,11 @@ func (p peerService) ApplyCommand(ctx context.Context, req *shoalv1.ApplyCommand
 	}
 	if !p.isLeader() {
 		return nil, status.Error(codes.Unavailable, notLeaderMsg)
+	}
+	// The sending node stamped the client's audit; a command of its own
+	// (none so far) is the node's.
+	if req.GetCommand().GetAudit() == nil {
+		req.GetCommand().Audit = p.audit(ctx)
 	}
 	res, err := p.node.Apply(ctx, req.GetCommand())
 	if errors.Is(err, raftfsm.ErrNotLeader) {

@@ -6,11 +6,20 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/shoal-lb/shoal/server"
 )
 
-func dialAPI(addr string) (*grpc.ClientConn, error) {
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+// dialAPI connects to a member's API, over TLS with this node's
+// certificate when t is set.
+func dialAPI(addr string, t *server.TLS) (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if t != nil {
+		creds = credentials.NewTLS(t.Store.NodeClientConfig("h2"))
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
 		// Retry the join target soon after it comes up, not after grpc's
 		// default backoff of up to two minutes.
 		grpc.WithConnectParams(grpc.ConnectParams{

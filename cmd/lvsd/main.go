@@ -43,6 +43,8 @@ type flags struct {
 	id, raftAddr, apiAddr, dataDir, bootstrap, join  string
 	dataplane, iface, profile, metricsAddr, logLevel string
 	stallTrace                                       string
+	tlsCert, tlsKey, tlsCA, tlsSAN, tokenFile        string
+	insecure                                         bool
 	heartbeat, election, lease, commit, probe        time.Duration
 	realtime                                         rtPriority
 	pprof                                            bool
@@ -93,6 +95,13 @@ func parseFlags(args []string) (*flags, error) {
 	fs.DurationVar(&f.commit, "commit-timeout", 0, "override the profile's raft commit timeout")
 	fs.Var(durationOrOff{&f.probe}, "probe-timeout", "override the profile's kernel probe timeout: followers find the leader gone when its router has not "+
 		"answered ICMP echo for this long, or when its daemon exits (needs CAP_NET_RAW; off: heartbeat timeout only)")
+	fs.StringVar(&f.tokenFile, "token-file", "", "file holding a join token (lvsctl cluster token) for --join, or the bootstrap token "+
+		"(lvsctl cluster token --bootstrap) every --bootstrap router shares ($SHOAL_TOKEN otherwise)")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "your own PKI: this node's certificate (PEM, with the URI SAN shoal://node/ID); with --tls-key and --tls-ca, reloaded when the files change")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "your own PKI: the key of --tls-cert (PEM)")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "your own PKI: the CA certificates to trust (PEM)")
+	fs.StringVar(&f.tlsSAN, "tls-san", "", "extra DNS names or IP addresses for this node's certificate, comma-separated")
+	fs.BoolVar(&f.insecure, "insecure", false, "serve the API and Raft in plaintext, without authentication, on any address (loopback-only clusters are plaintext without it)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (empty: off)")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's /debug/pprof/ profiles on --metrics-addr")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -210,6 +219,14 @@ func run(args []string) error {
 	if err := os.MkdirAll(f.dataDir, 0o750); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	// Before raft: a router that joins needs its certificate before it can
+	// talk to anyone, and one that cannot get it should fail now.
+	tlsConf, err := setupTLS(ctx, f, boot, log)
+	if err != nil {
+		return err
+	}
 	// Build the dataplane before raft, so a kernel without IPVS fails at
 	// once with advice instead of after joining a cluster.
 	dp, err := newDataplane(f, base)
@@ -228,14 +245,14 @@ func run(args []string) error {
 	}
 	node, err := raftfsm.Open(raftfsm.Options{
 		ID: f.id, RaftAddr: f.raftAddr, DataDir: f.dataDir,
-		Bootstrap: boot, Timing: timing, Logger: base, Stalled: stalled,
+		Bootstrap: boot, Timing: timing, Logger: base, Stalled: stalled, TLS: raftTLS(tlsConf),
 	})
 	if err != nil {
 		return fmt.Errorf("open raft node: %w", err)
 	}
 	srv, err := server.New(server.Options{
 		Node: node, ID: f.id, APIAddr: f.apiAddr, RaftAddr: f.raftAddr, Logger: base,
-		Dataplane: dp.status(), Health: dp.health(),
+		Dataplane: dp.status(), Health: dp.health(), TLS: tlsConf,
 	})
 	if err != nil {
 		_ = node.Shutdown()
@@ -247,11 +264,12 @@ func run(args []string) error {
 		return fmt.Errorf("listen for the API: %w", err)
 	}
 	gs := srv.NewGRPCServer()
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
+	var joinSrv *grpc.Server
+	if jl := node.JoinListener(); jl != nil {
+		joinSrv = srv.JoinServer()
+	}
 	log.Info("lvsd starting", "raft_addr", f.raftAddr, "api_addr", f.apiAddr, "dataplane", f.dataplane,
-		"profile", f.profile, "heartbeat", timing.Heartbeat, "election", timing.Election)
+		"profile", f.profile, "heartbeat", timing.Heartbeat, "election", timing.Election, "tls", tlsConf != nil)
 
 	// dpCtx ends before raft shuts down: the dataplane drops its VIPs
 	// first, while the rest of the node still runs.
@@ -267,6 +285,14 @@ func run(args []string) error {
 		}
 		return nil
 	})
+	if joinSrv != nil {
+		g.Go(func() error {
+			if err := joinSrv.Serve(node.JoinListener()); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				return fmt.Errorf("serve joins on the raft port: %w", err)
+			}
+			return nil
+		})
+	}
 	runCtx, runCancel := context.WithCancel(context.Background())
 	defer runCancel()
 	g.Go(func() error { return srv.Run(runCtx) })
@@ -299,7 +325,7 @@ func run(args []string) error {
 		}
 	}
 	if f.join != "" {
-		g.Go(func() error { return joinCluster(runCtx, log, node, f) })
+		g.Go(func() error { return joinCluster(runCtx, log, node, f, tlsConf) })
 	}
 
 	<-ctx.Done()
@@ -315,6 +341,9 @@ func run(args []string) error {
 		log.Error("raft shutdown", "err", err)
 	}
 	stopGRPC(gs, 2*time.Second)
+	if joinSrv != nil {
+		joinSrv.Stop()
+	}
 	if metricsSrv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = metricsSrv.Shutdown(sctx)
@@ -330,7 +359,7 @@ func run(args []string) error {
 
 // joinCluster asks a member to add this node, retrying with backoff until
 // it works, when this node has no raft configuration of its own yet.
-func joinCluster(ctx context.Context, log *slog.Logger, node *raftfsm.Node, f *flags) error {
+func joinCluster(ctx context.Context, log *slog.Logger, node *raftfsm.Node, f *flags, t *server.TLS) error {
 	cf := node.Raft().GetConfiguration()
 	if err := cf.Error(); err != nil {
 		return fmt.Errorf("read raft configuration: %w", err)
@@ -339,7 +368,7 @@ func joinCluster(ctx context.Context, log *slog.Logger, node *raftfsm.Node, f *f
 		log.Info("existing raft state found; not joining", "join", f.join)
 		return nil
 	}
-	conn, err := dialAPI(f.join)
+	conn, err := dialAPI(f.join, t)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,159 @@
+package raftfsm
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/shoal-lb/shoal/pki"
+)
+
+// TransportTLS carries Raft over mutual TLS.
+type TransportTLS struct {
+	// Server is the Raft port's configuration for Raft connections (ALPN
+	// pki.ALPNRaft); it must require and verify a node certificate, so a
+	// peer without one is refused before Raft reads a byte.
+	Server *tls.Config
+	// Join, if set, is the configuration for connections that negotiate
+	// "h2" instead: they go to Node.JoinListener, whose server answers
+	// joins only. A router of a first bootstrap knows its peers' Raft
+	// addresses and nothing else, so it asks for its certificate there.
+	Join *tls.Config
+	// Client is for dials to peers; it must offer pki.ALPNRaft.
+	Client *tls.Config
+}
+
+// handshakeTimeout bounds a TLS handshake on the Raft port: a connection
+// that sends nothing holds a goroutine no longer than this.
+const handshakeTimeout = 5 * time.Second
+
+// tlsStream is a raft.StreamLayer over TLS. Handshakes run in goroutines of
+// their own, so a slow or silent client cannot hold up the connections
+// after it, and a connection reaches Raft (Accept) only once the handshake
+// has verified a node certificate.
+type tlsStream struct {
+	ln     net.Listener
+	conf   TransportTLS
+	log    *slog.Logger
+	raft   chan net.Conn
+	join   *connListener
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newTLSStream(bind string, conf TransportTLS, log *slog.Logger) (*tlsStream, error) {
+	ln, err := net.Listen("tcp", bind)
+	if err != nil {
+		return nil, err
+	}
+	if a, ok := ln.Addr().(*net.TCPAddr); !ok || a.IP.IsUnspecified() {
+		ln.Close()
+		return nil, fmt.Errorf("raft address %s is not one peers can reach", bind)
+	}
+	s := &tlsStream{ln: ln, conf: conf, log: log, raft: make(chan net.Conn), closed: make(chan struct{})}
+	if conf.Join != nil {
+		s.join = &connListener{addr: ln.Addr(), conns: make(chan net.Conn), closed: s.closed}
+	}
+	go s.acceptLoop()
+	return s, nil
+}
+
+func (s *tlsStream) acceptLoop() {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			select {
+			case <-s.closed:
+				return
+			default:
+			}
+			s.log.Warn("raft listener: accept failed", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		go s.handshake(c)
+	}
+}
+
+func (s *tlsStream) configFor(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	switch {
+	case slices.Contains(hello.SupportedProtos, pki.ALPNRaft):
+		return s.conf.Server, nil
+	case s.conf.Join != nil && slices.Contains(hello.SupportedProtos, "h2"):
+		return s.conf.Join, nil
+	}
+	return nil, errors.New("neither a raft connection nor a join")
+}
+
+func (s *tlsStream) handshake(c net.Conn) {
+	tc := tls.Server(c, &tls.Config{GetConfigForClient: s.configFor})
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		// Debug: a port scan or a misconfigured peer would otherwise fill
+		// the log; the peer's own log says what it was refused for.
+		s.log.Debug("raft port: TLS handshake refused", "remote", c.RemoteAddr(), "err", err)
+		c.Close()
+		return
+	}
+	to := s.raft
+	if tc.ConnectionState().NegotiatedProtocol != pki.ALPNRaft {
+		to = s.join.conns
+	}
+	select {
+	case to <- tc:
+	case <-s.closed:
+		tc.Close()
+	}
+}
+
+// Accept implements net.Listener for raft: verified Raft connections only.
+func (s *tlsStream) Accept() (net.Conn, error) {
+	select {
+	case c := <-s.raft:
+		return c, nil
+	case <-s.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (s *tlsStream) Close() error {
+	s.once.Do(func() { close(s.closed) })
+	return s.ln.Close()
+}
+
+func (s *tlsStream) Addr() net.Addr { return s.ln.Addr() }
+
+// Dial implements raft.StreamLayer; the timeout bounds the handshake too.
+func (s *tlsStream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return tls.DialWithDialer(&net.Dialer{Timeout: timeout}, "tcp", string(address), s.conf.Client)
+}
+
+// connListener is a net.Listener fed with connections accepted elsewhere.
+type connListener struct {
+	addr   net.Addr
+	conns  chan net.Conn
+	closed chan struct{}
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close is the stream's to do; the join server's Stop calls this too.
+func (l *connListener) Close() error   { return nil }
+func (l *connListener) Addr() net.Addr { return l.addr }

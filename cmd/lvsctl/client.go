@@ -25,6 +25,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -38,12 +39,14 @@ const defaultServer = "127.0.0.1:7070"
 // app is what every command needs: where the server is, how to print, and
 // the connection once dialled.
 type app struct {
-	server  string
-	output  string
-	timeout time.Duration
-	stdout  io.Writer
-	stderr  io.Writer
-	conn    *grpc.ClientConn
+	server string
+	output string
+	// cacert, cert and key are the client's TLS files (tlsConfig).
+	cacert, cert, key string
+	timeout           time.Duration
+	stdout            io.Writer
+	stderr            io.Writer
+	conn              *grpc.ClientConn
 }
 
 // commandFactories are the top-level commands; files add theirs in init.
@@ -81,6 +84,9 @@ func (a *app) root() *cobra.Command {
 	root.PersistentFlags().StringVarP(&a.server, "server", "s", server, "API address of any shoal node ($SHOAL_SERVER)")
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table, json or yaml")
 	root.PersistentFlags().DurationVar(&a.timeout, "request-timeout", 15*time.Second, "time limit of one call")
+	root.PersistentFlags().StringVar(&a.cacert, "cacert", os.Getenv("SHOAL_CACERT"), "the cluster CA's certificate, to verify the server ($SHOAL_CACERT; default "+defaultTLSDir+"/ca.crt when readable)")
+	root.PersistentFlags().StringVar(&a.cert, "cert", os.Getenv("SHOAL_CERT"), "your client certificate ($SHOAL_CERT; default "+defaultTLSDir+"/admin.crt when readable)")
+	root.PersistentFlags().StringVar(&a.key, "key", os.Getenv("SHOAL_KEY"), "your client certificate's key ($SHOAL_KEY; default "+defaultTLSDir+"/admin.key when readable)")
 	_ = root.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return []string{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp
 	})
@@ -97,7 +103,15 @@ func (a *app) dial() (*grpc.ClientConn, error) {
 	if a.conn != nil {
 		return a.conn, nil
 	}
-	c, err := grpc.NewClient(a.server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	tc, err := a.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	if tc != nil {
+		creds = credentials.NewTLS(tc)
+	}
+	c, err := grpc.NewClient(a.server, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", a.server, err)
 	}

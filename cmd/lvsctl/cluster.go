@@ -81,7 +81,7 @@ func newClusterCmd(a *app) *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(status, remove, transfer)
+	cmd.AddCommand(status, remove, transfer, newTokenCmd(a), newClusterCertsCmd(a))
 	return cmd
 }
 

@@ -226,12 +226,35 @@ func (s *Server) authorize(ctx context.Context, method string, req any) (context
 	if err := r.allows(c, fwd, name); err != nil {
 		return nil, s.denied("role", err)
 	}
+	// A node certificate outlives the node's membership: a removed
+	// router's stays valid until it expires, so a node is trusted only
+	// while it is in the Raft group. A joining router is not in it yet,
+	// and may only add itself.
+	if c.Role == pki.RoleNode && !s.isMember(c.Name) {
+		if add, ok := req.(*shoalv1.AddMemberRequest); !ok || add.GetId() != c.Name || fwd {
+			return nil, s.denied("not-a-member", status.Errorf(codes.PermissionDenied,
+				"node %s is not a member of this Raft group (removed?); its certificate is good only for joining", c.Name))
+		}
+	}
 	if r.check != nil && req != nil {
 		if err := r.check(c, fwd, req); err != nil {
 			return nil, s.denied("role", err)
 		}
 	}
 	return context.WithValue(ctx, callerKey{}, c), nil
+}
+
+func (s *Server) isMember(id string) bool {
+	f := s.node.Raft().GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, srv := range f.Configuration().Servers {
+		if string(srv.ID) == id {
+			return true
+		}
+	}
+	return false
 }
 
 func (r rule) allows(c Caller, forwarded bool, method string) error {

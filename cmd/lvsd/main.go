@@ -216,8 +216,15 @@ func run(args []string) error {
 		return errors.New("--join and --bootstrap exclude each other")
 	}
 
-	if err := os.MkdirAll(f.dataDir, 0o750); err != nil {
+	// Raft's snapshots and log hold the cluster CA's key and the join
+	// tokens' keys, and raft creates its files with the process umask:
+	// nothing lvsd writes is for anyone but root.
+	syscall.Umask(0o077)
+	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
+	}
+	if err := os.Chmod(f.dataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

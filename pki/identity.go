@@ -61,7 +61,9 @@ type Identity struct {
 const uriScheme = "shoal"
 
 func nodeURI(id string) *url.URL { return &url.URL{Scheme: uriScheme, Host: "node", Path: "/" + id} }
-func roleURI(r Role) *url.URL    { return &url.URL{Scheme: uriScheme, Host: "role", Path: "/" + string(r)} }
+func roleURI(r Role) *url.URL {
+	return &url.URL{Scheme: uriScheme, Host: "role", Path: "/" + string(r)}
+}
 
 // identityOf reads the shoal URI of a certificate: a node's ID or a
 // client's role. A certificate with none, or with both, is no identity.
@@ -86,6 +88,13 @@ func identityOf(c *x509.Certificate) (Identity, error) {
 			"certificate %q carries no shoal role (a URI SAN shoal://role/viewer|operator|admin or shoal://node/ID)", c.Subject.CommonName)}
 	}
 	return id, nil
+}
+
+// NodeID is the node ID a certificate names, if it is a node's. It does not
+// verify the certificate.
+func NodeID(c *x509.Certificate) (string, bool) {
+	id, err := identityOf(c)
+	return id.Name, err == nil && id.Role == RoleNode
 }
 
 // Reasons an AuthError gives, for metrics and for callers that branch.

@@ -11,8 +11,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -120,6 +122,9 @@ type Node struct {
 	leaders  *leadership
 	detector *detector
 	join     net.Listener
+	// live is raft once it runs, for the TLS stream's handshakes, which
+	// start before Open has finished.
+	live atomic.Pointer[raft.Raft]
 
 	// readyTerm is the term in which a barrier has proved that every entry
 	// of earlier terms is applied here (see ReadIndex).
@@ -196,7 +201,7 @@ func Open(o Options) (*Node, error) {
 		// promptly on SIGTERM.
 		var tcp *raft.NetworkTransport
 		if o.TLS != nil {
-			stream, err := newTLSStream(o.RaftAddr, *o.TLS, logger.With("component", "raft-tls"))
+			stream, err := newTLSStream(o.RaftAddr, *o.TLS, n.admits, logger.With("component", "raft-tls"))
 			if err != nil {
 				return nil, fmt.Errorf("open raft transport on %s: %w", o.RaftAddr, err)
 			}
@@ -257,6 +262,7 @@ func Open(o Options) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
+	n.live.Store(n.raft)
 	fence.raft = n.raft
 	stalled := o.Stalled
 	if stalled == nil {
@@ -293,6 +299,23 @@ func raftConfig(o Options, logger *slog.Logger) (*raft.Config, error) {
 		return nil, fmt.Errorf("raft timing: %w", err)
 	}
 	return conf, nil
+}
+
+// admits is whether a peer with a verified node certificate may speak Raft
+// to this node: while it is in the Raft configuration, or while this node
+// has none yet (it is joining, and the leader that adds it is the first to
+// call).
+func (n *Node) admits(id string) bool {
+	r := n.live.Load()
+	if r == nil {
+		return false
+	}
+	f := r.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	servers := f.Configuration().Servers
+	return len(servers) == 0 || slices.ContainsFunc(servers, func(s raft.Server) bool { return string(s.ID) == id })
 }
 
 // JoinListener yields the join connections of the Raft port (see

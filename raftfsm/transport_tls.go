@@ -49,7 +49,11 @@ type tlsStream struct {
 	once   sync.Once
 }
 
-func newTLSStream(bind string, conf TransportTLS, log *slog.Logger) (*tlsStream, error) {
+// newTLSStream listens on bind. admit, if set, is asked about the node ID of
+// every verified Raft peer: a certificate outlives its node's membership,
+// so a router removed from the group is refused although its certificate
+// is still valid.
+func newTLSStream(bind string, conf TransportTLS, admit func(id string) bool, log *slog.Logger) (*tlsStream, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, err
@@ -57,6 +61,26 @@ func newTLSStream(bind string, conf TransportTLS, log *slog.Logger) (*tlsStream,
 	if a, ok := ln.Addr().(*net.TCPAddr); !ok || a.IP.IsUnspecified() {
 		ln.Close()
 		return nil, fmt.Errorf("raft address %s is not one peers can reach", bind)
+	}
+	if admit != nil {
+		srv := conf.Server.Clone()
+		verify := srv.VerifyConnection
+		srv.VerifyConnection = func(cs tls.ConnectionState) error {
+			if verify != nil {
+				if err := verify(cs); err != nil {
+					return err
+				}
+			}
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("no certificate")
+			}
+			id, ok := pki.NodeID(cs.PeerCertificates[0])
+			if !ok || !admit(id) {
+				return fmt.Errorf("node %q is not a member of this Raft group", id)
+			}
+			return nil
+		}
+		conf.Server = srv
 	}
 	s := &tlsStream{ln: ln, conf: conf, log: log, raft: make(chan net.Conn), closed: make(chan struct{})}
 	if conf.Join != nil {

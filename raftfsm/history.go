@@ -11,9 +11,11 @@ import (
 )
 
 // The history keeps the latest configuration changes, up to HistoryLimit of
-// them and HistoryBytes of what they replaced, whichever is reached first:
-// a thousand small edits cost little, but a thousand applies of a large
-// configuration would each keep the whole of it.
+// them and HistoryBytes of encoded records (what each replaced and its list
+// of changes), whichever is reached first: a thousand small edits cost
+// little, but a thousand applies of a large configuration would each keep
+// the whole of it, and their change lists can be larger still (a changed
+// string appears in one twice, old and new).
 const (
 	HistoryLimit = 1000
 	HistoryBytes = 64 << 20
@@ -37,10 +39,8 @@ func appendHistory(h []*shoalv1.HistoryRecord, old, c *shoalv1.Config, cmd *shoa
 		Serial: c.GetSerial(), Time: a.GetTime(), Actor: a.GetActor(), Role: a.GetRole(), Method: method,
 		Changes: changes, RolledBackTo: cmd.GetRollbackConfig().GetSerial(),
 	}}
-	size := 0
 	if !proto.Equal(old.GetGlobal(), c.GetGlobal()) {
 		rec.GlobalBefore = old.GetGlobal()
-		size += proto.Size(rec.GlobalBefore)
 	}
 	// Both lists are sorted by name (config.Normalize): walk them together.
 	os, ns := old.GetServices(), c.GetServices()
@@ -48,21 +48,21 @@ func appendHistory(h []*shoalv1.HistoryRecord, old, c *shoalv1.Config, cmd *shoa
 		switch {
 		case len(ns) == 0 || len(os) > 0 && os[0].GetName() < ns[0].GetName():
 			rec.ServicesBefore = append(rec.ServicesBefore, os[0])
-			size += proto.Size(os[0])
 			os = os[1:]
 		case len(os) == 0 || ns[0].GetName() < os[0].GetName():
 			rec.ServicesAdded = append(rec.ServicesAdded, ns[0].GetName())
-			size += len(ns[0].GetName())
 			ns = ns[1:]
 		default:
 			if !proto.Equal(os[0], ns[0]) {
 				rec.ServicesBefore = append(rec.ServicesBefore, os[0])
-				size += proto.Size(os[0])
 			}
 			os, ns = os[1:], ns[1:]
 		}
 	}
-	rec.UndoBytes = uint64(size)
+	// The entry counts too: what the limit bounds is the memory and the
+	// snapshot the history takes, and a change list can outweigh what the
+	// change replaced.
+	rec.UndoBytes = uint64(proto.Size(rec))
 
 	keep, total := 0, rec.UndoBytes
 	for i := len(h) - 1; i >= 0 && keep < HistoryLimit-1; i-- {
@@ -98,7 +98,7 @@ func ConfigAt(st *shoalv1.State, serial uint64) (*shoalv1.Config, error) {
 		return nil, &Error{Kind: KindNotFound, Reason: fmt.Sprintf("serial %d has not been reached (the serial is %d)", serial, cur.GetSerial())}
 	case serial < OldestSerial(st):
 		return nil, &Error{Kind: KindFailedPrecondition, Reason: fmt.Sprintf(
-			"the history reaches back to serial %d only (it keeps the latest %d changes)", OldestSerial(st), HistoryLimit)}
+			"the history reaches back to serial %d only (it keeps the latest %d changes, fewer when they are large)", OldestSerial(st), HistoryLimit)}
 	}
 	global := cur.GetGlobal()
 	services := map[string]*shoalv1.VirtualService{}
@@ -172,7 +172,11 @@ func rollbackConfig(st *shoalv1.State, c *shoalv1.Config, req *shoalv1.RollbackC
 	if err := checkSerial(c, req.GetExpectedSerial()); err != nil {
 		return err
 	}
-	if req.GetSerial() == 0 && st.GetConfig().GetSerial() > 0 && OldestSerial(st) > 0 {
+	// Serial 0 is refused even while the history reaches back to it: a
+	// request that forgot the field must not empty the configuration, and
+	// rolled_back_to 0 would read as "not a rollback". An empty
+	// configuration can still be applied as one.
+	if req.GetSerial() == 0 && st.GetConfig().GetSerial() > 0 {
 		return invalid("serial", "required")
 	}
 	target, err := ConfigAt(st, req.GetSerial())

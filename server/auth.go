@@ -88,9 +88,9 @@ var methodRoles = map[string]rule{
 
 	shoalv1.JoinService_Join_FullMethodName: {},
 
-	healthpb.Health_Check_FullMethodName: viewer,
-	healthpb.Health_Watch_FullMethodName: viewer,
-	healthpb.Health_List_FullMethodName:  viewer,
+	healthpb.Health_Check_FullMethodName:                             viewer,
+	healthpb.Health_Watch_FullMethodName:                             viewer,
+	healthpb.Health_List_FullMethodName:                              viewer,
 	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      viewer,
 	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": viewer,
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/shoal-lb/shoal/config"
+	"github.com/shoal-lb/shoal/pki"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -21,6 +22,9 @@ import (
 type Result struct {
 	State   *shoalv1.State
 	Changes []*shoalv1.Change
+	// Index is the command's Raft index, set by Node.Apply (0 from the
+	// pure Apply).
+	Index uint64
 }
 
 // ErrorKind classifies why a command was rejected; the API maps it to a
@@ -127,6 +131,10 @@ func Apply(st *shoalv1.State, cmd *shoalv1.Command) (*Result, error) {
 		return deleteJoinToken(st, op.DeleteJoinToken)
 	case *shoalv1.Command_InstallCa:
 		return installCA(st, op.InstallCa)
+	case *shoalv1.Command_RecordCertificate:
+		return recordCertificate(st, op.RecordCertificate, cmd.GetAudit())
+	case *shoalv1.Command_RevokeCertificate:
+		return revokeCertificate(st, op.RevokeCertificate, cmd.GetAudit(), pki.MaxClientLifetime)
 	}
 
 	c := proto.Clone(old).(*shoalv1.Config)
@@ -179,11 +187,12 @@ func Apply(st *shoalv1.State, cmd *shoalv1.Command) (*Result, error) {
 // would cost in proportion to their size.
 func derive(st *shoalv1.State) *shoalv1.State {
 	return &shoalv1.State{
-		Config:     st.GetConfig(),
-		Members:    st.GetMembers(),
-		History:    st.GetHistory(),
-		JoinTokens: st.GetJoinTokens(),
-		Ca:         st.GetCa(),
+		Config:       st.GetConfig(),
+		Members:      st.GetMembers(),
+		History:      st.GetHistory(),
+		JoinTokens:   st.GetJoinTokens(),
+		Ca:           st.GetCa(),
+		Certificates: st.GetCertificates(),
 	}
 }
 

@@ -369,6 +369,9 @@ func (n *Node) Apply(ctx context.Context, cmd *shoalv1.Command) (*Result, error)
 	}
 	switch r := f.Response().(type) {
 	case *Result:
+		// The FSM's result is shared by nobody else: setting the index
+		// here keeps the pure Apply free of raft.
+		r.Index = f.Index()
 		return r, nil
 	case error:
 		return nil, r

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // maxJoinTokens bounds the live join tokens: each is a way into the
@@ -71,5 +73,82 @@ func installCA(st *shoalv1.State, ca *shoalv1.ClusterCA) (*Result, error) {
 	}
 	next := derive(st)
 	next.Ca = proto.Clone(ca).(*shoalv1.ClusterCA)
+	return &Result{State: next}, nil
+}
+
+// maxCertificates bounds the tracked client certificates; expired ones are
+// dropped as new ones come, so only a cluster that issues thousands a year
+// reaches it.
+const maxCertificates = 10000
+
+// liveCertificates drops the certificates expired by the command's time.
+func liveCertificates(list []*shoalv1.IssuedCertificate, audit *shoalv1.Audit) []*shoalv1.IssuedCertificate {
+	now := audit.GetTime()
+	out := make([]*shoalv1.IssuedCertificate, 0, len(list)+1)
+	for _, c := range list {
+		if now == nil || c.GetInfo().GetNotAfter() == nil || c.GetInfo().GetNotAfter().AsTime().After(now.AsTime()) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func findCertificate(list []*shoalv1.IssuedCertificate, serial string) (int, bool) {
+	return slices.BinarySearchFunc(list, serial, func(c *shoalv1.IssuedCertificate, s string) int {
+		return strings.Compare(c.GetInfo().GetSerialNumber(), s)
+	})
+}
+
+// recordCertificate keeps a client certificate the cluster issued, so that
+// admins can list it and revoke it.
+func recordCertificate(st *shoalv1.State, c *shoalv1.IssuedCertificate, audit *shoalv1.Audit) (*Result, error) {
+	serial := c.GetInfo().GetSerialNumber()
+	if serial == "" || c.GetInfo().GetNotAfter() == nil {
+		return nil, invalid("info", "serial_number and not_after are required")
+	}
+	list := liveCertificates(st.GetCertificates(), audit)
+	i, found := findCertificate(list, serial)
+	if found {
+		return nil, &Error{Kind: KindAlreadyExists, Reason: fmt.Sprintf("certificate %s is recorded already", serial)}
+	}
+	if len(list) >= maxCertificates {
+		return nil, &Error{Kind: KindFailedPrecondition, Reason: fmt.Sprintf("%d certificates are live already", len(list))}
+	}
+	next := derive(st)
+	next.Certificates = slices.Insert(list, i, proto.Clone(c).(*shoalv1.IssuedCertificate))
+	return &Result{State: next}, nil
+}
+
+// revokeCertificate marks a certificate revoked by the command's actor at
+// its time. A certificate the cluster did not record (root's own admin
+// credentials, which each router writes itself) is recorded as revoked,
+// and kept for the longest life a client certificate can have.
+func revokeCertificate(st *shoalv1.State, req *shoalv1.RevokeCertificateRequest, audit *shoalv1.Audit, maxLife time.Duration) (*Result, error) {
+	serial := strings.ToLower(strings.TrimSpace(req.GetSerialNumber()))
+	if serial == "" || strings.Trim(serial, "0123456789abcdef") != "" {
+		return nil, invalid("serial_number", "%q is not a hex serial number", req.GetSerialNumber())
+	}
+	list := liveCertificates(st.GetCertificates(), audit)
+	i, found := findCertificate(list, serial)
+	var c *shoalv1.IssuedCertificate
+	switch {
+	case found && list[i].GetRevoked() != nil:
+		return &Result{State: st}, nil
+	case found:
+		c = proto.Clone(list[i]).(*shoalv1.IssuedCertificate)
+		list[i] = c
+	default:
+		if len(list) >= maxCertificates {
+			return nil, &Error{Kind: KindFailedPrecondition, Reason: fmt.Sprintf("%d certificates are live already", len(list))}
+		}
+		c = &shoalv1.IssuedCertificate{Info: &shoalv1.CertificateInfo{SerialNumber: serial}}
+		if now := audit.GetTime(); now != nil {
+			c.Info.NotAfter = timestamppb.New(now.AsTime().Add(maxLife))
+		}
+		list = slices.Insert(list, i, c)
+	}
+	c.RevokedBy, c.Revoked = audit.GetActor(), audit.GetTime()
+	next := derive(st)
+	next.Certificates = list
 	return &Result{State: next}, nil
 }

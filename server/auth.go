@@ -79,6 +79,8 @@ var methodRoles = map[string]rule{
 	shoalv1.ClusterService_ListJoinTokens_FullMethodName:     admin,
 	shoalv1.ClusterService_DeleteJoinToken_FullMethodName:    admin,
 	shoalv1.ClusterService_IssueCertificate_FullMethodName:   admin,
+	shoalv1.ClusterService_ListCertificates_FullMethodName:   admin,
+	shoalv1.ClusterService_RevokeCertificate_FullMethodName:  admin,
 
 	shoalv1.NodeService_GetNodeStatus_FullMethodName: viewer,
 	shoalv1.NodeService_WatchHealth_FullMethodName:   viewer,
@@ -220,6 +222,10 @@ func (s *Server) authorize(ctx context.Context, method string, req any) (context
 	case time.Now().After(ai.id.Cert.NotAfter):
 		return nil, s.denied(pki.ReasonExpired, status.Errorf(codes.Unauthenticated, "%s: certificate %q expired at %s",
 			name, ai.id.Name, ai.id.Cert.NotAfter.UTC().Format(time.RFC3339)))
+	}
+	if rc := s.revoked(ai.id.Cert.SerialNumber.Text(16)); rc != nil {
+		return nil, s.denied("revoked", status.Errorf(codes.Unauthenticated, "%s: certificate %q (%s) was revoked by %s at %s",
+			name, ai.id.Name, rc.GetInfo().GetSerialNumber(), rc.GetRevokedBy(), rc.GetRevoked().AsTime().UTC().Format(time.RFC3339)))
 	}
 	c := Caller{Name: ai.id.Name, Role: ai.id.Role}
 	fwd := forwarded(ctx)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -156,9 +157,72 @@ func (c clusterService) IssueCertificate(ctx context.Context, req *shoalv1.Issue
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	c.log.Info("client certificate issued", "name", req.GetName(), "role", role, "serial", cert.SerialNumber.Text(16),
+	info := certInfo(cert, ca.Cert, "cluster")
+	// Recorded before it is handed out, so that every certificate a
+	// client holds can be listed and revoked.
+	rec := &shoalv1.IssuedCertificate{Info: info, IssuedBy: callerFrom(ctx).Name, Issued: timestamppb.Now()}
+	if _, err := c.write(ctx, &shoalv1.Command{Op: &shoalv1.Command_RecordCertificate{RecordCertificate: rec}}); err != nil {
+		return nil, err
+	}
+	c.log.Info("client certificate issued", "name", req.GetName(), "role", role, "serial", info.GetSerialNumber(),
 		"expires", cert.NotAfter, "by", callerFrom(ctx).Name)
-	return &shoalv1.IssueCertificateResponse{Certificate: cert.Raw, CaCertificate: ca.Cert.Raw, Info: certInfo(cert, ca.Cert, "cluster")}, nil
+	return &shoalv1.IssueCertificateResponse{Certificate: cert.Raw, CaCertificate: ca.Cert.Raw, Info: info}, nil
+}
+
+func (c clusterService) ListCertificates(ctx context.Context, _ *shoalv1.ListCertificatesRequest) (*shoalv1.ListCertificatesResponse, error) {
+	st, err := c.read(ctx, shoalv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE)
+	if err != nil {
+		return nil, err
+	}
+	resp := &shoalv1.ListCertificatesResponse{}
+	now := time.Now()
+	for _, ic := range st.GetCertificates() {
+		if ic.GetInfo().GetNotAfter().AsTime().After(now) {
+			resp.Certificates = append(resp.Certificates, ic)
+		}
+	}
+	return resp, nil
+}
+
+func (c clusterService) RevokeCertificate(ctx context.Context, req *shoalv1.RevokeCertificateRequest) (*shoalv1.RevokeCertificateResponse, error) {
+	if err := c.needTLS("revoking certificates"); err != nil {
+		return nil, err
+	}
+	w, err := c.write(ctx, &shoalv1.Command{Op: &shoalv1.Command_RevokeCertificate{RevokeCertificate: req}})
+	if err != nil {
+		return nil, err
+	}
+	resp := &shoalv1.RevokeCertificateResponse{}
+	for _, ic := range w.state.GetCertificates() {
+		if ic.GetInfo().GetSerialNumber() == strings.ToLower(strings.TrimSpace(req.GetSerialNumber())) {
+			resp.Certificate = ic
+		}
+	}
+	c.log.Info("client certificate revoked", "serial", req.GetSerialNumber(), "name", resp.GetCertificate().GetInfo().GetName(), "by", callerFrom(ctx).Name)
+	return resp, nil
+}
+
+// revocations is the set of revoked serial numbers of one state, built once
+// per state rather than on every call.
+type revocations struct {
+	st      *shoalv1.State
+	revoked map[string]*shoalv1.IssuedCertificate
+}
+
+// revoked says whether a certificate was revoked, and by whom and when.
+func (s *Server) revoked(serial string) *shoalv1.IssuedCertificate {
+	st := s.node.FSM().State()
+	r := s.revs.Load()
+	if r == nil || r.st != st {
+		r = &revocations{st: st, revoked: map[string]*shoalv1.IssuedCertificate{}}
+		for _, ic := range st.GetCertificates() {
+			if ic.GetRevoked() != nil {
+				r.revoked[ic.GetInfo().GetSerialNumber()] = ic
+			}
+		}
+		s.revs.Store(r)
+	}
+	return r.revoked[serial]
 }
 
 func (c clusterService) WhoAmI(ctx context.Context, _ *shoalv1.WhoAmIRequest) (*shoalv1.WhoAmIResponse, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -68,6 +69,8 @@ type Server struct {
 
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
+	// revs caches the revoked certificates of the latest state.
+	revs atomic.Pointer[revocations]
 }
 
 // New returns a Server; call Run to keep this node's API address registered

@@ -145,13 +145,25 @@ func (s *Server) commitOnce(ctx context.Context, cmd *shoalv1.Command) (*written
 	// its older state rather than an error.
 	wctx, cancel := context.WithTimeout(ctx, s.o.LeaderWait)
 	defer cancel()
-	st, err := s.waitSerial(wctx, resp.GetSerial())
+	st, err := s.waitApplied(wctx, resp.GetIndex(), resp.GetSerial())
 	if err != nil {
 		s.log.Warn("committed write not applied here in time; answering with local state",
 			"serial", resp.GetSerial(), "applied_serial", s.node.FSM().State().GetConfig().GetSerial(), "err", err)
 		st = s.node.FSM().State()
 	}
 	return &written{serial: resp.GetSerial(), changes: resp.GetChanges(), state: st}, nil
+}
+
+// waitApplied waits until the local FSM has applied index, or, from a leader
+// that does not say the index, reached serial.
+func (s *Server) waitApplied(ctx context.Context, index, serial uint64) (*shoalv1.State, error) {
+	if index == 0 {
+		return s.waitSerial(ctx, serial)
+	}
+	if err := s.node.WaitApplied(ctx, index); err != nil {
+		return nil, err
+	}
+	return s.node.FSM().State(), nil
 }
 
 // waitSerial waits until the local FSM's config serial reaches serial.
@@ -221,7 +233,7 @@ func (p peerService) ApplyCommand(ctx context.Context, req *shoalv1.ApplyCommand
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &shoalv1.ApplyCommandResponse{Serial: res.State.GetConfig().GetSerial(), Changes: res.Changes}, nil
+	return &shoalv1.ApplyCommandResponse{Serial: res.State.GetConfig().GetSerial(), Changes: res.Changes, Index: res.Index}, nil
 }
 
 func (p peerService) ReadIndex(ctx context.Context, _ *shoalv1.ReadIndexRequest) (*shoalv1.ReadIndexResponse, error) {

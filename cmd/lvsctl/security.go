@@ -320,7 +320,59 @@ func newCertsCmd(a *app) *cobra.Command {
 	issue.Flags().DurationVar(&ttl, "ttl", pki.ClientLifetime, "lifetime (at most 19800h, 825 days)")
 	_ = issue.MarkFlagRequired("role")
 	_ = issue.MarkFlagRequired("name")
-	cmd.AddCommand(issue)
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "Client certificates the cluster issued that have not expired, and revoked ones (admin)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			conn, err := a.dial()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := a.context(cmd)
+			defer cancel()
+			resp, err := shoalv1.NewClusterServiceClient(conn).ListCertificates(ctx, &shoalv1.ListCertificatesRequest{})
+			if err != nil {
+				return err
+			}
+			return a.print(resp, func(w io.Writer) error {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "SERIAL\tNAME\tROLE\tEXPIRES\tISSUED BY\tREVOKED")
+				for _, c := range resp.GetCertificates() {
+					revoked := "-"
+					if c.GetRevoked() != nil {
+						revoked = stamp(c.GetRevoked()) + " by " + c.GetRevokedBy()
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.GetInfo().GetSerialNumber(), orDash(c.GetInfo().GetName()),
+						orDash(c.GetInfo().GetRole()), stamp(c.GetInfo().GetNotAfter()), orDash(c.GetIssuedBy()), revoked)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke SERIAL",
+		Short: "Refuse a client certificate from now on (admin); SERIAL as `certs list` or `whoami` shows it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			conn, err := a.dial()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := a.context(cmd)
+			defer cancel()
+			resp, err := shoalv1.NewClusterServiceClient(conn).RevokeCertificate(ctx, &shoalv1.RevokeCertificateRequest{SerialNumber: args[0]})
+			if err != nil {
+				return err
+			}
+			return a.print(resp, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "certificate %s (%s) revoked\n", args[0], orDash(resp.GetCertificate().GetInfo().GetName()))
+				return err
+			})
+		},
+	}
+	cmd.AddCommand(issue, list, revoke)
 	return cmd
 }
 

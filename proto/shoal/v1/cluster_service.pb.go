@@ -1129,6 +1129,254 @@ func (x *WhoAmIResponse) GetCertificate() *CertificateInfo {
 	return nil
 }
 
+// IssuedCertificate is a client certificate the cluster issued or revoked.
+type IssuedCertificate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Info  *CertificateInfo       `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	// issued_by is the name in the certificate of the admin who issued it.
+	IssuedBy string                 `protobuf:"bytes,2,opt,name=issued_by,json=issuedBy,proto3" json:"issued_by,omitempty"`
+	Issued   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=issued,proto3" json:"issued,omitempty"`
+	// revoked_by and revoked are set once it is revoked.
+	RevokedBy     string                 `protobuf:"bytes,4,opt,name=revoked_by,json=revokedBy,proto3" json:"revoked_by,omitempty"`
+	Revoked       *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssuedCertificate) Reset() {
+	*x = IssuedCertificate{}
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssuedCertificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssuedCertificate) ProtoMessage() {}
+
+func (x *IssuedCertificate) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssuedCertificate.ProtoReflect.Descriptor instead.
+func (*IssuedCertificate) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *IssuedCertificate) GetInfo() *CertificateInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *IssuedCertificate) GetIssuedBy() string {
+	if x != nil {
+		return x.IssuedBy
+	}
+	return ""
+}
+
+func (x *IssuedCertificate) GetIssued() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Issued
+	}
+	return nil
+}
+
+func (x *IssuedCertificate) GetRevokedBy() string {
+	if x != nil {
+		return x.RevokedBy
+	}
+	return ""
+}
+
+func (x *IssuedCertificate) GetRevoked() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Revoked
+	}
+	return nil
+}
+
+type ListCertificatesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCertificatesRequest) Reset() {
+	*x = ListCertificatesRequest{}
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCertificatesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCertificatesRequest) ProtoMessage() {}
+
+func (x *ListCertificatesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCertificatesRequest.ProtoReflect.Descriptor instead.
+func (*ListCertificatesRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{21}
+}
+
+type ListCertificatesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificates  []*IssuedCertificate   `protobuf:"bytes,1,rep,name=certificates,proto3" json:"certificates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCertificatesResponse) Reset() {
+	*x = ListCertificatesResponse{}
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCertificatesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCertificatesResponse) ProtoMessage() {}
+
+func (x *ListCertificatesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCertificatesResponse.ProtoReflect.Descriptor instead.
+func (*ListCertificatesResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ListCertificatesResponse) GetCertificates() []*IssuedCertificate {
+	if x != nil {
+		return x.Certificates
+	}
+	return nil
+}
+
+type RevokeCertificateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// serial_number in hex, as ListCertificates and `lvsctl whoami` show it.
+	SerialNumber  string `protobuf:"bytes,1,opt,name=serial_number,json=serialNumber,proto3" json:"serial_number,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeCertificateRequest) Reset() {
+	*x = RevokeCertificateRequest{}
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeCertificateRequest) ProtoMessage() {}
+
+func (x *RevokeCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeCertificateRequest.ProtoReflect.Descriptor instead.
+func (*RevokeCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RevokeCertificateRequest) GetSerialNumber() string {
+	if x != nil {
+		return x.SerialNumber
+	}
+	return ""
+}
+
+type RevokeCertificateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificate   *IssuedCertificate     `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeCertificateResponse) Reset() {
+	*x = RevokeCertificateResponse{}
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeCertificateResponse) ProtoMessage() {}
+
+func (x *RevokeCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeCertificateResponse.ProtoReflect.Descriptor instead.
+func (*RevokeCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RevokeCertificateResponse) GetCertificate() *IssuedCertificate {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
 var File_shoal_v1_cluster_service_proto protoreflect.FileDescriptor
 
 const file_shoal_v1_cluster_service_proto_rawDesc = "" +
@@ -1204,7 +1452,21 @@ const file_shoal_v1_cluster_service_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x10\n" +
 	"\x03tls\x18\x03 \x01(\bR\x03tls\x12;\n" +
-	"\vcertificate\x18\x04 \x01(\v2\x19.shoal.v1.CertificateInfoR\vcertificate2\xfe\x05\n" +
+	"\vcertificate\x18\x04 \x01(\v2\x19.shoal.v1.CertificateInfoR\vcertificate\"\xe8\x01\n" +
+	"\x11IssuedCertificate\x12-\n" +
+	"\x04info\x18\x01 \x01(\v2\x19.shoal.v1.CertificateInfoR\x04info\x12\x1b\n" +
+	"\tissued_by\x18\x02 \x01(\tR\bissuedBy\x122\n" +
+	"\x06issued\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x06issued\x12\x1d\n" +
+	"\n" +
+	"revoked_by\x18\x04 \x01(\tR\trevokedBy\x124\n" +
+	"\arevoked\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\arevoked\"\x19\n" +
+	"\x17ListCertificatesRequest\"[\n" +
+	"\x18ListCertificatesResponse\x12?\n" +
+	"\fcertificates\x18\x01 \x03(\v2\x1b.shoal.v1.IssuedCertificateR\fcertificates\"?\n" +
+	"\x18RevokeCertificateRequest\x12#\n" +
+	"\rserial_number\x18\x01 \x01(\tR\fserialNumber\"Z\n" +
+	"\x19RevokeCertificateResponse\x12=\n" +
+	"\vcertificate\x18\x01 \x01(\v2\x1b.shoal.v1.IssuedCertificateR\vcertificate2\xb7\a\n" +
 	"\x0eClusterService\x12Y\n" +
 	"\x10GetClusterStatus\x12!.shoal.v1.GetClusterStatusRequest\x1a\".shoal.v1.GetClusterStatusResponse\x12D\n" +
 	"\tAddMember\x12\x1a.shoal.v1.AddMemberRequest\x1a\x1b.shoal.v1.AddMemberResponse\x12M\n" +
@@ -1214,7 +1476,9 @@ const file_shoal_v1_cluster_service_proto_rawDesc = "" +
 	"\x0eListJoinTokens\x12\x1f.shoal.v1.ListJoinTokensRequest\x1a .shoal.v1.ListJoinTokensResponse\x12V\n" +
 	"\x0fDeleteJoinToken\x12 .shoal.v1.DeleteJoinTokenRequest\x1a!.shoal.v1.DeleteJoinTokenResponse\x12Y\n" +
 	"\x10IssueCertificate\x12!.shoal.v1.IssueCertificateRequest\x1a\".shoal.v1.IssueCertificateResponse\x12;\n" +
-	"\x06WhoAmI\x12\x17.shoal.v1.WhoAmIRequest\x1a\x18.shoal.v1.WhoAmIResponseB2Z0github.com/shoal-lb/shoal/proto/shoal/v1;shoalv1b\x06proto3"
+	"\x06WhoAmI\x12\x17.shoal.v1.WhoAmIRequest\x1a\x18.shoal.v1.WhoAmIResponse\x12Y\n" +
+	"\x10ListCertificates\x12!.shoal.v1.ListCertificatesRequest\x1a\".shoal.v1.ListCertificatesResponse\x12\\\n" +
+	"\x11RevokeCertificate\x12\".shoal.v1.RevokeCertificateRequest\x1a#.shoal.v1.RevokeCertificateResponseB2Z0github.com/shoal-lb/shoal/proto/shoal/v1;shoalv1b\x06proto3"
 
 var (
 	file_shoal_v1_cluster_service_proto_rawDescOnce sync.Once
@@ -1228,7 +1492,7 @@ func file_shoal_v1_cluster_service_proto_rawDescGZIP() []byte {
 	return file_shoal_v1_cluster_service_proto_rawDescData
 }
 
-var file_shoal_v1_cluster_service_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_shoal_v1_cluster_service_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_shoal_v1_cluster_service_proto_goTypes = []any{
 	(*GetClusterStatusRequest)(nil),    // 0: shoal.v1.GetClusterStatusRequest
 	(*GetClusterStatusResponse)(nil),   // 1: shoal.v1.GetClusterStatusResponse
@@ -1250,44 +1514,58 @@ var file_shoal_v1_cluster_service_proto_goTypes = []any{
 	(*IssueCertificateResponse)(nil),   // 17: shoal.v1.IssueCertificateResponse
 	(*WhoAmIRequest)(nil),              // 18: shoal.v1.WhoAmIRequest
 	(*WhoAmIResponse)(nil),             // 19: shoal.v1.WhoAmIResponse
-	(*durationpb.Duration)(nil),        // 20: google.protobuf.Duration
-	(*CertificateInfo)(nil),            // 21: shoal.v1.CertificateInfo
-	(*timestamppb.Timestamp)(nil),      // 22: google.protobuf.Timestamp
+	(*IssuedCertificate)(nil),          // 20: shoal.v1.IssuedCertificate
+	(*ListCertificatesRequest)(nil),    // 21: shoal.v1.ListCertificatesRequest
+	(*ListCertificatesResponse)(nil),   // 22: shoal.v1.ListCertificatesResponse
+	(*RevokeCertificateRequest)(nil),   // 23: shoal.v1.RevokeCertificateRequest
+	(*RevokeCertificateResponse)(nil),  // 24: shoal.v1.RevokeCertificateResponse
+	(*durationpb.Duration)(nil),        // 25: google.protobuf.Duration
+	(*CertificateInfo)(nil),            // 26: shoal.v1.CertificateInfo
+	(*timestamppb.Timestamp)(nil),      // 27: google.protobuf.Timestamp
 }
 var file_shoal_v1_cluster_service_proto_depIdxs = []int32{
 	2,  // 0: shoal.v1.GetClusterStatusResponse.members:type_name -> shoal.v1.Member
-	20, // 1: shoal.v1.Member.last_contact:type_name -> google.protobuf.Duration
-	21, // 2: shoal.v1.Member.certificate:type_name -> shoal.v1.CertificateInfo
-	20, // 3: shoal.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
+	25, // 1: shoal.v1.Member.last_contact:type_name -> google.protobuf.Duration
+	26, // 2: shoal.v1.Member.certificate:type_name -> shoal.v1.CertificateInfo
+	25, // 3: shoal.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
 	11, // 4: shoal.v1.CreateJoinTokenResponse.info:type_name -> shoal.v1.JoinToken
-	22, // 5: shoal.v1.JoinToken.expires:type_name -> google.protobuf.Timestamp
+	27, // 5: shoal.v1.JoinToken.expires:type_name -> google.protobuf.Timestamp
 	11, // 6: shoal.v1.ListJoinTokensResponse.tokens:type_name -> shoal.v1.JoinToken
-	20, // 7: shoal.v1.IssueCertificateRequest.ttl:type_name -> google.protobuf.Duration
-	21, // 8: shoal.v1.IssueCertificateResponse.info:type_name -> shoal.v1.CertificateInfo
-	21, // 9: shoal.v1.WhoAmIResponse.certificate:type_name -> shoal.v1.CertificateInfo
-	0,  // 10: shoal.v1.ClusterService.GetClusterStatus:input_type -> shoal.v1.GetClusterStatusRequest
-	3,  // 11: shoal.v1.ClusterService.AddMember:input_type -> shoal.v1.AddMemberRequest
-	5,  // 12: shoal.v1.ClusterService.RemoveMember:input_type -> shoal.v1.RemoveMemberRequest
-	7,  // 13: shoal.v1.ClusterService.TransferLeadership:input_type -> shoal.v1.TransferLeadershipRequest
-	9,  // 14: shoal.v1.ClusterService.CreateJoinToken:input_type -> shoal.v1.CreateJoinTokenRequest
-	12, // 15: shoal.v1.ClusterService.ListJoinTokens:input_type -> shoal.v1.ListJoinTokensRequest
-	14, // 16: shoal.v1.ClusterService.DeleteJoinToken:input_type -> shoal.v1.DeleteJoinTokenRequest
-	16, // 17: shoal.v1.ClusterService.IssueCertificate:input_type -> shoal.v1.IssueCertificateRequest
-	18, // 18: shoal.v1.ClusterService.WhoAmI:input_type -> shoal.v1.WhoAmIRequest
-	1,  // 19: shoal.v1.ClusterService.GetClusterStatus:output_type -> shoal.v1.GetClusterStatusResponse
-	4,  // 20: shoal.v1.ClusterService.AddMember:output_type -> shoal.v1.AddMemberResponse
-	6,  // 21: shoal.v1.ClusterService.RemoveMember:output_type -> shoal.v1.RemoveMemberResponse
-	8,  // 22: shoal.v1.ClusterService.TransferLeadership:output_type -> shoal.v1.TransferLeadershipResponse
-	10, // 23: shoal.v1.ClusterService.CreateJoinToken:output_type -> shoal.v1.CreateJoinTokenResponse
-	13, // 24: shoal.v1.ClusterService.ListJoinTokens:output_type -> shoal.v1.ListJoinTokensResponse
-	15, // 25: shoal.v1.ClusterService.DeleteJoinToken:output_type -> shoal.v1.DeleteJoinTokenResponse
-	17, // 26: shoal.v1.ClusterService.IssueCertificate:output_type -> shoal.v1.IssueCertificateResponse
-	19, // 27: shoal.v1.ClusterService.WhoAmI:output_type -> shoal.v1.WhoAmIResponse
-	19, // [19:28] is the sub-list for method output_type
-	10, // [10:19] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	25, // 7: shoal.v1.IssueCertificateRequest.ttl:type_name -> google.protobuf.Duration
+	26, // 8: shoal.v1.IssueCertificateResponse.info:type_name -> shoal.v1.CertificateInfo
+	26, // 9: shoal.v1.WhoAmIResponse.certificate:type_name -> shoal.v1.CertificateInfo
+	26, // 10: shoal.v1.IssuedCertificate.info:type_name -> shoal.v1.CertificateInfo
+	27, // 11: shoal.v1.IssuedCertificate.issued:type_name -> google.protobuf.Timestamp
+	27, // 12: shoal.v1.IssuedCertificate.revoked:type_name -> google.protobuf.Timestamp
+	20, // 13: shoal.v1.ListCertificatesResponse.certificates:type_name -> shoal.v1.IssuedCertificate
+	20, // 14: shoal.v1.RevokeCertificateResponse.certificate:type_name -> shoal.v1.IssuedCertificate
+	0,  // 15: shoal.v1.ClusterService.GetClusterStatus:input_type -> shoal.v1.GetClusterStatusRequest
+	3,  // 16: shoal.v1.ClusterService.AddMember:input_type -> shoal.v1.AddMemberRequest
+	5,  // 17: shoal.v1.ClusterService.RemoveMember:input_type -> shoal.v1.RemoveMemberRequest
+	7,  // 18: shoal.v1.ClusterService.TransferLeadership:input_type -> shoal.v1.TransferLeadershipRequest
+	9,  // 19: shoal.v1.ClusterService.CreateJoinToken:input_type -> shoal.v1.CreateJoinTokenRequest
+	12, // 20: shoal.v1.ClusterService.ListJoinTokens:input_type -> shoal.v1.ListJoinTokensRequest
+	14, // 21: shoal.v1.ClusterService.DeleteJoinToken:input_type -> shoal.v1.DeleteJoinTokenRequest
+	16, // 22: shoal.v1.ClusterService.IssueCertificate:input_type -> shoal.v1.IssueCertificateRequest
+	18, // 23: shoal.v1.ClusterService.WhoAmI:input_type -> shoal.v1.WhoAmIRequest
+	21, // 24: shoal.v1.ClusterService.ListCertificates:input_type -> shoal.v1.ListCertificatesRequest
+	23, // 25: shoal.v1.ClusterService.RevokeCertificate:input_type -> shoal.v1.RevokeCertificateRequest
+	1,  // 26: shoal.v1.ClusterService.GetClusterStatus:output_type -> shoal.v1.GetClusterStatusResponse
+	4,  // 27: shoal.v1.ClusterService.AddMember:output_type -> shoal.v1.AddMemberResponse
+	6,  // 28: shoal.v1.ClusterService.RemoveMember:output_type -> shoal.v1.RemoveMemberResponse
+	8,  // 29: shoal.v1.ClusterService.TransferLeadership:output_type -> shoal.v1.TransferLeadershipResponse
+	10, // 30: shoal.v1.ClusterService.CreateJoinToken:output_type -> shoal.v1.CreateJoinTokenResponse
+	13, // 31: shoal.v1.ClusterService.ListJoinTokens:output_type -> shoal.v1.ListJoinTokensResponse
+	15, // 32: shoal.v1.ClusterService.DeleteJoinToken:output_type -> shoal.v1.DeleteJoinTokenResponse
+	17, // 33: shoal.v1.ClusterService.IssueCertificate:output_type -> shoal.v1.IssueCertificateResponse
+	19, // 34: shoal.v1.ClusterService.WhoAmI:output_type -> shoal.v1.WhoAmIResponse
+	22, // 35: shoal.v1.ClusterService.ListCertificates:output_type -> shoal.v1.ListCertificatesResponse
+	24, // 36: shoal.v1.ClusterService.RevokeCertificate:output_type -> shoal.v1.RevokeCertificateResponse
+	26, // [26:37] is the sub-list for method output_type
+	15, // [15:26] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_shoal_v1_cluster_service_proto_init() }
@@ -1302,7 +1580,7 @@ func file_shoal_v1_cluster_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_v1_cluster_service_proto_rawDesc), len(file_shoal_v1_cluster_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

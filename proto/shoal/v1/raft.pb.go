@@ -41,6 +41,8 @@ type Command struct {
 	//	*Command_CreateJoinToken
 	//	*Command_DeleteJoinToken
 	//	*Command_InstallCa
+	//	*Command_RecordCertificate
+	//	*Command_RevokeCertificate
 	Op isCommand_Op `protobuf_oneof:"op"`
 	// audit says who asked for the command, set by the node that received the
 	// request; the FSM records it in the history and reads its time as "now".
@@ -203,6 +205,24 @@ func (x *Command) GetInstallCa() *ClusterCA {
 	return nil
 }
 
+func (x *Command) GetRecordCertificate() *IssuedCertificate {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RecordCertificate); ok {
+			return x.RecordCertificate
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRevokeCertificate() *RevokeCertificateRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RevokeCertificate); ok {
+			return x.RevokeCertificate
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetAudit() *Audit {
 	if x != nil {
 		return x.Audit
@@ -266,6 +286,14 @@ type Command_InstallCa struct {
 	InstallCa *ClusterCA `protobuf:"bytes,13,opt,name=install_ca,json=installCa,proto3,oneof"`
 }
 
+type Command_RecordCertificate struct {
+	RecordCertificate *IssuedCertificate `protobuf:"bytes,14,opt,name=record_certificate,json=recordCertificate,proto3,oneof"`
+}
+
+type Command_RevokeCertificate struct {
+	RevokeCertificate *RevokeCertificateRequest `protobuf:"bytes,15,opt,name=revoke_certificate,json=revokeCertificate,proto3,oneof"`
+}
+
 func (*Command_ApplyConfig) isCommand_Op() {}
 
 func (*Command_CreateVirtualService) isCommand_Op() {}
@@ -291,6 +319,10 @@ func (*Command_CreateJoinToken) isCommand_Op() {}
 func (*Command_DeleteJoinToken) isCommand_Op() {}
 
 func (*Command_InstallCa) isCommand_Op() {}
+
+func (*Command_RecordCertificate) isCommand_Op() {}
+
+func (*Command_RevokeCertificate) isCommand_Op() {}
 
 // Audit is who asked for a command, when and how.
 type Audit struct {
@@ -665,8 +697,11 @@ type State struct {
 	// history is the latest configuration changes, oldest first.
 	History []*HistoryRecord `protobuf:"bytes,3,rep,name=history,proto3" json:"history,omitempty"`
 	// join_tokens are the join tokens that had not expired at the last command.
-	JoinTokens    []*StoredJoinToken `protobuf:"bytes,4,rep,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
-	Ca            *ClusterCA         `protobuf:"bytes,5,opt,name=ca,proto3" json:"ca,omitempty"`
+	JoinTokens []*StoredJoinToken `protobuf:"bytes,4,rep,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
+	Ca         *ClusterCA         `protobuf:"bytes,5,opt,name=ca,proto3" json:"ca,omitempty"`
+	// certificates are the client certificates issued or revoked that have
+	// not expired by the last such command, sorted by serial number.
+	Certificates  []*IssuedCertificate `protobuf:"bytes,6,rep,name=certificates,proto3" json:"certificates,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -736,6 +771,13 @@ func (x *State) GetCa() *ClusterCA {
 	return nil
 }
 
+func (x *State) GetCertificates() []*IssuedCertificate {
+	if x != nil {
+		return x.Certificates
+	}
+	return nil
+}
+
 type ApplyCommandRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Command       *Command               `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
@@ -781,9 +823,13 @@ func (x *ApplyCommandRequest) GetCommand() *Command {
 }
 
 type ApplyCommandResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Serial        uint64                 `protobuf:"varint,1,opt,name=serial,proto3" json:"serial,omitempty"`
-	Changes       []*Change              `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Serial  uint64                 `protobuf:"varint,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	Changes []*Change              `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+	// index is the command's Raft index: the sender answers its client once
+	// it has applied that much, also for commands that keep the serial
+	// (tokens, certificates).
+	Index         uint64 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -830,6 +876,13 @@ func (x *ApplyCommandResponse) GetChanges() []*Change {
 		return x.Changes
 	}
 	return nil
+}
+
+func (x *ApplyCommandResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
 }
 
 type ReadIndexRequest struct {
@@ -917,7 +970,7 @@ var File_shoal_v1_raft_proto protoreflect.FileDescriptor
 
 const file_shoal_v1_raft_proto_rawDesc = "" +
 	"\n" +
-	"\x13shoal/v1/raft.proto\x12\bshoal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshoal/v1/cluster_service.proto\x1a\x15shoal/v1/config.proto\x1a\x1dshoal/v1/config_service.proto\x1a$shoal/v1/load_balancer_service.proto\"\xb1\b\n" +
+	"\x13shoal/v1/raft.proto\x12\bshoal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshoal/v1/cluster_service.proto\x1a\x15shoal/v1/config.proto\x1a\x1dshoal/v1/config_service.proto\x1a$shoal/v1/load_balancer_service.proto\"\xd4\t\n" +
 	"\aCommand\x12A\n" +
 	"\fapply_config\x18\x01 \x01(\v2\x1c.shoal.v1.ApplyConfigRequestH\x00R\vapplyConfig\x12]\n" +
 	"\x16create_virtual_service\x18\x02 \x01(\v2%.shoal.v1.CreateVirtualServiceRequestH\x00R\x14createVirtualService\x12]\n" +
@@ -933,7 +986,9 @@ const file_shoal_v1_raft_proto_rawDesc = "" +
 	"\x11create_join_token\x18\v \x01(\v2\x19.shoal.v1.StoredJoinTokenH\x00R\x0fcreateJoinToken\x12N\n" +
 	"\x11delete_join_token\x18\f \x01(\v2 .shoal.v1.DeleteJoinTokenRequestH\x00R\x0fdeleteJoinToken\x124\n" +
 	"\n" +
-	"install_ca\x18\r \x01(\v2\x13.shoal.v1.ClusterCAH\x00R\tinstallCa\x12%\n" +
+	"install_ca\x18\r \x01(\v2\x13.shoal.v1.ClusterCAH\x00R\tinstallCa\x12L\n" +
+	"\x12record_certificate\x18\x0e \x01(\v2\x1b.shoal.v1.IssuedCertificateH\x00R\x11recordCertificate\x12S\n" +
+	"\x12revoke_certificate\x18\x0f \x01(\v2\".shoal.v1.RevokeCertificateRequestH\x00R\x11revokeCertificate\x12%\n" +
 	"\x05audit\x18\x14 \x01(\v2\x0f.shoal.v1.AuditR\x05auditB\x04\n" +
 	"\x02op\"y\n" +
 	"\x05Audit\x12\x14\n" +
@@ -959,19 +1014,21 @@ const file_shoal_v1_raft_proto_rawDesc = "" +
 	"\vapi_address\x18\x02 \x01(\tR\n" +
 	"apiAddress\"\"\n" +
 	"\x10UnregisterMember\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xf9\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xba\x02\n" +
 	"\x05State\x12(\n" +
 	"\x06config\x18\x01 \x01(\v2\x10.shoal.v1.ConfigR\x06config\x122\n" +
 	"\amembers\x18\x02 \x03(\v2\x18.shoal.v1.RegisterMemberR\amembers\x121\n" +
 	"\ahistory\x18\x03 \x03(\v2\x17.shoal.v1.HistoryRecordR\ahistory\x12:\n" +
 	"\vjoin_tokens\x18\x04 \x03(\v2\x19.shoal.v1.StoredJoinTokenR\n" +
 	"joinTokens\x12#\n" +
-	"\x02ca\x18\x05 \x01(\v2\x13.shoal.v1.ClusterCAR\x02ca\"B\n" +
+	"\x02ca\x18\x05 \x01(\v2\x13.shoal.v1.ClusterCAR\x02ca\x12?\n" +
+	"\fcertificates\x18\x06 \x03(\v2\x1b.shoal.v1.IssuedCertificateR\fcertificates\"B\n" +
 	"\x13ApplyCommandRequest\x12+\n" +
-	"\acommand\x18\x01 \x01(\v2\x11.shoal.v1.CommandR\acommand\"Z\n" +
+	"\acommand\x18\x01 \x01(\v2\x11.shoal.v1.CommandR\acommand\"p\n" +
 	"\x14ApplyCommandResponse\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\x04R\x06serial\x12*\n" +
-	"\achanges\x18\x02 \x03(\v2\x10.shoal.v1.ChangeR\achanges\"\x12\n" +
+	"\achanges\x18\x02 \x03(\v2\x10.shoal.v1.ChangeR\achanges\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\"\x12\n" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index2\xa2\x01\n" +
@@ -1014,13 +1071,15 @@ var file_shoal_v1_raft_proto_goTypes = []any{
 	(*RemoveRealServerRequest)(nil),     // 18: shoal.v1.RemoveRealServerRequest
 	(*RollbackConfigRequest)(nil),       // 19: shoal.v1.RollbackConfigRequest
 	(*DeleteJoinTokenRequest)(nil),      // 20: shoal.v1.DeleteJoinTokenRequest
-	(*timestamppb.Timestamp)(nil),       // 21: google.protobuf.Timestamp
-	(*JoinToken)(nil),                   // 22: shoal.v1.JoinToken
-	(*HistoryEntry)(nil),                // 23: shoal.v1.HistoryEntry
-	(*Global)(nil),                      // 24: shoal.v1.Global
-	(*VirtualService)(nil),              // 25: shoal.v1.VirtualService
-	(*Config)(nil),                      // 26: shoal.v1.Config
-	(*Change)(nil),                      // 27: shoal.v1.Change
+	(*IssuedCertificate)(nil),           // 21: shoal.v1.IssuedCertificate
+	(*RevokeCertificateRequest)(nil),    // 22: shoal.v1.RevokeCertificateRequest
+	(*timestamppb.Timestamp)(nil),       // 23: google.protobuf.Timestamp
+	(*JoinToken)(nil),                   // 24: shoal.v1.JoinToken
+	(*HistoryEntry)(nil),                // 25: shoal.v1.HistoryEntry
+	(*Global)(nil),                      // 26: shoal.v1.Global
+	(*VirtualService)(nil),              // 27: shoal.v1.VirtualService
+	(*Config)(nil),                      // 28: shoal.v1.Config
+	(*Change)(nil),                      // 29: shoal.v1.Change
 }
 var file_shoal_v1_raft_proto_depIdxs = []int32{
 	12, // 0: shoal.v1.Command.apply_config:type_name -> shoal.v1.ApplyConfigRequest
@@ -1036,28 +1095,31 @@ var file_shoal_v1_raft_proto_depIdxs = []int32{
 	2,  // 10: shoal.v1.Command.create_join_token:type_name -> shoal.v1.StoredJoinToken
 	20, // 11: shoal.v1.Command.delete_join_token:type_name -> shoal.v1.DeleteJoinTokenRequest
 	3,  // 12: shoal.v1.Command.install_ca:type_name -> shoal.v1.ClusterCA
-	1,  // 13: shoal.v1.Command.audit:type_name -> shoal.v1.Audit
-	21, // 14: shoal.v1.Audit.time:type_name -> google.protobuf.Timestamp
-	22, // 15: shoal.v1.StoredJoinToken.info:type_name -> shoal.v1.JoinToken
-	23, // 16: shoal.v1.HistoryRecord.entry:type_name -> shoal.v1.HistoryEntry
-	24, // 17: shoal.v1.HistoryRecord.global_before:type_name -> shoal.v1.Global
-	25, // 18: shoal.v1.HistoryRecord.services_before:type_name -> shoal.v1.VirtualService
-	26, // 19: shoal.v1.State.config:type_name -> shoal.v1.Config
-	5,  // 20: shoal.v1.State.members:type_name -> shoal.v1.RegisterMember
-	4,  // 21: shoal.v1.State.history:type_name -> shoal.v1.HistoryRecord
-	2,  // 22: shoal.v1.State.join_tokens:type_name -> shoal.v1.StoredJoinToken
-	3,  // 23: shoal.v1.State.ca:type_name -> shoal.v1.ClusterCA
-	0,  // 24: shoal.v1.ApplyCommandRequest.command:type_name -> shoal.v1.Command
-	27, // 25: shoal.v1.ApplyCommandResponse.changes:type_name -> shoal.v1.Change
-	8,  // 26: shoal.v1.PeerService.ApplyCommand:input_type -> shoal.v1.ApplyCommandRequest
-	10, // 27: shoal.v1.PeerService.ReadIndex:input_type -> shoal.v1.ReadIndexRequest
-	9,  // 28: shoal.v1.PeerService.ApplyCommand:output_type -> shoal.v1.ApplyCommandResponse
-	11, // 29: shoal.v1.PeerService.ReadIndex:output_type -> shoal.v1.ReadIndexResponse
-	28, // [28:30] is the sub-list for method output_type
-	26, // [26:28] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	21, // 13: shoal.v1.Command.record_certificate:type_name -> shoal.v1.IssuedCertificate
+	22, // 14: shoal.v1.Command.revoke_certificate:type_name -> shoal.v1.RevokeCertificateRequest
+	1,  // 15: shoal.v1.Command.audit:type_name -> shoal.v1.Audit
+	23, // 16: shoal.v1.Audit.time:type_name -> google.protobuf.Timestamp
+	24, // 17: shoal.v1.StoredJoinToken.info:type_name -> shoal.v1.JoinToken
+	25, // 18: shoal.v1.HistoryRecord.entry:type_name -> shoal.v1.HistoryEntry
+	26, // 19: shoal.v1.HistoryRecord.global_before:type_name -> shoal.v1.Global
+	27, // 20: shoal.v1.HistoryRecord.services_before:type_name -> shoal.v1.VirtualService
+	28, // 21: shoal.v1.State.config:type_name -> shoal.v1.Config
+	5,  // 22: shoal.v1.State.members:type_name -> shoal.v1.RegisterMember
+	4,  // 23: shoal.v1.State.history:type_name -> shoal.v1.HistoryRecord
+	2,  // 24: shoal.v1.State.join_tokens:type_name -> shoal.v1.StoredJoinToken
+	3,  // 25: shoal.v1.State.ca:type_name -> shoal.v1.ClusterCA
+	21, // 26: shoal.v1.State.certificates:type_name -> shoal.v1.IssuedCertificate
+	0,  // 27: shoal.v1.ApplyCommandRequest.command:type_name -> shoal.v1.Command
+	29, // 28: shoal.v1.ApplyCommandResponse.changes:type_name -> shoal.v1.Change
+	8,  // 29: shoal.v1.PeerService.ApplyCommand:input_type -> shoal.v1.ApplyCommandRequest
+	10, // 30: shoal.v1.PeerService.ReadIndex:input_type -> shoal.v1.ReadIndexRequest
+	9,  // 31: shoal.v1.PeerService.ApplyCommand:output_type -> shoal.v1.ApplyCommandResponse
+	11, // 32: shoal.v1.PeerService.ReadIndex:output_type -> shoal.v1.ReadIndexResponse
+	31, // [31:33] is the sub-list for method output_type
+	29, // [29:31] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_shoal_v1_raft_proto_init() }
@@ -1083,6 +1145,8 @@ func file_shoal_v1_raft_proto_init() {
 		(*Command_CreateJoinToken)(nil),
 		(*Command_DeleteJoinToken)(nil),
 		(*Command_InstallCa)(nil),
+		(*Command_RecordCertificate)(nil),
+		(*Command_RevokeCertificate)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

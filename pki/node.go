@@ -188,28 +188,51 @@ func (d *NodeDir) EnsureAdmin(ca *CA, now time.Time) error {
 	return WriteCerts(d.path(AdminCertFile), cert)
 }
 
+// AdminSerial is the serial number (hex) of root's admin certificate, or "".
+func (d *NodeDir) AdminSerial() string {
+	certs, err := ReadCerts(d.path(AdminCertFile))
+	if err != nil {
+		return ""
+	}
+	return certs[0].SerialNumber.Text(16)
+}
+
+// RemoveAdmin deletes root's admin credentials, so that EnsureAdmin writes
+// new ones (after the old ones were revoked).
+func (d *NodeDir) RemoveAdmin() error {
+	for _, f := range []string{AdminCertFile, AdminKeyFile} {
+		if err := os.Remove(d.path(f)); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+	}
+	return nil
+}
+
 // Files is an operator's PKI: certificate, key and CA files that another
 // tool renews. Reload reads them again when they change.
 type Files struct {
 	Cert, Key, CA string
 	Store         *Store
-	mod           time.Time
+	// mod is each file's modification time at the last load. A change
+	// either way counts: files copied with their times (rsync -t, cp -p)
+	// from a host whose clock is behind carry times older than the last.
+	mod [3]time.Time
 }
 
 // Reload loads the files when any of them changed since the last load, and
 // reports whether it did.
 func (f *Files) Reload() (bool, error) {
-	var newest time.Time
-	for _, p := range []string{f.Cert, f.Key, f.CA} {
+	var mod [3]time.Time
+	changed := false
+	for i, p := range []string{f.Cert, f.Key, f.CA} {
 		st, err := os.Stat(p)
 		if err != nil {
 			return false, err
 		}
-		if st.ModTime().After(newest) {
-			newest = st.ModTime()
-		}
+		mod[i] = st.ModTime()
+		changed = changed || !mod[i].Equal(f.mod[i])
 	}
-	if !newest.After(f.mod) && f.Store.Ready() {
+	if !changed && f.Store.Ready() {
 		return false, nil
 	}
 	certs, err := ReadCerts(f.Cert)
@@ -230,6 +253,6 @@ func (f *Files) Reload() (bool, error) {
 	if err := f.Store.Set(certs[0], key, cas); err != nil {
 		return false, fmt.Errorf("%s: %w", f.Cert, err)
 	}
-	f.mod = newest
+	f.mod = mod
 	return true, nil
 }

@@ -71,6 +71,13 @@ func (s *Server) tlsOnce(ctx context.Context) bool {
 	} else if renewed {
 		s.log.Info("node certificate renewed", "not_after", t.Store.Leaf().NotAfter)
 	}
+	if serial := t.Dir.AdminSerial(); serial != "" && s.revoked(serial) != nil {
+		// Revoked because the file was copied off, say: root gets new ones.
+		s.log.Warn("root's admin certificate was revoked; writing a new one", "serial", serial)
+		if err := t.Dir.RemoveAdmin(); err != nil {
+			s.log.Error("remove revoked admin credentials", "err", err)
+		}
+	}
 	if err := t.Dir.EnsureAdmin(ca, now); err != nil {
 		s.log.Error("write admin credentials", "err", err)
 	}

@@ -39,7 +39,7 @@ func (r Role) Client() bool { return r.rank() > 0 }
 
 // Covers reports whether a holder of r may do what needs the client role
 // need.
-func (r Role) Covers(need Role) bool { return r.rank() >= need.rank() && r.rank() > 0 }
+func (r Role) Covers(need Role) bool { return need.Client() && r.rank() >= need.rank() }
 
 // ParseRole reads a client role.
 func ParseRole(s string) (Role, error) {

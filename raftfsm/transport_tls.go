@@ -84,7 +84,7 @@ func newTLSStream(bind string, conf TransportTLS, admit func(id string) bool, lo
 	}
 	s := &tlsStream{ln: ln, conf: conf, log: log, raft: make(chan net.Conn), closed: make(chan struct{})}
 	if conf.Join != nil {
-		s.join = &connListener{addr: ln.Addr(), conns: make(chan net.Conn), closed: s.closed}
+		s.join = &connListener{addr: ln.Addr(), conns: make(chan net.Conn), stream: s.closed, closed: make(chan struct{})}
 	}
 	go s.acceptLoop()
 	return s, nil
@@ -129,12 +129,14 @@ func (s *tlsStream) handshake(c net.Conn) {
 		c.Close()
 		return
 	}
-	to := s.raft
+	to, gone := s.raft, s.closed
 	if tc.ConnectionState().NegotiatedProtocol != pki.ALPNRaft {
-		to = s.join.conns
+		to, gone = s.join.conns, s.join.closed
 	}
 	select {
 	case to <- tc:
+	case <-gone:
+		tc.Close()
 	case <-s.closed:
 		tc.Close()
 	}
@@ -163,10 +165,13 @@ func (s *tlsStream) Dial(address raft.ServerAddress, timeout time.Duration) (net
 }
 
 // connListener is a net.Listener fed with connections accepted elsewhere.
+// It is closed by its own Close (its server stopping) or with the stream.
 type connListener struct {
 	addr   net.Addr
 	conns  chan net.Conn
+	stream <-chan struct{}
 	closed chan struct{}
+	once   sync.Once
 }
 
 func (l *connListener) Accept() (net.Conn, error) {
@@ -174,10 +179,14 @@ func (l *connListener) Accept() (net.Conn, error) {
 	case c := <-l.conns:
 		return c, nil
 	case <-l.closed:
-		return nil, net.ErrClosed
+	case <-l.stream:
 	}
+	return nil, net.ErrClosed
 }
 
-// Close is the stream's to do; the join server's Stop calls this too.
-func (l *connListener) Close() error   { return nil }
+func (l *connListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
 func (l *connListener) Addr() net.Addr { return l.addr }

@@ -294,7 +294,8 @@ func run(args []string) error {
 	})
 	if joinSrv != nil {
 		g.Go(func() error {
-			if err := joinSrv.Serve(node.JoinListener()); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			// The listener also closes with raft's transport.
+			if err := joinSrv.Serve(node.JoinListener()); err != nil && !errors.Is(err, grpc.ErrServerStopped) && !errors.Is(err, net.ErrClosed) {
 				return fmt.Errorf("serve joins on the raft port: %w", err)
 			}
 			return nil
@@ -338,6 +339,9 @@ func run(args []string) error {
 	<-ctx.Done()
 	log.Info("shutting down: dropping addresses, then leaving raft")
 	srv.Drain()
+	if joinSrv != nil {
+		joinSrv.Stop()
+	}
 	dp.release()
 	dpCancel()
 	if err := dpGroup.Wait(); err != nil {
@@ -348,9 +352,6 @@ func run(args []string) error {
 		log.Error("raft shutdown", "err", err)
 	}
 	stopGRPC(gs, 2*time.Second)
-	if joinSrv != nil {
-		joinSrv.Stop()
-	}
 	if metricsSrv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = metricsSrv.Shutdown(sctx)

@@ -4,13 +4,14 @@
 #               the three-director docker-compose cluster, apply the demo
 #               config and show where the VIP is and a few requests through it
 #   make test   every test (the compose e2e runs when docker is there)
-#   make down   stop the cluster and delete its volumes
+#   make down   stop the cluster, delete its volumes and the bootstrap token
 #
 # Knobs (environment or make VAR=value):
 #   SHOAL_DATAPLANE    ipvs when the host has the ip_vs module loaded, else vip
 #   SHOAL_PUBLIC_NET   first three octets of the VIP network (10.213.77)
 #   SHOAL_CLUSTER_NET  first three octets of the Raft network (10.213.78)
 #   SHOAL_PROFILE      lvsd's Raft timing profile: lan (default), fast, wan
+#   SHOAL_TOKEN_FILE   the directors' bootstrap token (deploy/.shoal-token)
 #   COMPOSE            docker-compose (default) or "docker compose"
 
 SHELL := /bin/bash
@@ -25,11 +26,16 @@ SHOAL_DATAPLANE ?= $(shell test -e /proc/net/ip_vs && echo ipvs || echo vip)
 SHOAL_PUBLIC_NET ?= 10.213.77
 SHOAL_CLUSTER_NET ?= 10.213.78
 SHOAL_PROFILE ?= lan
-export SHOAL_IMAGE SHOAL_DATAPLANE SHOAL_PUBLIC_NET SHOAL_CLUSTER_NET SHOAL_PROFILE
+SHOAL_TOKEN_FILE ?= $(CURDIR)/deploy/.shoal-token
+export SHOAL_IMAGE SHOAL_DATAPLANE SHOAL_PUBLIC_NET SHOAL_CLUSTER_NET SHOAL_PROFILE SHOAL_TOKEN_FILE
 
 DC := $(COMPOSE) -p $(PROJECT) -f deploy/docker-compose.yml
 VIP := $(SHOAL_PUBLIC_NET).100
+# LVSCTL is the client's lvsctl, with its operator certificate; ADMIN is
+# lvsctl on director1 with root's admin credentials from its data volume
+# (lvsctl's default), for what needs the admin role.
 LVSCTL := $(DC) exec -T client /lvsctl
+ADMIN := $(DC) exec -T director1 /lvsctl -s $(SHOAL_PUBLIC_NET).11:7070
 # FIND_HOLDER sets the shell variable holder to the director that reports
 # holding the VIP, waiting up to 20s for one (an election may be under way).
 FIND_HOLDER = for i in $$(seq 40); do \
@@ -51,19 +57,32 @@ bin:
 image: bin
 	docker build -q -t $(SHOAL_IMAGE) -f deploy/Dockerfile deploy
 
-up: image
-	@echo "== starting 3 directors, 2 real servers and a client (dataplane $(SHOAL_DATAPLANE))"
+# The secret the three directors share at their first bootstrap, made once:
+# director1 makes the cluster CA and lets the others in with it.
+$(SHOAL_TOKEN_FILE): | bin
+	@echo "== bootstrap token for the directors: $@"
+	@umask 077; deploy/bin/lvsctl cluster token --bootstrap > $@.tmp && mv $@.tmp $@
+
+up: image $(SHOAL_TOKEN_FILE)
+	@test -f $(SHOAL_TOKEN_FILE) || { echo "$(SHOAL_TOKEN_FILE) is not a file (a docker-compose up without it leaves a directory): remove it"; exit 1; }
+	@echo "== starting 3 directors, 2 real servers and a client (dataplane $(SHOAL_DATAPLANE), mutual TLS)"
 	$(DC) up -d
 	@$(MAKE) --no-print-directory demo
 
-# demo waits for a leader, applies deploy/demo.yaml and shows the result.
+# demo waits for a leader, gives the client an operator certificate,
+# applies deploy/demo.yaml as admin and shows the result from the client.
 demo:
 	@echo "== waiting for a leader"
 	@for i in $$(seq 60); do \
-	  $(LVSCTL) -o json cluster status 2>/dev/null | grep -q '"leader_id"' && break; sleep 1; \
+	  $(ADMIN) -o json cluster status 2>/dev/null | grep -q '"leader_id"' && break; sleep 1; \
 	done
-	@echo "== applying deploy/demo.yaml through lvsctl"
-	@sed 's/$${SHOAL_PUBLIC_NET}/$(SHOAL_PUBLIC_NET)/g' deploy/demo.yaml | $(LVSCTL) config apply -f -
+	@$(LVSCTL) whoami >/dev/null 2>&1 || { \
+	  echo "== issuing the client an operator certificate (lvsctl certs issue on director1, into the client-tls volume)"; \
+	  $(ADMIN) certs issue --role operator --name client --out /client-tls >/dev/null; \
+	}
+	@echo "== lvsctl whoami in the client container"; $(LVSCTL) whoami
+	@echo "== applying deploy/demo.yaml through lvsctl on director1 (config changes need the admin role)"
+	@sed 's/$${SHOAL_PUBLIC_NET}/$(SHOAL_PUBLIC_NET)/g' deploy/demo.yaml | $(ADMIN) config apply -f -
 	@$(FIND_HOLDER); \
 	$(LVSCTL) cluster status; echo "== the VIP $(VIP) is on $${holder:-no director yet}"
 	@echo "== 6 requests to http://$(VIP)/ from the client container"
@@ -75,8 +94,11 @@ demo:
 	@echo "Try a failover: make failover   (kills the VIP holder, asks again)"
 	@echo "Clean up:       make down"
 
+# status asks the directors in turn: the client's default one may be down.
 status:
-	@$(LVSCTL) cluster status
+	@for d in 11 12 13; do \
+	  $(LVSCTL) -s $(SHOAL_PUBLIC_NET).$$d:7070 --request-timeout 3s cluster status 2>/dev/null && exit 0; \
+	done; echo "no director answered"; exit 1
 
 # failover kills the director that holds the VIP and asks the VIP again.
 failover:
@@ -96,6 +118,7 @@ logs:
 
 down:
 	$(DC) down -v --remove-orphans
+	rm -f $(SHOAL_TOKEN_FILE)
 
 # The README's test command. The docker-compose e2e (e2e/compose_test.go)
 # builds its own image and compose project and skips without docker. Tests

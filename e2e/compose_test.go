@@ -3,8 +3,10 @@ package e2e
 // The docker-compose e2e test drives deploy/docker-compose.yml, the cluster
 // the README tells users to bring up, the way a user would: lvsctl from the
 // client container, docker kill, docker network disconnect, docker restart.
-// It builds its own image and runs under a compose project and subnets of its
-// own, so it neither needs nor touches a `make up` cluster.
+// It builds its own image and runs under a compose project, subnets and
+// bootstrap token of its own, so it neither needs nor touches a `make up`
+// cluster. As `make demo` does, it gives the client an operator certificate
+// issued on director1 and makes configuration changes (admin) there.
 
 import (
 	"bufio"
@@ -74,10 +76,22 @@ func TestComposeCluster(t *testing.T) {
 
 	var serial uint64
 	var leader string
+	if !t.Run("client-cert", func(t *testing.T) {
+		start := time.Now()
+		c.issueClientCert(t, 90*time.Second)
+		t.Logf("client certificate issued %s after up", time.Since(start).Round(time.Millisecond))
+	}) {
+		return
+	}
 	if !t.Run("leader", func(t *testing.T) {
 		start := time.Now()
 		leader = c.waitOneLeader(t, 90*time.Second)
 		t.Logf("leader %s elected %s after up", leader, time.Since(start).Round(time.Millisecond))
+	}) {
+		return
+	}
+	if !t.Run("tls", func(t *testing.T) {
+		c.checkTLS(t)
 	}) {
 		return
 	}
@@ -140,6 +154,8 @@ func newComposeCluster(t *testing.T) *composeCluster {
 	// Static binaries into a build context of their own, so a `make up`
 	// tree (deploy/bin) is neither needed nor overwritten.
 	ctxDir := t.TempDir()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	c.env = append(c.env, "SHOAL_TOKEN_FILE="+tokenFile)
 	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(ctxDir, "bin")+"/",
 		"./cmd/lvsd", "./cmd/lvsctl", "./deploy/shoal-demo")
 	build.Dir = root
@@ -158,6 +174,14 @@ func newComposeCluster(t *testing.T) *composeCluster {
 	}
 	if out, err := exec.Command("docker", "build", "-q", "-t", image, ctxDir).CombinedOutput(); err != nil {
 		t.Fatalf("docker build: %v\n%s", err, out)
+	}
+	// The directors' shared bootstrap token, as `make up` makes it.
+	token, err := exec.Command(filepath.Join(ctxDir, "bin", "lvsctl"), "cluster", "token", "--bootstrap").Output()
+	if err != nil {
+		t.Fatalf("lvsctl cluster token --bootstrap: %v", err)
+	}
+	if err := os.WriteFile(tokenFile, token, 0o600); err != nil {
+		t.Fatal(err)
 	}
 
 	// Registered before up, so a failure anywhere below still tears the
@@ -299,6 +323,93 @@ func (c *composeCluster) exec(stdin io.Reader, svc string, args ...string) (stri
 		return stdout.String(), fmt.Errorf("%s: %s: %w: %s", svc, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.String(), nil
+}
+
+// admin runs lvsctl in director1 against its own API, with root's admin
+// credentials from its data volume (lvsctl's default), as `make demo` does.
+func (c *composeCluster) admin(stdin io.Reader, args ...string) (string, error) {
+	return c.exec(stdin, "director1", append([]string{"/lvsctl", "-s", c.apiAddr("director1")}, args...)...)
+}
+
+// issueClientCert issues the client container its operator certificate
+// into the client-tls volume, as `make demo` does; it waits for the group
+// to have a leader, which records the certificate.
+func (c *composeCluster) issueClientCert(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	composeEventually(t, timeout, "lvsctl certs issue on director1", func() (bool, string) {
+		out, err := c.admin(nil, "--request-timeout", "3s", "certs", "issue", "--role", "operator", "--name", "client", "--out", "/client-tls")
+		if err != nil {
+			return false, err.Error()
+		}
+		return true, out
+	})
+}
+
+// checkTLS checks that the API is served over mutual TLS only, that the
+// client holds the operator certificate and no more, that every director
+// has a certificate of the one cluster CA and that the directors' compose
+// health checks authenticate with the node's own admin credentials.
+func (c *composeCluster) checkTLS(t *testing.T) {
+	t.Helper()
+	noCreds := []string{"-e", "SHOAL_CACERT=", "-e", "SHOAL_CERT=", "-e", "SHOAL_KEY="}
+	for _, d := range composeDirectors {
+		// lvsctl without credentials speaks plaintext: refused.
+		out, err := exec.Command("docker", append(append([]string{"exec"}, noCreds...),
+			c.ids["client"], "/lvsctl", "-s", c.apiAddr(d), "--request-timeout", "3s", "status")...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "TLS") {
+			t.Errorf("plaintext lvsctl status to %s: %v: %s; want a refusal that mentions TLS", d, err, out)
+		}
+		// TLS with the CA but no client certificate: Unauthenticated.
+		out, err = exec.Command("docker", "exec", "-e", "SHOAL_CERT=", "-e", "SHOAL_KEY=",
+			c.ids["client"], "/lvsctl", "-s", c.apiAddr(d), "--request-timeout", "3s", "status").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "needs a client certificate") {
+			t.Errorf("lvsctl status to %s without a client certificate: %v: %s; want it refused", d, err, out)
+		}
+	}
+
+	who := &shoalv1.WhoAmIResponse{}
+	if err := c.lvsctl(who, "director2", "whoami"); err != nil {
+		t.Fatal(err)
+	}
+	if who.GetName() != "client" || who.GetRole() != "operator" || !who.GetTls() {
+		t.Errorf("lvsctl whoami in the client: %v; want client (operator) over TLS", who)
+	}
+	t.Logf("the client is %s (%s), certificate %s", who.GetName(), who.GetRole(), who.GetCertificate().GetSerialNumber())
+
+	// An operator may not change the configuration.
+	if out, err := c.exec(strings.NewReader(c.demoConfig(t)), "client", "/lvsctl", "config", "apply", "-f", "-"); err == nil || !strings.Contains(err.Error(), "needs role admin") {
+		t.Errorf("config apply with the operator certificate: %v %s; want it refused for role admin", err, out)
+	}
+
+	certs := &shoalv1.GetClusterStatusResponse{}
+	if err := c.lvsctl(certs, "director3", "cluster", "certs"); err != nil {
+		t.Fatal(err)
+	}
+	cas := map[string]bool{}
+	for _, m := range certs.GetMembers() {
+		ci := m.GetCertificate()
+		if ci.GetRole() != "node" || ci.GetName() != m.GetId() || !ci.GetNotAfter().AsTime().After(time.Now()) {
+			t.Errorf("lvsctl cluster certs: %s has certificate %v (error %q); want a valid node certificate named %s", m.GetId(), ci, m.GetError(), m.GetId())
+		}
+		cas[ci.GetCaFingerprint()] = true
+	}
+	if len(certs.GetMembers()) != len(composeDirectors) || len(cas) != 1 {
+		t.Errorf("lvsctl cluster certs: %d members under %d CAs; want %d under one", len(certs.GetMembers()), len(cas), len(composeDirectors))
+	}
+
+	// The health check is lvsctl status with the node's admin
+	// credentials, which director2 and 3 get with their certificates.
+	composeEventually(t, 60*time.Second, "every director's compose health check passes", func() (bool, string) {
+		var seen []string
+		ok := true
+		for _, d := range composeDirectors {
+			out, err := exec.Command("docker", "inspect", "-f", "{{.State.Health.Status}}", c.ids[d]).Output()
+			h := strings.TrimSpace(string(out))
+			seen = append(seen, fmt.Sprintf("%s=%s %v", d, h, err))
+			ok = ok && h == "healthy"
+		}
+		return ok, strings.Join(seen, " ")
+	})
 }
 
 // lvsctl runs lvsctl in the client container against one director's API
@@ -456,16 +567,11 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// applyDemo applies deploy/demo.yaml with lvsctl from the client container
-// and returns the committed serial.
+// applyDemo applies deploy/demo.yaml with lvsctl on director1 (a change
+// of configuration needs the admin role) and returns the committed serial.
 func (c *composeCluster) applyDemo(t *testing.T) uint64 {
 	t.Helper()
-	tmpl, err := os.ReadFile(filepath.Join(c.root, "deploy", "demo.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := strings.ReplaceAll(string(tmpl), "${SHOAL_PUBLIC_NET}", c.publicNet)
-	out, err := c.exec(strings.NewReader(cfg), "client", "/lvsctl", "-s", c.apiAddr("director1"), "config", "apply", "-f", "-")
+	out, err := c.admin(strings.NewReader(c.demoConfig(t)), "config", "apply", "-f", "-")
 	if err != nil {
 		t.Fatalf("lvsctl apply: %v\n%s", err, out)
 	}
@@ -478,6 +584,16 @@ func (c *composeCluster) applyDemo(t *testing.T) uint64 {
 		t.Fatalf("serial after apply is 0: %v", st)
 	}
 	return st.GetSerial()
+}
+
+// demoConfig is deploy/demo.yaml for this project's public network.
+func (c *composeCluster) demoConfig(t *testing.T) string {
+	t.Helper()
+	tmpl, err := os.ReadFile(filepath.Join(c.root, "deploy", "demo.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.ReplaceAll(string(tmpl), "${SHOAL_PUBLIC_NET}", c.publicNet)
 }
 
 // waitSerialEverywhere waits until every running director reports serial as

@@ -3,12 +3,17 @@ package e2e_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/shoal-lb/shoal/e2e/harness"
 	"github.com/shoal-lb/shoal/e2e/netlab"
@@ -195,6 +200,144 @@ func testVIPFailover(t *testing.T, profile string, lease time.Duration) {
 		t.Errorf("two routers held the VIP at %s (outside the crash/partition windows)", at.Format("15:04:05.000"))
 	}
 	t.Logf("healed partition: leader %s (%v after replug); VIP holder transitions: %s", final.Name, end.Sub(healed).Round(time.Millisecond), transitions(holders, start))
+}
+
+// TestNetnsTLS checks lvsd's default security on real, non-loopback
+// addresses: three routers of the namespace lab bootstrap over mutual TLS
+// with a bootstrap token; from the client namespace, bytes and TLS without
+// a node certificate on the leader's Raft port commit nothing, and a
+// plaintext gRPC call to the API is refused; a fourth router joins with a
+// token from `lvsctl cluster token` and answers with its own admin
+// credentials.
+func TestNetnsTLS(t *testing.T) {
+	netlab.SkipUnlessRoot(t)
+	lvsd, lvsctl := harness.Build(t, "cmd/lvsd"), harness.Build(t, "cmd/lvsctl")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	lab, err := netlab.New(netlab.Options{Routers: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := lab.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	dir := t.TempDir()
+	if d := os.Getenv("SHOAL_E2E_LOGS"); d != "" {
+		dir = filepath.Join(d, lab.Prefix)
+	}
+	r4 := lab.Routers[3]
+	sh := &netlab.Shoal{Lab: lab, Lvsd: lvsd, Lvsctl: lvsctl, Dir: dir, Bootstrap: lab.Routers[:3]}
+	t.Cleanup(func() {
+		sh.Close()
+		if t.Failed() {
+			for _, r := range lab.Routers {
+				if b, err := os.ReadFile(sh.LogPath(r)); err == nil {
+					t.Logf("--- %s lvsd.log (tail)\n%s", r.Name, tail(string(b), 40))
+				}
+			}
+		}
+	})
+	start := time.Now()
+	for _, r := range sh.Bootstrap {
+		if err := sh.Start(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status := func() (*shoalv1.GetClusterStatusResponse, error) {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		out, err := sh.CtlRetry(cctx, "-o", "json", "--request-timeout", "2s", "cluster", "status")
+		if err != nil {
+			return nil, err
+		}
+		var st shoalv1.GetClusterStatusResponse
+		if err := protojson.Unmarshal([]byte(out), &st); err != nil {
+			return nil, fmt.Errorf("cluster status: %w: %s", err, out)
+		}
+		return &st, nil
+	}
+	// members waits for a leader and want members that each answer.
+	members := func(t *testing.T, want ...string) *shoalv1.GetClusterStatusResponse {
+		t.Helper()
+		var st *shoalv1.GetClusterStatusResponse
+		harness.Eventually(t, 30*time.Second, func() bool {
+			s, err := status()
+			if err != nil || s.GetLeaderId() == "" || len(s.GetMembers()) != len(want) {
+				return false
+			}
+			for _, m := range s.GetMembers() {
+				if !strings.Contains(" "+strings.Join(want, " ")+" ", " "+m.GetId()+" ") || (m.GetRole() != "leader" && m.GetRole() != "follower") || m.GetCertificate() == nil {
+					return false
+				}
+			}
+			st = s
+			return true
+		}, "members %v answering over TLS, with a leader", want)
+		return st
+	}
+	st := members(t, "r1", "r2", "r3")
+	leader := lab.Router(st.GetLeaderId())
+	t.Logf("3 routers on %s over TLS: leader %s %v after the first start", lab.Subnet, leader.Name, time.Since(start).Round(time.Millisecond))
+
+	t.Run("raft-port", func(t *testing.T) {
+		pos := func() harness.RaftPosition {
+			st, err := status()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return harness.RaftPosition{Leader: st.GetLeaderId(), Term: st.GetTerm(), Commit: st.GetCommitIndex()}
+		}
+		harness.AssertNoCommit(t, pos, func(id string) {
+			target := lab.Router(id)
+			seen, err := harness.ProbeRaftPort(lab.Client.DialContext, sh.RaftAddr(target).String(), sh.Creds(lab.Routers[0]))
+			if err != nil {
+				t.Fatalf("%s's Raft port %s: %v", target.Name, sh.RaftAddr(target), err)
+			}
+			t.Logf("%s's Raft port %s from the client namespace:\n  %s", target.Name, sh.RaftAddr(target), strings.Join(seen, "\n  "))
+		})
+	})
+
+	t.Run("api-plaintext", func(t *testing.T) {
+		conn, err := grpc.NewClient("passthrough:///"+sh.APIAddr(leader).String(),
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+				return lab.Client.DialContext(ctx, "tcp", addr)
+			}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if _, err := shoalv1.NewNodeServiceClient(conn).GetNodeStatus(cctx, &shoalv1.GetNodeStatusRequest{}); err == nil {
+			t.Fatalf("a plaintext gRPC call to %s's API was answered", leader.Name)
+		} else {
+			t.Logf("plaintext gRPC call to %s: %v", sh.APIAddr(leader), err)
+		}
+	})
+
+	t.Run("join", func(t *testing.T) {
+		token, err := sh.JoinToken(ctx, leader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		joined := time.Now()
+		if err := sh.Join(r4, leader, token); err != nil {
+			t.Fatal(err)
+		}
+		members(t, "r1", "r2", "r3", "r4")
+		t.Logf("r4 joined through %s with a token from lvsctl cluster token: a member %v after its start", leader.Name, time.Since(joined).Round(time.Millisecond))
+		own := sh.Creds(r4)
+		harness.Eventually(t, 20*time.Second, own.Ready, "r4's own admin credentials in %s", filepath.Dir(own.Cert))
+		out, err := sh.Ctl(ctx, r4, "whoami")
+		if err != nil || !strings.Contains(out, "root@r4 (admin)") {
+			t.Fatalf("whoami on r4 with its own admin credentials: %v %q", err, out)
+		}
+		t.Logf("r4: %s", strings.TrimSpace(out))
+	})
 }
 
 // stableLeader waits for exactly one VIP holder, unchanged for a second,

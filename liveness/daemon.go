@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -72,6 +73,12 @@ func (w *daemonWatch) run(addr netip.AddrPort, stop chan struct{}) {
 	// closed is when the other side closed the last connection; zero
 	// while none has been, or after a dial that got no answer at all.
 	var closed time.Time
+	// quick counts redials made at once after a connection was cut: a
+	// daemon that is exiting can still complete a TCP handshake from its
+	// listen backlog and reset it a moment later, and the redial after
+	// that is refused. Past a few, a peer that keeps cutting connections
+	// is not dying but refusing this node (a TLS alert, say): wait.
+	quick := 0
 	for {
 		conn, err := w.dial(&d, addr)
 		switch {
@@ -83,13 +90,17 @@ func (w *daemonWatch) run(addr netip.AddrPort, stop chan struct{}) {
 			}
 			w.died(stop, closed)
 			return
+		case cut(err) && quick < 3:
+			if closed.IsZero() {
+				closed = time.Now()
+			}
+			quick++
+			continue
 		case err != nil:
 			w.log.Debug("daemon watch: dial failed, retrying", "addr", addr, "err", err)
-			closed = time.Time{}
-			select {
-			case <-stop:
+			closed, quick = time.Time{}, 0
+			if !w.pause(stop) {
 				return
-			case <-time.After(dialTimeout / 10):
 			}
 			continue
 		}
@@ -110,13 +121,43 @@ func (w *daemonWatch) run(addr netip.AddrPort, stop chan struct{}) {
 			return
 		default:
 		}
+		switch {
+		case err == nil || cut(err):
+			quick = 0
+		case quick < 3:
+			// A TLS alert (this node refused) rather than the daemon
+			// going: a few quick tries, then at the dial pace.
+			quick++
+		default:
+			closed = time.Time{}
+			if !w.pause(stop) {
+				return
+			}
+		}
 	}
 }
 
+// pause waits before the next dial, and reports false if stopped meanwhile.
+func (w *daemonWatch) pause(stop chan struct{}) bool {
+	select {
+	case <-stop:
+		return false
+	case <-time.After(dialTimeout / 10):
+		return true
+	}
+}
+
+// cut is a connection the other side closed or reset: the daemon exiting,
+// or restarting.
+func cut(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
 // dial connects to addr, with a TLS handshake when the watch has a TLS
-// configuration. A refused connection is the daemon gone; a failed
-// handshake is not (the daemon answered), and is retried like any other
-// failed dial.
+// configuration. A refused connection is the daemon gone; a handshake cut
+// short is the daemon exiting or restarting (redialled at once); another
+// failed handshake is retried like any other failed dial.
 func (w *daemonWatch) dial(d *net.Dialer, addr netip.AddrPort) (net.Conn, error) {
 	conn, err := d.Dial("tcp", addr.String())
 	if err != nil || w.tls == nil {

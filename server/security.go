@@ -59,6 +59,10 @@ func (s *Server) signingCA() (*pki.CA, error) {
 		if err != nil || ca != nil {
 			return ca, err
 		}
+		// The cluster CA comes with the replicated state, which a router
+		// that has just got its own certificate at a first bootstrap has
+		// not caught up with: the caller may ask again, or another.
+		return nil, status.Error(codes.Unavailable, "this node does not hold the cluster CA yet; ask again, or another member")
 	}
 	return nil, status.Error(codes.FailedPrecondition, "this node holds no CA key: "+pki.ErrNoCAKey.Error())
 }

@@ -38,6 +38,7 @@ type settings struct {
 	wrap     []string        // command prefix for lvsd (SHOAL_BENCH_WRAP)
 	flags    []string        // extra lvsd flags (SHOAL_BENCH_FLAGS)
 	writes   int             // API writes per second under load, 0 = as fast as they commit
+	insecure []bool          // lvsd over mutual TLS (false), --insecure (true), or both (SHOAL_BENCH_TLS)
 }
 
 func envSettings(t *testing.T) settings {
@@ -72,6 +73,16 @@ func envSettings(t *testing.T) settings {
 		for _, k := range strings.Split(v, ",") {
 			s.only[k] = true
 		}
+	}
+	switch v := os.Getenv("SHOAL_BENCH_TLS"); v {
+	case "", "on":
+		s.insecure = []bool{false}
+	case "off":
+		s.insecure = []bool{true}
+	case "both":
+		s.insecure = []bool{false, true}
+	default:
+		t.Fatalf("SHOAL_BENCH_TLS=%q: want on (mutual TLS, lvsd's default), off (--insecure) or both", v)
 	}
 	s.wrap = strings.Fields(os.Getenv("SHOAL_BENCH_WRAP"))
 	s.flags = strings.Fields(os.Getenv("SHOAL_BENCH_FLAGS"))
@@ -120,10 +131,15 @@ func TestFailoverBenchmark(t *testing.T) {
 	if s.only["shoal"] {
 		lvsd, lvsctl := binaries(t, s)
 		for _, p := range s.profiles {
-			dir := filepath.Join(s.out, "shoal-"+p)
-			rows = append(rows, runSeries(t, s, dir, func(l *netlab.Lab) netlab.Daemon {
-				return &netlab.Shoal{Lab: l, Lvsd: lvsd, Lvsctl: lvsctl, Dir: dir, Profile: p, Flags: s.flags, Wrap: s.wrap}
-			})...)
+			for _, insecure := range s.insecure {
+				dir := filepath.Join(s.out, "shoal-"+p)
+				if insecure {
+					dir += "-insecure"
+				}
+				rows = append(rows, runSeries(t, s, dir, func(l *netlab.Lab) netlab.Daemon {
+					return &netlab.Shoal{Lab: l, Lvsd: lvsd, Lvsctl: lvsctl, Dir: dir, Profile: p, Flags: s.flags, Wrap: s.wrap, Insecure: insecure}
+				})...)
+			}
 		}
 	}
 	if s.only["keepalived"] {

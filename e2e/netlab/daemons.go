@@ -11,12 +11,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/shoal-lb/shoal/e2e/harness"
+	"github.com/shoal-lb/shoal/pki"
 )
 
 // Daemon is a VIP-holding daemon that runs on every router of a lab: lvsd,
@@ -32,6 +37,13 @@ type Daemon interface {
 }
 
 // Shoal runs lvsd in every router of a lab with the VIP dataplane.
+//
+// The lab's addresses are not loopback ones, so lvsd secures its API and
+// Raft with mutual TLS: on the first Start the routers share a new bootstrap
+// token (Dir/token, 0600), the first of them makes the cluster CA and the
+// others get their certificates from it. Ctl, CtlRetry and Conn then
+// authenticate as admin with the credentials lvsd writes into a router's
+// data directory. Insecure runs them all in plaintext instead.
 type Shoal struct {
 	Lab *Lab
 	// Lvsd and Lvsctl are paths to the binaries.
@@ -49,11 +61,18 @@ type Shoal struct {
 	// RaftPort, APIPort and MetricsPort on each router's address (default
 	// 7000, 7001, 7002).
 	RaftPort, APIPort, MetricsPort uint16
+	// Insecure runs lvsd with --insecure: the API and Raft in plaintext,
+	// without the bootstrap token, and clients without certificates.
+	Insecure bool
+	// Bootstrap are the routers of the first bootstrap (default: every
+	// router of the lab). Start the others with Join.
+	Bootstrap []*Node
 
 	mu     sync.Mutex
 	procs  map[string]*Process
 	logs   map[string]*os.File
 	killed map[string]bool
+	joined map[string]*Node // router -> the member whose API it joined through
 }
 
 // Label implements Daemon.
@@ -65,10 +84,31 @@ func (s *Shoal) Label() string {
 	if len(s.Flags) > 0 {
 		l += " " + strings.Join(s.Flags, " ")
 	}
+	if s.Insecure {
+		l += " --insecure"
+	}
 	if len(s.Wrap) > 0 {
 		l += " (under " + strings.Join(s.Wrap, " ") + ")"
 	}
 	return l
+}
+
+// TokenPath is the file of the bootstrap token that every router of the
+// first bootstrap is given (--token-file).
+func (s *Shoal) TokenPath() string { return filepath.Join(s.Dir, "token") }
+
+// DataDir is r's lvsd --data-dir.
+func (s *Shoal) DataDir(r *Node) string { return filepath.Join(s.Dir, r.Name, "data") }
+
+// Creds are root's admin credentials in r's data directory, which lvsd
+// writes once it has the cluster CA.
+func (s *Shoal) Creds(r *Node) harness.ClientCreds { return harness.AdminCreds(s.DataDir(r)) }
+
+func (s *Shoal) bootstrap() []*Node {
+	if len(s.Bootstrap) > 0 {
+		return s.Bootstrap
+	}
+	return s.Lab.Routers
 }
 
 // RaftAddr is r's Raft address.
@@ -86,21 +126,32 @@ func (s *Shoal) MetricsAddr(r *Node) netip.AddrPort {
 	return netip.AddrPortFrom(r.Addr, cmp.Or(s.MetricsPort, 7002))
 }
 
-// Args is the lvsd command line for r.
+// Args is the lvsd command line for r: a router of the first bootstrap,
+// or one that Join started.
 func (s *Shoal) Args(r *Node) []string {
-	var boot []string
-	for _, p := range s.Lab.Routers {
-		boot = append(boot, p.Name+"="+s.RaftAddr(p).String())
-	}
 	args := []string{
 		"--id", r.Name,
 		"--raft-addr", s.RaftAddr(r).String(),
 		"--api-addr", s.APIAddr(r).String(),
 		"--metrics-addr", s.MetricsAddr(r).String(),
-		"--data-dir", filepath.Join(s.Dir, r.Name, "data"),
-		"--bootstrap", strings.Join(boot, ","),
+		"--data-dir", s.DataDir(r),
 		"--dataplane", cmp.Or(s.Dataplane, "vip"),
 		"--interface", Iface,
+	}
+	if via := s.joined[r.Name]; via != nil {
+		args = append(args, "--join", s.APIAddr(via).String(), "--token-file", s.joinTokenPath(r))
+	} else {
+		var boot []string
+		for _, p := range s.bootstrap() {
+			boot = append(boot, p.Name+"="+s.RaftAddr(p).String())
+		}
+		args = append(args, "--bootstrap", strings.Join(boot, ","))
+		if !s.Insecure {
+			args = append(args, "--token-file", s.TokenPath())
+		}
+	}
+	if s.Insecure {
+		args = append(args, "--insecure")
 	}
 	if s.Profile != "" {
 		args = append(args, "--profile", s.Profile)
@@ -123,6 +174,12 @@ func (s *Shoal) Start(r *Node) error {
 	if err := os.MkdirAll(filepath.Join(s.Dir, r.Name), 0o755); err != nil {
 		return err
 	}
+	if s.joined[r.Name] == nil && !slices.Contains(s.bootstrap(), r) {
+		return fmt.Errorf("netlab: %s is not a router of the bootstrap; start it with Join", r.Name)
+	}
+	if err := s.ensureToken(); err != nil {
+		return err
+	}
 	if s.logs[r.Name] == nil {
 		f, err := os.OpenFile(s.LogPath(r), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
@@ -138,6 +195,54 @@ func (s *Shoal) Start(r *Node) error {
 	s.procs[r.Name] = p
 	s.killed[r.Name] = false
 	return nil
+}
+
+// ensureToken draws the bootstrap token on the first Start (s.mu held). A
+// token already in Dir (a restart of the same lab directory) is kept: the
+// routers' certificates came with it.
+func (s *Shoal) ensureToken() error {
+	if s.Insecure || pki.Exists(s.TokenPath()) {
+		return nil
+	}
+	tok, err := pki.NewBootstrapToken()
+	if err != nil {
+		return err
+	}
+	return harness.WriteToken(s.TokenPath(), tok.String())
+}
+
+// Join starts lvsd on r, a router outside the first bootstrap, to join the
+// cluster through via's API with token (from JoinToken). Later Starts of r
+// run the same command line; its data directory then has its certificate.
+func (s *Shoal) Join(r, via *Node, token string) error {
+	if err := harness.WriteToken(s.joinTokenPath(r), token); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.joined == nil {
+		s.joined = map[string]*Node{}
+	}
+	s.joined[r.Name] = via
+	s.mu.Unlock()
+	return s.Start(r)
+}
+
+func (s *Shoal) joinTokenPath(r *Node) string { return filepath.Join(s.Dir, r.Name, "join-token") }
+
+// JoinToken asks server for a join token for one more router (`lvsctl
+// cluster token`, which needs admin).
+func (s *Shoal) JoinToken(ctx context.Context, server *Node) (string, error) {
+	out, err := s.Ctl(ctx, server, "cluster", "token")
+	if err != nil {
+		return "", err
+	}
+	// The token alone is on stdout; stderr says how long it is good.
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.TrimSpace(l); strings.HasPrefix(l, "shoal1.") {
+			return l, nil
+		}
+	}
+	return "", fmt.Errorf("lvsctl cluster token printed no token: %s", strings.TrimSpace(out))
 }
 
 // Crashed returns an error naming an lvsd that exited without being killed
@@ -202,9 +307,18 @@ func (s *Shoal) Close() {
 }
 
 // Ctl runs lvsctl in the client namespace against server (a router's API
-// address) and returns its combined output.
+// address) and returns its combined output. Over TLS it authenticates as
+// admin (see creds), waiting for the credentials while ctx allows.
 func (s *Shoal) Ctl(ctx context.Context, server *Node, args ...string) (string, error) {
-	all := append([]string{"-s", s.APIAddr(server).String()}, args...)
+	all := []string{"-s", s.APIAddr(server).String()}
+	if !s.Insecure {
+		c, err := s.waitCreds(ctx, server)
+		if err != nil {
+			return "", err
+		}
+		all = append(all, c.Args()...)
+	}
+	all = append(all, args...)
 	out, err := s.Lab.Client.Command(ctx, s.Lvsctl, all...).CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("lvsctl %s: %w: %s", strings.Join(all, " "), err, strings.TrimSpace(string(out)))
@@ -250,11 +364,59 @@ func permanent(err error) bool {
 	return false
 }
 
-// Conn opens a gRPC connection from the client namespace to r's API.
+// creds are the admin credentials for a call to r: r's own, or until
+// lvsd has written those (a few seconds after a first bootstrap, once the
+// cluster CA has reached r) those of another router of the lab, which the
+// same CA signed.
+func (s *Shoal) creds(r *Node) (harness.ClientCreds, bool) {
+	if c := s.Creds(r); c.Ready() {
+		return c, true
+	}
+	for _, o := range s.Lab.Routers {
+		if c := s.Creds(o); c.Ready() {
+			return c, true
+		}
+	}
+	return harness.ClientCreds{}, false
+}
+
+// waitCreds waits for creds(r) while ctx allows and no lvsd has crashed.
+func (s *Shoal) waitCreds(ctx context.Context, r *Node) (harness.ClientCreds, error) {
+	for {
+		if c, ok := s.creds(r); ok {
+			return c, nil
+		}
+		if err := s.Crashed(); err != nil {
+			return harness.ClientCreds{}, err
+		}
+		select {
+		case <-ctx.Done():
+			return harness.ClientCreds{}, fmt.Errorf("netlab: no admin credentials in any router's data directory (%s): %w", filepath.Dir(s.Creds(r).Cert), ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Conn opens a gRPC connection from the client namespace to r's API; over
+// TLS it authenticates as admin, waiting up to 10s for the credentials.
 func (s *Shoal) Conn(r *Node) (*grpc.ClientConn, error) {
 	client := s.Lab.Client
+	creds := insecure.NewCredentials()
+	if !s.Insecure {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, err := s.waitCreds(ctx, r)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		cfg, err := c.TLSConfig()
+		if err != nil {
+			return nil, err
+		}
+		creds = credentials.NewTLS(cfg)
+	}
 	return grpc.NewClient("passthrough:///"+s.APIAddr(r).String(),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			return client.DialContext(ctx, "tcp", addr)
 		}))

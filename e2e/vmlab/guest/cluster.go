@@ -2,31 +2,41 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
+	"github.com/shoal-lb/shoal/pki"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
 
 const (
 	apiPort  = 7070
 	raftPort = 7071
+	// tokenFile holds the bootstrap token every director is given: the
+	// directors' addresses are not loopback ones, so lvsd runs the API and
+	// Raft over mutual TLS, and the first director makes the cluster CA.
+	tokenFile = "/var/lib/shoal/bootstrap-token"
 )
 
 // director is one lvsd process in a director namespace.
 type director struct {
 	*machine
-	args []string
-	log  string
+	cluster *cluster
+	args    []string
+	log     string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -35,6 +45,27 @@ type director struct {
 }
 
 func (d *director) api() string { return fmt.Sprintf("%s:%d", d.out, apiPort) }
+
+func (d *director) raft() string { return fmt.Sprintf("%s:%d", d.out, raftPort) }
+
+// dataDir is lvsd's --data-dir; its tls/ holds the node's certificate and
+// root's admin credentials once the director has the cluster CA.
+func (d *director) dataDir() string { return "/var/lib/shoal/" + d.name }
+
+// creds are the admin credentials in the director's data directory: CA,
+// certificate, key.
+func (d *director) creds() (ca, cert, key string) {
+	dir := filepath.Join(d.dataDir(), "tls")
+	return filepath.Join(dir, pki.CACertFile), filepath.Join(dir, pki.AdminCertFile), filepath.Join(dir, pki.AdminKeyFile)
+}
+
+// hasCreds reports whether the director has written its admin credentials
+// (the key before the certificate, so the certificate means both).
+func (d *director) hasCreds() bool {
+	_, cert, _ := d.creds()
+	_, err := os.Stat(cert)
+	return err == nil
+}
 
 // startLvsd starts lvsd in the director's namespace with its output in a log
 // file that the lab prints when a scenario fails.
@@ -93,7 +124,11 @@ func (d *director) client() (*grpc.ClientConn, error) {
 	if d.conn != nil {
 		return d.conn, nil
 	}
-	conn, err := grpc.NewClient(d.api(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cfg, err := d.cluster.tlsConfig(d)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(d.api(), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 	if err != nil {
 		return nil, err
 	}
@@ -148,35 +183,116 @@ type cluster struct {
 	ds []*director
 }
 
-func newCluster(ms []*machine, extra []string) *cluster {
+// newCluster writes a new bootstrap token (what `lvsctl cluster token
+// --bootstrap` prints) for the directors to share and sets up their lvsd
+// command lines.
+func newCluster(ms []*machine, extra []string) (*cluster, error) {
+	tok, err := pki.NewBootstrapToken()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(tokenFile, []byte(tok.String()+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("write the bootstrap token: %w", err)
+	}
 	var boot []string
 	for _, m := range ms {
 		boot = append(boot, fmt.Sprintf("%s=%s:%d", m.name, m.out, raftPort))
 	}
 	c := &cluster{}
 	for _, m := range ms {
-		args := []string{
+		d := &director{machine: m, cluster: c, log: "/tmp/lvsd-" + m.name + ".log"}
+		d.args = []string{
 			"--id", m.name,
-			"--raft-addr", fmt.Sprintf("%s:%d", m.out, raftPort),
-			"--api-addr", fmt.Sprintf("%s:%d", m.out, apiPort),
-			"--data-dir", "/var/lib/shoal/" + m.name,
+			"--raft-addr", d.raft(),
+			"--api-addr", d.api(),
+			"--data-dir", d.dataDir(),
 			"--bootstrap", strings.Join(boot, ","),
+			"--token-file", tokenFile,
 			"--dataplane", "ipvs",
 			"--interface", "eth0",
 		}
-		args = append(args, extra...)
-		c.ds = append(c.ds, &director{machine: m, args: args, log: "/tmp/lvsd-" + m.name + ".log"})
+		d.args = append(d.args, extra...)
+		c.ds = append(c.ds, d)
 	}
-	return c
+	return c, nil
 }
 
-func (c *cluster) start() error {
-	for _, d := range c.ds {
+// start starts every director's lvsd. The first makes the cluster CA; the
+// others are started once it serves on its Raft port, only so that the
+// report can say how long making the CA took under emulation (they would
+// ask their peers until one could sign their certificates).
+func (c *cluster) start(ctx context.Context) error {
+	first := c.ds[0]
+	if err := first.startLvsd(); err != nil {
+		return err
+	}
+	up := time.Now()
+	if err := eventually(ctx, 60*time.Second, func() error {
+		if !first.running() {
+			return permanent{fmt.Errorf("lvsd on %s exited: %s", first.name, strings.Join(first.logTail(3), " | "))}
+		}
+		conn, err := net.DialTimeout("tcp", first.raft(), time.Second)
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	}); err != nil {
+		return fmt.Errorf("%s serving on its Raft port: %w", first.name, err)
+	}
+	rep.logf("%s made the cluster CA and serves on %s after %.1fs", first.name, first.raft(), time.Since(up).Seconds())
+	for _, d := range c.ds[1:] {
 		if err := d.startLvsd(); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// tlsConfig is the client TLS configuration for calls to d: root's admin
+// credentials from d's data directory, or until d has written them (once
+// the cluster CA reached it) from another director's, which the same CA
+// signed.
+func (c *cluster) tlsConfig(d *director) (*tls.Config, error) {
+	from := d
+	if !d.hasCreds() {
+		from = nil
+		for _, o := range c.ds {
+			if o.hasCreds() {
+				from = o
+				break
+			}
+		}
+		if from == nil {
+			return nil, errors.New("no director has written its admin credentials yet")
+		}
+	}
+	caPath, certPath, keyPath := from.creds()
+	cas, err := pki.ReadCerts(caPath)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	for _, ca := range cas {
+		roots.AddCert(ca)
+	}
+	pair, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err != nil {
+		return nil, fmt.Errorf("admin credentials of %s: %w", from.name, err)
+	}
+	return pki.ClientConfig(&pair, roots), nil
+}
+
+// ctlCreds are lvsctl's TLS flags for a call to d (see tlsConfig).
+func (c *cluster) ctlCreds(d *director) []string {
+	from := d
+	for _, o := range append([]*director{d}, c.ds...) {
+		if o.hasCreds() {
+			from = o
+			break
+		}
+	}
+	ca, cert, key := from.creds()
+	return []string{"--cacert", ca, "--cert", cert, "--key", key}
 }
 
 // stop ends every lvsd with SIGTERM, as an operator would, and falls back
@@ -280,7 +396,8 @@ func (c *cluster) apply(ctx context.Context, cfg *shoalv1.Config) (uint64, error
 func (c *cluster) lvsctl(ctx context.Context, d *director, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	out, err := execCommand(ctx, "/bin/lvsctl", append([]string{"-s", d.api()}, args...)...).CombinedOutput()
+	all := append(append([]string{"-s", d.api()}, c.ctlCreds(d)...), args...)
+	out, err := execCommand(ctx, "/bin/lvsctl", all...).CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("lvsctl %s: %w: %s", strings.Join(args, " "), err, oneLine(string(out)))
 	}

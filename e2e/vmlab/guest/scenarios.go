@@ -305,9 +305,12 @@ func setUpLab(r *run) error {
 		flags = defaultLvsdFlags
 	}
 	rep.info("lab", "lvsd timing flags %v", flags)
-	r.cluster = newCluster(l.directors, flags)
+	r.cluster, err = newCluster(l.directors, flags)
+	if err != nil {
+		return err
+	}
 	bootStart := time.Now()
-	if err := r.cluster.start(); err != nil {
+	if err := r.cluster.start(r.ctx); err != nil {
 		return err
 	}
 	leader, err := r.cluster.leaderHolding(r.ctx, 60*time.Second, false)

@@ -91,9 +91,11 @@ func (w *daemonWatch) run(addr netip.AddrPort, stop chan struct{}) {
 			w.died(stop, closed)
 			return
 		case cut(err) && quick < 3:
-			if closed.IsZero() {
-				closed = time.Now()
-			}
+			// The death counts from the last cut, as when a plain
+			// connection made from the backlog is reset: followers
+			// stagger their elections from it (raftfsm's detector),
+			// which an earlier time would undo.
+			closed = time.Now()
 			quick++
 			continue
 		case err != nil:

@@ -65,9 +65,10 @@ func roleURI(r Role) *url.URL {
 	return &url.URL{Scheme: uriScheme, Host: "role", Path: "/" + string(r)}
 }
 
-// identityOf reads the shoal URI of a certificate: a node's ID or a
-// client's role. A certificate with none, or with both, is no identity.
-func identityOf(c *x509.Certificate) (Identity, error) {
+// IdentityOf reads the shoal URI of a certificate: a node's ID or a
+// client's role. A certificate with none, or with both, is no identity. It
+// does not verify the certificate: Verify does.
+func IdentityOf(c *x509.Certificate) (Identity, error) {
 	var id Identity
 	for _, u := range c.URIs {
 		if u.Scheme != uriScheme {
@@ -88,13 +89,6 @@ func identityOf(c *x509.Certificate) (Identity, error) {
 			"certificate %q carries no shoal role (a URI SAN shoal://role/viewer|operator|admin or shoal://node/ID)", c.Subject.CommonName)}
 	}
 	return id, nil
-}
-
-// NodeID is the node ID a certificate names, if it is a node's. It does not
-// verify the certificate.
-func NodeID(c *x509.Certificate) (string, bool) {
-	id, err := identityOf(c)
-	return id.Name, err == nil && id.Role == RoleNode
 }
 
 // Reasons an AuthError gives, for metrics and for callers that branch.
@@ -155,7 +149,7 @@ func Verify(raw [][]byte, roots *x509.CertPool, usage x509.ExtKeyUsage, now time
 		}
 		return Identity{}, &AuthError{Reason: ReasonInvalid, msg: fmt.Sprintf("certificate %q: %v", name, err)}
 	}
-	return identityOf(leaf)
+	return IdentityOf(leaf)
 }
 
 func usageName(u x509.ExtKeyUsage) string {

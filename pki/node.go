@@ -45,7 +45,7 @@ func (d *NodeDir) Load() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if id, err := identityOf(certs[0]); err != nil || id.Role != RoleNode || id.Name != d.ID {
+	if id, err := IdentityOf(certs[0]); err != nil || id.Role != RoleNode || id.Name != d.ID {
 		return false, fmt.Errorf("%s is not node %s's certificate (another node's data directory?)", d.path(NodeCertFile), d.ID)
 	}
 	return true, d.Store.Set(certs[0], key, cas)
@@ -247,7 +247,7 @@ func (f *Files) Reload() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if _, err := identityOf(certs[0]); err != nil {
+	if _, err := IdentityOf(certs[0]); err != nil {
 		return false, fmt.Errorf("%s: %w", f.Cert, err)
 	}
 	if err := f.Store.Set(certs[0], key, cas); err != nil {

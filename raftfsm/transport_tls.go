@@ -74,9 +74,9 @@ func newTLSStream(bind string, conf TransportTLS, admit func(id string) bool, lo
 			if len(cs.PeerCertificates) == 0 {
 				return errors.New("no certificate")
 			}
-			id, ok := pki.NodeID(cs.PeerCertificates[0])
-			if !ok || !admit(id) {
-				return fmt.Errorf("node %q is not a member of this Raft group", id)
+			id, err := pki.IdentityOf(cs.PeerCertificates[0])
+			if err != nil || id.Role != pki.RoleNode || !admit(id.Name) {
+				return fmt.Errorf("node %q is not a member of this Raft group", id.Name)
 			}
 			return nil
 		}

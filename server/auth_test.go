@@ -582,7 +582,9 @@ func TestAPIAuthorization(t *testing.T) {
 		if err != nil {
 			t.Fatalf("join with a fresh token: %v", err)
 		}
-		if id, err := pki.Verify([][]byte{j.Cert.Raw}, poolOf(n.ca.Cert), x509.ExtKeyUsageServerAuth, time.Now()); err != nil || id.Role != pki.RoleNode || id.Name != "n7" || !j.CA.Equal(n.ca.Cert) {
+		roots := x509.NewCertPool()
+		roots.AddCert(n.ca.Cert)
+		if id, err := pki.Verify([][]byte{j.Cert.Raw}, roots, x509.ExtKeyUsageServerAuth, time.Now()); err != nil || id.Role != pki.RoleNode || id.Name != "n7" || !j.CA.Equal(n.ca.Cert) {
 			t.Fatalf("joined certificate: %+v %v", id, err)
 		}
 

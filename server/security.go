@@ -250,7 +250,7 @@ func certInfo(cert, ca *x509.Certificate, source string) *shoalv1.CertificateInf
 		Name: cert.Subject.CommonName, SerialNumber: cert.SerialNumber.Text(16),
 		NotBefore: timestamppb.New(cert.NotBefore), NotAfter: timestamppb.New(cert.NotAfter), Source: source,
 	}
-	if id, err := pki.Verify([][]byte{cert.Raw}, poolOf(ca), x509.ExtKeyUsageAny, cert.NotBefore.Add(time.Second)); err == nil {
+	if id, err := pki.IdentityOf(cert); err == nil {
 		info.Role = string(id.Role)
 	}
 	if ca != nil {
@@ -260,15 +260,6 @@ func certInfo(cert, ca *x509.Certificate, source string) *shoalv1.CertificateInf
 		info.RenewAfter = timestamppb.New(pki.RenewAfter(cert))
 	}
 	return info
-}
-
-func poolOf(ca *x509.Certificate) *x509.CertPool {
-	if ca == nil {
-		return nil
-	}
-	p := x509.NewCertPool()
-	p.AddCert(ca)
-	return p
 }
 
 // joinService signs the node certificate of a router that proves a join

@@ -652,3 +652,9 @@ func TestTLSClusterReplacesRevokedAdmin(t *testing.T) {
 		t.Error("the new admin certificate is the old one")
 	}
 }
+
+func poolOf(ca *x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(ca)
+	return p
+}

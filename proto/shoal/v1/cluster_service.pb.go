@@ -346,7 +346,10 @@ func (x *AddMemberRequest) GetNonvoter() bool {
 }
 
 type AddMemberResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cluster_id is the cluster's identity, which the new member keeps in its
+	// data directory and shows on every Raft connection and peer call.
+	ClusterId     string `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -379,6 +382,13 @@ func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use AddMemberResponse.ProtoReflect.Descriptor instead.
 func (*AddMemberResponse) Descriptor() ([]byte, []int) {
 	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AddMemberResponse) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
 }
 
 type RemoveMemberRequest struct {
@@ -1411,8 +1421,10 @@ const file_shoal_v1_cluster_service_proto_rawDesc = "" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +
 	"\vapi_address\x18\x03 \x01(\tR\n" +
 	"apiAddress\x12\x1a\n" +
-	"\bnonvoter\x18\x04 \x01(\bR\bnonvoter\"\x13\n" +
-	"\x11AddMemberResponse\"%\n" +
+	"\bnonvoter\x18\x04 \x01(\bR\bnonvoter\"2\n" +
+	"\x11AddMemberResponse\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\"%\n" +
 	"\x13RemoveMemberRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x16\n" +
 	"\x14RemoveMemberResponse\"+\n" +

@@ -111,8 +111,10 @@ type JoinResponse struct {
 	// ca_certificate is the cluster CA's certificate (DER).
 	CaCertificate []byte `protobuf:"bytes,2,opt,name=ca_certificate,json=caCertificate,proto3" json:"ca_certificate,omitempty"`
 	// mac is HMAC-SHA256 under the token's key over the request's nonce and
-	// the fields above.
-	Mac           []byte `protobuf:"bytes,3,opt,name=mac,proto3" json:"mac,omitempty"`
+	// the other fields.
+	Mac []byte `protobuf:"bytes,3,opt,name=mac,proto3" json:"mac,omitempty"`
+	// cluster_id is the cluster's identity (see AddMemberResponse).
+	ClusterId     string `protobuf:"bytes,4,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -166,6 +168,13 @@ func (x *JoinResponse) GetMac() []byte {
 		return x.Mac
 	}
 	return nil
+}
+
+func (x *JoinResponse) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
 }
 
 // CertificateInfo describes a certificate without its key.
@@ -287,11 +296,13 @@ const file_shoal_v1_pki_proto_rawDesc = "" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x10\n" +
 	"\x03csr\x18\x03 \x01(\fR\x03csr\x12\x14\n" +
 	"\x05nonce\x18\x04 \x01(\fR\x05nonce\x12\x10\n" +
-	"\x03mac\x18\x05 \x01(\fR\x03mac\"i\n" +
+	"\x03mac\x18\x05 \x01(\fR\x03mac\"\x88\x01\n" +
 	"\fJoinResponse\x12 \n" +
 	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12%\n" +
 	"\x0eca_certificate\x18\x02 \x01(\fR\rcaCertificate\x12\x10\n" +
-	"\x03mac\x18\x03 \x01(\fR\x03mac\"\xce\x02\n" +
+	"\x03mac\x18\x03 \x01(\fR\x03mac\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x04 \x01(\tR\tclusterId\"\xce\x02\n" +
 	"\x0fCertificateInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12#\n" +

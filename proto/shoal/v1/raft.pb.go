@@ -46,7 +46,11 @@ type Command struct {
 	Op isCommand_Op `protobuf_oneof:"op"`
 	// audit says who asked for the command, set by the node that received the
 	// request; the FSM records it in the history and reads its time as "now".
-	Audit         *Audit `protobuf:"bytes,20,opt,name=audit,proto3" json:"audit,omitempty"`
+	Audit *Audit `protobuf:"bytes,20,opt,name=audit,proto3" json:"audit,omitempty"`
+	// request_id is the client's id for the request (gRPC metadata
+	// x-shoal-request-id): a command whose id the state remembers as applied
+	// is not applied again, and is answered with the first outcome.
+	RequestId     string `protobuf:"bytes,21,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -230,6 +234,13 @@ func (x *Command) GetAudit() *Audit {
 	return nil
 }
 
+func (x *Command) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -324,6 +335,78 @@ func (*Command_RecordCertificate) isCommand_Op() {}
 
 func (*Command_RevokeCertificate) isCommand_Op() {}
 
+// AppliedRequest is the outcome of a command that carried a request id.
+type AppliedRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// serial is the serial the command produced (or kept), changes what it
+	// changed, as first answered.
+	Serial  uint64    `protobuf:"varint,2,opt,name=serial,proto3" json:"serial,omitempty"`
+	Changes []*Change `protobuf:"bytes,3,rep,name=changes,proto3" json:"changes,omitempty"`
+	// time is the command's audit time; old entries are forgotten by it.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppliedRequest) Reset() {
+	*x = AppliedRequest{}
+	mi := &file_shoal_v1_raft_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppliedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppliedRequest) ProtoMessage() {}
+
+func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_raft_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
+func (*AppliedRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AppliedRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AppliedRequest) GetSerial() uint64 {
+	if x != nil {
+		return x.Serial
+	}
+	return 0
+}
+
+func (x *AppliedRequest) GetChanges() []*Change {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *AppliedRequest) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
 // Audit is who asked for a command, when and how.
 type Audit struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -340,7 +423,7 @@ type Audit struct {
 
 func (x *Audit) Reset() {
 	*x = Audit{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[1]
+	mi := &file_shoal_v1_raft_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -352,7 +435,7 @@ func (x *Audit) String() string {
 func (*Audit) ProtoMessage() {}
 
 func (x *Audit) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[1]
+	mi := &file_shoal_v1_raft_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -365,7 +448,7 @@ func (x *Audit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Audit.ProtoReflect.Descriptor instead.
 func (*Audit) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{1}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Audit) GetActor() string {
@@ -409,7 +492,7 @@ type StoredJoinToken struct {
 
 func (x *StoredJoinToken) Reset() {
 	*x = StoredJoinToken{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[2]
+	mi := &file_shoal_v1_raft_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -421,7 +504,7 @@ func (x *StoredJoinToken) String() string {
 func (*StoredJoinToken) ProtoMessage() {}
 
 func (x *StoredJoinToken) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[2]
+	mi := &file_shoal_v1_raft_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -434,7 +517,7 @@ func (x *StoredJoinToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredJoinToken.ProtoReflect.Descriptor instead.
 func (*StoredJoinToken) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{2}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *StoredJoinToken) GetInfo() *JoinToken {
@@ -464,7 +547,7 @@ type ClusterCA struct {
 
 func (x *ClusterCA) Reset() {
 	*x = ClusterCA{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[3]
+	mi := &file_shoal_v1_raft_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -476,7 +559,7 @@ func (x *ClusterCA) String() string {
 func (*ClusterCA) ProtoMessage() {}
 
 func (x *ClusterCA) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[3]
+	mi := &file_shoal_v1_raft_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -489,7 +572,7 @@ func (x *ClusterCA) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterCA.ProtoReflect.Descriptor instead.
 func (*ClusterCA) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{3}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ClusterCA) GetCertificate() []byte {
@@ -526,7 +609,7 @@ type HistoryRecord struct {
 
 func (x *HistoryRecord) Reset() {
 	*x = HistoryRecord{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[4]
+	mi := &file_shoal_v1_raft_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +621,7 @@ func (x *HistoryRecord) String() string {
 func (*HistoryRecord) ProtoMessage() {}
 
 func (x *HistoryRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[4]
+	mi := &file_shoal_v1_raft_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +634,7 @@ func (x *HistoryRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRecord.ProtoReflect.Descriptor instead.
 func (*HistoryRecord) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{4}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HistoryRecord) GetEntry() *HistoryEntry {
@@ -601,7 +684,7 @@ type RegisterMember struct {
 
 func (x *RegisterMember) Reset() {
 	*x = RegisterMember{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[5]
+	mi := &file_shoal_v1_raft_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +696,7 @@ func (x *RegisterMember) String() string {
 func (*RegisterMember) ProtoMessage() {}
 
 func (x *RegisterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[5]
+	mi := &file_shoal_v1_raft_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +709,7 @@ func (x *RegisterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterMember.ProtoReflect.Descriptor instead.
 func (*RegisterMember) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{5}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RegisterMember) GetId() string {
@@ -653,7 +736,7 @@ type UnregisterMember struct {
 
 func (x *UnregisterMember) Reset() {
 	*x = UnregisterMember{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[6]
+	mi := &file_shoal_v1_raft_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -665,7 +748,7 @@ func (x *UnregisterMember) String() string {
 func (*UnregisterMember) ProtoMessage() {}
 
 func (x *UnregisterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[6]
+	mi := &file_shoal_v1_raft_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -678,7 +761,7 @@ func (x *UnregisterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterMember.ProtoReflect.Descriptor instead.
 func (*UnregisterMember) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{6}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UnregisterMember) GetId() string {
@@ -701,14 +784,17 @@ type State struct {
 	Ca         *ClusterCA         `protobuf:"bytes,5,opt,name=ca,proto3" json:"ca,omitempty"`
 	// certificates are the client certificates issued or revoked that have
 	// not expired by the last such command, sorted by serial number.
-	Certificates  []*IssuedCertificate `protobuf:"bytes,6,rep,name=certificates,proto3" json:"certificates,omitempty"`
+	Certificates []*IssuedCertificate `protobuf:"bytes,6,rep,name=certificates,proto3" json:"certificates,omitempty"`
+	// requests are the latest applied commands that carried a request id,
+	// oldest first (exactly-once writes).
+	Requests      []*AppliedRequest `protobuf:"bytes,7,rep,name=requests,proto3" json:"requests,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[7]
+	mi := &file_shoal_v1_raft_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -720,7 +806,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[7]
+	mi := &file_shoal_v1_raft_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -733,7 +819,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{7}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *State) GetConfig() *Config {
@@ -778,6 +864,13 @@ func (x *State) GetCertificates() []*IssuedCertificate {
 	return nil
 }
 
+func (x *State) GetRequests() []*AppliedRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
 type ApplyCommandRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Command       *Command               `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
@@ -787,7 +880,7 @@ type ApplyCommandRequest struct {
 
 func (x *ApplyCommandRequest) Reset() {
 	*x = ApplyCommandRequest{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[8]
+	mi := &file_shoal_v1_raft_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -799,7 +892,7 @@ func (x *ApplyCommandRequest) String() string {
 func (*ApplyCommandRequest) ProtoMessage() {}
 
 func (x *ApplyCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[8]
+	mi := &file_shoal_v1_raft_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -812,7 +905,7 @@ func (x *ApplyCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCommandRequest.ProtoReflect.Descriptor instead.
 func (*ApplyCommandRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{8}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ApplyCommandRequest) GetCommand() *Command {
@@ -836,7 +929,7 @@ type ApplyCommandResponse struct {
 
 func (x *ApplyCommandResponse) Reset() {
 	*x = ApplyCommandResponse{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[9]
+	mi := &file_shoal_v1_raft_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +941,7 @@ func (x *ApplyCommandResponse) String() string {
 func (*ApplyCommandResponse) ProtoMessage() {}
 
 func (x *ApplyCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[9]
+	mi := &file_shoal_v1_raft_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +954,7 @@ func (x *ApplyCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCommandResponse.ProtoReflect.Descriptor instead.
 func (*ApplyCommandResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{9}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ApplyCommandResponse) GetSerial() uint64 {
@@ -893,7 +986,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[10]
+	mi := &file_shoal_v1_raft_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -905,7 +998,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[10]
+	mi := &file_shoal_v1_raft_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -918,7 +1011,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{10}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{11}
 }
 
 type ReadIndexResponse struct {
@@ -931,7 +1024,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[11]
+	mi := &file_shoal_v1_raft_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1036,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[11]
+	mi := &file_shoal_v1_raft_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1049,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{11}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -970,7 +1063,7 @@ var File_shoal_v1_raft_proto protoreflect.FileDescriptor
 
 const file_shoal_v1_raft_proto_rawDesc = "" +
 	"\n" +
-	"\x13shoal/v1/raft.proto\x12\bshoal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshoal/v1/cluster_service.proto\x1a\x15shoal/v1/config.proto\x1a\x1dshoal/v1/config_service.proto\x1a$shoal/v1/load_balancer_service.proto\"\xd4\t\n" +
+	"\x13shoal/v1/raft.proto\x12\bshoal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshoal/v1/cluster_service.proto\x1a\x15shoal/v1/config.proto\x1a\x1dshoal/v1/config_service.proto\x1a$shoal/v1/load_balancer_service.proto\"\xf3\t\n" +
 	"\aCommand\x12A\n" +
 	"\fapply_config\x18\x01 \x01(\v2\x1c.shoal.v1.ApplyConfigRequestH\x00R\vapplyConfig\x12]\n" +
 	"\x16create_virtual_service\x18\x02 \x01(\v2%.shoal.v1.CreateVirtualServiceRequestH\x00R\x14createVirtualService\x12]\n" +
@@ -989,8 +1082,15 @@ const file_shoal_v1_raft_proto_rawDesc = "" +
 	"install_ca\x18\r \x01(\v2\x13.shoal.v1.ClusterCAH\x00R\tinstallCa\x12L\n" +
 	"\x12record_certificate\x18\x0e \x01(\v2\x1b.shoal.v1.IssuedCertificateH\x00R\x11recordCertificate\x12S\n" +
 	"\x12revoke_certificate\x18\x0f \x01(\v2\".shoal.v1.RevokeCertificateRequestH\x00R\x11revokeCertificate\x12%\n" +
-	"\x05audit\x18\x14 \x01(\v2\x0f.shoal.v1.AuditR\x05auditB\x04\n" +
-	"\x02op\"y\n" +
+	"\x05audit\x18\x14 \x01(\v2\x0f.shoal.v1.AuditR\x05audit\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x15 \x01(\tR\trequestIdB\x04\n" +
+	"\x02op\"\x94\x01\n" +
+	"\x0eAppliedRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06serial\x18\x02 \x01(\x04R\x06serial\x12*\n" +
+	"\achanges\x18\x03 \x03(\v2\x10.shoal.v1.ChangeR\achanges\x12.\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"y\n" +
 	"\x05Audit\x12\x14\n" +
 	"\x05actor\x18\x01 \x01(\tR\x05actor\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x16\n" +
@@ -1014,7 +1114,7 @@ const file_shoal_v1_raft_proto_rawDesc = "" +
 	"\vapi_address\x18\x02 \x01(\tR\n" +
 	"apiAddress\"\"\n" +
 	"\x10UnregisterMember\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xba\x02\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xf0\x02\n" +
 	"\x05State\x12(\n" +
 	"\x06config\x18\x01 \x01(\v2\x10.shoal.v1.ConfigR\x06config\x122\n" +
 	"\amembers\x18\x02 \x03(\v2\x18.shoal.v1.RegisterMemberR\amembers\x121\n" +
@@ -1022,7 +1122,8 @@ const file_shoal_v1_raft_proto_rawDesc = "" +
 	"\vjoin_tokens\x18\x04 \x03(\v2\x19.shoal.v1.StoredJoinTokenR\n" +
 	"joinTokens\x12#\n" +
 	"\x02ca\x18\x05 \x01(\v2\x13.shoal.v1.ClusterCAR\x02ca\x12?\n" +
-	"\fcertificates\x18\x06 \x03(\v2\x1b.shoal.v1.IssuedCertificateR\fcertificates\"B\n" +
+	"\fcertificates\x18\x06 \x03(\v2\x1b.shoal.v1.IssuedCertificateR\fcertificates\x124\n" +
+	"\brequests\x18\a \x03(\v2\x18.shoal.v1.AppliedRequestR\brequests\"B\n" +
 	"\x13ApplyCommandRequest\x12+\n" +
 	"\acommand\x18\x01 \x01(\v2\x11.shoal.v1.CommandR\acommand\"p\n" +
 	"\x14ApplyCommandResponse\x12\x16\n" +
@@ -1048,78 +1149,82 @@ func file_shoal_v1_raft_proto_rawDescGZIP() []byte {
 	return file_shoal_v1_raft_proto_rawDescData
 }
 
-var file_shoal_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_shoal_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_shoal_v1_raft_proto_goTypes = []any{
 	(*Command)(nil),                     // 0: shoal.v1.Command
-	(*Audit)(nil),                       // 1: shoal.v1.Audit
-	(*StoredJoinToken)(nil),             // 2: shoal.v1.StoredJoinToken
-	(*ClusterCA)(nil),                   // 3: shoal.v1.ClusterCA
-	(*HistoryRecord)(nil),               // 4: shoal.v1.HistoryRecord
-	(*RegisterMember)(nil),              // 5: shoal.v1.RegisterMember
-	(*UnregisterMember)(nil),            // 6: shoal.v1.UnregisterMember
-	(*State)(nil),                       // 7: shoal.v1.State
-	(*ApplyCommandRequest)(nil),         // 8: shoal.v1.ApplyCommandRequest
-	(*ApplyCommandResponse)(nil),        // 9: shoal.v1.ApplyCommandResponse
-	(*ReadIndexRequest)(nil),            // 10: shoal.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),           // 11: shoal.v1.ReadIndexResponse
-	(*ApplyConfigRequest)(nil),          // 12: shoal.v1.ApplyConfigRequest
-	(*CreateVirtualServiceRequest)(nil), // 13: shoal.v1.CreateVirtualServiceRequest
-	(*UpdateVirtualServiceRequest)(nil), // 14: shoal.v1.UpdateVirtualServiceRequest
-	(*DeleteVirtualServiceRequest)(nil), // 15: shoal.v1.DeleteVirtualServiceRequest
-	(*AddRealServerRequest)(nil),        // 16: shoal.v1.AddRealServerRequest
-	(*UpdateRealServerRequest)(nil),     // 17: shoal.v1.UpdateRealServerRequest
-	(*RemoveRealServerRequest)(nil),     // 18: shoal.v1.RemoveRealServerRequest
-	(*RollbackConfigRequest)(nil),       // 19: shoal.v1.RollbackConfigRequest
-	(*DeleteJoinTokenRequest)(nil),      // 20: shoal.v1.DeleteJoinTokenRequest
-	(*IssuedCertificate)(nil),           // 21: shoal.v1.IssuedCertificate
-	(*RevokeCertificateRequest)(nil),    // 22: shoal.v1.RevokeCertificateRequest
-	(*timestamppb.Timestamp)(nil),       // 23: google.protobuf.Timestamp
-	(*JoinToken)(nil),                   // 24: shoal.v1.JoinToken
-	(*HistoryEntry)(nil),                // 25: shoal.v1.HistoryEntry
-	(*Global)(nil),                      // 26: shoal.v1.Global
-	(*VirtualService)(nil),              // 27: shoal.v1.VirtualService
-	(*Config)(nil),                      // 28: shoal.v1.Config
-	(*Change)(nil),                      // 29: shoal.v1.Change
+	(*AppliedRequest)(nil),              // 1: shoal.v1.AppliedRequest
+	(*Audit)(nil),                       // 2: shoal.v1.Audit
+	(*StoredJoinToken)(nil),             // 3: shoal.v1.StoredJoinToken
+	(*ClusterCA)(nil),                   // 4: shoal.v1.ClusterCA
+	(*HistoryRecord)(nil),               // 5: shoal.v1.HistoryRecord
+	(*RegisterMember)(nil),              // 6: shoal.v1.RegisterMember
+	(*UnregisterMember)(nil),            // 7: shoal.v1.UnregisterMember
+	(*State)(nil),                       // 8: shoal.v1.State
+	(*ApplyCommandRequest)(nil),         // 9: shoal.v1.ApplyCommandRequest
+	(*ApplyCommandResponse)(nil),        // 10: shoal.v1.ApplyCommandResponse
+	(*ReadIndexRequest)(nil),            // 11: shoal.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),           // 12: shoal.v1.ReadIndexResponse
+	(*ApplyConfigRequest)(nil),          // 13: shoal.v1.ApplyConfigRequest
+	(*CreateVirtualServiceRequest)(nil), // 14: shoal.v1.CreateVirtualServiceRequest
+	(*UpdateVirtualServiceRequest)(nil), // 15: shoal.v1.UpdateVirtualServiceRequest
+	(*DeleteVirtualServiceRequest)(nil), // 16: shoal.v1.DeleteVirtualServiceRequest
+	(*AddRealServerRequest)(nil),        // 17: shoal.v1.AddRealServerRequest
+	(*UpdateRealServerRequest)(nil),     // 18: shoal.v1.UpdateRealServerRequest
+	(*RemoveRealServerRequest)(nil),     // 19: shoal.v1.RemoveRealServerRequest
+	(*RollbackConfigRequest)(nil),       // 20: shoal.v1.RollbackConfigRequest
+	(*DeleteJoinTokenRequest)(nil),      // 21: shoal.v1.DeleteJoinTokenRequest
+	(*IssuedCertificate)(nil),           // 22: shoal.v1.IssuedCertificate
+	(*RevokeCertificateRequest)(nil),    // 23: shoal.v1.RevokeCertificateRequest
+	(*Change)(nil),                      // 24: shoal.v1.Change
+	(*timestamppb.Timestamp)(nil),       // 25: google.protobuf.Timestamp
+	(*JoinToken)(nil),                   // 26: shoal.v1.JoinToken
+	(*HistoryEntry)(nil),                // 27: shoal.v1.HistoryEntry
+	(*Global)(nil),                      // 28: shoal.v1.Global
+	(*VirtualService)(nil),              // 29: shoal.v1.VirtualService
+	(*Config)(nil),                      // 30: shoal.v1.Config
 }
 var file_shoal_v1_raft_proto_depIdxs = []int32{
-	12, // 0: shoal.v1.Command.apply_config:type_name -> shoal.v1.ApplyConfigRequest
-	13, // 1: shoal.v1.Command.create_virtual_service:type_name -> shoal.v1.CreateVirtualServiceRequest
-	14, // 2: shoal.v1.Command.update_virtual_service:type_name -> shoal.v1.UpdateVirtualServiceRequest
-	15, // 3: shoal.v1.Command.delete_virtual_service:type_name -> shoal.v1.DeleteVirtualServiceRequest
-	16, // 4: shoal.v1.Command.add_real_server:type_name -> shoal.v1.AddRealServerRequest
-	17, // 5: shoal.v1.Command.update_real_server:type_name -> shoal.v1.UpdateRealServerRequest
-	18, // 6: shoal.v1.Command.remove_real_server:type_name -> shoal.v1.RemoveRealServerRequest
-	5,  // 7: shoal.v1.Command.register_member:type_name -> shoal.v1.RegisterMember
-	6,  // 8: shoal.v1.Command.unregister_member:type_name -> shoal.v1.UnregisterMember
-	19, // 9: shoal.v1.Command.rollback_config:type_name -> shoal.v1.RollbackConfigRequest
-	2,  // 10: shoal.v1.Command.create_join_token:type_name -> shoal.v1.StoredJoinToken
-	20, // 11: shoal.v1.Command.delete_join_token:type_name -> shoal.v1.DeleteJoinTokenRequest
-	3,  // 12: shoal.v1.Command.install_ca:type_name -> shoal.v1.ClusterCA
-	21, // 13: shoal.v1.Command.record_certificate:type_name -> shoal.v1.IssuedCertificate
-	22, // 14: shoal.v1.Command.revoke_certificate:type_name -> shoal.v1.RevokeCertificateRequest
-	1,  // 15: shoal.v1.Command.audit:type_name -> shoal.v1.Audit
-	23, // 16: shoal.v1.Audit.time:type_name -> google.protobuf.Timestamp
-	24, // 17: shoal.v1.StoredJoinToken.info:type_name -> shoal.v1.JoinToken
-	25, // 18: shoal.v1.HistoryRecord.entry:type_name -> shoal.v1.HistoryEntry
-	26, // 19: shoal.v1.HistoryRecord.global_before:type_name -> shoal.v1.Global
-	27, // 20: shoal.v1.HistoryRecord.services_before:type_name -> shoal.v1.VirtualService
-	28, // 21: shoal.v1.State.config:type_name -> shoal.v1.Config
-	5,  // 22: shoal.v1.State.members:type_name -> shoal.v1.RegisterMember
-	4,  // 23: shoal.v1.State.history:type_name -> shoal.v1.HistoryRecord
-	2,  // 24: shoal.v1.State.join_tokens:type_name -> shoal.v1.StoredJoinToken
-	3,  // 25: shoal.v1.State.ca:type_name -> shoal.v1.ClusterCA
-	21, // 26: shoal.v1.State.certificates:type_name -> shoal.v1.IssuedCertificate
-	0,  // 27: shoal.v1.ApplyCommandRequest.command:type_name -> shoal.v1.Command
-	29, // 28: shoal.v1.ApplyCommandResponse.changes:type_name -> shoal.v1.Change
-	8,  // 29: shoal.v1.PeerService.ApplyCommand:input_type -> shoal.v1.ApplyCommandRequest
-	10, // 30: shoal.v1.PeerService.ReadIndex:input_type -> shoal.v1.ReadIndexRequest
-	9,  // 31: shoal.v1.PeerService.ApplyCommand:output_type -> shoal.v1.ApplyCommandResponse
-	11, // 32: shoal.v1.PeerService.ReadIndex:output_type -> shoal.v1.ReadIndexResponse
-	31, // [31:33] is the sub-list for method output_type
-	29, // [29:31] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	13, // 0: shoal.v1.Command.apply_config:type_name -> shoal.v1.ApplyConfigRequest
+	14, // 1: shoal.v1.Command.create_virtual_service:type_name -> shoal.v1.CreateVirtualServiceRequest
+	15, // 2: shoal.v1.Command.update_virtual_service:type_name -> shoal.v1.UpdateVirtualServiceRequest
+	16, // 3: shoal.v1.Command.delete_virtual_service:type_name -> shoal.v1.DeleteVirtualServiceRequest
+	17, // 4: shoal.v1.Command.add_real_server:type_name -> shoal.v1.AddRealServerRequest
+	18, // 5: shoal.v1.Command.update_real_server:type_name -> shoal.v1.UpdateRealServerRequest
+	19, // 6: shoal.v1.Command.remove_real_server:type_name -> shoal.v1.RemoveRealServerRequest
+	6,  // 7: shoal.v1.Command.register_member:type_name -> shoal.v1.RegisterMember
+	7,  // 8: shoal.v1.Command.unregister_member:type_name -> shoal.v1.UnregisterMember
+	20, // 9: shoal.v1.Command.rollback_config:type_name -> shoal.v1.RollbackConfigRequest
+	3,  // 10: shoal.v1.Command.create_join_token:type_name -> shoal.v1.StoredJoinToken
+	21, // 11: shoal.v1.Command.delete_join_token:type_name -> shoal.v1.DeleteJoinTokenRequest
+	4,  // 12: shoal.v1.Command.install_ca:type_name -> shoal.v1.ClusterCA
+	22, // 13: shoal.v1.Command.record_certificate:type_name -> shoal.v1.IssuedCertificate
+	23, // 14: shoal.v1.Command.revoke_certificate:type_name -> shoal.v1.RevokeCertificateRequest
+	2,  // 15: shoal.v1.Command.audit:type_name -> shoal.v1.Audit
+	24, // 16: shoal.v1.AppliedRequest.changes:type_name -> shoal.v1.Change
+	25, // 17: shoal.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
+	25, // 18: shoal.v1.Audit.time:type_name -> google.protobuf.Timestamp
+	26, // 19: shoal.v1.StoredJoinToken.info:type_name -> shoal.v1.JoinToken
+	27, // 20: shoal.v1.HistoryRecord.entry:type_name -> shoal.v1.HistoryEntry
+	28, // 21: shoal.v1.HistoryRecord.global_before:type_name -> shoal.v1.Global
+	29, // 22: shoal.v1.HistoryRecord.services_before:type_name -> shoal.v1.VirtualService
+	30, // 23: shoal.v1.State.config:type_name -> shoal.v1.Config
+	6,  // 24: shoal.v1.State.members:type_name -> shoal.v1.RegisterMember
+	5,  // 25: shoal.v1.State.history:type_name -> shoal.v1.HistoryRecord
+	3,  // 26: shoal.v1.State.join_tokens:type_name -> shoal.v1.StoredJoinToken
+	4,  // 27: shoal.v1.State.ca:type_name -> shoal.v1.ClusterCA
+	22, // 28: shoal.v1.State.certificates:type_name -> shoal.v1.IssuedCertificate
+	1,  // 29: shoal.v1.State.requests:type_name -> shoal.v1.AppliedRequest
+	0,  // 30: shoal.v1.ApplyCommandRequest.command:type_name -> shoal.v1.Command
+	24, // 31: shoal.v1.ApplyCommandResponse.changes:type_name -> shoal.v1.Change
+	9,  // 32: shoal.v1.PeerService.ApplyCommand:input_type -> shoal.v1.ApplyCommandRequest
+	11, // 33: shoal.v1.PeerService.ReadIndex:input_type -> shoal.v1.ReadIndexRequest
+	10, // 34: shoal.v1.PeerService.ApplyCommand:output_type -> shoal.v1.ApplyCommandResponse
+	12, // 35: shoal.v1.PeerService.ReadIndex:output_type -> shoal.v1.ReadIndexResponse
+	34, // [34:36] is the sub-list for method output_type
+	32, // [32:34] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_shoal_v1_raft_proto_init() }
@@ -1154,7 +1259,7 @@ func file_shoal_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_v1_raft_proto_rawDesc), len(file_shoal_v1_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

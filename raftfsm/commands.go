@@ -193,6 +193,7 @@ func derive(st *shoalv1.State) *shoalv1.State {
 		JoinTokens:   st.GetJoinTokens(),
 		Ca:           st.GetCa(),
 		Certificates: st.GetCertificates(),
+		Requests:     st.GetRequests(),
 	}
 }
 

@@ -81,7 +81,7 @@ func newClusterCmd(a *app) *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(status, remove, transfer, newTokenCmd(a), newClusterCertsCmd(a))
+	cmd.AddCommand(status, remove, transfer, newTokenCmd(a), newClusterCertsCmd(a), newRecoverCmd(a))
 	return cmd
 }
 

@@ -3,10 +3,12 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -37,7 +39,7 @@ func NewNetlinkAddressesAt(ns netns.NsHandle) (*NetlinkAddresses, error) {
 // Close releases the netlink socket.
 func (n *NetlinkAddresses) Close() error { n.h.Close(); return nil }
 
-func (n *NetlinkAddresses) AddAddress(dev string, p netip.Prefix, label string) error {
+func (n *NetlinkAddresses) AddAddress(dev string, p netip.Prefix, label string, lifetime time.Duration) error {
 	link, err := n.h.LinkByName(dev)
 	if err != nil {
 		return fmt.Errorf("add %s on %s: %w", p, dev, err)
@@ -49,12 +51,33 @@ func (n *NetlinkAddresses) AddAddress(dev string, p netip.Prefix, label string) 
 	if p.Addr().Is6() {
 		// A VIP is moved, not discovered: duplicate address detection would
 		// keep it tentative (unusable, unannounceable) for a second or more.
+		// (A renewal must repeat the flag: the kernel replaces the flags.)
 		a.Flags = unix.IFA_F_NODAD
 	}
-	if err := n.h.AddrAdd(link, a); err != nil && !errors.Is(err, syscall.EEXIST) {
+	// Without the attribute the kernel makes the address permanent (and so
+	// does a replace of a finite one). Preferred = valid: an IPv6 address
+	// past its preferred lifetime is deprecated, no longer a source address.
+	a.ValidLft = lifetimeSeconds(lifetime)
+	a.PreferedLft = a.ValidLft
+	// Replace (NLM_F_CREATE|NLM_F_REPLACE) adds an absent address and, on one
+	// that is there, only sets the new lifetimes and restarts their clock:
+	// both IPv4 and IPv6 update it in place and report RTM_NEWADDR, never a
+	// RTM_DELADDR (TestKernelAddressRenewedInPlace).
+	if err := n.h.AddrReplace(link, a); err != nil {
 		return fmt.Errorf("add %s on %s: %w", p, dev, err)
 	}
 	return nil
+}
+
+// lifetimeSeconds is a lifetime as the kernel takes it: whole seconds,
+// rounded up; 0 (no lifetime) leaves the attribute out, which is forever.
+func lifetimeSeconds(d time.Duration) int {
+	if d <= 0 {
+		return 0
+	}
+	s := (d + time.Second - 1) / time.Second
+	// Lifetimes of 2^31/HZ seconds and more are forever to the kernel anyway.
+	return int(min(s, math.MaxInt32))
 }
 
 func (n *NetlinkAddresses) RemoveAddress(dev string, p netip.Prefix) error {

@@ -31,6 +31,17 @@ const (
 // even when nothing changed, to repair out-of-band edits (ipvsadm -C).
 const DefaultResync = 10 * time.Second
 
+// DefaultAddressLifetime is the kernel lifetime of the addresses a leader
+// holds; it renews them every third of it. It bounds how long a router
+// whose lvsd died or hangs keeps answering for them (the kernel's timer may
+// take up to a second more; 0.3 s at most was measured). It is long enough
+// that only a stall of two seconds — far
+// longer than the leader lease of any timing profile (wan: 900 ms), after
+// which the node has lost its authority anyway — lets an address lapse
+// under a live lvsd, and the renewals cost one netlink round trip per
+// address per second.
+const DefaultAddressLifetime = 3 * time.Second
+
 // Health is the health checker's verdict on one real server of a service.
 type Health interface {
 	Healthy(service string, rs netip.AddrPort) bool
@@ -59,6 +70,12 @@ type Options struct {
 	Addresses        Addresses
 	Announcer        Announcer
 	Resync           time.Duration // 0 = DefaultResync
+	// AddressLifetime is the kernel lifetime (valid_lft = preferred_lft) of
+	// the addresses this node raises. While leading it renews them every
+	// third of it, so a router whose lvsd was killed or hangs drops them by
+	// itself within that time. Whole seconds (the kernel counts no finer);
+	// 0 = DefaultAddressLifetime; negative = none (kept until removed).
+	AddressLifetime time.Duration
 	// Links watches global.monitor_links; nil = a LinkMonitor in the current
 	// network namespace (modes ipvs and vip). Run runs it.
 	Links Links
@@ -92,6 +109,11 @@ type Dataplane struct {
 	addrMu sync.Mutex
 	held   map[string]*heldAddr // guarded by addrMu and mu (writes need both)
 	stale  []addrRef            // from the state file; guarded by addrMu
+	lost   map[string]lostAddr  // guarded by addrMu
+	// lifetime is the addresses' kernel lifetime (0: none); now is the clock
+	// of their renewals, which tests replace with the fake kernel's.
+	lifetime time.Duration
+	now      func() time.Time
 
 	mu               sync.Mutex
 	cfg              *shoalv1.Config
@@ -102,6 +124,7 @@ type Dataplane struct {
 	reconciledSerial uint64
 	reconcileErr     string
 	addrErr          string
+	renewErr         string
 	lastReconcile    time.Time
 }
 
@@ -116,6 +139,14 @@ func New(o Options) (*Dataplane, error) {
 	}
 	if o.Resync <= 0 {
 		o.Resync = DefaultResync
+	}
+	switch {
+	case o.AddressLifetime == 0:
+		o.AddressLifetime = DefaultAddressLifetime
+	case o.AddressLifetime < 0:
+		o.AddressLifetime = 0
+	case o.AddressLifetime%time.Second != 0:
+		return nil, fmt.Errorf("address lifetime %v: want whole seconds, as the kernel counts them", o.AddressLifetime)
 	}
 	switch o.Mode {
 	case ModeIPVS:
@@ -153,13 +184,16 @@ func New(o Options) (*Dataplane, error) {
 		}
 	}
 	d := &Dataplane{
-		o:       o,
-		log:     o.Logger.With("component", "dataplane", "mode", string(o.Mode)),
-		kick:    make(chan struct{}, 1),
-		annKick: make(chan struct{}, 1),
-		owned:   map[string]bool{},
-		held:    map[string]*heldAddr{},
-		names:   map[string]string{},
+		o:        o,
+		log:      o.Logger.With("component", "dataplane", "mode", string(o.Mode)),
+		kick:     make(chan struct{}, 1),
+		annKick:  make(chan struct{}, 1),
+		owned:    map[string]bool{},
+		held:     map[string]*heldAddr{},
+		lost:     map[string]lostAddr{},
+		lifetime: o.AddressLifetime,
+		now:      time.Now,
+		names:    map[string]string{},
 	}
 	if o.StateFile != "" {
 		st, err := loadState(o.StateFile)
@@ -176,8 +210,9 @@ func New(o Options) (*Dataplane, error) {
 	return d, nil
 }
 
-// Run owns the reconcile loop and the announcements until ctx ends. It
-// reconciles at once, on every SetConfig and HealthChanged, and every Resync.
+// Run owns the reconcile loop, the announcements and the renewal of the
+// addresses' lifetimes until ctx ends. It reconciles at once, on every
+// SetConfig and HealthChanged, and every Resync.
 // On return the addresses are released for good (SetLeader(true) raises
 // nothing afterwards); IPVS is left as it is, so that a restarted node
 // serves on at once. Run may be called once.
@@ -201,6 +236,13 @@ func (d *Dataplane) Run(ctx context.Context) error {
 		defer wg.Done()
 		d.announceLoop(ctx)
 	}()
+	if d.lifetime > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.renewLoop(ctx)
+		}()
+	}
 	if d.o.Links != nil {
 		wg.Add(2)
 		go func() {

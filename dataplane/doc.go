@@ -15,6 +15,14 @@
 //   - Only the leader holds addresses. SetLeader(false) and the return of Run
 //     drop them first, before anything else, and synchronously: when the call
 //     returns the addresses are gone.
+//   - Every address is raised with a kernel lifetime (Options.AddressLifetime,
+//     valid = preferred) that the leader renews in place every third of it,
+//     so a router whose lvsd was killed or hangs drops the addresses by
+//     itself within the lifetime (measured: the kernel takes up to ~0.3 s
+//     more). An address the kernel let expire under a live leader is raised
+//     again one renewal interval later, not at once: after a stall that long
+//     leadership has most likely moved on, and the leadership signal gets
+//     that interval to say so.
 //   - The reconciler applies differences only (add, update in place, delete),
 //     never a flush, so connections to unchanged services survive; an update of
 //     scheduler, persistence, weight or forwarding method is done in place.
@@ -31,11 +39,13 @@
 // (drops every connection; ipvsadm-restore style); announcing from the
 // reconcile loop (a takeover would wait for a resync tick); an ICMPv6 socket
 // for neighbour advertisements (needs a usable, non-tentative source address
-// on the interface at the moment a VIP moves).
+// on the interface at the moment a VIP moves); a watchdog process that
+// removes the addresses of a dead lvsd (one more process to die or hang,
+// where the kernel's own address lifetime needs none).
 //
 // Decisions are counted in Prometheus: shoal_dataplane_reconcile_total{result},
 // shoal_dataplane_ipvs_changes_total{op,result},
 // shoal_dataplane_real_servers{state}, shoal_vip_changes_total{action,reason},
-// shoal_vip_refused_total{reason}, shoal_garp_sent_total{kind,result},
-// shoal_link_up{link}.
+// shoal_vip_expired_total, shoal_vip_refused_total{reason},
+// shoal_garp_sent_total{kind,result}, shoal_link_up{link}.
 package dataplane

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/moby/ipvs"
 )
@@ -27,9 +28,13 @@ type IPVS interface {
 
 // Addresses raises and drops IP addresses on network interfaces.
 type Addresses interface {
-	// AddAddress raises p on dev; an address already present is not an error.
-	// label is an interface alias ("eth0:1"), used only when it names dev.
-	AddAddress(dev string, p netip.Prefix, label string) error
+	// AddAddress raises p on dev, or renews it when it is already there
+	// (in place: it never leaves the interface, even for a moment). With a
+	// lifetime, the kernel drops the address by itself once that long has
+	// passed since the last call (valid_lft = preferred_lft, whole seconds);
+	// 0 keeps it until it is removed. label is an interface alias ("eth0:1"),
+	// used only when it names dev.
+	AddAddress(dev string, p netip.Prefix, label string, lifetime time.Duration) error
 	// RemoveAddress drops p from dev; an absent address is not an error.
 	RemoveAddress(dev string, p netip.Prefix) error
 	// ListAddresses lists the addresses on dev.

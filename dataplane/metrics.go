@@ -24,8 +24,12 @@ var (
 	}, []string{"state"})
 	vipChangesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_vip_changes_total",
-		Help: "Addresses raised and dropped, by action (add, remove) and reason (leader, follower, config, repair, shutdown, stale).",
+		Help: "Addresses raised and dropped, by action (add, remove) and reason (leader, follower, config, link, repair, expired, shutdown, stale).",
 	}, []string{"action", "reason"})
+	vipExpiredTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "shoal_vip_expired_total",
+		Help: "Addresses the kernel dropped from a leader because their lifetime was not renewed in time: lvsd did not run for a whole address lifetime.",
+	})
 	vipRefusedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_vip_refused_total",
 		Help: "Addresses the leader did not raise, by reason (no_interface, invalid_address, add_failed, link_down).",
@@ -42,5 +46,5 @@ var (
 
 func init() {
 	prometheus.MustRegister(reconcileTotal, reconcileSeconds, ipvsChangesTotal, realServers,
-		vipChangesTotal, vipRefusedTotal, garpSentTotal, linkUpGauge)
+		vipChangesTotal, vipExpiredTotal, vipRefusedTotal, garpSentTotal, linkUpGauge)
 }

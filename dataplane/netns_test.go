@@ -2,12 +2,14 @@ package dataplane
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-lb/shoal/dataplane/kernelfake"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
 
@@ -266,7 +269,7 @@ func TestKernelAddressesIdempotent(t *testing.T) {
 	defer a.Close()
 	p := netip.MustParsePrefix("198.51.100.7/32")
 	for i := 0; i < 2; i++ {
-		if err := a.AddAddress("eth0", p, "eth0:7"); err != nil {
+		if err := a.AddAddress("eth0", p, "eth0:7", 0); err != nil {
 			t.Fatalf("add #%d: %v", i, err)
 		}
 	}
@@ -282,7 +285,299 @@ func TestKernelAddressesIdempotent(t *testing.T) {
 	if err := a.RemoveAddress("nosuchdev", p); err != nil {
 		t.Errorf("remove from a missing device: %v", err)
 	}
-	if err := a.AddAddress("nosuchdev", p, ""); err == nil {
+	if err := a.AddAddress("nosuchdev", p, "", 0); err == nil {
 		t.Error("add on a missing device succeeded")
+	}
+}
+
+// figure logs a measured figure and, when SHOAL_E2E_FIGURES names a file,
+// appends it there: go test shows a passing test's log only with -v, and
+// make test prints that file at the end.
+func figure(t *testing.T, format string, args ...any) {
+	t.Helper()
+	line := fmt.Sprintf("dataplane: "+format, args...)
+	t.Log(line)
+	if path := os.Getenv("SHOAL_E2E_FIGURES"); path != "" {
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Logf("figures file: %v", err)
+			return
+		}
+		defer f.Close()
+		fmt.Fprintln(f, line)
+	}
+}
+
+// vethNS is a namespace with an up veth pair, eth0 and peer0, and its
+// address events as `ip monitor address` would show them.
+type vethNS struct {
+	ns     netns.NsHandle
+	h      *netlink.Handle
+	mu     sync.Mutex
+	events []addrEvent
+}
+
+type addrEvent struct {
+	at     time.Time
+	prefix netip.Prefix
+	added  bool // RTM_NEWADDR (a new address or a renewal); else RTM_DELADDR
+}
+
+func newVethNS(t *testing.T) *vethNS {
+	t.Helper()
+	v := &vethNS{ns: newNetNS(t)}
+	v.h = nlHandle(t, v.ns)
+	if err := v.h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0"}, PeerName: "peer0"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"lo", "eth0", "peer0"} {
+		linkUpIn(t, v.h, n)
+	}
+	ch := make(chan netlink.AddrUpdate, 1024)
+	done := make(chan struct{})
+	var closing atomic.Bool
+	if err := netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{Namespace: &v.ns,
+		ErrorCallback: func(err error) {
+			if !closing.Load() {
+				t.Errorf("address events: %v", err)
+			}
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for u := range ch {
+			ip, _ := netip.AddrFromSlice(u.LinkAddress.IP)
+			ones, _ := u.LinkAddress.Mask.Size()
+			v.mu.Lock()
+			v.events = append(v.events, addrEvent{at: time.Now(), prefix: netip.PrefixFrom(ip.Unmap(), ones), added: u.NewAddr})
+			v.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { closing.Store(true); close(done); wg.Wait() })
+	return v
+}
+
+// seen returns the events of p so far: how many RTM_NEWADDR, and the time of
+// every RTM_DELADDR.
+func (v *vethNS) seen(p netip.Prefix) (added int, deleted []time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, e := range v.events {
+		switch {
+		case e.prefix != p:
+		case e.added:
+			added++
+		default:
+			deleted = append(deleted, e.at)
+		}
+	}
+	return added, deleted
+}
+
+// skipWithoutIPv6 skips when the kernel will not put p on eth0.
+func (v *vethNS) skipWithoutIPv6(t *testing.T, p netip.Prefix) {
+	t.Helper()
+	if !p.Addr().Is6() {
+		return
+	}
+	link, err := v.h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another address than p, whose events the test watches.
+	probe := &netlink.Addr{IPNet: prefixIPNet(netip.MustParsePrefix("2001:db8:ffff::1/128")), Flags: unix.IFA_F_NODAD}
+	if err := v.h.AddrAdd(link, probe); err != nil {
+		t.Skipf("no IPv6 in this namespace: %v", err)
+	}
+	if err := v.h.AddrDel(link, probe); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestKernelAddressRenewedInPlace(t *testing.T) {
+	for _, p := range []netip.Prefix{netip.MustParsePrefix("192.0.2.10/24"), netip.MustParsePrefix("2001:db8::10/64")} {
+		t.Run(p.String(), func(t *testing.T) {
+			v := newVethNS(t)
+			v.skipWithoutIPv6(t, p)
+			a, err := NewNetlinkAddressesAt(v.ns)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			if err := a.AddAddress("eth0", p, "eth0:1", 2*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			// Renew back to back while another socket looks for the
+			// address as fast as it can.
+			stop := make(chan struct{})
+			missing := make(chan int, 1)
+			go func() {
+				polls, gone := 0, 0
+				defer func() { missing <- gone; t.Logf("%d polls during the renewals", polls) }()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					got, err := a.ListAddresses("eth0")
+					if err == nil && !slices.Contains(got, p) {
+						gone++
+					}
+					polls++
+				}
+			}()
+			const renewals = 500
+			for i := 0; i < renewals; i++ {
+				if err := a.AddAddress("eth0", p, "eth0:1", 2*time.Second); err != nil {
+					t.Fatalf("renewal %d: %v", i, err)
+				}
+			}
+			close(stop)
+			if n := <-missing; n > 0 {
+				t.Errorf("the address was missing from %d listings during the renewals", n)
+			}
+			eventually(t, 2*time.Second, "every renewal reported", func() bool {
+				added, _ := v.seen(p)
+				return added >= renewals+1
+			})
+			if _, deleted := v.seen(p); len(deleted) > 0 {
+				t.Errorf("RTM_DELADDR during the renewals at %v", deleted)
+			}
+			kernelAddr := func() netlink.Addr {
+				t.Helper()
+				link, err := v.h.LinkByName("eth0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				as, err := v.h.AddrList(link, netlink.FAMILY_ALL)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, x := range as {
+					if x.IPNet.String() == prefixIPNet(p).String() {
+						return x
+					}
+				}
+				t.Fatalf("%s not on eth0", p)
+				return netlink.Addr{}
+			}
+			if k := kernelAddr(); k.ValidLft < 1 || k.ValidLft > 2 || k.PreferedLft != k.ValidLft || k.Flags&unix.IFA_F_PERMANENT != 0 {
+				t.Errorf("renewed: valid_lft %d preferred_lft %d flags %#x", k.ValidLft, k.PreferedLft, k.Flags)
+			}
+			// No lifetime makes a finite address permanent again.
+			if err := a.AddAddress("eth0", p, "eth0:1", 0); err != nil {
+				t.Fatal(err)
+			}
+			if k := kernelAddr(); k.Flags&unix.IFA_F_PERMANENT == 0 {
+				t.Errorf("without a lifetime: valid_lft %d flags %#x, want permanent", k.ValidLft, k.Flags)
+			}
+		})
+	}
+}
+
+// TestKernelAddressLifetimeBoundsAHungLvsd raises a VIP through a running
+// Dataplane, watches the renewals keep it for more than three lifetimes,
+// then hangs the dataplane (as SIGSTOP, or SIGKILL, would) and measures how
+// long the kernel keeps the address after the last renewal.
+func TestKernelAddressLifetimeBoundsAHungLvsd(t *testing.T) {
+	L := DefaultAddressLifetime
+	if testing.Short() {
+		L = time.Second
+	}
+	for _, vip := range []netip.Prefix{netip.MustParsePrefix("192.0.2.10/24"), netip.MustParsePrefix("2001:db8::10/64")} {
+		t.Run(vip.String(), func(t *testing.T) {
+			t.Parallel()
+			v := newVethNS(t)
+			v.skipWithoutIPv6(t, vip)
+			addrs, err := NewNetlinkAddressesAt(v.ns)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { addrs.Close() })
+			ann, err := NewNetAnnouncerAt(v.ns)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ann.Close() })
+			d, err := New(Options{Mode: ModeVIP, NodeID: "a", DefaultInterface: "eth0", Logger: quietLogger(),
+				Addresses: addrs, Announcer: ann, Links: kernelfake.NewLinks(), AddressLifetime: L})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.SetConfig(&shoalv1.Config{Serial: 1, Services: []*shoalv1.VirtualService{
+				{Name: "web", Vip: &shoalv1.Address{Address: vip.Addr().String(), PrefixLength: uint32(vip.Bits())}, Port: 80},
+			}})
+			runCtx(t, d)
+			held := func() bool {
+				got, err := addrs.ListAddresses("eth0")
+				return err == nil && slices.Contains(got, vip)
+			}
+			d.SetLeader(true)
+			if !held() {
+				t.Fatal("VIP not raised")
+			}
+
+			// Renewed: never gone, however closely one looks.
+			watch := 3*L + L/2
+			start := time.Now()
+			polls := 0
+			for time.Since(start) < watch {
+				if !held() {
+					t.Fatalf("VIP missing %v after it was raised, while renewed", time.Since(start))
+				}
+				polls++
+				time.Sleep(time.Millisecond) // a polling rate, not a synchronisation
+			}
+			renewals, deleted := v.seen(vip)
+			if len(deleted) > 0 {
+				t.Fatalf("RTM_DELADDR while renewed: %v", deleted)
+			}
+			t.Logf("lifetime %v: kept for %v (%d polls), %d RTM_NEWADDR (raise + renewals every %v)", L, watch, polls, renewals, d.renewEvery())
+
+			// Hang the dataplane: nothing of it touches addresses while
+			// addrMu is taken, as in a stopped or killed lvsd.
+			expired := counterValue(t, vipExpiredTotal)
+			d.addrMu.Lock()
+			var last time.Time
+			for _, h := range d.held {
+				last = h.renewed
+			}
+			eventually(t, L+3*time.Second, "the kernel drops the VIP of a hung lvsd", func() bool {
+				_, deleted := v.seen(vip)
+				return len(deleted) > 0
+			})
+			_, deleted = v.seen(vip)
+			kept := deleted[0].Sub(last)
+			fam := "IPv4"
+			if vip.Addr().Is6() {
+				fam = "IPv6"
+			}
+			figure(t, "%s VIP with lifetime %v: a hung lvsd's router dropped it %v after the last renewal",
+				fam, L, kept.Round(time.Millisecond))
+			if kept < L-lifetimeFuzz || kept > L+time.Second {
+				t.Errorf("kept %v after the last renewal, want within [%v, %v]", kept, L-lifetimeFuzz, L+time.Second)
+			}
+			if held() {
+				t.Error("VIP listed after RTM_DELADDR")
+			}
+
+			// lvsd runs again and still leads: the VIP comes back a renewal
+			// interval later, counted as expired.
+			resumed := time.Now()
+			d.addrMu.Unlock()
+			eventually(t, L+time.Second, "the VIP is raised again", held)
+			t.Logf("raised again %v after lvsd resumed", time.Since(resumed).Round(time.Millisecond))
+			if counterValue(t, vipExpiredTotal) <= expired {
+				t.Error("expiry not counted in shoal_vip_expired_total")
+			}
+			d.SetLeader(false)
+			if held() {
+				t.Error("VIP held after SetLeader(false)")
+			}
+		})
 	}
 }

@@ -62,8 +62,18 @@ func newRig(t *testing.T, mode Mode, state string) *rig {
 // reopen builds a new Dataplane over the same fake kernel: a restart.
 func (r *rig) reopen(t *testing.T, mode Mode) {
 	t.Helper()
-	d, err := New(Options{Mode: mode, NodeID: "n1", DefaultInterface: "eth0", Logger: quietLogger(),
-		Health: r.health, IPVS: r.ipvs, Addresses: r.addrs, Announcer: r.ann, Links: r.links, StateFile: r.state})
+	r.reopenWith(t, mode, nil)
+}
+
+// reopenWith is reopen with options changed by set.
+func (r *rig) reopenWith(t *testing.T, mode Mode, set func(*Options)) {
+	t.Helper()
+	o := Options{Mode: mode, NodeID: "n1", DefaultInterface: "eth0", Logger: quietLogger(),
+		Health: r.health, IPVS: r.ipvs, Addresses: r.addrs, Announcer: r.ann, Links: r.links, StateFile: r.state}
+	if set != nil {
+		set(&o)
+	}
+	d, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"net/netip"
 	"sort"
+	"strings"
 
 	"github.com/moby/ipvs"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -24,11 +25,13 @@ func (d *Dataplane) Status(st *shoalv1.NodeStatus) {
 	sort.Strings(st.Addresses)
 	st.ReconciledSerial = d.reconciledSerial
 	st.ReconcileError = d.reconcileErr
-	if d.addrErr != "" && d.addrErr != d.reconcileErr {
-		if st.ReconcileError != "" {
-			st.ReconcileError += "; "
+	for _, e := range []string{d.addrErr, d.renewErr} {
+		if e != "" && !strings.Contains(st.ReconcileError, e) {
+			if st.ReconcileError != "" {
+				st.ReconcileError += "; "
+			}
+			st.ReconcileError += e
 		}
-		st.ReconcileError += d.addrErr
 	}
 	st.LastReconcile = nil
 	if !d.lastReconcile.IsZero() {

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -30,7 +31,23 @@ type heldAddr struct {
 	burstLeft int       // announcements of the takeover burst still to send
 	next      time.Time // when the next burst announcement is due
 	refreshAt time.Time // when the next refresh is due, after the burst
+	// renewed is when its kernel lifetime was last set (Dataplane.now);
+	// guarded by addrMu alone.
+	renewed time.Time
 }
+
+// lostAddr is an address the kernel lost while this node held it as
+// leader, waiting to be raised again.
+type lostAddr struct {
+	reason    string    // "expired" (its lifetime ran out) or "repair" (removed by somebody)
+	notBefore time.Time // not raised again before (Dataplane.now)
+}
+
+// lifetimeFuzz is how early the kernel may drop an address: it rounds the
+// age up by HZ/50 (ADDRCONF_TIMER_FUZZ_MINUS, 20 ms) before comparing it
+// with the lifetime. An address gone sooner than its lifetime less this
+// was removed by somebody, not expired.
+const lifetimeFuzz = 50 * time.Millisecond
 
 // announcing is the announcement policy of a config.
 type announcing struct {
@@ -103,30 +120,42 @@ func desiredAddresses(c *shoalv1.Config, defaultDev string) (map[string]addrRef,
 	return want, refused
 }
 
+// wanted is what this node must hold now: the config's addresses while it
+// leads with its monitored links up, none otherwise, and why configured
+// addresses are left out.
+func (d *Dataplane) wanted() (leader bool, cfg *shoalv1.Config, want map[string]addrRef, refused map[string]addressRefusal) {
+	d.mu.Lock()
+	leader, cfg = d.leader && !d.released.Load(), d.cfg
+	d.mu.Unlock()
+	want = map[string]addrRef{}
+	if !leader {
+		return leader, cfg, want, nil
+	}
+	want, refused = desiredAddresses(cfg, d.o.DefaultInterface)
+	if d.o.Links != nil {
+		if down := d.o.Links.Down(); len(down) > 0 {
+			// A node cut off from a monitored network must not attract
+			// traffic it cannot deliver.
+			want = map[string]addrRef{}
+			refused = map[string]addressRefusal{fmt.Sprintf("any address (links down: %v)", down): refuseLinkDown}
+		}
+	}
+	return leader, cfg, want, refused
+}
+
 // syncAddresses makes the held addresses equal to what this node must hold:
 // the config's addresses while leading, none otherwise. Removals come first.
 // New addresses get their first announcement before it returns; the rest of
 // the burst is left to announceLoop. With verify, addresses are also checked
-// in the kernel and raised again when somebody removed them.
+// in the kernel and raised again when somebody removed them (see
+// checkHeldLocked for those whose lifetime ran out).
 func (d *Dataplane) syncAddresses(reason string, verify bool) error {
 	d.addrMu.Lock()
 	defer d.addrMu.Unlock()
-	d.mu.Lock()
-	leader, cfg := d.leader && !d.released.Load(), d.cfg
-	d.mu.Unlock()
-
-	want := map[string]addrRef{}
-	var refused map[string]addressRefusal
-	if leader {
-		want, refused = desiredAddresses(cfg, d.o.DefaultInterface)
-		if d.o.Links != nil {
-			if down := d.o.Links.Down(); len(down) > 0 {
-				// A node cut off from a monitored network must not
-				// attract traffic it cannot deliver.
-				want = map[string]addrRef{}
-				refused = map[string]addressRefusal{fmt.Sprintf("any address (links down: %v)", down): refuseLinkDown}
-			}
-		}
+	leader, cfg, want, refused := d.wanted()
+	if !leader {
+		// Whatever was lost is not this node's to raise any more.
+		clear(d.lost)
 	}
 	var errs []error
 	changed := false
@@ -156,7 +185,9 @@ func (d *Dataplane) syncAddresses(reason string, verify bool) error {
 			continue
 		}
 		if err := d.o.Addresses.RemoveAddress(h.dev, h.prefix); err != nil {
-			errs = append(errs, err) // still held: retried on the next resync
+			// Still held, no longer renewed: retried on the next resync,
+			// and gone with its lifetime at the latest.
+			errs = append(errs, err)
 			continue
 		}
 		d.mu.Lock()
@@ -175,68 +206,198 @@ func (d *Dataplane) syncAddresses(reason string, verify bool) error {
 		vipRefusedTotal.WithLabelValues(string(why)).Inc()
 		errs = append(errs, fmt.Errorf("not raising %s: %s", what, why))
 	}
+	now := d.now()
 	if verify && leader {
-		present := map[string]bool{}
-		for k, h := range d.held {
-			if _, listed := present[h.dev+"|"]; !listed {
-				present[h.dev+"|"] = true
-				got, err := d.o.Addresses.ListAddresses(h.dev)
-				if err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				for _, p := range got {
-					present[addrRef{dev: h.dev, prefix: p}.key()] = true
-				}
-			}
-			if !present[k] {
-				d.log.Warn("address missing from the kernel, raising it again", "vip", h.prefix, "dev", h.dev)
-				d.mu.Lock()
-				delete(d.held, k)
-				d.mu.Unlock()
-			}
+		lost, err := d.checkHeldLocked(now, want, false)
+		errs = append(errs, err)
+		changed = changed || lost
+	}
+	r := reason
+	if verify {
+		r = "repair"
+	}
+	added, err := d.raiseLocked(now, want, r, false, announcingOf(cfg))
+	errs = append(errs, err)
+	if added || changed {
+		if err := d.saveState(); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	now := time.Now()
-	ann := announcingOf(cfg)
-	added := 0
-	for k, r := range want {
+	err = joinErrors(errs)
+	d.mu.Lock()
+	d.addrErr = ""
+	if err != nil {
+		d.addrErr = err.Error()
+	}
+	d.mu.Unlock()
+	return err
+}
+
+// checkHeldLocked looks for the wanted held addresses in the kernel and,
+// with renew, gives those it finds a fresh lifetime. One that is gone is no
+// longer held and is raised again by raiseLocked: at once when somebody
+// removed it, but only a renewal interval later when its lifetime ran out.
+// That happens only when this process did not run for a whole lifetime —
+// longer than any leader lease — so leadership has most likely moved on,
+// and the leadership signal gets that interval to say so before this node
+// announces the address again. It reports whether an address was lost.
+// Called with addrMu held, while leading.
+func (d *Dataplane) checkHeldLocked(now time.Time, want map[string]addrRef, renew bool) (lost bool, err error) {
+	var errs []error
+	present := map[string]bool{}
+	listed := map[string]bool{}
+	unlisted := map[string]bool{} // devices whose listing failed
+	for _, k := range slices.Sorted(maps.Keys(d.held)) {
+		h := d.held[k]
+		if _, ok := want[k]; !ok {
+			continue // on its way out: not renewed, whatever happens
+		}
+		if !listed[h.dev] {
+			listed[h.dev] = true
+			got, err := d.o.Addresses.ListAddresses(h.dev)
+			if err != nil {
+				errs = append(errs, err)
+				unlisted[h.dev] = true
+			}
+			for _, p := range got {
+				present[addrRef{dev: h.dev, prefix: p}.key()] = true
+			}
+		}
+		// An address that could not be looked for is not missing: it is
+		// renewed all the same (which raises it again if it was gone).
+		if present[k] || unlisted[h.dev] {
+			if !renew {
+				continue
+			}
+			if err := d.o.Addresses.AddAddress(h.dev, h.prefix, h.label, d.lifetime); err != nil {
+				d.log.Warn("renewing an address's lifetime failed", "vip", h.prefix, "dev", h.dev,
+					"unrenewed", now.Sub(h.renewed).Round(time.Millisecond), "lifetime", d.lifetime, "err", err)
+				errs = append(errs, fmt.Errorf("renew lifetime: %w", err))
+				continue
+			}
+			h.renewed = now
+			continue
+		}
+		unrenewed := now.Sub(h.renewed)
+		l := lostAddr{reason: "repair", notBefore: now}
+		if d.lifetime > 0 && unrenewed >= d.lifetime-lifetimeFuzz {
+			l = lostAddr{reason: "expired", notBefore: now.Add(d.renewEvery())}
+			vipExpiredTotal.Inc()
+			d.log.Warn("address expired: its lifetime was not renewed in time; raising it again after a renewal interval if this node still leads",
+				"vip", h.prefix, "dev", h.dev, "unrenewed", unrenewed.Round(time.Millisecond), "lifetime", d.lifetime)
+		} else {
+			d.log.Warn("address missing from the kernel, raising it again", "vip", h.prefix, "dev", h.dev)
+		}
+		d.lost[k] = l
+		d.mu.Lock()
+		delete(d.held, k)
+		d.mu.Unlock()
+		lost = true
+	}
+	return lost, joinErrors(errs)
+}
+
+// raiseLocked raises the wanted addresses that are not held, each with a
+// takeover burst whose first announcement leaves before it returns, and
+// counts them under reason, or under the reason they were lost for. A lost
+// address waits until it may be raised again; onlyLost raises nothing
+// else. It reports whether it raised any. Called with addrMu held.
+func (d *Dataplane) raiseLocked(now time.Time, want map[string]addrRef, reason string, onlyLost bool, ann announcing) (added bool, err error) {
+	var errs []error
+	for k := range d.lost {
+		if _, ok := want[k]; !ok {
+			delete(d.lost, k)
+		}
+	}
+	wall := time.Now() // the announcements' clock
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		r := want[k]
 		if _, ok := d.held[k]; ok {
 			continue
 		}
-		if err := d.o.Addresses.AddAddress(r.dev, r.prefix, r.label); err != nil {
+		why := reason
+		if l, ok := d.lost[k]; ok {
+			if now.Before(l.notBefore) {
+				continue
+			}
+			why = l.reason
+		} else if onlyLost {
+			continue
+		}
+		if err := d.o.Addresses.AddAddress(r.dev, r.prefix, r.label, d.lifetime); err != nil {
 			vipRefusedTotal.WithLabelValues(string(refuseAddFailed)).Inc()
 			errs = append(errs, err)
 			continue
 		}
+		delete(d.lost, k)
 		d.mu.Lock()
-		d.held[k] = &heldAddr{addrRef: r, burstLeft: ann.count, next: now}
+		d.held[k] = &heldAddr{addrRef: r, burstLeft: ann.count, next: wall, renewed: now}
 		d.mu.Unlock()
-		changed, added = true, added+1
-		r2 := reason
-		if verify {
-			r2 = "repair"
-		}
-		vipChangesTotal.WithLabelValues("add", r2).Inc()
-		d.log.Info("address raised", "vip", r.prefix, "dev", r.dev, "reason", r2)
+		added = true
+		vipChangesTotal.WithLabelValues("add", why).Inc()
+		d.log.Info("address raised", "vip", r.prefix, "dev", r.dev, "reason", why)
 	}
-	if added > 0 {
-		d.announceDueLocked(now, ann)
+	if added {
+		d.announceDueLocked(wall, ann)
 		select {
 		case d.annKick <- struct{}{}:
 		default:
 		}
 	}
-	if changed {
-		if err := d.saveState(); err != nil {
-			errs = append(errs, err)
+	return added, joinErrors(errs)
+}
+
+// renewEvery is the renewal interval: a third of the lifetime, so that a
+// renewal may be late by up to two of them before the address lapses.
+func (d *Dataplane) renewEvery() time.Duration { return d.lifetime / 3 }
+
+// renewLoop renews the lifetime of the held addresses while Run runs, a
+// renewal interval after the end of the previous round (so the round after a
+// stall comes a whole interval after the one that found the damage).
+func (d *Dataplane) renewLoop(ctx context.Context) {
+	t := time.NewTimer(d.renewEvery())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
+		_ = d.renewAddresses()
+		t.Reset(d.renewEvery())
 	}
-	err := joinErrors(errs)
+}
+
+// renewAddresses is one round of renewals: every address this node holds
+// as leader gets a fresh lifetime, and what the kernel lost is raised again
+// (checkHeldLocked says when). A follower renews nothing: what it still
+// holds, because a removal failed, lapses by itself.
+func (d *Dataplane) renewAddresses() error {
+	if d.lifetime <= 0 {
+		return nil
+	}
+	d.addrMu.Lock()
+	defer d.addrMu.Unlock()
+	leader, cfg, want, _ := d.wanted()
+	if !leader {
+		d.mu.Lock()
+		d.renewErr = ""
+		d.mu.Unlock()
+		return nil
+	}
+	now := d.now()
+	lost, err := d.checkHeldLocked(now, want, true)
+	errs := []error{err}
+	added, err := d.raiseLocked(now, want, "repair", true, announcingOf(cfg))
+	errs = append(errs, err)
+	if lost || added {
+		errs = append(errs, d.saveState())
+	}
+	err = joinErrors(errs)
 	d.mu.Lock()
-	d.addrErr = ""
+	d.renewErr = ""
 	if err != nil {
-		d.addrErr = err.Error()
+		d.renewErr = err.Error()
 	}
 	d.mu.Unlock()
 	return err

@@ -3,14 +3,19 @@ package dataplane
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/moby/ipvs"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
+	"github.com/shoal-lb/shoal/dataplane/kernelfake"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
 
@@ -267,4 +272,277 @@ func TestStaleAddressKeptUntilDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	eq(t, "stale addresses dropped in the end", r.addrs.Held(), nil)
+}
+
+// lifetimeRig is a rig whose address renewals run on the fake kernel's
+// clock: Advance is time passing, renewAddresses a tick of renewLoop.
+func lifetimeRig(t *testing.T) *rig {
+	t.Helper()
+	r := newRig(t, ModeVIP, "")
+	r.d.now = r.addrs.Now
+	r.d.SetConfig(vipConfig())
+	return r
+}
+
+// heldPrefixes are wantA as the fake's keys.
+var heldPrefixes = []struct {
+	dev string
+	p   netip.Prefix
+}{
+	{"eth1", netip.MustParsePrefix("10.0.0.254/24")},
+	{"eth0", netip.MustParsePrefix("192.0.2.10/32")},
+	{"eth2", netip.MustParsePrefix("2001:db8::53/128")},
+}
+
+func checkLifetimes(t *testing.T, r *rig, what string, want time.Duration) {
+	t.Helper()
+	for _, h := range heldPrefixes {
+		left, finite := r.addrs.Lifetime(h.dev, h.p)
+		if !finite || left != want {
+			t.Errorf("%s: %s on %s has %v left (finite %v), want %v", what, h.p, h.dev, left, finite, want)
+		}
+	}
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+func TestAddressLifetimeRenewedEveryThird(t *testing.T) {
+	r := lifetimeRig(t)
+	L := DefaultAddressLifetime
+	if got := r.d.renewEvery(); got != time.Second {
+		t.Fatalf("renewal interval %v, want a third of %v", got, L)
+	}
+	r.d.SetLeader(true)
+	checkLifetimes(t, r, "raised", L)
+	r.addrs.Ops()
+
+	for i := 0; i < 12; i++ { // four lifetimes
+		r.addrs.Advance(r.d.renewEvery())
+		if err := r.d.renewAddresses(); err != nil {
+			t.Fatal(err)
+		}
+		checkLifetimes(t, r, fmt.Sprintf("renewal %d", i+1), L)
+	}
+	// A renewal late by all but a moment of the lifetime still keeps them.
+	r.addrs.Advance(L - time.Millisecond)
+	if err := r.d.renewAddresses(); err != nil {
+		t.Fatal(err)
+	}
+	checkLifetimes(t, r, "late renewal", L)
+
+	// A failed listing does not stop the renewals; a failed renewal is
+	// reported, and the next one makes up for it.
+	r.addrs.Advance(r.d.renewEvery())
+	r.addrs.FailNext("ListAddresses", errors.New("netlink busy"))
+	if err := r.d.renewAddresses(); err == nil {
+		t.Error("failed listing not reported")
+	}
+	checkLifetimes(t, r, "renewed without a listing", L)
+	r.addrs.Advance(r.d.renewEvery())
+	r.addrs.FailNext("AddAddress", errors.New("no buffer space"))
+	if err := r.d.renewAddresses(); err == nil {
+		t.Error("failed renewal not reported")
+	}
+	var st shoalv1.NodeStatus
+	r.d.Status(&st)
+	if !strings.Contains(st.ReconcileError, "renew lifetime: no buffer space") {
+		t.Errorf("status error %q", st.ReconcileError)
+	}
+	r.addrs.Advance(r.d.renewEvery())
+	if err := r.d.renewAddresses(); err != nil {
+		t.Fatal(err)
+	}
+	checkLifetimes(t, r, "after a failed renewal", L)
+	r.d.Status(&st)
+	if st.ReconcileError != "" {
+		t.Errorf("status error %q after a good renewal", st.ReconcileError)
+	}
+	eq(t, "nothing left the kernel while renewed", r.addrs.Ops(), nil)
+
+	// A follower renews nothing, not even an address whose removal failed:
+	// the kernel drops it one lifetime after the last renewal.
+	r.addrs.FailNext("RemoveAddress", errors.New("netlink busy"))
+	r.d.SetLeader(false)
+	if len(r.addrs.Held()) != 1 {
+		t.Fatalf("want one address left by the failed removal, have %v", r.addrs.Held())
+	}
+	r.addrs.Advance(r.d.renewEvery())
+	if err := r.d.renewAddresses(); err != nil {
+		t.Fatal(err)
+	}
+	r.addrs.Advance(L - r.d.renewEvery())
+	eq(t, "the failed removal ends with the lifetime", r.addrs.Held(), nil)
+	if err := r.d.Reconcile(); err != nil { // retries the removal: already gone is fine
+		t.Fatal(err)
+	}
+	r.d.Status(&st)
+	if st.HoldsVips {
+		t.Errorf("follower still holds %v", st.Addresses)
+	}
+}
+
+func TestExpiredAddressRaisedAfterARenewalInterval(t *testing.T) {
+	r := lifetimeRig(t)
+	r.d.SetLeader(true)
+	expired := counterValue(t, vipExpiredTotal)
+	raised := counterValue(t, vipChangesTotal.WithLabelValues("add", "expired"))
+	announced := r.ann.Count(vip)
+
+	// lvsd does not run for a whole lifetime: the kernel drops everything.
+	r.addrs.Advance(DefaultAddressLifetime)
+	eq(t, "kernel after a lifetime without renewal", r.addrs.Held(), nil)
+
+	// Whichever of the resync and the renewal loop runs first after the
+	// stall notices, counts, and waits a renewal interval: leadership has
+	// most likely moved on, and SetLeader(false) would be on its way.
+	if err := r.d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.d.renewAddresses(); err != nil {
+		t.Fatal(err)
+	}
+	var st shoalv1.NodeStatus
+	r.d.Status(&st)
+	if st.HoldsVips {
+		t.Errorf("status still holds %v", st.Addresses)
+	}
+	if got := counterValue(t, vipExpiredTotal) - expired; got != 3 {
+		t.Errorf("shoal_vip_expired_total grew by %v, want 3", got)
+	}
+	r.addrs.Advance(r.d.renewEvery() - time.Millisecond)
+	if err := r.d.renewAddresses(); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "within the renewal interval", r.addrs.Held(), nil)
+	if r.ann.Count(vip) != announced {
+		t.Error("an expired address was announced within the renewal interval")
+	}
+
+	// Still leading a renewal interval later: raised and announced again.
+	r.addrs.Advance(time.Millisecond)
+	if err := r.d.renewAddresses(); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "raised again", r.addrs.Held(), wantA)
+	checkLifetimes(t, r, "raised again", DefaultAddressLifetime)
+	if r.ann.Count(vip) <= announced {
+		t.Error("the address raised again was not announced")
+	}
+	if got := counterValue(t, vipChangesTotal.WithLabelValues("add", "expired")) - raised; got != 3 {
+		t.Errorf(`shoal_vip_changes_total{action="add",reason="expired"} grew by %v, want 3`, got)
+	}
+	if n := len(r.ann.Refused()); n > 0 {
+		t.Errorf("%d announcements of addresses not held", n)
+	}
+}
+
+func TestExpiredAddressFollowsLeadership(t *testing.T) {
+	r := lifetimeRig(t)
+	r.d.SetLeader(true)
+	r.addrs.Advance(DefaultAddressLifetime)
+	if err := r.d.renewAddresses(); err != nil {
+		t.Fatal(err)
+	}
+	// The fence lapsed during the stall (SetLeader(false)) and a quorum
+	// answered again (SetLeader(true)): that is fresh word, acted on at once.
+	r.d.SetLeader(false)
+	r.d.SetLeader(true)
+	eq(t, "raised by the new leadership", r.addrs.Held(), wantA)
+
+	// Deposed during the stall: nothing comes back.
+	r.addrs.Advance(DefaultAddressLifetime)
+	if err := r.d.renewAddresses(); err != nil {
+		t.Fatal(err)
+	}
+	r.d.SetLeader(false)
+	r.addrs.Advance(r.d.renewEvery())
+	if err := r.d.renewAddresses(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "a deposed leader raises nothing", r.addrs.Held(), nil)
+}
+
+func TestRemovedAddressRaisedAtOnceByRenewal(t *testing.T) {
+	r := lifetimeRig(t)
+	r.d.SetLeader(true)
+	expired := counterValue(t, vipExpiredTotal)
+	repaired := counterValue(t, vipChangesTotal.WithLabelValues("add", "repair"))
+	announced := r.ann.Count(vip)
+	r.addrs.Advance(r.d.renewEvery())
+	if err := r.addrs.RemoveAddress("eth0", netip.MustParsePrefix("192.0.2.10/32")); err != nil { // ip addr del
+		t.Fatal(err)
+	}
+	if err := r.d.renewAddresses(); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "raised again at once", r.addrs.Held(), wantA)
+	checkLifetimes(t, r, "after the repair", DefaultAddressLifetime)
+	if r.ann.Count(vip) <= announced {
+		t.Error("repaired VIP not announced")
+	}
+	if got := counterValue(t, vipChangesTotal.WithLabelValues("add", "repair")) - repaired; got != 1 {
+		t.Errorf(`shoal_vip_changes_total{action="add",reason="repair"} grew by %v, want 1`, got)
+	}
+	if counterValue(t, vipExpiredTotal) != expired {
+		t.Error("a removal was counted as an expiry")
+	}
+}
+
+func TestAddressLifetimeOption(t *testing.T) {
+	for _, c := range []struct {
+		set, want time.Duration
+		err       bool
+	}{
+		{0, DefaultAddressLifetime, false},
+		{-1, 0, false},
+		{time.Second, time.Second, false},
+		{10 * time.Second, 10 * time.Second, false},
+		{1500 * time.Millisecond, 0, true},
+		{time.Millisecond, 0, true},
+	} {
+		addrs := kernelfake.NewAddresses()
+		d, err := New(Options{Mode: ModeVIP, DefaultInterface: "eth0", Logger: quietLogger(), AddressLifetime: c.set,
+			Addresses: addrs, Announcer: &kernelfake.Announcer{}, Links: kernelfake.NewLinks()})
+		if (err != nil) != c.err {
+			t.Errorf("AddressLifetime %v: err %v, want an error: %v", c.set, err, c.err)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		if d.lifetime != c.want {
+			t.Errorf("AddressLifetime %v: lifetime %v, want %v", c.set, d.lifetime, c.want)
+		}
+		d.SetConfig(vipConfig())
+		d.SetLeader(true)
+		left, finite := addrs.Lifetime("eth0", netip.MustParsePrefix("192.0.2.10/32"))
+		if finite != (c.want > 0) || left != c.want {
+			t.Errorf("AddressLifetime %v: kernel lifetime %v (finite %v)", c.set, left, finite)
+		}
+	}
+}
+
+func TestRunRenewsAddresses(t *testing.T) {
+	r := newRig(t, ModeVIP, "")
+	r.reopenWith(t, ModeVIP, func(o *Options) { o.AddressLifetime = time.Second })
+	r.d.now = r.addrs.Now
+	r.d.SetConfig(vipConfig())
+	run(t, r.d)
+	r.d.SetLeader(true)
+	p := netip.MustParsePrefix("192.0.2.10/32")
+	r.addrs.Advance(900 * time.Millisecond)
+	eventually(t, 2*time.Second, "Run's renewal loop renews the lifetime", func() bool {
+		left, _ := r.addrs.Lifetime("eth0", p)
+		return left == time.Second
+	})
 }

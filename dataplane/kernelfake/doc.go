@@ -3,7 +3,8 @@
 // packages (in-process clusters). The fakes enforce the kernel's rules that
 // matter to a reconciler — an entry added twice is EEXIST, a missing one
 // ESRCH/ENOENT, an IPv6 service needs a netmask of 1..128, the kernel-set
-// hashed flag must not be sent back — and record every change in order.
+// hashed flag must not be sent back, an address outlives its lifetime by
+// nothing (on a clock the test advances) — and record every change in order.
 //
 // It imports nothing of shoal, so dataplane's own tests can use it.
 package kernelfake

@@ -1,7 +1,9 @@
 package kernelfake
 
 import (
+	"maps"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -9,10 +11,13 @@ import (
 )
 
 // Addresses is an in-memory set of addresses per device. Every device exists
-// unless named in Missing.
+// unless named in Missing. Lifetimes run out on a clock of its own that moves
+// only with Advance, as the kernel's do on its: an address is gone once its
+// lifetime has passed since it was last added or renewed.
 type Addresses struct {
 	mu      sync.Mutex
-	addrs   map[string]map[netip.Prefix]bool
+	addrs   map[string]map[netip.Prefix]time.Time // when each expires; zero: never
+	now     time.Time
 	ops     []string
 	missing map[string]bool
 	fail    map[string]error
@@ -20,7 +25,43 @@ type Addresses struct {
 
 // NewAddresses returns devices without addresses.
 func NewAddresses() *Addresses {
-	return &Addresses{addrs: map[string]map[netip.Prefix]bool{}, missing: map[string]bool{}, fail: map[string]error{}}
+	return &Addresses{addrs: map[string]map[netip.Prefix]time.Time{}, missing: map[string]bool{}, fail: map[string]error{},
+		now: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)}
+}
+
+// Now is the time on the fake's clock.
+func (a *Addresses) Now() time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.now
+}
+
+// Advance moves the clock on by d and drops the addresses whose lifetime ran
+// out ("expire 10.0.0.1/32 eth0" in Ops).
+func (a *Addresses) Advance(d time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.now = a.now.Add(d)
+	for _, dev := range slices.Sorted(maps.Keys(a.addrs)) {
+		for _, p := range sortedPrefixes(a.addrs[dev]) {
+			if exp := a.addrs[dev][p]; !exp.IsZero() && !a.now.Before(exp) {
+				delete(a.addrs[dev], p)
+				a.ops = append(a.ops, "expire "+p.String()+" "+dev)
+			}
+		}
+	}
+}
+
+// Lifetime is how long p has left on dev, and false when that is forever or
+// p is not there.
+func (a *Addresses) Lifetime(dev string, p netip.Prefix) (time.Duration, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	exp, ok := a.addrs[dev][p]
+	if !ok || exp.IsZero() {
+		return 0, false
+	}
+	return exp.Sub(a.now), true
 }
 
 // SetMissing makes dev absent (ENODEV) or present again.
@@ -46,7 +87,9 @@ func (a *Addresses) failing(op string) error {
 	return nil
 }
 
-func (a *Addresses) AddAddress(dev string, p netip.Prefix, label string) error {
+// AddAddress adds p, or renews its lifetime when it is there (a renewal is
+// not in Ops).
+func (a *Addresses) AddAddress(dev string, p netip.Prefix, label string, lifetime time.Duration) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err := a.failing("AddAddress"); err != nil {
@@ -56,12 +99,16 @@ func (a *Addresses) AddAddress(dev string, p netip.Prefix, label string) error {
 		return syscall.ENODEV
 	}
 	if a.addrs[dev] == nil {
-		a.addrs[dev] = map[netip.Prefix]bool{}
+		a.addrs[dev] = map[netip.Prefix]time.Time{}
 	}
-	if !a.addrs[dev][p] {
-		a.addrs[dev][p] = true
+	if _, ok := a.addrs[dev][p]; !ok {
 		a.ops = append(a.ops, "add "+p.String()+" "+dev)
 	}
+	var exp time.Time
+	if lifetime > 0 {
+		exp = a.now.Add(lifetime)
+	}
+	a.addrs[dev][p] = exp
 	return nil
 }
 
@@ -71,7 +118,7 @@ func (a *Addresses) RemoveAddress(dev string, p netip.Prefix) error {
 	if err := a.failing("RemoveAddress"); err != nil {
 		return err
 	}
-	if a.addrs[dev][p] {
+	if _, ok := a.addrs[dev][p]; ok {
 		delete(a.addrs[dev], p)
 		a.ops = append(a.ops, "remove "+p.String()+" "+dev)
 	}
@@ -87,12 +134,16 @@ func (a *Addresses) ListAddresses(dev string) ([]netip.Prefix, error) {
 	if a.missing[dev] {
 		return nil, syscall.ENODEV
 	}
+	return sortedPrefixes(a.addrs[dev]), nil
+}
+
+func sortedPrefixes[V any](m map[netip.Prefix]V) []netip.Prefix {
 	var out []netip.Prefix
-	for p := range a.addrs[dev] {
+	for p := range m {
 		out = append(out, p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
-	return out, nil
+	return out
 }
 
 // Held lists every address as "addr/prefix dev", sorted.
@@ -109,8 +160,8 @@ func (a *Addresses) Held() []string {
 	return out
 }
 
-// Ops returns the changes so far ("add 10.0.0.1/32 eth0", "remove ...") and
-// forgets them.
+// Ops returns the changes so far ("add 10.0.0.1/32 eth0", "remove ...",
+// "expire ...") and forgets them.
 func (a *Addresses) Ops() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()

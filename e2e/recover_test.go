@@ -91,6 +91,23 @@ func TestQuorumLossRecovery(t *testing.T) {
 		t.Fatalf("write after recovery: %v", err)
 	}
 
+	// A lost router that comes back with its old data directory is of the
+	// old cluster: n1 refuses it on the wire, keeps its term and stays
+	// alone, whatever n3 campaigns for.
+	before, err := clusterStatus(t, ctl, n1.APIAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n3.Proc.Restart()
+	harness.Eventually(t, 10*time.Second, func() bool {
+		return strings.Contains(n3.Proc.Log(), "cluster ID mismatch")
+	}, "n3 told that n1 is of another cluster")
+	after, err := clusterStatus(t, ctl, n1.APIAddr)
+	if err != nil || after.GetLeaderId() != n1.ID || after.GetTerm() != before.GetTerm() || len(after.GetMembers()) != 1 {
+		t.Fatalf("n1 after n3 came back with its old data: %v (term before %d) %v", after, before.GetTerm(), err)
+	}
+	n3.Proc.Kill()
+
 	// A lost router comes back with its data directory moved away, by
 	// joining; then the cluster has a majority of two again.
 	moved := n2.DataDir + ".old"

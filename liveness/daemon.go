@@ -22,10 +22,8 @@ type daemonWatch struct {
 	// down hears of a death at once (Checker.Down).
 	down chan struct{}
 	log  *slog.Logger
-	// tls, if set, makes the watch's connection a TLS one: a Raft port
-	// over TLS refuses a connection that does not present a node
-	// certificate.
-	tls *tls.Config
+	// dial says how to connect to a Raft port (WatchDial).
+	dial WatchDial
 
 	mu     sync.Mutex
 	addr   netip.AddrPort
@@ -38,8 +36,20 @@ type daemonWatch struct {
 // at all is the ICMP probes' business.
 const dialTimeout = time.Second
 
-func newDaemonWatch(tlsConf *tls.Config, log *slog.Logger) *daemonWatch {
-	return &daemonWatch{down: make(chan struct{}, 1), log: log, tls: tlsConf}
+// WatchDial is how the daemon watch connects to a leader's Raft port.
+type WatchDial struct {
+	// TLS, if set, makes the connection a TLS one: a Raft port over TLS
+	// refuses a connection that does not present a node certificate.
+	TLS *tls.Config
+	// Hello, if set, runs on each connection (inside TLS) before it is
+	// held: a Raft port that wants a preamble first (shoal's cluster ID)
+	// closes a connection without one. An error it returns that wraps
+	// io.EOF or a reset counts as the connection cut.
+	Hello func(net.Conn) error
+}
+
+func newDaemonWatch(dial WatchDial, log *slog.Logger) *daemonWatch {
+	return &daemonWatch{down: make(chan struct{}, 1), log: log, dial: dial}
 }
 
 // follow watches the daemon at addr instead (the zero value: none).
@@ -80,7 +90,7 @@ func (w *daemonWatch) run(addr netip.AddrPort, stop chan struct{}) {
 	// is not dying but refusing this node (a TLS alert, say): wait.
 	quick := 0
 	for {
-		conn, err := w.dial(&d, addr)
+		conn, err := w.connect(&d, addr)
 		switch {
 		case refused(err):
 			// The listener gone is the daemon gone; a daemon that merely
@@ -156,23 +166,33 @@ func cut(err error) bool {
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
-// dial connects to addr, with a TLS handshake when the watch has a TLS
-// configuration. A refused connection is the daemon gone; a handshake cut
-// short is the daemon exiting or restarting (redialled at once); another
-// failed handshake is retried like any other failed dial.
-func (w *daemonWatch) dial(d *net.Dialer, addr netip.AddrPort) (net.Conn, error) {
+// connect dials addr, with a TLS handshake when the watch has a TLS
+// configuration, then the hello. A refused connection is the daemon gone;
+// a handshake or hello cut short is the daemon exiting or restarting
+// (redialled at once); another failure is retried like any failed dial.
+func (w *daemonWatch) connect(d *net.Dialer, addr netip.AddrPort) (net.Conn, error) {
 	conn, err := d.Dial("tcp", addr.String())
-	if err != nil || w.tls == nil {
-		return conn, err
+	if err != nil {
+		return nil, err
 	}
-	tc := tls.Client(conn, w.tls)
-	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
-	defer cancel()
-	if err := tc.HandshakeContext(ctx); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("TLS handshake: %w", err)
+	if w.dial.TLS != nil {
+		tc := tls.Client(conn, w.dial.TLS)
+		ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		conn = tc
 	}
-	return tc, nil
+	if w.dial.Hello != nil {
+		if err := w.dial.Hello(conn); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("hello: %w", err)
+		}
+	}
+	return conn, nil
 }
 
 // hold records conn as the one to close on follow, unless stop is closed.

@@ -29,7 +29,6 @@
 package liveness
 
 import (
-	"crypto/tls"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
@@ -84,10 +83,10 @@ type arrival struct {
 }
 
 // Open creates a Checker whose followers find a leader down after timeout
-// without an answer. It needs CAP_NET_RAW for its raw ICMP socket. With
-// watchTLS, the daemon watch's connection to the leader's Raft port is a TLS
-// one made with that configuration, as the port accepts no other.
-func Open(timeout time.Duration, watchTLS *tls.Config, log *slog.Logger) (*Checker, error) {
+// without an answer. It needs CAP_NET_RAW for its raw ICMP socket. watch
+// says how the daemon watch connects to the leader's Raft port (TLS, a
+// hello), as the port accepts no other connection.
+func Open(timeout time.Duration, watch WatchDial, log *slog.Logger) (*Checker, error) {
 	sock, err := openICMP()
 	if err != nil {
 		return nil, err
@@ -99,7 +98,7 @@ func Open(timeout time.Duration, watchTLS *tls.Config, log *slog.Logger) (*Check
 		sock:    sock,
 		timeout: timeout,
 		log:     log,
-		daemon:  newDaemonWatch(watchTLS, log),
+		daemon:  newDaemonWatch(watch, log),
 		peers:   map[netip.Addr]*peerProbes{},
 	}, nil
 }

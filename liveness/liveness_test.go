@@ -2,6 +2,8 @@ package liveness
 
 import (
 	"encoding/binary"
+	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -158,7 +160,7 @@ func TestDaemonWatch(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	w := newDaemonWatch(nil, slog.New(slog.DiscardHandler))
+	w := newDaemonWatch(WatchDial{}, slog.New(slog.DiscardHandler))
 	defer w.follow(netip.AddrPort{})
 	w.follow(netip.MustParseAddrPort(ln.Addr().String()))
 	c := <-accepted
@@ -184,5 +186,73 @@ func TestDaemonWatch(t *testing.T) {
 	w.follow(netip.AddrPort{})
 	if _, dead := w.dead(); dead {
 		t.Error("still dead after following nobody")
+	}
+}
+
+// TestDaemonWatchHello: the watch runs its Hello on each connection before
+// holding it; a peer that refuses the hello (a node of another cluster) is
+// not a dead daemon, one whose listener is gone still is.
+func TestDaemonWatchHello(t *testing.T) {
+	for _, refuse := range []bool{false, true} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hellos := make(chan net.Conn, 16)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					var b [5]byte
+					if _, err := io.ReadFull(c, b[:]); err != nil || string(b[:]) != "HELLO" {
+						c.Close()
+						return
+					}
+					if refuse {
+						c.Write([]byte("NO"))
+						c.Close()
+					} else {
+						c.Write([]byte("OK"))
+					}
+					hellos <- c
+				}()
+			}
+		}()
+		errRefused := errors.New("refused by the peer")
+		hello := func(c net.Conn) error {
+			if _, err := c.Write([]byte("HELLO")); err != nil {
+				return err
+			}
+			var b [2]byte
+			if _, err := io.ReadFull(c, b[:]); err != nil {
+				return err
+			}
+			if string(b[:]) != "OK" {
+				return errRefused
+			}
+			return nil
+		}
+		w := newDaemonWatch(WatchDial{Hello: hello}, slog.New(slog.DiscardHandler))
+		w.follow(netip.MustParseAddrPort(ln.Addr().String()))
+		held := <-hellos
+		if refuse {
+			// Refused again and again, at the dial pace, never dead.
+			<-hellos
+			<-hellos
+		}
+		if _, dead := w.dead(); dead {
+			t.Fatalf("refuse %v: dead while the daemon listens", refuse)
+		}
+		ln.Close()
+		held.Close()
+		select {
+		case <-w.down:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("refuse %v: no death reported after the daemon closed everything", refuse)
+		}
+		w.follow(netip.AddrPort{})
 	}
 }

@@ -71,7 +71,7 @@ func TestKernelProbes(t *testing.T) {
 	leader := netip.MustParseAddrPort(ln.Addr().String())
 	const timeout = 24 * time.Millisecond
 	inNetNS(t, func(h *netlink.Handle) {
-		c, err := Open(timeout, nil, nil)
+		c, err := Open(timeout, WatchDial{}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,7 +19,9 @@
 // with an HMAC over its certificate request, and the answering node proves
 // the same over its answer (JoinRequestMAC, JoinResponseMAC), so that neither
 // side trusts the TLS session they run in: a relay in the middle learns
-// nothing it can use, since the new node's private key never leaves it.
+// nothing it can use, since the new node's private key never leaves it. The
+// answer's MAC covers the cluster ID too, which the new node then shows on
+// every Raft connection.
 //
 // # Never
 //

@@ -16,10 +16,11 @@ import (
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
 
-// Joined is what a join hands back: the node certificate and the CA that
-// signed it, both proven by the token's secret.
+// Joined is what a join hands back: the node certificate, the CA that
+// signed it and the ID of the cluster, all proven by the token's secret.
 type Joined struct {
-	Cert, CA *x509.Certificate
+	Cert, CA  *x509.Certificate
+	ClusterID string
 }
 
 // Join asks the node at addr (its API address, or its Raft address at a
@@ -64,7 +65,7 @@ func Join(ctx context.Context, addr string, tok Token, nodeID string, csrDER []b
 	if err != nil {
 		return nil, err
 	}
-	if !hmac.Equal(resp.GetMac(), JoinResponseMAC(key, nonce, resp.GetCertificate(), resp.GetCaCertificate())) {
+	if !hmac.Equal(resp.GetMac(), JoinResponseMAC(key, nonce, resp.GetCertificate(), resp.GetCaCertificate(), resp.GetClusterId())) {
 		return nil, fmt.Errorf("the answer from %s is not signed with the token's secret: not this cluster, or a relay in between", addr)
 	}
 	ca, err := x509.ParseCertificate(resp.GetCaCertificate())
@@ -87,7 +88,10 @@ func Join(ctx context.Context, addr string, tok Token, nodeID string, csrDER []b
 	if id.Role != RoleNode || id.Name != nodeID || !samePublicKey(csr.PublicKey, cert.PublicKey) {
 		return nil, fmt.Errorf("join answer from %s: the certificate is not node %s's", addr, nodeID)
 	}
-	return &Joined{Cert: cert, CA: ca}, nil
+	if resp.GetClusterId() == "" {
+		return nil, fmt.Errorf("join answer from %s: no cluster ID (the node does not know its cluster yet)", addr)
+	}
+	return &Joined{Cert: cert, CA: ca, ClusterID: resp.GetClusterId()}, nil
 }
 
 // checkPinned accepts a server chain whose leaf is signed by a CA in the
@@ -130,8 +134,9 @@ func CheckJoinRequest(req *shoalv1.JoinRequest, key []byte) (*x509.CertificateRe
 var ErrBadJoinMAC = errors.New("the join request is not signed with the token's secret")
 
 // SignJoin signs a checked join request's certificate request as the node
-// certificate of its node ID and returns the answer, with its MAC.
-func SignJoin(ca *CA, req *shoalv1.JoinRequest, csr *x509.CertificateRequest, key []byte, now time.Time) (*shoalv1.JoinResponse, error) {
+// certificate of its node ID and returns the answer, with the cluster's ID
+// and its MAC.
+func SignJoin(ca *CA, req *shoalv1.JoinRequest, csr *x509.CertificateRequest, key []byte, clusterID string, now time.Time) (*shoalv1.JoinResponse, error) {
 	cert, err := ca.SignNode(csr, req.GetNodeId(), now, NodeLifetime)
 	if err != nil {
 		return nil, err
@@ -139,6 +144,7 @@ func SignJoin(ca *CA, req *shoalv1.JoinRequest, csr *x509.CertificateRequest, ke
 	return &shoalv1.JoinResponse{
 		Certificate:   cert.Raw,
 		CaCertificate: ca.Cert.Raw,
-		Mac:           JoinResponseMAC(key, req.GetNonce(), cert.Raw, ca.Cert.Raw),
+		ClusterId:     clusterID,
+		Mac:           JoinResponseMAC(key, req.GetNonce(), cert.Raw, ca.Cert.Raw, clusterID),
 	}, nil
 }

@@ -45,8 +45,11 @@ func (s *joinServer) Join(_ context.Context, req *shoalv1.JoinRequest) (*shoalv1
 	if s.answer != nil {
 		return s.answer(req, csr)
 	}
-	return pki.SignJoin(s.ca, req, csr, s.key, time.Now())
+	return pki.SignJoin(s.ca, req, csr, s.key, testClusterID, time.Now())
 }
+
+// testClusterID is the cluster the join servers below answer for.
+const testClusterID = "0123456789abcdef0123456789abcdef"
 
 // startJoinServer serves js over TLS on loopback with the node certificate
 // of n1 from serverCA, as a member's Raft port serves joins.
@@ -100,7 +103,7 @@ func TestJoinOverGRPC(t *testing.T) {
 		{name: "wrong secret", tok: wrongSecret, code: codes.Unauthenticated, calls: 1},
 		{name: "answer with a flipped MAC", tok: tok, calls: 1, msg: "not signed with the token's secret",
 			answer: func(req *shoalv1.JoinRequest, csr *x509.CertificateRequest) (*shoalv1.JoinResponse, error) {
-				resp, err := pki.SignJoin(ca, req, csr, key, time.Now())
+				resp, err := pki.SignJoin(ca, req, csr, key, testClusterID, time.Now())
 				if err == nil {
 					resp.Mac = flip(resp.Mac, 0)
 				}
@@ -108,13 +111,13 @@ func TestJoinOverGRPC(t *testing.T) {
 			}},
 		{name: "answer without the secret", tok: unpinned, calls: 1, msg: "not signed with the token's secret",
 			answer: func(req *shoalv1.JoinRequest, csr *x509.CertificateRequest) (*shoalv1.JoinResponse, error) {
-				return pki.SignJoin(ca, req, csr, wrongSecret.Key(), time.Now())
+				return pki.SignJoin(ca, req, csr, wrongSecret.Key(), testClusterID, time.Now())
 			}},
 		// A server that has the secret but hands out another CA than the
 		// one the token pins (it passed the handshake with the right one).
 		{name: "answer with another CA", tok: tok, calls: 1, msg: "but the token names",
 			answer: func(req *shoalv1.JoinRequest, csr *x509.CertificateRequest) (*shoalv1.JoinResponse, error) {
-				return pki.SignJoin(other, req, csr, key, time.Now())
+				return pki.SignJoin(other, req, csr, key, testClusterID, time.Now())
 			}},
 		{name: "answer for another node", tok: tok, calls: 1, msg: "is not node n2's",
 			answer: func(req *shoalv1.JoinRequest, csr *x509.CertificateRequest) (*shoalv1.JoinResponse, error) {
@@ -122,12 +125,12 @@ func TestJoinOverGRPC(t *testing.T) {
 				if err != nil {
 					return nil, err
 				}
-				return &shoalv1.JoinResponse{Certificate: cert.Raw, CaCertificate: ca.Cert.Raw, Mac: pki.JoinResponseMAC(key, req.GetNonce(), cert.Raw, ca.Cert.Raw)}, nil
+				return &shoalv1.JoinResponse{Certificate: cert.Raw, CaCertificate: ca.Cert.Raw, ClusterId: testClusterID, Mac: pki.JoinResponseMAC(key, req.GetNonce(), cert.Raw, ca.Cert.Raw, testClusterID)}, nil
 			}},
 		{name: "answer for another key", tok: tok, calls: 1, msg: "is not node n2's",
 			answer: func(req *shoalv1.JoinRequest, _ *x509.CertificateRequest) (*shoalv1.JoinResponse, error) {
 				_, _, csr := newCSR(t, "n2")
-				return pki.SignJoin(ca, req, csr, key, time.Now())
+				return pki.SignJoin(ca, req, csr, key, testClusterID, time.Now())
 			}},
 		{name: "answer with a client certificate", tok: tok, calls: 1, msg: "not made for this use",
 			answer: func(req *shoalv1.JoinRequest, csr *x509.CertificateRequest) (*shoalv1.JoinResponse, error) {
@@ -135,13 +138,27 @@ func TestJoinOverGRPC(t *testing.T) {
 				if err != nil {
 					return nil, err
 				}
-				return &shoalv1.JoinResponse{Certificate: cert.Raw, CaCertificate: ca.Cert.Raw, Mac: pki.JoinResponseMAC(key, req.GetNonce(), cert.Raw, ca.Cert.Raw)}, nil
+				return &shoalv1.JoinResponse{Certificate: cert.Raw, CaCertificate: ca.Cert.Raw, ClusterId: testClusterID, Mac: pki.JoinResponseMAC(key, req.GetNonce(), cert.Raw, ca.Cert.Raw, testClusterID)}, nil
+			}},
+		// A relay that swaps the cluster ID: the node would show it on
+		// every Raft connection and join another cluster's Raft.
+		{name: "answer with another cluster ID", tok: tok, calls: 1, msg: "not signed with the token's secret",
+			answer: func(req *shoalv1.JoinRequest, csr *x509.CertificateRequest) (*shoalv1.JoinResponse, error) {
+				resp, err := pki.SignJoin(ca, req, csr, key, testClusterID, time.Now())
+				if err == nil {
+					resp.ClusterId = "fedcba9876543210fedcba9876543210"
+				}
+				return resp, err
+			}},
+		{name: "answer without a cluster ID", tok: tok, calls: 1, msg: "no cluster ID",
+			answer: func(req *shoalv1.JoinRequest, csr *x509.CertificateRequest) (*shoalv1.JoinResponse, error) {
+				return pki.SignJoin(ca, req, csr, key, "", time.Now())
 			}},
 		// An answer to an earlier request (another nonce) replayed.
 		{name: "replayed answer", tok: tok, calls: 1, msg: "not signed with the token's secret",
 			answer: func(req *shoalv1.JoinRequest, csr *x509.CertificateRequest) (*shoalv1.JoinResponse, error) {
 				old := signedRequest(key, req.GetTokenId(), req.GetNodeId(), req.GetCsr(), make([]byte, 32))
-				return pki.SignJoin(ca, old, csr, key, time.Now())
+				return pki.SignJoin(ca, old, csr, key, testClusterID, time.Now())
 			}},
 	}
 	for _, tt := range tests {
@@ -180,6 +197,9 @@ func TestJoinOverGRPC(t *testing.T) {
 			}
 			if !j.CA.Equal(ca.Cert) {
 				t.Error("the join brought another CA")
+			}
+			if j.ClusterID != testClusterID {
+				t.Errorf("the join brought cluster ID %q, want %s", j.ClusterID, testClusterID)
 			}
 			id, err := pki.Verify([][]byte{j.Cert.Raw}, pool(ca.Cert), x509.ExtKeyUsageServerAuth, time.Now())
 			if err != nil || id.Role != pki.RoleNode || id.Name != "n2" {

@@ -481,19 +481,22 @@ func TestMACFieldBoundaries(t *testing.T) {
 		t.Error("the request MAC does not depend on the key")
 	}
 
-	type resp struct{ nonce, cert, ca string }
+	type resp struct{ nonce, cert, ca, cluster string }
 	responses := []resp{
-		{"ab", "cd", "ef"},
-		{"a", "bcd", "ef"},
-		{"abc", "d", "ef"},
-		{"ab", "c", "def"},
-		{"ab", "cde", "f"},
-		{"", "abcd", "ef"},
-		{"ab", "", "cdef"},
+		{"ab", "cd", "ef", ""},
+		{"a", "bcd", "ef", ""},
+		{"abc", "d", "ef", ""},
+		{"ab", "c", "def", ""},
+		{"ab", "cde", "f", ""},
+		{"", "abcd", "ef", ""},
+		{"ab", "", "cdef", ""},
+		{"ab", "cd", "e", "f"},
+		{"ab", "cd", "ef", "g"},
+		{"ab", "cd", "ef", "h"},
 	}
 	seenResp := map[string]resp{}
 	for _, r := range responses {
-		m := pki.JoinResponseMAC(key, []byte(r.nonce), []byte(r.cert), []byte(r.ca))
+		m := pki.JoinResponseMAC(key, []byte(r.nonce), []byte(r.cert), []byte(r.ca), r.cluster)
 		if prev, ok := seenResp[string(m)]; ok {
 			t.Errorf("response MACs of %+v and %+v are equal", prev, r)
 		}
@@ -504,7 +507,7 @@ func TestMACFieldBoundaries(t *testing.T) {
 	}
 	// The labels keep a request's MAC from serving as an answer's, even
 	// when the fields line up.
-	if bytes.Equal(pki.JoinRequestMAC(key, "", "n", []byte("c"), []byte("d")), pki.JoinResponseMAC(key, []byte("n"), []byte("c"), []byte("d"))) {
+	if bytes.Equal(pki.JoinRequestMAC(key, "", "n", []byte("c"), []byte("d")), pki.JoinResponseMAC(key, []byte("n"), []byte("c"), []byte("d"), "")) {
 		t.Error("a request MAC equals a response MAC over the same fields")
 	}
 }
@@ -733,12 +736,16 @@ func TestSignJoin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := pki.SignJoin(ca, req, csr, key, time.Now())
+	const clusterID = "0123456789abcdef0123456789abcdef"
+	resp, err := pki.SignJoin(ca, req, csr, key, clusterID, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(resp.GetMac(), pki.JoinResponseMAC(key, req.GetNonce(), resp.GetCertificate(), resp.GetCaCertificate())) {
-		t.Error("the answer's MAC does not cover its nonce and certificates")
+	if resp.GetClusterId() != clusterID {
+		t.Errorf("the answer carries cluster ID %q, want %s", resp.GetClusterId(), clusterID)
+	}
+	if !bytes.Equal(resp.GetMac(), pki.JoinResponseMAC(key, req.GetNonce(), resp.GetCertificate(), resp.GetCaCertificate(), clusterID)) {
+		t.Error("the answer's MAC does not cover its nonce, certificates and cluster ID")
 	}
 	if !bytes.Equal(resp.GetCaCertificate(), ca.Cert.Raw) {
 		t.Error("the answer does not carry the CA")

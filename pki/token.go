@@ -120,10 +120,10 @@ func JoinRequestMAC(key []byte, tokenID, nodeID string, csr, nonce []byte) []byt
 }
 
 // JoinResponseMAC is the HMAC the answering node sends with the
-// certificates, over the request's nonce so that an old answer cannot be
-// replayed to a new request.
-func JoinResponseMAC(key []byte, nonce, cert, caCert []byte) []byte {
-	return mac(key, "shoal join response v1", nonce, cert, caCert)
+// certificates and the cluster ID, over the request's nonce so that an old
+// answer cannot be replayed to a new request.
+func JoinResponseMAC(key []byte, nonce, cert, caCert []byte, clusterID string) []byte {
+	return mac(key, "shoal join response v2", nonce, cert, caCert, []byte(clusterID))
 }
 
 // mac is HMAC-SHA256 over a label and length-prefixed fields, so that no

@@ -16,12 +16,20 @@ import (
 )
 
 // Result is the outcome of a command: the state after it and what changed.
-// State.Config.Serial is the new serial. When the command changed nothing,
-// State is the very state that was passed in (compare pointers) and Changes is
-// empty.
+// When the command changed nothing, State is the very state that was passed
+// in (compare pointers) and Changes is empty; a command with a request id
+// that applied always gets a state of its own, which remembers the id.
 type Result struct {
 	State   *shoalv1.State
 	Changes []*shoalv1.Change
+	// Serial is the serial the command produced or kept: what a write
+	// answers. It is State.Config.Serial, except for a replay, whose
+	// serial is the first outcome's and may be older.
+	Serial uint64
+	// Replayed says that the state remembered the command's request id:
+	// nothing was applied, State is the state passed in, and Serial and
+	// Changes are the first outcome's (requests.go).
+	Replayed bool
 	// Index is the command's Raft index, set by Node.Apply (0 from the
 	// pure Apply).
 	Index uint64
@@ -110,10 +118,37 @@ func EmptyState() *shoalv1.State {
 // The result is normalised and validated as a whole. The serial grows by one
 // when the configuration changed and not at all otherwise; member
 // registrations never change it.
+//
+// A command whose request id the state remembers is not applied again: the
+// result is the first outcome (Replayed), whatever happened since, even if
+// the command's expected_serial is stale by now.
 func Apply(st *shoalv1.State, cmd *shoalv1.Command) (*Result, error) {
 	if st == nil {
 		st = EmptyState()
 	}
+	id := cmd.GetRequestId()
+	if id != "" {
+		if err := checkRequestID(id); err != nil {
+			return nil, err
+		}
+		if r := findRequest(st, id); r != nil {
+			return &Result{State: st, Changes: r.GetChanges(), Serial: r.GetSerial(), Replayed: true}, nil
+		}
+	}
+	res, err := apply(st, cmd)
+	if err != nil {
+		// Not remembered: a retry is judged afresh (requests.go).
+		return nil, err
+	}
+	res.Serial = res.State.GetConfig().GetSerial()
+	if id != "" {
+		res.State = rememberRequest(st, res, cmd)
+	}
+	return res, nil
+}
+
+// apply is Apply without request ids.
+func apply(st *shoalv1.State, cmd *shoalv1.Command) (*Result, error) {
 	old := st.GetConfig()
 	if old == nil {
 		old = EmptyState().Config

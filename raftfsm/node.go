@@ -21,6 +21,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/shoal-lb/shoal/liveness"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -81,6 +82,15 @@ type Options struct {
 	// Bootstrap is the initial configuration; it is used only when the stores
 	// hold no state, so passing it again on every start is safe.
 	Bootstrap []raft.Server
+	// ClusterID is the cluster this node belongs to: ClusterIDFor the
+	// bootstrap configuration, or what a join answered. Every Raft
+	// connection shows it and refuses a peer of another (clusterid.go).
+	// Open keeps it in DataDir (ClusterIDFile) and refuses a data dir
+	// with raft state that belongs to another cluster
+	// (*ClusterIDMismatchError). Empty: the one DataDir holds, else
+	// ClusterIDFor(Bootstrap); a node that knows none takes no part in
+	// Raft until it has one.
+	ClusterID string
 	Timing    Timing
 	Logger    *slog.Logger
 	// Transport nil means TCP on RaftAddr. A given transport belongs to the
@@ -122,6 +132,9 @@ type Node struct {
 	leaders  *leadership
 	detector *detector
 	join     net.Listener
+	ident    *identity
+	// disk is what the stores share about failed writes; nil in memory.
+	disk *diskFailures
 	// live is raft once it runs, for the TLS stream's handshakes, which
 	// start before Open has finished.
 	live atomic.Pointer[raft.Raft]
@@ -136,8 +149,23 @@ type Node struct {
 }
 
 // Open starts a raft node. It bootstraps the cluster only when the stores are
-// empty and Bootstrap is given.
-func Open(o Options) (*Node, error) {
+// empty and Bootstrap is given. A data dir that is damaged is refused with
+// a *DataDirError before raft reads it (diskcheck.go).
+func Open(o Options) (n *Node, err error) {
+	// raft and bbolt panic on some damage that the checks cannot see
+	// coming; here, in the caller's goroutine, that is an error too.
+	err = guard(func() error {
+		var err error
+		n, err = open(o)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func open(o Options) (*Node, error) {
 	if o.ID == "" {
 		return nil, errors.New("open raft: empty node ID")
 	}
@@ -172,27 +200,46 @@ func Open(o Options) (*Node, error) {
 		if err := os.MkdirAll(o.DataDir, 0o750); err != nil {
 			return nil, fmt.Errorf("open raft: %w", err)
 		}
-		bolt, err := raftboltdb.NewBoltStore(filepath.Join(o.DataDir, "raft.db"))
+		if err := checkDataDir(o.DataDir, logger); err != nil {
+			return nil, err
+		}
+		file := filepath.Join(o.DataDir, raftDBFile)
+		bolt, err := raftboltdb.New(raftboltdb.Options{Path: file, BoltOptions: &bbolt.Options{Timeout: boltOpenTimeout}})
 		if err != nil {
-			return nil, fmt.Errorf("open raft log store in %s: %w", o.DataDir, err)
+			return nil, fmt.Errorf("open raft log store %s: %w", file, err)
 		}
 		n.closer = append(n.closer, bolt)
+		n.disk = &diskFailures{limiter: logLimiter{every: 10 * time.Second}}
+		logWrites := diskWrites{store: "log", log: logger, slow: slowDiskWrite, file: file, fails: n.disk}
+		stableWrites := diskWrites{store: "stable", log: logger, slow: slowDiskWrite, file: file, fails: n.disk}
 		// The leader reads back every entry it replicates, and a follower
 		// the entry before each batch it receives: from the cache, not from
 		// bolt, whose read transactions allocate and so bring on the GC
 		// cycles that can delay a heartbeat.
-		cached, err := raft.NewLogCache(logCacheSize, timedLogs{bolt, diskWrites{"log", logger, slowDiskWrite}})
+		cached, err := raft.NewLogCache(logCacheSize, timedLogs{bolt, logWrites})
 		if err != nil {
 			return nil, fmt.Errorf("open raft log cache: %w", err)
 		}
-		logs, stable = cached, timedStable{bolt, diskWrites{"stable", logger, slowDiskWrite}}
-		snaps, err = raft.NewFileSnapshotStoreWithLogger(o.DataDir, 2, conf.Logger)
+		logs, stable = cached, timedStable{bolt, stableWrites}
+		snaps, err = raft.NewFileSnapshotStoreWithLogger(o.DataDir, snapshotRetain, conf.Logger)
 		if err != nil {
 			return nil, fmt.Errorf("open raft snapshot store in %s: %w", o.DataDir, err)
 		}
 	}
 
+	exists, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("open raft: inspect stores: %w", err)
+	}
+	id, learn, err := resolveClusterID(o, exists, logger)
+	if err != nil {
+		return nil, err
+	}
+	n.ident = newIdentity(o.ID, id, logger.With("component", "raft-transport"))
+	n.ident.learn = learn
+
 	trans := o.Transport
+	var hello func(net.Conn) error
 	if trans == nil {
 		// The timeout bounds dials and I/O to peers. raft's Shutdown waits for
 		// dials in flight, and a partition that drops packets (rather than
@@ -201,7 +248,7 @@ func Open(o Options) (*Node, error) {
 		// promptly on SIGTERM.
 		var tcp *raft.NetworkTransport
 		if o.TLS != nil {
-			stream, err := newTLSStream(o.RaftAddr, *o.TLS, n.admits, logger.With("component", "raft-tls"))
+			stream, err := newTLSStream(o.RaftAddr, *o.TLS, n.ident, n.admits, logger.With("component", "raft-tls"))
 			if err != nil {
 				return nil, fmt.Errorf("open raft transport on %s: %w", o.RaftAddr, err)
 			}
@@ -212,13 +259,20 @@ func Open(o Options) (*Node, error) {
 				Stream: stream, MaxPool: connPool, Timeout: transportTimeout(conf.HeartbeatTimeout), Logger: conf.Logger,
 			})
 		} else {
-			tcp, err = raft.NewTCPTransportWithLogger(o.RaftAddr, nil, connPool, transportTimeout(conf.HeartbeatTimeout), conf.Logger)
+			stream, err := newTCPStream(o.RaftAddr, n.ident, logger.With("component", "raft-tcp"))
 			if err != nil {
 				return nil, fmt.Errorf("open raft transport on %s: %w", o.RaftAddr, err)
 			}
+			tcp = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+				Stream: stream, MaxPool: connPool, Timeout: transportTimeout(conf.HeartbeatTimeout), Logger: conf.Logger,
+			})
 		}
 		n.closer = append(n.closer, tcp)
 		trans = voteTransport{tcp}
+		// The daemon watch dials the Raft port too.
+		hello = func(c net.Conn) error {
+			return n.ident.dial(c, c.RemoteAddr().String(), time.Now().Add(time.Second)) // the watch's dial timeout
+		}
 	}
 	pv, canPreVote := trans.(preVoteTransport)
 	if !canPreVote {
@@ -230,7 +284,7 @@ func Open(o Options) (*Node, error) {
 		if o.TLS != nil {
 			watchTLS = o.TLS.Client
 		}
-		c, err := liveness.Open(o.Timing.Probe, watchTLS, logger.With("component", "liveness"))
+		c, err := liveness.Open(o.Timing.Probe, liveness.WatchDial{TLS: watchTLS, Hello: hello}, logger.With("component", "liveness"))
 		if err != nil {
 			return nil, fmt.Errorf("open raft: kernel probes: %w", err)
 		}
@@ -244,10 +298,6 @@ func Open(o Options) (*Node, error) {
 	fence := newFence(conf.LocalID, conf.LeaderLeaseTimeout, probes, o.Timing.Probe)
 	trans = fencedTransport{pv, fence}
 
-	exists, err := raft.HasExistingState(logs, stable, snaps)
-	if err != nil {
-		return nil, fmt.Errorf("open raft: inspect stores: %w", err)
-	}
 	if !exists && len(o.Bootstrap) > 0 {
 		cfg := raft.Configuration{Servers: o.Bootstrap}
 		if err := raft.BootstrapCluster(conf, logs, stable, snaps, trans, cfg); err != nil {
@@ -317,6 +367,67 @@ func (n *Node) admits(id string) bool {
 	servers := f.Configuration().Servers
 	return len(servers) == 0 || slices.ContainsFunc(servers, func(s raft.Server) bool { return string(s.ID) == id })
 }
+
+// resolveClusterID decides which cluster this node belongs to from what
+// the caller says (Options.ClusterID, Bootstrap) and what the data dir
+// holds, and stores the answer. learn, if set, persists an ID the node is
+// to take from its peers: a data dir from before cluster IDs.
+func resolveClusterID(o Options, exists bool, log *slog.Logger) (id string, learn func(string) error, err error) {
+	want := o.ClusterID
+	if want == "" && len(o.Bootstrap) > 0 {
+		want = ClusterIDFor(o.Bootstrap)
+	}
+	if want != "" && !ValidClusterID(want) {
+		return "", nil, fmt.Errorf("open raft: cluster ID %q is not 32 hex digits", want)
+	}
+	if o.InMemory || o.DataDir == "" {
+		return want, nil, nil
+	}
+	stored, err := ReadClusterID(o.DataDir)
+	if err != nil {
+		return "", nil, err
+	}
+	file := filepath.Join(o.DataDir, ClusterIDFile)
+	switch {
+	case stored != "" && (want == "" || want == stored):
+		return stored, nil, nil
+	case stored != "" && exists && pathExists(filepath.Join(o.DataDir, RecoveredFile)):
+		// lvsctl cluster recover gave it an ID of its own; the router
+		// restarts with the flags of the cluster it was recovered from.
+		log.Info("this data dir was recovered into a cluster of its own; --bootstrap does not describe it any more",
+			"cluster_id", stored, "marker", filepath.Join(o.DataDir, RecoveredFile))
+		return stored, nil, nil
+	case stored != "" && exists:
+		return "", nil, &ClusterIDMismatchError{DataDir: o.DataDir, Stored: stored, Wanted: want}
+	case want != "":
+		if err := writeClusterID(o.DataDir, want); err != nil {
+			return "", nil, err
+		}
+		switch {
+		case exists:
+			log.Warn("this data dir is from before cluster IDs: adopted the ID this start describes", "cluster_id", want, "file", file)
+		case stored != "":
+			log.Info("replaced the cluster ID of a data dir without raft state", "cluster_id", want, "was", stored, "file", file)
+		}
+		return want, nil, nil
+	case exists:
+		log.Warn("this data dir is from before cluster IDs, and this start names no cluster: "+
+			"the node takes the ID of the first peer of its configuration it reaches, and refuses Raft connections until then",
+			"file", file)
+		return "", func(id string) error { return writeClusterID(o.DataDir, id) }, nil
+	}
+	log.Warn("this node knows no cluster ID: it refuses every Raft connection until it bootstraps or joins", "file", file)
+	return "", nil, nil
+}
+
+func pathExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// ClusterID is the ID of the cluster this node belongs to; "" while it
+// knows none.
+func (n *Node) ClusterID() string { return n.ident.get() }
 
 // JoinListener yields the join connections of the Raft port (see
 // TransportTLS.Join), or is nil. It is closed with the node.
@@ -473,14 +584,42 @@ func (n *Node) Shutdown() error {
 		}
 		n.detector.stop()
 		var errs []error
-		if err := n.raft.Shutdown().Error(); err != nil {
+		stopped, err := n.shutdownRaft()
+		if err != nil {
 			errs = append(errs, fmt.Errorf("shut down raft: %w", err))
 		}
 		n.leaders.stop()
-		errs = append(errs, n.closeAll())
+		if stopped {
+			errs = append(errs, n.closeAll())
+		}
 		n.shutdownErr = errors.Join(errs...)
 	})
 	return n.shutdownErr
+}
+
+// shutdownRaft stops raft, but does not wait for it while a write of the
+// current term waits for disk space (timedStable): that could be forever.
+// stopped is false when raft was left waiting; its stores stay open then.
+func (n *Node) shutdownRaft() (stopped bool, err error) {
+	done := make(chan error, 1)
+	go func() { done <- n.raft.Shutdown().Error() }()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	stuck := 0
+	for {
+		select {
+		case err := <-done:
+			return true, err
+		case <-tick.C:
+			if n.disk == nil || !n.disk.stuck.Load() {
+				stuck = 0
+				continue
+			}
+			if stuck++; stuck >= 10 {
+				return false, errors.New("raft did not stop: it waits for disk space to save its current term (no space left on device)")
+			}
+		}
+	}
 }
 
 func (n *Node) hasOtherVoter() bool {

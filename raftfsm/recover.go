@@ -1,6 +1,8 @@
 package raftfsm
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +32,11 @@ func ForceNewCluster(dataDir, id string, logger *slog.Logger) (string, error) {
 	path := filepath.Join(dataDir, "raft.db")
 	if _, err := os.Stat(path); err != nil {
 		return "", fmt.Errorf("no raft state to recover: %w", err)
+	}
+	// raft panics on a damaged log; rebuilding a cluster from one would
+	// spread the damage.
+	if err := checkDataDir(dataDir, logger); err != nil {
+		return "", err
 	}
 	// bbolt locks the file while lvsd has it open; waiting a second tells
 	// that lvsd runs, instead of blocking for ever.
@@ -70,5 +77,29 @@ func ForceNewCluster(dataDir, id string, logger *slog.Logger) (string, error) {
 	if err := raft.RecoverCluster(conf, NewFSM(), bolt, bolt, snaps, trans, alone); err != nil {
 		return "", fmt.Errorf("recover the raft state in %s: %w", dataDir, err)
 	}
+	// A cluster of its own, under an ID of its own: the old members, should
+	// one come back with its data, are refused on the wire rather than
+	// followed (a member that leads a higher term is followed by any node
+	// whose configuration does not even list it).
+	was, err := ReadClusterID(dataDir)
+	if err != nil {
+		return "", err
+	}
+	b := make([]byte, clusterIDBytes)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("draw a cluster ID: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dataDir, RecoveredFile), []byte(fmt.Sprintf("recovered from cluster %s at %s\n",
+		orUnknown(was), time.Now().UTC().Format(time.RFC3339)))); err != nil {
+		return "", err
+	}
+	if err := writeClusterID(dataDir, hex.EncodeToString(b)); err != nil {
+		return "", err
+	}
 	return string(addr), nil
 }
+
+// RecoveredFile marks a data dir that ForceNewCluster made the only member
+// of a cluster of its own: its cluster ID is its own, not the one
+// --bootstrap describes, and Open does not hold that against it.
+const RecoveredFile = "recovered"

@@ -42,6 +42,7 @@ const handshakeTimeout = 5 * time.Second
 type tlsStream struct {
 	ln     net.Listener
 	conf   TransportTLS
+	id     *identity
 	log    *slog.Logger
 	raft   chan net.Conn
 	join   *connListener
@@ -52,8 +53,9 @@ type tlsStream struct {
 // newTLSStream listens on bind. admit, if set, is asked about the node ID of
 // every verified Raft peer: a certificate outlives its node's membership,
 // so a router removed from the group is refused although its certificate
-// is still valid.
-func newTLSStream(bind string, conf TransportTLS, admit func(id string) bool, log *slog.Logger) (*tlsStream, error) {
+// is still valid. A Raft connection then opens with id's hello, inside
+// TLS, as over plain TCP (tcpStream).
+func newTLSStream(bind string, conf TransportTLS, id *identity, admit func(id string) bool, log *slog.Logger) (*tlsStream, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, err
@@ -82,7 +84,7 @@ func newTLSStream(bind string, conf TransportTLS, admit func(id string) bool, lo
 		}
 		conf.Server = srv
 	}
-	s := &tlsStream{ln: ln, conf: conf, log: log, raft: make(chan net.Conn), closed: make(chan struct{})}
+	s := &tlsStream{ln: ln, conf: conf, id: id, log: log, raft: make(chan net.Conn), closed: make(chan struct{})}
 	if conf.Join != nil {
 		s.join = &connListener{addr: ln.Addr(), conns: make(chan net.Conn), stream: s.closed, closed: make(chan struct{})}
 	}
@@ -132,6 +134,9 @@ func (s *tlsStream) handshake(c net.Conn) {
 	to, gone := s.raft, s.closed
 	if tc.ConnectionState().NegotiatedProtocol != pki.ALPNRaft {
 		to, gone = s.join.conns, s.join.closed
+	} else if !s.id.accept(tc, time.Now().Add(helloTimeout)) {
+		tc.Close()
+		return
 	}
 	select {
 	case to <- tc:
@@ -159,9 +164,12 @@ func (s *tlsStream) Close() error {
 
 func (s *tlsStream) Addr() net.Addr { return s.ln.Addr() }
 
-// Dial implements raft.StreamLayer; the timeout bounds the handshake too.
+// Dial implements raft.StreamLayer; the timeout bounds the handshake and
+// the hello too.
 func (s *tlsStream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return tls.DialWithDialer(&net.Dialer{Timeout: timeout}, "tcp", string(address), s.conf.Client)
+	return dialRaft(s.id, string(address), timeout, func(timeout time.Duration) (net.Conn, error) {
+		return tls.DialWithDialer(&net.Dialer{Timeout: timeout}, "tcp", string(address), s.conf.Client)
+	})
 }
 
 // connListener is a net.Listener fed with connections accepted elsewhere.

@@ -284,7 +284,8 @@ func TestTLSTransport(t *testing.T) {
 
 	t.Run("raft transport with another CA's node certificate", func(t *testing.T) {
 		before, state := target.Status(), target.FSM().State()
-		stream, err := newTLSStream("127.0.0.1:0", *transportTLS(stranger), nil, slog.New(slog.DiscardHandler))
+		// It even knows the cluster ID: the certificate alone is refused.
+		stream, err := newTLSStream("127.0.0.1:0", *transportTLS(stranger), newIdentity("n1", target.ClusterID(), slog.New(slog.DiscardHandler)), nil, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -191,10 +191,14 @@ func (a authCreds) Clone() credentials.TransportCredentials {
 	return authCreds{a.TransportCredentials.Clone(), a.store}
 }
 
-// authorize decides a call: who the caller is, and whether its role allows
-// method (and req, for unary calls).
+// authorize decides a call: who the caller is, whether its role allows
+// method (and req, for unary calls), and, for a call from another node,
+// whether that node is of this cluster.
 func (s *Server) authorize(ctx context.Context, method string, req any) (context.Context, error) {
 	if s.o.TLS == nil {
+		if err := s.checkClusterID(ctx, method); err != nil {
+			return nil, s.denied("cluster-id", err)
+		}
 		return context.WithValue(ctx, callerKey{}, anonymous), nil
 	}
 	r, ok := methodRoles[method]
@@ -246,6 +250,9 @@ func (s *Server) authorize(ctx context.Context, method string, req any) (context
 		if err := r.check(c, fwd, req); err != nil {
 			return nil, s.denied("role", err)
 		}
+	}
+	if err := s.checkClusterID(ctx, method); err != nil {
+		return nil, s.denied("cluster-id", err)
 	}
 	return context.WithValue(ctx, callerKey{}, c), nil
 }

@@ -22,6 +22,11 @@ import (
 // receiver never passes it on again.
 const forwardedKey = "x-shoal-forwarded"
 
+// clusterIDKey carries the sending node's cluster ID on every call it makes
+// to another node; the receiver refuses a call passed on, or a peer call,
+// from a node of another cluster (checkClusterID).
+const clusterIDKey = "x-shoal-cluster-id"
+
 // membershipTimeout bounds one raft membership change.
 const membershipTimeout = 10 * time.Second
 
@@ -115,7 +120,9 @@ func (c clusterService) AddMember(ctx context.Context, req *shoalv1.AddMemberReq
 	if err != nil {
 		return nil, err
 	}
-	return &shoalv1.AddMemberResponse{}, nil
+	// Whichever node answers is of the leader's cluster: a call passed on
+	// between nodes of two clusters is refused (checkClusterID).
+	return &shoalv1.AddMemberResponse{ClusterId: c.node.ClusterID()}, nil
 }
 
 func (c clusterService) RemoveMember(ctx context.Context, req *shoalv1.RemoveMemberRequest) (*shoalv1.RemoveMemberResponse, error) {

@@ -41,7 +41,7 @@ func (c configService) ApplyConfig(ctx context.Context, req *shoalv1.ApplyConfig
 	if err != nil {
 		return nil, err
 	}
-	return &shoalv1.ApplyConfigResponse{Serial: w.serial, Changes: w.changes, Config: w.state.GetConfig()}, nil
+	return &shoalv1.ApplyConfigResponse{Serial: w.serial, Changes: w.changes, Config: w.config()}, nil
 }
 
 // Watch streams committed configuration changes as this node applies them.

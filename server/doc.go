@@ -13,6 +13,18 @@
 // once the follower itself has applied it, so a client that reads from the
 // same node next sees its write; that costs up to one raft commit timeout.
 //
+// A write may carry the client's request id (metadata x-shoal-request-id),
+// which travels in the Command, forwarded or not. The FSM answers a command
+// whose id it remembers with the first outcome instead of applying it again
+// (raftfsm/requests.go), so a client that got Unavailable mid-write ("may
+// or may not have been applied") retries with the same id safely. Every
+// handler answers a replay with the first serial and changes, and the
+// configuration as of that serial; the response header x-shoal-replayed
+// says so. A node that has applied the id itself answers without raft.
+// The writes that hand out something made for the call alone (a join
+// token's secret, a signed certificate) refuse a replay with AlreadyExists:
+// the first answer cannot be given again. Dry runs ignore the id.
+//
 // Reads name their consistency. The default (linearizable) asks the leader
 // for a read index (locally when leading) and waits until this node has
 // applied it; READ_CONSISTENCY_STALE answers from local state, with or

@@ -61,5 +61,5 @@ func (c configService) RollbackConfig(ctx context.Context, req *shoalv1.Rollback
 	if err != nil {
 		return nil, err
 	}
-	return &shoalv1.RollbackConfigResponse{Serial: w.serial, Changes: w.changes, Config: w.state.GetConfig()}, nil
+	return &shoalv1.RollbackConfigResponse{Serial: w.serial, Changes: w.changes, Config: w.config()}, nil
 }

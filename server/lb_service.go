@@ -14,9 +14,10 @@ type lbService struct {
 	shoalv1.UnimplementedLoadBalancerServiceServer
 }
 
-// serviceAfter answers a write with the named service as committed.
+// serviceAfter answers a write with the named service as the write left
+// it (as first committed, for a replay).
 func serviceAfter(w *written, name string) *shoalv1.VirtualService {
-	return findService(w.state.GetConfig(), name)
+	return findService(w.config(), name)
 }
 
 func (l lbService) CreateVirtualService(ctx context.Context, req *shoalv1.CreateVirtualServiceRequest) (*shoalv1.CreateVirtualServiceResponse, error) {

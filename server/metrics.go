@@ -23,6 +23,9 @@ type metrics struct {
 	// authFailures counts refused calls by reason (no-certificate,
 	// expired, unknown-ca, role, join-token, ...).
 	authFailures *prometheus.CounterVec
+	// replays counts writes answered with the first outcome of their
+	// request id (a client's retry), by method.
+	replays *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -41,12 +44,16 @@ func newMetrics(s *Server) *metrics {
 			Name: "shoal_api_auth_failures_total",
 			Help: "API calls refused for their caller's certificate, role or join token, by reason.",
 		}, []string{"reason"}),
+		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_api_replayed_writes_total",
+			Help: "Writes answered with the first outcome of an earlier write with the same request id, not applied again, by method.",
+		}, []string{"method"}),
 	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	m.reg.MustRegister(
-		m.requests, m.latency, m.authFailures,
+		m.requests, m.latency, m.authFailures, m.replays,
 		gauge("shoal_tls_certificate_expiry_timestamp_seconds", "When this node's TLS certificate expires (Unix time); 0 without TLS.", func() float64 {
 			if s.o.TLS == nil || s.o.TLS.Store.Leaf() == nil {
 				return 0

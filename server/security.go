@@ -98,11 +98,24 @@ func (c clusterService) CreateJoinToken(ctx context.Context, req *shoalv1.Create
 		CreatedBy: callerFrom(ctx).Name, Description: req.GetDescription(),
 	}
 	cmd := &shoalv1.Command{Op: &shoalv1.Command_CreateJoinToken{CreateJoinToken: &shoalv1.StoredJoinToken{Info: info, Key: tok.Key()}}}
-	if _, err := c.write(ctx, cmd); err != nil {
+	w, err := c.write(ctx, cmd)
+	if err != nil {
 		return nil, err
+	}
+	if w.replayed {
+		return nil, replayedSecret("join token", "list them (lvsctl cluster token list), delete the one you did not get")
 	}
 	c.log.Info("join token created", "token", tok.ID, "by", callerFrom(ctx).Name, "expires", info.Expires.AsTime())
 	return &shoalv1.CreateJoinTokenResponse{Token: tok.String(), Info: info}, nil
+}
+
+// replayedSecret answers the retry of a write that handed out something
+// made for it alone (a join token's secret, a signed certificate): the
+// first answer held it and cannot be given again, and what this call made
+// was not stored, so it must not be handed out either.
+func replayedSecret(what, cleanup string) error {
+	return status.Errorf(codes.AlreadyExists, "this request id was applied already: the %s it made was in the answer to that "+
+		"first request only and cannot be shown again; if that answer was lost, %s and ask again with a new request id", what, cleanup)
 }
 
 func (c clusterService) ListJoinTokens(ctx context.Context, _ *shoalv1.ListJoinTokensRequest) (*shoalv1.ListJoinTokensResponse, error) {
@@ -165,8 +178,12 @@ func (c clusterService) IssueCertificate(ctx context.Context, req *shoalv1.Issue
 	// Recorded before it is handed out, so that every certificate a
 	// client holds can be listed and revoked.
 	rec := &shoalv1.IssuedCertificate{Info: info, IssuedBy: callerFrom(ctx).Name, Issued: timestamppb.Now()}
-	if _, err := c.write(ctx, &shoalv1.Command{Op: &shoalv1.Command_RecordCertificate{RecordCertificate: rec}}); err != nil {
+	w, err := c.write(ctx, &shoalv1.Command{Op: &shoalv1.Command_RecordCertificate{RecordCertificate: rec}})
+	if err != nil {
 		return nil, err
+	}
+	if w.replayed {
+		return nil, replayedSecret("client certificate", "list them (lvsctl certs list), revoke the one you did not get")
 	}
 	c.log.Info("client certificate issued", "name", req.GetName(), "role", role, "serial", info.GetSerialNumber(),
 		"expires", cert.NotAfter, "by", callerFrom(ctx).Name)
@@ -305,7 +322,11 @@ func (j joinService) Join(ctx context.Context, req *shoalv1.JoinRequest) (*shoal
 	if err != nil {
 		return nil, err
 	}
-	resp, err := pki.SignJoin(ca, req, csr, key, time.Now())
+	clusterID := j.node.ClusterID()
+	if clusterID == "" {
+		return nil, status.Error(codes.Unavailable, "this node does not know its cluster ID yet; ask another member")
+	}
+	resp, err := pki.SignJoin(ca, req, csr, key, clusterID, time.Now())
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}

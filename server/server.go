@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
@@ -71,6 +72,8 @@ type Server struct {
 	conns map[string]*grpc.ClientConn
 	// revs caches the revoked certificates of the latest state.
 	revs atomic.Pointer[revocations]
+	// clusterLog spaces out the lines about calls from other clusters.
+	clusterLog logLimiter
 }
 
 // New returns a Server; call Run to keep this node's API address registered
@@ -106,8 +109,21 @@ func New(o Options) (*Server, error) {
 		MinConnectTimeout: time.Second,
 	}))
 	s := &Server{o: o, node: o.Node, log: o.Logger, conns: map[string]*grpc.ClientConn{}, health: health.NewServer()}
+	// Every call to a peer shows this node's cluster (checkClusterID).
+	s.o.DialOptions = append(s.o.DialOptions,
+		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			return invoker(s.withClusterID(ctx), method, req, reply, cc, opts...)
+		}),
+		grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			return streamer(s.withClusterID(ctx), desc, cc, method, opts...)
+		}))
 	s.metrics = newMetrics(s)
+	s.clusterLog = logLimiter{every: 10 * time.Second}
 	return s, nil
+}
+
+func (s *Server) withClusterID(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, clusterIDKey, s.node.ClusterID())
 }
 
 // NewGRPCServer returns a grpc.Server with every shoal service, server

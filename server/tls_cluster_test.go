@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/shoal-lb/shoal/pki"
@@ -534,6 +535,8 @@ func TestTLSClusterRemovedMember(t *testing.T) {
 		return dialWithTLS(t, n.apiAddr, gone.dir.Store.NodeClientConfig("h2"))
 	}
 	readIndex := func(n *secureNode) error {
+		// As a node calls: with its cluster ID.
+		ctx := metadata.AppendToOutgoingContext(ctx, clusterIDKey, gone.node.ClusterID())
 		_, err := shoalv1.NewPeerServiceClient(asGone(n)).ReadIndex(ctx, &shoalv1.ReadIndexRequest{})
 		return err
 	}

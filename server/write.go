@@ -5,17 +5,31 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 	"github.com/shoal-lb/shoal/raftfsm"
+)
+
+// Metadata of exactly-once writes (raftfsm/requests.go).
+const (
+	// requestIDKey carries a write's client request id: a write whose id
+	// the cluster remembers as applied is answered with its first outcome
+	// and not applied again, so a client may retry it safely.
+	requestIDKey = "x-shoal-request-id"
+	// replayedKey, "true" in a write's response header, says that the
+	// answer is such a first outcome. The leader sets it on PeerService
+	// answers too, so the follower that forwarded the write knows.
+	replayedKey = "x-shoal-replayed"
 )
 
 // written is what a committed write leaves behind: the serial and changes
@@ -24,18 +38,81 @@ type written struct {
 	serial  uint64
 	changes []*shoalv1.Change
 	state   *shoalv1.State
+	// replayed says that the write's request id had been applied already:
+	// serial and changes are that first outcome, and state may be later.
+	replayed bool
+}
+
+// config is the configuration as the write left it, at its serial: a
+// replayed write, or a follower that has applied later writes too, holds
+// a later one. When the history no longer reaches back that far, the
+// state's own is the best there is.
+func (w *written) config() *shoalv1.Config {
+	c := w.state.GetConfig()
+	if c.GetSerial() == w.serial {
+		return c
+	}
+	if at, err := raftfsm.ConfigAt(w.state, w.serial); err == nil {
+		return at
+	}
+	return c
 }
 
 // write is the one write path: record who asks (the audit the history
-// keeps), validate locally, then commit through Raft here or on the
-// leader. Errors are already gRPC statuses.
+// keeps) and the client's request id, validate locally, then commit
+// through Raft here or on the leader. Errors are already gRPC statuses.
 func (s *Server) write(ctx context.Context, cmd *shoalv1.Command) (*written, error) {
 	cmd.Audit = s.audit(ctx)
-	if _, err := s.validate(ctx, cmd); err != nil {
+	id, err := requestID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cmd.RequestId = id
+	res, err := s.validate(ctx, cmd)
+	if err != nil {
 		return nil, toStatus(err)
 	}
-	w, err := s.commit(ctx, cmd)
-	return w, toStatus(err)
+	var w *written
+	if res.Replayed {
+		// This node has applied the first outcome, so it is committed:
+		// answer with it without another round through raft.
+		w = &written{serial: res.Serial, changes: res.Changes, state: res.State, replayed: true}
+	} else if w, err = s.commit(ctx, cmd); err != nil {
+		return nil, toStatus(err)
+	}
+	if w.replayed {
+		s.metrics.replays.WithLabelValues(cmd.GetAudit().GetMethod()).Inc()
+		_ = grpc.SetHeader(ctx, metadata.Pairs(replayedKey, "true"))
+		s.log.Debug("write answered with the first outcome of its request id",
+			"request_id", id, "method", cmd.GetAudit().GetMethod(), "serial", w.serial)
+	}
+	return w, nil
+}
+
+// requestID is the client's request id of the call in ctx, "" without one.
+// raftfsm.Apply judges its form, so that a forwarded command is judged the
+// same way.
+func requestID(ctx context.Context) (string, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	switch ids := md.Get(requestIDKey); len(ids) {
+	case 0:
+		return "", nil
+	case 1:
+		return ids[0], nil
+	default:
+		return "", invalid("request_id", "%s was sent %d times; send it once", requestIDKey, len(ids))
+	}
+}
+
+// mayHaveApplied is the answer to a write that reached the leader but lost
+// its answer on the way. With a request id the client can find out by
+// sending it again; without one, only by reading.
+func mayHaveApplied(cmd *shoalv1.Command, what, detail string) error {
+	if id := cmd.GetRequestId(); id != "" {
+		return status.Errorf(codes.Unavailable, "%s during the write, which may or may not have been applied: "+
+			"it is safe to retry with the same request id (%s), which applies it at most once: %s", what, id, detail)
+	}
+	return status.Errorf(codes.Unavailable, "%s during the write, which may or may not have been applied (read before retrying): %s", what, detail)
 }
 
 // audit is the caller of the API call in ctx, its method and this node's
@@ -105,7 +182,10 @@ func (s *Server) commitOnce(ctx context.Context, cmd *shoalv1.Command) (*written
 	if s.isLeader() {
 		res, err := s.node.Apply(ctx, cmd)
 		if err == nil {
-			return &written{serial: res.State.GetConfig().GetSerial(), changes: res.Changes, state: res.State}, nil
+			return writtenHere(res), nil
+		}
+		if errors.Is(err, raft.ErrLeadershipLost) {
+			return nil, mayHaveApplied(cmd, "this node lost its leadership", err.Error())
 		}
 		if !errors.Is(err, raftfsm.ErrNotLeader) {
 			return nil, err
@@ -117,16 +197,20 @@ func (s *Server) commitOnce(ctx context.Context, cmd *shoalv1.Command) (*written
 	}
 	if self {
 		res, err := s.node.Apply(ctx, cmd)
+		if errors.Is(err, raft.ErrLeadershipLost) {
+			return nil, mayHaveApplied(cmd, "this node lost its leadership", err.Error())
+		}
 		if err != nil {
 			return nil, err
 		}
-		return &written{serial: res.State.GetConfig().GetSerial(), changes: res.Changes, state: res.State}, nil
+		return writtenHere(res), nil
 	}
 	cc, err := s.conn(addr)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := shoalv1.NewPeerServiceClient(cc).ApplyCommand(ctx, &shoalv1.ApplyCommandRequest{Command: cmd})
+	var header metadata.MD
+	resp, err := shoalv1.NewPeerServiceClient(cc).ApplyCommand(ctx, &shoalv1.ApplyCommandRequest{Command: cmd}, grpc.Header(&header))
 	if err != nil {
 		if notConnected(err) {
 			// The command never left this node: wait for the
@@ -134,8 +218,9 @@ func (s *Server) commitOnce(ctx context.Context, cmd *shoalv1.Command) (*written
 			return nil, fmt.Errorf("leader %s at %s unreachable (%s): %w", id, addr, status.Convert(err).Message(), errNoLeader)
 		}
 		if st := status.Convert(err); st.Code() == codes.Unavailable && st.Message() != notLeaderMsg {
-			// Sent but unanswered: retrying could apply it twice.
-			return nil, status.Errorf(codes.Unavailable, "leader %s went away during the write, which may or may not have been applied (read before retrying): %s", id, st.Message())
+			// Sent but unanswered: retrying without a request id could
+			// apply it twice.
+			return nil, mayHaveApplied(cmd, "leader "+id+" went away", st.Message())
 		}
 		return nil, err
 	}
@@ -151,7 +236,13 @@ func (s *Server) commitOnce(ctx context.Context, cmd *shoalv1.Command) (*written
 			"serial", resp.GetSerial(), "applied_serial", s.node.FSM().State().GetConfig().GetSerial(), "err", err)
 		st = s.node.FSM().State()
 	}
-	return &written{serial: resp.GetSerial(), changes: resp.GetChanges(), state: st}, nil
+	replayed := slices.Contains(header.Get(replayedKey), "true")
+	return &written{serial: resp.GetSerial(), changes: resp.GetChanges(), state: st, replayed: replayed}, nil
+}
+
+// writtenHere is a write this node committed as the leader.
+func writtenHere(res *raftfsm.Result) *written {
+	return &written{serial: res.Serial, changes: res.Changes, state: res.State, replayed: res.Replayed}
 }
 
 // waitApplied waits until the local FSM has applied index, or, from a leader
@@ -221,8 +312,9 @@ func (p peerService) ApplyCommand(ctx context.Context, req *shoalv1.ApplyCommand
 	if !p.isLeader() {
 		return nil, status.Error(codes.Unavailable, notLeaderMsg)
 	}
-	// The sending node stamped the client's audit; a command of its own
-	// (none so far) is the node's.
+	// The sending node stamped the client's audit and request id; a
+	// command of its own (none so far) is the node's. The request id is
+	// kept as sent, never made here: a retry must carry the same one.
 	if req.GetCommand().GetAudit() == nil {
 		req.GetCommand().Audit = p.audit(ctx)
 	}
@@ -233,7 +325,10 @@ func (p peerService) ApplyCommand(ctx context.Context, req *shoalv1.ApplyCommand
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &shoalv1.ApplyCommandResponse{Serial: res.State.GetConfig().GetSerial(), Changes: res.Changes, Index: res.Index}, nil
+	if res.Replayed {
+		_ = grpc.SetHeader(ctx, metadata.Pairs(replayedKey, "true"))
+	}
+	return &shoalv1.ApplyCommandResponse{Serial: res.Serial, Changes: res.Changes, Index: res.Index}, nil
 }
 
 func (p peerService) ReadIndex(ctx context.Context, _ *shoalv1.ReadIndexRequest) (*shoalv1.ReadIndexResponse, error) {

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -47,6 +48,14 @@ type app struct {
 	stdout            io.Writer
 	stderr            io.Writer
 	conn              *grpc.ClientConn
+	// retry is how calls that got Unavailable are retried (retry.go).
+	retry retryPolicy
+
+	mu sync.Mutex
+	// requestID is --request-id: the id of the command's write, used
+	// once (requestIDUsed); empty, each write gets a random one.
+	requestID     string
+	requestIDUsed bool
 }
 
 // commandFactories are the top-level commands; files add theirs in init.
@@ -58,7 +67,7 @@ func registerCommand(f func(*app) *cobra.Command) {
 }
 
 func newApp(stdout, stderr io.Writer) *app {
-	return &app{stdout: stdout, stderr: stderr}
+	return &app{stdout: stdout, stderr: stderr, retry: defaultRetry}
 }
 
 // root builds the command tree.
@@ -83,7 +92,8 @@ func (a *app) root() *cobra.Command {
 	}
 	root.PersistentFlags().StringVarP(&a.server, "server", "s", server, "API address of any shoal node ($SHOAL_SERVER)")
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table, json or yaml")
-	root.PersistentFlags().DurationVar(&a.timeout, "request-timeout", 15*time.Second, "time limit of one call")
+	root.PersistentFlags().DurationVar(&a.timeout, "request-timeout", 15*time.Second, "time limit of one call, retries included")
+	root.PersistentFlags().StringVar(&a.requestID, "request-id", "", "request id of the command's write, to run a write whose outcome is unknown again safely (default: a new random one)")
 	root.PersistentFlags().StringVar(&a.cacert, "cacert", os.Getenv("SHOAL_CACERT"), "the cluster CA's certificate, to verify the server ($SHOAL_CACERT; default "+defaultTLSDir+"/ca.crt when readable)")
 	root.PersistentFlags().StringVar(&a.cert, "cert", os.Getenv("SHOAL_CERT"), "your client certificate ($SHOAL_CERT; default "+defaultTLSDir+"/admin.crt when readable)")
 	root.PersistentFlags().StringVar(&a.key, "key", os.Getenv("SHOAL_KEY"), "your client certificate's key ($SHOAL_KEY; default "+defaultTLSDir+"/admin.key when readable)")
@@ -111,7 +121,7 @@ func (a *app) dial() (*grpc.ClientConn, error) {
 	if tc != nil {
 		creds = credentials.NewTLS(tc)
 	}
-	c, err := grpc.NewClient(a.server, grpc.WithTransportCredentials(creds))
+	c, err := grpc.NewClient(a.server, grpc.WithTransportCredentials(creds), grpc.WithChainUnaryInterceptor(a.retryUnary(a.retry)))
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", a.server, err)
 	}

@@ -43,6 +43,7 @@ func newDataplane(f *flags, log *slog.Logger) (*dataplaneWiring, error) {
 	dp, err := dataplane.New(dataplane.Options{
 		Mode: dataplane.Mode(f.dataplane), NodeID: f.id, DefaultInterface: f.iface,
 		Logger: log, Health: w.mon, StateFile: filepath.Join(f.dataDir, "dataplane.json"),
+		AddressLifetime: f.addressLifetime,
 	})
 	if err != nil {
 		// Without IPVS the error already names --dataplane vip|none.

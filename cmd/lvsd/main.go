@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
+	"github.com/shoal-lb/shoal/dataplane"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 	"github.com/shoal-lb/shoal/raftfsm"
 	"github.com/shoal-lb/shoal/server"
@@ -44,8 +46,10 @@ type flags struct {
 	dataplane, iface, profile, metricsAddr, logLevel string
 	stallTrace                                       string
 	tlsCert, tlsKey, tlsCA, tlsSAN, tokenFile        string
+	clusterName                                      string
 	insecure                                         bool
 	heartbeat, election, lease, commit, probe        time.Duration
+	addressLifetime                                  time.Duration
 	realtime                                         rtPriority
 	pprof                                            bool
 }
@@ -86,8 +90,12 @@ func parseFlags(args []string) (*flags, error) {
 	fs.StringVar(&f.dataDir, "data-dir", "/var/lib/shoal", "directory for the raft log, stable store and snapshots")
 	fs.StringVar(&f.bootstrap, "bootstrap", "", "bootstrap a new cluster: id=raftaddr,id=raftaddr,... (ignored when state exists)")
 	fs.StringVar(&f.join, "join", "", "API address of a member to join through when this node has no state")
+	fs.StringVar(&f.clusterName, "cluster-name", "", "with --bootstrap: a name that sets this cluster apart from another bootstrapped with the same "+
+		"--bootstrap list; part of the cluster ID that every Raft connection and peer call shows (same on every router; ignored once a node has state)")
 	fs.StringVar(&f.dataplane, "dataplane", "ipvs", "ipvs (program IPVS and hold VIPs), vip (hold VIPs only) or none")
 	fs.StringVar(&f.iface, "interface", "", "default interface for VIPs without one")
+	fs.DurationVar(&f.addressLifetime, "address-lifetime", dataplane.DefaultAddressLifetime, "kernel lifetime of the VIPs and the NAT router address, "+
+		"renewed every third of it by the leader, so that a router whose lvsd died or hangs drops them within it (whole seconds; negative: none)")
 	fs.StringVar(&f.profile, "profile", "lan", "raft timing profile: lan, fast or wan")
 	fs.DurationVar(&f.heartbeat, "heartbeat-timeout", 0, "override the profile's raft heartbeat timeout")
 	fs.DurationVar(&f.election, "election-timeout", 0, "override the profile's raft election timeout")
@@ -199,6 +207,12 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	// A renewal may be two thirds of the lifetime late before the address
+	// lapses; a leader that keeps its lease must never be that late.
+	if f.addressLifetime > 0 && f.addressLifetime*2/3 <= timing.LeaderLease {
+		return fmt.Errorf("--address-lifetime %s: two thirds of it must exceed the leader lease %s, or a leader could lose its VIPs while it still leads",
+			f.addressLifetime, timing.LeaderLease)
+	}
 	// Before anything else starts threads of its own, although later
 	// threads would inherit the policy anyway.
 	if f.realtime > 0 {
@@ -230,9 +244,16 @@ func run(args []string) error {
 	defer stop()
 	// Before raft: a router that joins needs its certificate before it can
 	// talk to anyone, and one that cannot get it should fail now.
-	tlsConf, err := setupTLS(ctx, f, boot, log)
+	tlsConf, clusterID, err := setupTLS(ctx, f, boot, log)
 	if err != nil {
 		return err
+	}
+	if clusterID == "" && f.join != "" {
+		// A router that joins without a token learns the cluster ID
+		// from the member before it can speak Raft.
+		if clusterID, err = learnClusterID(ctx, log, f, tlsConf); err != nil {
+			return err
+		}
 	}
 	// Build the dataplane before raft, so a kernel without IPVS fails at
 	// once with advice instead of after joining a cluster.
@@ -251,11 +272,11 @@ func run(args []string) error {
 		log.Info("stall traces on", "dir", f.stallTrace)
 	}
 	node, err := raftfsm.Open(raftfsm.Options{
-		ID: f.id, RaftAddr: f.raftAddr, DataDir: f.dataDir,
+		ID: f.id, RaftAddr: f.raftAddr, DataDir: f.dataDir, ClusterID: clusterID,
 		Bootstrap: boot, Timing: timing, Logger: base, Stalled: stalled, TLS: raftTLS(tlsConf),
 	})
 	if err != nil {
-		return fmt.Errorf("open raft node: %w", err)
+		return openError(err, f, boot)
 	}
 	srv, err := server.New(server.Options{
 		Node: node, ID: f.id, APIAddr: f.apiAddr, RaftAddr: f.raftAddr, Logger: base,
@@ -333,7 +354,14 @@ func run(args []string) error {
 		}
 	}
 	if f.join != "" {
-		g.Go(func() error { return joinCluster(runCtx, log, node, f, tlsConf) })
+		g.Go(func() error {
+			err := joinCluster(runCtx, log, node, f, tlsConf)
+			if err != nil {
+				log.Error("join failed; stopping", "err", err)
+				stop()
+			}
+			return err
+		})
 	}
 
 	<-ctx.Done()
@@ -365,14 +393,19 @@ func run(args []string) error {
 	return nil
 }
 
-// joinCluster asks a member to add this node, retrying with backoff until
-// it works, when this node has no raft configuration of its own yet.
+// joinCluster asks a member to add this node as a voter, retrying with
+// backoff until it works, when this node has no raft configuration of its
+// own yet or is in it as the non-voter that learnClusterID made it. A
+// member of another cluster is an error.
 func joinCluster(ctx context.Context, log *slog.Logger, node *raftfsm.Node, f *flags, t *server.TLS) error {
 	cf := node.Raft().GetConfiguration()
 	if err := cf.Error(); err != nil {
 		return fmt.Errorf("read raft configuration: %w", err)
 	}
-	if len(cf.Configuration().Servers) > 0 {
+	servers := cf.Configuration().Servers
+	if len(servers) > 0 && !slices.ContainsFunc(servers, func(s raft.Server) bool {
+		return string(s.ID) == f.id && s.Suffrage == raft.Nonvoter
+	}) {
 		log.Info("existing raft state found; not joining", "join", f.join)
 		return nil
 	}
@@ -385,10 +418,15 @@ func joinCluster(ctx context.Context, log *slog.Logger, node *raftfsm.Node, f *f
 	backoff := 100 * time.Millisecond
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		_, err := client.AddMember(cctx, &shoalv1.AddMemberRequest{Id: f.id, RaftAddress: f.raftAddr, ApiAddress: f.apiAddr})
+		resp, err := client.AddMember(cctx, &shoalv1.AddMemberRequest{Id: f.id, RaftAddress: f.raftAddr, ApiAddress: f.apiAddr})
 		cancel()
 		if err == nil {
-			log.Info("joined the cluster", "via", f.join)
+			if id := resp.GetClusterId(); id != node.ClusterID() {
+				return fmt.Errorf("the member at --join %s belongs to cluster %s, this node to %s (from its data dir or its join): "+
+					"it was added to a cluster it cannot talk to; remove it there (lvsctl cluster remove %s) and check --join",
+					f.join, orNone(id), node.ClusterID(), f.id)
+			}
+			log.Info("joined the cluster", "via", f.join, "cluster_id", node.ClusterID())
 			return nil
 		}
 		log.Warn("join failed; retrying", "via", f.join, "err", err, "in", backoff)

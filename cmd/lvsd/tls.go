@@ -34,53 +34,66 @@ const plaintextAdvice = `lvsd serves the API and Raft over mutual TLS on any add
 // setupTLS decides how this node secures its API and Raft and makes sure it
 // has a certificate: the one in its data directory, an operator's files,
 // a new cluster CA at a first bootstrap, or one a join brings. It returns
-// nil for plaintext.
-func setupTLS(ctx context.Context, f *flags, boot []raft.Server, log *slog.Logger) (*server.TLS, error) {
+// nil for plaintext, and the cluster ID that --bootstrap describes or the
+// join brought ("" for neither).
+func setupTLS(ctx context.Context, f *flags, boot []raft.Server, log *slog.Logger) (*server.TLS, string, error) {
 	if f.insecure {
 		log.Warn("--insecure: the API and Raft run in plaintext, and anyone who reaches them can change the load balancer")
-		return nil, nil
+		return nil, bootstrapClusterID(f, boot, nil), nil
 	}
 	if f.tlsCert != "" || f.tlsKey != "" || f.tlsCA != "" {
-		return operatorTLS(f)
+		t, err := operatorTLS(f)
+		return t, bootstrapClusterID(f, boot, nil), err
 	}
 	tok, err := readToken(f)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	dir := &pki.NodeDir{Dir: filepath.Join(f.dataDir, "tls"), ID: f.id, Store: pki.NewStore()}
 	dir.DNSNames, dir.IPs = certNames(f)
 	have, err := dir.Load()
 	if err != nil {
-		return nil, fmt.Errorf("TLS: %w", err)
+		return nil, "", fmt.Errorf("TLS: %w", err)
 	}
 	creator := len(boot) > 0 && string(boot[0].ID) == f.id
+	joined := ""
 	switch {
 	case have:
 	case tok == nil && loopbackOnly(f, boot):
 		log.Info("serving the API and Raft in plaintext: every address is a loopback one (give --token-file for TLS)")
-		return nil, nil
+		return nil, bootstrapClusterID(f, boot, nil), nil
 	case creator:
 		if len(boot) > 1 && (tok == nil || tok.ID != pki.BootstrapTokenID) {
-			return nil, fmt.Errorf("a first bootstrap of %d routers over TLS needs the same bootstrap token on each, for the others to get their certificates from this one\n%s",
+			return nil, "", fmt.Errorf("a first bootstrap of %d routers over TLS needs the same bootstrap token on each, for the others to get their certificates from this one\n%s",
 				len(boot), plaintextAdvice)
 		}
 		if err := pki.CheckName(f.id); err != nil {
-			return nil, fmt.Errorf("--id: %w", err)
+			return nil, "", fmt.Errorf("--id: %w", err)
 		}
 		ca, err := dir.Init(time.Now())
 		if err != nil {
-			return nil, fmt.Errorf("make the cluster CA: %w", err)
+			return nil, "", fmt.Errorf("make the cluster CA: %w", err)
 		}
 		log.Info("made the cluster CA and this node's certificate", "ca_fingerprint", pki.Fingerprint(ca.Cert), "dir", dir.Dir,
 			"admin_credentials", filepath.Join(dir.Dir, pki.AdminCertFile))
 	case tok != nil && (f.join != "" || len(boot) > 0):
-		if err := join(ctx, f, boot, tok, dir, log); err != nil {
-			return nil, err
+		if joined, err = join(ctx, f, boot, tok, dir, log); err != nil {
+			return nil, "", err
 		}
 	case tok != nil:
-		return nil, errors.New("--token-file is for --join or --bootstrap")
+		return nil, "", errors.New("--token-file is for --join or --bootstrap")
 	default:
-		return nil, fmt.Errorf("no certificate in %s\n%s", dir.Dir, plaintextAdvice)
+		return nil, "", fmt.Errorf("no certificate in %s\n%s", dir.Dir, plaintextAdvice)
+	}
+	clusterID := bootstrapClusterID(f, boot, dir.Store.CAs())
+	switch {
+	case joined != "" && clusterID != "" && joined != clusterID:
+		// A router of a first bootstrap that got its certificate from
+		// another: both derive the ID from the same flags and CA.
+		return nil, "", fmt.Errorf("the router this one joined belongs to cluster %s, but --bootstrap and --cluster-name here describe %s: "+
+			"give every router of a bootstrap the same --bootstrap list and --cluster-name", joined, clusterID)
+	case joined != "":
+		clusterID = joined
 	}
 	t := &server.TLS{Store: dir.Store, Dir: dir}
 	if tok != nil && tok.ID == pki.BootstrapTokenID {
@@ -91,7 +104,7 @@ func setupTLS(ctx context.Context, f *flags, boot []raft.Server, log *slog.Logge
 			t.BootstrapIDs = append(t.BootstrapIDs, string(s.ID))
 		}
 	}
-	return t, nil
+	return t, clusterID, nil
 }
 
 func operatorTLS(f *flags) (*server.TLS, error) {
@@ -139,10 +152,11 @@ func readToken(f *flags) (*pki.Token, error) {
 // join gets this node's certificate with a token: from the member at --join
 // (its API address), or at a first bootstrap from the other routers'
 // Raft ports in turn. It retries while they are not up yet, and gives up at
-// once when one refuses the token.
-func join(ctx context.Context, f *flags, boot []raft.Server, tok *pki.Token, dir *pki.NodeDir, log *slog.Logger) error {
+// once when one refuses the token. It returns the cluster's ID, which the
+// answer carries.
+func join(ctx context.Context, f *flags, boot []raft.Server, tok *pki.Token, dir *pki.NodeDir, log *slog.Logger) (string, error) {
 	if err := pki.CheckName(f.id); err != nil {
-		return fmt.Errorf("--id: %w", err)
+		return "", fmt.Errorf("--id: %w", err)
 	}
 	var addrs []string
 	if f.join != "" {
@@ -155,7 +169,7 @@ func join(ctx context.Context, f *flags, boot []raft.Server, tok *pki.Token, dir
 	}
 	key, csr, err := dir.JoinRequest()
 	if err != nil {
-		return err
+		return "", err
 	}
 	backoff := 100 * time.Millisecond
 	for i := 0; ; i++ {
@@ -165,18 +179,19 @@ func join(ctx context.Context, f *flags, boot []raft.Server, tok *pki.Token, dir
 		cancel()
 		if err == nil {
 			if err := dir.Install(key, j); err != nil {
-				return fmt.Errorf("store the certificate from the join: %w", err)
+				return "", fmt.Errorf("store the certificate from the join: %w", err)
 			}
-			log.Info("joined: got this node's certificate", "from", addr, "ca_fingerprint", pki.Fingerprint(j.CA), "not_after", j.Cert.NotAfter)
-			return nil
+			log.Info("joined: got this node's certificate", "from", addr, "ca_fingerprint", pki.Fingerprint(j.CA), "not_after", j.Cert.NotAfter,
+				"cluster_id", j.ClusterID)
+			return j.ClusterID, nil
 		}
 		if refused(err) {
-			return fmt.Errorf("join through %s refused: %s", addr, status.Convert(err).Message())
+			return "", fmt.Errorf("join through %s refused: %s", addr, status.Convert(err).Message())
 		}
 		log.Warn("join: no certificate yet; retrying", "via", addr, "err", status.Convert(err).Message(), "in", backoff)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("join: %w", ctx.Err())
+			return "", fmt.Errorf("join: %w", ctx.Err())
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)

@@ -65,7 +65,7 @@ func TestSetupTLS(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := setupTLS(context.Background(), f, boot, log)
+			got, _, err := setupTLS(context.Background(), f, boot, log)
 			switch {
 			case tt.err != "":
 				if err == nil || !strings.Contains(err.Error(), tt.err) {

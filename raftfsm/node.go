@@ -216,7 +216,9 @@ func open(o Options) (*Node, error) {
 		// the entry before each batch it receives: from the cache, not from
 		// bolt, whose read transactions allocate and so bring on the GC
 		// cycles that can delay a heartbeat.
-		cached, err := raft.NewLogCache(logCacheSize, timedLogs{bolt, logWrites})
+		// diskFailpoint slows the writes down only in builds for the
+		// nemesis test (-tags nemesis).
+		cached, err := raft.NewLogCache(logCacheSize, timedLogs{diskFailpoint(o.ID, bolt), logWrites})
 		if err != nil {
 			return nil, fmt.Errorf("open raft log cache: %w", err)
 		}

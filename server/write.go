@@ -124,17 +124,21 @@ func (s *Server) audit(ctx context.Context) *shoalv1.Audit {
 }
 
 // validate runs the command against local state without committing it.
-// A follower may lag, so before it rejects a command it catches up with the
-// leader and tries again: a service created a moment ago through another
-// node must not be "not found" here.
+// A refusal is an answer about the state ("expected serial 5, but the
+// serial is 4", "not found"), so it must be given from a state as fresh
+// as a linearizable read's: a follower may lag, and even the leader may
+// not yet have applied what it has committed and acknowledged. Before it
+// refuses a command, a node catches up with the leader (a read index) and
+// judges again; when it cannot, it says Unavailable rather than refuse on
+// a state that may be stale (the nemesis test found CAS writes refused so
+// by a partitioned follower and by one behind a dead leader).
 func (s *Server) validate(ctx context.Context, cmd *shoalv1.Command) (*raftfsm.Result, error) {
 	res, err := raftfsm.Apply(s.node.FSM().State(), cmd)
-	if err == nil || s.isLeader() {
-		return res, err
+	if err == nil {
+		return res, nil
 	}
 	if berr := s.barrier(ctx); berr != nil {
-		// Without a leader the local verdict is the best there is.
-		return nil, err
+		return nil, berr
 	}
 	return raftfsm.Apply(s.node.FSM().State(), cmd)
 }

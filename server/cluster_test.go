@@ -31,6 +31,9 @@ type testNode struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	closed bool
+	// trans is the node's in-memory raft transport (nil over TCP), for
+	// cutting it off.
+	trans *raft.InmemTransport
 }
 
 func (n *testNode) lb() shoalv1.LoadBalancerServiceClient {
@@ -143,7 +146,7 @@ func startCluster(t testing.TB, n int, o clusterOptions) []*testNode {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		tn := &testNode{id: ids[i], node: node, srv: srv, gs: gs, addr: addr, conn: conn, cancel: cancel, done: make(chan struct{})}
+		tn := &testNode{id: ids[i], node: node, srv: srv, gs: gs, addr: addr, conn: conn, cancel: cancel, done: make(chan struct{}), trans: transports[i]}
 		go func() {
 			defer close(tn.done)
 			_ = srv.Run(ctx)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
@@ -449,4 +450,45 @@ func TestWriteDuringFailover(t *testing.T) {
 	}
 	_ = leader.srv.Close()
 	_ = leader.conn.Close()
+}
+
+// TestRefusalFromFreshState: a node that cannot catch up with the leader
+// must not refuse a write on its own state, which may be stale: a
+// compare-and-set through a follower cut off from the others is answered
+// Unavailable, not "expected serial 2, but the serial is 1" (the nemesis
+// test's fixture cas-refused-by-partitioned-follower.json).
+func TestRefusalFromFreshState(t *testing.T) {
+	nodes := startCluster(t, 3, clusterOptions{})
+	leader, followers := leaderOf(t, nodes)
+	cut := followers[0]
+	ctx := ctxT(t)
+	if _, err := leader.lb().CreateVirtualService(ctx, &shoalv1.CreateVirtualServiceRequest{Service: webService("web", "10.0.0.1", 80)}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() bool { return cut.node.FSM().State().GetConfig().GetSerial() == 1 }, "the follower at serial 1")
+
+	// Cut the follower off, in both directions, and write on.
+	cut.trans.DisconnectAll()
+	for _, n := range nodes {
+		if n != cut {
+			n.trans.Disconnect(raft.ServerAddress(cut.id))
+		}
+	}
+	if _, err := leader.lb().CreateVirtualService(ctx, &shoalv1.CreateVirtualServiceRequest{Service: webService("db", "10.0.0.2", 5432)}); err != nil {
+		t.Fatal(err)
+	}
+	// Its API still reaches the leader's over gRPC: also cut that path,
+	// as a partition would, by forgetting where the leader is.
+	eventually(t, 5*time.Second, func() bool { return cut.node.Status().LeaderID == "" }, "the cut-off follower without a leader")
+
+	_, err := cut.lb().UpdateRealServer(ctx, &shoalv1.UpdateRealServerRequest{
+		Service: "web", RealServer: &shoalv1.RealServer{Address: "10.0.1.1"}, ExpectedSerial: 2,
+	})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("CAS at the cluster's serial through a cut-off follower: %v, want Unavailable", err)
+	}
+	_, err = cut.lb().DeleteVirtualService(ctx, &shoalv1.DeleteVirtualServiceRequest{Name: "db"})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("delete of a service the follower has not seen: %v, want Unavailable, not NotFound", err)
+	}
 }

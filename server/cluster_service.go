@@ -129,6 +129,11 @@ func (c clusterService) RemoveMember(ctx context.Context, req *shoalv1.RemoveMem
 	if req.GetId() == "" {
 		return nil, invalid("id", "required")
 	}
+	// An attempt that lost the leader may have removed the member all the
+	// same (the entry commits under the next leader): once this call has
+	// tried, a member that is gone is this call's doing, not an unknown ID.
+	// A forwarded retry says so to the leader.
+	tried := retriedRemoval(ctx)
 	err := c.onLeader(ctx, func(ctx context.Context) error {
 		r := c.node.Raft()
 		f := r.GetConfiguration()
@@ -139,9 +144,14 @@ func (c clusterService) RemoveMember(ctx context.Context, req *shoalv1.RemoveMem
 		for _, srv := range f.Configuration().Servers {
 			found = found || string(srv.ID) == req.GetId()
 		}
+		if !found && tried {
+			c.log.Info("member already removed, by an earlier attempt of this call", "node", req.GetId())
+			return nil
+		}
 		if !found {
 			return status.Errorf(codes.NotFound, "member %s: not in the raft configuration", req.GetId())
 		}
+		tried = true
 		// Forget the API address first: removing the leader itself ends
 		// its leadership, after which it could no longer write.
 		if _, err := c.node.Apply(ctx, &shoalv1.Command{Op: &shoalv1.Command_UnregisterMember{UnregisterMember: &shoalv1.UnregisterMember{Id: req.GetId()}}}); err != nil {
@@ -153,6 +163,10 @@ func (c clusterService) RemoveMember(ctx context.Context, req *shoalv1.RemoveMem
 		c.log.Info("member removed", "node", req.GetId())
 		return nil
 	}, func(ctx context.Context, cc *grpc.ClientConn) error {
+		if tried {
+			ctx = metadata.AppendToOutgoingContext(ctx, retriedRemovalKey, "true")
+		}
+		tried = true
 		_, err := shoalv1.NewClusterServiceClient(cc).RemoveMember(ctx, req)
 		return err
 	})
@@ -160,6 +174,15 @@ func (c clusterService) RemoveMember(ctx context.Context, req *shoalv1.RemoveMem
 		return nil, err
 	}
 	return &shoalv1.RemoveMemberResponse{}, nil
+}
+
+// retriedRemovalKey marks a RemoveMember a node forwards again after an
+// attempt whose outcome it does not know.
+const retriedRemovalKey = "x-shoal-retried-removal"
+
+func retriedRemoval(ctx context.Context) bool {
+	md, ok := metadata.FromIncomingContext(ctx)
+	return ok && forwarded(ctx) && len(md.Get(retriedRemovalKey)) > 0
 }
 
 func (c clusterService) TransferLeadership(ctx context.Context, req *shoalv1.TransferLeadershipRequest) (*shoalv1.TransferLeadershipResponse, error) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/shoal-lb/shoal/e2e/netlab"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
@@ -692,6 +693,30 @@ func (n *nemesis) rejoin(ctx context.Context, r *netlab.Node) error {
 	return fmt.Errorf("rejoin %s: no join token: %v", r.Name, last)
 }
 
+// members is the Raft group as a router that knows a leader reports it, or
+// nil when none answers within a while.
+func (n *nemesis) members(ctx context.Context) map[string]bool {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		for _, via := range n.lab.Routers {
+			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			out, err := n.sh.Ctl(cctx, via, "-o", "json", "--request-timeout", "2s", "cluster", "status")
+			cancel()
+			var st shoalv1.GetClusterStatusResponse
+			if err != nil || protojson.Unmarshal([]byte(out), &st) != nil || st.GetLeaderId() == "" {
+				continue
+			}
+			m := map[string]bool{}
+			for _, mb := range st.GetMembers() {
+				m[mb.GetId()] = true
+			}
+			return m
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return nil
+}
+
 func (n *nemesis) isUp(r *netlab.Node) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -735,10 +760,20 @@ func (n *nemesis) healAll(ctx context.Context) error {
 		*n.state[r.Name] = nodeState{removed: st.removed}
 		n.mu.Unlock()
 	}
+	// A removal whose call failed may have committed all the same (the
+	// leader lost during it): such a router still runs with its old data,
+	// outside the group, and must be wiped and joined like any other.
+	members := n.members(ctx)
 	for _, r := range n.lab.Routers {
 		n.mu.Lock()
 		removed := n.state[r.Name].removed
 		n.mu.Unlock()
+		if !removed && members != nil && !members[r.Name] {
+			n.h.AddEvent(r.Name, "found removed")
+			n.sh.Kill(r)
+			n.h.AddEvent(r.Name, "kill")
+			removed = true
+		}
 		if removed {
 			if err := n.rejoin(ctx, r); err != nil {
 				errs = append(errs, err.Error())

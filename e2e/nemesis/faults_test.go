@@ -796,12 +796,19 @@ const staleGrace = 2 * time.Second
 // down (killed, paused, removed) after acquiring it, and is still down at t
 // or came back less than staleGrace before.
 func (n *nemesis) staleHolder(r string, acquired, t time.Time) bool {
+	_, ok := n.staleFor(r, acquired, t)
+	return ok
+}
+
+// staleFor is staleHolder that also says for how long, at t, r has held
+// the VIP since its daemon went down.
+func (n *nemesis) staleFor(r string, acquired, t time.Time) (time.Duration, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, d := range n.downs {
 		if d.node == r && !d.start.Before(acquired) && !d.start.After(t) && (d.end.IsZero() || t.Sub(d.end) <= staleGrace) {
-			return true
+			return t.Sub(d.start), true
 		}
 	}
-	return false
+	return 0, false
 }

@@ -5,6 +5,7 @@
 #               config and show where the VIP is and a few requests through it
 #   make test   every test (the compose e2e runs when docker is there)
 #   make down   stop the cluster, delete its volumes and the bootstrap token
+#   make deb    the Debian package, dist/shoal_<version>_<arch>.deb
 #
 # Knobs (environment or make VAR=value):
 #   SHOAL_DATAPLANE    ipvs when the host has the ip_vs module loaded, else vip
@@ -13,6 +14,7 @@
 #   SHOAL_PROFILE      lvsd's Raft timing profile: lan (default), fast, wan
 #   SHOAL_TOKEN_FILE   the directors' bootstrap token (deploy/.shoal-token)
 #   COMPOSE            docker-compose (default) or "docker compose"
+#   VERSION            the release stamped into lvsd and lvsctl (git describe)
 
 SHELL := /bin/bash
 GO ?= go
@@ -43,16 +45,29 @@ FIND_HOLDER = for i in $$(seq 40); do \
 	  test -n "$$holder" && break; sleep 0.5; \
 	done
 
-.PHONY: all build bin image up demo status failover logs down test fuzz clean
+.PHONY: all build bin image up demo status failover logs down test fuzz deb clean
 
 all: build
 
 build:
 	$(GO) build ./...
 
+# The build's stamp (package buildinfo): lvsd --version, lvsctl version,
+# NodeStatus and shoal_build_info show it. DATE honours SOURCE_DATE_EPOCH.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+DATE ?= $(shell date -u -d @$${SOURCE_DATE_EPOCH:-$$(date +%s)} +%Y-%m-%dT%H:%M:%SZ)
+BUILDINFO := github.com/shoal-lb/shoal/buildinfo
+LDFLAGS := -s -w -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).date=$(DATE)
+
 # Static binaries for the FROM-scratch image.
 bin:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o deploy/bin/ ./cmd/lvsd ./cmd/lvsctl ./deploy/shoal-demo
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o deploy/bin/ ./cmd/lvsd ./cmd/lvsctl ./deploy/shoal-demo
+
+# The Debian package, built with nfpm by deploy/deb (which builds lvsd and
+# lvsctl with the same stamp, and writes their man pages and completions).
+deb:
+	$(GO) run ./deploy/deb -version '$(VERSION)' -commit '$(COMMIT)' -date '$(DATE)' -out dist
 
 image: bin
 	docker build -q -t $(SHOAL_IMAGE) -f deploy/Dockerfile deploy
@@ -144,4 +159,4 @@ fuzz:
 	done
 
 clean:
-	rm -rf deploy/bin
+	rm -rf deploy/bin dist

@@ -80,6 +80,46 @@ func TestNormalize(t *testing.T) {
 	}
 }
 
+func TestNormalizeSync(t *testing.T) {
+	c := &shoalv1.Config{Global: &shoalv1.Global{ConnectionSync: &shoalv1.ConnectionSync{Enabled: true, Interface: " eth1 ", Group: "FF02:0::81"}}}
+	Normalize(c)
+	cs := c.Global.ConnectionSync
+	if cs.Interface != "eth1" || cs.Group != "ff02::81" || cs.Port != 8848 || cs.Ttl != 1 || cs.SyncId != 0 || cs.MaxLen != 0 {
+		t.Errorf("normalised sync: %v", cs)
+	}
+	if cs.SyncThreshold != nil || cs.SyncRefreshPeriod != nil || cs.SyncPersistMode != nil {
+		t.Errorf("sysctls not left unset: %v", cs)
+	}
+	c.Global.ConnectionSync = &shoalv1.ConnectionSync{}
+	Normalize(c)
+	if g := c.Global.ConnectionSync.Group; g != DefaultSyncGroup {
+		t.Errorf("default group %q", g)
+	}
+	off := &shoalv1.Config{}
+	Normalize(off)
+	if off.Global.ConnectionSync != nil {
+		t.Errorf("Normalize made a connection_sync nobody asked for: %v", off.Global.ConnectionSync)
+	}
+}
+
+func TestDiffSync(t *testing.T) {
+	a := web()
+	a.Global = &shoalv1.Global{ConnectionSync: &shoalv1.ConnectionSync{Enabled: true, SyncThreshold: proto.Uint32(3)}}
+	Normalize(a)
+	b := proto.Clone(a).(*shoalv1.Config)
+	b.Global.ConnectionSync.Port = 8849
+	b.Global.ConnectionSync.SyncThreshold = nil
+	b.Global.ConnectionSync.SyncRefreshPeriod = durationpb.New(time.Minute)
+	var got []string
+	for _, ch := range Diff(a, b) {
+		got = append(got, ch.Detail)
+	}
+	want := []string{"connection_sync.port: 8848 -> 8849, connection_sync.sync_threshold: 3 -> unset, connection_sync.sync_refresh_period: none -> 1m0s"}
+	if !slices.Equal(got, want) {
+		t.Errorf("Diff:\n got %q\nwant %q", got, want)
+	}
+}
+
 func TestNormalizeKeepsExplicitZeroRefresh(t *testing.T) {
 	c := &shoalv1.Config{Global: &shoalv1.Global{GarpRefresh: durationpb.New(0)}}
 	Normalize(c)
@@ -169,6 +209,40 @@ func TestValidate(t *testing.T) {
 		{"monitor links", func(c *shoalv1.Config) {
 			c.Global = &shoalv1.Global{MonitorLinks: []string{"eth0", "", "a/b", "averyveryverylongname"}}
 		}, []string{"global.monitor_links[1]: empty", "global.monitor_links[2]: ", "global.monitor_links[3]: "}},
+		{"sync valid", func(c *shoalv1.Config) {
+			c.Global = &shoalv1.Global{ConnectionSync: &shoalv1.ConnectionSync{Enabled: true, Interface: "eth1", SyncId: 255, MaxLen: 1472,
+				SyncThreshold: proto.Uint32(3), SyncPeriod: proto.Uint32(0), SyncRefreshPeriod: durationpb.New(time.Minute), SyncPersistMode: proto.Bool(true)}}
+		}, nil},
+		{"sync ipv6 group", func(c *shoalv1.Config) {
+			c.Global = &shoalv1.Global{ConnectionSync: &shoalv1.ConnectionSync{Enabled: true, Group: "ff02::81", MaxLen: 65487}}
+		}, nil},
+		{"sync fields", func(c *shoalv1.Config) {
+			c.Global = &shoalv1.Global{ConnectionSync: &shoalv1.ConnectionSync{Enabled: true, Interface: "eth0:1", SyncId: 256, Group: "10.0.0.1",
+				Port: 70000, Ttl: 300, MaxLen: 100}}
+		}, []string{
+			"global.connection_sync.interface: ",
+			"global.connection_sync.sync_id: 256 is outside 0..255",
+			"global.connection_sync.group: 10.0.0.1 is not a multicast address",
+			"global.connection_sync.port: 70000 is outside 1..65535",
+			"global.connection_sync.ttl: 300 is outside 1..255",
+			"global.connection_sync.max_len: 100 is outside 1024..65507",
+		}},
+		{"sync bad group", func(c *shoalv1.Config) {
+			c.Global = &shoalv1.Global{ConnectionSync: &shoalv1.ConnectionSync{Group: "sync.example"}}
+		}, []string{"global.connection_sync.group: \"sync.example\" is not an IP address"}},
+		{"sync ipv6 max len", func(c *shoalv1.Config) {
+			c.Global = &shoalv1.Global{ConnectionSync: &shoalv1.ConnectionSync{Group: "ff02::81", MaxLen: 65507}}
+		}, []string{"global.connection_sync.max_len: 65507 is outside 1024..65487"}},
+		{"sync threshold and period", func(c *shoalv1.Config) {
+			c.Global = &shoalv1.Global{ConnectionSync: &shoalv1.ConnectionSync{SyncThreshold: proto.Uint32(50), SyncPeriod: proto.Uint32(50),
+				SyncRefreshPeriod: durationpb.New(1500 * time.Millisecond)}}
+		}, []string{
+			"global.connection_sync.sync_threshold: 50 must be below sync_period 50",
+			"global.connection_sync.sync_refresh_period: 1.5s is not whole seconds",
+		}},
+		{"sync negative refresh", func(c *shoalv1.Config) {
+			c.Global = &shoalv1.Global{ConnectionSync: &shoalv1.ConnectionSync{SyncRefreshPeriod: durationpb.New(-time.Second)}}
+		}, []string{"global.connection_sync.sync_refresh_period: -1s is negative"}},
 		{"every problem at once", func(c *shoalv1.Config) {
 			svc(c).Scheduler = "x"
 			svc(c).Port = 0
@@ -244,6 +318,10 @@ func TestDiff(t *testing.T) {
 			"ADDED web 10.0.0.3:8080: weight 1",
 		}},
 		{"service port keeps real servers", func(c *shoalv1.Config) { c.Services[0].Port = 8080 }, []string{"MODIFIED web : port: 80 -> 8080"}},
+		{"sync on", func(c *shoalv1.Config) {
+			c.Global.ConnectionSync = &shoalv1.ConnectionSync{Enabled: true, SyncId: 7}
+			Normalize(c)
+		}, []string{"MODIFIED  : connection_sync.enabled: false -> true, connection_sync.sync_id: 0 -> 7, connection_sync.group: \"\" -> 224.0.0.81, connection_sync.port: 0 -> 8848, connection_sync.ttl: 0 -> 1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -20,4 +20,13 @@ const (
 	DefaultGARPCount    = 5
 	DefaultGARPInterval = 10 * time.Millisecond
 	DefaultGARPRefresh  = 30 * time.Second
+
+	// The kernel's own defaults for the IPVS sync daemon
+	// (IP_VS_SYNC_GROUP, IP_VS_SYNC_PORT, and a TTL of 1).
+	DefaultSyncGroup = "224.0.0.81"
+	DefaultSyncPort  = 8848
+	DefaultSyncTTL   = 1
 )
+
+// MaxSyncID is the largest IPVS sync id (a byte in every sync message).
+const MaxSyncID = 255

@@ -51,6 +51,26 @@ func normalizeGlobal(g *shoalv1.Global) {
 	for i, l := range g.MonitorLinks {
 		g.MonitorLinks[i] = strings.TrimSpace(l)
 	}
+	if cs := g.ConnectionSync; cs != nil {
+		normalizeSync(cs)
+	}
+}
+
+// normalizeSync spells out the kernel's defaults for group, port and TTL,
+// so that a config says what the daemons run with. The interface stays
+// empty when unset: each node then uses its own lvsd --interface.
+func normalizeSync(cs *shoalv1.ConnectionSync) {
+	cs.Interface = strings.TrimSpace(cs.Interface)
+	cs.Group = canonicalAddr(cs.Group)
+	if cs.Group == "" {
+		cs.Group = DefaultSyncGroup
+	}
+	if cs.Port == 0 {
+		cs.Port = DefaultSyncPort
+	}
+	if cs.Ttl == 0 {
+		cs.Ttl = DefaultSyncTTL
+	}
 }
 
 func normalizeService(s *shoalv1.VirtualService) {

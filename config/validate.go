@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 	"google.golang.org/protobuf/proto"
@@ -60,6 +61,68 @@ func (v *validator) global(g *shoalv1.Global) {
 	for i, l := range g.MonitorLinks {
 		if reason := interfaceProblem(l); reason != "" {
 			v.add(fmt.Sprintf("global.monitor_links[%d]", i), "%s", reason)
+		}
+	}
+	if cs := g.ConnectionSync; cs != nil {
+		v.connectionSync("global.connection_sync", cs)
+	}
+}
+
+// Sync message lengths the kernel takes as given: it raises a backup's
+// below 1024 and lowers any above 65535 less the IP and UDP headers, and
+// a value it changed would look like a daemon to restart on every resync.
+const (
+	minSyncMaxLen   = 1024
+	maxSyncMaxLen4  = 65535 - 20 - 8
+	maxSyncMaxLen6  = 65535 - 40 - 8
+	maxSyncPeriodic = 1 << 20 // packets; the kernel takes any int, nobody needs more
+)
+
+func (v *validator) connectionSync(path string, cs *shoalv1.ConnectionSync) {
+	if cs.Interface != "" {
+		if reason := interfaceProblem(cs.Interface); reason != "" {
+			v.add(path+".interface", "%s", reason)
+		}
+	}
+	if cs.SyncId > MaxSyncID {
+		v.add(path+".sync_id", "%d is outside 0..%d", cs.SyncId, MaxSyncID)
+	}
+	maxLen := uint32(maxSyncMaxLen4)
+	if g, err := netip.ParseAddr(cs.Group); err != nil || g.Zone() != "" {
+		v.add(path+".group", "%q is not an IP address", cs.Group)
+	} else if !g.IsMulticast() {
+		v.add(path+".group", "%s is not a multicast address", g)
+	} else if g.Is6() {
+		maxLen = maxSyncMaxLen6
+	}
+	if cs.Port < 1 || cs.Port > 65535 {
+		v.add(path+".port", "%d is outside 1..65535", cs.Port)
+	}
+	if cs.Ttl < 1 || cs.Ttl > 255 {
+		v.add(path+".ttl", "%d is outside 1..255", cs.Ttl)
+	}
+	if cs.MaxLen != 0 && (cs.MaxLen < minSyncMaxLen || cs.MaxLen > maxLen) {
+		v.add(path+".max_len", "%d is outside %d..%d (0 leaves it to the kernel)", cs.MaxLen, minSyncMaxLen, maxLen)
+	}
+	if cs.SyncThreshold != nil && cs.GetSyncThreshold() > maxSyncPeriodic {
+		v.add(path+".sync_threshold", "%d is above %d", cs.GetSyncThreshold(), maxSyncPeriodic)
+	}
+	if cs.SyncPeriod != nil && cs.GetSyncPeriod() > maxSyncPeriodic {
+		v.add(path+".sync_period", "%d is above %d", cs.GetSyncPeriod(), maxSyncPeriodic)
+	}
+	// The kernel refuses a threshold that is not below a non-zero period.
+	if cs.SyncThreshold != nil && cs.SyncPeriod != nil && cs.GetSyncPeriod() != 0 && cs.GetSyncThreshold() >= cs.GetSyncPeriod() {
+		v.add(path+".sync_threshold", "%d must be below sync_period %d (or sync_period 0)", cs.GetSyncThreshold(), cs.GetSyncPeriod())
+	}
+	if d := cs.SyncRefreshPeriod; d != nil {
+		v.duration(path+".sync_refresh_period", d)
+		if d.CheckValid() == nil && d.AsDuration() >= 0 {
+			switch dd := d.AsDuration(); {
+			case dd%time.Second != 0:
+				v.add(path+".sync_refresh_period", "%s is not whole seconds (the kernel counts seconds)", dd)
+			case dd > 24*time.Hour:
+				v.add(path+".sync_refresh_period", "%s is above 24h", dd)
+			}
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shoal-lb/shoal/dataplane/ipvssync"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
 
@@ -83,6 +84,15 @@ type Options struct {
 	// so that a restarted node still removes them (and nothing else). Empty
 	// keeps that knowledge in memory only.
 	StateFile string
+	// SyncDaemons, Sysctls and Conns are the kernel's connection sync
+	// (global.connection_sync), mode ipvs only. nil means the real ones in
+	// the current network namespace when New opened the kernel's IPVS
+	// itself; when the caller passes IPVS, nil means none (a config that
+	// turns sync on then reports an error, and a planned transfer does not
+	// wait for sync).
+	SyncDaemons SyncDaemons
+	Sysctls     Sysctls
+	Conns       Conns
 }
 
 // Dataplane reconciles the kernel with the committed config and health, and
@@ -99,8 +109,16 @@ type Dataplane struct {
 	// during shutdown cannot raise a VIP again.
 	released atomic.Bool
 
-	recMu sync.Mutex // one reconcile at a time; guards owned
+	recMu sync.Mutex // one reconcile at a time; guards owned and conns
 	owned map[string]bool
+	conns connCounts // of the configured services, at the last reconcile
+
+	// syncMu serialises changes of the sync daemons and guards syncOwned
+	// (the daemons shoal started, kept in the state file) and syncStarted
+	// (what this process started each with).
+	syncMu      sync.Mutex
+	syncOwned   map[ipvssync.State]bool
+	syncStarted map[ipvssync.State]ipvssync.Daemon
 
 	stateMu sync.Mutex // one state-file write at a time
 
@@ -115,17 +133,19 @@ type Dataplane struct {
 	lifetime time.Duration
 	now      func() time.Time
 
-	mu               sync.Mutex
-	cfg              *shoalv1.Config
-	leader           bool
-	names            map[string]string // IPVS service key → service name
-	ownedSnapshot    map[string]bool   // copy of owned for saveState
-	staleSnapshot    []addrRef         // copy of stale for saveState
-	reconciledSerial uint64
-	reconcileErr     string
-	addrErr          string
-	renewErr         string
-	lastReconcile    time.Time
+	mu                sync.Mutex
+	cfg               *shoalv1.Config
+	leader            bool
+	names             map[string]string       // IPVS service key → service name
+	ownedSnapshot     map[string]bool         // copy of owned for saveState
+	staleSnapshot     []addrRef               // copy of stale for saveState
+	syncOwnedSnapshot map[ipvssync.State]bool // copy of syncOwned for saveState
+	reconciledSerial  uint64
+	reconcileErr      string
+	addrErr           string
+	renewErr          string
+	syncErr           string
+	lastReconcile     time.Time
 }
 
 // New builds a Dataplane. In mode ipvs without an IPVS implementation it opens
@@ -156,11 +176,25 @@ func New(o Options) (*Dataplane, error) {
 				return nil, err
 			}
 			o.IPVS = k
+			if o.SyncDaemons == nil {
+				h, err := ipvssync.Open()
+				if err != nil {
+					return nil, fmt.Errorf("open IPVS sync daemons: %w", err)
+				}
+				o.SyncDaemons = h
+			}
+			if o.Sysctls == nil {
+				o.Sysctls = ipvssync.Sysctls{}
+			}
+			if o.Conns == nil {
+				o.Conns = ipvssync.ConnTable{}
+			}
 		}
 	case ModeVIP:
-		o.IPVS = nil
+		o.IPVS, o.SyncDaemons, o.Sysctls, o.Conns = nil, nil, nil, nil
 	case ModeNone:
 		o.IPVS, o.Links = nil, nil
+		o.SyncDaemons, o.Sysctls, o.Conns = nil, nil, nil
 	default:
 		return nil, fmt.Errorf("unknown dataplane mode %q (want ipvs, vip or none)", o.Mode)
 	}
@@ -194,6 +228,9 @@ func New(o Options) (*Dataplane, error) {
 		lifetime: o.AddressLifetime,
 		now:      time.Now,
 		names:    map[string]string{},
+
+		syncOwned:   map[ipvssync.State]bool{},
+		syncStarted: map[ipvssync.State]ipvssync.Daemon{},
 	}
 	if o.StateFile != "" {
 		st, err := loadState(o.StateFile)
@@ -205,8 +242,17 @@ func New(o Options) (*Dataplane, error) {
 		}
 		d.stale = st.addrRefs()
 		d.staleSnapshot = d.stale
+		for _, s := range st.SyncDaemons {
+			switch s {
+			case ipvssync.Master.String():
+				d.syncOwned[ipvssync.Master] = true
+			case ipvssync.Backup.String():
+				d.syncOwned[ipvssync.Backup] = true
+			}
+		}
 	}
 	d.ownedSnapshot = maps.Clone(d.owned)
+	d.syncOwnedSnapshot = maps.Clone(d.syncOwned)
 	return d, nil
 }
 
@@ -314,6 +360,14 @@ func (d *Dataplane) SetLeader(leader bool) {
 		reason = "leader"
 	}
 	d.syncAddresses(reason, false)
+	// The master sync daemon follows at once, after the addresses: a new
+	// leader sends its connections from its first moment, and one that
+	// stops leading stops sending.
+	if changed {
+		if err := d.reconcileSync(reason); err != nil {
+			d.log.Warn("sync daemons after a leadership change", "leader", leader, "err", err)
+		}
+	}
 }
 
 // Links returns the link monitor the Dataplane runs (nil in mode none), for
@@ -353,6 +407,9 @@ func (d *Dataplane) Reconcile() error {
 		}
 	}
 	if err := d.syncAddresses("repair", true); err != nil {
+		errs = append(errs, err)
+	}
+	if err := d.reconcileSync("repair"); err != nil {
 		errs = append(errs, err)
 	}
 	err := joinErrors(errs)

@@ -53,6 +53,16 @@ type desiredService struct {
 	name  string
 	svc   *ipvs.Service
 	dests []*ipvs.Destination // sorted by destKey
+	// keep are destinations (destKey) left as the kernel has them, present
+	// or not: servers with no health verdict yet (Unchecked).
+	keep map[string]bool
+}
+
+func (d *desiredService) keepAsIs(dst *ipvs.Destination) {
+	if d.keep == nil {
+		d.keep = map[string]bool{}
+	}
+	d.keep[destKey(dst)] = true
 }
 
 // desiredState is the whole IPVS table shoal wants, keyed by serviceKey.
@@ -259,7 +269,8 @@ func isActive(b *bool) bool { return b == nil || *b }
 // desired computes the IPVS table shoal wants: config ⊕ health ⊕ active flags.
 // Inactive services and servers are absent; a down server is removed, or kept
 // at weight 0 when its service quiesces; when no real server is up and a sorry
-// server is set, the sorry server is the only destination. Services that
+// server is set, the sorry server is the only destination; a server with no
+// verdict yet is left as the kernel has it (Unchecked). Services that
 // cannot be mapped are reported and left out, the rest is still programmed.
 func desired(c *shoalv1.Config, h Health) (*desiredState, error) {
 	ds := &desiredState{services: map[string]*desiredService{}, counts: map[realServerState]int{}}
@@ -294,7 +305,16 @@ func desired(c *shoalv1.Config, h Health) (*desiredState, error) {
 				continue
 			}
 			a, _ := netip.AddrFromSlice(dst.Address)
-			if h == nil || h.Healthy(vs.GetName(), netip.AddrPortFrom(a, dst.Port)) {
+			ap := netip.AddrPortFrom(a, dst.Port)
+			// Unchecked first: a verdict never goes back to unchecked, so
+			// a check finishing in between cannot make a server that was
+			// unchecked look down for this reconcile.
+			if h != nil && isUnchecked(h, vs.GetName(), ap) {
+				d.keepAsIs(dst)
+				ds.counts[rsUnchecked]++
+				continue
+			}
+			if h == nil || h.Healthy(vs.GetName(), ap) {
 				up++
 				d.dests = append(d.dests, dst)
 				continue
@@ -308,9 +328,19 @@ func desired(c *shoalv1.Config, h Health) (*desiredState, error) {
 		}
 		if up == 0 && vs.GetSorryServer().GetAddress() != "" {
 			sorry, err := ipvsDestination(vs, vs.GetSorryServer(), configuredWeight(vs.GetSorryServer()))
-			if err != nil {
+			switch {
+			case err != nil:
 				errs = append(errs, fmt.Errorf("service %s: sorry server: %w", vs.GetName(), err))
-			} else {
+			case len(d.keep) > 0:
+				// Whether the sorry server serves waits for the verdicts:
+				// leave it and the quiesced servers as the kernel has them.
+				d.keepAsIs(sorry)
+				for _, q := range quiesced {
+					d.keepAsIs(q)
+				}
+				ds.counts[rsQuiesced] += len(quiesced)
+				quiesced = nil
+			default:
 				ds.counts[rsDisplace] += len(quiesced)
 				ds.counts[rsSorry]++
 				quiesced = nil

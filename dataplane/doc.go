@@ -32,8 +32,27 @@
 //   - A node with a monitored link (global.monitor_links) down holds no
 //     address even when told it leads; Links() lets the caller hand
 //     leadership away.
-//   - Kernel access goes through the small IPVS, Addresses, Announcer and
-//     Links interfaces; package kernelfake holds in-memory fakes for tests.
+//   - With global.connection_sync on, every node runs the kernel's backup
+//     sync daemon and the leader also runs the master, started by
+//     SetLeader(true) right after the addresses and stopped by
+//     SetLeader(false) right after they are dropped (both daemons at once
+//     need Linux 2.6.39). The backup is left running when Run returns, so a
+//     restarting node keeps receiving the leader's connections. A daemon is
+//     restarted only when its own parameters change (the TTL is the
+//     master's alone); the reconcile starts one that was stopped by hand and
+//     replaces one started by hand with other parameters. With sync off,
+//     only the daemons shoal started are stopped. The net.ipv4.vs sysctls
+//     sync_threshold, sync_refresh_period and sync_persist_mode of lvsd's
+//     own network namespace are written when the config sets them and sync
+//     is on, and left as the kernel has them otherwise.
+//   - Connection counts come from ipvsadm's per-destination ActiveConn and
+//     InActConn, which the reconcile lists anyway; the connection table
+//     itself (/proc/net/ip_vs_conn, about 100 bytes of text a connection) is
+//     read only for a planned transfer (SampleEstablished, MissingConns).
+//   - Kernel access goes through the small IPVS, Addresses, Announcer,
+//     Links, SyncDaemons, Sysctls and Conns interfaces; package kernelfake
+//     holds in-memory fakes for tests, package ipvssync the sync daemons'
+//     generic-netlink calls that moby/ipvs lacks.
 //
 // Rejected alternatives: flushing and re-creating the IPVS table on change
 // (drops every connection; ipvsadm-restore style); announcing from the
@@ -47,5 +66,7 @@
 // shoal_dataplane_ipvs_changes_total{op,result},
 // shoal_dataplane_real_servers{state}, shoal_vip_changes_total{action,reason},
 // shoal_vip_expired_total, shoal_vip_refused_total{reason},
-// shoal_garp_sent_total{kind,result}, shoal_link_up{link}.
+// shoal_garp_sent_total{kind,result}, shoal_link_up{link},
+// shoal_ipvs_connections{state}, shoal_sync_daemon_running{state},
+// shoal_sync_daemon_changes_total{state,action,reason,result}.
 package dataplane

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/moby/ipvs"
+
+	"github.com/shoal-lb/shoal/dataplane/ipvssync"
 )
 
 // IPVS is the kernel's virtual server table as the reconciler needs it. The
@@ -46,4 +48,27 @@ type Addresses interface {
 // advertisement with the override flag for IPv6.
 type Announcer interface {
 	Announce(dev string, addr netip.Addr) error
+}
+
+// SyncDaemons is the kernel's IPVS connection-sync daemons, at most one
+// master and one backup; *ipvssync.Handle is the real one.
+type SyncDaemons interface {
+	Daemons() ([]ipvssync.Daemon, error)
+	// StartDaemon fails with EEXIST when one of that state runs.
+	StartDaemon(d ipvssync.Daemon) error
+	// StopDaemon fails with ESRCH when none of that state runs.
+	StopDaemon(s ipvssync.State) error
+}
+
+// Sysctls reads and writes the net.ipv4.vs sysctls of this node's network
+// namespace; ipvssync.Sysctls is the real one.
+type Sysctls interface {
+	Sysctl(name string) (string, error)
+	SetSysctl(name, value string) error
+}
+
+// Conns reads the kernel's IPVS connection table; ipvssync.ConnTable is
+// the real one.
+type Conns interface {
+	Conns() ([]ipvssync.Conn, error)
 }

@@ -42,9 +42,22 @@ var (
 		Name: "shoal_link_up",
 		Help: "Monitored links: 1 up, 0 down.",
 	}, []string{"link"})
+	ipvsConnections = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "shoal_ipvs_connections",
+		Help: "IPVS connections of the configured services at the last reconcile, by state: active (established TCP/SCTP) and inactive (every other, UDP included), as ipvsadm's ActiveConn and InActConn; on a follower, the entries its backup sync daemon received.",
+	}, []string{"state"})
+	syncDaemonRunning = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "shoal_sync_daemon_running",
+		Help: "IPVS connection-sync daemons in this node's kernel, by state (master, backup): 1 running, 0 not.",
+	}, []string{"state"})
+	syncDaemonChangesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoal_sync_daemon_changes_total",
+		Help: "Sync daemons started and stopped, by state (master, backup), action (start, stop), reason (leader, follower, repair, restart, shutdown) and result (ok, error).",
+	}, []string{"state", "action", "reason", "result"})
 )
 
 func init() {
 	prometheus.MustRegister(reconcileTotal, reconcileSeconds, ipvsChangesTotal, realServers,
-		vipChangesTotal, vipExpiredTotal, vipRefusedTotal, garpSentTotal, linkUpGauge)
+		vipChangesTotal, vipExpiredTotal, vipRefusedTotal, garpSentTotal, linkUpGauge,
+		ipvsConnections, syncDaemonRunning, syncDaemonChangesTotal)
 }

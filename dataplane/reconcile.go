@@ -21,7 +21,7 @@ func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config) error {
 	if derr != nil {
 		errs = append(errs, derr)
 	}
-	for state, n := range map[realServerState]int{rsUp: 0, rsQuiesced: 0, rsDown: 0, rsInactive: 0, rsSorry: 0, rsDisplace: 0} {
+	for state, n := range map[realServerState]int{rsUp: 0, rsQuiesced: 0, rsDown: 0, rsInactive: 0, rsSorry: 0, rsDisplace: 0, rsUnchecked: 0} {
 		realServers.WithLabelValues(string(state)).Set(float64(n + ds.counts[state]))
 	}
 	names := make(map[string]string, len(ds.services))
@@ -36,6 +36,11 @@ func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config) error {
 	if err != nil {
 		return joinErrors(append(errs, fmt.Errorf("list IPVS services: %w", err)))
 	}
+	d.conns = connCounts{}
+	defer func() {
+		ipvsConnections.WithLabelValues("active").Set(float64(d.conns.active))
+		ipvsConnections.WithLabelValues("inactive").Set(float64(d.conns.inactive))
+	}()
 	ownedBefore := len(d.owned)
 	changedOwned := false
 	inKernel := make(map[string]bool, len(kernel))
@@ -117,9 +122,10 @@ func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config) error {
 	return joinErrors(errs)
 }
 
-// syncDestinations makes the destinations of one service equal to want: adds
-// and in-place updates first, deletions last, so that a service never passes
-// through an empty state (sorry server in or out).
+// syncDestinations makes the destinations of one service equal to want
+// (want.keep left as they are): adds and in-place updates first, deletions
+// last, so that a service never passes through an empty state (sorry server
+// in or out).
 func (d *Dataplane) syncDestinations(key string, want *desiredService) error {
 	cur, err := d.o.IPVS.GetDestinations(want.svc)
 	if err != nil {
@@ -130,6 +136,7 @@ func (d *Dataplane) syncDestinations(key string, want *desiredService) error {
 	byKey := make(map[string]*ipvs.Destination, len(cur))
 	for _, c := range cur {
 		byKey[destKey(c)] = c
+		d.conns.add(c)
 	}
 	wanted := make(map[string]bool, len(want.dests))
 	for _, w := range want.dests {
@@ -154,7 +161,7 @@ func (d *Dataplane) syncDestinations(key string, want *desiredService) error {
 	}
 	for _, c := range cur {
 		dk := destKey(c)
-		if wanted[dk] {
+		if wanted[dk] || want.keep[dk] {
 			continue
 		}
 		what := key + " -> " + dk
@@ -214,4 +221,14 @@ func destinationDiffers(k, want *ipvs.Destination) bool {
 		k.ConnectionFlags&ipvs.ConnectionFlagFwdMask != want.ConnectionFlags&ipvs.ConnectionFlagFwdMask ||
 		k.UpperThreshold != want.UpperThreshold ||
 		k.LowerThreshold != want.LowerThreshold
+}
+
+// connCounts sums IPVS connections as ipvsadm shows them per destination:
+// cheap (the reconcile lists destinations anyway), where counting by TCP
+// state would read the whole connection table.
+type connCounts struct{ active, inactive uint64 }
+
+func (c *connCounts) add(d *ipvs.Destination) {
+	c.active += uint64(max(d.ActiveConnections, 0))
+	c.inactive += uint64(max(d.InactiveConnections, 0))
 }

@@ -40,20 +40,24 @@ func (h *fakeHealth) set(service, rs string, up bool) {
 }
 
 type rig struct {
-	d      *Dataplane
-	ipvs   *kernelfake.IPVS
-	addrs  *kernelfake.Addresses
-	ann    *kernelfake.Announcer
-	health *fakeHealth
-	links  *kernelfake.Links
-	state  string
+	d       *Dataplane
+	ipvs    *kernelfake.IPVS
+	addrs   *kernelfake.Addresses
+	ann     *kernelfake.Announcer
+	health  *fakeHealth
+	links   *kernelfake.Links
+	sync    *kernelfake.SyncDaemons
+	sysctls *kernelfake.Sysctls
+	conns   *kernelfake.Conns
+	state   string
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func newRig(t *testing.T, mode Mode, state string) *rig {
 	t.Helper()
-	r := &rig{ipvs: kernelfake.NewIPVS(), addrs: kernelfake.NewAddresses(), health: &fakeHealth{}, links: kernelfake.NewLinks(), state: state}
+	r := &rig{ipvs: kernelfake.NewIPVS(), addrs: kernelfake.NewAddresses(), health: &fakeHealth{}, links: kernelfake.NewLinks(), state: state,
+		sync: kernelfake.NewSyncDaemons(), sysctls: kernelfake.NewSysctls(), conns: &kernelfake.Conns{}}
 	r.ann = &kernelfake.Announcer{Addresses: r.addrs}
 	r.reopen(t, mode)
 	return r
@@ -69,7 +73,8 @@ func (r *rig) reopen(t *testing.T, mode Mode) {
 func (r *rig) reopenWith(t *testing.T, mode Mode, set func(*Options)) {
 	t.Helper()
 	o := Options{Mode: mode, NodeID: "n1", DefaultInterface: "eth0", Logger: quietLogger(),
-		Health: r.health, IPVS: r.ipvs, Addresses: r.addrs, Announcer: r.ann, Links: r.links, StateFile: r.state}
+		Health: r.health, IPVS: r.ipvs, Addresses: r.addrs, Announcer: r.ann, Links: r.links, StateFile: r.state,
+		SyncDaemons: r.sync, Sysctls: r.sysctls, Conns: r.conns}
 	if set != nil {
 		set(&o)
 	}

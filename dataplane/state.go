@@ -19,6 +19,9 @@ type stateFile struct {
 	// Addresses are the addresses it holds, as "addr/prefix dev": a node that
 	// died while leading drops them when it comes back.
 	Addresses []string `json:"addresses"`
+	// SyncDaemons are the IPVS sync daemons shoal started ("master",
+	// "backup"): the ones it stops when connection sync is turned off.
+	SyncDaemons []string `json:"sync_daemons,omitempty"`
 }
 
 func loadState(path string) (*stateFile, error) {
@@ -72,7 +75,11 @@ func (d *Dataplane) saveState() error {
 	for _, a := range d.staleSnapshot {
 		st.Addresses = append(st.Addresses, a.String())
 	}
+	for s := range d.syncOwnedSnapshot {
+		st.SyncDaemons = append(st.SyncDaemons, s.String())
+	}
 	d.mu.Unlock()
+	sort.Strings(st.SyncDaemons)
 	sort.Strings(st.IPVSServices)
 	sort.Strings(st.Addresses)
 	b, err := json.MarshalIndent(&st, "", "  ")

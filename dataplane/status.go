@@ -12,8 +12,10 @@ import (
 )
 
 // Status fills the dataplane part of a node's status: mode, the addresses
-// held, the last reconcile, and the kernel's IPVS table with statistics
-// (ipvsadm -Ln --stats), entries of configured services named.
+// held, the last reconcile, the kernel's IPVS table with statistics
+// (ipvsadm -Ln --stats), entries of configured services named, the sync
+// daemons running and the connection count (ipvsadm's ActiveConn and
+// InActConn summed over every destination).
 func (d *Dataplane) Status(st *shoalv1.NodeStatus) {
 	d.mu.Lock()
 	st.Dataplane = string(d.o.Mode)
@@ -25,7 +27,7 @@ func (d *Dataplane) Status(st *shoalv1.NodeStatus) {
 	sort.Strings(st.Addresses)
 	st.ReconciledSerial = d.reconciledSerial
 	st.ReconcileError = d.reconcileErr
-	for _, e := range []string{d.addrErr, d.renewErr} {
+	for _, e := range []string{d.addrErr, d.renewErr, d.syncErr} {
 		if e != "" && !strings.Contains(st.ReconcileError, e) {
 			if st.ReconcileError != "" {
 				st.ReconcileError += "; "
@@ -40,10 +42,27 @@ func (d *Dataplane) Status(st *shoalv1.NodeStatus) {
 	names := d.names
 	d.mu.Unlock()
 
-	st.Ipvs = nil
+	st.SyncDaemons = nil
+	if d.o.SyncDaemons != nil {
+		if ds, err := d.o.SyncDaemons.Daemons(); err == nil {
+			for _, sd := range ds {
+				out := &shoalv1.SyncDaemon{State: sd.State.String(), Interface: sd.Interface, SyncId: sd.SyncID,
+					MaxLen: uint32(sd.MaxLen), Port: uint32(sd.Port), Ttl: uint32(sd.TTL)}
+				if sd.Group.IsValid() {
+					out.Group = sd.Group.String()
+				}
+				st.SyncDaemons = append(st.SyncDaemons, out)
+			}
+		} else if st.ReconcileError == "" {
+			st.ReconcileError = "list sync daemons: " + err.Error()
+		}
+	}
+
+	st.Ipvs, st.Connections = nil, nil
 	if d.o.IPVS == nil {
 		return
 	}
+	var conns connCounts
 	svcs, err := d.o.IPVS.GetServices()
 	if err != nil {
 		if st.ReconcileError == "" {
@@ -74,6 +93,7 @@ func (d *Dataplane) Status(st *shoalv1.NodeStatus) {
 		if err == nil {
 			sort.Slice(dests, func(i, j int) bool { return destKey(dests[i]) < destKey(dests[j]) })
 			for _, dst := range dests {
+				conns.add(dst)
 				a, _ := netip.AddrFromSlice(dst.Address)
 				out.Destinations = append(out.Destinations, &shoalv1.IpvsDestination{
 					Address:             a.Unmap().String(),
@@ -88,6 +108,7 @@ func (d *Dataplane) Status(st *shoalv1.NodeStatus) {
 		}
 		st.Ipvs = append(st.Ipvs, out)
 	}
+	st.Connections = &shoalv1.IpvsConnections{Active: conns.active, Inactive: conns.inactive}
 	sort.Slice(st.Ipvs, func(i, j int) bool {
 		a, b := st.Ipvs[i], st.Ipvs[j]
 		if a.Fwmark != b.Fwmark {

@@ -412,6 +412,11 @@ func (d *Dataplane) release() {
 	if err := d.syncAddresses("shutdown", false); err != nil {
 		d.log.Error("dropping addresses at shutdown", "err", err)
 	}
+	// A node that leaves stops sending as a master; its backup daemon
+	// goes on receiving, so that it comes back with the table.
+	if err := d.reconcileSync("shutdown"); err != nil {
+		d.log.Error("stopping the master sync daemon at shutdown", "err", err)
+	}
 }
 
 // announceLoop sends the rest of every takeover burst and the periodic

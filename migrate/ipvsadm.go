@@ -16,8 +16,12 @@ var ipvsadmMethod = map[string]string{"nat": "-m", "dr": "-g", "tun": "-i"}
 // a node with every real server healthy would program them.
 func (ex *exporter) ipvsadm(c *shoalv1.Config) {
 	ex.note("", "health checks, VIP devices, names and the sorry servers are not part of ipvsadm rules")
-	if g := c.GetGlobal(); g.GetTcpTimeout() != nil || g.GetTcpfinTimeout() != nil || g.GetUdpTimeout() != nil {
+	g := c.GetGlobal()
+	if g.GetTcpTimeout() != nil || g.GetTcpfinTimeout() != nil || g.GetUdpTimeout() != nil {
 		ex.note("global", "connection timeouts are set with ipvsadm --set, not written here")
+	}
+	if cs := g.GetConnectionSync(); cs.GetEnabled() {
+		ex.note(syncPath, "the sync daemons are started with ipvsadm --start-daemon master|backup --mcast-interface %s --syncid %d, not written here", orDefault(cs.GetInterface(), "IFACE"), cs.GetSyncId())
 	}
 	for _, s := range c.GetServices() {
 		key := "services[" + s.GetName() + "]"

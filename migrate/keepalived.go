@@ -234,12 +234,15 @@ func (im *importer) keepalived(data []byte) *shoalv1.Config {
 	var vrrp []*kaVRRPAddr
 	var links []string
 	var servers []*kaNode
+	sync := &kaSyncState{vrids: map[string]uint32{}}
 	for _, n := range nodes {
 		switch kw := n.args[0]; {
 		case kw == "vrrp_instance":
-			vrrp = append(vrrp, im.kaVRRP(n, &links)...)
+			vrrp = append(vrrp, im.kaVRRP(n, &links, sync)...)
 		case kw == "virtual_server":
 			servers = append(servers, n)
+		case kw == "global_defs" && n.kids != nil:
+			im.kaGlobalDefs(n, sync)
 		case kaTopNotes[kw] != "":
 			im.kaNote(n, n.key(), "%s", kaTopNotes[kw])
 		case strings.HasPrefix(kw, "$") || strings.HasPrefix(kw, "@"):
@@ -252,6 +255,7 @@ func (im *importer) keepalived(data []byte) *shoalv1.Config {
 		c.Global.MonitorLinks = links
 		im.setGlobal("monitor_links")
 	}
+	im.kaSync(c, append(sync.decls, sync.legacy...), sync.vrids)
 	names := map[string]*kaNode{}
 	for _, n := range servers {
 		s := im.kaVirtual(n)
@@ -288,6 +292,7 @@ func (im *importer) keepalived(data []byte) *shoalv1.Config {
 		if c.Global.NatRouter == nil && natRouterFor(c, v) {
 			c.Global.NatRouter = &shoalv1.Address{Address: v.addr.String(), PrefixLength: v.prefix, Interface: v.iface, Label: v.label}
 			im.setGlobal("nat_router")
+			im.kaMark("global.nat_router", v.node)
 			im.kaNote(v.node, "virtual_ipaddress", "%s is on the network of NAT real servers: imported as global.nat_router", v.addr)
 			continue
 		}
@@ -315,12 +320,56 @@ func natRouterFor(c *shoalv1.Config, v *kaVRRPAddr) bool {
 	return false
 }
 
-func (im *importer) kaVRRP(n *kaNode, links *[]string) []*kaVRRPAddr {
+// kaSyncState gathers what keepalived.conf says of the sync daemon:
+// global_defs' lvs_sync_daemon, the older per-instance
+// lvs_sync_daemon_interface, and each instance's virtual_router_id.
+type kaSyncState struct {
+	decls  []*kaSyncDecl
+	legacy []*kaSyncDecl
+	vrids  map[string]uint32
+}
+
+// kaGlobalDefs imports lvs_sync_daemon and notes the rest of global_defs.
+func (im *importer) kaGlobalDefs(n *kaNode, sync *kaSyncState) {
+	rest := false
+	for _, k := range n.kids {
+		if k.args[0] == "lvs_sync_daemon" {
+			if d := im.kaSyncDaemon(k); d != nil {
+				sync.decls = append(sync.decls, d)
+			}
+			continue
+		}
+		rest = true
+	}
+	if rest || len(n.kids) == 0 {
+		im.kaNote(n, n.key(), "%s", kaTopNotes["global_defs"])
+	}
+}
+
+func (im *importer) kaVRRP(n *kaNode, links *[]string, sync *kaSyncState) []*kaVRRPAddr {
 	iface := ""
 	var ignored []string
 	var addrs []*kaNode
+	name := ""
+	if len(n.args) > 1 {
+		name = n.args[1]
+	}
 	for _, k := range n.kids {
 		switch k.args[0] {
+		case "lvs_sync_daemon_interface":
+			if len(k.args) != 2 {
+				im.kaStrict(k, "lvs_sync_daemon_interface wants one device")
+				continue
+			}
+			sync.legacy = append(sync.legacy, &kaSyncDecl{node: k, instance: name,
+				cs: &shoalv1.ConnectionSync{Enabled: true, Interface: k.args[1]}})
+		case "virtual_router_id":
+			if len(k.args) == 2 {
+				if id, err := parseUint(k.args[1], 255); err == nil && name != "" {
+					sync.vrids[name] = uint32(id)
+				}
+			}
+			ignored = append(ignored, k.args[0])
 		case "interface":
 			if len(k.args) != 2 {
 				im.kaStrict(k, "interface wants one device")

@@ -61,6 +61,18 @@ func (ex *exporter) keepalived(c *shoalv1.Config) {
 	if len(insts) == 0 && len(links) > 0 {
 		insts = append(insts, &inst{iface: links[0]})
 	}
+	if cs := g.GetConnectionSync(); cs.GetEnabled() && len(insts) == 0 && cs.GetInterface() != "" {
+		// lvs_sync_daemon names an instance: one without addresses, on
+		// the sync interface.
+		insts = append(insts, &inst{iface: cs.GetInterface()})
+	}
+	if cs := g.GetConnectionSync(); cs != nil {
+		var ifaces []string
+		for _, in := range insts {
+			ifaces = append(ifaces, in.iface)
+		}
+		ex.kaExportSync(cs, ifaces)
+	}
 	for i, in := range insts {
 		ex.printf("\nvrrp_instance VI_%d {\n", i+1)
 		ex.printf("    state BACKUP\n    interface %s\n    virtual_router_id %d\n    priority 100\n    advert_int 1\n", in.iface, 51+i)

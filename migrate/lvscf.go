@@ -42,9 +42,6 @@ var lvsReplaced = map[string]string{
 	"rsh_command":     "not imported: replaced by Raft replication; the configuration is no longer copied between routers with rsh/ssh",
 	"debug_level":     "not imported: replaced by lvsd --log-level",
 	"hard_shutdown":   "not imported: replaced by lvsd's SIGTERM drain (release the VIPs, hand leadership away, close Raft)",
-	"syncdaemon":      "not imported: shoal does not run the IPVS connection sync daemon; start it with ipvsadm --start-daemon if you need it",
-	"syncd_iface":     "not imported: shoal does not run the IPVS connection sync daemon (ipvsadm --start-daemon --mcast-interface)",
-	"syncd_id":        "not imported: shoal does not run the IPVS connection sync daemon (ipvsadm --start-daemon --syncid)",
 	"service":         "",
 	"serial_no":       "",
 }
@@ -97,6 +94,11 @@ func (im *importer) lvscf(data []byte) *shoalv1.Config {
 			}
 			monitorLinks, monitorLine = b, k.line
 			im.setGlobal("monitor_links")
+		case "syncdaemon", "syncd_iface", "syncd_id":
+			if c.Global.ConnectionSync == nil {
+				c.Global.ConnectionSync = &shoalv1.ConnectionSync{}
+			}
+			im.lvsSyncKey(c.Global.ConnectionSync, k)
 		case "tcp_timeout", "tcpfin_timeout", "udp_timeout":
 			d, err := parseSeconds(v)
 			if err != nil {
@@ -166,6 +168,12 @@ func (im *importer) lvscf(data []byte) *shoalv1.Config {
 			im.note(b.line, "failover "+b.name, "not imported: failover services (fos) start and stop daemons on the routers; shoal balances virtual services only")
 		default:
 			im.strictf(b.line, "%s block is not allowed at the top level", b.kind)
+		}
+	}
+	if cs := c.Global.ConnectionSync; cs.GetEnabled() {
+		im.note(im.lineOf(syncPath).line, "syncdaemon", "imported as global.connection_sync: every router runs a backup daemon, and the Raft leader a master as well")
+		if cs.Interface == "" {
+			im.note(im.lineOf(syncPath).line, "syncd_iface", "not set: each router uses its lvsd --interface")
 		}
 	}
 	if monitorLinks {

@@ -41,6 +41,7 @@ func (ex *exporter) lvscf(c *shoalv1.Config) {
 	if d := g.GetUdpTimeout(); d != nil {
 		ex.printf("udp_timeout = %d\n", seconds(d.AsDuration()))
 	}
+	ex.lvsExportSync(g.GetConnectionSync())
 	ex.garpNotes(g)
 	for _, s := range c.GetServices() {
 		ex.lvsVirtual(s, forward)

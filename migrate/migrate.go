@@ -231,16 +231,24 @@ func Import(data []byte, o Options) (*Result, error) {
 		return nil, im.errs.sorted()
 	}
 	config.Normalize(c)
-	if err := config.Validate(c); err != nil {
-		var fe config.Errors
-		if errors.As(err, &fe) {
-			for _, e := range fe {
-				at := im.lineOf(e.Field)
-				im.errs = append(im.errs, LineError{File: at.file, Line: at.line, Msg: e.Error()})
-			}
-			return nil, im.errs.sorted()
+	// The file is judged as the API judges a write: Validate, and Admit's
+	// refusal of addresses that cannot work (a loopback VIP, a multicast
+	// real server), all reported at once.
+	for _, err := range []error{config.Validate(c), config.Admit(nil, c)} {
+		if err == nil {
+			continue
 		}
-		return nil, fmt.Errorf("import: %w", err)
+		var fe config.Errors
+		if !errors.As(err, &fe) {
+			return nil, fmt.Errorf("import: %w", err)
+		}
+		for _, e := range fe {
+			at := im.lineOf(e.Field)
+			im.errs = append(im.errs, LineError{File: at.file, Line: at.line, Msg: e.Error()})
+		}
+	}
+	if len(im.errs) > 0 {
+		return nil, im.errs.sorted()
 	}
 	im.res.Config = c
 	sort.Strings(im.res.GlobalSet)

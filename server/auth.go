@@ -85,8 +85,9 @@ var methodRoles = map[string]rule{
 	shoalv1.NodeService_GetNodeStatus_FullMethodName: viewer,
 	shoalv1.NodeService_WatchHealth_FullMethodName:   viewer,
 
-	shoalv1.PeerService_ApplyCommand_FullMethodName: peerOnly,
-	shoalv1.PeerService_ReadIndex_FullMethodName:    peerOnly,
+	shoalv1.PeerService_ApplyCommand_FullMethodName:     peerOnly,
+	shoalv1.PeerService_ReadIndex_FullMethodName:        peerOnly,
+	shoalv1.PeerService_CheckConnections_FullMethodName: peerOnly,
 
 	shoalv1.JoinService_Join_FullMethodName: {},
 

@@ -193,24 +193,44 @@ func (c clusterService) TransferLeadership(ctx context.Context, req *shoalv1.Tra
 			return nil
 		}
 		r := c.node.Raft()
-		var f raft.Future
-		if req.GetId() == "" {
-			f = r.LeadershipTransfer()
-		} else {
-			cf := r.GetConfiguration()
-			if err := cf.Error(); err != nil {
-				return fmt.Errorf("read raft configuration: %w", err)
+		cf := r.GetConfiguration()
+		if err := cf.Error(); err != nil {
+			return fmt.Errorf("read raft configuration: %w", err)
+		}
+		var target *raft.Server
+		var voters []raft.Server
+		for _, srv := range cf.Configuration().Servers {
+			if string(srv.ID) == req.GetId() {
+				target = &srv
 			}
-			var addr raft.ServerAddress
-			for _, srv := range cf.Configuration().Servers {
-				if string(srv.ID) == req.GetId() {
-					addr = srv.Address
+			if string(srv.ID) != c.o.ID && srv.Suffrage == raft.Voter {
+				voters = append(voters, srv)
+			}
+		}
+		if req.GetId() != "" && target == nil {
+			return status.Errorf(codes.NotFound, "member %s: not in the raft configuration", req.GetId())
+		}
+		// With connection sync on, the VIPs move only once the target
+		// holds this node's connections, or the wait is over.
+		var sync *shoalv1.TransferSync
+		if wait := syncWait(req); wait > 0 && c.o.Sync != nil && c.o.Sync.SyncEnabled() {
+			cands := voters
+			if target != nil {
+				cands = []raft.Server{*target}
+			}
+			if len(cands) > 0 {
+				var chosen *raft.Server
+				chosen, sync = c.waitForSync(ctx, cands, wait)
+				if target == nil {
+					target = chosen
 				}
 			}
-			if addr == "" {
-				return status.Errorf(codes.NotFound, "member %s: not in the raft configuration", req.GetId())
-			}
-			f = r.LeadershipTransferToServer(raft.ServerID(req.GetId()), addr)
+		}
+		var f raft.Future
+		if target == nil {
+			f = r.LeadershipTransfer()
+		} else {
+			f = r.LeadershipTransferToServer(target.ID, target.Address)
 		}
 		if err := f.Error(); err != nil {
 			if retryable(err) || errors.Is(err, raft.ErrNotLeader) {
@@ -226,13 +246,13 @@ func (c clusterService) TransferLeadership(ctx context.Context, req *shoalv1.Tra
 		defer tick.Stop()
 		for {
 			if _, id := r.LeaderWithID(); id != "" && string(id) != c.o.ID {
-				resp = &shoalv1.TransferLeadershipResponse{LeaderId: string(id)}
+				resp = &shoalv1.TransferLeadershipResponse{LeaderId: string(id), Sync: sync}
 				c.log.Info("leadership transferred", "node", id)
 				return nil
 			}
 			select {
 			case <-lctx.Done():
-				resp = &shoalv1.TransferLeadershipResponse{}
+				resp = &shoalv1.TransferLeadershipResponse{Sync: sync}
 				return nil
 			case <-tick.C:
 			}
@@ -246,6 +266,14 @@ func (c clusterService) TransferLeadership(ctx context.Context, req *shoalv1.Tra
 		return nil, err
 	}
 	return resp, nil
+}
+
+// syncWait is how long a transfer waits for connection sync.
+func syncWait(req *shoalv1.TransferLeadershipRequest) time.Duration {
+	if req.GetSyncWait() == nil {
+		return DefaultSyncWait
+	}
+	return max(req.GetSyncWait().AsDuration(), 0)
 }
 
 // GetClusterStatus combines this node's raft configuration and member
@@ -321,4 +349,5 @@ func (c clusterService) fillMember(ctx context.Context, m *shoalv1.Member) {
 	m.AppliedSerial = ns.GetAppliedSerial()
 	m.HoldsVips = ns.GetHoldsVips()
 	m.Certificate = ns.GetCertificate()
+	m.Build = ns.GetBuild()
 }

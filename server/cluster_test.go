@@ -64,6 +64,8 @@ type clusterOptions struct {
 	// does) instead of the in-memory transport and stores.
 	tcp    bool
 	timing raftfsm.Timing
+	// sync, if set, gives node i (0-based) its connection table.
+	sync func(i int) ConnectionSync
 }
 
 // testTiming is quick to elect yet keeps a leader through the scheduling
@@ -135,7 +137,11 @@ func startCluster(t testing.TB, n int, o clusterOptions) []*testNode {
 			t.Fatal(err)
 		}
 		addr := lis.Addr().String()
-		srv, err := New(Options{Node: node, ID: ids[i], APIAddr: addr, RaftAddr: raftAddrs[i], Logger: quietLogger(), PeerTimeout: 300 * time.Millisecond})
+		so := Options{Node: node, ID: ids[i], APIAddr: addr, RaftAddr: raftAddrs[i], Logger: quietLogger(), PeerTimeout: 300 * time.Millisecond}
+		if o.sync != nil {
+			so.Sync = o.sync(i)
+		}
+		srv, err := New(so)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -26,6 +26,9 @@ type metrics struct {
 	// replays counts writes answered with the first outcome of their
 	// request id (a client's retry), by method.
 	replays *prometheus.CounterVec
+	// transferSync counts planned transfers that waited for connection
+	// sync, by result (complete, incomplete, error).
+	transferSync *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -48,12 +51,16 @@ func newMetrics(s *Server) *metrics {
 			Name: "shoal_api_replayed_writes_total",
 			Help: "Writes answered with the first outcome of an earlier write with the same request id, not applied again, by method.",
 		}, []string{"method"}),
+		transferSync: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_transfer_sync_total",
+			Help: "Planned leadership transfers with connection sync on, by result: complete (the target held every sampled connection of the leader), incomplete (the wait ran out and leadership moved anyway), error (the target could not be asked).",
+		}, []string{"result"}),
 	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	m.reg.MustRegister(
-		m.requests, m.latency, m.authFailures, m.replays,
+		m.requests, m.latency, m.authFailures, m.replays, m.transferSync,
 		gauge("shoal_tls_certificate_expiry_timestamp_seconds", "When this node's TLS certificate expires (Unix time); 0 without TLS.", func() float64 {
 			if s.o.TLS == nil || s.o.TLS.Store.Leaf() == nil {
 				return 0
@@ -81,6 +88,15 @@ func newMetrics(s *Server) *metrics {
 		gauge("shoal_term", "Current raft term.", func() float64 {
 			return float64(s.node.Status().Term)
 		}),
+		// As Prometheus' own *_build_info: constant 1, the build in the
+		// labels, so that a query can join it to any other series.
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shoal_build_info",
+			Help: "Always 1; the labels say which lvsd build this node runs.",
+			ConstLabels: prometheus.Labels{
+				"version": s.o.Build.Version, "commit": s.o.Build.Commit, "goversion": s.o.Build.GoVersion,
+			},
+		}, func() float64 { return 1 }),
 	)
 	return m
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/shoal-lb/shoal/buildinfo"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
 
@@ -45,6 +46,14 @@ func (n nodeService) WatchHealth(_ *shoalv1.WatchHealthRequest, stream grpc.Serv
 	}
 }
 
+// buildInfoProto is b as the API carries it.
+func buildInfoProto(b buildinfo.Info) *shoalv1.BuildInfo {
+	return &shoalv1.BuildInfo{
+		Version: b.Version, Commit: b.Commit, Modified: b.Modified,
+		BuildDate: b.Date, GoVersion: b.GoVersion, Platform: b.Platform,
+	}
+}
+
 // nodeStatus is this node's raft view plus what the optional providers add.
 func (s *Server) nodeStatus() *shoalv1.NodeStatus {
 	ns := s.node.Status()
@@ -59,6 +68,7 @@ func (s *Server) nodeStatus() *shoalv1.NodeStatus {
 		Dataplane:     "none",
 		ApiAddress:    s.o.APIAddr,
 		RaftAddress:   s.o.RaftAddr,
+		Build:         buildInfoProto(s.o.Build),
 	}
 	if s.o.Dataplane != nil {
 		s.o.Dataplane.Status(st)

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/shoal-lb/shoal/buildinfo"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 	"github.com/shoal-lb/shoal/raftfsm"
 )
@@ -45,6 +46,10 @@ type Options struct {
 	// Dataplane and Health are optional status providers.
 	Dataplane DataplaneStatus
 	Health    HealthStatus
+	// Sync, if set, is this node's IPVS connection table: a planned
+	// transfer waits for the target to hold the leader's connections
+	// while connection sync is on, and peers ask it on a transfer.
+	Sync ConnectionSync
 	// PeerTimeout bounds one call to another member for cluster status
 	// (default 1s).
 	PeerTimeout time.Duration
@@ -58,6 +63,9 @@ type Options struct {
 	// serves joins, and keeps the node's certificate renewed (Run). nil:
 	// plaintext, and every caller is an admin.
 	TLS *TLS
+	// Build is the lvsd build this node reports in NodeStatus and in
+	// shoal_build_info; zero: this binary's (buildinfo.Get).
+	Build buildinfo.Info
 }
 
 // Server implements every shoal gRPC service over one raft node.
@@ -93,6 +101,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.LeaderWait <= 0 {
 		o.LeaderWait = 3 * time.Second
+	}
+	if o.Build == (buildinfo.Info{}) {
+		o.Build = buildinfo.Get()
 	}
 	if o.DialOptions == nil {
 		creds := insecure.NewCredentials()

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/shoal-lb/shoal/config"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 	"github.com/shoal-lb/shoal/raftfsm"
 )
@@ -133,14 +134,14 @@ func (s *Server) audit(ctx context.Context) *shoalv1.Audit {
 // a state that may be stale (the nemesis test found CAS writes refused so
 // by a partitioned follower and by one behind a dead leader).
 func (s *Server) validate(ctx context.Context, cmd *shoalv1.Command) (*raftfsm.Result, error) {
-	res, err := raftfsm.Apply(s.node.FSM().State(), cmd)
+	res, err := judge(s.node.FSM().State(), cmd)
 	if err == nil {
 		return res, nil
 	}
 	if berr := s.barrier(ctx); berr != nil {
 		return nil, berr
 	}
-	return raftfsm.Apply(s.node.FSM().State(), cmd)
+	return judge(s.node.FSM().State(), cmd)
 }
 
 // dryRun validates cmd against a consistent view of the state and returns
@@ -149,8 +150,22 @@ func (s *Server) dryRun(ctx context.Context, cmd *shoalv1.Command) (*raftfsm.Res
 	if err := s.barrier(ctx); err != nil {
 		return nil, toStatus(err)
 	}
-	res, err := raftfsm.Apply(s.node.FSM().State(), cmd)
+	res, err := judge(s.node.FSM().State(), cmd)
 	return res, toStatus(err)
+}
+
+// judge is raftfsm.Apply plus the rules only the API enforces
+// (config.Admit: addresses that cannot work), which the state machine
+// must not, so that a log committed before them replays the same.
+func judge(st *shoalv1.State, cmd *shoalv1.Command) (*raftfsm.Result, error) {
+	res, err := raftfsm.Apply(st, cmd)
+	if err != nil || res.Replayed || res.State.GetConfig() == st.GetConfig() {
+		return res, err
+	}
+	if err := config.Admit(st.GetConfig(), res.State.GetConfig()); err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 // commit applies cmd on the leader, forwarding when this node does not

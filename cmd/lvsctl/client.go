@@ -40,6 +40,8 @@ const defaultServer = "127.0.0.1:7070"
 // app is what every command needs: where the server is, how to print, and
 // the connection once dialled.
 type app struct {
+	// server is --server: one address, or several separated by commas,
+	// tried in turn (endpoints.go).
 	server string
 	output string
 	// cacert, cert and key are the client's TLS files (tlsConfig).
@@ -50,6 +52,8 @@ type app struct {
 	conn              *grpc.ClientConn
 	// retry is how calls that got Unavailable are retried (retry.go).
 	retry retryPolicy
+	// dials records the connection attempts, for explain.
+	dials dialLog
 
 	mu sync.Mutex
 	// requestID is --request-id: the id of the command's write, used
@@ -90,7 +94,7 @@ func (a *app) root() *cobra.Command {
 	if server == "" {
 		server = defaultServer
 	}
-	root.PersistentFlags().StringVarP(&a.server, "server", "s", server, "API address of any shoal node ($SHOAL_SERVER)")
+	root.PersistentFlags().StringVarP(&a.server, "server", "s", server, "API address of any shoal node, or several separated by commas, tried in turn ($SHOAL_SERVER)")
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table, json or yaml")
 	root.PersistentFlags().DurationVar(&a.timeout, "request-timeout", 15*time.Second, "time limit of one call, retries included")
 	root.PersistentFlags().StringVar(&a.requestID, "request-id", "", "request id of the command's write, to run a write whose outcome is unknown again safely (default: a new random one)")
@@ -108,7 +112,8 @@ func (a *app) root() *cobra.Command {
 	return root
 }
 
-// dial returns the connection to --server, dialling it once.
+// dial returns the connection to --server, dialling it once: one channel
+// over all its addresses (endpoints.go).
 func (a *app) dial() (*grpc.ClientConn, error) {
 	if a.conn != nil {
 		return a.conn, nil
@@ -121,7 +126,12 @@ func (a *app) dial() (*grpc.ClientConn, error) {
 	if tc != nil {
 		creds = credentials.NewTLS(tc)
 	}
-	c, err := grpc.NewClient(a.server, grpc.WithTransportCredentials(creds), grpc.WithChainUnaryInterceptor(a.retryUnary(a.retry)))
+	opts, target, err := a.endpointOptions()
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, grpc.WithTransportCredentials(creds), grpc.WithChainUnaryInterceptor(a.retryUnary(a.retry)))
+	c, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", a.server, err)
 	}

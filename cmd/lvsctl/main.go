@@ -13,7 +13,7 @@ import (
 
 func main() {
 	a := newApp(os.Stdout, os.Stderr)
-	if err := a.root().Execute(); err != nil {
+	if err := a.explain(a.root().Execute()); err != nil {
 		// The server's message says what was wrong (field and reason);
 		// the status code adds nothing an operator needs.
 		if st, ok := status.FromError(err); ok {

@@ -5,7 +5,8 @@ package main
 // restarting): reads are retried as they are; writes that go through the
 // server's write path carry a request id, the same on every attempt, so
 // the cluster applies them at most once and answers a retry with the first
-// outcome. Every other call is sent once.
+// outcome. Every other call is sent once. A retry goes to whichever node
+// of --server accepts a connection then (endpoints.go), with the same id.
 
 import (
 	"context"

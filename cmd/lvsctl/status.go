@@ -76,6 +76,18 @@ func nodeTable(w io.Writer, st *shoalv1.NodeStatus) error {
 	if len(st.GetAddresses()) > 0 {
 		row("addresses", strings.Join(st.GetAddresses(), ", "))
 	}
+	if c := st.GetConnections(); c != nil {
+		row("connections", fmt.Sprintf("%d active, %d inactive", c.GetActive(), c.GetInactive()))
+	}
+	if len(st.GetSyncDaemons()) > 0 {
+		var ds []string
+		for _, d := range st.GetSyncDaemons() {
+			ds = append(ds, syncDaemonString(d))
+		}
+		row("sync daemons", strings.Join(ds, "; "))
+	} else if st.GetDataplane() == "ipvs" {
+		row("sync daemons", "none")
+	}
 	rec := fmt.Sprintf("serial %d", st.GetReconciledSerial())
 	if st.GetLastReconcile() != nil {
 		rec += " at " + st.GetLastReconcile().AsTime().Local().Format(time.DateTime)
@@ -115,6 +127,22 @@ func nodeTable(w io.Writer, st *shoalv1.NodeStatus) error {
 		return tw.Flush()
 	}
 	return nil
+}
+
+// syncDaemonString is one sync daemon as ipvsadm -L --daemon would say it,
+// with the parameters of Linux 4.3 when the kernel reports them.
+func syncDaemonString(d *shoalv1.SyncDaemon) string {
+	s := fmt.Sprintf("%s on %s syncid %d", d.GetState(), d.GetInterface(), d.GetSyncId())
+	if d.GetGroup() != "" {
+		s += " group " + hostPort(d.GetGroup(), d.GetPort())
+	}
+	if d.GetTtl() != 0 && d.GetState() == "master" {
+		s += fmt.Sprintf(" ttl %d", d.GetTtl())
+	}
+	if d.GetMaxLen() != 0 {
+		s += fmt.Sprintf(" maxlen %d", d.GetMaxLen())
+	}
+	return s
 }
 
 // ipvsTable prints the kernel table the way `ipvsadm -Ln --stats` does.

@@ -15,6 +15,10 @@ import (
 	"github.com/shoal-lb/shoal/server"
 )
 
+// The monitor tells the dataplane which servers it has not checked yet, so
+// that a restarted lvsd leaves them as the kernel has them.
+var _ dataplane.Unchecked = (*health.Monitor)(nil)
+
 // dataplaneWiring connects the committed configuration, the health monitor
 // and this node's leadership to the dataplane. With --dataplane none it holds
 // nothing and does nothing.
@@ -56,6 +60,15 @@ func newDataplane(f *flags, log *slog.Logger) (*dataplaneWiring, error) {
 // status and health are nil interfaces (not typed nils) when absent, so the
 // server sees "no provider".
 func (w *dataplaneWiring) status() server.DataplaneStatus {
+	if w.dp == nil {
+		return nil
+	}
+	return w.dp
+}
+
+// sync is the connection table a planned transfer waits on (nil
+// interface without a dataplane).
+func (w *dataplaneWiring) sync() server.ConnectionSync {
 	if w.dp == nil {
 		return nil
 	}

@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
+	"github.com/shoal-lb/shoal/buildinfo"
 	"github.com/shoal-lb/shoal/dataplane"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 	"github.com/shoal-lb/shoal/raftfsm"
@@ -52,6 +53,7 @@ type flags struct {
 	addressLifetime                                  time.Duration
 	realtime                                         rtPriority
 	pprof                                            bool
+	version                                          bool
 }
 
 // profiles are coherent raft timing sets; single flags override one value.
@@ -83,6 +85,22 @@ var profiles = map[string]raftfsm.Timing{
 func parseFlags(args []string) (*flags, error) {
 	f := &flags{}
 	host, _ := os.Hostname()
+	fs := newFlagSet(f, host)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if f.id == "" && !f.version {
+		return nil, errors.New("--id is required")
+	}
+	return f, nil
+}
+
+// newFlagSet is lvsd's command line, parsed into f; host is --id's
+// default. The manual page (manpage.go) is written from it too.
+func newFlagSet(f *flags, host string) *flag.FlagSet {
 	fs := flag.NewFlagSet("lvsd", flag.ContinueOnError)
 	fs.StringVar(&f.id, "id", host, "node id, unique in the cluster")
 	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:7071", "raft transport address (host:port), as peers reach it")
@@ -117,16 +135,8 @@ func parseFlags(args []string) (*flags, error) {
 		"when the leader's fence lapses or a follower starts an election (empty: off; tracing costs some CPU)")
 	fs.Var(&f.realtime, "realtime", "run every thread under SCHED_RR (--realtime = priority 50, --realtime=N for 1-99); "+
 		"needs CAP_SYS_NICE; measured to move the leader more, not less, on a saturated host (README)")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	if f.id == "" {
-		return nil, errors.New("--id is required")
-	}
-	return f, nil
+	fs.BoolVar(&f.version, "version", false, "print the version, git commit, build date and Go version, and exit")
+	return fs
 }
 
 // timing is the profile with the individual overrides applied.
@@ -188,11 +198,18 @@ func run(args []string) error {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
+	if len(args) == 1 && args[0] == genManArg {
+		return writeManPage(os.Stdout, buildinfo.Get())
+	}
 	f, err := parseFlags(args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
+		return err
+	}
+	if f.version {
+		_, err := fmt.Println("lvsd", buildinfo.Get())
 		return err
 	}
 	level, err := parseLevel(f.logLevel)
@@ -280,7 +297,7 @@ func run(args []string) error {
 	}
 	srv, err := server.New(server.Options{
 		Node: node, ID: f.id, APIAddr: f.apiAddr, RaftAddr: f.raftAddr, Logger: base,
-		Dataplane: dp.status(), Health: dp.health(), TLS: tlsConf,
+		Dataplane: dp.status(), Health: dp.health(), Sync: dp.sync(), TLS: tlsConf,
 	})
 	if err != nil {
 		_ = node.Shutdown()
@@ -296,7 +313,7 @@ func run(args []string) error {
 	if jl := node.JoinListener(); jl != nil {
 		joinSrv = srv.JoinServer()
 	}
-	log.Info("lvsd starting", "raft_addr", f.raftAddr, "api_addr", f.apiAddr, "dataplane", f.dataplane,
+	log.Info("lvsd starting", "version", buildinfo.Get().Version, "raft_addr", f.raftAddr, "api_addr", f.apiAddr, "dataplane", f.dataplane,
 		"profile", f.profile, "heartbeat", timing.Heartbeat, "election", timing.Election, "tls", tlsConf != nil)
 
 	// dpCtx ends before raft shuts down: the dataplane drops its VIPs

@@ -14,6 +14,23 @@
 // continuous failure; down → up after rise consecutive successes spanning at
 // least reentry. It never reads a clock, so it is tested with made-up times.
 //
+// Start-up rule. A server the monitor has not judged yet — new in the
+// configuration, or any server when lvsd starts — is "unchecked": Healthy
+// says no, and its first check runs at once (within 100ms) and decides. A
+// pass puts it in whatever rise and reentry say, since it has never failed:
+// nanny added a server when its check passed, and keepalived with alpha
+// does the same. rise and reentry are what a server that failed must show
+// to come back. A fail puts it down, and from then on rise and reentry
+// apply. initially_up starts a server up instead (keepalived without alpha,
+// which is how the keepalived import maps it); kind none is always up.
+// While a server is unchecked the dataplane leaves its IPVS destination as
+// the kernel has it (Unchecked), so a restarted lvsd keeps serving through
+// the servers the previous one had in, and withdraws none of them for
+// reentry; the first check settles each. Verdicts are not persisted: one
+// taken before a restart may be stale by any amount, a fresh check is at
+// most a timeout away. A configuration change that leaves a server's
+// address and check alone keeps its verdict; a changed check keeps it too.
+//
 // A failed check returns a *Failure: an operator-readable message (the
 // reason shown by status, e.g. `connect 10.0.0.1:80: connection refused`,
 // `status 500, want 2xx/3xx`) and a typed Cause counted in
@@ -21,8 +38,9 @@
 // log parsing.
 //
 // Scheduling is one goroutine with a timer on a heap of due checks, not one
-// sleeping goroutine per server: first runs are spread over the interval,
-// later runs jittered by ±10%, checks due within 5ms share one wake-up, and
+// sleeping goroutine per server: first runs are spread over the interval
+// (over 100ms for unchecked servers, whose second run is then spread over
+// the interval), later runs jittered by ±10%, checks due within 5ms share one wake-up, and
 // at most Options.Concurrency checks run at once on workers reused across
 // checks. 10,000 TCP checks a second against loopback cost ~0.5 core on the
 // 2-core development VM, of which ~0.45 is the kernel's connect+close (on

@@ -111,7 +111,8 @@ func TestLoad(t *testing.T) {
 	go func() { done <- m.Run(ctx) }()
 	m.SetConfig(cfg)
 
-	// One interval of warm-up: the first runs are spread over it.
+	// One interval of warm-up: the first runs go within firstCheckSpread,
+	// the second ones are spread over the interval.
 	warm := time.Now().Add(time.Second)
 	for time.Now().Before(warm) {
 		time.Sleep(50 * time.Millisecond)

@@ -141,6 +141,12 @@ func New(o Options) *Monitor {
 // scheduler with others; small against the ±10% jitter of any interval.
 const batchWindow = 5 * time.Millisecond
 
+// firstCheckSpread bounds how long a server without a verdict waits for its
+// first check: it takes no traffic until then (on an import or a config
+// apply that adds it). The spread keeps a large config from opening every
+// connection in the same millisecond; Options.Concurrency bounds the rest.
+const firstCheckSpread = 100 * time.Millisecond
+
 // dispatch is a check taken off the schedule, to run on a worker.
 type dispatch struct {
 	s     *server
@@ -281,8 +287,16 @@ func (m *Monitor) finish(d dispatch, o *observation) {
 	)
 	now := m.clock.Now()
 	if o != nil {
+		first := s.tr.unchecked
 		tr, changed = s.tr.observe(*o)
-		s.due = o.Start.Add(jitter(s.probe.interval))
+		if first {
+			// The first check ran at once; the next lands anywhere in
+			// the interval, so that servers that arrived together are
+			// not checked in lockstep ever after.
+			s.due = o.Start.Add(s.probe.interval/10 + rand.N(s.probe.interval))
+		} else {
+			s.due = o.Start.Add(jitter(s.probe.interval))
+		}
 	} else {
 		s.due = now.Add(jitter(s.probe.interval))
 	}
@@ -306,15 +320,15 @@ func (m *Monitor) finish(d dispatch, o *observation) {
 	if earliest {
 		m.poke()
 	}
-	m.transitioned(s.key, !tr.Up, tr, CauseOf(o.Err), st)
+	m.transitioned(s.key, tr, CauseOf(o.Err), st)
 	m.emitMu.Unlock()
 }
 
 // transitioned reports a verdict change everywhere it is due: log, metrics,
 // subscribers, the dataplane.
-func (m *Monitor) transitioned(k key, wasUp bool, tr transition, cause Cause, st *shoalv1.RealServerHealth) {
+func (m *Monitor) transitioned(k key, tr transition, cause Cause, st *shoalv1.RealServerHealth) {
 	to := stateString(tr.Up)
-	attrs := []any{"service", k.service, "server", k.addr.String(), "from", stateString(wasUp), "to", to, "reason", tr.Reason}
+	attrs := []any{"service", k.service, "server", k.addr.String(), "from", tr.From, "to", to, "reason", tr.Reason}
 	if cause != "" {
 		attrs = append(attrs, "cause", string(cause))
 	}
@@ -376,10 +390,9 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 	}
 
 	type event struct {
-		k     key
-		wasUp bool
-		tr    transition
-		st    *shoalv1.RealServerHealth
+		k  key
+		tr transition
+		st *shoalv1.RealServerHealth
 	}
 	var events []event
 	notify := false
@@ -405,11 +418,11 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 		case w.p.initUp:
 			s.tr = newTracker(w.p.rules, true, now, "new server, initially_up")
 		default:
-			s.tr = newTracker(w.p.rules, false, now, "new server, not checked yet")
+			s.tr = newUncheckedTracker(w.p.rules, now)
 		}
 		if w.p.kind == KindNone && !s.tr.up {
 			tr := s.tr.set(true, now, "no health check")
-			events = append(events, event{w.k, false, tr, nil})
+			events = append(events, event{w.k, tr, nil})
 		}
 		m.servers[w.k] = s
 		if old == nil {
@@ -419,8 +432,14 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 		}
 		if w.p.kind != KindNone {
 			// Spread first runs over the interval so that a large config
-			// does not fire all its checks at once.
-			s.due = now.Add(rand.N(w.p.interval))
+			// does not fire all its checks at once; a server without a
+			// verdict is out until its first check, which runs at once
+			// (within firstCheckSpread).
+			spread := w.p.interval
+			if s.tr.unchecked {
+				spread = min(spread, firstCheckSpread)
+			}
+			s.due = now.Add(rand.N(spread))
 			heap.Push(&m.queue, s)
 		}
 	}
@@ -444,7 +463,7 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 			"added", added, "changed", changed, "removed", removed)
 	}
 	for _, e := range events {
-		m.transitioned(e.k, e.wasUp, e.tr, "", e.st)
+		m.transitioned(e.k, e.tr, "", e.st)
 	}
 	if notify && len(events) == 0 && m.onChange != nil {
 		m.onChange()
@@ -465,16 +484,33 @@ func (m *Monitor) dropLocked(s *server) {
 
 // Healthy reports this node's verdict on a real server. rs carries the real
 // server's resolved port; port 0 is read as the service's port. A server the
-// monitor does not check (inactive, unknown) is not healthy.
+// monitor does not check (inactive, unknown) is not healthy, nor is one
+// not checked yet.
 func (m *Monitor) Healthy(service string, rs netip.AddrPort) bool {
-	rs = netip.AddrPortFrom(rs.Addr().Unmap(), rs.Port())
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	s := m.lookupLocked(service, rs)
+	return s != nil && s.tr.up
+}
+
+// Unchecked reports whether a real server the monitor checks has no verdict
+// yet: it is new, or lvsd has just started, and its first check has not
+// finished. The dataplane leaves such a server as the kernel has it, so
+// that a restarted lvsd does not withdraw servers that were in.
+func (m *Monitor) Unchecked(service string, rs netip.AddrPort) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.lookupLocked(service, rs)
+	return s != nil && s.tr.unchecked
+}
+
+func (m *Monitor) lookupLocked(service string, rs netip.AddrPort) *server {
+	rs = netip.AddrPortFrom(rs.Addr().Unmap(), rs.Port())
 	s := m.servers[key{service, rs}]
 	if s == nil && rs.Port() == 0 {
 		s = m.servers[key{service, netip.AddrPortFrom(rs.Addr(), uint16(m.svcPorts[service]))}]
 	}
-	return s != nil && s.tr.up
+	return s
 }
 
 // Status returns the verdict on every checked real server, sorted by

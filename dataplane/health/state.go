@@ -12,6 +12,10 @@ const (
 	StateDown = "down"
 )
 
+// stateUnchecked is where a server with no verdict yet comes from in the
+// log of its first transition; its RealServerHealth.state is still down.
+const stateUnchecked = "unchecked"
+
 // rules are the parts of a health check that decide transitions; the zero
 // values of Rise and Fall are treated as 1.
 type rules struct {
@@ -30,6 +34,7 @@ type observation struct {
 
 // transition is a change of verdict produced by the state machine.
 type transition struct {
+	From   string // StateUp, StateDown or stateUnchecked
 	Up     bool
 	At     time.Time
 	Reason string
@@ -39,6 +44,10 @@ type transition struct {
 // every time it knows comes from an observation, so tests drive it with
 // made-up times.
 //
+// unchecked → up on its first passing check, → down on its first failing
+// one: a server that has never failed goes in as soon as it answers, as
+// nanny added it and keepalived (with alpha) does; Rise and Reentry are what
+// a server that failed must show to come back.
 // up → down after Fall consecutive failures, or once failures have lasted
 // DownAfter (nanny's timeout), whichever comes first.
 // down → up after Rise consecutive successes spanning at least Reentry
@@ -47,9 +56,13 @@ type transition struct {
 type tracker struct {
 	rules rules
 
-	up     bool
-	since  time.Time
-	reason string
+	up bool
+	// unchecked: no verdict yet (a new server, or any server after lvsd
+	// started). Healthy says no; the dataplane leaves what the kernel has
+	// for it until the first check decides.
+	unchecked bool
+	since     time.Time
+	reason    string
 
 	okRun     int       // consecutive successes
 	okSince   time.Time // start of the first success of the run
@@ -65,11 +78,17 @@ func newTracker(r rules, up bool, at time.Time, reason string) tracker {
 	return tracker{rules: r, up: up, since: at, reason: reason}
 }
 
+// newUncheckedTracker is a server with no verdict yet: its first check
+// gives it one.
+func newUncheckedTracker(r rules, at time.Time) tracker {
+	return tracker{rules: r, unchecked: true, since: at, reason: "not checked yet"}
+}
+
 // withRules returns the tracker with new rules: the counters restart (the
 // history was gathered under other rules) but the verdict stands, so a
 // changed check definition does not bounce traffic.
 func (t tracker) withRules(r rules) tracker {
-	return tracker{rules: r, up: t.up, since: t.since, reason: t.reason,
+	return tracker{rules: r, up: t.up, unchecked: t.unchecked, since: t.since, reason: t.reason,
 		lastErr: t.lastErr, lastLatency: t.lastLatency, checked: t.checked}
 }
 
@@ -78,6 +97,14 @@ func (t *tracker) observe(o observation) (transition, bool) {
 	t.checked = true
 	t.lastLatency = o.End.Sub(o.Start)
 	rise, fall := max(t.rules.Rise, 1), max(t.rules.Fall, 1)
+	if t.unchecked {
+		if o.Err == nil {
+			t.lastErr = ""
+			return t.set(true, o.End, "first check passed"), true
+		}
+		t.lastErr = o.Err.Error()
+		return t.set(false, o.End, t.lastErr), true
+	}
 	if o.Err == nil {
 		t.lastErr = ""
 		t.failRun = 0
@@ -121,10 +148,14 @@ func (t *tracker) observe(o observation) (transition, bool) {
 }
 
 func (t *tracker) set(up bool, at time.Time, reason string) transition {
-	t.up, t.since, t.reason = up, at, reason
+	from := stateString(t.up)
+	if t.unchecked {
+		from = stateUnchecked
+	}
+	t.up, t.unchecked, t.since, t.reason = up, false, at, reason
 	// A fresh verdict needs a fresh run to overturn it.
 	t.okRun, t.failRun = 0, 0
-	return transition{Up: up, At: at, Reason: reason}
+	return transition{From: from, Up: up, At: at, Reason: reason}
 }
 
 func stateString(up bool) string {

@@ -5,4 +5,4 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 "$here/install.sh"
 cd "$here/../.."
-exec go test ./e2e/vmlab -count=1 -v -timeout 10m "$@"
+exec go test ./e2e/vmlab -count=1 -v -timeout 18m "$@"

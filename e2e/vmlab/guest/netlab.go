@@ -33,7 +33,19 @@ const (
 	natRouter = "10.0.2.254"
 	mgmtAddr  = "10.0.1.250/24"
 	clientIP  = "10.0.1.100"
+	// The outside segment also carries IPv6 (2001:db8:1::X for 10.0.1.X),
+	// with a DR VIP the real servers hold on lo; and a VIP for tunnel
+	// (IP-in-IP) forwarding, which the real servers hold on lo as well
+	// and receive through tunl0.
+	outside6 = "2001:db8:1::"
+	drVIP6   = "2001:db8:1::20"
+	tunVIP   = "10.0.1.30"
 )
+
+// outsideV6 is the IPv6 address of a machine's outside address.
+func outsideV6(v4 string) string {
+	return outside6 + v4[strings.LastIndexByte(v4, '.')+1:]
+}
 
 type machine struct {
 	name string
@@ -110,6 +122,15 @@ func buildLab() (*lab, error) {
 			}
 			if err := m.nl.AddrAdd(link, mustAddr(leg.addr+"/24")); err != nil {
 				return nil, fmt.Errorf("%s %s address: %w", name, leg.dev, err)
+			}
+			if leg.br == "br-out" {
+				// No duplicate address detection: the address is usable
+				// at once, and the lab has no duplicates.
+				a := mustAddr(outsideV6(leg.addr) + "/64")
+				a.Flags = unix.IFA_F_NODAD
+				if err := m.nl.AddrAdd(link, a); err != nil {
+					return nil, fmt.Errorf("%s %s IPv6 address: %w", name, leg.dev, err)
+				}
 			}
 			if err := m.nl.LinkSetUp(link); err != nil {
 				return nil, fmt.Errorf("%s up %s: %w", name, leg.dev, err)
@@ -211,7 +232,28 @@ func (m *machine) realServerRouting() error {
 	if err := m.nl.AddrAdd(lo, mustAddr(drVIP+"/32")); err != nil {
 		return fmt.Errorf("%s DR VIP on lo: %w", m.name, err)
 	}
+	// IPv6 answers neighbour solicitations only for addresses of the
+	// interface asked, so the DR VIP on lo stays hidden without sysctls.
+	v6 := mustAddr(drVIP6 + "/128")
+	v6.Flags = unix.IFA_F_NODAD
+	if err := m.nl.AddrAdd(lo, v6); err != nil {
+		return fmt.Errorf("%s IPv6 DR VIP on lo: %w", m.name, err)
+	}
+	// Tunnel forwarding: the director wraps the packet in IP-in-IP to the
+	// real server's own address; tunl0 (made by the ipip module in every
+	// namespace) unwraps it for the VIP on lo.
+	if err := m.nl.AddrAdd(lo, mustAddr(tunVIP+"/32")); err != nil {
+		return fmt.Errorf("%s tunnel VIP on lo: %w", m.name, err)
+	}
+	tunl, err := m.nl.LinkByName("tunl0")
+	if err != nil {
+		return fmt.Errorf("%s tunl0 (is ipip loaded?): %w", m.name, err)
+	}
+	if err := m.nl.LinkSetUp(tunl); err != nil {
+		return fmt.Errorf("%s up tunl0: %w", m.name, err)
+	}
 	return m.sysctls(map[string]string{
+		"net/ipv4/conf/tunl0/rp_filter": "0",
 		// The classic DR real-server settings: never answer ARP for the VIP
 		// held on lo, never use it as the source of an ARP request.
 		"net/ipv4/conf/all/arp_ignore":    "1",

@@ -66,6 +66,45 @@ func subcommand(name string, args []string) error {
 			}
 		}
 		return nil
+	case "echod":
+		// echod NAME: TCP and UDP echo on :7, answers prefixed with NAME.
+		if len(args) != 1 {
+			return fmt.Errorf("usage: echod NAME")
+		}
+		return echod(args[0])
+	case "once":
+		// once HOST:PORT N: see flows.go.
+		if len(args) != 2 {
+			return fmt.Errorf("usage: once HOST:PORT N")
+		}
+		n, err := strconv.Atoi(args[1])
+		if err != nil {
+			return err
+		}
+		return once(args[0], n)
+	case "conns", "udpflows":
+		// conns|udpflows ADDR COUNT INTERVAL [STAGGER]: see flows.go.
+		if len(args) != 3 && (len(args) != 4 || name != "conns") {
+			return fmt.Errorf("usage: %s HOST:PORT COUNT INTERVAL [STAGGER]", name)
+		}
+		count, err := strconv.Atoi(args[1])
+		if err != nil {
+			return err
+		}
+		interval, err := time.ParseDuration(args[2])
+		if err != nil {
+			return err
+		}
+		if name == "conns" {
+			stagger := time.Duration(0)
+			if len(args) == 4 {
+				if stagger, err = time.ParseDuration(args[3]); err != nil {
+					return err
+				}
+			}
+			return conns(args[0], count, interval, stagger)
+		}
+		return udpflows(args[0], count, interval)
 	case "hold":
 		// hold ADDR: one TCP connection; one request on it now and one more
 		// per line read on stdin. Prints "OK name" or "ERR why" per request.

@@ -34,6 +34,7 @@ type scenario struct {
 
 var scenarios = []scenario{
 	{"ipvs-kernel", "", ipvsKernel},
+	{"sync-kernel", "", syncKernel},
 	{"dataplane-test", "", dataplaneTest},
 	{"lab", "", setUpLab},
 	{"nat", "lab", natRR},
@@ -42,6 +43,12 @@ var scenarios = []scenario{
 	{"status-ipvs", "lab", statusIPVS},
 	{"no-flush", "lab", changeWithoutFlush},
 	{"health", "lab", healthOut},
+	{"sync-off", "lab", syncOff},
+	{"sync-lag", "lab", syncLag},
+	{"sync-crash", "sync-lag", syncCrash},
+	{"sync-cut", "sync-lag", syncCut},
+	{"sync-transfer", "sync-lag", syncTransfer},
+	{"sync-v6-tun", "sync-lag", syncV6Tun},
 	{"failover", "lab", failover},
 }
 
@@ -52,17 +59,20 @@ type run struct {
 	lab     *lab
 	cluster *cluster
 	httpd   map[string]*exec.Cmd
+	echod   map[string]*exec.Cmd // echo servers of the sync scenarios
 	passed  map[string]bool
 }
 
 func runScenarios(o options) {
-	r := &run{ctx: context.Background(), opts: o, httpd: map[string]*exec.Cmd{}, passed: map[string]bool{}}
+	r := &run{ctx: context.Background(), opts: o, httpd: map[string]*exec.Cmd{}, echod: map[string]*exec.Cmd{}, passed: map[string]bool{}}
 	defer r.cleanup()
-	// A wanted scenario brings the one it needs along.
-	if len(o.run) > 0 {
+	// A wanted scenario brings the one it needs along, and that one its own.
+	for changed := len(o.run) > 0; changed; {
+		changed = false
 		for _, s := range scenarios {
-			if s.needs != "" && o.run[s.name] {
+			if s.needs != "" && o.run[s.name] && !o.run[s.needs] {
 				o.run[s.needs] = true
+				changed = true
 			}
 		}
 	}
@@ -107,6 +117,10 @@ func (r *run) cleanup() {
 		r.cluster.stop()
 	}
 	for _, c := range r.httpd {
+		c.Process.Kill()
+		c.Wait()
+	}
+	for _, c := range r.echod {
 		c.Process.Kill()
 		c.Wait()
 	}
@@ -229,7 +243,9 @@ func printFailed(fail []string, out string) {
 // time while the host compiled at load 15-19 (the stall monitor reports the
 // longest stall), and a stalled leader steps down or a follower calls an
 // election. 10s/5s rides those out; it makes the failover outage about 10-20s.
-var defaultLvsdFlags = []string{"--profile=wan", "--heartbeat-timeout=10s", "--election-timeout=10s", "--lease-timeout=5s"}
+// lvsd wants two thirds of the VIPs' kernel lifetime above the lease (a
+// renewal may be that late before an address lapses), hence 9s.
+var defaultLvsdFlags = []string{"--profile=wan", "--heartbeat-timeout=10s", "--election-timeout=10s", "--lease-timeout=5s", "--address-lifetime=9s"}
 
 // labConfig is the configuration the shoal scenarios start from: one NAT and
 // one DR service over the same two real servers, checked by HTTP.

@@ -164,7 +164,10 @@ type Member struct {
 	// error says why the node could not be asked.
 	Error string `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
 	// certificate is the node's own TLS certificate; unset without TLS.
-	Certificate   *CertificateInfo `protobuf:"bytes,11,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	Certificate *CertificateInfo `protobuf:"bytes,11,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// build is the lvsd build the node runs, as it reports it; unset when it
+	// did not answer or runs an lvsd older than the field.
+	Build         *BuildInfo `protobuf:"bytes,12,opt,name=build,proto3" json:"build,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -272,6 +275,13 @@ func (x *Member) GetError() string {
 func (x *Member) GetCertificate() *CertificateInfo {
 	if x != nil {
 		return x.Certificate
+	}
+	return nil
+}
+
+func (x *Member) GetBuild() *BuildInfo {
+	if x != nil {
+		return x.Build
 	}
 	return nil
 }
@@ -474,7 +484,12 @@ func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
 type TransferLeadershipRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id of the member to lead; empty lets Raft choose.
-	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// sync_wait bounds how long the leader waits, with connection sync on,
+	// for the new leader to hold its connection table before it hands
+	// leadership over; it hands over when the wait ends all the same. Unset:
+	// 5s; 0: no wait.
+	SyncWait      *durationpb.Duration `protobuf:"bytes,2,opt,name=sync_wait,json=syncWait,proto3" json:"sync_wait,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -516,9 +531,19 @@ func (x *TransferLeadershipRequest) GetId() string {
 	return ""
 }
 
+func (x *TransferLeadershipRequest) GetSyncWait() *durationpb.Duration {
+	if x != nil {
+		return x.SyncWait
+	}
+	return nil
+}
+
 type TransferLeadershipResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	LeaderId      string                 `protobuf:"bytes,1,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	LeaderId string                 `protobuf:"bytes,1,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	// sync is how the new leader's connection table compared with the old
+	// leader's when leadership moved; unset when connection sync is off.
+	Sync          *TransferSync `protobuf:"bytes,2,opt,name=sync,proto3" json:"sync,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -560,6 +585,109 @@ func (x *TransferLeadershipResponse) GetLeaderId() string {
 	return ""
 }
 
+func (x *TransferLeadershipResponse) GetSync() *TransferSync {
+	if x != nil {
+		return x.Sync
+	}
+	return nil
+}
+
+// TransferSync is what a planned transfer found of the target's IPVS
+// connection table: the leader sampled its own established connections and
+// asked the target which of them it lacked.
+type TransferSync struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// target is the member that was checked (the new leader).
+	Target string `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	// checked is how many of the leader's established connections were
+	// looked for (all of them, or a random sample of 2048).
+	Checked uint32 `protobuf:"varint,2,opt,name=checked,proto3" json:"checked,omitempty"`
+	// missing is how many of those the target still lacked, among those the
+	// leader still had, when leadership moved.
+	Missing uint32 `protobuf:"varint,3,opt,name=missing,proto3" json:"missing,omitempty"`
+	// waited is how long the leader waited.
+	Waited *durationpb.Duration `protobuf:"bytes,4,opt,name=waited,proto3" json:"waited,omitempty"`
+	// complete says the target held every connection checked; false means
+	// the wait ran out (or the target could not be asked: see error) and
+	// leadership moved anyway.
+	Complete      bool   `protobuf:"varint,5,opt,name=complete,proto3" json:"complete,omitempty"`
+	Error         string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferSync) Reset() {
+	*x = TransferSync{}
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferSync) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferSync) ProtoMessage() {}
+
+func (x *TransferSync) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferSync.ProtoReflect.Descriptor instead.
+func (*TransferSync) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *TransferSync) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *TransferSync) GetChecked() uint32 {
+	if x != nil {
+		return x.Checked
+	}
+	return 0
+}
+
+func (x *TransferSync) GetMissing() uint32 {
+	if x != nil {
+		return x.Missing
+	}
+	return 0
+}
+
+func (x *TransferSync) GetWaited() *durationpb.Duration {
+	if x != nil {
+		return x.Waited
+	}
+	return nil
+}
+
+func (x *TransferSync) GetComplete() bool {
+	if x != nil {
+		return x.Complete
+	}
+	return false
+}
+
+func (x *TransferSync) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type CreateJoinTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// ttl is how long the token can be used (default 24h, at most 7 days).
@@ -572,7 +700,7 @@ type CreateJoinTokenRequest struct {
 
 func (x *CreateJoinTokenRequest) Reset() {
 	*x = CreateJoinTokenRequest{}
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[9]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -584,7 +712,7 @@ func (x *CreateJoinTokenRequest) String() string {
 func (*CreateJoinTokenRequest) ProtoMessage() {}
 
 func (x *CreateJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[9]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -597,7 +725,7 @@ func (x *CreateJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{9}
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateJoinTokenRequest) GetTtl() *durationpb.Duration {
@@ -625,7 +753,7 @@ type CreateJoinTokenResponse struct {
 
 func (x *CreateJoinTokenResponse) Reset() {
 	*x = CreateJoinTokenResponse{}
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[10]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -637,7 +765,7 @@ func (x *CreateJoinTokenResponse) String() string {
 func (*CreateJoinTokenResponse) ProtoMessage() {}
 
 func (x *CreateJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[10]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -650,7 +778,7 @@ func (x *CreateJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{10}
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateJoinTokenResponse) GetToken() string {
@@ -681,7 +809,7 @@ type JoinToken struct {
 
 func (x *JoinToken) Reset() {
 	*x = JoinToken{}
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[11]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +821,7 @@ func (x *JoinToken) String() string {
 func (*JoinToken) ProtoMessage() {}
 
 func (x *JoinToken) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[11]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +834,7 @@ func (x *JoinToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinToken.ProtoReflect.Descriptor instead.
 func (*JoinToken) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{11}
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *JoinToken) GetId() string {
@@ -745,7 +873,7 @@ type ListJoinTokensRequest struct {
 
 func (x *ListJoinTokensRequest) Reset() {
 	*x = ListJoinTokensRequest{}
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[12]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -757,7 +885,7 @@ func (x *ListJoinTokensRequest) String() string {
 func (*ListJoinTokensRequest) ProtoMessage() {}
 
 func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[12]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -770,7 +898,7 @@ func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJoinTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListJoinTokensRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{12}
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{13}
 }
 
 type ListJoinTokensResponse struct {
@@ -782,7 +910,7 @@ type ListJoinTokensResponse struct {
 
 func (x *ListJoinTokensResponse) Reset() {
 	*x = ListJoinTokensResponse{}
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[13]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +922,7 @@ func (x *ListJoinTokensResponse) String() string {
 func (*ListJoinTokensResponse) ProtoMessage() {}
 
 func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[13]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +935,7 @@ func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJoinTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListJoinTokensResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{13}
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListJoinTokensResponse) GetTokens() []*JoinToken {
@@ -826,7 +954,7 @@ type DeleteJoinTokenRequest struct {
 
 func (x *DeleteJoinTokenRequest) Reset() {
 	*x = DeleteJoinTokenRequest{}
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[14]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +966,7 @@ func (x *DeleteJoinTokenRequest) String() string {
 func (*DeleteJoinTokenRequest) ProtoMessage() {}
 
 func (x *DeleteJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[14]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +979,7 @@ func (x *DeleteJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*DeleteJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{14}
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteJoinTokenRequest) GetId() string {
@@ -869,7 +997,7 @@ type DeleteJoinTokenResponse struct {
 
 func (x *DeleteJoinTokenResponse) Reset() {
 	*x = DeleteJoinTokenResponse{}
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[15]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -881,7 +1009,7 @@ func (x *DeleteJoinTokenResponse) String() string {
 func (*DeleteJoinTokenResponse) ProtoMessage() {}
 
 func (x *DeleteJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[15]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -894,7 +1022,7 @@ func (x *DeleteJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*DeleteJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{15}
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{16}
 }
 
 type IssueCertificateRequest struct {
@@ -914,7 +1042,7 @@ type IssueCertificateRequest struct {
 
 func (x *IssueCertificateRequest) Reset() {
 	*x = IssueCertificateRequest{}
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[16]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +1054,7 @@ func (x *IssueCertificateRequest) String() string {
 func (*IssueCertificateRequest) ProtoMessage() {}
 
 func (x *IssueCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[16]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +1067,7 @@ func (x *IssueCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCertificateRequest.ProtoReflect.Descriptor instead.
 func (*IssueCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{16}
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *IssueCertificateRequest) GetCsr() []byte {
@@ -983,7 +1111,7 @@ type IssueCertificateResponse struct {
 
 func (x *IssueCertificateResponse) Reset() {
 	*x = IssueCertificateResponse{}
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[17]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1123,7 @@ func (x *IssueCertificateResponse) String() string {
 func (*IssueCertificateResponse) ProtoMessage() {}
 
 func (x *IssueCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[17]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1136,7 @@ func (x *IssueCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCertificateResponse.ProtoReflect.Descriptor instead.
 func (*IssueCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{17}
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *IssueCertificateResponse) GetCertificate() []byte {
@@ -1040,7 +1168,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[18]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1052,7 +1180,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[18]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1065,7 +1193,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{18}
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{19}
 }
 
 type WhoAmIResponse struct {
@@ -1083,7 +1211,7 @@ type WhoAmIResponse struct {
 
 func (x *WhoAmIResponse) Reset() {
 	*x = WhoAmIResponse{}
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[19]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1223,7 @@ func (x *WhoAmIResponse) String() string {
 func (*WhoAmIResponse) ProtoMessage() {}
 
 func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[19]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1236,7 @@ func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIResponse.ProtoReflect.Descriptor instead.
 func (*WhoAmIResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{19}
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WhoAmIResponse) GetName() string {
@@ -1155,7 +1283,7 @@ type IssuedCertificate struct {
 
 func (x *IssuedCertificate) Reset() {
 	*x = IssuedCertificate{}
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[20]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1167,7 +1295,7 @@ func (x *IssuedCertificate) String() string {
 func (*IssuedCertificate) ProtoMessage() {}
 
 func (x *IssuedCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[20]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1180,7 +1308,7 @@ func (x *IssuedCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssuedCertificate.ProtoReflect.Descriptor instead.
 func (*IssuedCertificate) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{20}
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *IssuedCertificate) GetInfo() *CertificateInfo {
@@ -1226,7 +1354,7 @@ type ListCertificatesRequest struct {
 
 func (x *ListCertificatesRequest) Reset() {
 	*x = ListCertificatesRequest{}
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[21]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1366,7 @@ func (x *ListCertificatesRequest) String() string {
 func (*ListCertificatesRequest) ProtoMessage() {}
 
 func (x *ListCertificatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[21]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1379,7 @@ func (x *ListCertificatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertificatesRequest.ProtoReflect.Descriptor instead.
 func (*ListCertificatesRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{21}
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{22}
 }
 
 type ListCertificatesResponse struct {
@@ -1263,7 +1391,7 @@ type ListCertificatesResponse struct {
 
 func (x *ListCertificatesResponse) Reset() {
 	*x = ListCertificatesResponse{}
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[22]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1403,7 @@ func (x *ListCertificatesResponse) String() string {
 func (*ListCertificatesResponse) ProtoMessage() {}
 
 func (x *ListCertificatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[22]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,7 +1416,7 @@ func (x *ListCertificatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertificatesResponse.ProtoReflect.Descriptor instead.
 func (*ListCertificatesResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{22}
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListCertificatesResponse) GetCertificates() []*IssuedCertificate {
@@ -1308,7 +1436,7 @@ type RevokeCertificateRequest struct {
 
 func (x *RevokeCertificateRequest) Reset() {
 	*x = RevokeCertificateRequest{}
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[23]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1448,7 @@ func (x *RevokeCertificateRequest) String() string {
 func (*RevokeCertificateRequest) ProtoMessage() {}
 
 func (x *RevokeCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[23]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1461,7 @@ func (x *RevokeCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCertificateRequest.ProtoReflect.Descriptor instead.
 func (*RevokeCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{23}
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RevokeCertificateRequest) GetSerialNumber() string {
@@ -1352,7 +1480,7 @@ type RevokeCertificateResponse struct {
 
 func (x *RevokeCertificateResponse) Reset() {
 	*x = RevokeCertificateResponse{}
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[24]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1364,7 +1492,7 @@ func (x *RevokeCertificateResponse) String() string {
 func (*RevokeCertificateResponse) ProtoMessage() {}
 
 func (x *RevokeCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_cluster_service_proto_msgTypes[24]
+	mi := &file_shoal_v1_cluster_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1377,7 +1505,7 @@ func (x *RevokeCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCertificateResponse.ProtoReflect.Descriptor instead.
 func (*RevokeCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{24}
+	return file_shoal_v1_cluster_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RevokeCertificateResponse) GetCertificate() *IssuedCertificate {
@@ -1391,7 +1519,7 @@ var File_shoal_v1_cluster_service_proto protoreflect.FileDescriptor
 
 const file_shoal_v1_cluster_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1eshoal/v1/cluster_service.proto\x12\bshoal.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12shoal/v1/pki.proto\"\x19\n" +
+	"\x1eshoal/v1/cluster_service.proto\x12\bshoal.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bshoal/v1/node_service.proto\x1a\x12shoal/v1/pki.proto\"\x19\n" +
 	"\x17GetClusterStatusRequest\"\xd1\x01\n" +
 	"\x18GetClusterStatusResponse\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\tR\bleaderId\x12\x12\n" +
@@ -1400,7 +1528,7 @@ const file_shoal_v1_cluster_service_proto_rawDesc = "" +
 	"\x06serial\x18\x04 \x01(\x04R\x06serial\x12*\n" +
 	"\amembers\x18\x05 \x03(\v2\x10.shoal.v1.MemberR\amembers\x12\x1d\n" +
 	"\n" +
-	"vip_holder\x18\x06 \x01(\tR\tvipHolder\"\x88\x03\n" +
+	"vip_holder\x18\x06 \x01(\tR\tvipHolder\"\xb3\x03\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +
@@ -1415,7 +1543,8 @@ const file_shoal_v1_cluster_service_proto_rawDesc = "" +
 	"holds_vips\x18\t \x01(\bR\tholdsVips\x12\x14\n" +
 	"\x05error\x18\n" +
 	" \x01(\tR\x05error\x12;\n" +
-	"\vcertificate\x18\v \x01(\v2\x19.shoal.v1.CertificateInfoR\vcertificate\"\x82\x01\n" +
+	"\vcertificate\x18\v \x01(\v2\x19.shoal.v1.CertificateInfoR\vcertificate\x12)\n" +
+	"\x05build\x18\f \x01(\v2\x13.shoal.v1.BuildInfoR\x05build\"\x82\x01\n" +
 	"\x10AddMemberRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +
@@ -1427,11 +1556,20 @@ const file_shoal_v1_cluster_service_proto_rawDesc = "" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\"%\n" +
 	"\x13RemoveMemberRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x16\n" +
-	"\x14RemoveMemberResponse\"+\n" +
+	"\x14RemoveMemberResponse\"c\n" +
 	"\x19TransferLeadershipRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"9\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x126\n" +
+	"\tsync_wait\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bsyncWait\"e\n" +
 	"\x1aTransferLeadershipResponse\x12\x1b\n" +
-	"\tleader_id\x18\x01 \x01(\tR\bleaderId\"g\n" +
+	"\tleader_id\x18\x01 \x01(\tR\bleaderId\x12*\n" +
+	"\x04sync\x18\x02 \x01(\v2\x16.shoal.v1.TransferSyncR\x04sync\"\xbf\x01\n" +
+	"\fTransferSync\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12\x18\n" +
+	"\achecked\x18\x02 \x01(\rR\achecked\x12\x18\n" +
+	"\amissing\x18\x03 \x01(\rR\amissing\x121\n" +
+	"\x06waited\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x06waited\x12\x1a\n" +
+	"\bcomplete\x18\x05 \x01(\bR\bcomplete\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\"g\n" +
 	"\x16CreateJoinTokenRequest\x12+\n" +
 	"\x03ttl\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\"X\n" +
@@ -1504,7 +1642,7 @@ func file_shoal_v1_cluster_service_proto_rawDescGZIP() []byte {
 	return file_shoal_v1_cluster_service_proto_rawDescData
 }
 
-var file_shoal_v1_cluster_service_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_shoal_v1_cluster_service_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_shoal_v1_cluster_service_proto_goTypes = []any{
 	(*GetClusterStatusRequest)(nil),    // 0: shoal.v1.GetClusterStatusRequest
 	(*GetClusterStatusResponse)(nil),   // 1: shoal.v1.GetClusterStatusResponse
@@ -1515,69 +1653,75 @@ var file_shoal_v1_cluster_service_proto_goTypes = []any{
 	(*RemoveMemberResponse)(nil),       // 6: shoal.v1.RemoveMemberResponse
 	(*TransferLeadershipRequest)(nil),  // 7: shoal.v1.TransferLeadershipRequest
 	(*TransferLeadershipResponse)(nil), // 8: shoal.v1.TransferLeadershipResponse
-	(*CreateJoinTokenRequest)(nil),     // 9: shoal.v1.CreateJoinTokenRequest
-	(*CreateJoinTokenResponse)(nil),    // 10: shoal.v1.CreateJoinTokenResponse
-	(*JoinToken)(nil),                  // 11: shoal.v1.JoinToken
-	(*ListJoinTokensRequest)(nil),      // 12: shoal.v1.ListJoinTokensRequest
-	(*ListJoinTokensResponse)(nil),     // 13: shoal.v1.ListJoinTokensResponse
-	(*DeleteJoinTokenRequest)(nil),     // 14: shoal.v1.DeleteJoinTokenRequest
-	(*DeleteJoinTokenResponse)(nil),    // 15: shoal.v1.DeleteJoinTokenResponse
-	(*IssueCertificateRequest)(nil),    // 16: shoal.v1.IssueCertificateRequest
-	(*IssueCertificateResponse)(nil),   // 17: shoal.v1.IssueCertificateResponse
-	(*WhoAmIRequest)(nil),              // 18: shoal.v1.WhoAmIRequest
-	(*WhoAmIResponse)(nil),             // 19: shoal.v1.WhoAmIResponse
-	(*IssuedCertificate)(nil),          // 20: shoal.v1.IssuedCertificate
-	(*ListCertificatesRequest)(nil),    // 21: shoal.v1.ListCertificatesRequest
-	(*ListCertificatesResponse)(nil),   // 22: shoal.v1.ListCertificatesResponse
-	(*RevokeCertificateRequest)(nil),   // 23: shoal.v1.RevokeCertificateRequest
-	(*RevokeCertificateResponse)(nil),  // 24: shoal.v1.RevokeCertificateResponse
-	(*durationpb.Duration)(nil),        // 25: google.protobuf.Duration
-	(*CertificateInfo)(nil),            // 26: shoal.v1.CertificateInfo
-	(*timestamppb.Timestamp)(nil),      // 27: google.protobuf.Timestamp
+	(*TransferSync)(nil),               // 9: shoal.v1.TransferSync
+	(*CreateJoinTokenRequest)(nil),     // 10: shoal.v1.CreateJoinTokenRequest
+	(*CreateJoinTokenResponse)(nil),    // 11: shoal.v1.CreateJoinTokenResponse
+	(*JoinToken)(nil),                  // 12: shoal.v1.JoinToken
+	(*ListJoinTokensRequest)(nil),      // 13: shoal.v1.ListJoinTokensRequest
+	(*ListJoinTokensResponse)(nil),     // 14: shoal.v1.ListJoinTokensResponse
+	(*DeleteJoinTokenRequest)(nil),     // 15: shoal.v1.DeleteJoinTokenRequest
+	(*DeleteJoinTokenResponse)(nil),    // 16: shoal.v1.DeleteJoinTokenResponse
+	(*IssueCertificateRequest)(nil),    // 17: shoal.v1.IssueCertificateRequest
+	(*IssueCertificateResponse)(nil),   // 18: shoal.v1.IssueCertificateResponse
+	(*WhoAmIRequest)(nil),              // 19: shoal.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),             // 20: shoal.v1.WhoAmIResponse
+	(*IssuedCertificate)(nil),          // 21: shoal.v1.IssuedCertificate
+	(*ListCertificatesRequest)(nil),    // 22: shoal.v1.ListCertificatesRequest
+	(*ListCertificatesResponse)(nil),   // 23: shoal.v1.ListCertificatesResponse
+	(*RevokeCertificateRequest)(nil),   // 24: shoal.v1.RevokeCertificateRequest
+	(*RevokeCertificateResponse)(nil),  // 25: shoal.v1.RevokeCertificateResponse
+	(*durationpb.Duration)(nil),        // 26: google.protobuf.Duration
+	(*CertificateInfo)(nil),            // 27: shoal.v1.CertificateInfo
+	(*BuildInfo)(nil),                  // 28: shoal.v1.BuildInfo
+	(*timestamppb.Timestamp)(nil),      // 29: google.protobuf.Timestamp
 }
 var file_shoal_v1_cluster_service_proto_depIdxs = []int32{
 	2,  // 0: shoal.v1.GetClusterStatusResponse.members:type_name -> shoal.v1.Member
-	25, // 1: shoal.v1.Member.last_contact:type_name -> google.protobuf.Duration
-	26, // 2: shoal.v1.Member.certificate:type_name -> shoal.v1.CertificateInfo
-	25, // 3: shoal.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
-	11, // 4: shoal.v1.CreateJoinTokenResponse.info:type_name -> shoal.v1.JoinToken
-	27, // 5: shoal.v1.JoinToken.expires:type_name -> google.protobuf.Timestamp
-	11, // 6: shoal.v1.ListJoinTokensResponse.tokens:type_name -> shoal.v1.JoinToken
-	25, // 7: shoal.v1.IssueCertificateRequest.ttl:type_name -> google.protobuf.Duration
-	26, // 8: shoal.v1.IssueCertificateResponse.info:type_name -> shoal.v1.CertificateInfo
-	26, // 9: shoal.v1.WhoAmIResponse.certificate:type_name -> shoal.v1.CertificateInfo
-	26, // 10: shoal.v1.IssuedCertificate.info:type_name -> shoal.v1.CertificateInfo
-	27, // 11: shoal.v1.IssuedCertificate.issued:type_name -> google.protobuf.Timestamp
-	27, // 12: shoal.v1.IssuedCertificate.revoked:type_name -> google.protobuf.Timestamp
-	20, // 13: shoal.v1.ListCertificatesResponse.certificates:type_name -> shoal.v1.IssuedCertificate
-	20, // 14: shoal.v1.RevokeCertificateResponse.certificate:type_name -> shoal.v1.IssuedCertificate
-	0,  // 15: shoal.v1.ClusterService.GetClusterStatus:input_type -> shoal.v1.GetClusterStatusRequest
-	3,  // 16: shoal.v1.ClusterService.AddMember:input_type -> shoal.v1.AddMemberRequest
-	5,  // 17: shoal.v1.ClusterService.RemoveMember:input_type -> shoal.v1.RemoveMemberRequest
-	7,  // 18: shoal.v1.ClusterService.TransferLeadership:input_type -> shoal.v1.TransferLeadershipRequest
-	9,  // 19: shoal.v1.ClusterService.CreateJoinToken:input_type -> shoal.v1.CreateJoinTokenRequest
-	12, // 20: shoal.v1.ClusterService.ListJoinTokens:input_type -> shoal.v1.ListJoinTokensRequest
-	14, // 21: shoal.v1.ClusterService.DeleteJoinToken:input_type -> shoal.v1.DeleteJoinTokenRequest
-	16, // 22: shoal.v1.ClusterService.IssueCertificate:input_type -> shoal.v1.IssueCertificateRequest
-	18, // 23: shoal.v1.ClusterService.WhoAmI:input_type -> shoal.v1.WhoAmIRequest
-	21, // 24: shoal.v1.ClusterService.ListCertificates:input_type -> shoal.v1.ListCertificatesRequest
-	23, // 25: shoal.v1.ClusterService.RevokeCertificate:input_type -> shoal.v1.RevokeCertificateRequest
-	1,  // 26: shoal.v1.ClusterService.GetClusterStatus:output_type -> shoal.v1.GetClusterStatusResponse
-	4,  // 27: shoal.v1.ClusterService.AddMember:output_type -> shoal.v1.AddMemberResponse
-	6,  // 28: shoal.v1.ClusterService.RemoveMember:output_type -> shoal.v1.RemoveMemberResponse
-	8,  // 29: shoal.v1.ClusterService.TransferLeadership:output_type -> shoal.v1.TransferLeadershipResponse
-	10, // 30: shoal.v1.ClusterService.CreateJoinToken:output_type -> shoal.v1.CreateJoinTokenResponse
-	13, // 31: shoal.v1.ClusterService.ListJoinTokens:output_type -> shoal.v1.ListJoinTokensResponse
-	15, // 32: shoal.v1.ClusterService.DeleteJoinToken:output_type -> shoal.v1.DeleteJoinTokenResponse
-	17, // 33: shoal.v1.ClusterService.IssueCertificate:output_type -> shoal.v1.IssueCertificateResponse
-	19, // 34: shoal.v1.ClusterService.WhoAmI:output_type -> shoal.v1.WhoAmIResponse
-	22, // 35: shoal.v1.ClusterService.ListCertificates:output_type -> shoal.v1.ListCertificatesResponse
-	24, // 36: shoal.v1.ClusterService.RevokeCertificate:output_type -> shoal.v1.RevokeCertificateResponse
-	26, // [26:37] is the sub-list for method output_type
-	15, // [15:26] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	26, // 1: shoal.v1.Member.last_contact:type_name -> google.protobuf.Duration
+	27, // 2: shoal.v1.Member.certificate:type_name -> shoal.v1.CertificateInfo
+	28, // 3: shoal.v1.Member.build:type_name -> shoal.v1.BuildInfo
+	26, // 4: shoal.v1.TransferLeadershipRequest.sync_wait:type_name -> google.protobuf.Duration
+	9,  // 5: shoal.v1.TransferLeadershipResponse.sync:type_name -> shoal.v1.TransferSync
+	26, // 6: shoal.v1.TransferSync.waited:type_name -> google.protobuf.Duration
+	26, // 7: shoal.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
+	12, // 8: shoal.v1.CreateJoinTokenResponse.info:type_name -> shoal.v1.JoinToken
+	29, // 9: shoal.v1.JoinToken.expires:type_name -> google.protobuf.Timestamp
+	12, // 10: shoal.v1.ListJoinTokensResponse.tokens:type_name -> shoal.v1.JoinToken
+	26, // 11: shoal.v1.IssueCertificateRequest.ttl:type_name -> google.protobuf.Duration
+	27, // 12: shoal.v1.IssueCertificateResponse.info:type_name -> shoal.v1.CertificateInfo
+	27, // 13: shoal.v1.WhoAmIResponse.certificate:type_name -> shoal.v1.CertificateInfo
+	27, // 14: shoal.v1.IssuedCertificate.info:type_name -> shoal.v1.CertificateInfo
+	29, // 15: shoal.v1.IssuedCertificate.issued:type_name -> google.protobuf.Timestamp
+	29, // 16: shoal.v1.IssuedCertificate.revoked:type_name -> google.protobuf.Timestamp
+	21, // 17: shoal.v1.ListCertificatesResponse.certificates:type_name -> shoal.v1.IssuedCertificate
+	21, // 18: shoal.v1.RevokeCertificateResponse.certificate:type_name -> shoal.v1.IssuedCertificate
+	0,  // 19: shoal.v1.ClusterService.GetClusterStatus:input_type -> shoal.v1.GetClusterStatusRequest
+	3,  // 20: shoal.v1.ClusterService.AddMember:input_type -> shoal.v1.AddMemberRequest
+	5,  // 21: shoal.v1.ClusterService.RemoveMember:input_type -> shoal.v1.RemoveMemberRequest
+	7,  // 22: shoal.v1.ClusterService.TransferLeadership:input_type -> shoal.v1.TransferLeadershipRequest
+	10, // 23: shoal.v1.ClusterService.CreateJoinToken:input_type -> shoal.v1.CreateJoinTokenRequest
+	13, // 24: shoal.v1.ClusterService.ListJoinTokens:input_type -> shoal.v1.ListJoinTokensRequest
+	15, // 25: shoal.v1.ClusterService.DeleteJoinToken:input_type -> shoal.v1.DeleteJoinTokenRequest
+	17, // 26: shoal.v1.ClusterService.IssueCertificate:input_type -> shoal.v1.IssueCertificateRequest
+	19, // 27: shoal.v1.ClusterService.WhoAmI:input_type -> shoal.v1.WhoAmIRequest
+	22, // 28: shoal.v1.ClusterService.ListCertificates:input_type -> shoal.v1.ListCertificatesRequest
+	24, // 29: shoal.v1.ClusterService.RevokeCertificate:input_type -> shoal.v1.RevokeCertificateRequest
+	1,  // 30: shoal.v1.ClusterService.GetClusterStatus:output_type -> shoal.v1.GetClusterStatusResponse
+	4,  // 31: shoal.v1.ClusterService.AddMember:output_type -> shoal.v1.AddMemberResponse
+	6,  // 32: shoal.v1.ClusterService.RemoveMember:output_type -> shoal.v1.RemoveMemberResponse
+	8,  // 33: shoal.v1.ClusterService.TransferLeadership:output_type -> shoal.v1.TransferLeadershipResponse
+	11, // 34: shoal.v1.ClusterService.CreateJoinToken:output_type -> shoal.v1.CreateJoinTokenResponse
+	14, // 35: shoal.v1.ClusterService.ListJoinTokens:output_type -> shoal.v1.ListJoinTokensResponse
+	16, // 36: shoal.v1.ClusterService.DeleteJoinToken:output_type -> shoal.v1.DeleteJoinTokenResponse
+	18, // 37: shoal.v1.ClusterService.IssueCertificate:output_type -> shoal.v1.IssueCertificateResponse
+	20, // 38: shoal.v1.ClusterService.WhoAmI:output_type -> shoal.v1.WhoAmIResponse
+	23, // 39: shoal.v1.ClusterService.ListCertificates:output_type -> shoal.v1.ListCertificatesResponse
+	25, // 40: shoal.v1.ClusterService.RevokeCertificate:output_type -> shoal.v1.RevokeCertificateResponse
+	30, // [30:41] is the sub-list for method output_type
+	19, // [19:30] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_shoal_v1_cluster_service_proto_init() }
@@ -1585,6 +1729,7 @@ func file_shoal_v1_cluster_service_proto_init() {
 	if File_shoal_v1_cluster_service_proto != nil {
 		return
 	}
+	file_shoal_v1_node_service_proto_init()
 	file_shoal_v1_pki_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1592,7 +1737,7 @@ func file_shoal_v1_cluster_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_v1_cluster_service_proto_rawDesc), len(file_shoal_v1_cluster_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -111,9 +111,12 @@ type Global struct {
 	UdpTimeout    *durationpb.Duration `protobuf:"bytes,7,opt,name=udp_timeout,json=udpTimeout,proto3" json:"udp_timeout,omitempty"`
 	// monitor_links are interfaces every node watches: a leader whose link goes
 	// down hands leadership away, and a node with a down link does not lead.
-	MonitorLinks  []string `protobuf:"bytes,8,rep,name=monitor_links,json=monitorLinks,proto3" json:"monitor_links,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MonitorLinks []string `protobuf:"bytes,8,rep,name=monitor_links,json=monitorLinks,proto3" json:"monitor_links,omitempty"`
+	// connection_sync runs the kernel's IPVS connection synchronisation so
+	// that established connections survive a takeover. Unset: off.
+	ConnectionSync *ConnectionSync `protobuf:"bytes,9,opt,name=connection_sync,json=connectionSync,proto3" json:"connection_sync,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Global) Reset() {
@@ -202,6 +205,168 @@ func (x *Global) GetMonitorLinks() []string {
 	return nil
 }
 
+func (x *Global) GetConnectionSync() *ConnectionSync {
+	if x != nil {
+		return x.ConnectionSync
+	}
+	return nil
+}
+
+// ConnectionSync is the kernel's IPVS sync daemon (ipvsadm --start-daemon,
+// keepalived's lvs_sync_daemon): while enabled every node runs a backup
+// daemon that receives the leader's connection table, and the leader also
+// runs the master daemon that sends it, by UDP multicast. A new leader then
+// already holds the entries of the connections the old one scheduled, and
+// goes on forwarding them to the same real servers.
+type ConnectionSync struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// enabled turns the daemons on. With it off, daemons shoal started are
+	// stopped and others are left alone.
+	Enabled bool `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	// interface sends and receives the multicast; empty means the node's
+	// default interface (lvsd --interface).
+	Interface string `protobuf:"bytes,2,opt,name=interface,proto3" json:"interface,omitempty"`
+	// sync_id (0..255) is carried in every message; a backup with a non-zero
+	// sync_id accepts only messages with the same one, so clusters that share
+	// a network need distinct ids (or groups or ports). 0 accepts every master.
+	SyncId uint32 `protobuf:"varint,3,opt,name=sync_id,json=syncId,proto3" json:"sync_id,omitempty"`
+	// group is the multicast group, IPv4 or IPv6. Default 224.0.0.81.
+	Group string `protobuf:"bytes,4,opt,name=group,proto3" json:"group,omitempty"`
+	// port is the UDP port. Default 8848.
+	Port uint32 `protobuf:"varint,5,opt,name=port,proto3" json:"port,omitempty"`
+	// ttl of the multicast (1..255). Default 1: the routers share a segment.
+	Ttl uint32 `protobuf:"varint,6,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// max_len is the largest sync message (UDP payload) in bytes, 1024..65507
+	// (65487 with an IPv6 group); 0 leaves it to the kernel: the interface's
+	// MTU less headers on a backup, 1500 less headers on the master.
+	MaxLen uint32 `protobuf:"varint,7,opt,name=max_len,json=maxLen,proto3" json:"max_len,omitempty"`
+	// sync_threshold and sync_period are net.ipv4.vs.sync_threshold: a
+	// connection is sent when it has seen sync_threshold packets and then
+	// every sync_period packets (kernel default 3 and 50; sync_period 0 sends
+	// it once). Unset leaves the kernel's value.
+	SyncThreshold *uint32 `protobuf:"varint,8,opt,name=sync_threshold,json=syncThreshold,proto3,oneof" json:"sync_threshold,omitempty"`
+	SyncPeriod    *uint32 `protobuf:"varint,9,opt,name=sync_period,json=syncPeriod,proto3,oneof" json:"sync_period,omitempty"`
+	// sync_refresh_period is net.ipv4.vs.sync_refresh_period (whole seconds):
+	// when set, a connection is sent again after this long instead of every
+	// sync_period packets, so a quiet long-lived connection is not forgotten
+	// by the backups when its entry times out there. Unset leaves the kernel's
+	// value (0: by packet count).
+	SyncRefreshPeriod *durationpb.Duration `protobuf:"bytes,10,opt,name=sync_refresh_period,json=syncRefreshPeriod,proto3" json:"sync_refresh_period,omitempty"`
+	// sync_persist_mode is net.ipv4.vs.sync_persist_mode: true sends only the
+	// persistence templates of persistent services, not their connections.
+	// Unset leaves the kernel's value (false).
+	SyncPersistMode *bool `protobuf:"varint,11,opt,name=sync_persist_mode,json=syncPersistMode,proto3,oneof" json:"sync_persist_mode,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ConnectionSync) Reset() {
+	*x = ConnectionSync{}
+	mi := &file_shoal_v1_config_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectionSync) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectionSync) ProtoMessage() {}
+
+func (x *ConnectionSync) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_config_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectionSync.ProtoReflect.Descriptor instead.
+func (*ConnectionSync) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_config_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ConnectionSync) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *ConnectionSync) GetInterface() string {
+	if x != nil {
+		return x.Interface
+	}
+	return ""
+}
+
+func (x *ConnectionSync) GetSyncId() uint32 {
+	if x != nil {
+		return x.SyncId
+	}
+	return 0
+}
+
+func (x *ConnectionSync) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ConnectionSync) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *ConnectionSync) GetTtl() uint32 {
+	if x != nil {
+		return x.Ttl
+	}
+	return 0
+}
+
+func (x *ConnectionSync) GetMaxLen() uint32 {
+	if x != nil {
+		return x.MaxLen
+	}
+	return 0
+}
+
+func (x *ConnectionSync) GetSyncThreshold() uint32 {
+	if x != nil && x.SyncThreshold != nil {
+		return *x.SyncThreshold
+	}
+	return 0
+}
+
+func (x *ConnectionSync) GetSyncPeriod() uint32 {
+	if x != nil && x.SyncPeriod != nil {
+		return *x.SyncPeriod
+	}
+	return 0
+}
+
+func (x *ConnectionSync) GetSyncRefreshPeriod() *durationpb.Duration {
+	if x != nil {
+		return x.SyncRefreshPeriod
+	}
+	return nil
+}
+
+func (x *ConnectionSync) GetSyncPersistMode() bool {
+	if x != nil && x.SyncPersistMode != nil {
+		return *x.SyncPersistMode
+	}
+	return false
+}
+
 // Address is an IP address with its prefix, raised on an interface.
 type Address struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -220,7 +385,7 @@ type Address struct {
 
 func (x *Address) Reset() {
 	*x = Address{}
-	mi := &file_shoal_v1_config_proto_msgTypes[2]
+	mi := &file_shoal_v1_config_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -232,7 +397,7 @@ func (x *Address) String() string {
 func (*Address) ProtoMessage() {}
 
 func (x *Address) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_config_proto_msgTypes[2]
+	mi := &file_shoal_v1_config_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -245,7 +410,7 @@ func (x *Address) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Address.ProtoReflect.Descriptor instead.
 func (*Address) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_config_proto_rawDescGZIP(), []int{2}
+	return file_shoal_v1_config_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Address) GetAddress() string {
@@ -318,7 +483,7 @@ type VirtualService struct {
 
 func (x *VirtualService) Reset() {
 	*x = VirtualService{}
-	mi := &file_shoal_v1_config_proto_msgTypes[3]
+	mi := &file_shoal_v1_config_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -330,7 +495,7 @@ func (x *VirtualService) String() string {
 func (*VirtualService) ProtoMessage() {}
 
 func (x *VirtualService) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_config_proto_msgTypes[3]
+	mi := &file_shoal_v1_config_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -343,7 +508,7 @@ func (x *VirtualService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VirtualService.ProtoReflect.Descriptor instead.
 func (*VirtualService) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_config_proto_rawDescGZIP(), []int{3}
+	return file_shoal_v1_config_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *VirtualService) GetName() string {
@@ -465,7 +630,7 @@ type RealServer struct {
 
 func (x *RealServer) Reset() {
 	*x = RealServer{}
-	mi := &file_shoal_v1_config_proto_msgTypes[4]
+	mi := &file_shoal_v1_config_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -477,7 +642,7 @@ func (x *RealServer) String() string {
 func (*RealServer) ProtoMessage() {}
 
 func (x *RealServer) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_config_proto_msgTypes[4]
+	mi := &file_shoal_v1_config_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -490,7 +655,7 @@ func (x *RealServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RealServer.ProtoReflect.Descriptor instead.
 func (*RealServer) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_config_proto_rawDescGZIP(), []int{4}
+	return file_shoal_v1_config_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RealServer) GetAddress() string {
@@ -587,7 +752,7 @@ type HealthCheck struct {
 
 func (x *HealthCheck) Reset() {
 	*x = HealthCheck{}
-	mi := &file_shoal_v1_config_proto_msgTypes[5]
+	mi := &file_shoal_v1_config_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -599,7 +764,7 @@ func (x *HealthCheck) String() string {
 func (*HealthCheck) ProtoMessage() {}
 
 func (x *HealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_config_proto_msgTypes[5]
+	mi := &file_shoal_v1_config_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -612,7 +777,7 @@ func (x *HealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
 func (*HealthCheck) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_config_proto_rawDescGZIP(), []int{5}
+	return file_shoal_v1_config_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HealthCheck) GetKind() string {
@@ -756,7 +921,7 @@ const file_shoal_v1_config_proto_rawDesc = "" +
 	"\x06Config\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\x04R\x06serial\x12(\n" +
 	"\x06global\x18\x02 \x01(\v2\x10.shoal.v1.GlobalR\x06global\x124\n" +
-	"\bservices\x18\x03 \x03(\v2\x18.shoal.v1.VirtualServiceR\bservices\"\xb6\x03\n" +
+	"\bservices\x18\x03 \x03(\v2\x18.shoal.v1.VirtualServiceR\bservices\"\xf9\x03\n" +
 	"\x06Global\x120\n" +
 	"\n" +
 	"nat_router\x18\x01 \x01(\v2\x11.shoal.v1.AddressR\tnatRouter\x12\x1d\n" +
@@ -769,7 +934,25 @@ const file_shoal_v1_config_proto_rawDesc = "" +
 	"\x0etcpfin_timeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\rtcpfinTimeout\x12:\n" +
 	"\vudp_timeout\x18\a \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"udpTimeout\x12#\n" +
-	"\rmonitor_links\x18\b \x03(\tR\fmonitorLinks\"|\n" +
+	"\rmonitor_links\x18\b \x03(\tR\fmonitorLinks\x12A\n" +
+	"\x0fconnection_sync\x18\t \x01(\v2\x18.shoal.v1.ConnectionSyncR\x0econnectionSync\"\xbd\x03\n" +
+	"\x0eConnectionSync\x12\x18\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x1c\n" +
+	"\tinterface\x18\x02 \x01(\tR\tinterface\x12\x17\n" +
+	"\async_id\x18\x03 \x01(\rR\x06syncId\x12\x14\n" +
+	"\x05group\x18\x04 \x01(\tR\x05group\x12\x12\n" +
+	"\x04port\x18\x05 \x01(\rR\x04port\x12\x10\n" +
+	"\x03ttl\x18\x06 \x01(\rR\x03ttl\x12\x17\n" +
+	"\amax_len\x18\a \x01(\rR\x06maxLen\x12*\n" +
+	"\x0esync_threshold\x18\b \x01(\rH\x00R\rsyncThreshold\x88\x01\x01\x12$\n" +
+	"\vsync_period\x18\t \x01(\rH\x01R\n" +
+	"syncPeriod\x88\x01\x01\x12I\n" +
+	"\x13sync_refresh_period\x18\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\x11syncRefreshPeriod\x12/\n" +
+	"\x11sync_persist_mode\x18\v \x01(\bH\x02R\x0fsyncPersistMode\x88\x01\x01B\x11\n" +
+	"\x0f_sync_thresholdB\x0e\n" +
+	"\f_sync_periodB\x14\n" +
+	"\x12_sync_persist_mode\"|\n" +
 	"\aAddress\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12#\n" +
 	"\rprefix_length\x18\x02 \x01(\rR\fprefixLength\x12\x1c\n" +
@@ -838,38 +1021,41 @@ func file_shoal_v1_config_proto_rawDescGZIP() []byte {
 	return file_shoal_v1_config_proto_rawDescData
 }
 
-var file_shoal_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_shoal_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_shoal_v1_config_proto_goTypes = []any{
 	(*Config)(nil),              // 0: shoal.v1.Config
 	(*Global)(nil),              // 1: shoal.v1.Global
-	(*Address)(nil),             // 2: shoal.v1.Address
-	(*VirtualService)(nil),      // 3: shoal.v1.VirtualService
-	(*RealServer)(nil),          // 4: shoal.v1.RealServer
-	(*HealthCheck)(nil),         // 5: shoal.v1.HealthCheck
-	(*durationpb.Duration)(nil), // 6: google.protobuf.Duration
+	(*ConnectionSync)(nil),      // 2: shoal.v1.ConnectionSync
+	(*Address)(nil),             // 3: shoal.v1.Address
+	(*VirtualService)(nil),      // 4: shoal.v1.VirtualService
+	(*RealServer)(nil),          // 5: shoal.v1.RealServer
+	(*HealthCheck)(nil),         // 6: shoal.v1.HealthCheck
+	(*durationpb.Duration)(nil), // 7: google.protobuf.Duration
 }
 var file_shoal_v1_config_proto_depIdxs = []int32{
 	1,  // 0: shoal.v1.Config.global:type_name -> shoal.v1.Global
-	3,  // 1: shoal.v1.Config.services:type_name -> shoal.v1.VirtualService
-	2,  // 2: shoal.v1.Global.nat_router:type_name -> shoal.v1.Address
-	6,  // 3: shoal.v1.Global.garp_interval:type_name -> google.protobuf.Duration
-	6,  // 4: shoal.v1.Global.garp_refresh:type_name -> google.protobuf.Duration
-	6,  // 5: shoal.v1.Global.tcp_timeout:type_name -> google.protobuf.Duration
-	6,  // 6: shoal.v1.Global.tcpfin_timeout:type_name -> google.protobuf.Duration
-	6,  // 7: shoal.v1.Global.udp_timeout:type_name -> google.protobuf.Duration
-	2,  // 8: shoal.v1.VirtualService.vip:type_name -> shoal.v1.Address
-	4,  // 9: shoal.v1.VirtualService.sorry_server:type_name -> shoal.v1.RealServer
-	5,  // 10: shoal.v1.VirtualService.health_check:type_name -> shoal.v1.HealthCheck
-	4,  // 11: shoal.v1.VirtualService.real_servers:type_name -> shoal.v1.RealServer
-	6,  // 12: shoal.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	6,  // 13: shoal.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	6,  // 14: shoal.v1.HealthCheck.reentry:type_name -> google.protobuf.Duration
-	6,  // 15: shoal.v1.HealthCheck.down_after:type_name -> google.protobuf.Duration
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	4,  // 1: shoal.v1.Config.services:type_name -> shoal.v1.VirtualService
+	3,  // 2: shoal.v1.Global.nat_router:type_name -> shoal.v1.Address
+	7,  // 3: shoal.v1.Global.garp_interval:type_name -> google.protobuf.Duration
+	7,  // 4: shoal.v1.Global.garp_refresh:type_name -> google.protobuf.Duration
+	7,  // 5: shoal.v1.Global.tcp_timeout:type_name -> google.protobuf.Duration
+	7,  // 6: shoal.v1.Global.tcpfin_timeout:type_name -> google.protobuf.Duration
+	7,  // 7: shoal.v1.Global.udp_timeout:type_name -> google.protobuf.Duration
+	2,  // 8: shoal.v1.Global.connection_sync:type_name -> shoal.v1.ConnectionSync
+	7,  // 9: shoal.v1.ConnectionSync.sync_refresh_period:type_name -> google.protobuf.Duration
+	3,  // 10: shoal.v1.VirtualService.vip:type_name -> shoal.v1.Address
+	5,  // 11: shoal.v1.VirtualService.sorry_server:type_name -> shoal.v1.RealServer
+	6,  // 12: shoal.v1.VirtualService.health_check:type_name -> shoal.v1.HealthCheck
+	5,  // 13: shoal.v1.VirtualService.real_servers:type_name -> shoal.v1.RealServer
+	7,  // 14: shoal.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	7,  // 15: shoal.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	7,  // 16: shoal.v1.HealthCheck.reentry:type_name -> google.protobuf.Duration
+	7,  // 17: shoal.v1.HealthCheck.down_after:type_name -> google.protobuf.Duration
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_shoal_v1_config_proto_init() }
@@ -877,15 +1063,16 @@ func file_shoal_v1_config_proto_init() {
 	if File_shoal_v1_config_proto != nil {
 		return
 	}
-	file_shoal_v1_config_proto_msgTypes[3].OneofWrappers = []any{}
+	file_shoal_v1_config_proto_msgTypes[2].OneofWrappers = []any{}
 	file_shoal_v1_config_proto_msgTypes[4].OneofWrappers = []any{}
+	file_shoal_v1_config_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_v1_config_proto_rawDesc), len(file_shoal_v1_config_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

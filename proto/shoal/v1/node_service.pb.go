@@ -128,7 +128,18 @@ type NodeStatus struct {
 	ApiAddress  string              `protobuf:"bytes,16,opt,name=api_address,json=apiAddress,proto3" json:"api_address,omitempty"`
 	RaftAddress string              `protobuf:"bytes,17,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
 	// certificate is this node's TLS certificate; unset without TLS.
-	Certificate   *CertificateInfo `protobuf:"bytes,18,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	Certificate *CertificateInfo `protobuf:"bytes,18,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// sync_daemons are the IPVS connection-sync daemons running in this
+	// node's kernel: a backup on every node while global.connection_sync is
+	// on, and a master on the leader.
+	SyncDaemons []*SyncDaemon `protobuf:"bytes,19,rep,name=sync_daemons,json=syncDaemons,proto3" json:"sync_daemons,omitempty"`
+	// connections counts this node's IPVS connections as ipvsadm does (the
+	// sum of ActiveConn and InActConn of every destination); on a follower
+	// these are the entries its backup daemon received.
+	Connections *IpvsConnections `protobuf:"bytes,20,opt,name=connections,proto3" json:"connections,omitempty"`
+	// build is the lvsd build this node runs; unset by an lvsd older than the
+	// field.
+	Build         *BuildInfo `protobuf:"bytes,21,opt,name=build,proto3" json:"build,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -289,6 +300,272 @@ func (x *NodeStatus) GetCertificate() *CertificateInfo {
 	return nil
 }
 
+func (x *NodeStatus) GetSyncDaemons() []*SyncDaemon {
+	if x != nil {
+		return x.SyncDaemons
+	}
+	return nil
+}
+
+func (x *NodeStatus) GetConnections() *IpvsConnections {
+	if x != nil {
+		return x.Connections
+	}
+	return nil
+}
+
+func (x *NodeStatus) GetBuild() *BuildInfo {
+	if x != nil {
+		return x.Build
+	}
+	return nil
+}
+
+// BuildInfo says which build of lvsd a node runs, as `lvsd --version` prints
+// it. Routers of different builds in one cluster show a rolling upgrade
+// under way (README, "Versions and upgrades").
+type BuildInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version is the release as `git describe --tags --always --dirty` names
+	// it (v1.4.0, v1.4.0-3-gabc1234), or devel for a build given none.
+	Version string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// commit is the full git commit hash; empty when unknown.
+	Commit string `protobuf:"bytes,2,opt,name=commit,proto3" json:"commit,omitempty"`
+	// modified is set when the commit's work tree had uncommitted changes.
+	Modified bool `protobuf:"varint,3,opt,name=modified,proto3" json:"modified,omitempty"`
+	// build_date is when the binary was built (RFC 3339, UTC); empty when
+	// unknown.
+	BuildDate string `protobuf:"bytes,4,opt,name=build_date,json=buildDate,proto3" json:"build_date,omitempty"`
+	// go_version is the Go toolchain that built it (go1.26.8).
+	GoVersion string `protobuf:"bytes,5,opt,name=go_version,json=goVersion,proto3" json:"go_version,omitempty"`
+	// platform is GOOS/GOARCH (linux/amd64).
+	Platform      string `protobuf:"bytes,6,opt,name=platform,proto3" json:"platform,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildInfo) Reset() {
+	*x = BuildInfo{}
+	mi := &file_shoal_v1_node_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildInfo) ProtoMessage() {}
+
+func (x *BuildInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_node_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildInfo.ProtoReflect.Descriptor instead.
+func (*BuildInfo) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *BuildInfo) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetCommit() string {
+	if x != nil {
+		return x.Commit
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetModified() bool {
+	if x != nil {
+		return x.Modified
+	}
+	return false
+}
+
+func (x *BuildInfo) GetBuildDate() string {
+	if x != nil {
+		return x.BuildDate
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetGoVersion() string {
+	if x != nil {
+		return x.GoVersion
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+// SyncDaemon is one IPVS sync daemon as the kernel reports it.
+type SyncDaemon struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// state is master or backup.
+	State     string `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	Interface string `protobuf:"bytes,2,opt,name=interface,proto3" json:"interface,omitempty"`
+	SyncId    uint32 `protobuf:"varint,3,opt,name=sync_id,json=syncId,proto3" json:"sync_id,omitempty"`
+	// max_len, group, port and ttl are reported by Linux 4.3 and later.
+	MaxLen        uint32 `protobuf:"varint,4,opt,name=max_len,json=maxLen,proto3" json:"max_len,omitempty"`
+	Group         string `protobuf:"bytes,5,opt,name=group,proto3" json:"group,omitempty"`
+	Port          uint32 `protobuf:"varint,6,opt,name=port,proto3" json:"port,omitempty"`
+	Ttl           uint32 `protobuf:"varint,7,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncDaemon) Reset() {
+	*x = SyncDaemon{}
+	mi := &file_shoal_v1_node_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncDaemon) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncDaemon) ProtoMessage() {}
+
+func (x *SyncDaemon) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_node_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncDaemon.ProtoReflect.Descriptor instead.
+func (*SyncDaemon) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SyncDaemon) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *SyncDaemon) GetInterface() string {
+	if x != nil {
+		return x.Interface
+	}
+	return ""
+}
+
+func (x *SyncDaemon) GetSyncId() uint32 {
+	if x != nil {
+		return x.SyncId
+	}
+	return 0
+}
+
+func (x *SyncDaemon) GetMaxLen() uint32 {
+	if x != nil {
+		return x.MaxLen
+	}
+	return 0
+}
+
+func (x *SyncDaemon) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *SyncDaemon) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *SyncDaemon) GetTtl() uint32 {
+	if x != nil {
+		return x.Ttl
+	}
+	return 0
+}
+
+// IpvsConnections counts IPVS connections by the kernel's own split.
+type IpvsConnections struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// active are established TCP (and SCTP) connections.
+	Active uint64 `protobuf:"varint,1,opt,name=active,proto3" json:"active,omitempty"`
+	// inactive are every other state, UDP flows included.
+	Inactive      uint64 `protobuf:"varint,2,opt,name=inactive,proto3" json:"inactive,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IpvsConnections) Reset() {
+	*x = IpvsConnections{}
+	mi := &file_shoal_v1_node_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IpvsConnections) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IpvsConnections) ProtoMessage() {}
+
+func (x *IpvsConnections) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_node_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IpvsConnections.ProtoReflect.Descriptor instead.
+func (*IpvsConnections) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *IpvsConnections) GetActive() uint64 {
+	if x != nil {
+		return x.Active
+	}
+	return 0
+}
+
+func (x *IpvsConnections) GetInactive() uint64 {
+	if x != nil {
+		return x.Inactive
+	}
+	return 0
+}
+
 type IpvsService struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// name of the configured service this entry belongs to, if any.
@@ -310,7 +587,7 @@ type IpvsService struct {
 
 func (x *IpvsService) Reset() {
 	*x = IpvsService{}
-	mi := &file_shoal_v1_node_service_proto_msgTypes[3]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -322,7 +599,7 @@ func (x *IpvsService) String() string {
 func (*IpvsService) ProtoMessage() {}
 
 func (x *IpvsService) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_node_service_proto_msgTypes[3]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -335,7 +612,7 @@ func (x *IpvsService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpvsService.ProtoReflect.Descriptor instead.
 func (*IpvsService) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{3}
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *IpvsService) GetName() string {
@@ -431,7 +708,7 @@ type IpvsDestination struct {
 
 func (x *IpvsDestination) Reset() {
 	*x = IpvsDestination{}
-	mi := &file_shoal_v1_node_service_proto_msgTypes[4]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -443,7 +720,7 @@ func (x *IpvsDestination) String() string {
 func (*IpvsDestination) ProtoMessage() {}
 
 func (x *IpvsDestination) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_node_service_proto_msgTypes[4]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -456,7 +733,7 @@ func (x *IpvsDestination) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpvsDestination.ProtoReflect.Descriptor instead.
 func (*IpvsDestination) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{4}
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *IpvsDestination) GetAddress() string {
@@ -521,7 +798,7 @@ type IpvsStats struct {
 
 func (x *IpvsStats) Reset() {
 	*x = IpvsStats{}
-	mi := &file_shoal_v1_node_service_proto_msgTypes[5]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -533,7 +810,7 @@ func (x *IpvsStats) String() string {
 func (*IpvsStats) ProtoMessage() {}
 
 func (x *IpvsStats) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_node_service_proto_msgTypes[5]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -546,7 +823,7 @@ func (x *IpvsStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpvsStats.ProtoReflect.Descriptor instead.
 func (*IpvsStats) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{5}
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *IpvsStats) GetConnections() uint64 {
@@ -605,7 +882,7 @@ type RealServerHealth struct {
 
 func (x *RealServerHealth) Reset() {
 	*x = RealServerHealth{}
-	mi := &file_shoal_v1_node_service_proto_msgTypes[6]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +894,7 @@ func (x *RealServerHealth) String() string {
 func (*RealServerHealth) ProtoMessage() {}
 
 func (x *RealServerHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_node_service_proto_msgTypes[6]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +907,7 @@ func (x *RealServerHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RealServerHealth.ProtoReflect.Descriptor instead.
 func (*RealServerHealth) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{6}
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RealServerHealth) GetService() string {
@@ -704,7 +981,7 @@ type WatchHealthRequest struct {
 
 func (x *WatchHealthRequest) Reset() {
 	*x = WatchHealthRequest{}
-	mi := &file_shoal_v1_node_service_proto_msgTypes[7]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -716,7 +993,7 @@ func (x *WatchHealthRequest) String() string {
 func (*WatchHealthRequest) ProtoMessage() {}
 
 func (x *WatchHealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_node_service_proto_msgTypes[7]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -729,7 +1006,7 @@ func (x *WatchHealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchHealthRequest.ProtoReflect.Descriptor instead.
 func (*WatchHealthRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{7}
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{10}
 }
 
 type WatchHealthResponse struct {
@@ -741,7 +1018,7 @@ type WatchHealthResponse struct {
 
 func (x *WatchHealthResponse) Reset() {
 	*x = WatchHealthResponse{}
-	mi := &file_shoal_v1_node_service_proto_msgTypes[8]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +1030,7 @@ func (x *WatchHealthResponse) String() string {
 func (*WatchHealthResponse) ProtoMessage() {}
 
 func (x *WatchHealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_node_service_proto_msgTypes[8]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +1043,7 @@ func (x *WatchHealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchHealthResponse.ProtoReflect.Descriptor instead.
 func (*WatchHealthResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{8}
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WatchHealthResponse) GetHealth() *RealServerHealth {
@@ -783,7 +1060,7 @@ const file_shoal_v1_node_service_proto_rawDesc = "" +
 	"\x1bshoal/v1/node_service.proto\x12\bshoal.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12shoal/v1/pki.proto\"\x16\n" +
 	"\x14GetNodeStatusRequest\"E\n" +
 	"\x15GetNodeStatusResponse\x12,\n" +
-	"\x06status\x18\x01 \x01(\v2\x14.shoal.v1.NodeStatusR\x06status\"\xbf\x05\n" +
+	"\x06status\x18\x01 \x01(\v2\x14.shoal.v1.NodeStatusR\x06status\"\xe0\x06\n" +
 	"\n" +
 	"NodeStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -806,7 +1083,31 @@ const file_shoal_v1_node_service_proto_rawDesc = "" +
 	"\vapi_address\x18\x10 \x01(\tR\n" +
 	"apiAddress\x12!\n" +
 	"\fraft_address\x18\x11 \x01(\tR\vraftAddress\x12;\n" +
-	"\vcertificate\x18\x12 \x01(\v2\x19.shoal.v1.CertificateInfoR\vcertificate\"\x81\x03\n" +
+	"\vcertificate\x18\x12 \x01(\v2\x19.shoal.v1.CertificateInfoR\vcertificate\x127\n" +
+	"\fsync_daemons\x18\x13 \x03(\v2\x14.shoal.v1.SyncDaemonR\vsyncDaemons\x12;\n" +
+	"\vconnections\x18\x14 \x01(\v2\x19.shoal.v1.IpvsConnectionsR\vconnections\x12)\n" +
+	"\x05build\x18\x15 \x01(\v2\x13.shoal.v1.BuildInfoR\x05build\"\xb3\x01\n" +
+	"\tBuildInfo\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
+	"\x06commit\x18\x02 \x01(\tR\x06commit\x12\x1a\n" +
+	"\bmodified\x18\x03 \x01(\bR\bmodified\x12\x1d\n" +
+	"\n" +
+	"build_date\x18\x04 \x01(\tR\tbuildDate\x12\x1d\n" +
+	"\n" +
+	"go_version\x18\x05 \x01(\tR\tgoVersion\x12\x1a\n" +
+	"\bplatform\x18\x06 \x01(\tR\bplatform\"\xae\x01\n" +
+	"\n" +
+	"SyncDaemon\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\tR\x05state\x12\x1c\n" +
+	"\tinterface\x18\x02 \x01(\tR\tinterface\x12\x17\n" +
+	"\async_id\x18\x03 \x01(\rR\x06syncId\x12\x17\n" +
+	"\amax_len\x18\x04 \x01(\rR\x06maxLen\x12\x14\n" +
+	"\x05group\x18\x05 \x01(\tR\x05group\x12\x12\n" +
+	"\x04port\x18\x06 \x01(\rR\x04port\x12\x10\n" +
+	"\x03ttl\x18\a \x01(\rR\x03ttl\"E\n" +
+	"\x0fIpvsConnections\x12\x16\n" +
+	"\x06active\x18\x01 \x01(\x04R\x06active\x12\x1a\n" +
+	"\binactive\x18\x02 \x01(\x04R\binactive\"\x81\x03\n" +
 	"\vIpvsService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -866,43 +1167,49 @@ func file_shoal_v1_node_service_proto_rawDescGZIP() []byte {
 	return file_shoal_v1_node_service_proto_rawDescData
 }
 
-var file_shoal_v1_node_service_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_shoal_v1_node_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_shoal_v1_node_service_proto_goTypes = []any{
 	(*GetNodeStatusRequest)(nil),  // 0: shoal.v1.GetNodeStatusRequest
 	(*GetNodeStatusResponse)(nil), // 1: shoal.v1.GetNodeStatusResponse
 	(*NodeStatus)(nil),            // 2: shoal.v1.NodeStatus
-	(*IpvsService)(nil),           // 3: shoal.v1.IpvsService
-	(*IpvsDestination)(nil),       // 4: shoal.v1.IpvsDestination
-	(*IpvsStats)(nil),             // 5: shoal.v1.IpvsStats
-	(*RealServerHealth)(nil),      // 6: shoal.v1.RealServerHealth
-	(*WatchHealthRequest)(nil),    // 7: shoal.v1.WatchHealthRequest
-	(*WatchHealthResponse)(nil),   // 8: shoal.v1.WatchHealthResponse
-	(*durationpb.Duration)(nil),   // 9: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
-	(*CertificateInfo)(nil),       // 11: shoal.v1.CertificateInfo
+	(*BuildInfo)(nil),             // 3: shoal.v1.BuildInfo
+	(*SyncDaemon)(nil),            // 4: shoal.v1.SyncDaemon
+	(*IpvsConnections)(nil),       // 5: shoal.v1.IpvsConnections
+	(*IpvsService)(nil),           // 6: shoal.v1.IpvsService
+	(*IpvsDestination)(nil),       // 7: shoal.v1.IpvsDestination
+	(*IpvsStats)(nil),             // 8: shoal.v1.IpvsStats
+	(*RealServerHealth)(nil),      // 9: shoal.v1.RealServerHealth
+	(*WatchHealthRequest)(nil),    // 10: shoal.v1.WatchHealthRequest
+	(*WatchHealthResponse)(nil),   // 11: shoal.v1.WatchHealthResponse
+	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*CertificateInfo)(nil),       // 14: shoal.v1.CertificateInfo
 }
 var file_shoal_v1_node_service_proto_depIdxs = []int32{
 	2,  // 0: shoal.v1.GetNodeStatusResponse.status:type_name -> shoal.v1.NodeStatus
-	9,  // 1: shoal.v1.NodeStatus.last_contact:type_name -> google.protobuf.Duration
-	10, // 2: shoal.v1.NodeStatus.last_reconcile:type_name -> google.protobuf.Timestamp
-	3,  // 3: shoal.v1.NodeStatus.ipvs:type_name -> shoal.v1.IpvsService
-	6,  // 4: shoal.v1.NodeStatus.health:type_name -> shoal.v1.RealServerHealth
-	11, // 5: shoal.v1.NodeStatus.certificate:type_name -> shoal.v1.CertificateInfo
-	5,  // 6: shoal.v1.IpvsService.stats:type_name -> shoal.v1.IpvsStats
-	4,  // 7: shoal.v1.IpvsService.destinations:type_name -> shoal.v1.IpvsDestination
-	5,  // 8: shoal.v1.IpvsDestination.stats:type_name -> shoal.v1.IpvsStats
-	10, // 9: shoal.v1.RealServerHealth.since:type_name -> google.protobuf.Timestamp
-	9,  // 10: shoal.v1.RealServerHealth.last_latency:type_name -> google.protobuf.Duration
-	6,  // 11: shoal.v1.WatchHealthResponse.health:type_name -> shoal.v1.RealServerHealth
-	0,  // 12: shoal.v1.NodeService.GetNodeStatus:input_type -> shoal.v1.GetNodeStatusRequest
-	7,  // 13: shoal.v1.NodeService.WatchHealth:input_type -> shoal.v1.WatchHealthRequest
-	1,  // 14: shoal.v1.NodeService.GetNodeStatus:output_type -> shoal.v1.GetNodeStatusResponse
-	8,  // 15: shoal.v1.NodeService.WatchHealth:output_type -> shoal.v1.WatchHealthResponse
-	14, // [14:16] is the sub-list for method output_type
-	12, // [12:14] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	12, // 1: shoal.v1.NodeStatus.last_contact:type_name -> google.protobuf.Duration
+	13, // 2: shoal.v1.NodeStatus.last_reconcile:type_name -> google.protobuf.Timestamp
+	6,  // 3: shoal.v1.NodeStatus.ipvs:type_name -> shoal.v1.IpvsService
+	9,  // 4: shoal.v1.NodeStatus.health:type_name -> shoal.v1.RealServerHealth
+	14, // 5: shoal.v1.NodeStatus.certificate:type_name -> shoal.v1.CertificateInfo
+	4,  // 6: shoal.v1.NodeStatus.sync_daemons:type_name -> shoal.v1.SyncDaemon
+	5,  // 7: shoal.v1.NodeStatus.connections:type_name -> shoal.v1.IpvsConnections
+	3,  // 8: shoal.v1.NodeStatus.build:type_name -> shoal.v1.BuildInfo
+	8,  // 9: shoal.v1.IpvsService.stats:type_name -> shoal.v1.IpvsStats
+	7,  // 10: shoal.v1.IpvsService.destinations:type_name -> shoal.v1.IpvsDestination
+	8,  // 11: shoal.v1.IpvsDestination.stats:type_name -> shoal.v1.IpvsStats
+	13, // 12: shoal.v1.RealServerHealth.since:type_name -> google.protobuf.Timestamp
+	12, // 13: shoal.v1.RealServerHealth.last_latency:type_name -> google.protobuf.Duration
+	9,  // 14: shoal.v1.WatchHealthResponse.health:type_name -> shoal.v1.RealServerHealth
+	0,  // 15: shoal.v1.NodeService.GetNodeStatus:input_type -> shoal.v1.GetNodeStatusRequest
+	10, // 16: shoal.v1.NodeService.WatchHealth:input_type -> shoal.v1.WatchHealthRequest
+	1,  // 17: shoal.v1.NodeService.GetNodeStatus:output_type -> shoal.v1.GetNodeStatusResponse
+	11, // 18: shoal.v1.NodeService.WatchHealth:output_type -> shoal.v1.WatchHealthResponse
+	17, // [17:19] is the sub-list for method output_type
+	15, // [15:17] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_shoal_v1_node_service_proto_init() }
@@ -917,7 +1224,7 @@ func file_shoal_v1_node_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_v1_node_service_proto_rawDesc), len(file_shoal_v1_node_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

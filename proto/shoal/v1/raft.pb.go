@@ -22,6 +22,107 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type CheckConnectionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// connections are keys as /proc/net/ip_vs_conn spells a connection:
+	// "TCP 0A000164:9C40 0A00010A:0050 0A00020B:0050" (protocol, client,
+	// virtual address, real server; IPv4 in hex, IPv6 as printed there).
+	Connections   []string `protobuf:"bytes,1,rep,name=connections,proto3" json:"connections,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckConnectionsRequest) Reset() {
+	*x = CheckConnectionsRequest{}
+	mi := &file_shoal_v1_raft_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckConnectionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckConnectionsRequest) ProtoMessage() {}
+
+func (x *CheckConnectionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_raft_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckConnectionsRequest.ProtoReflect.Descriptor instead.
+func (*CheckConnectionsRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *CheckConnectionsRequest) GetConnections() []string {
+	if x != nil {
+		return x.Connections
+	}
+	return nil
+}
+
+type CheckConnectionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// missing are the keys the node's kernel has no entry for.
+	Missing []string `protobuf:"bytes,1,rep,name=missing,proto3" json:"missing,omitempty"`
+	// total is how many connections the node's kernel holds.
+	Total         uint64 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckConnectionsResponse) Reset() {
+	*x = CheckConnectionsResponse{}
+	mi := &file_shoal_v1_raft_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckConnectionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckConnectionsResponse) ProtoMessage() {}
+
+func (x *CheckConnectionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_raft_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckConnectionsResponse.ProtoReflect.Descriptor instead.
+func (*CheckConnectionsResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CheckConnectionsResponse) GetMissing() []string {
+	if x != nil {
+		return x.Missing
+	}
+	return nil
+}
+
+func (x *CheckConnectionsResponse) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
 // Command is one entry of the Raft log. Write requests of the public API are
 // carried as they are, so the log speaks the API's language.
 type Command struct {
@@ -57,7 +158,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[0]
+	mi := &file_shoal_v1_raft_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -69,7 +170,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[0]
+	mi := &file_shoal_v1_raft_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -82,7 +183,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{0}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Command) GetOp() isCommand_Op {
@@ -351,7 +452,7 @@ type AppliedRequest struct {
 
 func (x *AppliedRequest) Reset() {
 	*x = AppliedRequest{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[1]
+	mi := &file_shoal_v1_raft_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -363,7 +464,7 @@ func (x *AppliedRequest) String() string {
 func (*AppliedRequest) ProtoMessage() {}
 
 func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[1]
+	mi := &file_shoal_v1_raft_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -376,7 +477,7 @@ func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
 func (*AppliedRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{1}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *AppliedRequest) GetId() string {
@@ -423,7 +524,7 @@ type Audit struct {
 
 func (x *Audit) Reset() {
 	*x = Audit{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[2]
+	mi := &file_shoal_v1_raft_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -435,7 +536,7 @@ func (x *Audit) String() string {
 func (*Audit) ProtoMessage() {}
 
 func (x *Audit) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[2]
+	mi := &file_shoal_v1_raft_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -448,7 +549,7 @@ func (x *Audit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Audit.ProtoReflect.Descriptor instead.
 func (*Audit) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{2}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Audit) GetActor() string {
@@ -492,7 +593,7 @@ type StoredJoinToken struct {
 
 func (x *StoredJoinToken) Reset() {
 	*x = StoredJoinToken{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[3]
+	mi := &file_shoal_v1_raft_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -504,7 +605,7 @@ func (x *StoredJoinToken) String() string {
 func (*StoredJoinToken) ProtoMessage() {}
 
 func (x *StoredJoinToken) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[3]
+	mi := &file_shoal_v1_raft_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -517,7 +618,7 @@ func (x *StoredJoinToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredJoinToken.ProtoReflect.Descriptor instead.
 func (*StoredJoinToken) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{3}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StoredJoinToken) GetInfo() *JoinToken {
@@ -547,7 +648,7 @@ type ClusterCA struct {
 
 func (x *ClusterCA) Reset() {
 	*x = ClusterCA{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[4]
+	mi := &file_shoal_v1_raft_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -559,7 +660,7 @@ func (x *ClusterCA) String() string {
 func (*ClusterCA) ProtoMessage() {}
 
 func (x *ClusterCA) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[4]
+	mi := &file_shoal_v1_raft_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -572,7 +673,7 @@ func (x *ClusterCA) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterCA.ProtoReflect.Descriptor instead.
 func (*ClusterCA) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{4}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ClusterCA) GetCertificate() []byte {
@@ -609,7 +710,7 @@ type HistoryRecord struct {
 
 func (x *HistoryRecord) Reset() {
 	*x = HistoryRecord{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[5]
+	mi := &file_shoal_v1_raft_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -621,7 +722,7 @@ func (x *HistoryRecord) String() string {
 func (*HistoryRecord) ProtoMessage() {}
 
 func (x *HistoryRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[5]
+	mi := &file_shoal_v1_raft_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -634,7 +735,7 @@ func (x *HistoryRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRecord.ProtoReflect.Descriptor instead.
 func (*HistoryRecord) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{5}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HistoryRecord) GetEntry() *HistoryEntry {
@@ -684,7 +785,7 @@ type RegisterMember struct {
 
 func (x *RegisterMember) Reset() {
 	*x = RegisterMember{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[6]
+	mi := &file_shoal_v1_raft_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +797,7 @@ func (x *RegisterMember) String() string {
 func (*RegisterMember) ProtoMessage() {}
 
 func (x *RegisterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[6]
+	mi := &file_shoal_v1_raft_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +810,7 @@ func (x *RegisterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterMember.ProtoReflect.Descriptor instead.
 func (*RegisterMember) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{6}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RegisterMember) GetId() string {
@@ -736,7 +837,7 @@ type UnregisterMember struct {
 
 func (x *UnregisterMember) Reset() {
 	*x = UnregisterMember{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[7]
+	mi := &file_shoal_v1_raft_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -748,7 +849,7 @@ func (x *UnregisterMember) String() string {
 func (*UnregisterMember) ProtoMessage() {}
 
 func (x *UnregisterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[7]
+	mi := &file_shoal_v1_raft_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -761,7 +862,7 @@ func (x *UnregisterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterMember.ProtoReflect.Descriptor instead.
 func (*UnregisterMember) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{7}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UnregisterMember) GetId() string {
@@ -794,7 +895,7 @@ type State struct {
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[8]
+	mi := &file_shoal_v1_raft_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +907,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[8]
+	mi := &file_shoal_v1_raft_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +920,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{8}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *State) GetConfig() *Config {
@@ -880,7 +981,7 @@ type ApplyCommandRequest struct {
 
 func (x *ApplyCommandRequest) Reset() {
 	*x = ApplyCommandRequest{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[9]
+	mi := &file_shoal_v1_raft_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -892,7 +993,7 @@ func (x *ApplyCommandRequest) String() string {
 func (*ApplyCommandRequest) ProtoMessage() {}
 
 func (x *ApplyCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[9]
+	mi := &file_shoal_v1_raft_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -905,7 +1006,7 @@ func (x *ApplyCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCommandRequest.ProtoReflect.Descriptor instead.
 func (*ApplyCommandRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{9}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ApplyCommandRequest) GetCommand() *Command {
@@ -929,7 +1030,7 @@ type ApplyCommandResponse struct {
 
 func (x *ApplyCommandResponse) Reset() {
 	*x = ApplyCommandResponse{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[10]
+	mi := &file_shoal_v1_raft_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1042,7 @@ func (x *ApplyCommandResponse) String() string {
 func (*ApplyCommandResponse) ProtoMessage() {}
 
 func (x *ApplyCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[10]
+	mi := &file_shoal_v1_raft_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1055,7 @@ func (x *ApplyCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCommandResponse.ProtoReflect.Descriptor instead.
 func (*ApplyCommandResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{10}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ApplyCommandResponse) GetSerial() uint64 {
@@ -986,7 +1087,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[11]
+	mi := &file_shoal_v1_raft_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1099,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[11]
+	mi := &file_shoal_v1_raft_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +1112,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{11}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{13}
 }
 
 type ReadIndexResponse struct {
@@ -1024,7 +1125,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[12]
+	mi := &file_shoal_v1_raft_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1137,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[12]
+	mi := &file_shoal_v1_raft_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1150,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{12}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -1063,7 +1164,12 @@ var File_shoal_v1_raft_proto protoreflect.FileDescriptor
 
 const file_shoal_v1_raft_proto_rawDesc = "" +
 	"\n" +
-	"\x13shoal/v1/raft.proto\x12\bshoal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshoal/v1/cluster_service.proto\x1a\x15shoal/v1/config.proto\x1a\x1dshoal/v1/config_service.proto\x1a$shoal/v1/load_balancer_service.proto\"\xf3\t\n" +
+	"\x13shoal/v1/raft.proto\x12\bshoal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eshoal/v1/cluster_service.proto\x1a\x15shoal/v1/config.proto\x1a\x1dshoal/v1/config_service.proto\x1a$shoal/v1/load_balancer_service.proto\";\n" +
+	"\x17CheckConnectionsRequest\x12 \n" +
+	"\vconnections\x18\x01 \x03(\tR\vconnections\"J\n" +
+	"\x18CheckConnectionsResponse\x12\x18\n" +
+	"\amissing\x18\x01 \x03(\tR\amissing\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x04R\x05total\"\xf3\t\n" +
 	"\aCommand\x12A\n" +
 	"\fapply_config\x18\x01 \x01(\v2\x1c.shoal.v1.ApplyConfigRequestH\x00R\vapplyConfig\x12]\n" +
 	"\x16create_virtual_service\x18\x02 \x01(\v2%.shoal.v1.CreateVirtualServiceRequestH\x00R\x14createVirtualService\x12]\n" +
@@ -1132,10 +1238,11 @@ const file_shoal_v1_raft_proto_rawDesc = "" +
 	"\x05index\x18\x03 \x01(\x04R\x05index\"\x12\n" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index2\xa2\x01\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index2\xfd\x01\n" +
 	"\vPeerService\x12M\n" +
 	"\fApplyCommand\x12\x1d.shoal.v1.ApplyCommandRequest\x1a\x1e.shoal.v1.ApplyCommandResponse\x12D\n" +
-	"\tReadIndex\x12\x1a.shoal.v1.ReadIndexRequest\x1a\x1b.shoal.v1.ReadIndexResponseB2Z0github.com/shoal-lb/shoal/proto/shoal/v1;shoalv1b\x06proto3"
+	"\tReadIndex\x12\x1a.shoal.v1.ReadIndexRequest\x1a\x1b.shoal.v1.ReadIndexResponse\x12Y\n" +
+	"\x10CheckConnections\x12!.shoal.v1.CheckConnectionsRequest\x1a\".shoal.v1.CheckConnectionsResponseB2Z0github.com/shoal-lb/shoal/proto/shoal/v1;shoalv1b\x06proto3"
 
 var (
 	file_shoal_v1_raft_proto_rawDescOnce sync.Once
@@ -1149,79 +1256,83 @@ func file_shoal_v1_raft_proto_rawDescGZIP() []byte {
 	return file_shoal_v1_raft_proto_rawDescData
 }
 
-var file_shoal_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_shoal_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_shoal_v1_raft_proto_goTypes = []any{
-	(*Command)(nil),                     // 0: shoal.v1.Command
-	(*AppliedRequest)(nil),              // 1: shoal.v1.AppliedRequest
-	(*Audit)(nil),                       // 2: shoal.v1.Audit
-	(*StoredJoinToken)(nil),             // 3: shoal.v1.StoredJoinToken
-	(*ClusterCA)(nil),                   // 4: shoal.v1.ClusterCA
-	(*HistoryRecord)(nil),               // 5: shoal.v1.HistoryRecord
-	(*RegisterMember)(nil),              // 6: shoal.v1.RegisterMember
-	(*UnregisterMember)(nil),            // 7: shoal.v1.UnregisterMember
-	(*State)(nil),                       // 8: shoal.v1.State
-	(*ApplyCommandRequest)(nil),         // 9: shoal.v1.ApplyCommandRequest
-	(*ApplyCommandResponse)(nil),        // 10: shoal.v1.ApplyCommandResponse
-	(*ReadIndexRequest)(nil),            // 11: shoal.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),           // 12: shoal.v1.ReadIndexResponse
-	(*ApplyConfigRequest)(nil),          // 13: shoal.v1.ApplyConfigRequest
-	(*CreateVirtualServiceRequest)(nil), // 14: shoal.v1.CreateVirtualServiceRequest
-	(*UpdateVirtualServiceRequest)(nil), // 15: shoal.v1.UpdateVirtualServiceRequest
-	(*DeleteVirtualServiceRequest)(nil), // 16: shoal.v1.DeleteVirtualServiceRequest
-	(*AddRealServerRequest)(nil),        // 17: shoal.v1.AddRealServerRequest
-	(*UpdateRealServerRequest)(nil),     // 18: shoal.v1.UpdateRealServerRequest
-	(*RemoveRealServerRequest)(nil),     // 19: shoal.v1.RemoveRealServerRequest
-	(*RollbackConfigRequest)(nil),       // 20: shoal.v1.RollbackConfigRequest
-	(*DeleteJoinTokenRequest)(nil),      // 21: shoal.v1.DeleteJoinTokenRequest
-	(*IssuedCertificate)(nil),           // 22: shoal.v1.IssuedCertificate
-	(*RevokeCertificateRequest)(nil),    // 23: shoal.v1.RevokeCertificateRequest
-	(*Change)(nil),                      // 24: shoal.v1.Change
-	(*timestamppb.Timestamp)(nil),       // 25: google.protobuf.Timestamp
-	(*JoinToken)(nil),                   // 26: shoal.v1.JoinToken
-	(*HistoryEntry)(nil),                // 27: shoal.v1.HistoryEntry
-	(*Global)(nil),                      // 28: shoal.v1.Global
-	(*VirtualService)(nil),              // 29: shoal.v1.VirtualService
-	(*Config)(nil),                      // 30: shoal.v1.Config
+	(*CheckConnectionsRequest)(nil),     // 0: shoal.v1.CheckConnectionsRequest
+	(*CheckConnectionsResponse)(nil),    // 1: shoal.v1.CheckConnectionsResponse
+	(*Command)(nil),                     // 2: shoal.v1.Command
+	(*AppliedRequest)(nil),              // 3: shoal.v1.AppliedRequest
+	(*Audit)(nil),                       // 4: shoal.v1.Audit
+	(*StoredJoinToken)(nil),             // 5: shoal.v1.StoredJoinToken
+	(*ClusterCA)(nil),                   // 6: shoal.v1.ClusterCA
+	(*HistoryRecord)(nil),               // 7: shoal.v1.HistoryRecord
+	(*RegisterMember)(nil),              // 8: shoal.v1.RegisterMember
+	(*UnregisterMember)(nil),            // 9: shoal.v1.UnregisterMember
+	(*State)(nil),                       // 10: shoal.v1.State
+	(*ApplyCommandRequest)(nil),         // 11: shoal.v1.ApplyCommandRequest
+	(*ApplyCommandResponse)(nil),        // 12: shoal.v1.ApplyCommandResponse
+	(*ReadIndexRequest)(nil),            // 13: shoal.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),           // 14: shoal.v1.ReadIndexResponse
+	(*ApplyConfigRequest)(nil),          // 15: shoal.v1.ApplyConfigRequest
+	(*CreateVirtualServiceRequest)(nil), // 16: shoal.v1.CreateVirtualServiceRequest
+	(*UpdateVirtualServiceRequest)(nil), // 17: shoal.v1.UpdateVirtualServiceRequest
+	(*DeleteVirtualServiceRequest)(nil), // 18: shoal.v1.DeleteVirtualServiceRequest
+	(*AddRealServerRequest)(nil),        // 19: shoal.v1.AddRealServerRequest
+	(*UpdateRealServerRequest)(nil),     // 20: shoal.v1.UpdateRealServerRequest
+	(*RemoveRealServerRequest)(nil),     // 21: shoal.v1.RemoveRealServerRequest
+	(*RollbackConfigRequest)(nil),       // 22: shoal.v1.RollbackConfigRequest
+	(*DeleteJoinTokenRequest)(nil),      // 23: shoal.v1.DeleteJoinTokenRequest
+	(*IssuedCertificate)(nil),           // 24: shoal.v1.IssuedCertificate
+	(*RevokeCertificateRequest)(nil),    // 25: shoal.v1.RevokeCertificateRequest
+	(*Change)(nil),                      // 26: shoal.v1.Change
+	(*timestamppb.Timestamp)(nil),       // 27: google.protobuf.Timestamp
+	(*JoinToken)(nil),                   // 28: shoal.v1.JoinToken
+	(*HistoryEntry)(nil),                // 29: shoal.v1.HistoryEntry
+	(*Global)(nil),                      // 30: shoal.v1.Global
+	(*VirtualService)(nil),              // 31: shoal.v1.VirtualService
+	(*Config)(nil),                      // 32: shoal.v1.Config
 }
 var file_shoal_v1_raft_proto_depIdxs = []int32{
-	13, // 0: shoal.v1.Command.apply_config:type_name -> shoal.v1.ApplyConfigRequest
-	14, // 1: shoal.v1.Command.create_virtual_service:type_name -> shoal.v1.CreateVirtualServiceRequest
-	15, // 2: shoal.v1.Command.update_virtual_service:type_name -> shoal.v1.UpdateVirtualServiceRequest
-	16, // 3: shoal.v1.Command.delete_virtual_service:type_name -> shoal.v1.DeleteVirtualServiceRequest
-	17, // 4: shoal.v1.Command.add_real_server:type_name -> shoal.v1.AddRealServerRequest
-	18, // 5: shoal.v1.Command.update_real_server:type_name -> shoal.v1.UpdateRealServerRequest
-	19, // 6: shoal.v1.Command.remove_real_server:type_name -> shoal.v1.RemoveRealServerRequest
-	6,  // 7: shoal.v1.Command.register_member:type_name -> shoal.v1.RegisterMember
-	7,  // 8: shoal.v1.Command.unregister_member:type_name -> shoal.v1.UnregisterMember
-	20, // 9: shoal.v1.Command.rollback_config:type_name -> shoal.v1.RollbackConfigRequest
-	3,  // 10: shoal.v1.Command.create_join_token:type_name -> shoal.v1.StoredJoinToken
-	21, // 11: shoal.v1.Command.delete_join_token:type_name -> shoal.v1.DeleteJoinTokenRequest
-	4,  // 12: shoal.v1.Command.install_ca:type_name -> shoal.v1.ClusterCA
-	22, // 13: shoal.v1.Command.record_certificate:type_name -> shoal.v1.IssuedCertificate
-	23, // 14: shoal.v1.Command.revoke_certificate:type_name -> shoal.v1.RevokeCertificateRequest
-	2,  // 15: shoal.v1.Command.audit:type_name -> shoal.v1.Audit
-	24, // 16: shoal.v1.AppliedRequest.changes:type_name -> shoal.v1.Change
-	25, // 17: shoal.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
-	25, // 18: shoal.v1.Audit.time:type_name -> google.protobuf.Timestamp
-	26, // 19: shoal.v1.StoredJoinToken.info:type_name -> shoal.v1.JoinToken
-	27, // 20: shoal.v1.HistoryRecord.entry:type_name -> shoal.v1.HistoryEntry
-	28, // 21: shoal.v1.HistoryRecord.global_before:type_name -> shoal.v1.Global
-	29, // 22: shoal.v1.HistoryRecord.services_before:type_name -> shoal.v1.VirtualService
-	30, // 23: shoal.v1.State.config:type_name -> shoal.v1.Config
-	6,  // 24: shoal.v1.State.members:type_name -> shoal.v1.RegisterMember
-	5,  // 25: shoal.v1.State.history:type_name -> shoal.v1.HistoryRecord
-	3,  // 26: shoal.v1.State.join_tokens:type_name -> shoal.v1.StoredJoinToken
-	4,  // 27: shoal.v1.State.ca:type_name -> shoal.v1.ClusterCA
-	22, // 28: shoal.v1.State.certificates:type_name -> shoal.v1.IssuedCertificate
-	1,  // 29: shoal.v1.State.requests:type_name -> shoal.v1.AppliedRequest
-	0,  // 30: shoal.v1.ApplyCommandRequest.command:type_name -> shoal.v1.Command
-	24, // 31: shoal.v1.ApplyCommandResponse.changes:type_name -> shoal.v1.Change
-	9,  // 32: shoal.v1.PeerService.ApplyCommand:input_type -> shoal.v1.ApplyCommandRequest
-	11, // 33: shoal.v1.PeerService.ReadIndex:input_type -> shoal.v1.ReadIndexRequest
-	10, // 34: shoal.v1.PeerService.ApplyCommand:output_type -> shoal.v1.ApplyCommandResponse
-	12, // 35: shoal.v1.PeerService.ReadIndex:output_type -> shoal.v1.ReadIndexResponse
-	34, // [34:36] is the sub-list for method output_type
-	32, // [32:34] is the sub-list for method input_type
+	15, // 0: shoal.v1.Command.apply_config:type_name -> shoal.v1.ApplyConfigRequest
+	16, // 1: shoal.v1.Command.create_virtual_service:type_name -> shoal.v1.CreateVirtualServiceRequest
+	17, // 2: shoal.v1.Command.update_virtual_service:type_name -> shoal.v1.UpdateVirtualServiceRequest
+	18, // 3: shoal.v1.Command.delete_virtual_service:type_name -> shoal.v1.DeleteVirtualServiceRequest
+	19, // 4: shoal.v1.Command.add_real_server:type_name -> shoal.v1.AddRealServerRequest
+	20, // 5: shoal.v1.Command.update_real_server:type_name -> shoal.v1.UpdateRealServerRequest
+	21, // 6: shoal.v1.Command.remove_real_server:type_name -> shoal.v1.RemoveRealServerRequest
+	8,  // 7: shoal.v1.Command.register_member:type_name -> shoal.v1.RegisterMember
+	9,  // 8: shoal.v1.Command.unregister_member:type_name -> shoal.v1.UnregisterMember
+	22, // 9: shoal.v1.Command.rollback_config:type_name -> shoal.v1.RollbackConfigRequest
+	5,  // 10: shoal.v1.Command.create_join_token:type_name -> shoal.v1.StoredJoinToken
+	23, // 11: shoal.v1.Command.delete_join_token:type_name -> shoal.v1.DeleteJoinTokenRequest
+	6,  // 12: shoal.v1.Command.install_ca:type_name -> shoal.v1.ClusterCA
+	24, // 13: shoal.v1.Command.record_certificate:type_name -> shoal.v1.IssuedCertificate
+	25, // 14: shoal.v1.Command.revoke_certificate:type_name -> shoal.v1.RevokeCertificateRequest
+	4,  // 15: shoal.v1.Command.audit:type_name -> shoal.v1.Audit
+	26, // 16: shoal.v1.AppliedRequest.changes:type_name -> shoal.v1.Change
+	27, // 17: shoal.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
+	27, // 18: shoal.v1.Audit.time:type_name -> google.protobuf.Timestamp
+	28, // 19: shoal.v1.StoredJoinToken.info:type_name -> shoal.v1.JoinToken
+	29, // 20: shoal.v1.HistoryRecord.entry:type_name -> shoal.v1.HistoryEntry
+	30, // 21: shoal.v1.HistoryRecord.global_before:type_name -> shoal.v1.Global
+	31, // 22: shoal.v1.HistoryRecord.services_before:type_name -> shoal.v1.VirtualService
+	32, // 23: shoal.v1.State.config:type_name -> shoal.v1.Config
+	8,  // 24: shoal.v1.State.members:type_name -> shoal.v1.RegisterMember
+	7,  // 25: shoal.v1.State.history:type_name -> shoal.v1.HistoryRecord
+	5,  // 26: shoal.v1.State.join_tokens:type_name -> shoal.v1.StoredJoinToken
+	6,  // 27: shoal.v1.State.ca:type_name -> shoal.v1.ClusterCA
+	24, // 28: shoal.v1.State.certificates:type_name -> shoal.v1.IssuedCertificate
+	3,  // 29: shoal.v1.State.requests:type_name -> shoal.v1.AppliedRequest
+	2,  // 30: shoal.v1.ApplyCommandRequest.command:type_name -> shoal.v1.Command
+	26, // 31: shoal.v1.ApplyCommandResponse.changes:type_name -> shoal.v1.Change
+	11, // 32: shoal.v1.PeerService.ApplyCommand:input_type -> shoal.v1.ApplyCommandRequest
+	13, // 33: shoal.v1.PeerService.ReadIndex:input_type -> shoal.v1.ReadIndexRequest
+	0,  // 34: shoal.v1.PeerService.CheckConnections:input_type -> shoal.v1.CheckConnectionsRequest
+	12, // 35: shoal.v1.PeerService.ApplyCommand:output_type -> shoal.v1.ApplyCommandResponse
+	14, // 36: shoal.v1.PeerService.ReadIndex:output_type -> shoal.v1.ReadIndexResponse
+	1,  // 37: shoal.v1.PeerService.CheckConnections:output_type -> shoal.v1.CheckConnectionsResponse
+	35, // [35:38] is the sub-list for method output_type
+	32, // [32:35] is the sub-list for method input_type
 	32, // [32:32] is the sub-list for extension type_name
 	32, // [32:32] is the sub-list for extension extendee
 	0,  // [0:32] is the sub-list for field type_name
@@ -1236,7 +1347,7 @@ func file_shoal_v1_raft_proto_init() {
 	file_shoal_v1_config_proto_init()
 	file_shoal_v1_config_service_proto_init()
 	file_shoal_v1_load_balancer_service_proto_init()
-	file_shoal_v1_raft_proto_msgTypes[0].OneofWrappers = []any{
+	file_shoal_v1_raft_proto_msgTypes[2].OneofWrappers = []any{
 		(*Command_ApplyConfig)(nil),
 		(*Command_CreateVirtualService)(nil),
 		(*Command_UpdateVirtualService)(nil),
@@ -1259,7 +1370,7 @@ func file_shoal_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_v1_raft_proto_rawDesc), len(file_shoal_v1_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	PeerService_ApplyCommand_FullMethodName = "/shoal.v1.PeerService/ApplyCommand"
-	PeerService_ReadIndex_FullMethodName    = "/shoal.v1.PeerService/ReadIndex"
+	PeerService_ApplyCommand_FullMethodName     = "/shoal.v1.PeerService/ApplyCommand"
+	PeerService_ReadIndex_FullMethodName        = "/shoal.v1.PeerService/ReadIndex"
+	PeerService_CheckConnections_FullMethodName = "/shoal.v1.PeerService/CheckConnections"
 )
 
 // PeerServiceClient is the client API for PeerService service.
@@ -33,6 +34,10 @@ const (
 type PeerServiceClient interface {
 	ApplyCommand(ctx context.Context, in *ApplyCommandRequest, opts ...grpc.CallOption) (*ApplyCommandResponse, error)
 	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
+	// CheckConnections asks a node which of the given IPVS connections its
+	// kernel lacks: a leader asks the target of a planned transfer, with
+	// connection sync on, before it hands leadership over.
+	CheckConnections(ctx context.Context, in *CheckConnectionsRequest, opts ...grpc.CallOption) (*CheckConnectionsResponse, error)
 }
 
 type peerServiceClient struct {
@@ -63,6 +68,16 @@ func (c *peerServiceClient) ReadIndex(ctx context.Context, in *ReadIndexRequest,
 	return out, nil
 }
 
+func (c *peerServiceClient) CheckConnections(ctx context.Context, in *CheckConnectionsRequest, opts ...grpc.CallOption) (*CheckConnectionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckConnectionsResponse)
+	err := c.cc.Invoke(ctx, PeerService_CheckConnections_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServiceServer is the server API for PeerService service.
 // All implementations must embed UnimplementedPeerServiceServer
 // for forward compatibility.
@@ -73,6 +88,10 @@ func (c *peerServiceClient) ReadIndex(ctx context.Context, in *ReadIndexRequest,
 type PeerServiceServer interface {
 	ApplyCommand(context.Context, *ApplyCommandRequest) (*ApplyCommandResponse, error)
 	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
+	// CheckConnections asks a node which of the given IPVS connections its
+	// kernel lacks: a leader asks the target of a planned transfer, with
+	// connection sync on, before it hands leadership over.
+	CheckConnections(context.Context, *CheckConnectionsRequest) (*CheckConnectionsResponse, error)
 	mustEmbedUnimplementedPeerServiceServer()
 }
 
@@ -88,6 +107,9 @@ func (UnimplementedPeerServiceServer) ApplyCommand(context.Context, *ApplyComman
 }
 func (UnimplementedPeerServiceServer) ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReadIndex not implemented")
+}
+func (UnimplementedPeerServiceServer) CheckConnections(context.Context, *CheckConnectionsRequest) (*CheckConnectionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckConnections not implemented")
 }
 func (UnimplementedPeerServiceServer) mustEmbedUnimplementedPeerServiceServer() {}
 func (UnimplementedPeerServiceServer) testEmbeddedByValue()                     {}
@@ -146,6 +168,24 @@ func _PeerService_ReadIndex_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PeerService_CheckConnections_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckConnectionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServiceServer).CheckConnections(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PeerService_CheckConnections_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServiceServer).CheckConnections(ctx, req.(*CheckConnectionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PeerService_ServiceDesc is the grpc.ServiceDesc for PeerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -160,6 +200,10 @@ var PeerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReadIndex",
 			Handler:    _PeerService_ReadIndex_Handler,
+		},
+		{
+			MethodName: "CheckConnections",
+			Handler:    _PeerService_CheckConnections_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

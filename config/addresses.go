@@ -1,0 +1,152 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+
+	"google.golang.org/protobuf/proto"
+
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+)
+
+// Admit returns nil or an Errors listing the addresses of c that cannot
+// work, each with its field path:
+//
+//   - a VIP or NAT router address that is unspecified (0.0.0.0, ::),
+//     loopback, multicast or broadcast (255.255.255.255, or the broadcast
+//     address of its own IPv4 prefix): the leader would raise it on its
+//     interface and no client could reach it through IPVS; a link-local
+//     one (169.254.0.0/16, fe80::/10) only with its interface named, as it
+//     means nothing off its link;
+//   - a real or sorry server that is unspecified, multicast or broadcast.
+//     A loopback real server stays allowed: it is IPVS's local-node mode.
+//
+// A problem old already has at the same field is not reported again, so a
+// configuration committed before these rules existed can still be changed
+// elsewhere; old is nil for a configuration that stands alone (an import).
+//
+// These rules are the API's and the importers', not the Raft state
+// machine's: Validate is what the log's entries were judged by, and a rule
+// added to it would make an entry committed under the old rules replay
+// differently on an upgraded node (its state would diverge from that of a
+// node restored from a later snapshot). Admit judges c as Normalize would
+// leave it, without changing c.
+func Admit(old, c *shoalv1.Config) error {
+	if c == nil {
+		return nil // Validate says it is missing
+	}
+	errs := addressProblems(c)
+	if len(errs) == 0 {
+		return nil
+	}
+	if old != nil {
+		had := map[FieldError]bool{}
+		for _, e := range addressProblems(old) {
+			had[e] = true
+		}
+		kept := errs[:0]
+		for _, e := range errs {
+			if !had[e] {
+				kept = append(kept, e)
+			}
+		}
+		errs = kept
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return errs
+}
+
+// addressProblems applies Admit's rules to every address of c.
+func addressProblems(c *shoalv1.Config) Errors {
+	c = proto.Clone(c).(*shoalv1.Config)
+	Normalize(c)
+	v := &validator{}
+	if a := c.GetGlobal().GetNatRouter(); a != nil {
+		v.raisedAddress("global.nat_router", "NAT router address", a)
+	}
+	for i, s := range c.GetServices() {
+		if s == nil {
+			continue
+		}
+		path := servicePath(i, s)
+		if s.GetVip() != nil {
+			v.raisedAddress(path+".vip", "VIP", s.GetVip())
+		}
+		for _, rs := range s.GetRealServers() {
+			if rs != nil {
+				v.serverAddress(path+".real_servers["+RealServerKey(s, rs)+"].address", rs.GetAddress())
+			}
+		}
+		if rs := s.GetSorryServer(); rs != nil {
+			v.serverAddress(path+".sorry_server.address", rs.GetAddress())
+		}
+	}
+	return v.errs
+}
+
+var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
+
+// raisedAddress checks an address the leader raises on an interface. An
+// address that does not parse is Validate's to report.
+func (v *validator) raisedAddress(field, role string, a *shoalv1.Address) {
+	ip, err := netip.ParseAddr(a.GetAddress())
+	if err != nil || ip.Zone() != "" {
+		return
+	}
+	ip = ip.Unmap()
+	if why := notUnicast(ip); why != "" {
+		v.add(field+".address", "%s; a %s must be a unicast address clients can reach", why, role)
+		return
+	}
+	if ip.IsLoopback() {
+		v.add(field+".address", "%s is a loopback address, which no other host can reach; a %s must be an address clients can reach", ip, role)
+		return
+	}
+	if p := int(a.GetPrefixLength()); ip.Is4() && p >= 1 && p <= 30 {
+		if pfx, _ := ip.Prefix(p); ip == lastAddress(pfx) {
+			v.add(field+".address", "%s is the broadcast address of %s; a %s must be a host address", ip, pfx, role)
+			return
+		}
+	}
+	if ip.IsLinkLocalUnicast() && a.GetInterface() == "" {
+		v.add(field+".interface", "required for the link-local address %s, which means something only on its own link", ip)
+	}
+}
+
+// serverAddress checks the address of a real or sorry server.
+func (v *validator) serverAddress(field, addr string) {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil || ip.Zone() != "" {
+		return
+	}
+	if why := notUnicast(ip.Unmap()); why != "" {
+		v.add(field, "%s; IPVS forwards each connection to one server", why)
+	}
+}
+
+// notUnicast says why ip names no single host, "" when it does.
+func notUnicast(ip netip.Addr) string {
+	switch {
+	case ip.IsUnspecified():
+		return fmt.Sprintf("%s is the unspecified address", ip)
+	case ip.IsMulticast():
+		return fmt.Sprintf("%s is a multicast address", ip)
+	case ip == limitedBroadcast:
+		return fmt.Sprintf("%s is the broadcast address", ip)
+	}
+	return ""
+}
+
+// lastAddress is the highest address of an IPv4 prefix: its broadcast
+// address.
+func lastAddress(p netip.Prefix) netip.Addr {
+	b := p.Addr().As4()
+	bits := p.Bits()
+	for i := range b {
+		host := max(0, min(8, (i+1)*8-bits)) // host bits in this byte
+		b[i] |= byte(1<<host - 1)
+	}
+	return netip.AddrFrom4(b)
+}

@@ -184,6 +184,6 @@ func mixedVersions(members []*shoalv1.Member) string {
 // printMixedVersions writes the line that warns of mixed versions, if any.
 func printMixedVersions(w io.Writer, members []*shoalv1.Member) {
 	if mixed := mixedVersions(members); mixed != "" {
-		fmt.Fprintf(w, "mixed versions: %s; see the README on upgrades\n\n", mixed)
+		fmt.Fprintf(w, "mixed versions: %s; see docs/operations.md on upgrades\n\n", mixed)
 	}
 }

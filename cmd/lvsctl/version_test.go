@@ -119,7 +119,7 @@ func TestClusterTableVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := b.String()
-	if !strings.Contains(out, "mixed versions: devel+0123456789ab (r6), unknown (r4), v1.4.0 (r1, r2), v1.5.0 (r3); see the README on upgrades\n") {
+	if !strings.Contains(out, "mixed versions: devel+0123456789ab (r6), unknown (r4), v1.4.0 (r1, r2), v1.5.0 (r3); see docs/operations.md on upgrades\n") {
 		t.Errorf("no mixed-versions line:\n%s", out)
 	}
 	lines := strings.Split(out, "\n")

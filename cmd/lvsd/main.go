@@ -134,7 +134,7 @@ func newFlagSet(f *flags, host string) *flag.FlagSet {
 	fs.StringVar(&f.stallTrace, "stall-trace", "", "keep the Go runtime's flight recorder and write its last 2s to this directory "+
 		"when the leader's fence lapses or a follower starts an election (empty: off; tracing costs some CPU)")
 	fs.Var(&f.realtime, "realtime", "run every thread under SCHED_RR (--realtime = priority 50, --realtime=N for 1-99); "+
-		"needs CAP_SYS_NICE; measured to move the leader more, not less, on a saturated host (README)")
+		"needs CAP_SYS_NICE; measured to move the leader more, not less, on a saturated host (docs/failover.md)")
 	fs.BoolVar(&f.version, "version", false, "print the version, git commit, build date and Go version, and exit")
 	return fs
 }

@@ -3,6 +3,7 @@ package migrate
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/shoal-lb/shoal/config"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
@@ -125,7 +126,7 @@ func (ex *exporter) kaVirtual(s *shoalv1.VirtualService) {
 	if hc.GetInterval() != nil {
 		interval = hc.GetInterval().AsDuration()
 	}
-	ex.printf("    delay_loop %d\n", seconds(interval))
+	ex.printf("    delay_loop %s\n", timerString(interval))
 	if s.GetScheduler() != "" {
 		ex.printf("    lb_algo %s\n", s.GetScheduler())
 	}
@@ -149,6 +150,9 @@ func (ex *exporter) kaVirtual(s *shoalv1.VirtualService) {
 			ex.printf("    sorry_server %s %d\n", ss.GetAddress(), ss.GetPort())
 		} else {
 			ex.printf("    sorry_server %s\n", ss.GetAddress())
+		}
+		if f := ss.GetForward(); f != "" && f != fwd(s.GetForward()) {
+			ex.printf("    sorry_server_lvs_method %s\n", kaKind[f])
 		}
 	}
 	ex.kaCheckNotes(key+".health_check", kind, hc)
@@ -192,29 +196,37 @@ func (ex *exporter) kaChecker(kind string, hc *shoalv1.HealthCheck) {
 		ex.printf("                path %s\n", kaWord(path))
 		if hc.GetHttpStatus() != 0 {
 			ex.printf("                status_code %d\n", hc.GetHttpStatus())
+		} else {
+			ex.printf("                status_code 200-399\n") // shoal's 0; keepalived's default is 200-299
+		}
+		if hc.GetRegex() && hc.GetExpect() != "" {
+			ex.printf("                regex %s\n", kaEscaped(hc.GetExpect()))
 		}
 		ex.printf("            }\n")
 		if hc.GetHttpHost() != "" {
 			ex.printf("            virtualhost %s\n", kaWord(hc.GetHttpHost()))
 		}
-	}
-	if kind == "exec" {
-		cmd := strings.Join(hc.GetCommand(), " ")
-		if hc.GetShell() && len(hc.GetCommand()) > 0 {
-			cmd = hc.GetCommand()[0]
+		if kind == "https" && hc.GetTlsServerName() != "" {
+			ex.printf("            sni_name %s\n", kaWord(hc.GetTlsServerName()))
 		}
-		ex.printf("            misc_path %s\n", kaWord(cmd))
-	} else if hc.GetPort() != 0 {
-		ex.printf("            connect_port %d\n", hc.GetPort())
 	}
 	timeout := config.DefaultCheckTimeout
 	if hc.GetTimeout() != nil {
 		timeout = hc.GetTimeout().AsDuration()
 	}
 	if kind == "exec" {
+		argv := hc.GetCommand()
+		if hc.GetShell() && len(argv) > 0 {
+			// keepalived runs misc_path without a shell: ask for one.
+			argv = []string{"/bin/sh", "-c", argv[0]}
+		}
+		ex.printf("            misc_path %s\n", kaArgv(argv))
 		ex.printf("            misc_timeout %d\n", seconds(timeout))
 	} else {
-		ex.printf("            connect_timeout %d\n", seconds(timeout))
+		if hc.GetPort() != 0 {
+			ex.printf("            connect_port %d\n", hc.GetPort())
+		}
+		ex.printf("            connect_timeout %s\n", timerString(timeout))
 	}
 	fall := hc.GetFall()
 	if fall == 0 {
@@ -222,6 +234,55 @@ func (ex *exporter) kaChecker(kind string, hc *shoalv1.HealthCheck) {
 	}
 	ex.printf("            retry %d\n", fall-1)
 	ex.printf("        }\n")
+}
+
+// kaArgv writes a program and its arguments as misc_path's quoted command
+// line, which keepalived splits twice (see kaMiscPath): the first split
+// keeps backslash pairs as they are, the second decodes them, so every
+// character the second split treats specially is backslash-escaped, and a
+// double quote is written \x22 so that no quote inside can end the string
+// for the first split, or for read_line's search of braces.
+func kaArgv(argv []string) string {
+	words := make([]string, len(argv))
+	for i, a := range argv {
+		if a == "" {
+			words[i] = "''"
+			continue
+		}
+		var b strings.Builder
+		for j := 0; j < len(a); j++ {
+			switch c := a[j]; {
+			case c == '\\' || c == '\'' || c == ' ':
+				b.WriteByte('\\')
+				b.WriteByte(c)
+			case c == '"' || c < ' ' || c == 0x7f:
+				fmt.Fprintf(&b, `\x%02x`, c)
+			default:
+				b.WriteByte(c)
+			}
+		}
+		words[i] = b.String()
+	}
+	return `"` + strings.Join(words, " ") + `"`
+}
+
+// kaEscaped writes s as one double-quoted word for a keyword that splits
+// its line once with escapes (regex).
+func kaEscaped(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for j := 0; j < len(s); j++ {
+		switch c := s[j]; {
+		case c == '\\':
+			b.WriteString(`\\`)
+		case c == '"' || c < ' ' || c == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
 }
 
 // kaWord quotes a value when keepalived would split it.
@@ -238,30 +299,34 @@ func (ex *exporter) kaCheckNotes(key, kind string, hc *shoalv1.HealthCheck) {
 	case "send-expect":
 		ex.note(key, "send/expect checks cannot be written in keepalived.conf: written as TCP_CHECK")
 	case "exec":
-		if !hc.GetShell() && len(hc.GetCommand()) > 1 {
-			ex.note(key, "command written as one shell command line for misc_path")
-		}
 		if hc.GetShell() && len(hc.GetCommand()) > 1 {
 			lost = append(lost, "extra command arguments")
 		}
+		if hc.GetShell() {
+			ex.note(key, "the shell command is written as misc_path /bin/sh -c: keepalived runs misc_path without a shell")
+		}
 		for _, c := range hc.GetCommand() {
-			if strings.Contains(c, `"`) {
-				lost = append(lost, "double quotes inside the command")
+			if strings.Contains(c, "%h") || strings.Contains(c, "%p") {
+				ex.note(key, "keepalived does not replace %%h and %%p in misc_path: write the address and port in by hand")
 				break
 			}
+		}
+		if t := hc.GetTimeout(); t != nil && t.AsDuration()%time.Second != 0 {
+			lost = append(lost, "a timeout that is not whole seconds (misc_timeout is rounded up)")
 		}
 	case "https":
 		if !hc.GetTlsSkipVerify() {
 			lost = append(lost, "certificate verification (SSL_GET does not verify)")
 		}
 	}
-	if hc.GetExpect() != "" && kind != "send-expect" {
+	httpRegex := (kind == "http" || kind == "https") && hc.GetRegex()
+	if hc.GetExpect() != "" && kind != "send-expect" && !httpRegex {
 		lost = append(lost, "expect")
 	}
-	if hc.GetRegex() {
+	if hc.GetRegex() && !httpRegex {
 		lost = append(lost, "regex")
 	}
-	if hc.GetTlsServerName() != "" {
+	if hc.GetTlsServerName() != "" && kind != "https" {
 		lost = append(lost, "tls_server_name")
 	}
 	if r := hc.GetRise(); r != 0 && r != config.DefaultCheckRise {

@@ -17,7 +17,7 @@ import (
 const (
 	kaDefaultDelayLoop      = 60 * time.Second
 	kaDefaultConnectTimeout = 5 * time.Second
-	kaDefaultRetry          = 1 // MISC_CHECK: 0, DNS_CHECK: 3
+	kaDefaultRetry          = 1   // MISC_CHECK: 0, DNS_CHECK: 3
 	kaDefaultPersistence    = 360 // seconds, IPVS_SVC_PERSISTENT_TIMEOUT
 	kaMaxWeight             = 65535
 	kaMaxIncludeDepth       = 8

@@ -44,8 +44,10 @@ func (ex *exporter) keepalived(c *shoalv1.Config) {
 		if a.GetPrefixLength() != 0 {
 			e += fmt.Sprintf("/%d", a.GetPrefixLength())
 		}
-		if a.GetLabel() != "" && plainToken(a.GetLabel()) {
-			e += " label " + a.GetLabel()
+		if w, ok := kaWord(a.GetLabel()); ok && a.GetLabel() != "" {
+			e += " label " + w
+		} else if a.GetLabel() != "" {
+			ex.note(key, "label %q cannot be written in keepalived.conf", a.GetLabel())
 		}
 		in.addrs = append(in.addrs, e)
 	}
@@ -193,7 +195,7 @@ func (ex *exporter) kaChecker(kind string, hc *shoalv1.HealthCheck) {
 		if path == "" {
 			path = config.DefaultHTTPPath
 		}
-		ex.printf("                path %s\n", kaWord(path))
+		ex.kaWordLine("                path", path, "http_path")
 		if hc.GetHttpStatus() != 0 {
 			ex.printf("                status_code %d\n", hc.GetHttpStatus())
 		} else {
@@ -204,10 +206,10 @@ func (ex *exporter) kaChecker(kind string, hc *shoalv1.HealthCheck) {
 		}
 		ex.printf("            }\n")
 		if hc.GetHttpHost() != "" {
-			ex.printf("            virtualhost %s\n", kaWord(hc.GetHttpHost()))
+			ex.kaWordLine("            virtualhost", hc.GetHttpHost(), "http_host")
 		}
 		if kind == "https" && hc.GetTlsServerName() != "" {
-			ex.printf("            sni_name %s\n", kaWord(hc.GetTlsServerName()))
+			ex.kaWordLine("            sni_name", hc.GetTlsServerName(), "tls_server_name")
 		}
 	}
 	timeout := config.DefaultCheckTimeout
@@ -285,12 +287,19 @@ func kaEscaped(s string) string {
 	return b.String()
 }
 
-// kaWord quotes a value when keepalived would split it.
-func kaWord(s string) string {
-	if plainToken(s) {
-		return s
+// kaWord writes s as one word of keepalived.conf: bare when keepalived's
+// tokenizer keeps it whole, else between double quotes. ok is false when
+// neither can hold it (a double quote, or an odd run of backslashes before
+// the closing quote, which decomment would read as an escaped quote).
+func kaWord(s string) (w string, ok bool) {
+	if s != "" && !strings.ContainsAny(s, " \t\r\n\f\v\"{}#!") {
+		return s, true
 	}
-	return `"` + s + `"`
+	trailing := len(s) - len(strings.TrimRight(s, `\`))
+	if strings.ContainsAny(s, "\"\r\n") || trailing%2 == 1 {
+		return "", false
+	}
+	return `"` + s + `"`, true
 }
 
 func (ex *exporter) kaCheckNotes(key, kind string, hc *shoalv1.HealthCheck) {
@@ -344,4 +353,13 @@ func (ex *exporter) kaCheckNotes(key, kind string, hc *shoalv1.HealthCheck) {
 	if len(lost) > 0 {
 		ex.note(key, "%s cannot be written in keepalived.conf", strings.Join(lost, ", "))
 	}
+}
+
+// kaWordLine writes "key value", or notes that value cannot be written.
+func (ex *exporter) kaWordLine(key, value, field string) {
+	if w, ok := kaWord(value); ok {
+		ex.printf("%s %s\n", key, w)
+		return
+	}
+	ex.note("health_check."+field, "%q cannot be written in keepalived.conf", value)
 }

@@ -51,6 +51,7 @@ var kaTopNotes = map[string]string{
 	"vrrp_track_file":      "not imported: shoal nodes do not track files",
 	"track_file":           "not imported: shoal nodes do not track files",
 	"bfd_instance":         "not imported: shoal does not run BFD",
+	"SSL":                  "not imported: shoal's https checks present no client certificate; set health_check.tls_skip_verify or tls_server_name instead",
 	"net_namespace":        "not imported: run lvsd inside the namespace instead",
 	"virtual_server_group": "cannot be expressed: shoal has no virtual server groups; define one virtual service per address instead",
 }
@@ -434,7 +435,9 @@ func (im *importer) kaCommon(k *kaNode, inh *kaInherit, level string) bool {
 			inh.alpha = b
 		}
 	case "delay_before_retry", "warmup":
-		if _, ok := im.kaTimer(k); ok {
+		if len(k.args) > 1 && strings.Trim(k.args[1], "0.") == "" && strings.Contains(k.args[1], "0") {
+			im.kaNote(k, k.args[0], "%s", kaVSNotes[k.args[0]]) // 0 is allowed here: no delay
+		} else if _, ok := im.kaTimer(k); ok {
 			im.kaNote(k, k.args[0], "%s", kaVSNotes[k.args[0]])
 		}
 	default:

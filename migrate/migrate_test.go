@@ -28,6 +28,7 @@ var testdataFiles = []struct {
 	{"testdata/dr.lvs.cf", FormatLVSCF},
 	{"testdata/nat.keepalived.conf", FormatKeepalived},
 	{"testdata/dr.keepalived.conf", FormatKeepalived},
+	{"testdata/forms.keepalived.conf", FormatKeepalived},
 	{"testdata/rules.ipvsadm", FormatIPVSADM},
 }
 

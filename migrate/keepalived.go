@@ -3,6 +3,7 @@ package migrate
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,7 +54,6 @@ var kaTopNotes = map[string]string{
 	"bfd_instance":         "not imported: shoal does not run BFD",
 	"SSL":                  "not imported: shoal's https checks present no client certificate; set health_check.tls_skip_verify or tls_server_name instead",
 	"net_namespace":        "not imported: run lvsd inside the namespace instead",
-	"virtual_server_group": "cannot be expressed: shoal has no virtual server groups; define one virtual service per address instead",
 }
 
 type kaVRRPAddr struct {
@@ -71,6 +71,7 @@ func (im *importer) keepalived(data []byte) *shoalv1.Config {
 	var vrrp []*kaVRRPAddr
 	var links []string
 	var servers []*kaNode
+	groups := map[string]*kaNode{}
 	sync := &kaSyncState{vrids: map[string]uint32{}}
 	for _, n := range nodes {
 		switch kw := n.args[0]; {
@@ -78,6 +79,8 @@ func (im *importer) keepalived(data []byte) *shoalv1.Config {
 			vrrp = append(vrrp, im.kaVRRP(n, &links, sync)...)
 		case kw == "virtual_server":
 			servers = append(servers, n)
+		case kw == "virtual_server_group" && len(n.args) == 2 && n.kids != nil:
+			groups[n.args[1]] = n
 		case kw == "global_defs" && n.kids != nil:
 			im.kaGlobalDefs(n, sync)
 		case kaTopNotes[kw] != "":
@@ -95,16 +98,14 @@ func (im *importer) keepalived(data []byte) *shoalv1.Config {
 	im.kaSync(c, append(sync.decls, sync.legacy...), sync.vrids)
 	names := map[string]*kaNode{}
 	for _, n := range servers {
-		s := im.kaVirtual(n)
-		if s == nil {
-			continue
+		for _, s := range im.kaVirtual(n, groups) {
+			if prev, dup := names[s.Name]; dup {
+				im.kaStrict(n, "virtual_server %s (%s) is already defined on line %d", strings.Join(n.args[1:], " "), s.Name, prev.line)
+				continue
+			}
+			names[s.Name] = n
+			c.Services = append(c.Services, s)
 		}
-		if prev, dup := names[s.Name]; dup {
-			im.kaStrict(n, "virtual_server %s is already defined on line %d", strings.Join(n.args[1:], " "), prev.line)
-			continue
-		}
-		names[s.Name] = n
-		c.Services = append(c.Services, s)
 	}
 	// VIPs take their interface and prefix from the VRRP address that
 	// carries them.
@@ -446,8 +447,19 @@ func (im *importer) kaCommon(k *kaNode, inh *kaInherit, level string) bool {
 	return true
 }
 
-func (im *importer) kaVirtual(n *kaNode) *shoalv1.VirtualService {
-	s := &shoalv1.VirtualService{}
+// kaVSID is what identifies one virtual service: an address and port, or
+// a firewall mark.
+type kaVSID struct {
+	vip    netip.Addr
+	port   uint32
+	fwmark uint32
+}
+
+// kaVirtual reads a virtual_server: one service, or one per address and
+// firewall mark of the virtual_server_group it names, each with the same
+// settings and real servers, which is what keepalived programs.
+func (im *importer) kaVirtual(n *kaNode, groups map[string]*kaNode) []*shoalv1.VirtualService {
+	var ids []kaVSID
 	switch {
 	case len(n.args) == 3 && n.args[1] == "fwmark":
 		m, err := parseUint(n.args[2], 1<<32-1)
@@ -455,26 +467,23 @@ func (im *importer) kaVirtual(n *kaNode) *shoalv1.VirtualService {
 			im.kaStrict(n, "virtual_server fwmark: %q is not a firewall mark", n.args[2])
 			return nil
 		}
-		s.Fwmark = uint32(m)
+		ids = []kaVSID{{fwmark: uint32(m)}}
 	case len(n.args) == 3 && n.args[1] == "group":
-		im.kaStrict(n, "virtual_server group %s cannot be expressed: shoal has no virtual server groups; write one virtual_server per address", n.args[2])
-		return nil
-	case len(n.args) == 2 || len(n.args) == 3 && strings.Trim(n.args[2], "0") == "":
-		im.kaStrict(n, "virtual_server %s without a port (a persistent service on every port) cannot be expressed: shoal's address services have one port; use a fwmark service", n.args[1])
-		return nil
-	case len(n.args) == 3:
-		a, err := parseAddr(n.args[1])
-		if err != nil {
-			im.kaStrict(n, "virtual_server: %v", err)
+		g := groups[n.args[2]]
+		if g == nil {
+			im.kaStrict(n, "virtual_server group %s: no virtual_server_group %s", n.args[2], n.args[2])
 			return nil
 		}
-		p, err := parsePort(n.args[2])
-		if err != nil {
-			im.kaStrict(n, "virtual_server: %v", err)
+		ids = im.kaGroup(g)
+		if ids == nil {
 			return nil
 		}
-		s.Vip = &shoalv1.Address{Address: a.String()}
-		s.Port = p
+	case len(n.args) == 2 || len(n.args) == 3:
+		id, ok := im.kaAddrPort(n, n.args[1], n.args[2:], "virtual_server")
+		if !ok {
+			return nil
+		}
+		ids = []kaVSID{id}
 	default:
 		im.kaStrict(n, "virtual_server wants ADDRESS PORT, fwmark N or group NAME")
 		return nil
@@ -483,6 +492,164 @@ func (im *importer) kaVirtual(n *kaNode) *shoalv1.VirtualService {
 		im.kaStrict(n, "virtual_server without a block")
 		return nil
 	}
+	var out []*shoalv1.VirtualService
+	for _, id := range ids {
+		s := &shoalv1.VirtualService{Fwmark: id.fwmark, Port: id.port}
+		if id.vip.IsValid() {
+			s.Vip = &shoalv1.Address{Address: id.vip.String()}
+		}
+		if s = im.kaVirtualBody(n, s); s != nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// kaPort reads a port as keepalived does: a number, 0 meaning none.
+func kaPort(s string) (uint32, error) {
+	p, err := parseUint(s, 65535)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a port number", s)
+	}
+	return uint32(p), nil
+}
+
+// kaAddrPort reads ADDRESS PORT of a virtual_server or group entry. A
+// service without a port (persistent on every port) cannot be expressed.
+func (im *importer) kaAddrPort(n *kaNode, addr string, port []string, what string) (kaVSID, bool) {
+	a, err := parseAddr(addr)
+	if err != nil {
+		im.kaStrict(n, "%s: %v", what, err)
+		return kaVSID{}, false
+	}
+	p := uint32(0)
+	if len(port) > 0 {
+		if p, err = kaPort(port[0]); err != nil {
+			im.kaStrict(n, "%s: %v", what, err)
+			return kaVSID{}, false
+		}
+	}
+	if p == 0 {
+		im.kaStrict(n, "%s %s without a port (a persistent service on every port) cannot be expressed: shoal's address services have one port; use a fwmark service", what, addr)
+		return kaVSID{}, false
+	}
+	return kaVSID{vip: a, port: p}, true
+}
+
+// kaMaxGroup bounds what one virtual_server_group expands to: shoal has no
+// address ranges, so each address is a service of its own.
+const kaMaxGroup = 256
+
+// kaGroup expands a virtual_server_group: addresses, ranges (A-N on the
+// last byte, or the last 16 bits in hex for IPv6; A-B; A/N) with their
+// port, and firewall marks.
+func (im *importer) kaGroup(g *kaNode) []kaVSID {
+	var ids []kaVSID
+	bad := false
+	for _, e := range g.kids {
+		if e.args[0] == "fwmark" {
+			if len(e.args) < 2 || len(e.args) > 3 {
+				im.kaStrict(e, "fwmark wants a mark and maybe inet or inet6")
+				bad = true
+				continue
+			}
+			m, err := parseUint(e.args[1], 1<<32-1)
+			if err != nil || m == 0 {
+				im.kaStrict(e, "fwmark: %q is not a firewall mark", e.args[1])
+				bad = true
+				continue
+			}
+			if len(e.args) == 3 {
+				im.kaNote(e, "fwmark", "%s not imported: a fwmark service's family follows its addresses", e.args[2])
+			}
+			ids = append(ids, kaVSID{fwmark: uint32(m)})
+			continue
+		}
+		addrs, err := kaRange(e.args[0])
+		if err != nil {
+			im.kaStrict(e, "virtual_server_group %s: %v", e.args[0], err)
+			bad = true
+			continue
+		}
+		if len(ids)+len(addrs) > kaMaxGroup {
+			im.kaStrict(e, "virtual_server_group expands to more than %d services: shoal has no address ranges; split it", kaMaxGroup)
+			return nil
+		}
+		for _, a := range addrs {
+			id, ok := im.kaAddrPort(e, a.String(), e.args[1:], "virtual_server_group entry")
+			if !ok {
+				bad = true
+				break
+			}
+			ids = append(ids, id)
+		}
+	}
+	if bad {
+		return nil
+	}
+	return ids
+}
+
+// kaRange lists the addresses of a group entry.
+func kaRange(s string) ([]netip.Addr, error) {
+	if a, bits, ok := strings.Cut(s, "/"); ok {
+		p, err := netip.ParsePrefix(a + "/" + bits)
+		if err != nil || p.Bits() == 0 {
+			return nil, fmt.Errorf("%q is not an address/prefix", s)
+		}
+		if p.Masked().Addr() != p.Addr() {
+			return nil, fmt.Errorf("%q has host bits set", s)
+		}
+		if p.Addr().BitLen()-p.Bits() > 16 {
+			return nil, fmt.Errorf("%q has too many addresses", s)
+		}
+		var out []netip.Addr
+		for a := p.Addr(); p.Contains(a) && len(out) <= kaMaxGroup; a = a.Next() {
+			out = append(out, a)
+		}
+		return out, nil
+	}
+	from, to, isRange := strings.Cut(s, "-")
+	start, err := parseAddr(from)
+	if err != nil {
+		return nil, err
+	}
+	if !isRange {
+		return []netip.Addr{start}, nil
+	}
+	var end netip.Addr
+	if strings.ContainsAny(to, ".:") {
+		if end, err = parseAddr(to); err != nil {
+			return nil, err
+		}
+	} else {
+		base, max := 10, uint64(255)
+		if start.Is6() {
+			base, max = 16, 0xffff
+		}
+		n, err := strconv.ParseUint(to, base, 64)
+		if err != nil || n > max {
+			return nil, fmt.Errorf("%q is not a range end", to)
+		}
+		b := start.AsSlice()
+		if start.Is6() {
+			b[14], b[15] = byte(n>>8), byte(n)
+		} else {
+			b[3] = byte(n)
+		}
+		end, _ = netip.AddrFromSlice(b)
+	}
+	if end.Is4() != start.Is4() || end.Less(start) {
+		return nil, fmt.Errorf("%q is not a range", s)
+	}
+	var out []netip.Addr
+	for a := start; !end.Less(a) && len(out) <= kaMaxGroup; a = a.Next() {
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func (im *importer) kaVirtualBody(n *kaNode, s *shoalv1.VirtualService) *shoalv1.VirtualService {
 	inh := kaInherit{delayLoop: kaDefaultDelayLoop, vsDelayLoop: kaDefaultDelayLoop, timeout: kaDefaultConnectTimeout}
 	var weight *uint32
 	granularity := false
@@ -658,7 +825,7 @@ func (im *importer) kaSorry(s *shoalv1.VirtualService, k, method *kaNode) {
 	}
 	ss := &shoalv1.RealServer{Address: a.String()}
 	if len(k.args) == 3 {
-		p, err := parsePort(k.args[2])
+		p, err := kaPort(k.args[2])
 		if err != nil {
 			im.kaStrict(k, "sorry_server: %v", err)
 			return
@@ -762,7 +929,7 @@ func (im *importer) kaReal(s *shoalv1.VirtualService, n *kaNode, inh kaInherit, 
 	}
 	rs := &shoalv1.RealServer{Address: a.String(), Weight: weight}
 	if len(n.args) == 3 {
-		p, err := parsePort(n.args[2])
+		p, err := kaPort(n.args[2])
 		if err != nil {
 			im.kaStrict(n, "real_server: %v", err)
 			return nil, nil, false

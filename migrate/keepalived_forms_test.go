@@ -147,8 +147,8 @@ func TestKeepalivedRefusals(t *testing.T) {
 			t.Errorf("%q: err = %v, want %q", tt.body, err, tt.want)
 		}
 	}
-	for _, in := range []string{"virtual_server 192.0.2.1 {\n}\n", "virtual_server 192.0.2.1 0 {\n}\n", "virtual_server group G {\n}\n"} {
-		if _, err := Import([]byte(in), noFiles(Options{Format: FormatKeepalived, Filename: "k.conf"})); err == nil || !strings.Contains(err.Error(), "k.conf:1: virtual_server") || !strings.Contains(err.Error(), "cannot be expressed") {
+	for _, in := range []string{"virtual_server 192.0.2.1 {\n}\n", "virtual_server 192.0.2.1 0 {\n}\n", "virtual_server_group G {\n192.0.2.1\n}\nvirtual_server group G {\n}\n"} {
+		if _, err := Import([]byte(in), noFiles(Options{Format: FormatKeepalived, Filename: "k.conf"})); err == nil || !strings.Contains(err.Error(), ": virtual_server") || !strings.Contains(err.Error(), "cannot be expressed") {
 			t.Errorf("%q: err = %v", in, err)
 		}
 	}

@@ -259,6 +259,17 @@ func Import(data []byte, o Options) (*Result, error) {
 		}
 		return a.Line < b.Line
 	})
+	// A block read more than once (a virtual_server of a group) says the
+	// same thing each time: once is enough.
+	seen := map[Note]bool{}
+	notes := im.res.Notes[:0]
+	for _, n := range im.res.Notes {
+		if !seen[n] {
+			seen[n] = true
+			notes = append(notes, n)
+		}
+	}
+	im.res.Notes = notes
 	return im.res, nil
 }
 

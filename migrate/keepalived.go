@@ -41,19 +41,19 @@ func (im *importer) kaMark(path string, n *kaNode) { im.markAt(path, n.file, n.l
 
 // kaTopNotes explains why whole top-level blocks are not imported.
 var kaTopNotes = map[string]string{
-	"global_defs":          "not imported: router_id, notification and script settings are replaced by lvsd flags (--id, --log-level)",
-	"vrrp_script":          "not imported: shoal nodes do not track scripts; leadership follows Raft and global.monitor_links",
-	"vrrp_sync_group":      "not imported: replaced by Raft leader election (one leader holds every VIP)",
-	"static_ipaddress":     "not imported: static addresses are the host's business, not the cluster's",
-	"static_routes":        "not imported: static routes are the host's business, not the cluster's",
-	"static_rules":         "not imported: static rules are the host's business, not the cluster's",
-	"linkbeat_interfaces":  "not imported: shoal watches links through global.monitor_links",
-	"garp_group":           "not imported: GARP is tuned by global.garp_count/garp_interval/garp_refresh",
-	"vrrp_track_file":      "not imported: shoal nodes do not track files",
-	"track_file":           "not imported: shoal nodes do not track files",
-	"bfd_instance":         "not imported: shoal does not run BFD",
-	"SSL":                  "not imported: shoal's https checks present no client certificate; set health_check.tls_skip_verify or tls_server_name instead",
-	"net_namespace":        "not imported: run lvsd inside the namespace instead",
+	"global_defs":         "not imported: router_id, notification and script settings are replaced by lvsd flags (--id, --log-level)",
+	"vrrp_script":         "not imported: shoal nodes do not track scripts; leadership follows Raft and global.monitor_links",
+	"vrrp_sync_group":     "not imported: replaced by Raft leader election (one leader holds every VIP)",
+	"static_ipaddress":    "not imported: static addresses are the host's business, not the cluster's",
+	"static_routes":       "not imported: static routes are the host's business, not the cluster's",
+	"static_rules":        "not imported: static rules are the host's business, not the cluster's",
+	"linkbeat_interfaces": "not imported: shoal watches links through global.monitor_links",
+	"garp_group":          "not imported: GARP is tuned by global.garp_count/garp_interval/garp_refresh",
+	"vrrp_track_file":     "not imported: shoal nodes do not track files",
+	"track_file":          "not imported: shoal nodes do not track files",
+	"bfd_instance":        "not imported: shoal does not run BFD",
+	"SSL":                 "not imported: shoal's https checks present no client certificate; set health_check.tls_skip_verify or tls_server_name instead",
+	"net_namespace":       "not imported: run lvsd inside the namespace instead",
 }
 
 type kaVRRPAddr struct {

@@ -185,6 +185,9 @@ func (ex *exporter) kaVirtual(s *shoalv1.VirtualService) {
 
 func (ex *exporter) kaChecker(kind string, hc *shoalv1.HealthCheck) {
 	block := map[string]string{"tcp": "TCP_CHECK", "send-expect": "TCP_CHECK", "http": "HTTP_GET", "https": "SSL_GET", "exec": "MISC_CHECK"}[kind]
+	if kaSMTP(kind, hc) {
+		block = "SMTP_CHECK"
+	}
 	if block == "" {
 		return
 	}
@@ -306,7 +309,9 @@ func (ex *exporter) kaCheckNotes(key, kind string, hc *shoalv1.HealthCheck) {
 	var lost []string
 	switch kind {
 	case "send-expect":
-		ex.note(key, "send/expect checks cannot be written in keepalived.conf: written as TCP_CHECK")
+		if !kaSMTP(kind, hc) {
+			ex.note(key, "send/expect checks cannot be written in keepalived.conf: written as TCP_CHECK")
+		}
 	case "exec":
 		if hc.GetShell() && len(hc.GetCommand()) > 1 {
 			lost = append(lost, "extra command arguments")
@@ -362,4 +367,10 @@ func (ex *exporter) kaWordLine(key, value, field string) {
 		return
 	}
 	ex.note("health_check."+field, "%q cannot be written in keepalived.conf", value)
+}
+
+// kaSMTP reports whether a send/expect check is the import of SMTP_CHECK:
+// read the greeting, want 220.
+func kaSMTP(kind string, hc *shoalv1.HealthCheck) bool {
+	return kind == "send-expect" && hc.GetSend() == "" && hc.GetExpect() == "220" && !hc.GetRegex()
 }

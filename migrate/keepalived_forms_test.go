@@ -160,3 +160,18 @@ func TestKeepalivedBraces(t *testing.T) {
 		t.Errorf("kaBraces = %s", got)
 	}
 }
+
+// TestKeepalivedSmallRoundTrips: forms the testdata files do not lead
+// with come back from an export unchanged.
+func TestKeepalivedSmallRoundTrips(t *testing.T) {
+	for _, in := range []string{
+		"virtual_server 192.0.2.1 25 {\nreal_server 10.0.0.1 25 {\nSMTP_CHECK {\nconnect_timeout 2.5\n}\n}\n}\n",
+		"virtual_server 192.0.2.1 443 {\nreal_server 10.0.0.1 443 {\nSSL_GET {\nurl {\npath \"/a b\"\nregex \"^ok\\\\s+\\x22q\\x22\"\n}\nsni_name x.example\n}\n}\n}\n",
+		"virtual_server 192.0.2.1 80 {\nsorry_server 10.0.0.9 80\nsorry_server_lvs_method DR\nreal_server 10.0.0.1 80 {\nHTTP_GET {\nurl {\npath /\nstatus_code 204\n}\n}\n}\n}\n",
+	} {
+		if _, err := Import([]byte(in), noFiles(Options{Format: FormatKeepalived})); err != nil {
+			t.Fatalf("%q: %v", in, err)
+		}
+		roundTrip(t, FormatKeepalived, []byte(in))
+	}
+}

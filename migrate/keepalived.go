@@ -3,6 +3,7 @@ package migrate
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -799,6 +800,7 @@ func (im *importer) kaVirtualBody(n *kaNode, s *shoalv1.VirtualService) *shoalv1
 	// keepalived checks each real server its own way; shoal checks every
 	// real server of a service the same way. Use the first one's check and
 	// say so when the others differ.
+	kaTemplateCommands(s, checks)
 	s.HealthCheck = proto.Clone(checks[0]).(*shoalv1.HealthCheck)
 	s.HealthCheck.Port = im.kaCheckPort(s, checks, checkNodes)
 	s.Quiesce = quiesce[0]
@@ -1012,4 +1014,61 @@ func (im *importer) kaReal(s *shoalv1.VirtualService, n *kaNode, inh kaInherit, 
 		im.kaMark(realServerPath(s, rs), n)
 	}
 	return rs, hc, inh.inhibit
+}
+
+// kaTemplateCommands undoes what keepalived makes people write: each real
+// server's own address (and port) in its own misc_path, where shoal writes
+// %h and %p once for the service. When the real servers' commands differ
+// only by that, each becomes the one command with %h and %p, which shoal
+// runs as the very same words for each server (kaMiscPath refused any %h or
+// %p of the file's own). Commands that are all the same are kept as they
+// are: they check the same thing from every server, as keepalived did.
+func kaTemplateCommands(s *shoalv1.VirtualService, checks []*shoalv1.HealthCheck) {
+	var execs []int
+	for i, hc := range checks {
+		if hc.Kind == "exec" {
+			execs = append(execs, i)
+		}
+	}
+	if len(execs) < 2 {
+		return
+	}
+	same := true
+	for _, i := range execs[1:] {
+		same = same && slices.Equal(checks[i].Command, checks[execs[0]].Command)
+	}
+	if same {
+		return
+	}
+	// The address alone first; the port too only if that is not enough,
+	// so that a digit of a path is not taken for a port needlessly.
+	for _, withPort := range []bool{false, true} {
+		if t := kaTemplates(s, checks, execs, withPort); t != nil {
+			for _, i := range execs {
+				checks[i].Command = t[i]
+			}
+			return
+		}
+	}
+}
+
+func kaTemplates(s *shoalv1.VirtualService, checks []*shoalv1.HealthCheck, execs []int, withPort bool) map[int][]string {
+	tmpl := make(map[int][]string, len(execs))
+	for _, i := range execs {
+		port := checks[i].Port
+		if port == 0 {
+			port = config.RealServerPort(s, s.RealServers[i])
+		}
+		for _, a := range checks[i].Command {
+			a = strings.ReplaceAll(a, s.RealServers[i].Address, "%h")
+			if withPort && port != 0 {
+				a = strings.ReplaceAll(a, strconv.FormatUint(uint64(port), 10), "%p")
+			}
+			tmpl[i] = append(tmpl[i], a)
+		}
+		if !slices.Equal(tmpl[i], tmpl[execs[0]]) {
+			return nil
+		}
+	}
+	return tmpl
 }

@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -177,13 +178,19 @@ func (ex *exporter) kaVirtual(s *shoalv1.VirtualService) {
 		if f := rs.GetForward(); f != "" && f != fwd(s.GetForward()) {
 			ex.printf("        lvs_method %s\n", kaKind[f])
 		}
-		ex.kaChecker(kind, hc)
+		port := hc.GetPort()
+		if port == 0 {
+			port = config.RealServerPort(s, rs)
+		}
+		ex.kaChecker(kind, hc, rs.GetAddress(), port)
 		ex.printf("    }\n")
 	}
 	ex.printf("}\n")
 }
 
-func (ex *exporter) kaChecker(kind string, hc *shoalv1.HealthCheck) {
+// kaChecker writes one real server's checker; host and port are what
+// shoal puts for %h and %p in an exec check, which keepalived does not do.
+func (ex *exporter) kaChecker(kind string, hc *shoalv1.HealthCheck, host string, port uint32) {
 	block := map[string]string{"tcp": "TCP_CHECK", "send-expect": "TCP_CHECK", "http": "HTTP_GET", "https": "SSL_GET", "exec": "MISC_CHECK"}[kind]
 	if kaSMTP(kind, hc) {
 		block = "SMTP_CHECK"
@@ -220,7 +227,11 @@ func (ex *exporter) kaChecker(kind string, hc *shoalv1.HealthCheck) {
 		timeout = hc.GetTimeout().AsDuration()
 	}
 	if kind == "exec" {
-		argv := hc.GetCommand()
+		r := strings.NewReplacer("%h", host, "%p", strconv.FormatUint(uint64(port), 10))
+		argv := make([]string, len(hc.GetCommand()))
+		for i, a := range hc.GetCommand() {
+			argv[i] = r.Replace(a)
+		}
 		if hc.GetShell() && len(argv) > 0 {
 			// keepalived runs misc_path without a shell: ask for one.
 			argv = []string{"/bin/sh", "-c", argv[0]}
@@ -318,12 +329,6 @@ func (ex *exporter) kaCheckNotes(key, kind string, hc *shoalv1.HealthCheck) {
 		}
 		if hc.GetShell() {
 			ex.note(key, "the shell command is written as misc_path /bin/sh -c: keepalived runs misc_path without a shell")
-		}
-		for _, c := range hc.GetCommand() {
-			if strings.Contains(c, "%h") || strings.Contains(c, "%p") {
-				ex.note(key, "keepalived does not replace %%h and %%p in misc_path: write the address and port in by hand")
-				break
-			}
 		}
 		if t := hc.GetTimeout(); t != nil && t.AsDuration()%time.Second != 0 {
 			lost = append(lost, "a timeout that is not whole seconds (misc_timeout is rounded up)")

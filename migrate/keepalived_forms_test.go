@@ -175,3 +175,29 @@ func TestKeepalivedSmallRoundTrips(t *testing.T) {
 		roundTrip(t, FormatKeepalived, []byte(in))
 	}
 }
+
+// TestKeepalivedMiscPathPerServer: keepalived.conf writes each real
+// server's address into its own misc_path; shoal's %h says it once, and the
+// export writes each address back.
+func TestKeepalivedMiscPathPerServer(t *testing.T) {
+	in := "virtual_server 192.0.2.1 53 {\nprotocol UDP\n" +
+		"real_server 10.0.0.1 53 {\nMISC_CHECK {\nmisc_path \"/bin/dig @10.0.0.1 -p 53\"\n}\n}\n" +
+		"real_server 10.0.0.2 5353 {\nMISC_CHECK {\nmisc_path \"/bin/dig @10.0.0.2 -p 5353\"\n}\n}\n}\n"
+	r, err := Import([]byte(in), noFiles(Options{Format: FormatKeepalived}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(r.Config.GetServices()[0].GetHealthCheck().GetCommand(), " "); got != "/bin/dig @%h -p %p" || len(r.Notes) != 0 {
+		t.Errorf("command %q, notes %v", got, r.Notes)
+	}
+	out, _, err := Export(r.Config, FormatKeepalived)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`misc_path "/bin/dig @10.0.0.1 -p 53"`, `misc_path "/bin/dig @10.0.0.2 -p 5353"`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("export lacks %s:\n%s", want, out)
+		}
+	}
+	roundTrip(t, FormatKeepalived, []byte(in))
+}

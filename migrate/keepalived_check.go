@@ -119,6 +119,8 @@ func (im *importer) kaCheck(n *kaNode, inh kaInherit) *shoalv1.HealthCheck {
 			}
 			t := true
 			sni = &t
+		case (kw == "enable_sni" || kw == "sni_name") && kind == "HTTP_GET":
+			im.kaNote(k, kw, "not imported: HTTP_GET speaks no TLS, so there is no SNI to send (keepalived accepts and ignores it too)")
 		case kw == "misc_path" && kind == "MISC_CHECK":
 			hc.Command = im.kaMiscPath(k)
 		case kw == "misc_timeout" && kind == "MISC_CHECK":

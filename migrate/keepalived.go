@@ -98,14 +98,20 @@ func (im *importer) keepalived(data []byte) *shoalv1.Config {
 	}
 	im.kaSync(c, append(sync.decls, sync.legacy...), sync.vrids)
 	names := map[string]*kaNode{}
+	used := map[string]bool{}
 	for _, n := range servers {
-		for _, s := range im.kaVirtual(n, groups) {
+		for _, s := range im.kaVirtual(n, groups, used) {
 			if prev, dup := names[s.Name]; dup {
 				im.kaStrict(n, "virtual_server %s (%s) is already defined on line %d", strings.Join(n.args[1:], " "), s.Name, prev.line)
 				continue
 			}
 			names[s.Name] = n
 			c.Services = append(c.Services, s)
+		}
+	}
+	for name, g := range groups {
+		if !used[name] {
+			im.kaNote(g, g.key(), "not imported: no virtual_server uses it (keepalived programs nothing for it either)")
 		}
 	}
 	// VIPs take their interface and prefix from the VRRP address that
@@ -459,7 +465,7 @@ type kaVSID struct {
 // kaVirtual reads a virtual_server: one service, or one per address and
 // firewall mark of the virtual_server_group it names, each with the same
 // settings and real servers, which is what keepalived programs.
-func (im *importer) kaVirtual(n *kaNode, groups map[string]*kaNode) []*shoalv1.VirtualService {
+func (im *importer) kaVirtual(n *kaNode, groups map[string]*kaNode, used map[string]bool) []*shoalv1.VirtualService {
 	var ids []kaVSID
 	switch {
 	case len(n.args) == 3 && n.args[1] == "fwmark":
@@ -471,6 +477,7 @@ func (im *importer) kaVirtual(n *kaNode, groups map[string]*kaNode) []*shoalv1.V
 		ids = []kaVSID{{fwmark: uint32(m)}}
 	case len(n.args) == 3 && n.args[1] == "group":
 		g := groups[n.args[2]]
+		used[n.args[2]] = true
 		if g == nil {
 			im.kaStrict(n, "virtual_server group %s: no virtual_server_group %s", n.args[2], n.args[2])
 			return nil

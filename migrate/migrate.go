@@ -58,7 +58,7 @@ func Detect(data []byte) (Format, error) {
 		case f[0] == "-A" || f[0] == "-a" || f[0] == "-C":
 			return FormatIPVSADM, nil
 		case f[0] == "virtual_server" || f[0] == "vrrp_instance" || f[0] == "global_defs" ||
-			f[0] == "include" || f[0] == "virtual_server_group" || f[0] == "vrrp_sync_group" ||
+			kaIsInclude(line) || f[0] == "virtual_server_group" || f[0] == "vrrp_sync_group" ||
 			f[0] == "vrrp_script" || f[0] == "real_server":
 			return FormatKeepalived, nil
 		case strings.Contains(line, "="):

@@ -3,13 +3,12 @@ package migrate
 import (
 	"fmt"
 	"net/netip"
-	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/shoal-lb/shoal/config"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
@@ -20,172 +19,11 @@ import (
 const (
 	kaDefaultDelayLoop      = 60 * time.Second
 	kaDefaultConnectTimeout = 5 * time.Second
-	kaDefaultRetry          = 1 // MISC_CHECK: 0
+	kaDefaultRetry          = 1   // MISC_CHECK: 0, DNS_CHECK: 3
+	kaDefaultPersistence    = 360 // seconds, IPVS_SVC_PERSISTENT_TIMEOUT
+	kaMaxWeight             = 65535
 	kaMaxIncludeDepth       = 8
 )
-
-// kaNode is one statement of keepalived.conf with its block, if any.
-type kaNode struct {
-	file string
-	line int
-	args []string
-	kids []*kaNode
-}
-
-func (n *kaNode) key() string { return strings.Join(n.args, " ") }
-
-type kaTok struct {
-	s      string
-	line   int
-	eol    bool
-	brace  byte // '{' or '}'
-	quoted bool
-}
-
-func (im *importer) kaLex(file, text string) []kaTok {
-	var toks []kaTok
-	for i, line := range strings.Split(strings.TrimPrefix(text, "\ufeff"), "\n") {
-		n := i + 1
-		if !utf8.ValidString(line) {
-			if !im.opt.Lenient {
-				im.errs = append(im.errs, LineError{File: file, Line: n, Msg: "line is not valid UTF-8"})
-				continue
-			}
-			line = strings.ToValidUTF8(line, "\uFFFD")
-		}
-		for j := 0; j < len(line); {
-			c := line[j]
-			switch {
-			case c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v':
-				j++
-			case c == '#' || c == '!':
-				j = len(line)
-			case c == '{' || c == '}':
-				toks = append(toks, kaTok{line: n, brace: c})
-				j++
-			case c == '"':
-				end := strings.IndexByte(line[j+1:], '"')
-				if end < 0 {
-					im.errs = append(im.errs, LineError{File: file, Line: n, Msg: "unterminated quote"})
-					j = len(line)
-					continue
-				}
-				toks = append(toks, kaTok{s: line[j+1 : j+1+end], line: n, quoted: true})
-				j += end + 2
-			default:
-				k := j
-				for k < len(line) && !strings.ContainsRune(" \t\r\f\v{}\"", rune(line[k])) {
-					k++
-				}
-				toks = append(toks, kaTok{s: line[j:k], line: n})
-				j = k
-			}
-		}
-		toks = append(toks, kaTok{line: n, eol: true})
-	}
-	return toks
-}
-
-// kaParse turns tokens into statements. A block's "{" may close the
-// statement's line or open the next one.
-func (im *importer) kaParse(file string, toks []kaTok, depth int) []*kaNode {
-	pos := 0
-	var parse func(level int) []*kaNode
-	parse = func(level int) []*kaNode {
-		var out []*kaNode
-		var cur *kaNode
-		for pos < len(toks) {
-			t := toks[pos]
-			pos++
-			switch {
-			case t.eol:
-				if cur != nil {
-					out = append(out, im.kaInclude(file, cur, depth)...)
-				}
-				cur = nil
-			case t.brace == '{':
-				if cur == nil {
-					// "{" alone on a line opens the block of the previous statement.
-					if len(out) == 0 || out[len(out)-1].kids != nil {
-						im.errs = append(im.errs, LineError{File: file, Line: t.line, Msg: "{ without a statement"})
-						_ = parse(level + 1)
-						continue
-					}
-					cur = out[len(out)-1]
-					out = out[:len(out)-1]
-				}
-				cur.kids = parse(level + 1)
-				if cur.kids == nil {
-					cur.kids = []*kaNode{}
-				}
-				out = append(out, cur)
-				cur = nil
-			case t.brace == '}':
-				if cur != nil {
-					out = append(out, im.kaInclude(file, cur, depth)...)
-				}
-				if level == 0 {
-					im.errs = append(im.errs, LineError{File: file, Line: t.line, Msg: "} without an open block"})
-					cur = nil
-					continue
-				}
-				return out
-			default:
-				if cur == nil {
-					cur = &kaNode{file: file, line: t.line}
-				}
-				cur.args = append(cur.args, t.s)
-			}
-		}
-		if cur != nil {
-			out = append(out, im.kaInclude(file, cur, depth)...)
-		}
-		if level > 0 {
-			line := 0
-			if len(toks) > 0 {
-				line = toks[len(toks)-1].line
-			}
-			im.errs = append(im.errs, LineError{File: file, Line: line, Msg: "block is never closed: missing }"})
-		}
-		return out
-	}
-	return parse(0)
-}
-
-// kaInclude replaces an include statement by the statements of the files it
-// names, as keepalived does; anything else is returned as is.
-func (im *importer) kaInclude(file string, n *kaNode, depth int) []*kaNode {
-	if len(n.args) == 0 || n.args[0] != "include" || n.kids != nil {
-		return []*kaNode{n}
-	}
-	if len(n.args) != 2 {
-		im.errs = append(im.errs, LineError{File: file, Line: n.line, Msg: "include wants one file pattern"})
-		return nil
-	}
-	if depth >= kaMaxIncludeDepth {
-		im.errs = append(im.errs, LineError{File: file, Line: n.line, Msg: "includes nested too deep (a loop?)"})
-		return nil
-	}
-	pattern := n.args[1]
-	if !filepath.IsAbs(pattern) && file != "" {
-		pattern = filepath.Join(filepath.Dir(file), pattern)
-	}
-	names, err := im.opt.Glob(pattern)
-	if err != nil || len(names) == 0 {
-		im.errs = append(im.errs, LineError{File: file, Line: n.line, Msg: fmt.Sprintf("include %s: no file matches", n.args[1])})
-		return nil
-	}
-	var out []*kaNode
-	for _, name := range names {
-		data, err := im.opt.ReadFile(name)
-		if err != nil {
-			im.errs = append(im.errs, LineError{File: file, Line: n.line, Msg: fmt.Sprintf("include: %v", err)})
-			continue
-		}
-		out = append(out, im.kaParse(name, im.kaLex(name, string(data)), depth+1)...)
-	}
-	return out
-}
 
 func (im *importer) kaStrict(n *kaNode, format string, a ...any) {
 	saved := im.file
@@ -204,19 +42,19 @@ func (im *importer) kaMark(path string, n *kaNode) { im.markAt(path, n.file, n.l
 
 // kaTopNotes explains why whole top-level blocks are not imported.
 var kaTopNotes = map[string]string{
-	"global_defs":          "not imported: router_id, notification and script settings are replaced by lvsd flags (--id, --log-level)",
-	"vrrp_script":          "not imported: shoal nodes do not track scripts; leadership follows Raft and global.monitor_links",
-	"vrrp_sync_group":      "not imported: replaced by Raft leader election (one leader holds every VIP)",
-	"static_ipaddress":     "not imported: static addresses are the host's business, not the cluster's",
-	"static_routes":        "not imported: static routes are the host's business, not the cluster's",
-	"static_rules":         "not imported: static rules are the host's business, not the cluster's",
-	"linkbeat_interfaces":  "not imported: shoal watches links through global.monitor_links",
-	"garp_group":           "not imported: GARP is tuned by global.garp_count/garp_interval/garp_refresh",
-	"vrrp_track_file":      "not imported: shoal nodes do not track files",
-	"track_file":           "not imported: shoal nodes do not track files",
-	"bfd_instance":         "not imported: shoal does not run BFD",
-	"net_namespace":        "not imported: run lvsd inside the namespace instead",
-	"virtual_server_group": "cannot be expressed: shoal has no virtual server groups; define one virtual service per address instead",
+	"global_defs":         "not imported: router_id, notification and script settings are replaced by lvsd flags (--id, --log-level)",
+	"vrrp_script":         "not imported: shoal nodes do not track scripts; leadership follows Raft and global.monitor_links",
+	"vrrp_sync_group":     "not imported: replaced by Raft leader election (one leader holds every VIP)",
+	"static_ipaddress":    "not imported: static addresses are the host's business, not the cluster's",
+	"static_routes":       "not imported: static routes are the host's business, not the cluster's",
+	"static_rules":        "not imported: static rules are the host's business, not the cluster's",
+	"linkbeat_interfaces": "not imported: shoal watches links through global.monitor_links",
+	"garp_group":          "not imported: GARP is tuned by global.garp_count/garp_interval/garp_refresh",
+	"vrrp_track_file":     "not imported: shoal nodes do not track files",
+	"track_file":          "not imported: shoal nodes do not track files",
+	"bfd_instance":        "not imported: shoal does not run BFD",
+	"SSL":                 "not imported: shoal's https checks present no client certificate; set health_check.tls_skip_verify or tls_server_name instead",
+	"net_namespace":       "not imported: run lvsd inside the namespace instead",
 }
 
 type kaVRRPAddr struct {
@@ -234,6 +72,7 @@ func (im *importer) keepalived(data []byte) *shoalv1.Config {
 	var vrrp []*kaVRRPAddr
 	var links []string
 	var servers []*kaNode
+	groups := map[string]*kaNode{}
 	sync := &kaSyncState{vrids: map[string]uint32{}}
 	for _, n := range nodes {
 		switch kw := n.args[0]; {
@@ -241,6 +80,8 @@ func (im *importer) keepalived(data []byte) *shoalv1.Config {
 			vrrp = append(vrrp, im.kaVRRP(n, &links, sync)...)
 		case kw == "virtual_server":
 			servers = append(servers, n)
+		case kw == "virtual_server_group" && len(n.args) == 2 && n.kids != nil:
+			groups[n.args[1]] = n
 		case kw == "global_defs" && n.kids != nil:
 			im.kaGlobalDefs(n, sync)
 		case kaTopNotes[kw] != "":
@@ -257,17 +98,21 @@ func (im *importer) keepalived(data []byte) *shoalv1.Config {
 	}
 	im.kaSync(c, append(sync.decls, sync.legacy...), sync.vrids)
 	names := map[string]*kaNode{}
+	used := map[string]bool{}
 	for _, n := range servers {
-		s := im.kaVirtual(n)
-		if s == nil {
-			continue
+		for _, s := range im.kaVirtual(n, groups, used) {
+			if prev, dup := names[s.Name]; dup {
+				im.kaStrict(n, "virtual_server %s (%s) is already defined on line %d", strings.Join(n.args[1:], " "), s.Name, prev.line)
+				continue
+			}
+			names[s.Name] = n
+			c.Services = append(c.Services, s)
 		}
-		if prev, dup := names[s.Name]; dup {
-			im.kaStrict(n, "virtual_server %s is already defined on line %d", strings.Join(n.args[1:], " "), prev.line)
-			continue
+	}
+	for name, g := range groups {
+		if !used[name] {
+			im.kaNote(g, g.key(), "not imported: no virtual_server uses it (keepalived programs nothing for it either)")
 		}
-		names[s.Name] = n
-		c.Services = append(c.Services, s)
 	}
 	// VIPs take their interface and prefix from the VRRP address that
 	// carries them.
@@ -446,31 +291,182 @@ func kaServiceName(proto, addr string, port uint32, fwmark uint32) string {
 	return fmt.Sprintf("%s-%s-%d", proto, strings.ReplaceAll(addr, ":", "-"), port)
 }
 
-var kaForward = map[string]string{"nat": "nat", "dr": "dr", "tun": "tun"}
+var kaForward = map[string]string{"NAT": "nat", "DR": "dr", "TUN": "tun"}
 
-// kaVSNotes are virtual_server keys that have no equivalent, with why.
-var kaVSNotes = map[string]string{
-	"ha_suspend":              "not imported: every shoal node keeps IPVS in sync whether it leads or not",
-	"ops":                     "not imported: one-packet scheduling is not supported",
-	"omega":                   "not imported: shoal runs no quorum scripts",
-	"quorum":                  "not imported: shoal runs no quorum scripts",
-	"quorum_up":               "not imported: shoal runs no quorum scripts",
-	"quorum_down":             "not imported: shoal runs no quorum scripts",
-	"hysteresis":              "not imported: shoal runs no quorum scripts",
-	"smtp_alert":              "not imported: shoal sends no mail; watch lvsctl/metrics instead",
-	"sorry_server_inhibit":    "not imported: the sorry server is added only while every real server is out",
-	"sorry_server_lvs_method": "not imported: the sorry server uses the service's forwarding method",
-	"lvs_flags":               "not imported: scheduler flags are not supported",
-	"ip_family":               "not imported: the family follows the address",
-	"retry":                   "",
-	"delay_before_retry":      "",
-	"connect_timeout":         "",
-	"warmup":                  "not imported: checks start at once",
-	"real_server":             "",
+// kaInherit is what a virtual_server hands down to its real servers and a
+// real server to its checkers: in keepalived "the virtual server setting is
+// the default for real servers, and the real server setting is the default
+// for checkers".
+type kaInherit struct {
+	delayLoop   time.Duration
+	vsDelayLoop time.Duration // MISC_CHECK's default timeout: the virtual server's delay_loop
+	timeout     time.Duration
+	retry       *uint64
+	alpha       bool
+	inhibit     bool
+	host        string
 }
 
-func (im *importer) kaVirtual(n *kaNode) *shoalv1.VirtualService {
-	s := &shoalv1.VirtualService{}
+// kaVSNotes are virtual_server keys shoal has no place for, with why.
+var kaVSNotes = map[string]string{
+	"ha_suspend":           "not imported: every shoal node keeps IPVS in sync whether it leads or not, and checks run everywhere",
+	"ops":                  "not imported: one-packet scheduling (ipvsadm -o) is not in shoal's model",
+	"hashed":               "not imported: scheduler flags (ipvsadm -b) are not in shoal's model",
+	"flag-1":               "not imported: scheduler flags (ipvsadm -b) are not in shoal's model",
+	"flag-2":               "not imported: scheduler flags (ipvsadm -b) are not in shoal's model",
+	"flag-3":               "not imported: scheduler flags (ipvsadm -b) are not in shoal's model",
+	"sh-port":              "not imported: scheduler flags (ipvsadm -b) are not in shoal's model",
+	"sh-fallback":          "not imported: scheduler flags (ipvsadm -b) are not in shoal's model",
+	"mh-port":              "not imported: scheduler flags (ipvsadm -b) are not in shoal's model",
+	"mh-fallback":          "not imported: scheduler flags (ipvsadm -b) are not in shoal's model",
+	"persistence_engine":   "not imported: persistence engines (sip) are not in shoal's model",
+	"omega":                "not imported: shoal runs no quorum or notify scripts",
+	"quorum":               "not imported: shoal has no quorum; the sorry server is used when no real server is up (keepalived's default quorum 1)",
+	"hysteresis":           "not imported: shoal has no quorum",
+	"quorum_up":            "not imported: shoal runs no quorum scripts",
+	"quorum_down":          "not imported: shoal runs no quorum scripts",
+	"smtp_alert":           "not imported: shoal sends no mail; watch lvsctl status or the metrics",
+	"snmp_name":            "not imported: shoal has no SNMP agent; services are named instead",
+	"sorry_server_inhibit": "not imported: the sorry server is added only while every real server is out, never kept at weight 0",
+	"ip_family":            "not imported: the family follows the addresses",
+	"delay_before_retry":   "not imported: shoal retries at the check interval (fall = retry + 1 consecutive failures)",
+	"warmup":               "not imported: shoal checks a new server at once, without a random delay",
+}
+
+// kaTimer reads a <TIMER> value, or says why not.
+func (im *importer) kaTimer(k *kaNode) (time.Duration, bool) {
+	if len(k.args) < 2 {
+		im.kaStrict(k, "%s wants a time in seconds", k.args[0])
+		return 0, false
+	}
+	d, err := parseTimer(k.args[1])
+	if err != nil {
+		im.kaStrict(k, "%s: %v", k.args[0], err)
+		return 0, false
+	}
+	return d, true
+}
+
+// kaUint reads a whole number between lo and hi.
+func (im *importer) kaUint(k *kaNode, lo, hi uint64) (uint64, bool) {
+	if len(k.args) < 2 {
+		im.kaStrict(k, "%s wants a number", k.args[0])
+		return 0, false
+	}
+	n, err := parseUint(k.args[1], hi)
+	if err == nil && n < lo {
+		err = fmt.Errorf("%q is below %d", k.args[1], lo)
+	}
+	if err != nil {
+		im.kaStrict(k, "%s: %v", k.args[0], err)
+		return 0, false
+	}
+	return n, true
+}
+
+// kaBool reads keepalived's optional <BOOL>: the keyword alone is true.
+func (im *importer) kaBool(k *kaNode) (bool, bool) {
+	if len(k.args) < 2 {
+		return true, true
+	}
+	switch k.args[1] {
+	case "true", "on", "yes":
+		return true, true
+	case "false", "off", "no":
+		return false, true
+	}
+	im.kaStrict(k, "%s: %q is not one of on off true false yes no", k.args[0], k.args[1])
+	return false, false
+}
+
+// kaMethod reads lvs_method NAT|DR|TUN [type ipip|gue port N|gre]
+// [nocsum|csum|remcsum]. keepalived wants the method in capitals and
+// ignores (with an error) anything else, so the import refuses it.
+func (im *importer) kaMethod(k *kaNode) (string, bool) {
+	if len(k.args) < 2 {
+		im.kaStrict(k, "%s wants NAT, DR or TUN", k.args[0])
+		return "", false
+	}
+	f, ok := kaForward[k.args[1]]
+	if !ok {
+		im.kaStrict(k, "%s %s: keepalived wants NAT, DR or TUN, in capitals", k.args[0], k.args[1])
+		return "", false
+	}
+	for i := 2; i < len(k.args); i++ {
+		switch a := k.args[i]; {
+		case a == "type" && i+1 < len(k.args) && k.args[i+1] == "ipip" && f == "tun":
+			i++
+		case a == "nocsum" && f == "tun":
+		default:
+			im.kaStrict(k, "%s: %s cannot be expressed: shoal tunnels with IP-in-IP only (no GUE, GRE or checksum options)", k.args[0], strings.Join(k.args[2:], " "))
+			return "", false
+		}
+	}
+	return f, true
+}
+
+// kaCommon reads the settings a virtual_server, a real_server and a checker
+// all accept into inh; it reports whether kw was one of them.
+func (im *importer) kaCommon(k *kaNode, inh *kaInherit, level string) bool {
+	switch k.args[0] {
+	case "delay_loop":
+		if d, ok := im.kaTimer(k); ok {
+			inh.delayLoop = d
+			if level == "virtual_server" {
+				inh.vsDelayLoop = d
+			}
+		}
+	case "connect_timeout":
+		if level == "MISC_CHECK" {
+			return false
+		}
+		if d, ok := im.kaTimer(k); ok {
+			inh.timeout = d
+		}
+	case "retry", "nb_get_retry":
+		if k.args[0] == "nb_get_retry" && level != "HTTP_GET" && level != "SSL_GET" {
+			return false
+		}
+		lo := uint64(0)
+		if level == "virtual_server" {
+			lo = 1 // vs_retry_handler's minimum
+		}
+		if r, ok := im.kaUint(k, lo, 1<<32-1); ok {
+			inh.retry = &r
+		}
+	case "alpha":
+		if level == "virtual_server" {
+			inh.alpha = true // takes no value there
+			return true
+		}
+		if b, ok := im.kaBool(k); ok {
+			inh.alpha = b
+		}
+	case "delay_before_retry", "warmup":
+		if len(k.args) > 1 && strings.Trim(k.args[1], "0.") == "" && strings.Contains(k.args[1], "0") {
+			im.kaNote(k, k.args[0], "%s", kaVSNotes[k.args[0]]) // 0 is allowed here: no delay
+		} else if _, ok := im.kaTimer(k); ok {
+			im.kaNote(k, k.args[0], "%s", kaVSNotes[k.args[0]])
+		}
+	default:
+		return false
+	}
+	return true
+}
+
+// kaVSID is what identifies one virtual service: an address and port, or
+// a firewall mark.
+type kaVSID struct {
+	vip    netip.Addr
+	port   uint32
+	fwmark uint32
+}
+
+// kaVirtual reads a virtual_server: one service, or one per address and
+// firewall mark of the virtual_server_group it names, each with the same
+// settings and real servers, which is what keepalived programs.
+func (im *importer) kaVirtual(n *kaNode, groups map[string]*kaNode, used map[string]bool) []*shoalv1.VirtualService {
+	var ids []kaVSID
 	switch {
 	case len(n.args) == 3 && n.args[1] == "fwmark":
 		m, err := parseUint(n.args[2], 1<<32-1)
@@ -478,34 +474,194 @@ func (im *importer) kaVirtual(n *kaNode) *shoalv1.VirtualService {
 			im.kaStrict(n, "virtual_server fwmark: %q is not a firewall mark", n.args[2])
 			return nil
 		}
-		s.Fwmark = uint32(m)
+		ids = []kaVSID{{fwmark: uint32(m)}}
 	case len(n.args) == 3 && n.args[1] == "group":
-		im.kaNote(n, n.key(), "cannot be expressed: shoal has no virtual server groups; define one virtual service per address")
-		return nil
-	case len(n.args) == 3:
-		a, err := parseAddr(n.args[1])
-		if err != nil {
-			im.kaStrict(n, "virtual_server: %v", err)
+		g := groups[n.args[2]]
+		used[n.args[2]] = true
+		if g == nil {
+			im.kaStrict(n, "virtual_server group %s: no virtual_server_group %s", n.args[2], n.args[2])
 			return nil
 		}
-		p, err := parsePort(n.args[2])
-		if err != nil {
-			im.kaStrict(n, "virtual_server: %v", err)
+		ids = im.kaGroup(g)
+		if ids == nil {
 			return nil
 		}
-		s.Vip = &shoalv1.Address{Address: a.String()}
-		s.Port = p
+	case len(n.args) == 2 || len(n.args) == 3:
+		id, ok := im.kaAddrPort(n, n.args[1], n.args[2:], "virtual_server")
+		if !ok {
+			return nil
+		}
+		ids = []kaVSID{id}
 	default:
-		im.kaStrict(n, "virtual_server wants ADDRESS PORT or fwmark N")
+		im.kaStrict(n, "virtual_server wants ADDRESS PORT, fwmark N or group NAME")
 		return nil
 	}
 	if n.kids == nil {
 		im.kaStrict(n, "virtual_server without a block")
 		return nil
 	}
-	interval := kaDefaultDelayLoop
-	alpha := false
-	host := ""
+	var out []*shoalv1.VirtualService
+	for _, id := range ids {
+		s := &shoalv1.VirtualService{Fwmark: id.fwmark, Port: id.port}
+		if id.vip.IsValid() {
+			s.Vip = &shoalv1.Address{Address: id.vip.String()}
+		}
+		if s = im.kaVirtualBody(n, s); s != nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// kaPort reads a port as keepalived does: a number, 0 meaning none.
+func kaPort(s string) (uint32, error) {
+	p, err := parseUint(s, 65535)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a port number", s)
+	}
+	return uint32(p), nil
+}
+
+// kaAddrPort reads ADDRESS PORT of a virtual_server or group entry. A
+// service without a port (persistent on every port) cannot be expressed.
+func (im *importer) kaAddrPort(n *kaNode, addr string, port []string, what string) (kaVSID, bool) {
+	a, err := parseAddr(addr)
+	if err != nil {
+		im.kaStrict(n, "%s: %v", what, err)
+		return kaVSID{}, false
+	}
+	p := uint32(0)
+	if len(port) > 0 {
+		if p, err = kaPort(port[0]); err != nil {
+			im.kaStrict(n, "%s: %v", what, err)
+			return kaVSID{}, false
+		}
+	}
+	if p == 0 {
+		im.kaStrict(n, "%s %s without a port (a persistent service on every port) cannot be expressed: shoal's address services have one port; use a fwmark service", what, addr)
+		return kaVSID{}, false
+	}
+	return kaVSID{vip: a, port: p}, true
+}
+
+// kaMaxGroup bounds what one virtual_server_group expands to: shoal has no
+// address ranges, so each address is a service of its own.
+const kaMaxGroup = 256
+
+// kaGroup expands a virtual_server_group: addresses, ranges (A-N on the
+// last byte, or the last 16 bits in hex for IPv6; A-B; A/N) with their
+// port, and firewall marks.
+func (im *importer) kaGroup(g *kaNode) []kaVSID {
+	var ids []kaVSID
+	bad := false
+	for _, e := range g.kids {
+		if e.args[0] == "fwmark" {
+			if len(e.args) < 2 || len(e.args) > 3 {
+				im.kaStrict(e, "fwmark wants a mark and maybe inet or inet6")
+				bad = true
+				continue
+			}
+			m, err := parseUint(e.args[1], 1<<32-1)
+			if err != nil || m == 0 {
+				im.kaStrict(e, "fwmark: %q is not a firewall mark", e.args[1])
+				bad = true
+				continue
+			}
+			if len(e.args) == 3 {
+				im.kaNote(e, "fwmark", "%s not imported: a fwmark service's family follows its addresses", e.args[2])
+			}
+			ids = append(ids, kaVSID{fwmark: uint32(m)})
+			continue
+		}
+		addrs, err := kaRange(e.args[0])
+		if err != nil {
+			im.kaStrict(e, "virtual_server_group %s: %v", e.args[0], err)
+			bad = true
+			continue
+		}
+		if len(ids)+len(addrs) > kaMaxGroup {
+			im.kaStrict(e, "virtual_server_group expands to more than %d services: shoal has no address ranges; split it", kaMaxGroup)
+			return nil
+		}
+		for _, a := range addrs {
+			id, ok := im.kaAddrPort(e, a.String(), e.args[1:], "virtual_server_group entry")
+			if !ok {
+				bad = true
+				break
+			}
+			ids = append(ids, id)
+		}
+	}
+	if bad {
+		return nil
+	}
+	return ids
+}
+
+// kaRange lists the addresses of a group entry.
+func kaRange(s string) ([]netip.Addr, error) {
+	if a, bits, ok := strings.Cut(s, "/"); ok {
+		p, err := netip.ParsePrefix(a + "/" + bits)
+		if err != nil || p.Bits() == 0 {
+			return nil, fmt.Errorf("%q is not an address/prefix", s)
+		}
+		if p.Masked().Addr() != p.Addr() {
+			return nil, fmt.Errorf("%q has host bits set", s)
+		}
+		if p.Addr().BitLen()-p.Bits() > 16 {
+			return nil, fmt.Errorf("%q has too many addresses", s)
+		}
+		var out []netip.Addr
+		for a := p.Addr(); p.Contains(a) && len(out) <= kaMaxGroup; a = a.Next() {
+			out = append(out, a)
+		}
+		return out, nil
+	}
+	from, to, isRange := strings.Cut(s, "-")
+	start, err := parseAddr(from)
+	if err != nil {
+		return nil, err
+	}
+	if !isRange {
+		return []netip.Addr{start}, nil
+	}
+	var end netip.Addr
+	if strings.ContainsAny(to, ".:") {
+		if end, err = parseAddr(to); err != nil {
+			return nil, err
+		}
+	} else {
+		base, max := 10, uint64(255)
+		if start.Is6() {
+			base, max = 16, 0xffff
+		}
+		n, err := strconv.ParseUint(to, base, 64)
+		if err != nil || n > max {
+			return nil, fmt.Errorf("%q is not a range end", to)
+		}
+		b := start.AsSlice()
+		if start.Is6() {
+			b[14], b[15] = byte(n>>8), byte(n)
+		} else {
+			b[3] = byte(n)
+		}
+		end, _ = netip.AddrFromSlice(b)
+	}
+	if end.Is4() != start.Is4() || end.Less(start) {
+		return nil, fmt.Errorf("%q is not a range", s)
+	}
+	var out []netip.Addr
+	for a := start; !end.Less(a) && len(out) <= kaMaxGroup; a = a.Next() {
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func (im *importer) kaVirtualBody(n *kaNode, s *shoalv1.VirtualService) *shoalv1.VirtualService {
+	inh := kaInherit{delayLoop: kaDefaultDelayLoop, vsDelayLoop: kaDefaultDelayLoop, timeout: kaDefaultConnectTimeout}
+	var weight *uint32
+	granularity := false
+	var sorry, sorryMethod *kaNode
 	var reals []*kaNode
 	lines := map[string]*kaNode{}
 	for _, k := range n.kids {
@@ -521,63 +677,51 @@ func (im *importer) kaVirtual(n *kaNode) *shoalv1.VirtualService {
 			}
 			return true
 		}
+		if im.kaCommon(k, &inh, "virtual_server") {
+			if kw == "delay_loop" {
+				lines["health_check.interval"] = k
+			}
+			continue
+		}
 		switch kw {
-		case "delay_loop":
-			if !needArg() {
-				continue
-			}
-			d, err := parseSeconds(arg)
-			if err != nil {
-				im.kaStrict(k, "delay_loop: %v", err)
-				continue
-			}
-			interval = d
-			lines["health_check.interval"] = k
 		case "lb_algo", "lvs_sched":
 			if !needArg() {
 				continue
 			}
-			s.Scheduler = strings.ToLower(arg)
+			s.Scheduler = arg // keepalived's names are lower case, as shoal's
 			lines["scheduler"] = k
 			if len(k.args) > 2 {
-				im.kaNote(k, kw, "flags %s not imported: scheduler flags are not supported", strings.Join(k.args[2:], " "))
+				im.kaNote(k, kw, "%s not imported: keepalived ignores words after the scheduler", strings.Join(k.args[2:], " "))
 			}
 		case "lb_kind", "lvs_method":
-			if !needArg() {
-				continue
+			if f, ok := im.kaMethod(k); ok {
+				s.Forward = f
+				lines["forward"] = k
 			}
-			f, ok := kaForward[strings.ToLower(arg)]
-			if !ok {
-				im.kaStrict(k, "%s %s: want NAT, DR or TUN", kw, arg)
-				continue
-			}
-			s.Forward = f
-			lines["forward"] = k
 		case "persistence_timeout":
-			if !needArg() {
-				continue
+			if len(k.args) == 1 {
+				s.PersistenceTimeout = kaDefaultPersistence
+			} else if t, ok := im.kaUint(k, 1, 1<<32-1); ok {
+				s.PersistenceTimeout = uint32(t)
 			}
-			t, err := parseUint(arg, 1<<32-1)
-			if err != nil {
-				im.kaStrict(k, "persistence_timeout: %v", err)
-				continue
-			}
-			s.PersistenceTimeout = uint32(t)
 			lines["persistence_timeout"] = k
 		case "persistence_granularity":
 			if !needArg() {
 				continue
 			}
-			v6 := s.Vip == nil || isV6(s.Vip.Address) // a fwmark service may be either
+			// keepalived reads a dotted mask for IPv4 and a prefix length
+			// for IPv6 (a fwmark service: by whether it has a dot).
+			v6 := s.Vip != nil && isV6(s.Vip.Address) || s.Vip == nil && !strings.Contains(arg, ".")
 			p, err := parseMask(arg, v6)
 			if err != nil {
 				im.kaStrict(k, "persistence_granularity: %v", err)
 				continue
 			}
-			if s.Vip != nil && p == uint32(addrBits(s.Vip.Address)) {
+			if s.Vip != nil && p == uint32(addrBits(s.Vip.Address)) || s.Vip == nil && (p == 32 && !v6 || p == 128) {
 				p = 0 // a single address, as the model spells it
 			}
 			s.PersistencePrefix = p
+			granularity = true
 			lines["persistence_prefix"] = k
 		case "protocol":
 			if !needArg() {
@@ -586,32 +730,38 @@ func (im *importer) kaVirtual(n *kaNode) *shoalv1.VirtualService {
 			s.Protocol = strings.ToLower(arg)
 			lines["protocol"] = k
 		case "sorry_server":
-			if !needArg() {
+			if len(k.args) < 2 || len(k.args) > 3 {
+				im.kaStrict(k, "sorry_server wants ADDRESS [PORT]")
 				continue
 			}
-			rs, err := parseSorry(strings.Join(k.args[1:], " "))
-			if err != nil {
-				im.kaStrict(k, "sorry_server: %v", err)
-				continue
-			}
-			s.SorryServer = rs
-			lines["sorry_server"] = k
+			sorry = k
+		case "sorry_server_lvs_method":
+			sorryMethod = k
 		case "virtualhost":
-			if !needArg() {
-				continue
+			if needArg() {
+				inh.host = arg
 			}
-			host = arg
-		case "alpha":
-			alpha = true
+		case "inhibit_on_failure":
+			inh.inhibit = true // takes no value here
+		case "weight":
+			if w, ok := im.kaUint(k, 1, kaMaxWeight); ok {
+				w32 := uint32(w)
+				weight = &w32
+			}
 		case "real_server":
 			reals = append(reals, k)
 		default:
-			if why, ok := kaVSNotes[kw]; ok && why != "" {
+			if why, ok := kaVSNotes[kw]; ok {
 				im.kaNote(k, kw, "%s", why)
 				continue
 			}
 			im.kaStrict(k, "unknown keyword %q in virtual_server", kw)
 		}
+	}
+	if granularity && s.PersistenceTimeout == 0 {
+		// keepalived makes a service with a granularity persistent.
+		s.PersistenceTimeout = kaDefaultPersistence
+		lines["persistence_timeout"] = lines["persistence_prefix"]
 	}
 	protocol := s.Protocol
 	if protocol == "" {
@@ -623,13 +773,18 @@ func (im *importer) kaVirtual(n *kaNode) *shoalv1.VirtualService {
 	for f, k := range lines {
 		im.kaMark(sp+"."+f, k)
 	}
+	if sorry != nil {
+		im.kaSorry(s, sorry, sorryMethod)
+	} else if sorryMethod != nil {
+		im.kaNote(sorryMethod, sorryMethod.args[0], "not imported: there is no sorry_server")
+	}
 
 	var checks []*shoalv1.HealthCheck
 	var checkNodes []*kaNode
 	var quiesce []bool
 	seen := map[string]*kaNode{}
 	for _, k := range reals {
-		rs, hc, inhibit := im.kaReal(s, k, interval, alpha, host)
+		rs, hc, inhibit := im.kaReal(s, k, inh, weight)
 		if rs == nil {
 			continue
 		}
@@ -644,24 +799,68 @@ func (im *importer) kaVirtual(n *kaNode) *shoalv1.VirtualService {
 		checkNodes = append(checkNodes, k)
 		quiesce = append(quiesce, inhibit)
 	}
+	if len(checks) == 0 {
+		// Nothing to check: say what keepalived would have checked with.
+		s.Quiesce = inh.inhibit
+		return s
+	}
 	// keepalived checks each real server its own way; shoal checks every
 	// real server of a service the same way. Use the first one's check and
 	// say so when the others differ.
-	if len(checks) > 0 {
-		s.HealthCheck = proto.Clone(checks[0]).(*shoalv1.HealthCheck)
-		s.HealthCheck.Port = im.kaCheckPort(s, checks, checkNodes)
-		s.Quiesce = quiesce[0]
-		for i := 1; i < len(checks); i++ {
-			if !equalIgnoringPort(checks[i], checks[0]) {
-				im.kaNote(checkNodes[i], "real_server "+strings.Join(checkNodes[i].args[1:], " "),
-					"its check differs from the first real server's; shoal checks every real server of %s the same way (the first one's check is used)", s.Name)
-			}
-			if quiesce[i] != quiesce[0] {
-				im.kaNote(checkNodes[i], "inhibit_on_failure", "set on some real servers only; shoal quiesces per service (%v, as on the first real server)", quiesce[0])
-			}
+	kaTemplateCommands(s, checks)
+	s.HealthCheck = proto.Clone(checks[0]).(*shoalv1.HealthCheck)
+	s.HealthCheck.Port = im.kaCheckPort(s, checks, checkNodes)
+	s.Quiesce = quiesce[0]
+	for i := 1; i < len(checks); i++ {
+		if !equalIgnoringPort(checks[i], checks[0]) {
+			im.kaNote(checkNodes[i], "real_server "+strings.Join(checkNodes[i].args[1:], " "),
+				"its check differs from the first real server's; shoal checks every real server of %s the same way (the first one's check is used)", s.Name)
+		}
+		if quiesce[i] != quiesce[0] {
+			im.kaNote(checkNodes[i], "inhibit_on_failure", "set on some real servers only; shoal quiesces per service (%v, as on the first real server)", quiesce[0])
 		}
 	}
 	return s
+}
+
+// kaSorry reads sorry_server ADDR [PORT] and its sorry_server_lvs_method.
+// As keepalived does, a sorry server that IPVS cannot send to another port
+// (DR, TUN, or any fwmark service) loses its port.
+func (im *importer) kaSorry(s *shoalv1.VirtualService, k, method *kaNode) {
+	a, err := parseAddr(k.args[1])
+	if err != nil {
+		im.kaStrict(k, "sorry_server: %v", err)
+		return
+	}
+	ss := &shoalv1.RealServer{Address: a.String()}
+	if len(k.args) == 3 {
+		p, err := kaPort(k.args[2])
+		if err != nil {
+			im.kaStrict(k, "sorry_server: %v", err)
+			return
+		}
+		ss.Port = p
+	}
+	f := fwd(s.Forward)
+	if method != nil {
+		m, ok := im.kaMethod(method)
+		if !ok {
+			return
+		}
+		if m != f {
+			ss.Forward = m
+			f = m
+		}
+	}
+	if ss.Port == s.Port {
+		ss.Port = 0
+	}
+	if ss.Port != 0 && (f != "nat" || s.Fwmark != 0) {
+		im.kaNote(k, "sorry_server", "port %d not imported: %s forwarding keeps the service's port, and keepalived resets it too", ss.Port, f)
+		ss.Port = 0
+	}
+	s.SorryServer = ss
+	im.kaMark(servicePath(s.Name)+".sorry_server", k)
 }
 
 // kaCheckPort is the service's check port: 0 when every checked real server
@@ -714,24 +913,20 @@ func equalIgnoringPort(a, b *shoalv1.HealthCheck) bool {
 	return proto.Equal(a, b)
 }
 
-// kaCheckNotes are checker keys with no equivalent.
-var kaCheckNotes = map[string]string{
-	"connect_ip":       "not imported: the check connects to the real server's address",
-	"bindto":           "not imported: checks use the node's default source address",
-	"bind_port":        "not imported: checks use an ephemeral source port",
-	"bind_if":          "not imported: checks use the node's routing",
-	"fwmark":           "not imported: check packets are not marked",
-	"warmup":           "not imported: checks start at once",
-	"misc_dynamic":     "not imported: shoal does not set weights from a script's exit code",
-	"user":             "not imported: exec checks run as lvsd's user",
-	"log_all_failures": "not imported: lvsd logs every state change",
-	"enable_sni":       "not imported: set health_check.tls_server_name if the server needs SNI",
-	"http_protocol":    "not imported: checks speak HTTP/1.1",
-	"tls_compliant":    "not imported",
-	"dynamic":          "not imported: shoal does not set weights from a check",
+// kaRSNotes are real_server keys shoal has no place for yet, with why.
+// uthreshold/lthreshold and notify_up/notify_down become real settings
+// with issue 24 (per-real-server thresholds, notify hooks): each is then a
+// case in kaReal's switch instead of a line here.
+var kaRSNotes = map[string]string{
+	"uthreshold":  "not imported: per-real-server connection thresholds are not in shoal's model yet (issue 24)",
+	"lthreshold":  "not imported: per-real-server connection thresholds are not in shoal's model yet (issue 24)",
+	"notify_up":   "not imported: notify scripts are not in shoal's model yet (issue 24); watch lvsctl (WatchHealth) or the metrics",
+	"notify_down": "not imported: notify scripts are not in shoal's model yet (issue 24); watch lvsctl (WatchHealth) or the metrics",
+	"smtp_alert":  "not imported: shoal sends no mail; watch lvsctl status or the metrics",
+	"snmp_name":   "not imported: shoal has no SNMP agent",
 }
 
-func (im *importer) kaReal(s *shoalv1.VirtualService, n *kaNode, interval time.Duration, alpha bool, host string) (*shoalv1.RealServer, *shoalv1.HealthCheck, bool) {
+func (im *importer) kaReal(s *shoalv1.VirtualService, n *kaNode, inh kaInherit, weight *uint32) (*shoalv1.RealServer, *shoalv1.HealthCheck, bool) {
 	if len(n.args) < 2 || len(n.args) > 3 {
 		im.kaStrict(n, "real_server wants ADDRESS [PORT]")
 		return nil, nil, false
@@ -741,9 +936,9 @@ func (im *importer) kaReal(s *shoalv1.VirtualService, n *kaNode, interval time.D
 		im.kaStrict(n, "real_server: %v", err)
 		return nil, nil, false
 	}
-	rs := &shoalv1.RealServer{Address: a.String()}
+	rs := &shoalv1.RealServer{Address: a.String(), Weight: weight}
 	if len(n.args) == 3 {
-		p, err := parsePort(n.args[2])
+		p, err := kaPort(n.args[2])
 		if err != nil {
 			im.kaStrict(n, "real_server: %v", err)
 			return nil, nil, false
@@ -754,70 +949,65 @@ func (im *importer) kaReal(s *shoalv1.VirtualService, n *kaNode, interval time.D
 	}
 	rp := realServerPath(s, rs)
 	im.kaMark(rp, n)
-	inhibit := false
-	var hc *shoalv1.HealthCheck
+	var checkers []*kaNode
 	for _, k := range n.kids {
 		kw := k.args[0]
+		if im.kaCommon(k, &inh, "real_server") {
+			continue
+		}
 		switch kw {
 		case "weight":
-			if len(k.args) != 2 {
-				im.kaStrict(k, "weight wants a number")
-				continue
-			}
-			w, err := parseUint(k.args[1], 1<<32-1)
-			if err != nil {
-				im.kaStrict(k, "weight: %v", err)
+			w, ok := im.kaUint(k, 0, kaMaxWeight)
+			if !ok {
 				continue
 			}
 			w32 := uint32(w)
 			rs.Weight = &w32
 			im.kaMark(rp+".weight", k)
 		case "inhibit_on_failure":
-			inhibit = true
-		case "lvs_method", "lb_kind":
-			if len(k.args) != 2 {
-				im.kaStrict(k, "%s wants NAT, DR or TUN", kw)
-				continue
+			if b, ok := im.kaBool(k); ok {
+				inh.inhibit = b
 			}
-			f, ok := kaForward[strings.ToLower(k.args[1])]
-			if !ok {
-				im.kaStrict(k, "%s %s: want NAT, DR or TUN", kw, k.args[1])
-				continue
-			}
-			if f != fwd(s.Forward) {
+		case "lvs_method":
+			if f, ok := im.kaMethod(k); ok && f != fwd(s.Forward) {
 				rs.Forward = f
 			}
-		case "delay_loop":
-			if len(k.args) != 2 {
-				im.kaStrict(k, "delay_loop wants seconds")
+		case "virtualhost":
+			if len(k.args) < 2 {
+				im.kaStrict(k, "virtualhost wants a name")
 				continue
 			}
-			d, err := parseSeconds(k.args[1])
-			if err != nil {
-				im.kaStrict(k, "delay_loop: %v", err)
-				continue
-			}
-			interval = d
-		case "alpha":
-			alpha = true
-		case "TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "UDP_CHECK", "PING_CHECK", "FILE_CHECK", "BFD_CHECK":
-			if hc != nil {
-				im.kaNote(k, kw, "not imported: shoal runs one check per real server (the first one is used)")
-				continue
-			}
-			hc = im.kaCheck(s, rs, k, interval, alpha, host)
-		case "notify_up", "notify_down":
-			im.kaNote(k, kw, "not imported: watch lvsctl (WatchHealth) or the metrics instead of running a script")
-		case "uthreshold", "lthreshold":
-			im.kaNote(k, kw, "not imported: connection thresholds are not supported")
-		case "smtp_alert":
-			im.kaNote(k, kw, "not imported: shoal sends no mail")
+			inh.host = k.args[1]
 		default:
+			if kaCheckers[kw] {
+				checkers = append(checkers, k)
+				continue
+			}
+			if why, ok := kaRSNotes[kw]; ok {
+				im.kaNote(k, kw, "%s", why)
+				continue
+			}
 			im.kaStrict(k, "unknown keyword %q in real_server", kw)
+		}
+	}
+	// shoal runs one check per real server: the first one it can run. A
+	// list of checks that must all pass comes with issue 24; kaChecks
+	// already returns every check, so only this choice changes then.
+	var hc *shoalv1.HealthCheck
+	for i, c := range im.kaChecks(checkers, inh) {
+		switch {
+		case c == nil:
+		case hc == nil:
+			hc = c
+		default:
+			im.kaNote(checkers[i], checkers[i].args[0], "not imported: shoal runs one check per real server (the first one is used; a list of checks comes with issue 24)")
 		}
 	}
 	if hc == nil {
 		hc = &shoalv1.HealthCheck{Kind: "none", InitiallyUp: true}
+		if len(checkers) > 0 {
+			im.kaNote(n, "real_server "+strings.Join(n.args[1:], " "), "not health-checked after the import: shoal cannot run any of its checkers; add a check by hand")
+		}
 	}
 	// Direct routing and tunnelling deliver packets on the service's port
 	// (any port for a fwmark service); keepalived used the real server's
@@ -830,123 +1020,62 @@ func (im *importer) kaReal(s *shoalv1.VirtualService, n *kaNode, interval time.D
 		rs.Port = 0
 		im.kaMark(realServerPath(s, rs), n)
 	}
-	return rs, hc, inhibit
+	return rs, hc, inh.inhibit
 }
 
-func (im *importer) kaCheck(s *shoalv1.VirtualService, rs *shoalv1.RealServer, n *kaNode, interval time.Duration, alpha bool, host string) *shoalv1.HealthCheck {
-	hc := &shoalv1.HealthCheck{InitiallyUp: !alpha}
-	retry := uint64(kaDefaultRetry)
-	timeout := kaDefaultConnectTimeout
-	timeoutSet := false
-	kind := n.args[0]
-	switch kind {
-	case "TCP_CHECK":
-		hc.Kind = "tcp"
-	case "HTTP_GET":
-		hc.Kind = "http"
-		hc.HttpHost = host
-	case "SSL_GET":
-		// keepalived's SSL_GET does not verify the server's certificate.
-		hc.Kind = "https"
-		hc.HttpHost = host
-		hc.TlsSkipVerify = true
-	case "MISC_CHECK":
-		hc.Kind = "exec"
-		hc.Shell = true
-		retry = 0
-	default:
-		hc.Kind = "tcp"
-		im.kaNote(n, kind, "cannot be expressed: checked with a TCP connect instead")
-	}
-	for _, k := range n.kids {
-		kw := k.args[0]
-		arg := ""
-		if len(k.args) > 1 {
-			arg = k.args[1]
-		}
-		switch kw {
-		case "connect_port":
-			p, err := parsePort(arg)
-			if err != nil {
-				im.kaStrict(k, "connect_port: %v", err)
-				continue
-			}
-			hc.Port = p // made relative to the service in kaVirtual
-		case "connect_timeout", "misc_timeout":
-			d, err := parseSeconds(arg)
-			if err != nil {
-				im.kaStrict(k, "%s: %v", kw, err)
-				continue
-			}
-			timeout, timeoutSet = d, true
-		case "retry", "nb_get_retry":
-			r, err := parseUint(arg, 1<<16)
-			if err != nil {
-				im.kaStrict(k, "%s: %v", kw, err)
-				continue
-			}
-			retry = r
-		case "delay_before_retry":
-			im.kaNote(k, kw, "not imported: shoal retries at the check interval (fall = retry + 1 consecutive failures)")
-		case "delay_loop":
-			d, err := parseSeconds(arg)
-			if err != nil {
-				im.kaStrict(k, "delay_loop: %v", err)
-				continue
-			}
-			interval = d
-		case "url":
-			if hc.HttpPath != "" || hc.HttpStatus != 0 {
-				im.kaNote(k, "url", "not imported: shoal checks one URL (the first one is used)")
-				continue
-			}
-			for _, u := range k.kids {
-				uarg := ""
-				if len(u.args) > 1 {
-					uarg = u.args[1]
-				}
-				switch u.args[0] {
-				case "path":
-					hc.HttpPath = uarg
-				case "status_code":
-					code, err := parseUint(uarg, 999)
-					if err != nil {
-						im.kaStrict(u, "status_code: %v", err)
-						continue
-					}
-					hc.HttpStatus = uint32(code)
-				case "digest":
-					im.kaNote(u, "digest", "not imported: shoal does not compare page digests")
-				case "virtualhost":
-					hc.HttpHost = uarg
-				default:
-					im.kaStrict(u, "unknown keyword %q in url", u.args[0])
-				}
-			}
-		case "virtualhost":
-			hc.HttpHost = arg
-		case "misc_path":
-			if len(k.args) < 2 {
-				im.kaStrict(k, "misc_path wants a command")
-				continue
-			}
-			hc.Command = []string{strings.Join(k.args[1:], " ")}
-		default:
-			if why, ok := kaCheckNotes[kw]; ok {
-				im.kaNote(k, kw, "%s", why)
-				continue
-			}
-			im.kaStrict(k, "unknown keyword %q in %s", kw, kind)
+// kaTemplateCommands undoes what keepalived makes people write: each real
+// server's own address (and port) in its own misc_path, where shoal writes
+// %h and %p once for the service. When the real servers' commands differ
+// only by that, each becomes the one command with %h and %p, which shoal
+// runs as the very same words for each server (kaMiscPath refused any %h or
+// %p of the file's own). Commands that are all the same are kept as they
+// are: they check the same thing from every server, as keepalived did.
+func kaTemplateCommands(s *shoalv1.VirtualService, checks []*shoalv1.HealthCheck) {
+	var execs []int
+	for i, hc := range checks {
+		if hc.Kind == "exec" {
+			execs = append(execs, i)
 		}
 	}
-	if hc.Kind == "exec" && len(hc.Command) == 0 {
-		im.kaStrict(n, "MISC_CHECK without misc_path")
+	if len(execs) < 2 {
+		return
 	}
-	if hc.Kind == "exec" && !timeoutSet {
-		timeout = interval // keepalived's misc_timeout defaults to delay_loop
+	same := true
+	for _, i := range execs[1:] {
+		same = same && slices.Equal(checks[i].Command, checks[execs[0]].Command)
 	}
-	hc.Interval = durationpb.New(interval)
-	hc.Timeout = durationpb.New(timeout)
-	hc.Fall = uint32(retry) + 1
-	return hc
+	if same {
+		return
+	}
+	// The address alone first; the port too only if that is not enough,
+	// so that a digit of a path is not taken for a port needlessly.
+	for _, withPort := range []bool{false, true} {
+		if t := kaTemplates(s, checks, execs, withPort); t != nil {
+			for _, i := range execs {
+				checks[i].Command = t[i]
+			}
+			return
+		}
+	}
+}
+
+func kaTemplates(s *shoalv1.VirtualService, checks []*shoalv1.HealthCheck, execs []int, withPort bool) map[int][]string {
+	tmpl := make(map[int][]string, len(execs))
+	for _, i := range execs {
+		port := checks[i].Port
+		if port == 0 {
+			port = config.RealServerPort(s, s.RealServers[i])
+		}
+		for _, a := range checks[i].Command {
+			a = strings.ReplaceAll(a, s.RealServers[i].Address, "%h")
+			if withPort && port != 0 {
+				a = strings.ReplaceAll(a, strconv.FormatUint(uint64(port), 10), "%p")
+			}
+			tmpl[i] = append(tmpl[i], a)
+		}
+		if !slices.Equal(tmpl[i], tmpl[execs[0]]) {
+			return nil
+		}
+	}
+	return tmpl
 }

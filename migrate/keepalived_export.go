@@ -2,7 +2,9 @@ package migrate
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/shoal-lb/shoal/config"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
@@ -43,8 +45,10 @@ func (ex *exporter) keepalived(c *shoalv1.Config) {
 		if a.GetPrefixLength() != 0 {
 			e += fmt.Sprintf("/%d", a.GetPrefixLength())
 		}
-		if a.GetLabel() != "" && plainToken(a.GetLabel()) {
-			e += " label " + a.GetLabel()
+		if w, ok := kaWord(a.GetLabel()); ok && a.GetLabel() != "" {
+			e += " label " + w
+		} else if a.GetLabel() != "" {
+			ex.note(key, "label %q cannot be written in keepalived.conf", a.GetLabel())
 		}
 		in.addrs = append(in.addrs, e)
 	}
@@ -125,7 +129,7 @@ func (ex *exporter) kaVirtual(s *shoalv1.VirtualService) {
 	if hc.GetInterval() != nil {
 		interval = hc.GetInterval().AsDuration()
 	}
-	ex.printf("    delay_loop %d\n", seconds(interval))
+	ex.printf("    delay_loop %s\n", timerString(interval))
 	if s.GetScheduler() != "" {
 		ex.printf("    lb_algo %s\n", s.GetScheduler())
 	}
@@ -150,6 +154,9 @@ func (ex *exporter) kaVirtual(s *shoalv1.VirtualService) {
 		} else {
 			ex.printf("    sorry_server %s\n", ss.GetAddress())
 		}
+		if f := ss.GetForward(); f != "" && f != fwd(s.GetForward()) {
+			ex.printf("    sorry_server_lvs_method %s\n", kaKind[f])
+		}
 	}
 	ex.kaCheckNotes(key+".health_check", kind, hc)
 	for _, rs := range s.GetRealServers() {
@@ -171,14 +178,23 @@ func (ex *exporter) kaVirtual(s *shoalv1.VirtualService) {
 		if f := rs.GetForward(); f != "" && f != fwd(s.GetForward()) {
 			ex.printf("        lvs_method %s\n", kaKind[f])
 		}
-		ex.kaChecker(kind, hc)
+		port := hc.GetPort()
+		if port == 0 {
+			port = config.RealServerPort(s, rs)
+		}
+		ex.kaChecker(kind, hc, rs.GetAddress(), port)
 		ex.printf("    }\n")
 	}
 	ex.printf("}\n")
 }
 
-func (ex *exporter) kaChecker(kind string, hc *shoalv1.HealthCheck) {
+// kaChecker writes one real server's checker; host and port are what
+// shoal puts for %h and %p in an exec check, which keepalived does not do.
+func (ex *exporter) kaChecker(kind string, hc *shoalv1.HealthCheck, host string, port uint32) {
 	block := map[string]string{"tcp": "TCP_CHECK", "send-expect": "TCP_CHECK", "http": "HTTP_GET", "https": "SSL_GET", "exec": "MISC_CHECK"}[kind]
+	if kaSMTP(kind, hc) {
+		block = "SMTP_CHECK"
+	}
 	if block == "" {
 		return
 	}
@@ -189,32 +205,44 @@ func (ex *exporter) kaChecker(kind string, hc *shoalv1.HealthCheck) {
 		if path == "" {
 			path = config.DefaultHTTPPath
 		}
-		ex.printf("                path %s\n", kaWord(path))
+		ex.kaWordLine("                path", path, "http_path")
 		if hc.GetHttpStatus() != 0 {
 			ex.printf("                status_code %d\n", hc.GetHttpStatus())
+		} else {
+			ex.printf("                status_code 200-399\n") // shoal's 0; keepalived's default is 200-299
+		}
+		if hc.GetRegex() && hc.GetExpect() != "" {
+			ex.printf("                regex %s\n", kaEscaped(hc.GetExpect()))
 		}
 		ex.printf("            }\n")
 		if hc.GetHttpHost() != "" {
-			ex.printf("            virtualhost %s\n", kaWord(hc.GetHttpHost()))
+			ex.kaWordLine("            virtualhost", hc.GetHttpHost(), "http_host")
 		}
-	}
-	if kind == "exec" {
-		cmd := strings.Join(hc.GetCommand(), " ")
-		if hc.GetShell() && len(hc.GetCommand()) > 0 {
-			cmd = hc.GetCommand()[0]
+		if kind == "https" && hc.GetTlsServerName() != "" {
+			ex.kaWordLine("            sni_name", hc.GetTlsServerName(), "tls_server_name")
 		}
-		ex.printf("            misc_path %s\n", kaWord(cmd))
-	} else if hc.GetPort() != 0 {
-		ex.printf("            connect_port %d\n", hc.GetPort())
 	}
 	timeout := config.DefaultCheckTimeout
 	if hc.GetTimeout() != nil {
 		timeout = hc.GetTimeout().AsDuration()
 	}
 	if kind == "exec" {
+		r := strings.NewReplacer("%h", host, "%p", strconv.FormatUint(uint64(port), 10))
+		argv := make([]string, len(hc.GetCommand()))
+		for i, a := range hc.GetCommand() {
+			argv[i] = r.Replace(a)
+		}
+		if hc.GetShell() && len(argv) > 0 {
+			// keepalived runs misc_path without a shell: ask for one.
+			argv = []string{"/bin/sh", "-c", argv[0]}
+		}
+		ex.printf("            misc_path %s\n", kaArgv(argv))
 		ex.printf("            misc_timeout %d\n", seconds(timeout))
 	} else {
-		ex.printf("            connect_timeout %d\n", seconds(timeout))
+		if hc.GetPort() != 0 {
+			ex.printf("            connect_port %d\n", hc.GetPort())
+		}
+		ex.printf("            connect_timeout %s\n", timerString(timeout))
 	}
 	fall := hc.GetFall()
 	if fall == 0 {
@@ -224,44 +252,100 @@ func (ex *exporter) kaChecker(kind string, hc *shoalv1.HealthCheck) {
 	ex.printf("        }\n")
 }
 
-// kaWord quotes a value when keepalived would split it.
-func kaWord(s string) string {
-	if plainToken(s) {
-		return s
+// kaArgv writes a program and its arguments as misc_path's quoted command
+// line, which keepalived splits twice (see kaMiscPath): the first split
+// keeps backslash pairs as they are, the second decodes them, so every
+// character the second split treats specially is backslash-escaped, and a
+// double quote is written \x22 so that no quote inside can end the string
+// for the first split, or for read_line's search of braces.
+func kaArgv(argv []string) string {
+	words := make([]string, len(argv))
+	for i, a := range argv {
+		if a == "" {
+			words[i] = "''"
+			continue
+		}
+		var b strings.Builder
+		for j := 0; j < len(a); j++ {
+			switch c := a[j]; {
+			case c == '\\' || c == '\'' || c == ' ':
+				b.WriteByte('\\')
+				b.WriteByte(c)
+			case c == '"' || c < ' ' || c == 0x7f:
+				fmt.Fprintf(&b, `\x%02x`, c)
+			default:
+				b.WriteByte(c)
+			}
+		}
+		words[i] = b.String()
 	}
-	return `"` + s + `"`
+	return `"` + strings.Join(words, " ") + `"`
+}
+
+// kaEscaped writes s as one double-quoted word for a keyword that splits
+// its line once with escapes (regex).
+func kaEscaped(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for j := 0; j < len(s); j++ {
+		switch c := s[j]; {
+		case c == '\\':
+			b.WriteString(`\\`)
+		case c == '"' || c < ' ' || c == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// kaWord writes s as one word of keepalived.conf: bare when keepalived's
+// tokenizer keeps it whole, else between double quotes. ok is false when
+// neither can hold it (a double quote, or an odd run of backslashes before
+// the closing quote, which decomment would read as an escaped quote).
+func kaWord(s string) (w string, ok bool) {
+	if s != "" && !strings.ContainsAny(s, " \t\r\n\f\v\"{}#!") {
+		return s, true
+	}
+	trailing := len(s) - len(strings.TrimRight(s, `\`))
+	if strings.ContainsAny(s, "\"\r\n") || trailing%2 == 1 {
+		return "", false
+	}
+	return `"` + s + `"`, true
 }
 
 func (ex *exporter) kaCheckNotes(key, kind string, hc *shoalv1.HealthCheck) {
 	var lost []string
 	switch kind {
 	case "send-expect":
-		ex.note(key, "send/expect checks cannot be written in keepalived.conf: written as TCP_CHECK")
-	case "exec":
-		if !hc.GetShell() && len(hc.GetCommand()) > 1 {
-			ex.note(key, "command written as one shell command line for misc_path")
+		if !kaSMTP(kind, hc) {
+			ex.note(key, "send/expect checks cannot be written in keepalived.conf: written as TCP_CHECK")
 		}
+	case "exec":
 		if hc.GetShell() && len(hc.GetCommand()) > 1 {
 			lost = append(lost, "extra command arguments")
 		}
-		for _, c := range hc.GetCommand() {
-			if strings.Contains(c, `"`) {
-				lost = append(lost, "double quotes inside the command")
-				break
-			}
+		if hc.GetShell() {
+			ex.note(key, "the shell command is written as misc_path /bin/sh -c: keepalived runs misc_path without a shell")
+		}
+		if t := hc.GetTimeout(); t != nil && t.AsDuration()%time.Second != 0 {
+			lost = append(lost, "a timeout that is not whole seconds (misc_timeout is rounded up)")
 		}
 	case "https":
 		if !hc.GetTlsSkipVerify() {
 			lost = append(lost, "certificate verification (SSL_GET does not verify)")
 		}
 	}
-	if hc.GetExpect() != "" && kind != "send-expect" {
+	httpRegex := (kind == "http" || kind == "https") && hc.GetRegex()
+	if hc.GetExpect() != "" && kind != "send-expect" && !httpRegex {
 		lost = append(lost, "expect")
 	}
-	if hc.GetRegex() {
+	if hc.GetRegex() && !httpRegex {
 		lost = append(lost, "regex")
 	}
-	if hc.GetTlsServerName() != "" {
+	if hc.GetTlsServerName() != "" && kind != "https" {
 		lost = append(lost, "tls_server_name")
 	}
 	if r := hc.GetRise(); r != 0 && r != config.DefaultCheckRise {
@@ -279,4 +363,19 @@ func (ex *exporter) kaCheckNotes(key, kind string, hc *shoalv1.HealthCheck) {
 	if len(lost) > 0 {
 		ex.note(key, "%s cannot be written in keepalived.conf", strings.Join(lost, ", "))
 	}
+}
+
+// kaWordLine writes "key value", or notes that value cannot be written.
+func (ex *exporter) kaWordLine(key, value, field string) {
+	if w, ok := kaWord(value); ok {
+		ex.printf("%s %s\n", key, w)
+		return
+	}
+	ex.note("health_check."+field, "%q cannot be written in keepalived.conf", value)
+}
+
+// kaSMTP reports whether a send/expect check is the import of SMTP_CHECK:
+// read the greeting, want 220.
+func kaSMTP(kind string, hc *shoalv1.HealthCheck) bool {
+	return kind == "send-expect" && hc.GetSend() == "" && hc.GetExpect() == "220" && !hc.GetRegex()
 }

@@ -58,7 +58,7 @@ func Detect(data []byte) (Format, error) {
 		case f[0] == "-A" || f[0] == "-a" || f[0] == "-C":
 			return FormatIPVSADM, nil
 		case f[0] == "virtual_server" || f[0] == "vrrp_instance" || f[0] == "global_defs" ||
-			f[0] == "include" || f[0] == "virtual_server_group" || f[0] == "vrrp_sync_group" ||
+			kaIsInclude(line) || f[0] == "virtual_server_group" || f[0] == "vrrp_sync_group" ||
 			f[0] == "vrrp_script" || f[0] == "real_server":
 			return FormatKeepalived, nil
 		case strings.Contains(line, "="):
@@ -259,6 +259,17 @@ func Import(data []byte, o Options) (*Result, error) {
 		}
 		return a.Line < b.Line
 	})
+	// A block read more than once (a virtual_server of a group) says the
+	// same thing each time: once is enough.
+	seen := map[Note]bool{}
+	notes := im.res.Notes[:0]
+	for _, n := range im.res.Notes {
+		if !seen[n] {
+			seen[n] = true
+			notes = append(notes, n)
+		}
+	}
+	im.res.Notes = notes
 	return im.res, nil
 }
 

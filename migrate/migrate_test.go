@@ -28,6 +28,7 @@ var testdataFiles = []struct {
 	{"testdata/dr.lvs.cf", FormatLVSCF},
 	{"testdata/nat.keepalived.conf", FormatKeepalived},
 	{"testdata/dr.keepalived.conf", FormatKeepalived},
+	{"testdata/forms.keepalived.conf", FormatKeepalived},
 	{"testdata/rules.ipvsadm", FormatIPVSADM},
 }
 
@@ -376,7 +377,7 @@ func TestKeepalivedMapping(t *testing.T) {
 		t.Errorf("SSL_GET check %v", tls)
 	}
 	dns := service(t, r.Config, "udp-192.168.200.11-53").GetHealthCheck()
-	if dns.GetKind() != "exec" || dns.GetCommand()[0] != "/usr/local/bin/check_dns 10.20.0.5" || dns.GetTimeout().AsDuration() != 3*time.Second || dns.GetFall() != 1 {
+	if dns.GetKind() != "exec" || strings.Join(dns.GetCommand(), "|") != "/usr/local/bin/check_dns|10.20.0.5" || dns.GetShell() || dns.GetTimeout().AsDuration() != 3*time.Second || dns.GetFall() != 1 {
 		t.Errorf("MISC_CHECK from the included file %v", dns)
 	}
 	if nr := r.Config.GetGlobal().GetNatRouter(); nr.GetAddress() != "10.20.0.254" || nr.GetInterface() != "eth1" || nr.GetPrefixLength() != 24 {
@@ -394,9 +395,9 @@ func TestKeepalivedErrors(t *testing.T) {
 		{"unknown keyword", "virtual_server 192.0.2.1 80 {\n  lb_algo rr\n  frobnicate 3\n}\n", `:3: unknown keyword "frobnicate" in virtual_server`},
 		{"bad address", "virtual_server 192.0.2 80 {\n}\n", ":1: virtual_server"},
 		{"unclosed", "virtual_server 192.0.2.1 80 {\n  lb_algo rr\n", "never closed"},
-		{"missing include", "include /nonexistent/*.conf\n", ":1: include /nonexistent/*.conf: no file matches"},
+		{"missing includem", "includem /nonexistent/*.conf\n", ":1: includem /nonexistent/*.conf: no file matches"},
 		{"vrrp without interface", "vrrp_instance V {\n virtual_ipaddress {\n 192.0.2.1\n }\n}\n", ":1: vrrp_instance V has no interface"},
-		{"bad delay_loop", "virtual_server 192.0.2.1 80 {\n  delay_loop 0\n  real_server 10.0.0.1 80 {\n    TCP_CHECK {\n    }\n  }\n}\n", ":2: services[tcp-192.0.2.1-80].health_check.interval: must be positive"},
+		{"bad delay_loop", "virtual_server 192.0.2.1 80 {\n  delay_loop 0\n  real_server 10.0.0.1 80 {\n    TCP_CHECK {\n    }\n  }\n}\n", `:2: delay_loop: "0": must be more than 0`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -219,3 +219,55 @@ func addrBits(addr string) int {
 	}
 	return 32
 }
+
+// parseTimer reads keepalived's <TIMER>: seconds with up to six decimals
+// ("3", "2.5", "0.000001"), its resolution being a microsecond. Zero is
+// refused: every keepalived timer has a minimum of one microsecond.
+func parseTimer(s string) (time.Duration, error) {
+	whole, frac, dot := strings.Cut(s, ".")
+	bad := fmt.Errorf("%q is not a time in seconds (such as 3 or 2.5)", s)
+	if whole == "" && frac == "" || dot && frac == "" || len(frac) > 6 || !allDigits(whole) || !allDigits(frac) {
+		return 0, bad
+	}
+	sec := uint64(0)
+	if whole != "" {
+		var err error
+		if sec, err = parseUint(whole, 1<<31); err != nil {
+			return 0, bad
+		}
+	}
+	us := uint64(0)
+	for i := 0; i < 6; i++ {
+		us *= 10
+		if i < len(frac) {
+			us += uint64(frac[i] - '0')
+		}
+	}
+	d := time.Duration(sec)*time.Second + time.Duration(us)*time.Microsecond
+	if d <= 0 {
+		return 0, fmt.Errorf("%q: must be more than 0", s)
+	}
+	return d, nil
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// timerString writes d as keepalived's <TIMER>, rounded up to its
+// microsecond resolution so that it never becomes 0.
+func timerString(d time.Duration) string {
+	if r := d % time.Microsecond; r != 0 {
+		d += time.Microsecond - r
+	}
+	s := strconv.FormatInt(int64(d/time.Second), 10)
+	if us := int64(d%time.Second) / int64(time.Microsecond); us != 0 {
+		s += strings.TrimRight(fmt.Sprintf(".%06d", us), "0")
+	}
+	return s
+}

@@ -181,7 +181,9 @@ func (im *importer) lvsSyncKey(cs *shoalv1.ConnectionSync, k lvsKey) {
 		im.mark(syncPath, k.line)
 	case "syncd_iface":
 		dev, label := splitInterface(k.val)
-		if dev == "" || strings.ContainsAny(k.val, " \t") {
+		// A name that starts with "#" is the kernel's to allow, but lvs.cf
+		// cannot write it back ("syncd_iface = #x" reads as a comment).
+		if dev == "" || strings.ContainsAny(k.val, " \t") || strings.HasPrefix(dev, "#") {
 			im.strictf(k.line, "syncd_iface: %q is not a device name", k.val)
 			return
 		}
@@ -208,8 +210,13 @@ func (ex *exporter) lvsExportSync(cs *shoalv1.ConnectionSync) {
 		return
 	}
 	ex.printf("syncdaemon = %d\n", b2i(cs.GetEnabled()))
-	if cs.GetInterface() != "" {
-		ex.printf("syncd_iface = %s\n", cs.GetInterface())
+	switch dev := cs.GetInterface(); {
+	case strings.HasPrefix(dev, "#"):
+		// The kernel allows the name; lvs.cf's reader would take it for a
+		// comment after "syncd_iface = ".
+		ex.note(syncPath+".interface", "interface %q cannot be written in lvs.cf (it would read as a comment); an import uses each router's lvsd --interface", dev)
+	case dev != "":
+		ex.printf("syncd_iface = %s\n", dev)
 	}
 	if cs.GetSyncId() != 0 {
 		ex.printf("syncd_id = %d\n", cs.GetSyncId())

@@ -46,6 +46,9 @@ const DefaultDir = "/etc/shoal/scripts"
 // Debian system and owns nothing.
 const DefaultUser = "nobody"
 
+// nobodyID is nobody's uid and gid on Debian and most systems.
+const nobodyID = "65534"
+
 // MaxOutput bounds what is kept of a program's output (stdout and stderr
 // together): enough for any check's answer or a hook's complaint, small
 // enough that thousands of checks cannot exhaust memory.
@@ -98,6 +101,12 @@ func New(o Options) (*Runner, error) {
 		r.user = DefaultUser
 	}
 	u, err := lookupUser(r.user)
+	var unknown user.UnknownUserError
+	if errors.As(err, &unknown) && r.user == DefaultUser {
+		// An image without /etc/passwd (FROM scratch) still has the
+		// conventional nobody.
+		u, err = &user.User{Uid: nobodyID, Gid: nobodyID, Username: DefaultUser}, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("script user %q: %w", r.user, err)
 	}

@@ -25,11 +25,11 @@ var errShellSyntax = errors.New("uses shell syntax")
 // shellMeta are the characters that make /bin/sh do more than split words.
 const shellMeta = "|&;<>()$`\\*?[]#~{}!\n"
 
-// splitCommand turns a shell-free command line into argv. Single and
-// double quotes group words (nothing inside is expanded: a double-quoted
-// $, ` or \ is shell syntax); anything else with a meaning to the shell is
-// errShellSyntax.
-func splitCommand(line string) ([]string, error) {
+// SplitCommand turns a shell-free command line into argv (lvsctl and the
+// importers use it). Single and double quotes group words (nothing inside
+// is expanded: a double-quoted $, ` or \ is shell syntax); anything else
+// with a meaning to the shell is an error.
+func SplitCommand(line string) ([]string, error) {
 	var argv []string
 	var cur strings.Builder
 	inWord := false
@@ -72,7 +72,7 @@ func splitCommand(line string) ([]string, error) {
 	return argv, nil
 }
 
-// joinCommand writes argv back as a command line that splitCommand (and a
+// joinCommand writes argv back as a command line that SplitCommand (and a
 // shell) reads as the same argv.
 func joinCommand(argv []string) string {
 	out := make([]string, len(argv))
@@ -89,7 +89,7 @@ func joinCommand(argv []string) string {
 // programArgv is a command line as a hook's or a check's argv, or why it
 // cannot be one.
 func programArgv(line string) ([]string, error) {
-	argv, err := splitCommand(line)
+	argv, err := SplitCommand(line)
 	if err != nil {
 		return nil, err
 	}

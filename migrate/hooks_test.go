@@ -31,15 +31,15 @@ func TestSplitCommand(t *testing.T) {
 		{`/x "open`, nil},
 		{"", nil},
 	} {
-		got, err := splitCommand(tt.line)
+		got, err := SplitCommand(tt.line)
 		if tt.want == nil {
 			if err == nil {
-				t.Errorf("splitCommand(%q) = %q, want a refusal", tt.line, got)
+				t.Errorf("SplitCommand(%q) = %q, want a refusal", tt.line, got)
 			}
 			continue
 		}
 		if err != nil || !slices.Equal(got, tt.want) {
-			t.Errorf("splitCommand(%q) = %q, %v, want %q", tt.line, got, err, tt.want)
+			t.Errorf("SplitCommand(%q) = %q, %v, want %q", tt.line, got, err, tt.want)
 		}
 	}
 }
@@ -50,7 +50,7 @@ func TestJoinCommandRoundTrips(t *testing.T) {
 		{"/x", "%h", "%p"},
 		{"/x", "lab one", "it's", `a"b`, "$HOME", "", "a|b", "tab\there"},
 	} {
-		got, err := splitCommand(joinCommand(argv))
+		got, err := SplitCommand(joinCommand(argv))
 		if err != nil || !slices.Equal(got, argv) {
 			t.Errorf("split(join(%q)) = %q, %v", argv, got, err)
 		}

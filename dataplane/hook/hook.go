@@ -95,6 +95,9 @@ type worker struct {
 	hook  *shoalv1.Hook
 	queue chan Event
 	stop  chan struct{} // closed when the hook left the config
+	// dropping is set from the first drop until an event is queued again
+	// (guarded by Dispatcher.mu).
+	dropping bool
 }
 
 // New returns a Dispatcher with no hooks. Close stops it.
@@ -171,9 +174,15 @@ func (d *Dispatcher) Emit(e Event) {
 		select {
 		case w.queue <- e:
 			d.pending++
+			w.dropping = false
 		default:
 			d.metrics.dropped.WithLabelValues(e.Name).Inc()
-			d.log.Warn("hook queue full; event dropped", "event", e.Name, "program", w.hook.GetCommand()[0])
+			if !w.dropping {
+				// Once per run of drops: a flood of events behind a stuck
+				// hook must not flood the log too.
+				d.log.Warn("hook queue full; dropping events until it drains", "event", e.Name, "program", w.hook.GetCommand()[0])
+				w.dropping = true
+			}
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package hook
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +24,7 @@ type lab struct {
 	d        *Dispatcher
 }
 
-func newLab(t *testing.T, o Options) *lab {
+func newLab(t testing.TB, o Options) *lab {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: hooks run root-owned programs as the script user")
@@ -171,4 +172,25 @@ func value(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// BenchmarkEmitBehindHungHook measures what a caller on the takeover path
+// pays to emit an event while the hook it matches hangs and its queue is
+// full: the cost of a drop, never a wait.
+func BenchmarkEmitBehindHungHook(b *testing.B) {
+	l := newLab(b, Options{Queue: 1, Concurrency: 1, Logger: slog.New(slog.DiscardHandler)})
+	prog := filepath.Join(l.dir, "hang")
+	if err := os.WriteFile(prog, []byte("#!/bin/sh\nsleep 60\n"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	l.d.SetHooks([]*shoalv1.Hook{{Events: []string{"leader"}, Command: []string{prog}, Timeout: durationpb.New(time.Minute)}})
+	e := Event{Name: "leader", VIPs: []string{"192.0.2.10"}, Serial: 1}
+	l.d.Emit(e)
+	l.d.Emit(e)
+	b.ResetTimer()
+	for b.Loop() {
+		l.d.Emit(e)
+	}
+	b.StopTimer()
+	l.d.Close()
 }

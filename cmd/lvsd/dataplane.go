@@ -129,8 +129,18 @@ func (w *dataplaneWiring) release() {
 	w.stopping.Store(true)
 	w.dp.SetLeader(false)
 	// After the VIPs are gone, so that a shutdown hook may tell a peer or
-	// a firewall they moved; bounded by the hooks' own timeouts.
+	// a firewall they moved. It runs while raft hands leadership over;
+	// finishHooks waits for it after that.
 	w.hooks.Emit(w.event(config.EventShutdown, "lvsd stopping"))
+}
+
+// finishHooks waits for the hooks still queued or running (the shutdown
+// hooks among them), at most their longest timeout, then kills the rest.
+// Call it after raft has shut down, so that no hook delays a takeover.
+func (w *dataplaneWiring) finishHooks() {
+	if w.hooks == nil {
+		return
+	}
 	if !w.hooks.Flush(config.MaxHookTimeout) {
 		w.log.Warn("hooks still running at shutdown; killing them")
 	}

@@ -405,6 +405,7 @@ func run(args []string) error {
 	if err := node.Shutdown(); err != nil {
 		log.Error("raft shutdown", "err", err)
 	}
+	dp.finishHooks()
 	stopGRPC(gs, 2*time.Second)
 	if metricsSrv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)

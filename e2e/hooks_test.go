@@ -21,7 +21,8 @@ import (
 // killed runs the leader hook, with the VIP in SHOAL_VIPS, as the script
 // user; and every router runs the server-down hook when a real server
 // stops answering. A hook that names a program outside the routers'
-// --script-dir is refused there and counted, not run.
+// --script-dir is refused there and counted, not run. A router told to stop
+// runs its shutdown hook before it exits.
 func TestNetnsHooks(t *testing.T) {
 	netlab.SkipUnlessRoot(t)
 	lvsd, lvsctl := harness.Build(t, "cmd/lvsd"), harness.Build(t, "cmd/lvsctl")
@@ -96,7 +97,7 @@ func TestNetnsHooks(t *testing.T) {
 	vip := netip.PrefixFrom(lab.Host(250), 24)
 	cfg := &shoalv1.Config{
 		Global: &shoalv1.Global{Hooks: []*shoalv1.Hook{
-			{Events: []string{"leader", "follower"}, Command: []string{hook, out}},
+			{Events: []string{"leader", "follower", "shutdown"}, Command: []string{hook, out}},
 			{Events: []string{"server-down", "server-up"}, Command: []string{hook, out}, Service: "web"},
 			{Events: []string{"leader"}, Command: []string{"/usr/bin/touch", filepath.Join(out, "outside")}},
 		}},
@@ -201,4 +202,13 @@ func TestNetnsHooks(t *testing.T) {
 		return err == nil && strings.Contains(m, `shoal_hook_runs_total{event="leader",result="refused"} 1`) &&
 			strings.Contains(m, `shoal_hook_runs_total{event="leader",result="ok"} 1`)
 	}, "%s's metrics do not count one refused and one ok leader hook", next.Name)
+
+	// 4. SIGTERM: lvsd drops the VIP, runs the shutdown hook and waits for
+	// it before it exits.
+	if err := sh.Process(next).Stop(10 * time.Second); err != nil {
+		t.Fatalf("stop %s: %v", next.Name, err)
+	}
+	if got := read("shutdown", next); !strings.Contains(got, "SHOAL_EVENT=shutdown\n") {
+		t.Errorf("%s exited without having run its shutdown hook (%q)", next.Name, got)
+	}
 }

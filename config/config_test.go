@@ -198,6 +198,39 @@ func TestValidate(t *testing.T) {
 			svc(c).HealthCheck = &shoalv1.HealthCheck{Kind: "send-expect", Regex: true, Expect: "("}
 		}, []string{"services[web].health_check.expect: regex:"}},
 		{"check exec", func(c *shoalv1.Config) { svc(c).HealthCheck = &shoalv1.HealthCheck{Kind: "exec"} }, []string{"services[web].health_check.command: required"}},
+		{"check exec relative", func(c *shoalv1.Config) {
+			svc(c).HealthCheck = &shoalv1.HealthCheck{Kind: "exec", Command: []string{"check-web", "%h"}}
+		}, []string{"services[web].health_check.command[0]: \"check-web\" is not an absolute path"}},
+		{"check exec unclean", func(c *shoalv1.Config) {
+			svc(c).HealthCheck = &shoalv1.HealthCheck{Kind: "exec", Command: []string{"/etc/shoal/scripts/../../../bin/sh"}}
+		}, []string{"services[web].health_check.command[0]: \"/etc/shoal/scripts/../../../bin/sh\" is not a clean path"}},
+		{"check exec shell line", func(c *shoalv1.Config) {
+			svc(c).HealthCheck = &shoalv1.HealthCheck{Kind: "exec", Command: []string{"check-web %h | grep OK"}, Shell: true}
+		}, nil},
+		{"valid hooks", func(c *shoalv1.Config) {
+			c.Global = &shoalv1.Global{Hooks: []*shoalv1.Hook{
+				{Events: []string{"leader", "follower"}, Command: []string{"/etc/shoal/scripts/notify", "--page"}},
+				{Events: []string{"server-down"}, Command: []string{"/etc/shoal/scripts/page"}, Service: "web", RealServer: "10.0.0.1:80", Timeout: durationpb.New(time.Minute)},
+			}}
+		}, nil},
+		{"bad hooks", func(c *shoalv1.Config) {
+			c.Global = &shoalv1.Global{Hooks: []*shoalv1.Hook{
+				{Command: []string{"notify"}},
+				{Events: []string{"master", "leader", "leader"}, Command: []string{"/x"}, Timeout: durationpb.New(time.Hour)},
+				{Events: []string{"leader"}, Service: "db", RealServer: "host"},
+			}}
+		}, []string{
+			"global.hooks[0].events: required",
+			"global.hooks[0].command[0]: \"notify\" is not an absolute path",
+			"global.hooks[1].events[0]: \"master\" is not one of",
+			"global.hooks[1].events[2]: \"leader\" named twice",
+			"global.hooks[1].timeout: 1h0m0s is above 5m0s",
+			"global.hooks[2].command: required",
+			"global.hooks[2].service: no service \"db\"",
+			"global.hooks[2].service: applies to server-up and server-down only",
+			"global.hooks[2].real_server: \"host\" is not an address",
+			"global.hooks[2].real_server: applies to server-up and server-down only",
+		}},
 		{"check http status", func(c *shoalv1.Config) { svc(c).HealthCheck = &shoalv1.HealthCheck{Kind: "http", HttpStatus: 99} }, []string{"services[web].health_check.http_status: 99 is outside 100..599"}},
 		{"nat router", func(c *shoalv1.Config) {
 			c.Global = &shoalv1.Global{NatRouter: &shoalv1.Address{Address: "10.0.0.254", PrefixLength: 40}}

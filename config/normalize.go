@@ -54,6 +54,7 @@ func normalizeGlobal(g *shoalv1.Global) {
 	if cs := g.ConnectionSync; cs != nil {
 		normalizeSync(cs)
 	}
+	normalizeHooks(g.Hooks)
 }
 
 // normalizeSync spells out the kernel's defaults for group, port and TTL,

@@ -37,6 +37,7 @@ func Validate(c *shoalv1.Config) error {
 	v := &validator{}
 	v.global(c.Global)
 	v.services(c.Services)
+	v.hooks(c.Global.GetHooks(), c.Services)
 	if len(v.errs) == 0 {
 		return nil
 	}
@@ -311,8 +312,12 @@ func (v *validator) check(path string, h *shoalv1.HealthCheck) {
 			v.add(path+".expect", "regex: %v", err)
 		}
 	}
-	if h.Kind == "exec" && (len(h.Command) == 0 || strings.TrimSpace(h.Command[0]) == "") {
+	switch {
+	case h.Kind != "exec":
+	case len(h.Command) == 0 || strings.TrimSpace(h.Command[0]) == "":
 		v.add(path+".command", "required for an exec check")
+	case !h.Shell:
+		v.program(path+".command", h.Command)
 	}
 	if h.HttpStatus != 0 && (h.HttpStatus < 100 || h.HttpStatus > 599) {
 		v.add(path+".http_status", "%d is outside 100..599", h.HttpStatus)

@@ -93,6 +93,10 @@ type Options struct {
 	SyncDaemons SyncDaemons
 	Sysctls     Sysctls
 	Conns       Conns
+	// OnReconcile, if set, hears the outcome of every reconcile (nil: the
+	// kernel matches serial), at its end. It must not block or call back
+	// into the Dataplane: lvsd hands it to the hooks.
+	OnReconcile func(serial uint64, err error)
 }
 
 // Dataplane reconciles the kernel with the committed config and health, and
@@ -432,6 +436,9 @@ func (d *Dataplane) Reconcile() error {
 	} else {
 		reconcileTotal.WithLabelValues("ok").Inc()
 		d.log.Debug("reconciled", "serial", cfg.GetSerial(), "took", time.Since(start))
+	}
+	if d.o.OnReconcile != nil {
+		d.o.OnReconcile(cfg.GetSerial(), err)
 	}
 	return err
 }

@@ -3,6 +3,7 @@ package migrate
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -116,6 +117,8 @@ func (im *importer) lvscf(data []byte) *shoalv1.Config {
 			}
 			im.setGlobal(k.key)
 			im.mark("global."+k.key, k.line)
+		case "active_cmd", "inactive_cmd":
+			im.lvsHook(c.Global, k)
 		default:
 			if why, ok := lvsReplaced[k.key]; ok && why != "" {
 				im.note(k.line, k.key, "%s", why)
@@ -389,8 +392,17 @@ func (im *importer) lvsVirtual(b *lvsBlock) *shoalv1.VirtualService {
 	switch {
 	case program != nil:
 		hc.Kind = "exec"
-		hc.Command = []string{im.lvsString(*program)}
-		hc.Shell = true
+		line := im.lvsString(*program)
+		if argv, err := programArgv(line); err == nil {
+			hc.Command = argv
+		} else {
+			// nanny ran it with /bin/sh -c; routers refuse that unless
+			// lvsd --allow-shell-scripts.
+			hc.Command = []string{line}
+			hc.Shell = true
+			im.note(program.line, "send_program", "imported as a shell command (%v): routers run it only with lvsd --allow-shell-scripts; "+
+				"put it in a script under their --script-dir to run it without a shell", err)
+		}
 		if send != nil {
 			im.note(send.line, "send", "not imported: nanny ignores send when send_program is set")
 		}
@@ -776,4 +788,27 @@ func (im *importer) lvsDropDRPorts(s *shoalv1.VirtualService) {
 		rs.Port = 0
 		im.mark(realServerPath(s, rs), old)
 	}
+}
+
+// lvsHook imports active_cmd or inactive_cmd as a hook; the same command
+// for both becomes one hook with both events.
+func (im *importer) lvsHook(g *shoalv1.Global, k lvsKey) {
+	argv, err := programArgv(im.lvsString(k))
+	if err != nil {
+		im.strictf(k.line, "%s %q: %v; %s", k.key, k.val, err, hookAdvice)
+		return
+	}
+	event := piranhaHookEvents[k.key]
+	for i, h := range g.Hooks {
+		if slices.Equal(h.Command, argv) {
+			if !slices.Contains(h.Events, event) {
+				h.Events = append(h.Events, event)
+			}
+			im.mark(fmt.Sprintf("global.hooks[%d].events", i), k.line)
+			return
+		}
+	}
+	g.Hooks = append(g.Hooks, &shoalv1.Hook{Events: []string{event}, Command: argv})
+	im.mark(fmt.Sprintf("global.hooks[%d]", len(g.Hooks)-1), k.line)
+	im.setGlobal("hooks")
 }

@@ -42,6 +42,7 @@ func (ex *exporter) lvscf(c *shoalv1.Config) {
 		ex.printf("udp_timeout = %d\n", seconds(d.AsDuration()))
 	}
 	ex.lvsExportSync(g.GetConnectionSync())
+	ex.lvsHooks(g.GetHooks())
 	ex.garpNotes(g)
 	for _, s := range c.GetServices() {
 		ex.lvsVirtual(s, forward)
@@ -197,7 +198,8 @@ func (ex *exporter) lvsCheck(key string, hc *shoalv1.HealthCheck) {
 				ex.note(key+".command", "only the shell command %q is written; its extra arguments are dropped", prog)
 			}
 		} else if !hc.GetShell() {
-			ex.note(key+".command", "written as a shell command line for send_program")
+			// Quoted so that nanny's shell, and an import, see the same argv.
+			prog = joinCommand(hc.GetCommand())
 		}
 		ex.printf("\tsend_program = %s\n", encodeEscapes(prog))
 		if hc.GetExpect() != "" {
@@ -277,4 +279,33 @@ func (ex *exporter) prependNotes(comment string) {
 	head.WriteString("\n")
 	head.Write(ex.buf.Bytes())
 	ex.buf = head
+}
+
+// lvsHooks writes the hooks of leader and follower as active_cmd and
+// inactive_cmd; lvs.cf has one of each and no other events.
+func (ex *exporter) lvsHooks(hs []*shoalv1.Hook) {
+	written := map[string]bool{}
+	for i, h := range hs {
+		key := fmt.Sprintf("global.hooks[%d]", i)
+		for _, e := range h.GetEvents() {
+			cmdKey := ""
+			for k, ev := range piranhaHookEvents {
+				if ev == e {
+					cmdKey = k
+				}
+			}
+			switch {
+			case cmdKey == "":
+				ex.note(key, "event %s has no lvs.cf equivalent (active_cmd and inactive_cmd only)", e)
+			case written[cmdKey]:
+				ex.note(key, "%s is written for an earlier hook; lvs.cf has one", cmdKey)
+			default:
+				written[cmdKey] = true
+				ex.printf("%s = %s\n", cmdKey, encodeEscapes(joinCommand(h.GetCommand())))
+				if h.GetTimeout() != nil {
+					ex.note(key+".timeout", "pulse has no timeout for %s", cmdKey)
+				}
+			}
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -195,11 +196,11 @@ func TestLVSCFKeys(t *testing.T) {
 			},
 		},
 		{
-			name: "send_program becomes a shell exec check",
+			name: "send_program without shell syntax becomes an argv exec check",
 			in:   head + "virtual v {\naddress = 192.0.2.1\nport = 80\nsend_program = \"/bin/check %h\"\nexpect = \"OK\"\nuse_regex = 1\n}\n",
 			want: func(t *testing.T, r *Result) {
 				hc := service(t, r.Config, "v").GetHealthCheck()
-				if hc.GetKind() != "exec" || !hc.GetShell() || len(hc.GetCommand()) != 1 || hc.GetCommand()[0] != "/bin/check %h" || !hc.GetRegex() {
+				if hc.GetKind() != "exec" || hc.GetShell() || !slices.Equal(hc.GetCommand(), []string{"/bin/check", "%h"}) || !hc.GetRegex() {
 					t.Errorf("check %v", hc)
 				}
 			},

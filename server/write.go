@@ -134,14 +134,27 @@ func (s *Server) audit(ctx context.Context) *shoalv1.Audit {
 // a state that may be stale (the nemesis test found CAS writes refused so
 // by a partitioned follower and by one behind a dead leader).
 func (s *Server) validate(ctx context.Context, cmd *shoalv1.Command) (*raftfsm.Result, error) {
-	res, err := judge(s.node.FSM().State(), cmd)
+	st := s.node.FSM().State()
+	res, err := judge(st, cmd)
 	if err == nil {
-		return res, nil
+		return res, s.mayChangeScripts(ctx, st, res)
 	}
 	if berr := s.barrier(ctx); berr != nil {
 		return nil, berr
 	}
-	return judge(s.node.FSM().State(), cmd)
+	st = s.node.FSM().State()
+	if res, err = judge(st, cmd); err != nil {
+		return nil, err
+	}
+	return res, s.mayChangeScripts(ctx, st, res)
+}
+
+// mayChangeScripts applies scriptAccess to a judged write.
+func (s *Server) mayChangeScripts(ctx context.Context, st *shoalv1.State, res *raftfsm.Result) error {
+	if res.Replayed {
+		return nil
+	}
+	return scriptAccess(callerFrom(ctx), st.GetConfig(), res.State.GetConfig())
 }
 
 // dryRun validates cmd against a consistent view of the state and returns

@@ -100,7 +100,7 @@ func TestServiceFlags(t *testing.T) {
 			name: "exec check runs through the shell",
 			cur:  &shoalv1.VirtualService{Name: "db"},
 			args: []string{"--check", "exec", "--check-command", "/usr/local/bin/check %h %p", "--expect", "OK"},
-			want: &shoalv1.VirtualService{Name: "db", HealthCheck: &shoalv1.HealthCheck{Kind: "exec", Command: []string{"/usr/local/bin/check %h %p"}, Shell: true, Expect: "OK"}},
+			want: &shoalv1.VirtualService{Name: "db", HealthCheck: &shoalv1.HealthCheck{Kind: "exec", Command: []string{"/usr/local/bin/check", "%h", "%p"}, Expect: "OK"}},
 			mask: "health_check",
 		},
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
+	"github.com/shoal-lb/shoal/migrate"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
 
@@ -52,7 +53,7 @@ func (f *serviceFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.checkPath, "check-path", "", "http(s) check path (default /)")
 	fs.Uint32Var(&f.checkStatus, "check-status", 0, "expected HTTP status (0: any 2xx or 3xx)")
 	fs.Uint32Var(&f.checkPort, "check-port", 0, "port to check instead of the real server's")
-	fs.StringVar(&f.checkCommand, "check-command", "", "exec check: shell command; %h and %p become address and port")
+	fs.StringVar(&f.checkCommand, "check-command", "", "exec check: program (an absolute path in the routers' --script-dir) and arguments, run without a shell; %h and %p become address and port")
 	fs.DurationVar(&f.interval, "interval", 0, "time between checks (default 2s)")
 	fs.DurationVar(&f.timeout, "timeout", 0, "time limit of one check (default 1s)")
 	fs.DurationVar(&f.reentry, "reentry", 0, "how long successes must span before a down server returns")
@@ -141,10 +142,17 @@ func (f *serviceFlags) apply(fs *pflag.FlagSet, vs *shoalv1.VirtualService) ([]s
 		case "check-port":
 			hc.Port = f.checkPort
 		case "check-command":
-			// One shell string, as Piranha's send_program was.
-			hc.Command, hc.Shell = []string{f.checkCommand}, true
-			if f.checkCommand == "" {
+			// A line of plain words runs as argv; one that needs a shell
+			// stays one shell string, as Piranha's send_program was, which
+			// routers refuse unless lvsd --allow-shell-scripts.
+			argv, err := migrate.SplitCommand(f.checkCommand)
+			switch {
+			case f.checkCommand == "":
 				hc.Command, hc.Shell = nil, false
+			case err == nil:
+				hc.Command, hc.Shell = argv, false
+			default:
+				hc.Command, hc.Shell = []string{f.checkCommand}, true
 			}
 		case "interval":
 			hc.Interval = durationpb.New(f.interval)

@@ -29,6 +29,7 @@ import (
 
 	"github.com/shoal-lb/shoal/buildinfo"
 	"github.com/shoal-lb/shoal/dataplane"
+	"github.com/shoal-lb/shoal/dataplane/script"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 	"github.com/shoal-lb/shoal/raftfsm"
 	"github.com/shoal-lb/shoal/server"
@@ -54,6 +55,9 @@ type flags struct {
 	realtime                                         rtPriority
 	pprof                                            bool
 	version                                          bool
+	scriptDirs                                       stringList
+	scriptUser                                       string
+	allowShell                                       bool
 }
 
 // profiles are coherent raft timing sets; single flags override one value.
@@ -135,6 +139,11 @@ func newFlagSet(f *flags, host string) *flag.FlagSet {
 		"when the leader's fence lapses or a follower starts an election (empty: off; tracing costs some CPU)")
 	fs.Var(&f.realtime, "realtime", "run every thread under SCHED_RR (--realtime = priority 50, --realtime=N for 1-99); "+
 		"needs CAP_SYS_NICE; measured to move the leader more, not less, on a saturated host (docs/failover.md)")
+	fs.Var(&f.scriptDirs, "script-dir", "a directory this router runs exec checks and hooks from (repeatable; default "+script.DefaultDir+
+		"): programs must be absolute paths inside one, owned by root and not writable by others, nor any directory above them")
+	fs.StringVar(&f.scriptUser, "script-user", script.DefaultUser, "the user exec checks and hooks run as (name or uid); root only if you mean it")
+	fs.BoolVar(&f.allowShell, "allow-shell-scripts", false, "let exec checks with shell: true run through /bin/sh -c as the script user "+
+		"(off: refused, because any admin client of the API could then run any command on every router)")
 	fs.BoolVar(&f.version, "version", false, "print the version, git commit, build date and Go version, and exit")
 	return fs
 }
@@ -278,14 +287,14 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	var stalled func(string)
+	stalled := dp.stalled
 	if f.stallTrace != "" {
 		st, err := startStallTracer(f.stallTrace, f.id, log)
 		if err != nil {
 			return err
 		}
 		defer st.stop()
-		stalled = st.stalled
+		stalled = func(what string) { st.stalled(what); dp.stalled(what) }
 		log.Info("stall traces on", "dir", f.stallTrace)
 	}
 	node, err := raftfsm.Open(raftfsm.Options{
@@ -396,6 +405,7 @@ func run(args []string) error {
 	if err := node.Shutdown(); err != nil {
 		log.Error("raft shutdown", "err", err)
 	}
+	dp.finishHooks()
 	stopGRPC(gs, 2*time.Second)
 	if metricsSrv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -454,6 +464,16 @@ func joinCluster(ctx context.Context, log *slog.Logger, node *raftfsm.Node, f *f
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(s string) error {
+	*l = append(*l, s)
+	return nil
 }
 
 // durationOrOff is a duration flag that also takes "off" (or 0), stored

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/shoal-lb/shoal/config"
+	"github.com/shoal-lb/shoal/dataplane/script"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
 
@@ -57,7 +57,8 @@ type probe struct {
 	rules    rules
 	initUp   bool
 	client   *http.Client
-	invalid  error // the definition could not be used; every run fails with it
+	scripts  *script.Runner // runs exec checks; nil refuses them
+	invalid  error          // the definition could not be used; every run fails with it
 
 	// fingerprint identifies the definition: two probes with the same
 	// fingerprint check the same thing the same way, so a server's history
@@ -367,41 +368,39 @@ func (p *probe) httpCause(ctx context.Context, err error) (Cause, string) {
 }
 
 func (p *probe) runExec(ctx context.Context) error {
+	if p.scripts == nil {
+		return failf(CauseConfig, "%s: exec checks are off on this node (no script runner)", p.command[0])
+	}
 	host, port := p.target.Addr().String(), strconv.Itoa(int(p.target.Port()))
+	// Per argument, so an address lands in one argument whatever the rest
+	// holds; the address comes from the config's validated netip, so it
+	// carries no shell syntax even when a shell is allowed.
+	sub := strings.NewReplacer("%h", host, "%p", port)
 	args := make([]string, len(p.command))
 	for i, a := range p.command {
-		args[i] = strings.NewReplacer("%h", host, "%p", port).Replace(a)
+		args[i] = sub.Replace(a)
 	}
-	if p.shell {
-		args = append([]string{"/bin/sh", "-c"}, args...)
+	res := p.scripts.Run(ctx, script.Command{
+		Argv: args, Shell: p.shell,
+		Env: []string{"SHOAL_HOST=" + host, "SHOAL_PORT=" + port},
+	})
+	var refused *script.RefusedError
+	var ee *exec.ExitError
+	switch {
+	case res.Err == nil:
+	case errors.As(res.Err, &refused):
+		return failf(CauseRefusedProgram, "%s", refused)
+	case errors.Is(res.Err, context.DeadlineExceeded):
+		return failf(CauseTimeout, "%s: killed after timeout %s", p.command[0], p.timeout)
+	case errors.Is(res.Err, context.Canceled):
+		return failf(CauseCancelled, "%s: check cancelled", p.command[0])
+	case errors.As(res.Err, &ee):
+		return failf(CauseExit, "%s: %s%s", p.command[0], ee.ProcessState.String(), firstLine(res.Output))
+	default:
+		return failf(CauseConfig, "%s: %s", p.command[0], res.Err)
 	}
-	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	// The program gets its own process group so that a timeout kills what
-	// it started too (a script's curl, a shell's children).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	// A grandchild that escaped the group may hold the pipe open; do not
-	// wait for it longer than this after the kill.
-	cmd.WaitDelay = 100 * time.Millisecond
-	cmd.Stdin = nil
-	var out boundedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.Env = append(os.Environ(), "SHOAL_HOST="+host, "SHOAL_PORT="+port)
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return failf(CauseTimeout, "%s: killed after timeout %s", p.command[0], p.timeout)
-			}
-			return failf(CauseCancelled, "%s: check cancelled", p.command[0])
-		}
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return failf(CauseExit, "%s: %s%s", p.command[0], ee.ProcessState.String(), firstLine(out.b))
-		}
-		return failf(CauseConfig, "%s: %s", p.command[0], err)
-	}
-	if p.expect != "" && !p.matches(out.b) {
-		return failf(CauseMismatch, "%s: %s", p.command[0], p.notFound(out.b, " of output", CauseMismatch))
+	if p.expect != "" && !p.matches(res.Output) {
+		return failf(CauseMismatch, "%s: %s", p.command[0], p.notFound(res.Output, " of output", CauseMismatch))
 	}
 	return nil
 }
@@ -416,15 +415,4 @@ func firstLine(b []byte) string {
 		line = line[:200]
 	}
 	return ": " + string(line)
-}
-
-// boundedBuffer keeps the first maxRead bytes and discards the rest without
-// failing the write, so a chatty program is not killed by SIGPIPE.
-type boundedBuffer struct{ b []byte }
-
-func (w *boundedBuffer) Write(p []byte) (int, error) {
-	if room := maxRead - len(w.b); room > 0 {
-		w.b = append(w.b, p[:min(room, len(p))]...)
-	}
-	return len(p), nil
 }

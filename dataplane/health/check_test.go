@@ -11,14 +11,18 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/shoal-lb/shoal/dataplane/script"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
 
@@ -77,11 +81,66 @@ func probeAt(t *testing.T, target netip.AddrPort, protocol string, hc *shoalv1.H
 	}
 	svc := &shoalv1.VirtualService{Name: "web", Port: 80, Protocol: protocol, HealthCheck: hc}
 	rs := &shoalv1.RealServer{Address: target.Addr().String(), Port: uint32(target.Port())}
+	if hc.Kind == KindExec {
+		dir := execDir(t)
+		if !hc.Shell && !filepath.IsAbs(hc.Command[0]) {
+			// The test names system programs; the router runs only what
+			// lies in its script directory.
+			prog, err := exec.LookPath(hc.Command[0])
+			if err != nil {
+				t.Skipf("exec checks need %s: %v", hc.Command[0], err)
+			}
+			hc.Command[0] = filepath.Join(dir, hc.Command[0])
+			if err := os.Symlink(prog, hc.Command[0]); err != nil && !os.IsExist(err) {
+				t.Fatal(err)
+			}
+		}
+	}
 	p, err := newProbe(svc, rs, target.Addr(), hc)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if hc.Kind == KindExec {
+		p.scripts = testScripts(t, execDir(t), true)
+	}
 	return p
+}
+
+// execDirs holds each test's script directory.
+var execDirs sync.Map
+
+// execDir is a root-owned script directory for test t (exec checks need
+// root: the runner wants root-owned programs and switches users).
+func execDir(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("exec checks need root to run as the script user")
+	}
+	if d, ok := execDirs.Load(t.Name()); ok {
+		return d.(string)
+	}
+	base := t.TempDir()
+	d := filepath.Join(base, "scripts")
+	if err := os.Mkdir(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for p := base; p != os.TempDir(); p = filepath.Dir(p) {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	execDirs.Store(t.Name(), d)
+	t.Cleanup(func() { execDirs.Delete(t.Name()) })
+	return d
+}
+
+func testScripts(t *testing.T, dir string, shell bool) *script.Runner {
+	t.Helper()
+	r, err := script.New(script.Options{Dirs: []string{dir}, AllowShell: shell})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 func runProbe(p *probe) error {
@@ -319,7 +378,7 @@ func TestExecCheck(t *testing.T) {
 		{"exit 0", &shoalv1.HealthCheck{Command: []string{"true"}}, ""},
 		{"exit 1", &shoalv1.HealthCheck{Command: []string{"false"}}, "false: exit status 1"},
 		{"exit 3 with output", &shoalv1.HealthCheck{Command: []string{"sh", "-c", "echo backend is sad; exit 3"}}, "sh: exit status 3: backend is sad"},
-		{"not found", &shoalv1.HealthCheck{Command: []string{"/nonexistent/check"}}, "no such file or directory"},
+		{"outside the script dirs", &shoalv1.HealthCheck{Command: []string{"/nonexistent/check"}}, "not inside the script directories"},
 		{"substitution", &shoalv1.HealthCheck{Command: []string{"echo", "host=%h", "port=%p"}, Expect: "host=127.0.0.1 port=8080"}, ""},
 		{"output mismatch", &shoalv1.HealthCheck{Command: []string{"echo", "%h"}, Expect: "OK"}, `echo: expect "OK" not found in 10 bytes of output`},
 		{"no shell without shell", &shoalv1.HealthCheck{Command: []string{"echo", "$((1+2))"}, Expect: "$((1+2))"}, ""},
@@ -338,6 +397,23 @@ func TestExecCheck(t *testing.T) {
 				t.Errorf("check took %s", d)
 			}
 		})
+	}
+}
+
+// An API client may name any command; a router without
+// --allow-shell-scripts runs no shell, and the refusal is the reason.
+func TestExecShellRefused(t *testing.T) {
+	p := probeAt(t, netip.MustParseAddrPort("127.0.0.1:80"), "tcp", &shoalv1.HealthCheck{
+		Kind: "exec", Command: []string{"id > /tmp/x"}, Shell: true,
+	})
+	p.scripts = testScripts(t, execDir(t), false)
+	err := runProbe(p)
+	if CauseOf(err) != CauseRefusedProgram || !strings.Contains(err.Error(), "--allow-shell-scripts") {
+		t.Errorf("shell check on a router without shell: %v", err)
+	}
+	p.scripts = nil
+	if err := runProbe(p); CauseOf(err) != CauseConfig {
+		t.Errorf("exec check without a runner: %v, want a config failure", err)
 	}
 }
 
@@ -419,7 +495,7 @@ func TestFailureCauses(t *testing.T) {
 		{"tls to plain", plain, &shoalv1.HealthCheck{Kind: "https", TlsSkipVerify: true}, CauseProtocol},
 		{"exit", plain, &shoalv1.HealthCheck{Kind: "exec", Command: []string{"false"}}, CauseExit},
 		{"exec timeout", plain, &shoalv1.HealthCheck{Kind: "exec", Command: []string{"sleep", "10"}, Timeout: short}, CauseTimeout},
-		{"exec missing", plain, &shoalv1.HealthCheck{Kind: "exec", Command: []string{"/nonexistent"}}, CauseConfig},
+		{"exec refused", plain, &shoalv1.HealthCheck{Kind: "exec", Command: []string{"/nonexistent"}}, CauseRefusedProgram},
 		{"exec mismatch", plain, &shoalv1.HealthCheck{Kind: "exec", Command: []string{"true"}, Expect: "x"}, CauseMismatch},
 	}
 	for _, tt := range tests {

@@ -51,5 +51,7 @@
 // job, driven by Healthy), know about Raft or leadership (checks run on every
 // node, each node programs its own view), or reuse a connection between two
 // checks (each check tests the server afresh). It follows redirects of no
-// HTTP server and runs programs without a shell unless the check asks for one.
+// HTTP server, and runs an exec check's program only through the router's
+// script policy (package script: --script-dir, --script-user, no shell
+// unless the router allows it), never directly.
 package health

@@ -27,8 +27,12 @@ const (
 	CauseProtocol    Cause = "protocol"    // not a valid HTTP answer
 	CauseExit        Cause = "exit"        // the program exited non-zero or died
 	CauseConfig      Cause = "config"      // the check cannot run as configured
-	CauseCancelled   Cause = "cancelled"   // stopped by a config change or shutdown; never counted
-	CauseOther       Cause = "other"
+	// CauseRefusedProgram: this router's script policy does not let the
+	// exec check's program run (outside --script-dir, writable by others,
+	// a shell command without --allow-shell-scripts).
+	CauseRefusedProgram Cause = "refused-program"
+	CauseCancelled      Cause = "cancelled" // stopped by a config change or shutdown; never counted
+	CauseOther          Cause = "other"
 )
 
 // Failure is a failed check: an operator-readable message such as

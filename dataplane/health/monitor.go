@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/shoal-lb/shoal/config"
+	"github.com/shoal-lb/shoal/dataplane/script"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
 
@@ -55,6 +56,9 @@ type Options struct {
 	Concurrency int
 	// Registerer receives the metrics; nil = prometheus.DefaultRegisterer.
 	Registerer prometheus.Registerer
+	// Scripts runs the exec checks' programs under the router's script
+	// policy; nil refuses every exec check.
+	Scripts *script.Runner
 }
 
 // Monitor runs the health checks of every active real server of the
@@ -64,6 +68,7 @@ type Monitor struct {
 	log      *slog.Logger
 	clock    Clock
 	onChange func()
+	scripts  *script.Runner
 	metrics  *metrics
 	sem      chan struct{}
 	wake     chan struct{}
@@ -112,6 +117,7 @@ func New(o Options) *Monitor {
 		log:      o.Logger,
 		clock:    o.Clock,
 		onChange: o.OnChange,
+		scripts:  o.Scripts,
 		wake:     make(chan struct{}, 1),
 		servers:  map[key]*server{},
 		svcPorts: map[string]uint32{},
@@ -377,6 +383,9 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 			}
 			addr = addr.Unmap()
 			p, err := newProbe(svc, rs, addr, svc.GetHealthCheck())
+			if p != nil {
+				p.scripts = m.scripts
+			}
 			if err != nil {
 				// Validation should have refused this; keep the server out
 				// with the reason rather than trusting it blindly.

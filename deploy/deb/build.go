@@ -266,6 +266,10 @@ func (s *staging) pack(version string) (string, error) {
 	conf := c("lvsd.default", "/etc/default/lvsd", 0o644)
 	conf.Type = files.TypeConfig
 	contents = append(contents, conf)
+	// lvsd's default --script-dir: root's, so that no one else can put a
+	// program there that every router would run.
+	contents = append(contents, &files.Content{Destination: "/etc/shoal/scripts", Type: files.TypeDir,
+		FileInfo: &files.ContentFileInfo{Mode: 0o755, Owner: "root", Group: "root"}})
 	pages, err := os.ReadDir(s.path("man"))
 	if err != nil {
 		return "", err

@@ -119,8 +119,12 @@ func TestPackage(t *testing.T) {
 			t.Errorf("%s: mode %o uid %d gid %d, want %o root", name, f.mode, f.uid, f.gid, mode)
 		}
 	}
+	// The default --script-dir, root's alone.
+	if f, ok := d.data["/etc/shoal/scripts/"]; !ok || f.mode != 0o755 || f.uid != 0 || f.gid != 0 {
+		t.Errorf("/etc/shoal/scripts/: %+v (present %t), want a directory 0755 root", f, ok)
+	}
 	for name, f := range d.data {
-		if _, ok := want[name]; ok {
+		if _, ok := want[name]; ok || strings.HasSuffix(name, "/") {
 			continue
 		}
 		if !strings.HasPrefix(name, "/usr/share/man/man1/lvsctl-") || !strings.HasSuffix(name, ".1.gz") || f.mode != 0o644 {
@@ -263,6 +267,10 @@ func readTarGz(t *testing.T, b []byte, prefix string) map[string]debFile {
 		}
 		if err != nil {
 			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeDir {
+			files[prefix+strings.TrimPrefix(h.Name, "./")] = debFile{mode: h.Mode & 0o7777, uid: h.Uid, gid: h.Gid}
+			continue
 		}
 		if h.Typeflag != tar.TypeReg {
 			continue

@@ -115,8 +115,13 @@ type Global struct {
 	// connection_sync runs the kernel's IPVS connection synchronisation so
 	// that established connections survive a takeover. Unset: off.
 	ConnectionSync *ConnectionSync `protobuf:"bytes,9,opt,name=connection_sync,json=connectionSync,proto3" json:"connection_sync,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// hooks are programs every router runs on events (Piranha's
+	// active_cmd/inactive_cmd, keepalived's notify scripts). Each router runs
+	// only programs inside its own script directories (lvsd --script-dir), as
+	// its script user, with the event in SHOAL_* environment variables.
+	Hooks         []*Hook `protobuf:"bytes,10,rep,name=hooks,proto3" json:"hooks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Global) Reset() {
@@ -212,6 +217,104 @@ func (x *Global) GetConnectionSync() *ConnectionSync {
 	return nil
 }
 
+func (x *Global) GetHooks() []*Hook {
+	if x != nil {
+		return x.Hooks
+	}
+	return nil
+}
+
+// Hook runs a program on a router when one of its events happens there.
+type Hook struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// events are leader (this router became leader and holds the VIPs),
+	// follower (it stopped leading and dropped them), server-up,
+	// server-down (this router's verdict on a real server), fence-lapse
+	// (the leader dropped its VIPs for want of a quorum), reconcile-error
+	// (the kernel could not be made to match the config), shutdown (lvsd is
+	// stopping, after it dropped the VIPs).
+	Events []string `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// command is the program (an absolute path) and its arguments, run
+	// without a shell; the event comes in the environment (SHOAL_EVENT,
+	// SHOAL_NODE, SHOAL_VIPS, SHOAL_SERVICE, SHOAL_SERVER, SHOAL_REASON,
+	// SHOAL_SERIAL), never in the arguments.
+	Command []string `protobuf:"bytes,2,rep,name=command,proto3" json:"command,omitempty"`
+	// timeout kills the program and its process group. Default 10s, at most 5m.
+	Timeout *durationpb.Duration `protobuf:"bytes,3,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// service, if set, limits server-up and server-down to that service.
+	Service string `protobuf:"bytes,4,opt,name=service,proto3" json:"service,omitempty"`
+	// real_server, if set (address or address:port), limits server-up and
+	// server-down to that real server.
+	RealServer    string `protobuf:"bytes,5,opt,name=real_server,json=realServer,proto3" json:"real_server,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Hook) Reset() {
+	*x = Hook{}
+	mi := &file_shoal_v1_config_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Hook) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Hook) ProtoMessage() {}
+
+func (x *Hook) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_config_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Hook.ProtoReflect.Descriptor instead.
+func (*Hook) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_config_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Hook) GetEvents() []string {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *Hook) GetCommand() []string {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *Hook) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *Hook) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *Hook) GetRealServer() string {
+	if x != nil {
+		return x.RealServer
+	}
+	return ""
+}
+
 // ConnectionSync is the kernel's IPVS sync daemon (ipvsadm --start-daemon,
 // keepalived's lvs_sync_daemon): while enabled every node runs a backup
 // daemon that receives the leader's connection table, and the leader also
@@ -262,7 +365,7 @@ type ConnectionSync struct {
 
 func (x *ConnectionSync) Reset() {
 	*x = ConnectionSync{}
-	mi := &file_shoal_v1_config_proto_msgTypes[2]
+	mi := &file_shoal_v1_config_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -274,7 +377,7 @@ func (x *ConnectionSync) String() string {
 func (*ConnectionSync) ProtoMessage() {}
 
 func (x *ConnectionSync) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_config_proto_msgTypes[2]
+	mi := &file_shoal_v1_config_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -287,7 +390,7 @@ func (x *ConnectionSync) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectionSync.ProtoReflect.Descriptor instead.
 func (*ConnectionSync) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_config_proto_rawDescGZIP(), []int{2}
+	return file_shoal_v1_config_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ConnectionSync) GetEnabled() bool {
@@ -385,7 +488,7 @@ type Address struct {
 
 func (x *Address) Reset() {
 	*x = Address{}
-	mi := &file_shoal_v1_config_proto_msgTypes[3]
+	mi := &file_shoal_v1_config_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -397,7 +500,7 @@ func (x *Address) String() string {
 func (*Address) ProtoMessage() {}
 
 func (x *Address) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_config_proto_msgTypes[3]
+	mi := &file_shoal_v1_config_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -410,7 +513,7 @@ func (x *Address) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Address.ProtoReflect.Descriptor instead.
 func (*Address) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_config_proto_rawDescGZIP(), []int{3}
+	return file_shoal_v1_config_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Address) GetAddress() string {
@@ -483,7 +586,7 @@ type VirtualService struct {
 
 func (x *VirtualService) Reset() {
 	*x = VirtualService{}
-	mi := &file_shoal_v1_config_proto_msgTypes[4]
+	mi := &file_shoal_v1_config_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -495,7 +598,7 @@ func (x *VirtualService) String() string {
 func (*VirtualService) ProtoMessage() {}
 
 func (x *VirtualService) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_config_proto_msgTypes[4]
+	mi := &file_shoal_v1_config_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -508,7 +611,7 @@ func (x *VirtualService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VirtualService.ProtoReflect.Descriptor instead.
 func (*VirtualService) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_config_proto_rawDescGZIP(), []int{4}
+	return file_shoal_v1_config_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *VirtualService) GetName() string {
@@ -630,7 +733,7 @@ type RealServer struct {
 
 func (x *RealServer) Reset() {
 	*x = RealServer{}
-	mi := &file_shoal_v1_config_proto_msgTypes[5]
+	mi := &file_shoal_v1_config_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -642,7 +745,7 @@ func (x *RealServer) String() string {
 func (*RealServer) ProtoMessage() {}
 
 func (x *RealServer) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_config_proto_msgTypes[5]
+	mi := &file_shoal_v1_config_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -655,7 +758,7 @@ func (x *RealServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RealServer.ProtoReflect.Descriptor instead.
 func (*RealServer) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_config_proto_rawDescGZIP(), []int{5}
+	return file_shoal_v1_config_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RealServer) GetAddress() string {
@@ -752,7 +855,7 @@ type HealthCheck struct {
 
 func (x *HealthCheck) Reset() {
 	*x = HealthCheck{}
-	mi := &file_shoal_v1_config_proto_msgTypes[6]
+	mi := &file_shoal_v1_config_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -764,7 +867,7 @@ func (x *HealthCheck) String() string {
 func (*HealthCheck) ProtoMessage() {}
 
 func (x *HealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_config_proto_msgTypes[6]
+	mi := &file_shoal_v1_config_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -777,7 +880,7 @@ func (x *HealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
 func (*HealthCheck) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_config_proto_rawDescGZIP(), []int{6}
+	return file_shoal_v1_config_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HealthCheck) GetKind() string {
@@ -921,7 +1024,7 @@ const file_shoal_v1_config_proto_rawDesc = "" +
 	"\x06Config\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\x04R\x06serial\x12(\n" +
 	"\x06global\x18\x02 \x01(\v2\x10.shoal.v1.GlobalR\x06global\x124\n" +
-	"\bservices\x18\x03 \x03(\v2\x18.shoal.v1.VirtualServiceR\bservices\"\xf9\x03\n" +
+	"\bservices\x18\x03 \x03(\v2\x18.shoal.v1.VirtualServiceR\bservices\"\x9f\x04\n" +
 	"\x06Global\x120\n" +
 	"\n" +
 	"nat_router\x18\x01 \x01(\v2\x11.shoal.v1.AddressR\tnatRouter\x12\x1d\n" +
@@ -935,7 +1038,16 @@ const file_shoal_v1_config_proto_rawDesc = "" +
 	"\vudp_timeout\x18\a \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"udpTimeout\x12#\n" +
 	"\rmonitor_links\x18\b \x03(\tR\fmonitorLinks\x12A\n" +
-	"\x0fconnection_sync\x18\t \x01(\v2\x18.shoal.v1.ConnectionSyncR\x0econnectionSync\"\xbd\x03\n" +
+	"\x0fconnection_sync\x18\t \x01(\v2\x18.shoal.v1.ConnectionSyncR\x0econnectionSync\x12$\n" +
+	"\x05hooks\x18\n" +
+	" \x03(\v2\x0e.shoal.v1.HookR\x05hooks\"\xa8\x01\n" +
+	"\x04Hook\x12\x16\n" +
+	"\x06events\x18\x01 \x03(\tR\x06events\x12\x18\n" +
+	"\acommand\x18\x02 \x03(\tR\acommand\x123\n" +
+	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x18\n" +
+	"\aservice\x18\x04 \x01(\tR\aservice\x12\x1f\n" +
+	"\vreal_server\x18\x05 \x01(\tR\n" +
+	"realServer\"\xbd\x03\n" +
 	"\x0eConnectionSync\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x1c\n" +
 	"\tinterface\x18\x02 \x01(\tR\tinterface\x12\x17\n" +
@@ -1021,41 +1133,44 @@ func file_shoal_v1_config_proto_rawDescGZIP() []byte {
 	return file_shoal_v1_config_proto_rawDescData
 }
 
-var file_shoal_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_shoal_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_shoal_v1_config_proto_goTypes = []any{
 	(*Config)(nil),              // 0: shoal.v1.Config
 	(*Global)(nil),              // 1: shoal.v1.Global
-	(*ConnectionSync)(nil),      // 2: shoal.v1.ConnectionSync
-	(*Address)(nil),             // 3: shoal.v1.Address
-	(*VirtualService)(nil),      // 4: shoal.v1.VirtualService
-	(*RealServer)(nil),          // 5: shoal.v1.RealServer
-	(*HealthCheck)(nil),         // 6: shoal.v1.HealthCheck
-	(*durationpb.Duration)(nil), // 7: google.protobuf.Duration
+	(*Hook)(nil),                // 2: shoal.v1.Hook
+	(*ConnectionSync)(nil),      // 3: shoal.v1.ConnectionSync
+	(*Address)(nil),             // 4: shoal.v1.Address
+	(*VirtualService)(nil),      // 5: shoal.v1.VirtualService
+	(*RealServer)(nil),          // 6: shoal.v1.RealServer
+	(*HealthCheck)(nil),         // 7: shoal.v1.HealthCheck
+	(*durationpb.Duration)(nil), // 8: google.protobuf.Duration
 }
 var file_shoal_v1_config_proto_depIdxs = []int32{
 	1,  // 0: shoal.v1.Config.global:type_name -> shoal.v1.Global
-	4,  // 1: shoal.v1.Config.services:type_name -> shoal.v1.VirtualService
-	3,  // 2: shoal.v1.Global.nat_router:type_name -> shoal.v1.Address
-	7,  // 3: shoal.v1.Global.garp_interval:type_name -> google.protobuf.Duration
-	7,  // 4: shoal.v1.Global.garp_refresh:type_name -> google.protobuf.Duration
-	7,  // 5: shoal.v1.Global.tcp_timeout:type_name -> google.protobuf.Duration
-	7,  // 6: shoal.v1.Global.tcpfin_timeout:type_name -> google.protobuf.Duration
-	7,  // 7: shoal.v1.Global.udp_timeout:type_name -> google.protobuf.Duration
-	2,  // 8: shoal.v1.Global.connection_sync:type_name -> shoal.v1.ConnectionSync
-	7,  // 9: shoal.v1.ConnectionSync.sync_refresh_period:type_name -> google.protobuf.Duration
-	3,  // 10: shoal.v1.VirtualService.vip:type_name -> shoal.v1.Address
-	5,  // 11: shoal.v1.VirtualService.sorry_server:type_name -> shoal.v1.RealServer
-	6,  // 12: shoal.v1.VirtualService.health_check:type_name -> shoal.v1.HealthCheck
-	5,  // 13: shoal.v1.VirtualService.real_servers:type_name -> shoal.v1.RealServer
-	7,  // 14: shoal.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	7,  // 15: shoal.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	7,  // 16: shoal.v1.HealthCheck.reentry:type_name -> google.protobuf.Duration
-	7,  // 17: shoal.v1.HealthCheck.down_after:type_name -> google.protobuf.Duration
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	5,  // 1: shoal.v1.Config.services:type_name -> shoal.v1.VirtualService
+	4,  // 2: shoal.v1.Global.nat_router:type_name -> shoal.v1.Address
+	8,  // 3: shoal.v1.Global.garp_interval:type_name -> google.protobuf.Duration
+	8,  // 4: shoal.v1.Global.garp_refresh:type_name -> google.protobuf.Duration
+	8,  // 5: shoal.v1.Global.tcp_timeout:type_name -> google.protobuf.Duration
+	8,  // 6: shoal.v1.Global.tcpfin_timeout:type_name -> google.protobuf.Duration
+	8,  // 7: shoal.v1.Global.udp_timeout:type_name -> google.protobuf.Duration
+	3,  // 8: shoal.v1.Global.connection_sync:type_name -> shoal.v1.ConnectionSync
+	2,  // 9: shoal.v1.Global.hooks:type_name -> shoal.v1.Hook
+	8,  // 10: shoal.v1.Hook.timeout:type_name -> google.protobuf.Duration
+	8,  // 11: shoal.v1.ConnectionSync.sync_refresh_period:type_name -> google.protobuf.Duration
+	4,  // 12: shoal.v1.VirtualService.vip:type_name -> shoal.v1.Address
+	6,  // 13: shoal.v1.VirtualService.sorry_server:type_name -> shoal.v1.RealServer
+	7,  // 14: shoal.v1.VirtualService.health_check:type_name -> shoal.v1.HealthCheck
+	6,  // 15: shoal.v1.VirtualService.real_servers:type_name -> shoal.v1.RealServer
+	8,  // 16: shoal.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	8,  // 17: shoal.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	8,  // 18: shoal.v1.HealthCheck.reentry:type_name -> google.protobuf.Duration
+	8,  // 19: shoal.v1.HealthCheck.down_after:type_name -> google.protobuf.Duration
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_shoal_v1_config_proto_init() }
@@ -1063,16 +1178,16 @@ func file_shoal_v1_config_proto_init() {
 	if File_shoal_v1_config_proto != nil {
 		return
 	}
-	file_shoal_v1_config_proto_msgTypes[2].OneofWrappers = []any{}
-	file_shoal_v1_config_proto_msgTypes[4].OneofWrappers = []any{}
+	file_shoal_v1_config_proto_msgTypes[3].OneofWrappers = []any{}
 	file_shoal_v1_config_proto_msgTypes[5].OneofWrappers = []any{}
+	file_shoal_v1_config_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_v1_config_proto_rawDesc), len(file_shoal_v1_config_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

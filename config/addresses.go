@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -19,7 +20,10 @@ import (
 //     one (169.254.0.0/16, fe80::/10) only with its interface named, as it
 //     means nothing off its link;
 //   - a real or sorry server that is unspecified, multicast or broadcast.
-//     A loopback real server stays allowed: it is IPVS's local-node mode.
+//     A loopback real server stays allowed: it is IPVS's local-node mode;
+//   - an exec check (without shell) whose program is not an absolute,
+//     clean path: routers run programs only from their script directories
+//     (lvsd --script-dir), never from a PATH lookup.
 //
 // A problem old already has at the same field is not reported again, so a
 // configuration committed before these rules existed can still be changed
@@ -82,6 +86,7 @@ func addressProblems(c *shoalv1.Config) Errors {
 		if rs := s.GetSorryServer(); rs != nil {
 			v.serverAddress(path+".sorry_server.address", rs.GetAddress())
 		}
+		v.execProgram(path+".health_check", s.GetHealthCheck())
 	}
 	return v.errs
 }
@@ -149,4 +154,12 @@ func lastAddress(p netip.Prefix) netip.Addr {
 		b[i] |= byte(1<<host - 1)
 	}
 	return netip.AddrFrom4(b)
+}
+
+// execProgram checks an exec check's program, once Validate has found it
+// present.
+func (v *validator) execProgram(field string, h *shoalv1.HealthCheck) {
+	if h.GetKind() == "exec" && !h.GetShell() && len(h.GetCommand()) > 0 && strings.TrimSpace(h.GetCommand()[0]) != "" {
+		v.program(field+".command", h.GetCommand())
+	}
 }

@@ -31,6 +31,15 @@ func TestAdmit(t *testing.T) {
 		want   []string // field: reason, exactly
 	}{
 		{"valid", func(*shoalv1.Config) {}, nil},
+		{"exec check, relative program", func(c *shoalv1.Config) {
+			c.Services[0].HealthCheck = &shoalv1.HealthCheck{Kind: "exec", Command: []string{"check-web", "%h"}}
+		}, []string{"services[web].health_check.command[0]: \"check-web\" is not an absolute path; routers run only programs in their script directories (lvsd --script-dir)"}},
+		{"exec check, unclean program", func(c *shoalv1.Config) {
+			c.Services[0].HealthCheck = &shoalv1.HealthCheck{Kind: "exec", Command: []string{"/etc/shoal/scripts/../../../bin/sh"}}
+		}, []string{"services[web].health_check.command[0]: \"/etc/shoal/scripts/../../../bin/sh\" is not a clean path (write /bin/sh)"}},
+		{"exec check through a shell", func(c *shoalv1.Config) {
+			c.Services[0].HealthCheck = &shoalv1.HealthCheck{Kind: "exec", Command: []string{"check-web %h | grep OK"}, Shell: true}
+		}, nil},
 		{"unspecified VIP", vip("0.0.0.0", 0, ""), []string{
 			"services[web].vip.address: 0.0.0.0 is the unspecified address; a VIP must be a unicast address clients can reach"}},
 		{"unspecified IPv6 VIP", vip("::", 0, ""), []string{

@@ -142,6 +142,15 @@ func (c clusterService) waitForSync(ctx context.Context, candidates []raft.Serve
 // lacks, and forgets those the leader no longer has.
 func (c clusterService) checkCandidate(ctx context.Context, cand *syncCandidate) {
 	if cand.api == "" {
+		// A member registers its API address once it has joined; a
+		// transfer soon after may come before that commits.
+		for _, m := range c.node.FSM().State().GetMembers() {
+			if m.GetId() == string(cand.srv.ID) {
+				cand.api = m.GetApiAddress()
+			}
+		}
+	}
+	if cand.api == "" {
 		cand.err = fmt.Errorf("member %s has no API address registered", cand.srv.ID)
 		return
 	}
@@ -154,7 +163,10 @@ func (c clusterService) checkCandidate(ctx context.Context, cand *syncCandidate)
 	resp, err := shoalv1.NewPeerServiceClient(cc).CheckConnections(cctx, &shoalv1.CheckConnectionsRequest{Connections: cand.missing})
 	cancel()
 	if err != nil {
-		if ctx.Err() == nil {
+		// A call cut short by the end of the wait is no answer, and must not
+		// hide the one before it. gRPC may report the deadline before ctx's
+		// own timer has fired, so ctx.Err() alone is not enough.
+		if dl, ok := ctx.Deadline(); ctx.Err() == nil && (!ok || time.Now().Before(dl)) {
 			cand.err = fmt.Errorf("ask %s: %s", cand.srv.ID, status.Convert(err).Message())
 		}
 		return

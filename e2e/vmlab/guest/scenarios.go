@@ -44,6 +44,7 @@ var scenarios = []scenario{
 	{"no-flush", "lab", changeWithoutFlush},
 	{"health", "lab", healthOut},
 	{"thresholds", "lab", thresholds},
+	{"checks", "lab", severalChecks},
 	{"sync-off", "lab", syncOff},
 	{"sync-lag", "lab", syncLag},
 	{"sync-crash", "sync-lag", syncCrash},

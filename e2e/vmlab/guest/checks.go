@@ -59,7 +59,7 @@ func severalChecks(r *run) error {
 		return err
 	}
 	for _, l := range rows {
-		rep.line("lvsctl status| %s", l)
+		rep.info("checks", "lvsctl status on %s: %s", leader.name, l)
 	}
 	if len(rows) != 3 || !strings.Contains(rows[0], "down") || !strings.Contains(rows[0], "check 1 (tcp:81)") ||
 		!strings.Contains(rows[1], "check 0 http:80") || !strings.Contains(rows[1], " up ") ||

@@ -382,7 +382,8 @@ func (m *Monitor) poke() {
 
 // SetConfig makes the monitor check the active real servers of c (nil
 // removes everything). A check whose definition is unchanged keeps its
-// state, counters and schedule; a changed check restarts the counters but
+// state, counters and schedule, even when it moved within the server's
+// list; a changed check restarts the counters but
 // keeps its verdict; a check added to a server starts without a verdict; a
 // removed server's checks stop at once. Call it before handing the same
 // config to the dataplane, so that the dataplane finds the new servers'
@@ -450,18 +451,34 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 			s = &server{key: w.k}
 			m.servers[w.k] = s
 		}
-		touched := false
+		// An unchanged check is found wherever it moved in the list and
+		// keeps everything; a changed one takes over the state of the check
+		// that was at its place.
+		touched := len(w.probes) != len(s.checkers)
+		kept := map[*checker]bool{}
+		same := make([]*checker, len(w.probes))
+		for i, p := range w.probes {
+			for _, old := range s.checkers {
+				if !kept[old] && old.probe.fingerprint == p.fingerprint {
+					kept[old], same[i] = true, old
+					touched = touched || old.index != i
+					old.index = i
+					break
+				}
+			}
+		}
 		var checkers []*checker
 		for i, p := range w.probes {
-			var old *checker
-			if i < len(s.checkers) {
-				old = s.checkers[i]
-			}
-			if old != nil && old.probe.fingerprint == p.fingerprint {
-				checkers = append(checkers, old)
+			if same[i] != nil {
+				checkers = append(checkers, same[i])
 				continue
 			}
 			touched = true
+			var old *checker
+			if i < len(s.checkers) && !kept[s.checkers[i]] {
+				old = s.checkers[i]
+				kept[old] = true
+			}
 			ck := &checker{srv: s, index: i, probe: p, idx: -1}
 			switch {
 			case old != nil:
@@ -498,9 +515,10 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 			}
 			checkers = append(checkers, ck)
 		}
-		for _, old := range s.checkers[min(len(s.checkers), len(checkers)):] {
-			touched = true
-			m.dropLocked(old)
+		for _, old := range s.checkers {
+			if !kept[old] {
+				m.dropLocked(old)
+			}
 		}
 		s.checkers = checkers
 		switch {

@@ -167,3 +167,50 @@ func TestAddedCheckTakesVerdict(t *testing.T) {
 		t.Errorf("reason %q does not name the added check", st.Reason)
 	}
 }
+
+// TestMovedCheckKeepsItsState: a check keeps its state (the same checker,
+// counters and schedule) when the list around it changes: reordered, or
+// another check removed before it.
+func TestMovedCheckKeepsItsState(t *testing.T) {
+	svcPort := listenToggle(t)
+	dead := listenToggle(t)
+	dead.close()
+	m, _ := startMonitor(t, Options{})
+	a := fastCheck()
+	b := fastCheck()
+	b.Port = uint32(dead.ap.Port())
+	cfg := &shoalv1.Config{Services: []*shoalv1.VirtualService{service("web", fastCheck(), svcPort.ap)}}
+	set := func(checks ...*shoalv1.HealthCheck) {
+		cfg = proto.Clone(cfg).(*shoalv1.Config)
+		cfg.Services[0].RealServers[0].HealthChecks = checks
+		m.SetConfig(cfg)
+	}
+	checkers := func() []*checker {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return append([]*checker(nil), m.servers[key{"web", svcPort.ap}].checkers...)
+	}
+	set(a, b)
+	eventually(t, 5*time.Second, "a up, b down", func() bool {
+		st := m.Status()[0]
+		return len(st.Checks) == 2 && st.Checks[0].State == StateUp && st.Checks[1].State == StateDown
+	})
+	before := checkers()
+
+	set(b, a)
+	after := checkers()
+	if after[0] != before[1] || after[1] != before[0] {
+		t.Fatal("reordered checks were replaced")
+	}
+	if st := m.Status()[0]; st.Checks[0].Port != uint32(dead.ap.Port()) || st.Checks[0].State != StateDown || st.Checks[1].State != StateUp {
+		t.Errorf("status after the reorder: %v", st.Checks)
+	}
+
+	set(b)
+	if after = checkers(); len(after) != 1 || after[0] != before[1] {
+		t.Fatal("removing the check before b replaced b")
+	}
+	if m.Healthy("web", svcPort.ap) {
+		t.Error("b is down, yet the server is up")
+	}
+}

@@ -898,7 +898,9 @@ type RealServerHealth struct {
 	// health_checks, when it has several; empty when it has one (the fields
 	// above are then that check's). With several, state is up only while
 	// every check is up, since is when that verdict last changed, and reason
-	// names the check that changed it.
+	// names the check that changed it. WatchHealth sends a server when its
+	// verdict changes, not when only one of its checks does (it is down
+	// already, say): GetNodeStatus has every check's state.
 	Checks        []*CheckHealth `protobuf:"bytes,10,rep,name=checks,proto3" json:"checks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -184,6 +184,40 @@ func TestValidate(t *testing.T) {
 			s.Vip.Address = "192.0.2.11"
 			c.Services = append(c.Services, s)
 		}, []string{"services[web2].fwmark: fwmark 5 (IPv4) is also used by service \"web\""}},
+		{"thresholds", func(c *shoalv1.Config) {
+			svc(c).RealServers[0].UpperThreshold, svc(c).RealServers[0].LowerThreshold = 100, 50
+			svc(c).RealServers[1].UpperThreshold = 10
+		}, nil},
+		{"lower equals upper", func(c *shoalv1.Config) {
+			svc(c).RealServers[0].UpperThreshold, svc(c).RealServers[0].LowerThreshold = 10, 10
+		}, nil},
+		{"lower above upper", func(c *shoalv1.Config) {
+			svc(c).RealServers[0].UpperThreshold, svc(c).RealServers[0].LowerThreshold = 10, 11
+		}, []string{"services[web].real_servers[10.0.0.2:80].lower_threshold: 11 is above upper_threshold 10"}},
+		{"lower without upper", func(c *shoalv1.Config) { svc(c).RealServers[1].LowerThreshold = 5 }, []string{"services[web].real_servers[10.0.0.1:80].lower_threshold: 5 needs an upper_threshold"}},
+		{"sorry server thresholds", func(c *shoalv1.Config) {
+			svc(c).SorryServer = &shoalv1.RealServer{Address: "10.0.0.9", UpperThreshold: 1, LowerThreshold: 2}
+		}, []string{"services[web].sorry_server.lower_threshold: 2 is above upper_threshold 1"}},
+		{"several checks", func(c *shoalv1.Config) {
+			svc(c).RealServers[0].HealthChecks = []*shoalv1.HealthCheck{{Kind: "tcp"}, {Kind: "http", Port: 8081, HttpPath: "/status"}}
+		}, nil},
+		{"one none check", func(c *shoalv1.Config) {
+			svc(c).RealServers[0].HealthChecks = []*shoalv1.HealthCheck{{Kind: "none"}}
+		}, nil},
+		{"several checks problems", func(c *shoalv1.Config) {
+			svc(c).RealServers[0].HealthChecks = []*shoalv1.HealthCheck{
+				{Kind: "tcp"}, {Kind: "tcp", Rise: 1}, {Kind: "ping"}, {Kind: "none"}, {Kind: "tcp", Interval: durationpb.New(2 * time.Second)}, {Kind: "http", Fall: 0, Timeout: durationpb.New(-time.Second)},
+			}
+		}, []string{
+			"services[web].real_servers[10.0.0.2:80].health_checks[1]: same check as health_checks[0]",
+			"services[web].real_servers[10.0.0.2:80].health_checks[2].kind: \"ping\" is not one of",
+			"services[web].real_servers[10.0.0.2:80].health_checks[3].kind: none cannot be one of several checks",
+			"services[web].real_servers[10.0.0.2:80].health_checks[4]: same check as health_checks[0]",
+			"services[web].real_servers[10.0.0.2:80].health_checks[5].timeout: must be positive",
+		}},
+		{"sorry server checks", func(c *shoalv1.Config) {
+			svc(c).SorryServer = &shoalv1.RealServer{Address: "10.0.0.9", HealthChecks: []*shoalv1.HealthCheck{{}}}
+		}, []string{"services[web].sorry_server.health_checks: the sorry server is never checked"}},
 		{"sorry server is real server", func(c *shoalv1.Config) { svc(c).SorryServer = &shoalv1.RealServer{Address: "10.0.0.1", Port: 80} }, []string{"services[web].sorry_server: 10.0.0.1:80 is also a real server"}},
 		{"sorry server invalid", func(c *shoalv1.Config) { svc(c).SorryServer = &shoalv1.RealServer{Address: "nope"} }, []string{"services[web].sorry_server.address: \"nope\""}},
 		{"check kind", func(c *shoalv1.Config) { svc(c).HealthCheck = &shoalv1.HealthCheck{Kind: "ping"} }, []string{"services[web].health_check.kind: \"ping\""}},
@@ -343,6 +377,17 @@ func TestDiff(t *testing.T) {
 			"MODIFIED web 10.0.0.1:80: weight: 1 -> 5",
 			"REMOVED web 10.0.0.2:80: weight 1",
 			"ADDED web 10.0.0.3:8080: weight 1",
+		}},
+		{"thresholds and checks", func(c *shoalv1.Config) {
+			s := c.Services[0]
+			s.RealServers[0].UpperThreshold, s.RealServers[0].LowerThreshold = 100, 80
+			s.RealServers[1].HealthChecks = []*shoalv1.HealthCheck{{Kind: "tcp"}, {Kind: "http", Port: 8081}}
+			s.RealServers = append(s.RealServers, &shoalv1.RealServer{Address: "10.0.0.3", UpperThreshold: 10, HealthChecks: []*shoalv1.HealthCheck{{Kind: "tcp"}}})
+			Normalize(c)
+		}, []string{
+			"MODIFIED web 10.0.0.1:80: upper_threshold: 0 -> 100, lower_threshold: 0 -> 80",
+			"MODIFIED web 10.0.0.2:80: health_checks: [] -> [tcp http:8081]",
+			"ADDED web 10.0.0.3:80: weight 1 upper_threshold 10 1 own check",
 		}},
 		{"service port keeps real servers", func(c *shoalv1.Config) { c.Services[0].Port = 8080 }, []string{"MODIFIED web : port: 80 -> 8080"}},
 		{"sync on", func(c *shoalv1.Config) {

@@ -138,6 +138,19 @@ func describeRealServer(rs *shoalv1.RealServer) string {
 	if rs.Active != nil && !rs.GetActive() {
 		d += " inactive"
 	}
+	if rs.UpperThreshold > 0 {
+		d += " upper_threshold " + strconv.FormatUint(uint64(rs.UpperThreshold), 10)
+	}
+	if rs.LowerThreshold > 0 {
+		d += " lower_threshold " + strconv.FormatUint(uint64(rs.LowerThreshold), 10)
+	}
+	switch n := len(rs.HealthChecks); n {
+	case 0:
+	case 1:
+		d += " 1 own check"
+	default:
+		d += " " + strconv.Itoa(n) + " own checks"
+	}
 	return d
 }
 
@@ -249,6 +262,13 @@ func formatScalar(fd protoreflect.FieldDescriptor, v protoreflect.Value) string 
 				s += " dev " + m.GetInterface()
 			}
 			return s
+		case *shoalv1.HealthCheck:
+			// A list of checks reads as their kinds and ports; what changed
+			// inside one is in the real server's new definition.
+			if m.GetPort() != 0 {
+				return m.GetKind() + ":" + strconv.FormatUint(uint64(m.GetPort()), 10)
+			}
+			return m.GetKind()
 		case *shoalv1.RealServer:
 			s := m.GetAddress()
 			if m.GetPort() != 0 {

@@ -95,6 +95,11 @@ func normalizeService(s *shoalv1.VirtualService) {
 	for _, rs := range s.RealServers {
 		if rs != nil {
 			normalizeRealServer(rs)
+			for _, h := range rs.HealthChecks {
+				if h != nil {
+					normalizeCheck(h, s.Protocol)
+				}
+			}
 		}
 	}
 	slices.SortStableFunc(s.RealServers, func(a, b *shoalv1.RealServer) int {

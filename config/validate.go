@@ -252,6 +252,7 @@ func (v *validator) service(path string, s *shoalv1.VirtualService) (netip.Addr,
 		key := RealServerKey(s, rs)
 		rpath := path + ".real_servers[" + key + "]"
 		v.realServer(rpath, s, rs, vip, ok)
+		v.realServerChecks(rpath, rs)
 		if seen[key] {
 			v.add(rpath, "%s is listed twice", key)
 		}
@@ -260,6 +261,9 @@ func (v *validator) service(path string, s *shoalv1.VirtualService) (netip.Addr,
 	if rs := s.SorryServer; rs != nil {
 		key := RealServerKey(s, rs)
 		v.realServer(path+".sorry_server", s, rs, vip, ok)
+		if len(rs.HealthChecks) > 0 {
+			v.add(path+".sorry_server.health_checks", "the sorry server is never checked; leave it empty")
+		}
 		if seen[key] {
 			v.add(path+".sorry_server", "%s is also a real server", key)
 		}
@@ -283,6 +287,17 @@ func (v *validator) realServer(path string, s *shoalv1.VirtualService, rs *shoal
 	if w := rs.GetWeight(); w > MaxWeight {
 		v.add(path+".weight", "%d is above %d", w, MaxWeight)
 	}
+	// The kernel sets a server's overload flag at upper_threshold
+	// connections and clears it below lower_threshold (ip_vs_conn.c
+	// ip_vs_bind_dest, ip_vs_unbind_dest); it refuses a lower above the
+	// upper with ERANGE (ip_vs_ctl.c), which includes a lower without an
+	// upper (0), a pair it would never consult anyway.
+	switch {
+	case rs.LowerThreshold > 0 && rs.UpperThreshold == 0:
+		v.add(path+".lower_threshold", "%d needs an upper_threshold (without one the kernel never limits the server)", rs.LowerThreshold)
+	case rs.LowerThreshold > rs.UpperThreshold:
+		v.add(path+".lower_threshold", "%d is above upper_threshold %d", rs.LowerThreshold, rs.UpperThreshold)
+	}
 	fwd := s.Forward
 	if rs.Forward != "" {
 		v.oneOf(path+".forward", rs.Forward, Forwards)
@@ -292,6 +307,26 @@ func (v *validator) realServer(path string, s *shoalv1.VirtualService, rs *shoal
 	// server receives it on the service's port whatever we configure.
 	if (fwd == "dr" || fwd == "tun") && rs.Port != 0 && rs.Port != s.Port {
 		v.add(path+".port", "%s forwarding cannot change the port (%d -> %d); leave it 0", fwd, s.Port, rs.Port)
+	}
+}
+
+// realServerChecks judges a real server's own checks. An empty list cannot
+// be told from an unset one on the wire; it means the service's check.
+func (v *validator) realServerChecks(path string, rs *shoalv1.RealServer) {
+	for i, h := range rs.HealthChecks {
+		hpath := fmt.Sprintf("%s.health_checks[%d]", path, i)
+		v.check(hpath, h)
+		// "none" passes always: beside other checks it says nothing, and
+		// as the only one it is the way to leave this server unchecked.
+		if h.Kind == "none" && len(rs.HealthChecks) > 1 {
+			v.add(hpath+".kind", "none cannot be one of several checks; it must be the only one")
+		}
+		for j, o := range rs.HealthChecks[:i] {
+			if proto.Equal(h, o) {
+				v.add(hpath, "same check as health_checks[%d]", j)
+				break
+			}
+		}
 	}
 }
 

@@ -254,6 +254,8 @@ func ipvsDestination(vs *shoalv1.VirtualService, rs *shoalv1.RealServer, weight 
 		Weight:          weight,
 		ConnectionFlags: flags,
 		AddressFamily:   fam,
+		UpperThreshold:  rs.GetUpperThreshold(),
+		LowerThreshold:  rs.GetLowerThreshold(),
 	}, nil
 }
 

@@ -169,6 +169,9 @@ func kernelTable(t *testing.T, k IPVS) []string {
 		slices.SortFunc(ds, func(a, b *ipvs.Destination) int { return strings.Compare(destKey(a), destKey(b)) })
 		for _, d := range ds {
 			line += fmt.Sprintf(" %s %s w%d", destKey(d), forwardName(d.ConnectionFlags), d.Weight)
+			if d.UpperThreshold != 0 || d.LowerThreshold != 0 {
+				line += fmt.Sprintf(" x%d y%d", d.UpperThreshold, d.LowerThreshold)
+			}
 		}
 		out = append(out, line)
 	}
@@ -303,6 +306,16 @@ func TestKernelIPVSUpdatesInPlace(t *testing.T) {
 	}{
 		{"weight", func() { vs.RealServers[0].Weight = proto.Uint32(100) },
 			[]string{"UpdateDestination " + key + " 10.0.0.1:80"},
+			key + " wlc flags=0 timeout=0 prefix=32 | 10.0.0.1:80 nat w100 10.0.0.2:80 nat w2"},
+		// Thresholds are edits of the destination: its connections stay.
+		{"thresholds", func() { vs.RealServers[1].UpperThreshold, vs.RealServers[1].LowerThreshold = 500, 400 },
+			[]string{"UpdateDestination " + key + " 10.0.0.2:80"},
+			key + " wlc flags=0 timeout=0 prefix=32 | 10.0.0.1:80 nat w100 10.0.0.2:80 nat w2 x500 y400"},
+		{"upper threshold alone", func() { vs.RealServers[1].LowerThreshold = 0 },
+			[]string{"UpdateDestination " + key + " 10.0.0.2:80"},
+			key + " wlc flags=0 timeout=0 prefix=32 | 10.0.0.1:80 nat w100 10.0.0.2:80 nat w2 x500 y0"},
+		{"no thresholds", func() { vs.RealServers[1].UpperThreshold = 0 },
+			[]string{"UpdateDestination " + key + " 10.0.0.2:80"},
 			key + " wlc flags=0 timeout=0 prefix=32 | 10.0.0.1:80 nat w100 10.0.0.2:80 nat w2"},
 		{"persistence", func() { vs.PersistenceTimeout = 120; vs.PersistencePrefix = 16 },
 			[]string{"UpdateService " + key},

@@ -158,6 +158,13 @@ func TestReconcileChangesInPlace(t *testing.T) {
 	}{
 		{"weight", func(vs *shoalv1.VirtualService) { vs.RealServers[0].Weight = proto.Uint32(5) },
 			[]string{"UpdateDestination tcp/192.0.2.10:80 10.0.0.1:80"}},
+		// A threshold is an edit of the destination, never a delete and
+		// add, which would drop its connections.
+		{"thresholds", func(vs *shoalv1.VirtualService) {
+			vs.RealServers[1].UpperThreshold, vs.RealServers[1].LowerThreshold = 100, 60
+		}, []string{"UpdateDestination tcp/192.0.2.10:80 10.0.0.2:80"}},
+		{"upper threshold only", func(vs *shoalv1.VirtualService) { vs.RealServers[1].LowerThreshold = 0 },
+			[]string{"UpdateDestination tcp/192.0.2.10:80 10.0.0.2:80"}},
 		{"scheduler", func(vs *shoalv1.VirtualService) { vs.Scheduler = "rr" },
 			[]string{"UpdateService tcp/192.0.2.10:80"}},
 		{"persistence", func(vs *shoalv1.VirtualService) { vs.PersistenceTimeout = 300; vs.PersistencePrefix = 24 },
@@ -190,6 +197,10 @@ func TestReconcileChangesInPlace(t *testing.T) {
 		t.Errorf("service after updates: %+v", svc)
 	}
 	eq(t, "final dests", r.dests(t, "tcp/192.0.2.10:80"), []string{"10.0.0.2:80 tun 00002", "10.0.0.3:80 dr 00001"})
+	_, ds, _ := r.ipvs.Service("tcp/192.0.2.10:80")
+	if ds[0].UpperThreshold != 100 || ds[0].LowerThreshold != 0 || ds[1].UpperThreshold != 0 {
+		t.Errorf("thresholds in the kernel: %+v", ds)
+	}
 
 	c.Services = nil
 	r.apply(t, c)

@@ -103,6 +103,8 @@ func (d *Dataplane) Status(st *shoalv1.NodeStatus) {
 					ActiveConnections:   uint32(dst.ActiveConnections),
 					InactiveConnections: uint32(dst.InactiveConnections),
 					Stats:               serviceStats(ipvs.SvcStats(dst.Stats)),
+					UpperThreshold:      dst.UpperThreshold,
+					LowerThreshold:      dst.LowerThreshold,
 				})
 			}
 		}

@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"fmt"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -55,7 +56,15 @@ func (ex *exporter) ipvsadm(c *shoalv1.Config) {
 			if rs.Weight != nil {
 				w = rs.GetWeight()
 			}
-			ex.printf("-a %s -r %s %s -w %d\n", svc, hostPort(rs.GetAddress(), config.RealServerPort(s, rs)), ipvsadmMethod[f], w)
+			line := fmt.Sprintf("-a %s -r %s %s -w %d", svc, hostPort(rs.GetAddress(), config.RealServerPort(s, rs)), ipvsadmMethod[f], w)
+			// As ipvsadm-save prints them: only when set.
+			if x := rs.GetUpperThreshold(); x != 0 {
+				line += " -x " + itoa(x)
+			}
+			if y := rs.GetLowerThreshold(); y != 0 {
+				line += " -y " + itoa(y)
+			}
+			ex.printf("%s\n", line)
 		}
 	}
 }
@@ -100,7 +109,7 @@ func (im *importer) ipvsadm(data []byte) *shoalv1.Config {
 		f := strings.Fields(line)
 		var (
 			cmd, svcKey, proto, addr, rsAddr, method, sched string
-			fwmark, pt, weight                              uint64
+			fwmark, pt, weight, upper, lower                uint64
 			hasP, hasW, v6                                  bool
 			mask                                            string
 			bad                                             bool
@@ -171,7 +180,21 @@ func (im *importer) ipvsadm(data []byte) *shoalv1.Config {
 					bad = true
 				}
 				weight, hasW = v, true
-			case "-x", "--u-threshold", "-y", "--l-threshold", "-b", "--sched-flags", "--pe", "--tun-type", "--tun-port", "--tun-nocsum", "--tun-csum", "--tun-remcsum":
+			case "-x", "--u-threshold", "-y", "--l-threshold":
+				// ipvsadm takes 0..INT_MAX; the kernel refuses a lower
+				// above the upper, which validation reports on this line.
+				opt := f[j]
+				v, err := parseUint(arg(), 1<<31-1)
+				if err != nil {
+					im.strictf(n, "%s: %v", opt, err)
+					bad = true
+				}
+				if opt == "-x" || opt == "--u-threshold" {
+					upper = v
+				} else {
+					lower = v
+				}
+			case "-b", "--sched-flags", "--pe", "--tun-type", "--tun-port", "--tun-nocsum", "--tun-csum", "--tun-remcsum":
 				v := arg()
 				im.note(n, f[j], "%s not imported: not supported by shoal", v)
 			case "-o", "--ops":
@@ -248,6 +271,7 @@ func (im *importer) ipvsadm(data []byte) *shoalv1.Config {
 				w := uint32(weight)
 				rs.Weight = &w
 			}
+			rs.UpperThreshold, rs.LowerThreshold = uint32(upper), uint32(lower)
 			for _, x := range s.RealServers {
 				if x.Address == rs.Address && config.RealServerPort(s, x) == config.RealServerPort(s, rs) {
 					im.strictf(n, "real server %s is added twice", rsAddr)

@@ -171,6 +171,12 @@ func (ex *exporter) lvsVirtual(s *shoalv1.VirtualService, forward string) {
 		if rs.GetForward() != "" && rs.GetForward() != fwd(s.GetForward()) {
 			ex.note(rkey, "forward %s cannot be written: lvs.cf has one network setting for every real server", rs.GetForward())
 		}
+		if rs.GetUpperThreshold() != 0 || rs.GetLowerThreshold() != 0 {
+			ex.note(rkey, "connection thresholds cannot be written: lvs.cf has none; the server is not limited")
+		}
+		if len(rs.GetHealthChecks()) > 0 {
+			ex.note(rkey+".health_checks", "cannot be written: nanny has one monitor per virtual; the server gets the virtual's")
+		}
 	}
 	ex.printf("}\n")
 }

@@ -490,6 +490,9 @@ func TestIPVSADMErrors(t *testing.T) {
 		{"two services on a line", "-A -t 192.0.2.1:80 -f 3\n", ":1: more than one service"},
 		{"duplicate", "-A -t 192.0.2.1:80\n-A -t 192.0.2.1:80\n", ":2: service tcp 192.0.2.1:80 is added twice"},
 		{"bad scheduler", "-A -t 192.0.2.1:80 -s fastest\n", `:1: services[tcp-192.0.2.1-80].scheduler`},
+		{"lower above upper", "-A -t 192.0.2.1:80\n-a -t 192.0.2.1:80 -r 10.0.0.1 -m -x 10 -y 20\n",
+			`:2: services[tcp-192.0.2.1-80].real_servers[10.0.0.1:80].lower_threshold: 20 is above upper_threshold 10`},
+		{"threshold not a number", "-A -t 192.0.2.1:80\n-a -t 192.0.2.1:80 -r 10.0.0.1 -m -x many\n", `:2: -x: `},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

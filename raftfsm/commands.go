@@ -89,7 +89,7 @@ var ErrNotLeader = errors.New("not the raft leader")
 // except its identity (address and port).
 var (
 	serviceMaskFields    = maskFields((&shoalv1.VirtualService{}).ProtoReflect().Descriptor(), "name", "real_servers")
-	realServerMaskFields = []string{"weight", "active", "forward", "name"}
+	realServerMaskFields = []string{"weight", "active", "forward", "name", "upper_threshold", "lower_threshold", "health_checks"}
 )
 
 func maskFields(md protoreflect.MessageDescriptor, except ...string) []string {
@@ -297,23 +297,19 @@ func maskPaths(mask *fieldmaskpb.FieldMask, allowed []string) ([]string, error) 
 // copyFields sets each named top-level field of dst to its value in src,
 // clearing it when src does not have it.
 func copyFields(dst, src proto.Message, paths []string) {
-	d, s := dst.ProtoReflect(), src.ProtoReflect()
+	// A clone of the whole source, so that no message or list (a real
+	// server's health_checks) is shared with the command, which Apply must
+	// not mutate when it normalises the result.
+	d, s := dst.ProtoReflect(), proto.Clone(src).ProtoReflect()
 	fields := d.Descriptor().Fields()
 	for _, p := range paths {
 		fd := fields.ByName(protoreflect.Name(p))
 		if s.Has(fd) {
-			d.Set(fd, cloneValue(fd, s.Get(fd)))
+			d.Set(fd, s.Get(fd))
 		} else {
 			d.Clear(fd)
 		}
 	}
-}
-
-func cloneValue(fd protoreflect.FieldDescriptor, v protoreflect.Value) protoreflect.Value {
-	if fd.Kind() == protoreflect.MessageKind && !fd.IsList() && !fd.IsMap() {
-		return protoreflect.ValueOfMessage(proto.Clone(v.Message().Interface()).ProtoReflect())
-	}
-	return v
 }
 
 func updateService(c *shoalv1.Config, req *shoalv1.UpdateVirtualServiceRequest) error {

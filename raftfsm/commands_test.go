@@ -142,6 +142,34 @@ func TestApply(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "update real server thresholds", cmd: &cmd{Op: &shoalv1.Command_UpdateRealServer{UpdateRealServer: &shoalv1.UpdateRealServerRequest{
+				Service: "web", RealServer: &shoalv1.RealServer{Address: "10.0.0.1", UpperThreshold: 100, LowerThreshold: 75, Weight: proto.Uint32(9)},
+				UpdateMask: mask("upper_threshold", "lower_threshold")}}},
+			serial: 2, nChanges: 1,
+			check: func(t *testing.T, st *shoalv1.State) {
+				rs := st.Config.Services[0].RealServers[0]
+				if rs.UpperThreshold != 100 || rs.LowerThreshold != 75 || rs.GetWeight() != 1 {
+					t.Errorf("got %v", rs)
+				}
+			},
+		},
+		{
+			name: "update real server checks", cmd: &cmd{Op: &shoalv1.Command_UpdateRealServer{UpdateRealServer: &shoalv1.UpdateRealServerRequest{
+				Service: "web", RealServer: &shoalv1.RealServer{Address: "10.0.0.1",
+					HealthChecks: []*shoalv1.HealthCheck{{Kind: "tcp"}, {Kind: "http", Port: 8081}}},
+				UpdateMask: mask("health_checks")}}},
+			serial: 2, nChanges: 1,
+			check: func(t *testing.T, st *shoalv1.State) {
+				hc := st.Config.Services[0].RealServers[0].HealthChecks
+				if len(hc) != 2 || hc[1].HttpPath != "/" || hc[1].Fall != 3 {
+					t.Errorf("got %v (the checks should be normalised)", hc)
+				}
+			},
+		},
+		{name: "update real server lower above upper", cmd: &cmd{Op: &shoalv1.Command_UpdateRealServer{UpdateRealServer: &shoalv1.UpdateRealServerRequest{
+			Service: "web", RealServer: &shoalv1.RealServer{Address: "10.0.0.1", LowerThreshold: 5}, UpdateMask: mask("lower_threshold")}}},
+			kind: KindInvalid, errText: "real_servers[10.0.0.1:80].lower_threshold: 5 needs an upper_threshold"},
 		{name: "update real server bad mask", cmd: &cmd{Op: &shoalv1.Command_UpdateRealServer{UpdateRealServer: &shoalv1.UpdateRealServerRequest{
 			Service: "web", RealServer: &shoalv1.RealServer{Address: "10.0.0.1"}, UpdateMask: mask("port")}}}, kind: KindInvalid, errText: "update_mask"},
 		{name: "update real server not found", cmd: &cmd{Op: &shoalv1.Command_UpdateRealServer{UpdateRealServer: &shoalv1.UpdateRealServerRequest{

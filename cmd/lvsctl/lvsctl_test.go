@@ -165,3 +165,34 @@ func TestCommandTree(t *testing.T) {
 		}
 	}
 }
+
+func TestRealServerThresholdFlags(t *testing.T) {
+	var f realServerFlags
+	cmd := &cobra.Command{Use: "x"}
+	f.register(cmd.Flags())
+	if err := cmd.Flags().Parse([]string{"--upper-threshold", "100", "--lower-threshold", "75"}); err != nil {
+		t.Fatal(err)
+	}
+	rs := &shoalv1.RealServer{Address: "10.0.0.1"}
+	mask := f.apply(cmd.Flags(), rs)
+	if got := strings.Join(mask, ","); got != "upper_threshold,lower_threshold" {
+		t.Errorf("mask %q", got)
+	}
+	if rs.UpperThreshold != 100 || rs.LowerThreshold != 75 || rs.Weight != nil {
+		t.Errorf("got %v", rs)
+	}
+
+	var b strings.Builder
+	vs := &shoalv1.VirtualService{Name: "web", Port: 80, Forward: "nat", RealServers: []*shoalv1.RealServer{
+		{Address: "10.0.0.1", UpperThreshold: 100, LowerThreshold: 75, HealthChecks: []*shoalv1.HealthCheck{{Kind: "tcp"}, {Kind: "http", Port: 8081}}},
+		{Address: "10.0.0.2"},
+	}}
+	if err := serviceTable(&b, vs); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"UPPER  LOWER  CHECKS", "100    75     tcp,http:8081", "-      -      service's"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("server table lacks %q:\n%s", want, b.String())
+		}
+	}
+}

@@ -16,9 +16,9 @@ import (
 func init() { registerCommand(newRealServerCmd) }
 
 type realServerFlags struct {
-	weight        uint32
-	forward, name string
-	inactive      bool
+	weight, upper, lower uint32
+	forward, name        string
+	inactive             bool
 }
 
 func (f *realServerFlags) register(fs *pflag.FlagSet) {
@@ -26,6 +26,8 @@ func (f *realServerFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.forward, "forward", "", "forwarding method: nat, dr or tun (default: the service's)")
 	fs.BoolVar(&f.inactive, "inactive", false, "keep the server configured but send it no traffic")
 	fs.StringVar(&f.name, "name", "", "free label")
+	fs.Uint32Var(&f.upper, "upper-threshold", 0, "connections at which the server takes no new ones (ipvsadm -x); 0 = no limit")
+	fs.Uint32Var(&f.lower, "lower-threshold", 0, "connections below which it takes new ones again (ipvsadm -y); 0 = 3/4 of the upper")
 }
 
 // apply sets the flags given on rs and names the fields for update_mask.
@@ -46,6 +48,14 @@ func (f *realServerFlags) apply(fs *pflag.FlagSet, rs *shoalv1.RealServer) []str
 	if fs.Changed("name") {
 		rs.Name = f.name
 		mask = append(mask, "name")
+	}
+	if fs.Changed("upper-threshold") {
+		rs.UpperThreshold = f.upper
+		mask = append(mask, "upper_threshold")
+	}
+	if fs.Changed("lower-threshold") {
+		rs.LowerThreshold = f.lower
+		mask = append(mask, "lower_threshold")
 	}
 	return mask
 }
@@ -106,7 +116,7 @@ func newRealServerCmd(a *app) *cobra.Command {
 			rs := &shoalv1.RealServer{Address: addr, Port: port}
 			mask := updFlags.apply(cmd.Flags(), rs)
 			if len(mask) == 0 {
-				return fmt.Errorf("nothing to change: give --weight, --forward, --inactive or --name")
+				return fmt.Errorf("nothing to change: give --weight, --forward, --inactive, --name, --upper-threshold or --lower-threshold")
 			}
 			conn, err := a.dial()
 			if err != nil {

@@ -452,7 +452,7 @@ func serviceTable(w io.Writer, vs *shoalv1.VirtualService) error {
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REAL SERVER\tWEIGHT\tFORWARD\tACTIVE\tNAME")
+	fmt.Fprintln(tw, "REAL SERVER\tWEIGHT\tFORWARD\tACTIVE\tUPPER\tLOWER\tCHECKS\tNAME")
 	for _, rs := range vs.GetRealServers() {
 		fwd := rs.GetForward()
 		if fwd == "" {
@@ -462,9 +462,36 @@ func serviceTable(w io.Writer, vs *shoalv1.VirtualService) error {
 		if port == 0 {
 			port = vs.GetPort()
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", hostPort(rs.GetAddress(), port), weightOf(rs), fwd, activeWord(rs.Active), rs.GetName())
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", hostPort(rs.GetAddress(), port), weightOf(rs), fwd, activeWord(rs.Active),
+			threshold(rs.GetUpperThreshold()), threshold(rs.GetLowerThreshold()), ownChecks(rs), rs.GetName())
 	}
 	return tw.Flush()
+}
+
+// threshold prints a connection threshold; 0 (none, or the kernel's
+// default lower one) as "-".
+func threshold(n uint32) string {
+	if n == 0 {
+		return "-"
+	}
+	return strconv.FormatUint(uint64(n), 10)
+}
+
+// ownChecks names a real server's own checks by kind and port, or says
+// that the service's check applies.
+func ownChecks(rs *shoalv1.RealServer) string {
+	if len(rs.GetHealthChecks()) == 0 {
+		return "service's"
+	}
+	var parts []string
+	for _, hc := range rs.GetHealthChecks() {
+		p := hc.GetKind()
+		if hc.GetPort() != 0 {
+			p += ":" + strconv.FormatUint(uint64(hc.GetPort()), 10)
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, ",")
 }
 
 func checkSummary(hc *shoalv1.HealthCheck) string {

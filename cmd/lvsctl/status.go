@@ -3,11 +3,14 @@ package main
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
@@ -110,23 +113,42 @@ func nodeTable(w io.Writer, st *shoalv1.NodeStatus) error {
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SERVICE\tREAL SERVER\tSTATE\tSINCE\tLATENCY\tREASON")
 		for _, h := range st.GetHealth() {
-			since := "-"
-			if h.GetSince() != nil {
-				since = h.GetSince().AsTime().Local().Format(time.TimeOnly)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.GetService(), hostPort(h.GetAddress(), h.GetPort()), h.GetState(),
+				sinceWord(h.GetSince()), latencyWord(h.GetLastLatency()), reasonWord(h.GetReason(), h.GetLastError()))
+			// A server with several checks: one row each under it.
+			for _, c := range h.GetChecks() {
+				what := fmt.Sprintf("  check %d %s", c.GetIndex(), c.GetKind())
+				if c.GetPort() != 0 {
+					what += ":" + strconv.FormatUint(uint64(c.GetPort()), 10)
+				}
+				fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s\t%s\n", what, c.GetState(),
+					sinceWord(c.GetSince()), latencyWord(c.GetLastLatency()), reasonWord(c.GetReason(), c.GetLastError()))
 			}
-			lat := "-"
-			if h.GetLastLatency() != nil {
-				lat = h.GetLastLatency().AsDuration().Round(time.Microsecond).String()
-			}
-			reason := h.GetReason()
-			if h.GetLastError() != "" && h.GetLastError() != reason {
-				reason += " (last error: " + h.GetLastError() + ")"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.GetService(), hostPort(h.GetAddress(), h.GetPort()), h.GetState(), since, lat, reason)
 		}
 		return tw.Flush()
 	}
 	return nil
+}
+
+func sinceWord(t *timestamppb.Timestamp) string {
+	if t == nil {
+		return "-"
+	}
+	return t.AsTime().Local().Format(time.TimeOnly)
+}
+
+func latencyWord(d *durationpb.Duration) string {
+	if d == nil {
+		return "-"
+	}
+	return d.AsDuration().Round(time.Microsecond).String()
+}
+
+func reasonWord(reason, lastErr string) string {
+	if lastErr != "" && lastErr != reason {
+		reason += " (last error: " + lastErr + ")"
+	}
+	return reason
 }
 
 // syncDaemonString is one sync daemon as ipvsadm -L --daemon would say it,

@@ -54,3 +54,35 @@ func TestTransferSyncLine(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeTableChecks: a real server with several checks gets a row per
+// check under its own.
+func TestNodeTableChecks(t *testing.T) {
+	st := &shoalv1.NodeStatus{Id: "r1", Role: "leader", Health: []*shoalv1.RealServerHealth{
+		{Service: "web", Address: "10.0.0.1", Port: 80, State: "down", Reason: "check 1 (http:8081): status 500",
+			LastLatency: durationpb.New(2 * time.Millisecond), Checks: []*shoalv1.CheckHealth{
+				{Index: 0, Kind: "tcp", Port: 80, State: "up", Reason: "first check passed"},
+				{Index: 1, Kind: "http", Port: 8081, State: "down", Reason: "status 500", LastLatency: durationpb.New(2 * time.Millisecond)},
+			}},
+		{Service: "web", Address: "10.0.0.2", Port: 80, State: "up", Reason: "first check passed"},
+	}}
+	var b strings.Builder
+	if err := nodeTable(&b, st); err != nil {
+		t.Fatal(err)
+	}
+	var rows []string
+	for _, l := range strings.Split(b.String(), "\n") {
+		if strings.Contains(l, "10.0.0.") || strings.Contains(l, "check ") {
+			rows = append(rows, strings.Join(strings.Fields(l), " "))
+		}
+	}
+	want := []string{
+		"web 10.0.0.1:80 down - 2ms check 1 (http:8081): status 500",
+		"check 0 tcp:80 up - - first check passed",
+		"check 1 http:8081 down - 2ms status 500",
+		"web 10.0.0.2:80 up - - first check passed",
+	}
+	if strings.Join(rows, "\n") != strings.Join(want, "\n") {
+		t.Errorf("health rows:\n%s\nwant:\n%s", strings.Join(rows, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -9,6 +9,14 @@
 // desired IPVS table and reconciles when OnChange fires; the server reports
 // Status and streams Subscribe.
 //
+// A real server has one check (its service's health_check) or several (its
+// own health_checks). Each is scheduled and tracked on its own (a checker);
+// the server's verdict combines them as keepalived combines a real server's
+// checkers: down while any check is down, up when every check is up, and
+// unchecked while one has no result and none is down (combine in state.go).
+// A check added to a server that has a verdict starts with that verdict, so
+// a server never returns to unchecked.
+//
 // Verdicts come from a pure state machine (tracker) fed with check results
 // and their times: up → down after fall consecutive failures or down_after of
 // continuous failure; down → up after rise consecutive successes spanning at

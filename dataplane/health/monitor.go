@@ -62,7 +62,10 @@ type Options struct {
 }
 
 // Monitor runs the health checks of every active real server of the
-// configuration and keeps one verdict (up or down) per server.
+// configuration and keeps one verdict (up or down) per server: the verdict
+// of its only check, or, for a server with several (its own
+// health_checks), up only while every one of them is up, as keepalived
+// judges a real server with several checkers.
 type Monitor struct {
 	nodeID   string
 	log      *slog.Logger
@@ -98,16 +101,32 @@ type key struct {
 	addr    netip.AddrPort
 }
 
-// server is one checked real server. A new check definition makes a new
-// server value (carrying the verdict over), so a running check can tell from
-// pointer identity whether its result still counts.
+// server is one checked real server: its checkers and the verdict they
+// make together.
 type server struct {
 	key
+	checkers []*checker
+	verdict
+}
+
+// checker is one check of one real server, scheduled on its own. A new
+// check definition makes a new checker value (carrying the verdict over), so
+// a running check can tell from pointer identity whether its result still
+// counts.
+type checker struct {
+	srv     *server
+	index   int // position in the server's checkers (its health_checks)
 	probe   *probe
 	tr      tracker
 	due     time.Time
 	idx     int // position in the schedule; -1 when not queued
 	running context.CancelFunc
+}
+
+// current says whether c is still one of the configuration's checkers.
+func (m *Monitor) currentLocked(c *checker) bool {
+	s := c.srv
+	return m.servers[s.key] == s && c.index < len(s.checkers) && s.checkers[c.index] == c
 }
 
 // New returns a Monitor; it checks nothing until SetConfig and Run.
@@ -155,7 +174,7 @@ const firstCheckSpread = 100 * time.Millisecond
 
 // dispatch is a check taken off the schedule, to run on a worker.
 type dispatch struct {
-	s     *server
+	c     *checker
 	probe *probe
 	ctx   context.Context
 }
@@ -181,17 +200,17 @@ func (m *Monitor) Run(ctx context.Context) error {
 		next := time.Hour
 		m.mu.Lock()
 		for m.queue.Len() > 0 {
-			s := m.queue[0]
+			c := m.queue[0]
 			// Checks due within batchWindow go now: 10,000 checks a second
 			// then cost 200 wake-ups, not 10,000.
-			if s.due.After(now.Add(batchWindow)) {
-				next = s.due.Sub(now)
+			if c.due.After(now.Add(batchWindow)) {
+				next = c.due.Sub(now)
 				break
 			}
 			heap.Pop(&m.queue)
 			cctx, ccancel := context.WithCancel(ctx)
-			s.running = ccancel
-			due = append(due, dispatch{s: s, probe: s.probe, ctx: cctx})
+			c.running = ccancel
+			due = append(due, dispatch{c: c, probe: c.probe, ctx: cctx})
 		}
 		m.mu.Unlock()
 
@@ -265,54 +284,67 @@ func (m *Monitor) check(d dispatch) {
 	result := "ok"
 	if err != nil {
 		result = "fail"
-		m.metrics.failures.WithLabelValues(d.s.service, string(CauseOf(err))).Inc()
+		m.metrics.failures.WithLabelValues(d.c.srv.service, string(CauseOf(err))).Inc()
 	}
-	m.metrics.duration.WithLabelValues(d.s.service, result).Observe(end.Sub(start).Seconds())
+	m.metrics.duration.WithLabelValues(d.c.srv.service, result).Observe(end.Sub(start).Seconds())
 	if m.observed != nil {
 		m.observed(end.Sub(start), err)
 	}
 	m.finish(d, &observation{Start: start, End: end, Err: err})
 }
 
-// finish records an observation (if any) and puts the server back on the
+// finish records an observation (if any) and puts the checker back on the
 // schedule unless it left the configuration meanwhile.
 func (m *Monitor) finish(d dispatch, o *observation) {
 	m.mu.Lock()
-	s := d.s
-	if s.running != nil {
-		s.running()
-		s.running = nil
+	c := d.c
+	if c.running != nil {
+		c.running()
+		c.running = nil
 	}
-	if m.servers[s.key] != s {
+	if !m.currentLocked(c) {
 		m.mu.Unlock()
 		return
 	}
 	var (
-		tr      transition
+		ctr     transition
 		changed bool
 	)
 	now := m.clock.Now()
 	if o != nil {
-		first := s.tr.unchecked
-		tr, changed = s.tr.observe(*o)
+		first := c.tr.unchecked
+		ctr, changed = c.tr.observe(*o)
 		if first {
 			// The first check ran at once; the next lands anywhere in
 			// the interval, so that servers that arrived together are
 			// not checked in lockstep ever after.
-			s.due = o.Start.Add(s.probe.interval/10 + rand.N(s.probe.interval))
+			c.due = o.Start.Add(c.probe.interval/10 + rand.N(c.probe.interval))
 		} else {
-			s.due = o.Start.Add(jitter(s.probe.interval))
+			c.due = o.Start.Add(jitter(c.probe.interval))
 		}
 	} else {
-		s.due = now.Add(jitter(s.probe.interval))
+		c.due = now.Add(jitter(c.probe.interval))
 	}
-	if s.due.Before(now) {
-		s.due = now
+	if c.due.Before(now) {
+		c.due = now
 	}
-	heap.Push(&m.queue, s)
+	heap.Push(&m.queue, c)
 	// The scheduler sleeps until the earliest due check; it needs waking
 	// only when this one became the earliest (rare: it was just run).
-	earliest := m.queue[0] == s
+	earliest := m.queue[0] == c
+	if !changed {
+		m.mu.Unlock()
+		if earliest {
+			m.poke()
+		}
+		return
+	}
+	s := c.srv
+	if len(s.checkers) > 1 {
+		m.log.Info("check "+stateString(ctr.Up), "service", s.service, "server", s.addr.String(),
+			"check", c.index, "kind", c.probe.kind, "port", c.probe.target.Port(), "reason", ctr.Reason)
+	}
+	tr, changed := s.judge(ctr.At, ctr)
 	if !changed {
 		m.mu.Unlock()
 		if earliest {
@@ -355,15 +387,17 @@ func (m *Monitor) poke() {
 }
 
 // SetConfig makes the monitor check the active real servers of c (nil
-// removes everything). A server whose identity and check are unchanged keeps
-// its state, counters and schedule; a changed check restarts the counters
-// but keeps the verdict; a removed server's check stops at once. Call it
-// before handing the same config to the dataplane, so that the dataplane
-// finds the new servers' initial verdicts.
+// removes everything). A check whose definition is unchanged keeps its
+// state, counters and schedule, even when it moved within the server's
+// list; a changed check restarts the counters but
+// keeps its verdict; a check added to a server starts without a verdict; a
+// removed server's checks stop at once. Call it before handing the same
+// config to the dataplane, so that the dataplane finds the new servers'
+// initial verdicts.
 func (m *Monitor) SetConfig(c *shoalv1.Config) {
 	type want struct {
-		k key
-		p *probe
+		k      key
+		probes []*probe
 	}
 	var wants []want
 	ports := map[string]uint32{}
@@ -382,19 +416,27 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 				continue
 			}
 			addr = addr.Unmap()
-			p, err := newProbe(svc, rs, addr, svc.GetHealthCheck())
-			if p != nil {
-				p.scripts = m.scripts
+			// The server's own checks replace the service's.
+			checks := rs.GetHealthChecks()
+			if len(checks) == 0 {
+				checks = []*shoalv1.HealthCheck{svc.GetHealthCheck()}
 			}
-			if err != nil {
-				// Validation should have refused this; keep the server out
-				// with the reason rather than trusting it blindly.
-				p = &probe{kind: "invalid", target: netip.AddrPortFrom(addr, 0), interval: config.DefaultCheckInterval,
-					timeout: config.DefaultCheckTimeout, rules: rules{Rise: 1, Fall: 1}, invalid: err,
-					fingerprint: "invalid|" + err.Error()}
+			w := want{k: key{svc.GetName(), netip.AddrPortFrom(addr, uint16(config.RealServerPort(svc, rs)))}}
+			for _, hc := range checks {
+				p, err := newProbe(svc, rs, addr, hc)
+				if p != nil {
+					p.scripts = m.scripts
+				}
+				if err != nil {
+					// Validation should have refused this; keep the server out
+					// with the reason rather than trusting it blindly.
+					p = &probe{kind: "invalid", target: netip.AddrPortFrom(addr, 0), interval: config.DefaultCheckInterval,
+						timeout: config.DefaultCheckTimeout, rules: rules{Rise: 1, Fall: 1}, invalid: err,
+						fingerprint: "invalid|" + err.Error()}
+				}
+				w.probes = append(w.probes, p)
 			}
-			k := key{svc.GetName(), netip.AddrPortFrom(addr, uint16(config.RealServerPort(svc, rs)))}
-			wants = append(wants, want{k, p})
+			wants = append(wants, w)
 		}
 	}
 
@@ -412,49 +454,100 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 	var added, changed, removed int
 	for _, w := range wants {
 		seen[w.k] = true
-		old := m.servers[w.k]
-		if old != nil && old.probe.fingerprint == w.p.fingerprint {
-			continue
+		s := m.servers[w.k]
+		isNew := s == nil
+		if isNew {
+			s = &server{key: w.k}
+			m.servers[w.k] = s
 		}
-		s := &server{key: w.k, probe: w.p, idx: -1}
-		switch {
-		case old != nil:
-			changed++
-			s.tr = old.tr.withRules(w.p.rules)
-			m.dropLocked(old)
-		case w.p.kind == KindNone:
-			s.tr = newTracker(w.p.rules, true, now, "no health check")
-		case w.p.initUp:
-			s.tr = newTracker(w.p.rules, true, now, "new server, initially_up")
-		default:
-			s.tr = newUncheckedTracker(w.p.rules, now)
-		}
-		if w.p.kind == KindNone && !s.tr.up {
-			tr := s.tr.set(true, now, "no health check")
-			events = append(events, event{w.k, tr, nil})
-		}
-		m.servers[w.k] = s
-		if old == nil {
-			added++
-			notify = notify || s.tr.up
-			m.metrics.up.WithLabelValues(w.k.service, w.k.addr.String()).Set(b2f(s.tr.up))
-		}
-		if w.p.kind != KindNone {
-			// Spread first runs over the interval so that a large config
-			// does not fire all its checks at once; a server without a
-			// verdict is out until its first check, which runs at once
-			// (within firstCheckSpread).
-			spread := w.p.interval
-			if s.tr.unchecked {
-				spread = min(spread, firstCheckSpread)
+		// An unchanged check is found wherever it moved in the list and
+		// keeps everything; a changed one takes over the state of the check
+		// that was at its place.
+		touched := len(w.probes) != len(s.checkers)
+		kept := map[*checker]bool{}
+		same := make([]*checker, len(w.probes))
+		for i, p := range w.probes {
+			for _, old := range s.checkers {
+				if !kept[old] && old.probe.fingerprint == p.fingerprint {
+					kept[old], same[i] = true, old
+					touched = touched || old.index != i
+					old.index = i
+					break
+				}
 			}
-			s.due = now.Add(rand.N(spread))
-			heap.Push(&m.queue, s)
+		}
+		var checkers []*checker
+		for i, p := range w.probes {
+			if same[i] != nil {
+				checkers = append(checkers, same[i])
+				continue
+			}
+			touched = true
+			var old *checker
+			if i < len(s.checkers) && !kept[s.checkers[i]] {
+				old = s.checkers[i]
+				kept[old] = true
+			}
+			ck := &checker{srv: s, index: i, probe: p, idx: -1}
+			switch {
+			case old != nil:
+				ck.tr = old.tr.withRules(p.rules)
+				m.dropLocked(old)
+			case !isNew && !s.unchecked && p.kind != KindNone:
+				// A check added to a server with a verdict takes that
+				// verdict, as a changed one keeps its own: changing the
+				// checks does not bounce traffic, and the server never
+				// goes back to having no verdict, which the dataplane
+				// relies on.
+				ck.tr = newTracker(p.rules, s.up, now, "check added to a server that was "+stateString(s.up))
+			case p.kind == KindNone:
+				ck.tr = newTracker(p.rules, true, now, "no health check")
+			case p.initUp:
+				ck.tr = newTracker(p.rules, true, now, "new server, initially_up")
+			default:
+				ck.tr = newUncheckedTracker(p.rules, now)
+			}
+			if p.kind == KindNone && !ck.tr.up {
+				ck.tr.set(true, now, "no health check")
+			}
+			if p.kind != KindNone {
+				// Spread first runs over the interval so that a large config
+				// does not fire all its checks at once; a server without a
+				// verdict is out until its first check, which runs at once
+				// (within firstCheckSpread).
+				spread := p.interval
+				if ck.tr.unchecked {
+					spread = min(spread, firstCheckSpread)
+				}
+				ck.due = now.Add(rand.N(spread))
+				heap.Push(&m.queue, ck)
+			}
+			checkers = append(checkers, ck)
+		}
+		for _, old := range s.checkers {
+			if !kept[old] {
+				m.dropLocked(old)
+			}
+		}
+		s.checkers = checkers
+		switch {
+		case isNew:
+			added++
+			s.verdict = s.initialVerdict(now)
+			notify = notify || s.up
+			m.metrics.up.WithLabelValues(w.k.service, w.k.addr.String()).Set(b2f(s.up))
+		case touched:
+			changed++
+			if tr, ok := s.judge(now, transition{}); ok {
+				events = append(events, event{w.k, tr, nil})
+			}
 		}
 	}
 	for k, s := range m.servers {
 		if !seen[k] {
-			m.dropLocked(s)
+			for _, c := range s.checkers {
+				m.dropLocked(c)
+			}
 			delete(m.servers, k)
 			removed++
 			m.metrics.up.DeleteLabelValues(k.service, k.addr.String())
@@ -480,14 +573,14 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 	m.emitMu.Unlock()
 }
 
-// dropLocked takes s off the schedule and cancels its running check.
-func (m *Monitor) dropLocked(s *server) {
-	if s.idx >= 0 {
-		heap.Remove(&m.queue, s.idx)
+// dropLocked takes c off the schedule and cancels its running check.
+func (m *Monitor) dropLocked(c *checker) {
+	if c.idx >= 0 {
+		heap.Remove(&m.queue, c.idx)
 	}
-	if s.running != nil {
-		s.running()
-		s.running = nil
+	if c.running != nil {
+		c.running()
+		c.running = nil
 	}
 }
 
@@ -499,7 +592,7 @@ func (m *Monitor) Healthy(service string, rs netip.AddrPort) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := m.lookupLocked(service, rs)
-	return s != nil && s.tr.up
+	return s != nil && s.up
 }
 
 // Unchecked reports whether a real server the monitor checks has no verdict
@@ -510,7 +603,7 @@ func (m *Monitor) Unchecked(service string, rs netip.AddrPort) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := m.lookupLocked(service, rs)
-	return s != nil && s.tr.unchecked
+	return s != nil && s.unchecked
 }
 
 func (m *Monitor) lookupLocked(service string, rs netip.AddrPort) *server {
@@ -547,17 +640,50 @@ func (m *Monitor) Status() []*shoalv1.RealServerHealth {
 
 func (m *Monitor) statusLocked(s *server) *shoalv1.RealServerHealth {
 	h := &shoalv1.RealServerHealth{
-		Service:   s.service,
-		Address:   s.addr.Addr().String(),
-		Port:      uint32(s.addr.Port()),
-		State:     stateString(s.tr.up),
-		Since:     timestamppb.New(s.tr.since),
-		Reason:    s.tr.reason,
-		LastError: s.tr.lastErr,
-		Node:      m.nodeID,
+		Service: s.service,
+		Address: s.addr.Addr().String(),
+		Port:    uint32(s.addr.Port()),
+		State:   stateString(s.up),
+		Since:   timestamppb.New(s.since),
+		Reason:  s.reason,
+		Node:    m.nodeID,
 	}
-	if s.tr.checked {
-		h.LastLatency = durationpb.New(s.tr.lastLatency)
+	if len(s.checkers) == 1 {
+		c := s.checkers[0]
+		h.LastError = c.tr.lastErr
+		if c.tr.checked {
+			h.LastLatency = durationpb.New(c.tr.lastLatency)
+		}
+		return h
+	}
+	// Several checks: each has its own entry; the server's last error is
+	// the first failing check's, its latency the slowest check's.
+	var slowest time.Duration
+	for _, c := range s.checkers {
+		state := stateString(c.tr.up)
+		if c.tr.unchecked {
+			state = stateUnchecked
+		}
+		ch := &shoalv1.CheckHealth{
+			Index:     uint32(c.index),
+			Kind:      c.probe.kind,
+			Port:      uint32(c.probe.target.Port()),
+			State:     state,
+			Since:     timestamppb.New(c.tr.since),
+			Reason:    c.tr.reason,
+			LastError: c.tr.lastErr,
+		}
+		if c.tr.checked {
+			ch.LastLatency = durationpb.New(c.tr.lastLatency)
+			if h.LastLatency == nil || c.tr.lastLatency > slowest {
+				slowest = c.tr.lastLatency
+				h.LastLatency = durationpb.New(slowest)
+			}
+		}
+		if h.LastError == "" && c.tr.lastErr != "" {
+			h.LastError = checkLabel(c) + ": " + c.tr.lastErr
+		}
+		h.Checks = append(h.Checks, ch)
 	}
 	return h
 }
@@ -609,8 +735,8 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// schedule is a min-heap of servers by due time.
-type schedule []*server
+// schedule is a min-heap of checkers by due time.
+type schedule []*checker
 
 func (q schedule) Len() int           { return len(q) }
 func (q schedule) Less(i, j int) bool { return q[i].due.Before(q[j].due) }
@@ -619,15 +745,15 @@ func (q schedule) Swap(i, j int) {
 	q[i].idx, q[j].idx = i, j
 }
 func (q *schedule) Push(x any) {
-	s := x.(*server)
-	s.idx = len(*q)
-	*q = append(*q, s)
+	c := x.(*checker)
+	c.idx = len(*q)
+	*q = append(*q, c)
 }
 func (q *schedule) Pop() any {
 	old := *q
-	s := old[len(old)-1]
+	c := old[len(old)-1]
 	old[len(old)-1] = nil
-	s.idx = -1
+	c.idx = -1
 	*q = old[:len(old)-1]
-	return s
+	return c
 }

@@ -201,13 +201,13 @@ func TestMonitorConfigChangeKeepsState(t *testing.T) {
 	}
 	since := sinceOf(a.ap)
 	m.mu.Lock()
-	before := m.servers[key{"web", a.ap}]
+	before := m.servers[key{"web", a.ap}].checkers[0]
 	m.mu.Unlock()
 
 	same := func() bool {
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		return m.servers[key{"web", a.ap}] == before && before.tr.up
+		return m.servers[key{"web", a.ap}].checkers[0] == before && before.tr.up
 	}
 	// A weight change and another server's arrival leave a alone.
 	cfg = proto.Clone(cfg).(*shoalv1.Config)

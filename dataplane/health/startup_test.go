@@ -101,8 +101,10 @@ func idle(m *Monitor) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, s := range m.servers {
-		if s.idx < 0 && s.probe.kind != KindNone {
-			return false
+		for _, c := range s.checkers {
+			if c.idx < 0 && c.probe.kind != KindNone {
+				return false
+			}
 		}
 	}
 	return true

@@ -164,3 +164,83 @@ func stateString(up bool) string {
 	}
 	return StateDown
 }
+
+// verdict is a real server's state as its checks decide it together.
+type verdict struct {
+	up bool
+	// unchecked: no verdict yet, because a check has none and no other is
+	// down (a down check decides alone).
+	unchecked bool
+	since     time.Time
+	reason    string
+}
+
+// combine judges checks together as keepalived judges a real server's
+// checkers: down while any check is down, else without a verdict while any
+// check has none, else up. culprit is the check that decides a down or
+// unchecked verdict (the first such), -1 when up.
+func combine(checks []*checker) (up, unchecked bool, culprit int) {
+	culprit = -1
+	for i, c := range checks {
+		switch {
+		case c.tr.unchecked:
+			if culprit < 0 {
+				culprit = i
+			}
+			unchecked = true
+		case !c.tr.up:
+			return false, false, i
+		}
+	}
+	return !unchecked, unchecked, culprit
+}
+
+// initialVerdict is the verdict of a new server from its new checks.
+func (s *server) initialVerdict(now time.Time) verdict {
+	if len(s.checkers) == 1 {
+		t := s.checkers[0].tr
+		return verdict{up: t.up, unchecked: t.unchecked, since: t.since, reason: t.reason}
+	}
+	up, unchecked, _ := combine(s.checkers)
+	v := verdict{up: up, unchecked: unchecked, since: now, reason: "not checked yet"}
+	if up {
+		v.reason = fmt.Sprintf("new server, all %d checks start up", len(s.checkers))
+	}
+	return v
+}
+
+// judge recomputes s's verdict after one of its checks made transition ctr
+// (or its checks were changed, ctr then zero) at time at, and reports the
+// server's own transition, if any. A server with one check takes that
+// check's words for its reason; with several, the reason names the check
+// that decided.
+func (s *server) judge(at time.Time, ctr transition) (transition, bool) {
+	up, unchecked, culprit := combine(s.checkers)
+	if up == s.up && unchecked == s.unchecked {
+		return transition{}, false
+	}
+	from := stateString(s.up)
+	if s.unchecked {
+		from = stateUnchecked
+	}
+	var reason string
+	switch {
+	case len(s.checkers) == 1 && ctr.Reason != "":
+		reason = ctr.Reason
+	case len(s.checkers) == 1:
+		reason = s.checkers[0].tr.reason
+	case up:
+		reason = fmt.Sprintf("all %d checks up", len(s.checkers))
+	default:
+		c := s.checkers[culprit]
+		reason = checkLabel(c) + ": " + c.tr.reason
+	}
+	s.verdict = verdict{up: up, unchecked: unchecked, since: at, reason: reason}
+	return transition{From: from, Up: up, At: at, Reason: reason}, true
+}
+
+// checkLabel names one of a server's checks in reasons and errors: its
+// index in health_checks, kind and port.
+func checkLabel(c *checker) string {
+	return fmt.Sprintf("check %d (%s:%d)", c.index, c.probe.kind, c.probe.target.Port())
+}

@@ -294,7 +294,7 @@ func (f *IPVS) NewDestination(s *ipvs.Service, d *ipvs.Destination) error {
 	if _, ok := svc.dests[dk]; ok {
 		return syscall.EEXIST
 	}
-	if d.Weight < 0 || d.Weight > 65535 {
+	if d.Weight < 0 || d.Weight > 65535 || d.LowerThreshold > d.UpperThreshold {
 		return syscall.ERANGE
 	}
 	c := *d
@@ -323,6 +323,11 @@ func (f *IPVS) UpdateDestination(s *ipvs.Service, d *ipvs.Destination) error {
 	cur, ok := svc.dests[dk]
 	if !ok {
 		return syscall.ENOENT
+	}
+	// As ip_vs_edit_dest: a lower threshold above the upper is refused
+	// (so is one without an upper, which is 0).
+	if d.Weight < 0 || d.Weight > 65535 || d.LowerThreshold > d.UpperThreshold {
+		return syscall.ERANGE
 	}
 	cur.Weight = d.Weight
 	cur.ConnectionFlags = d.ConnectionFlags & ipvs.ConnectionFlagFwdMask

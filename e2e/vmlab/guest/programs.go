@@ -106,15 +106,20 @@ func subcommand(name string, args []string) error {
 		}
 		return udpflows(args[0], count, interval)
 	case "hold":
-		// hold ADDR: one TCP connection; one request on it now and one more
-		// per line read on stdin. Prints "OK name" or "ERR why" per request.
-		if len(args) != 1 {
-			return fmt.Errorf("usage: hold HOST:PORT")
+		// hold ADDR [rst]: one TCP connection; one request on it now and one
+		// more per line read on stdin. Prints "OK name" or "ERR why" per
+		// request. With rst the connection ends with a reset, which IPVS
+		// forgets within its CLOSE timeout (10s) instead of TIME_WAIT's 2m.
+		if len(args) != 1 && (len(args) != 2 || args[1] != "rst") {
+			return fmt.Errorf("usage: hold HOST:PORT [rst]")
 		}
 		conn, err := net.DialTimeout("tcp", args[0], 5*time.Second)
 		if err != nil {
 			fmt.Printf("ERR dial: %v\n", err)
 			return nil
+		}
+		if len(args) == 2 {
+			conn.(*net.TCPConn).SetLinger(0)
 		}
 		defer conn.Close()
 		br := bufio.NewReader(conn)

@@ -43,6 +43,8 @@ var scenarios = []scenario{
 	{"status-ipvs", "lab", statusIPVS},
 	{"no-flush", "lab", changeWithoutFlush},
 	{"health", "lab", healthOut},
+	{"thresholds", "lab", thresholds},
+	{"checks", "lab", severalChecks},
 	{"sync-off", "lab", syncOff},
 	{"sync-lag", "lab", syncLag},
 	{"sync-crash", "sync-lag", syncCrash},

@@ -726,7 +726,28 @@ type RealServer struct {
 	// forward overrides the service's forwarding method (nat, dr, tun).
 	Forward string `protobuf:"bytes,5,opt,name=forward,proto3" json:"forward,omitempty"`
 	// name is a free label (lvs.cf server NAME).
-	Name          string `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
+	// upper_threshold is the kernel's connection limit for this server
+	// (ipvsadm -x, keepalived uthreshold): once it holds this many
+	// connections (active and inactive together) the schedulers pass it by
+	// until it drops below lower_threshold. 0 means no limit. Persistence
+	// still sends a known client to its server, as the kernel does.
+	UpperThreshold uint32 `protobuf:"varint,7,opt,name=upper_threshold,json=upperThreshold,proto3" json:"upper_threshold,omitempty"`
+	// lower_threshold (ipvsadm -y, keepalived lthreshold) is where an
+	// overloaded server takes new connections again: below this many. 0 lets
+	// the kernel use three quarters of upper_threshold. It must not exceed
+	// upper_threshold and means nothing without it, so validation refuses
+	// both.
+	LowerThreshold uint32 `protobuf:"varint,8,opt,name=lower_threshold,json=lowerThreshold,proto3" json:"lower_threshold,omitempty"`
+	// health_checks, when set, replace the service's health_check for this
+	// server: it is up only while every one of them passes (keepalived's
+	// real server with several checkers), and each keeps its own rise, fall
+	// and state. Empty means the service's health_check, so there is one way
+	// to say "this server is checked like the others" and one to say "this
+	// server is checked differently"; a single check of kind none takes the
+	// server out of checking. The sorry server is never checked and takes
+	// none.
+	HealthChecks  []*HealthCheck `protobuf:"bytes,9,rep,name=health_checks,json=healthChecks,proto3" json:"health_checks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -801,6 +822,27 @@ func (x *RealServer) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *RealServer) GetUpperThreshold() uint32 {
+	if x != nil {
+		return x.UpperThreshold
+	}
+	return 0
+}
+
+func (x *RealServer) GetLowerThreshold() uint32 {
+	if x != nil {
+		return x.LowerThreshold
+	}
+	return 0
+}
+
+func (x *RealServer) GetHealthChecks() []*HealthCheck {
+	if x != nil {
+		return x.HealthChecks
+	}
+	return nil
 }
 
 // HealthCheck is how every node decides whether a real server takes traffic
@@ -1086,7 +1128,7 @@ const file_shoal_v1_config_proto_rawDesc = "" +
 	"\fsorry_server\x18\f \x01(\v2\x14.shoal.v1.RealServerR\vsorryServer\x128\n" +
 	"\fhealth_check\x18\r \x01(\v2\x15.shoal.v1.HealthCheckR\vhealthCheck\x127\n" +
 	"\freal_servers\x18\x0e \x03(\v2\x14.shoal.v1.RealServerR\vrealServersB\t\n" +
-	"\a_active\"\xb8\x01\n" +
+	"\a_active\"\xc6\x02\n" +
 	"\n" +
 	"RealServer\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
@@ -1094,7 +1136,10 @@ const file_shoal_v1_config_proto_rawDesc = "" +
 	"\x06weight\x18\x03 \x01(\rH\x00R\x06weight\x88\x01\x01\x12\x1b\n" +
 	"\x06active\x18\x04 \x01(\bH\x01R\x06active\x88\x01\x01\x12\x18\n" +
 	"\aforward\x18\x05 \x01(\tR\aforward\x12\x12\n" +
-	"\x04name\x18\x06 \x01(\tR\x04nameB\t\n" +
+	"\x04name\x18\x06 \x01(\tR\x04name\x12'\n" +
+	"\x0fupper_threshold\x18\a \x01(\rR\x0eupperThreshold\x12'\n" +
+	"\x0flower_threshold\x18\b \x01(\rR\x0elowerThreshold\x12:\n" +
+	"\rhealth_checks\x18\t \x03(\v2\x15.shoal.v1.HealthCheckR\fhealthChecksB\t\n" +
 	"\a_weightB\t\n" +
 	"\a_active\"\xf8\x04\n" +
 	"\vHealthCheck\x12\x12\n" +
@@ -1162,15 +1207,16 @@ var file_shoal_v1_config_proto_depIdxs = []int32{
 	6,  // 13: shoal.v1.VirtualService.sorry_server:type_name -> shoal.v1.RealServer
 	7,  // 14: shoal.v1.VirtualService.health_check:type_name -> shoal.v1.HealthCheck
 	6,  // 15: shoal.v1.VirtualService.real_servers:type_name -> shoal.v1.RealServer
-	8,  // 16: shoal.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	8,  // 17: shoal.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	8,  // 18: shoal.v1.HealthCheck.reentry:type_name -> google.protobuf.Duration
-	8,  // 19: shoal.v1.HealthCheck.down_after:type_name -> google.protobuf.Duration
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	7,  // 16: shoal.v1.RealServer.health_checks:type_name -> shoal.v1.HealthCheck
+	8,  // 17: shoal.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	8,  // 18: shoal.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	8,  // 19: shoal.v1.HealthCheck.reentry:type_name -> google.protobuf.Duration
+	8,  // 20: shoal.v1.HealthCheck.down_after:type_name -> google.protobuf.Duration
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_shoal_v1_config_proto_init() }

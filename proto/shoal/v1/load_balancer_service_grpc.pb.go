@@ -47,7 +47,8 @@ type LoadBalancerServiceClient interface {
 	DeleteVirtualService(ctx context.Context, in *DeleteVirtualServiceRequest, opts ...grpc.CallOption) (*DeleteVirtualServiceResponse, error)
 	AddRealServer(ctx context.Context, in *AddRealServerRequest, opts ...grpc.CallOption) (*AddRealServerResponse, error)
 	// UpdateRealServer sets the fields named by update_mask (weight, active,
-	// forward, name); an empty mask replaces all of them.
+	// forward, name, upper_threshold, lower_threshold, health_checks); an
+	// empty mask replaces all of them.
 	UpdateRealServer(ctx context.Context, in *UpdateRealServerRequest, opts ...grpc.CallOption) (*UpdateRealServerResponse, error)
 	RemoveRealServer(ctx context.Context, in *RemoveRealServerRequest, opts ...grpc.CallOption) (*RemoveRealServerResponse, error)
 }
@@ -158,7 +159,8 @@ type LoadBalancerServiceServer interface {
 	DeleteVirtualService(context.Context, *DeleteVirtualServiceRequest) (*DeleteVirtualServiceResponse, error)
 	AddRealServer(context.Context, *AddRealServerRequest) (*AddRealServerResponse, error)
 	// UpdateRealServer sets the fields named by update_mask (weight, active,
-	// forward, name); an empty mask replaces all of them.
+	// forward, name, upper_threshold, lower_threshold, health_checks); an
+	// empty mask replaces all of them.
 	UpdateRealServer(context.Context, *UpdateRealServerRequest) (*UpdateRealServerResponse, error)
 	RemoveRealServer(context.Context, *RemoveRealServerRequest) (*RemoveRealServerResponse, error)
 	mustEmbedUnimplementedLoadBalancerServiceServer()

@@ -702,8 +702,12 @@ type IpvsDestination struct {
 	ActiveConnections   uint32     `protobuf:"varint,5,opt,name=active_connections,json=activeConnections,proto3" json:"active_connections,omitempty"`
 	InactiveConnections uint32     `protobuf:"varint,6,opt,name=inactive_connections,json=inactiveConnections,proto3" json:"inactive_connections,omitempty"`
 	Stats               *IpvsStats `protobuf:"bytes,7,opt,name=stats,proto3" json:"stats,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// upper_threshold and lower_threshold as the kernel holds them (0: none,
+	// and the kernel's three quarters of upper_threshold).
+	UpperThreshold uint32 `protobuf:"varint,8,opt,name=upper_threshold,json=upperThreshold,proto3" json:"upper_threshold,omitempty"`
+	LowerThreshold uint32 `protobuf:"varint,9,opt,name=lower_threshold,json=lowerThreshold,proto3" json:"lower_threshold,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *IpvsDestination) Reset() {
@@ -783,6 +787,20 @@ func (x *IpvsDestination) GetStats() *IpvsStats {
 		return x.Stats
 	}
 	return nil
+}
+
+func (x *IpvsDestination) GetUpperThreshold() uint32 {
+	if x != nil {
+		return x.UpperThreshold
+	}
+	return 0
+}
+
+func (x *IpvsDestination) GetLowerThreshold() uint32 {
+	if x != nil {
+		return x.LowerThreshold
+	}
+	return 0
 }
 
 type IpvsStats struct {
@@ -875,7 +893,15 @@ type RealServerHealth struct {
 	LastError   string               `protobuf:"bytes,7,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	LastLatency *durationpb.Duration `protobuf:"bytes,8,opt,name=last_latency,json=lastLatency,proto3" json:"last_latency,omitempty"`
 	// node is the id of the node that made the verdict.
-	Node          string `protobuf:"bytes,9,opt,name=node,proto3" json:"node,omitempty"`
+	Node string `protobuf:"bytes,9,opt,name=node,proto3" json:"node,omitempty"`
+	// checks are the server's checks, one entry each in the order of its
+	// health_checks, when it has several; empty when it has one (the fields
+	// above are then that check's). With several, state is up only while
+	// every check is up, since is when that verdict last changed, and reason
+	// names the check that changed it. WatchHealth sends a server when its
+	// verdict changes, not when only one of its checks does (it is down
+	// already, say): GetNodeStatus has every check's state.
+	Checks        []*CheckHealth `protobuf:"bytes,10,rep,name=checks,proto3" json:"checks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -973,6 +999,118 @@ func (x *RealServerHealth) GetNode() string {
 	return ""
 }
 
+func (x *RealServerHealth) GetChecks() []*CheckHealth {
+	if x != nil {
+		return x.Checks
+	}
+	return nil
+}
+
+// CheckHealth is one node's state of one of a real server's checks.
+type CheckHealth struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// index is the check's position in the real server's health_checks.
+	Index uint32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// kind and port say which check this is (port: the one it connects to;
+	// 0 for kinds that connect to nothing).
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Port uint32 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	// state is up, down or unchecked (no result yet).
+	State         string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	Since         *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=since,proto3" json:"since,omitempty"`
+	Reason        string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	LastError     string                 `protobuf:"bytes,7,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	LastLatency   *durationpb.Duration   `protobuf:"bytes,8,opt,name=last_latency,json=lastLatency,proto3" json:"last_latency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckHealth) Reset() {
+	*x = CheckHealth{}
+	mi := &file_shoal_v1_node_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckHealth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckHealth) ProtoMessage() {}
+
+func (x *CheckHealth) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_node_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckHealth.ProtoReflect.Descriptor instead.
+func (*CheckHealth) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CheckHealth) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *CheckHealth) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *CheckHealth) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *CheckHealth) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *CheckHealth) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *CheckHealth) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CheckHealth) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *CheckHealth) GetLastLatency() *durationpb.Duration {
+	if x != nil {
+		return x.LastLatency
+	}
+	return nil
+}
+
 type WatchHealthRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -981,7 +1119,7 @@ type WatchHealthRequest struct {
 
 func (x *WatchHealthRequest) Reset() {
 	*x = WatchHealthRequest{}
-	mi := &file_shoal_v1_node_service_proto_msgTypes[10]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -993,7 +1131,7 @@ func (x *WatchHealthRequest) String() string {
 func (*WatchHealthRequest) ProtoMessage() {}
 
 func (x *WatchHealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_node_service_proto_msgTypes[10]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1006,7 +1144,7 @@ func (x *WatchHealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchHealthRequest.ProtoReflect.Descriptor instead.
 func (*WatchHealthRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{10}
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{11}
 }
 
 type WatchHealthResponse struct {
@@ -1018,7 +1156,7 @@ type WatchHealthResponse struct {
 
 func (x *WatchHealthResponse) Reset() {
 	*x = WatchHealthResponse{}
-	mi := &file_shoal_v1_node_service_proto_msgTypes[11]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1168,7 @@ func (x *WatchHealthResponse) String() string {
 func (*WatchHealthResponse) ProtoMessage() {}
 
 func (x *WatchHealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_node_service_proto_msgTypes[11]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1181,7 @@ func (x *WatchHealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchHealthResponse.ProtoReflect.Descriptor instead.
 func (*WatchHealthResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{11}
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WatchHealthResponse) GetHealth() *RealServerHealth {
@@ -1120,7 +1258,7 @@ const file_shoal_v1_node_service_proto_rawDesc = "" +
 	"\x12persistence_prefix\x18\t \x01(\rR\x11persistencePrefix\x12)\n" +
 	"\x05stats\x18\n" +
 	" \x01(\v2\x13.shoal.v1.IpvsStatsR\x05stats\x12=\n" +
-	"\fdestinations\x18\v \x03(\v2\x19.shoal.v1.IpvsDestinationR\fdestinations\"\xfe\x01\n" +
+	"\fdestinations\x18\v \x03(\v2\x19.shoal.v1.IpvsDestinationR\fdestinations\"\xd0\x02\n" +
 	"\x0fIpvsDestination\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x18\n" +
@@ -1128,7 +1266,9 @@ const file_shoal_v1_node_service_proto_rawDesc = "" +
 	"\x06weight\x18\x04 \x01(\rR\x06weight\x12-\n" +
 	"\x12active_connections\x18\x05 \x01(\rR\x11activeConnections\x121\n" +
 	"\x14inactive_connections\x18\x06 \x01(\rR\x13inactiveConnections\x12)\n" +
-	"\x05stats\x18\a \x01(\v2\x13.shoal.v1.IpvsStatsR\x05stats\"\xa5\x01\n" +
+	"\x05stats\x18\a \x01(\v2\x13.shoal.v1.IpvsStatsR\x05stats\x12'\n" +
+	"\x0fupper_threshold\x18\b \x01(\rR\x0eupperThreshold\x12'\n" +
+	"\x0flower_threshold\x18\t \x01(\rR\x0elowerThreshold\"\xa5\x01\n" +
 	"\tIpvsStats\x12 \n" +
 	"\vconnections\x18\x01 \x01(\x04R\vconnections\x12\x1d\n" +
 	"\n" +
@@ -1136,7 +1276,7 @@ const file_shoal_v1_node_service_proto_rawDesc = "" +
 	"\vpackets_out\x18\x03 \x01(\x04R\n" +
 	"packetsOut\x12\x19\n" +
 	"\bbytes_in\x18\x04 \x01(\x04R\abytesIn\x12\x1b\n" +
-	"\tbytes_out\x18\x05 \x01(\x04R\bbytesOut\"\xab\x02\n" +
+	"\tbytes_out\x18\x05 \x01(\x04R\bbytesOut\"\xda\x02\n" +
 	"\x10RealServerHealth\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -1147,7 +1287,19 @@ const file_shoal_v1_node_service_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\a \x01(\tR\tlastError\x12<\n" +
 	"\flast_latency\x18\b \x01(\v2\x19.google.protobuf.DurationR\vlastLatency\x12\x12\n" +
-	"\x04node\x18\t \x01(\tR\x04node\"\x14\n" +
+	"\x04node\x18\t \x01(\tR\x04node\x12-\n" +
+	"\x06checks\x18\n" +
+	" \x03(\v2\x15.shoal.v1.CheckHealthR\x06checks\"\x88\x02\n" +
+	"\vCheckHealth\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x120\n" +
+	"\x05since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\a \x01(\tR\tlastError\x12<\n" +
+	"\flast_latency\x18\b \x01(\v2\x19.google.protobuf.DurationR\vlastLatency\"\x14\n" +
 	"\x12WatchHealthRequest\"I\n" +
 	"\x13WatchHealthResponse\x122\n" +
 	"\x06health\x18\x01 \x01(\v2\x1a.shoal.v1.RealServerHealthR\x06health2\xad\x01\n" +
@@ -1167,7 +1319,7 @@ func file_shoal_v1_node_service_proto_rawDescGZIP() []byte {
 	return file_shoal_v1_node_service_proto_rawDescData
 }
 
-var file_shoal_v1_node_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_shoal_v1_node_service_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_shoal_v1_node_service_proto_goTypes = []any{
 	(*GetNodeStatusRequest)(nil),  // 0: shoal.v1.GetNodeStatusRequest
 	(*GetNodeStatusResponse)(nil), // 1: shoal.v1.GetNodeStatusResponse
@@ -1179,37 +1331,41 @@ var file_shoal_v1_node_service_proto_goTypes = []any{
 	(*IpvsDestination)(nil),       // 7: shoal.v1.IpvsDestination
 	(*IpvsStats)(nil),             // 8: shoal.v1.IpvsStats
 	(*RealServerHealth)(nil),      // 9: shoal.v1.RealServerHealth
-	(*WatchHealthRequest)(nil),    // 10: shoal.v1.WatchHealthRequest
-	(*WatchHealthResponse)(nil),   // 11: shoal.v1.WatchHealthResponse
-	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
-	(*CertificateInfo)(nil),       // 14: shoal.v1.CertificateInfo
+	(*CheckHealth)(nil),           // 10: shoal.v1.CheckHealth
+	(*WatchHealthRequest)(nil),    // 11: shoal.v1.WatchHealthRequest
+	(*WatchHealthResponse)(nil),   // 12: shoal.v1.WatchHealthResponse
+	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*CertificateInfo)(nil),       // 15: shoal.v1.CertificateInfo
 }
 var file_shoal_v1_node_service_proto_depIdxs = []int32{
 	2,  // 0: shoal.v1.GetNodeStatusResponse.status:type_name -> shoal.v1.NodeStatus
-	12, // 1: shoal.v1.NodeStatus.last_contact:type_name -> google.protobuf.Duration
-	13, // 2: shoal.v1.NodeStatus.last_reconcile:type_name -> google.protobuf.Timestamp
+	13, // 1: shoal.v1.NodeStatus.last_contact:type_name -> google.protobuf.Duration
+	14, // 2: shoal.v1.NodeStatus.last_reconcile:type_name -> google.protobuf.Timestamp
 	6,  // 3: shoal.v1.NodeStatus.ipvs:type_name -> shoal.v1.IpvsService
 	9,  // 4: shoal.v1.NodeStatus.health:type_name -> shoal.v1.RealServerHealth
-	14, // 5: shoal.v1.NodeStatus.certificate:type_name -> shoal.v1.CertificateInfo
+	15, // 5: shoal.v1.NodeStatus.certificate:type_name -> shoal.v1.CertificateInfo
 	4,  // 6: shoal.v1.NodeStatus.sync_daemons:type_name -> shoal.v1.SyncDaemon
 	5,  // 7: shoal.v1.NodeStatus.connections:type_name -> shoal.v1.IpvsConnections
 	3,  // 8: shoal.v1.NodeStatus.build:type_name -> shoal.v1.BuildInfo
 	8,  // 9: shoal.v1.IpvsService.stats:type_name -> shoal.v1.IpvsStats
 	7,  // 10: shoal.v1.IpvsService.destinations:type_name -> shoal.v1.IpvsDestination
 	8,  // 11: shoal.v1.IpvsDestination.stats:type_name -> shoal.v1.IpvsStats
-	13, // 12: shoal.v1.RealServerHealth.since:type_name -> google.protobuf.Timestamp
-	12, // 13: shoal.v1.RealServerHealth.last_latency:type_name -> google.protobuf.Duration
-	9,  // 14: shoal.v1.WatchHealthResponse.health:type_name -> shoal.v1.RealServerHealth
-	0,  // 15: shoal.v1.NodeService.GetNodeStatus:input_type -> shoal.v1.GetNodeStatusRequest
-	10, // 16: shoal.v1.NodeService.WatchHealth:input_type -> shoal.v1.WatchHealthRequest
-	1,  // 17: shoal.v1.NodeService.GetNodeStatus:output_type -> shoal.v1.GetNodeStatusResponse
-	11, // 18: shoal.v1.NodeService.WatchHealth:output_type -> shoal.v1.WatchHealthResponse
-	17, // [17:19] is the sub-list for method output_type
-	15, // [15:17] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	14, // 12: shoal.v1.RealServerHealth.since:type_name -> google.protobuf.Timestamp
+	13, // 13: shoal.v1.RealServerHealth.last_latency:type_name -> google.protobuf.Duration
+	10, // 14: shoal.v1.RealServerHealth.checks:type_name -> shoal.v1.CheckHealth
+	14, // 15: shoal.v1.CheckHealth.since:type_name -> google.protobuf.Timestamp
+	13, // 16: shoal.v1.CheckHealth.last_latency:type_name -> google.protobuf.Duration
+	9,  // 17: shoal.v1.WatchHealthResponse.health:type_name -> shoal.v1.RealServerHealth
+	0,  // 18: shoal.v1.NodeService.GetNodeStatus:input_type -> shoal.v1.GetNodeStatusRequest
+	11, // 19: shoal.v1.NodeService.WatchHealth:input_type -> shoal.v1.WatchHealthRequest
+	1,  // 20: shoal.v1.NodeService.GetNodeStatus:output_type -> shoal.v1.GetNodeStatusResponse
+	12, // 21: shoal.v1.NodeService.WatchHealth:output_type -> shoal.v1.WatchHealthResponse
+	20, // [20:22] is the sub-list for method output_type
+	18, // [18:20] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_shoal_v1_node_service_proto_init() }
@@ -1224,7 +1380,7 @@ func file_shoal_v1_node_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_v1_node_service_proto_rawDesc), len(file_shoal_v1_node_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -87,6 +87,14 @@ func addressProblems(c *shoalv1.Config) Errors {
 			v.serverAddress(path+".sorry_server.address", rs.GetAddress())
 		}
 		v.execProgram(path+".health_check", s.GetHealthCheck())
+		for _, rs := range s.GetRealServers() {
+			if rs == nil {
+				continue
+			}
+			for i, hc := range rs.GetHealthChecks() {
+				v.execProgram(fmt.Sprintf("%s.real_servers[%s].health_checks[%d]", path, RealServerKey(s, rs), i), hc)
+			}
+		}
 	}
 	return v.errs
 }

@@ -37,6 +37,9 @@ func TestAdmit(t *testing.T) {
 		{"exec check, unclean program", func(c *shoalv1.Config) {
 			c.Services[0].HealthCheck = &shoalv1.HealthCheck{Kind: "exec", Command: []string{"/etc/shoal/scripts/../../../bin/sh"}}
 		}, []string{"services[web].health_check.command[0]: \"/etc/shoal/scripts/../../../bin/sh\" is not a clean path (write /bin/sh)"}},
+		{"a real server's exec check, relative program", func(c *shoalv1.Config) {
+			c.Services[0].RealServers[0].HealthChecks = []*shoalv1.HealthCheck{{Kind: "tcp"}, {Kind: "exec", Command: []string{"pg-check"}}}
+		}, []string{"services[web].real_servers[10.0.0.2:80].health_checks[1].command[0]: \"pg-check\" is not an absolute path; routers run only programs in their script directories (lvsd --script-dir)"}},
 		{"exec check through a shell", func(c *shoalv1.Config) {
 			c.Services[0].HealthCheck = &shoalv1.HealthCheck{Kind: "exec", Command: []string{"check-web %h | grep OK"}, Shell: true}
 		}, nil},

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shoal-lb/shoal/config"
 	"github.com/shoal-lb/shoal/pki"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
@@ -21,27 +22,44 @@ import (
 // change of it.
 
 // scriptChanges lists the field paths of exec checks and hooks that next
-// adds or changes relative to prev.
+// adds or changes relative to prev. An exec check is the same one if the
+// same service (and real server, for a server's own checks) had one with
+// the same program, arguments and shell flag; moving it within a list is
+// no change.
 func scriptChanges(prev, next *shoalv1.Config) []string {
 	var out []string
 	if !slices.EqualFunc(prev.GetGlobal().GetHooks(), next.GetGlobal().GetHooks(), func(a, b *shoalv1.Hook) bool { return proto.Equal(a, b) }) {
 		out = append(out, "global.hooks")
 	}
-	before := map[string]*shoalv1.HealthCheck{}
-	for _, s := range prev.GetServices() {
-		before[s.GetName()] = s.GetHealthCheck()
-	}
-	for _, s := range next.GetServices() {
-		hc := s.GetHealthCheck()
-		if hc.GetKind() != "exec" {
-			continue
+	before := map[string]bool{}
+	execChecks(prev, func(_, owner, program string) { before[owner+"\x00"+program] = true })
+	execChecks(next, func(path, owner, program string) {
+		if !before[owner+"\x00"+program] {
+			out = append(out, path)
 		}
-		old, ok := before[s.GetName()]
-		if !ok || old.GetKind() != "exec" || old.GetShell() != hc.GetShell() || !slices.Equal(old.GetCommand(), hc.GetCommand()) {
-			out = append(out, fmt.Sprintf("services[%s].health_check.command", s.GetName()))
-		}
-	}
+	})
 	return out
+}
+
+// execChecks calls f for every exec check of c with its field path, the
+// service or real server it belongs to, and its program as one string.
+func execChecks(c *shoalv1.Config, f func(path, owner, program string)) {
+	program := func(hc *shoalv1.HealthCheck) string {
+		return fmt.Sprintf("%t\x00%q", hc.GetShell(), hc.GetCommand())
+	}
+	for _, s := range c.GetServices() {
+		if hc := s.GetHealthCheck(); hc.GetKind() == "exec" {
+			f(fmt.Sprintf("services[%s].health_check.command", s.GetName()), s.GetName(), program(hc))
+		}
+		for _, rs := range s.GetRealServers() {
+			key := config.RealServerKey(s, rs)
+			for i, hc := range rs.GetHealthChecks() {
+				if hc.GetKind() == "exec" {
+					f(fmt.Sprintf("services[%s].real_servers[%s].health_checks[%d].command", s.GetName(), key, i), s.GetName()+"/"+key, program(hc))
+				}
+			}
+		}
+	}
 }
 
 // scriptAccess refuses a caller below admin a write that adds or changes

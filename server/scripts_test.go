@@ -17,7 +17,9 @@ func TestScriptChanges(t *testing.T) {
 		Global: &shoalv1.Global{Hooks: []*shoalv1.Hook{{Events: []string{"leader"}, Command: []string{"/s/up"}}}},
 		Services: []*shoalv1.VirtualService{
 			{Name: "web", Port: 80, HealthCheck: exec("/s/check", "%h")},
-			{Name: "db", Port: 5432},
+			{Name: "db", Port: 5432, RealServers: []*shoalv1.RealServer{
+				{Address: "10.0.0.1", HealthChecks: []*shoalv1.HealthCheck{{Kind: "tcp"}, exec("/s/pg", "%h")}},
+			}},
 		},
 	}
 	for _, tt := range []struct {
@@ -38,6 +40,16 @@ func TestScriptChanges(t *testing.T) {
 		{"new service with one", func(c *shoalv1.Config) {
 			c.Services = append(c.Services, &shoalv1.VirtualService{Name: "new", HealthCheck: exec("/s/x")})
 		}, []string{"services[new].health_check.command"}},
+		{"a server's exec check moved in its list", func(c *shoalv1.Config) {
+			hc := c.Services[1].RealServers[0].HealthChecks
+			hc[0], hc[1] = hc[1], hc[0]
+		}, nil},
+		{"a server's exec check changed", func(c *shoalv1.Config) {
+			c.Services[1].RealServers[0].HealthChecks[1].Command = []string{"/s/pg", "-v"}
+		}, []string{"services[db].real_servers[10.0.0.1:5432].health_checks[1].command"}},
+		{"a server's exec check added", func(c *shoalv1.Config) {
+			c.Services[0].RealServers = []*shoalv1.RealServer{{Address: "10.0.0.2", HealthChecks: []*shoalv1.HealthCheck{exec("/s/check", "%h")}}}
+		}, []string{"services[web].real_servers[10.0.0.2:80].health_checks[0].command"}},
 		{"hook changed", func(c *shoalv1.Config) { c.Global.Hooks[0].Command = []string{"/s/other"} }, []string{"global.hooks"}},
 		{"hook removed", func(c *shoalv1.Config) { c.Global.Hooks = nil }, []string{"global.hooks"}},
 	} {

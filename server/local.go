@@ -29,7 +29,9 @@ func (localAuth) AuthType() string { return "local" }
 
 // localCreds is the in-memory listener's transport: no handshake, but
 // every connection carries localAuth.
-type localCreds struct{ credentials.TransportCredentials }
+type localCreds struct {
+	credentials.TransportCredentials
+}
 
 func (l localCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	return conn, localAuth{credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}, nil

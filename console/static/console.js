@@ -1,0 +1,31 @@
+// shoal console: live updates of the page's live part from the server's
+// event stream (GET /events). No framework, no build step; the pages work
+// without it, only without updating themselves.
+"use strict";
+(function () {
+  var main = document.getElementById("main");
+  var live = document.getElementById("live");
+  var page = main && main.getAttribute("data-live");
+  if (!page || !live || !window.EventSource) return;
+  var status = document.createElement("p");
+  status.className = "stream";
+  status.setAttribute("role", "status");
+  live.parentNode.insertBefore(status, live);
+  var es = new EventSource("/events?page=" + encodeURIComponent(page));
+  es.addEventListener("live", function (e) {
+    // Keep the keyboard focus where it was across the redraw.
+    var id = document.activeElement && document.activeElement.id;
+    live.innerHTML = e.data;
+    if (id && document.getElementById(id)) document.getElementById(id).focus();
+    status.textContent = "live";
+    status.className = "stream ok";
+  });
+  es.addEventListener("problem", function (e) {
+    status.textContent = e.data;
+    status.className = "stream bad";
+  });
+  es.onerror = function () {
+    status.textContent = "reconnecting…";
+    status.className = "stream warn";
+  };
+})();

@@ -112,6 +112,8 @@ type editData struct {
 	Service, Key string
 	Add          bool
 	Notes        []migrate.Note
+	// Mask is the fields of a real server the previewed edit changes.
+	Mask string
 }
 
 func newRequestID() string {
@@ -189,6 +191,17 @@ func preview(cur, next *shoalv1.Config, f *form, fields []string) []*shoalv1.Cha
 		return nil
 	}
 	return config.Diff(cur, next)
+}
+
+// expectedSerial is the serial the preview was made on. Every apply
+// carries one: without it the API would apply on whatever serial is
+// current, which the user never saw.
+func expectedSerial(r *http.Request, f *form) uint64 {
+	n, err := strconv.ParseUint(r.PostFormValue("expected_serial"), 10, 64)
+	if err != nil || n == 0 {
+		f.Other = append(f.Other, "expected_serial: missing; preview the change first")
+	}
+	return n
 }
 
 func parseUint(f *form, field string, bits int) uint64 {
@@ -302,6 +315,30 @@ func (c *Console) previewReal(d *editData, cur *shoalv1.Config, svc *shoalv1.Vir
 	}
 	d.Changes = preview(cur, next, d.F, realFields)
 	d.Serial, d.RequestID, d.Preview = cur.GetSerial(), newRequestID(), !d.F.bad()
+	if old != nil {
+		d.Mask = strings.Join(realMask(old, rs), ",")
+	}
+}
+
+// realMask is what an edit changes of a real server, so that an
+// operator's weight or enable/disable is sent as that and no more. It is
+// taken at the preview and sent with the apply, so that a second submit
+// of the same form is the same request (and answered as the first).
+func realMask(old, rs *shoalv1.RealServer) []string {
+	var mask []string
+	if old.GetWeight() != rs.GetWeight() || old.Weight == nil {
+		mask = append(mask, "weight")
+	}
+	if (old.Active == nil || old.GetActive()) != rs.GetActive() {
+		mask = append(mask, "active")
+	}
+	if old.GetForward() != rs.GetForward() {
+		mask = append(mask, "forward")
+	}
+	if old.GetName() != rs.GetName() {
+		mask = append(mask, "name")
+	}
+	return mask
 }
 
 func formValues(r *http.Request, fields ...string) map[string]string {
@@ -338,7 +375,7 @@ func (c *Console) realServerEdit(w http.ResponseWriter, r *http.Request, u *user
 		c.render(w, formCode(d.F), "realserver.html", view{Title: "Real server", Node: c.o.Node, U: u, D: d})
 		return
 	}
-	expect := parseUint(d.F, "expected_serial", 64)
+	expect := expectedSerial(r, d.F)
 	rs := realFromForm(d.F, old)
 	if d.F.bad() {
 		c.render(w, http.StatusBadRequest, "realserver.html", view{Title: "Real server", Node: c.o.Node, U: u, D: d})
@@ -351,20 +388,9 @@ func (c *Console) realServerEdit(w http.ResponseWriter, r *http.Request, u *user
 		if d.Add {
 			resp, err = c.lb.AddRealServer(ctx, &shoalv1.AddRealServerRequest{Service: name, RealServer: rs, ExpectedSerial: expect})
 		} else {
-			// Only what changed, so that an operator's weight or
-			// enable/disable is an operator's change.
-			var mask []string
-			if old.GetWeight() != rs.GetWeight() || old.Weight == nil {
-				mask = append(mask, "weight")
-			}
-			if (old.Active == nil || old.GetActive()) != rs.GetActive() {
-				mask = append(mask, "active")
-			}
-			if old.GetForward() != rs.GetForward() {
-				mask = append(mask, "forward")
-			}
-			if old.GetName() != rs.GetName() {
-				mask = append(mask, "name")
+			mask := strings.Split(r.PostFormValue("mask"), ",")
+			if r.PostFormValue("mask") == "" {
+				mask = realMask(old, rs)
 			}
 			resp, err = c.lb.UpdateRealServer(ctx, &shoalv1.UpdateRealServerRequest{Service: name, RealServer: rs,
 				UpdateMask: &fieldmaskpb.FieldMask{Paths: mask}, ExpectedSerial: expect})
@@ -386,10 +412,10 @@ func (c *Console) finish(w http.ResponseWriter, r *http.Request, u *user, page s
 		c.render(w, http.StatusOK, page, view{Title: "Applied", Node: c.o.Node, U: u, D: d})
 		return
 	}
-	d.F.addAPIError(fields, err)
 	if status.Code(err) == codes.FailedPrecondition && repreview != nil {
 		repreview()
 	}
+	d.F.addAPIError(fields, err)
 	c.render(w, httpCode(err), page, view{Title: "Refused", Node: c.o.Node, U: u, D: d})
 }
 
@@ -500,7 +526,7 @@ func (c *Console) serviceEdit(w http.ResponseWriter, r *http.Request, u *user) {
 		c.render(w, formCode(d.F), "service.html", view{Title: "Virtual service", Node: c.o.Node, U: u, D: d})
 		return
 	}
-	expect := parseUint(d.F, "expected_serial", 64)
+	expect := expectedSerial(r, d.F)
 	s := serviceFromForm(d.F, old)
 	if d.F.bad() {
 		c.render(w, http.StatusBadRequest, "service.html", view{Title: "Virtual service", Node: c.o.Node, U: u, D: d})
@@ -555,7 +581,8 @@ func (c *Console) importEdit(w http.ResponseWriter, r *http.Request, u *user) {
 		ReadFile: func(name string) ([]byte, error) {
 			return nil, fmt.Errorf("include %s: the console does not read files on the router; paste the included file's content instead", name)
 		},
-		Glob: func(string) ([]string, error) { return nil, nil },
+		// Each pattern "matches" itself, so ReadFile refuses it by name.
+		Glob: func(pattern string) ([]string, error) { return []string{pattern}, nil },
 	})
 	if err != nil {
 		var le migrate.Errors
@@ -589,7 +616,11 @@ func (c *Console) importEdit(w http.ResponseWriter, r *http.Request, u *user) {
 		render(http.StatusOK)
 		return
 	}
-	expect := parseUint(d.F, "expected_serial", 64)
+	expect := expectedSerial(r, d.F)
+	if d.F.bad() {
+		render(http.StatusBadRequest)
+		return
+	}
 	next.Serial = 0
 	err = write(u.ctx(r.Context()), r.PostFormValue("request_id"), func(ctx context.Context) error {
 		resp, err := c.cfg.ApplyConfig(ctx, &shoalv1.ApplyConfigRequest{Config: next, ExpectedSerial: expect})

@@ -116,14 +116,16 @@ func (c *Console) Handler() http.Handler {
 }
 
 // securityHeaders: no framing (clickjacking), no scripts or styles but
-// our own, no referrer leaving the console.
+// our own, no referrer leaving the console. (Not no-referrer: with it a
+// browser sends "Origin: null" on the console's own forms, and sameOrigin
+// could no longer tell them from another site's.)
 func securityHeaders(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
 		hd.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 		hd.Set("X-Frame-Options", "DENY")
 		hd.Set("X-Content-Type-Options", "nosniff")
-		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("Referrer-Policy", "same-origin")
 		if r.TLS != nil {
 			hd.Set("Strict-Transport-Security", "max-age=31536000")
 		}

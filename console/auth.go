@@ -150,8 +150,10 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
 	}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	cert, err := pki.ParseConsoleToken(r.PostFormValue("token"))
 	if err != nil {
+		c.log.Info("console login refused", "remote", r.RemoteAddr, "err", err)
 		c.renderLogin(w, http.StatusUnauthorized, err.Error())
 		return
 	}

@@ -58,7 +58,13 @@ type Console struct {
 	sessions map[string]*session
 
 	rates *rates
+	// streams bounds the live pages open at once (MaxStreams).
+	streams chan struct{}
 }
+
+// MaxStreams is how many live pages (event streams) one router serves at
+// once; the browser's EventSource retries one refused.
+const MaxStreams = 64
 
 // New returns a Console; call Run to sample the counters and Handler to
 // serve it.
@@ -80,6 +86,7 @@ func New(o Options) (*Console, error) {
 		cfg: shoalv1.NewConfigServiceClient(o.Conn), lb: shoalv1.NewLoadBalancerServiceClient(o.Conn),
 		cluster: shoalv1.NewClusterServiceClient(o.Conn), node: shoalv1.NewNodeServiceClient(o.Conn),
 		secret: make([]byte, 32), sessions: map[string]*session{}, rates: newRates(o.Samples),
+		streams: make(chan struct{}, MaxStreams),
 	}
 	if _, err := rand.Read(c.secret); err != nil {
 		return nil, fmt.Errorf("console secret: %w", err)

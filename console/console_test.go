@@ -640,6 +640,13 @@ func TestEventsFollowChanges(t *testing.T) {
 	if code, _ := v.get("/events?page=nope"); code != http.StatusBadRequest {
 		t.Errorf("an unknown page's events: %d", code)
 	}
+	// Every place taken (the stream above holds one): refused, not queued.
+	for range MaxStreams - 1 {
+		n.con.streams <- struct{}{}
+	}
+	if code, _ := v.get("/events?page=overview"); code != http.StatusServiceUnavailable {
+		t.Errorf("a live page over the bound: %d", code)
+	}
 }
 
 func TestRatesAndSparkline(t *testing.T) {

@@ -27,6 +27,15 @@ func (c *Console) events(w http.ResponseWriter, r *http.Request, u *user) {
 		http.Error(w, "page: want overview or services", http.StatusBadRequest)
 		return
 	}
+	// Each stream reads the cluster status (a call to every router) every
+	// 2s: a bound, so that open tabs cannot load the routers without end.
+	select {
+	case c.streams <- struct{}{}:
+		defer func() { <-c.streams }()
+	default:
+		http.Error(w, "too many live pages open on this router; close some, or reload later", http.StatusServiceUnavailable)
+		return
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")

@@ -53,7 +53,7 @@ func startConsole(ctx context.Context, g *errgroup.Group, f *flags, srv *server.
 		stopLocal()
 		return nil, fmt.Errorf("listen for the web console: %w", err)
 	}
-	hs := &http.Server{Handler: con.Handler(), TLSConfig: tlsConf, ReadHeaderTimeout: 5 * time.Second,
+	hs := &http.Server{Handler: con.Handler(), TLSConfig: tlsConf, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	scheme := "http"
 	if tlsConf != nil {

@@ -143,6 +143,7 @@ func (c *Console) renderLogin(w http.ResponseWriter, code int, msg string) {
 // login exchanges a console token for a session cookie.
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	if !sameOrigin(r) {
+		c.metrics.refused.WithLabelValues("csrf").Inc()
 		http.Error(w, "cross-site request refused", http.StatusForbidden)
 		return
 	}
@@ -154,6 +155,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	cert, err := pki.ParseConsoleToken(r.PostFormValue("token"))
 	if err != nil {
 		c.log.Info("console login refused", "remote", r.RemoteAddr, "err", err)
+		c.metrics.logins.WithLabelValues("bad-token").Inc()
 		c.renderLogin(w, http.StatusUnauthorized, err.Error())
 		return
 	}
@@ -161,6 +163,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	me, err := c.cluster.WhoAmI(server.WithCaller(r.Context(), chain), &shoalv1.WhoAmIRequest{})
 	if err != nil {
 		c.log.Info("console login refused", "name", cert.Subject.CommonName, "remote", r.RemoteAddr, "err", status.Convert(err).Message())
+		c.metrics.logins.WithLabelValues("refused").Inc()
 		c.renderLogin(w, http.StatusUnauthorized, status.Convert(err).Message())
 		return
 	}
@@ -182,6 +185,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	c.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: sid, Path: "/", Expires: s.expires,
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+	c.metrics.logins.WithLabelValues("ok").Inc()
 	c.log.Info("console login", "name", me.GetName(), "role", me.GetRole(), "serial", cert.SerialNumber.Text(16),
 		"expires", s.expires, "remote", r.RemoteAddr)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
@@ -201,6 +205,7 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 	}
 	c.mu.Unlock()
 	if !ok {
+		c.metrics.refused.WithLabelValues("csrf").Inc()
 		http.Error(w, "logout refused: the form's CSRF token does not match the session", http.StatusForbidden)
 		return
 	}
@@ -237,6 +242,7 @@ func (c *Console) action(h func(http.ResponseWriter, *http.Request, *user)) http
 	return c.authed(func(w http.ResponseWriter, r *http.Request, u *user) {
 		r.Body = http.MaxBytesReader(w, r.Body, 4<<20)
 		if !sameOrigin(r) || subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(u.CSRF)) != 1 {
+			c.metrics.refused.WithLabelValues("csrf").Inc()
 			c.log.Warn("console request refused: CSRF", "user", u.Name, "path", r.URL.Path, "remote", r.RemoteAddr)
 			c.fail(w, u, status.Error(codes.PermissionDenied, "the form's CSRF token does not match your session; reload the page and try again"))
 			return

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	"github.com/shoal-lb/shoal/pki"
@@ -40,6 +41,8 @@ type Options struct {
 	// (default 5s); Samples how many are kept per real server (default 60).
 	SampleEvery time.Duration
 	Samples     int
+	// Registerer takes the console's metrics (nil: not registered).
+	Registerer prometheus.Registerer
 }
 
 // Console serves the web console; see the package comment.
@@ -60,6 +63,7 @@ type Console struct {
 	rates *rates
 	// streams bounds the live pages open at once (MaxStreams).
 	streams chan struct{}
+	metrics *metrics
 }
 
 // MaxStreams is how many live pages (event streams) one router serves at
@@ -91,6 +95,7 @@ func New(o Options) (*Console, error) {
 	if _, err := rand.Read(c.secret); err != nil {
 		return nil, fmt.Errorf("console secret: %w", err)
 	}
+	c.metrics = newMetrics(c, o.Registerer)
 	pages, err := parsePages()
 	if err != nil {
 		return nil, err

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/shoal-lb/shoal/pki"
@@ -87,7 +89,7 @@ func startNode(t *testing.T) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	con, err := New(Options{Conn: conn, Store: store, Node: "n1", Logger: logger, SampleEvery: time.Hour})
+	con, err := New(Options{Conn: conn, Store: store, Node: "n1", Logger: logger, SampleEvery: time.Hour, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,6 +300,15 @@ func TestLogin(t *testing.T) {
 	req.Header.Set("Origin", "https://evil.example")
 	if code, _, _ := v.do(req); code != http.StatusForbidden {
 		t.Fatalf("cross-site logout: %d", code)
+	}
+	m := n.con.metrics
+	for result, want := range map[string]float64{"ok": 1, "bad-token": 1, "refused": 1} {
+		if got := testutil.ToFloat64(m.logins.WithLabelValues(result)); got != want {
+			t.Errorf("shoal_console_logins_total{result=%q} = %v, want %v", result, got, want)
+		}
+	}
+	if got := testutil.ToFloat64(m.refused.WithLabelValues("csrf")); got != 1 {
+		t.Errorf("shoal_console_refused_requests_total{reason=\"csrf\"} = %v, want 1", got)
 	}
 	if code, _, _ := v.post("/logout", url.Values{}); code != http.StatusSeeOther {
 		t.Fatalf("logout: %d", code)

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shoal-lb/shoal/console"
@@ -36,7 +37,7 @@ func startConsole(ctx context.Context, g *errgroup.Group, f *flags, srv *server.
 	if err != nil {
 		return nil, err
 	}
-	o := console.Options{Conn: conn, Node: f.id, Logger: log}
+	o := console.Options{Conn: conn, Node: f.id, Logger: log, Registerer: prometheus.DefaultRegisterer}
 	var tlsConf *tls.Config
 	if t != nil {
 		o.Store, tlsConf = t.Store, t.Store.WebServerConfig()

@@ -3,6 +3,8 @@ package console
 import (
 	"bufio"
 	"context"
+	"crypto"
+	"crypto/tls"
 	"crypto/x509"
 	"io"
 	"log/slog"
@@ -126,6 +128,16 @@ func n0cert(t *testing.T, ca *pki.CA, name string, role pki.Role, life time.Dura
 
 func certAndToken(t *testing.T, ca *pki.CA, name string, role pki.Role, life time.Duration) (*x509.Certificate, string) {
 	t.Helper()
+	cert, key := certAndKey(t, ca, name, role, life)
+	tok, err := pki.EncodeConsoleToken(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, tok
+}
+
+func certAndKey(t *testing.T, ca *pki.CA, name string, role pki.Role, life time.Duration) (*x509.Certificate, crypto.Signer) {
+	t.Helper()
 	key, err := pki.NewKey()
 	if err != nil {
 		t.Fatal(err)
@@ -142,11 +154,7 @@ func certAndToken(t *testing.T, ca *pki.CA, name string, role pki.Role, life tim
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := pki.EncodeConsoleToken(cert, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, tok
+	return cert, key
 }
 
 func eventually(t *testing.T, d time.Duration, cond func() bool, what string) {
@@ -694,5 +702,39 @@ func TestRatesAndSparkline(t *testing.T) {
 	r.add(at.Add(30*time.Second), nil)
 	if len(r.get("web/10.0.0.1:80")) != 0 {
 		t.Error("samples of a real server that is gone")
+	}
+}
+
+// A browser with a client certificate needs no token: the certificate is
+// the caller of every call, its role the API's to judge.
+func TestClientCertificate(t *testing.T) {
+	n := startNode(t)
+	cert, key := certAndKey(t, n.ca, "otto", pki.RoleOperator, time.Hour)
+	b := n.browser(t)
+	tr := b.c.Transport.(*http.Transport).Clone()
+	tr.TLSClientConfig.Certificates = []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}}
+	b.c.Transport = tr
+	code, body := b.get("/services")
+	if code != http.StatusOK {
+		t.Fatalf("services with a client certificate: %d", code)
+	}
+	wantIn(t, "the services page", body, "otto", "operator", "op=disable")
+	wantNotIn(t, "a certificate user's page", body, `action="/logout"`)
+	body = mustGet(t, b, "/edit/realserver?service=web&rs=10.0.0.2:80&op=drain")
+	if code, body, _ := b.post("/edit/realserver", formOf(t, body, "apply")); code != http.StatusOK {
+		t.Fatalf("drain with a client certificate: %d\n%s", code, body)
+	}
+	if w := realServer(n.config(t), "web", "10.0.0.2:80").GetWeight(); w != 0 {
+		t.Fatalf("weight %d after the drain", w)
+	}
+	// The CSRF token is the certificate's: another's does not pass.
+	if code, _, _ := b.post("/edit/realserver", url.Values{"csrf": {n.con.mac("cert", []byte("another"))}, "service": {"web"}}); code != http.StatusForbidden {
+		t.Fatalf("another certificate's CSRF token: %d", code)
+	}
+
+	// The node samples its own counters as itself, which the role table
+	// allows a member.
+	if _, err := n.con.node.GetNodeStatus(n.con.asNode(context.Background()), &shoalv1.GetNodeStatusRequest{}); err != nil {
+		t.Fatalf("the sampler's call: %v", err)
 	}
 }

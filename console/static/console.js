@@ -25,7 +25,17 @@
     status.className = "stream bad";
   });
   es.onerror = function () {
-    status.textContent = "reconnecting…";
     status.className = "stream warn";
+    if (es.readyState === EventSource.CLOSED) {
+      // Refused (the session ended, or too many live pages): the browser
+      // gives up; a reload shows why, or the login page.
+      status.textContent = "not live any more: ";
+      var a = document.createElement("a");
+      a.href = location.pathname;
+      a.textContent = "reload";
+      status.appendChild(a);
+      return;
+    }
+    status.textContent = "reconnecting…";
   };
 })();

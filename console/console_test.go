@@ -539,6 +539,22 @@ func TestServiceFormFieldErrors(t *testing.T) {
 	if findService(n.config(t), "api") == nil {
 		t.Fatal("the new service is not in the configuration")
 	}
+
+	// A new real server, from the form as the page fills it.
+	body = mustGet(t, a, "/edit/realserver?service=api&op=add")
+	wantIn(t, "the new real server's form", body, `name="weight" value="1"`, `id="f-active" checked`)
+	code, body, _ = a.post("/edit/realserver", url.Values{"service": {"api"}, "key": {""}, "step": {"preview"},
+		"address": {"10.0.0.9"}, "port": {"0"}, "weight": {"1"}, "active": {"on"}})
+	if code != http.StatusOK {
+		t.Fatalf("a new real server's preview: %d\n%s", code, body)
+	}
+	wantIn(t, "the new real server's preview", body, "added", "10.0.0.9:443")
+	if code, body, _ = a.post("/edit/realserver", formOf(t, body, "apply")); code != http.StatusOK {
+		t.Fatalf("add a real server: %d\n%s", code, body)
+	}
+	if rs := realServer(n.config(t), "api", "10.0.0.9:443"); rs == nil || rs.GetWeight() != 1 || !rs.GetActive() {
+		t.Fatalf("the new real server: %v", rs)
+	}
 }
 
 func TestImportAndRollback(t *testing.T) {

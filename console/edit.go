@@ -234,7 +234,7 @@ func (c *Console) realServerForm(w http.ResponseWriter, r *http.Request, u *user
 		c.fail(w, u, status.Errorf(codes.NotFound, "services[%s]: no such virtual service", q.Get("service")))
 		return
 	}
-	d := &editData{F: &form{V: map[string]string{}}, Service: svc.GetName(), Serial: cur.GetSerial(), Add: q.Get("op") == "add"}
+	d := &editData{F: &form{V: map[string]string{"port": "0", "weight": "1", "active": "on"}}, Service: svc.GetName(), Serial: cur.GetSerial(), Add: q.Get("op") == "add"}
 	if !d.Add {
 		rs := findReal(svc, q.Get("rs"))
 		if rs == nil {

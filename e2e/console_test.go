@@ -206,6 +206,32 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Fatalf("the overview shows leader %q, lvsctl %q", leader, st.GetLeaderId())
 	}
 
+	t.Run("the overview follows a leader change", func(t *testing.T) {
+		if err := do(op, chromedp.WaitVisible(chromedp.CSS(`.stream.ok`))); err != nil {
+			t.Fatal(err)
+		}
+		// To the third router, so that this console stays a follower's
+		// (its edits below go through the leader).
+		target := ""
+		for _, n := range nodes {
+			if n.ID != st.GetLeaderId() && "https://"+n.web != web {
+				target = n.ID
+			}
+		}
+		if r := as("cluster", "transfer", target); r.Err() != nil {
+			t.Fatal(r.Err())
+		}
+		moved := time.Now()
+		err := do(op, chromedp.Poll[chromedp.Void](`document.getElementById("leader").textContent === "`+target+`"`, chromedp.WithPollingTimeout(10*time.Second)))
+		if err != nil {
+			t.Fatalf("the overview did not show leader %s: %v", target, err)
+		}
+		t.Logf("the overview showed the new leader %v after lvsctl returned", time.Since(moved).Round(time.Millisecond))
+		if err := do(op, shot("1b-overview-new-leader")); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("disable in the page", func(t *testing.T) {
 		before := serial()
 		disable := chromedp.CSS(`[id="rs-web-10.0.0.1:80"] a[href*="op=disable"]`)

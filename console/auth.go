@@ -128,8 +128,7 @@ func sameOrigin(r *http.Request) bool {
 }
 
 func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
-	if u, err := c.who(r); err == nil {
-		_ = u
+	if _, err := c.who(r); err == nil {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
 	}

@@ -12,11 +12,6 @@ import (
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
 
-// page is authed for a page whose data load may fail with an API error.
-func (c *Console) page(h func(http.ResponseWriter, *http.Request, *user)) http.HandlerFunc {
-	return c.authed(h)
-}
-
 // overviewData is the cluster at a glance.
 type overviewData struct {
 	Status *shoalv1.GetClusterStatusResponse

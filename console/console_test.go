@@ -754,3 +754,31 @@ func TestClientCertificate(t *testing.T) {
 		t.Fatalf("the sampler's call: %v", err)
 	}
 }
+
+// Past summaryAbove real servers the services page lists the services
+// alone, each linking to a page of its own, and stays under 100 KB.
+func TestManyServices(t *testing.T) {
+	n := startNode(t)
+	cf := &shoalv1.Config{}
+	for i := range 60 {
+		s := &shoalv1.VirtualService{Name: "svc" + strconv.Itoa(i), Vip: &shoalv1.Address{Address: "192.0.2." + strconv.Itoa(i+1)}, Port: 80, Protocol: "tcp"}
+		for j := range 5 {
+			s.RealServers = append(s.RealServers, &shoalv1.RealServer{Address: "10.1." + strconv.Itoa(i) + "." + strconv.Itoa(j+1)})
+		}
+		cf.Services = append(cf.Services, s)
+	}
+	if _, err := n.con.cfg.ApplyConfig(server.WithCaller(context.Background(), n.admin), &shoalv1.ApplyConfigRequest{Config: cf}); err != nil {
+		t.Fatal(err)
+	}
+	v := n.login(t, "vera", pki.RoleViewer)
+	body := mustGet(t, v, "/services") // browser.do checks the size
+	t.Logf("services page, 60 services with 300 real servers: %d bytes", len(body))
+	wantIn(t, "the summary", body, "Too many real servers", `href="/services?service=svc59"`)
+	wantNotIn(t, "the summary", body, "10.1.59.5")
+	body = mustGet(t, v, "/services?service=svc59")
+	wantIn(t, "one service's page", body, "10.1.59.5:80", "All services")
+	wantNotIn(t, "one service's page", body, "10.1.58.5")
+	if code, _ := v.get("/services?service=nope"); code != http.StatusNotFound {
+		t.Errorf("an unknown service's page: %d", code)
+	}
+}

@@ -20,7 +20,9 @@ func (c *Console) events(w http.ResponseWriter, r *http.Request, u *user) {
 	page := r.URL.Query().Get("page")
 	load := map[string]func(context.Context, *user) (any, error){
 		"overview": func(ctx context.Context, u *user) (any, error) { return c.loadOverview(ctx, u) },
-		"services": func(ctx context.Context, u *user) (any, error) { return c.loadServices(ctx, u) },
+		"services": func(ctx context.Context, u *user) (any, error) {
+			return c.loadServices(ctx, u, r.URL.Query().Get("service"))
+		},
 	}[page]
 	fl, ok := w.(http.Flusher)
 	if load == nil || !ok {

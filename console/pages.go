@@ -56,12 +56,25 @@ type servicesData struct {
 	Services []serviceRow
 	// Health is false when this node runs no health checks.
 	Health bool
+	// Only is the one service shown ("" for all). Summary says the
+	// services are too many real servers for one page (summaryAbove):
+	// each is a line with its counts, and a link to its own page.
+	Only    string
+	Summary bool
 }
+
+// summaryAbove is how many real servers the services page shows in
+// full; beyond it, a page would pass ~100 KB and the page lists the
+// services alone.
+const summaryAbove = 100
 
 type serviceRow struct {
 	S    *shoalv1.VirtualService
 	IPVS *shoalv1.IpvsService
 	Real []realRow
+	// Up and Active count the real servers this node finds up, and
+	// those enabled.
+	Up, Active int
 }
 
 type realRow struct {
@@ -76,7 +89,7 @@ type realRow struct {
 	Active bool
 }
 
-func (c *Console) loadServices(ctx context.Context, u *user) (*servicesData, error) {
+func (c *Console) loadServices(ctx context.Context, u *user, only string) (*servicesData, error) {
 	ls, err := c.lb.ListVirtualServices(u.ctx(ctx), &shoalv1.ListVirtualServicesRequest{})
 	if err != nil {
 		return nil, err
@@ -98,8 +111,16 @@ func (c *Console) loadServices(ctx context.Context, u *user) (*servicesData, err
 			dests[destKey(s.GetName(), dst.GetAddress(), dst.GetPort())] = dst
 		}
 	}
-	d := &servicesData{Serial: ls.GetSerial(), Health: st.GetDataplane() != "none"}
+	d := &servicesData{Serial: ls.GetSerial(), Health: st.GetDataplane() != "none", Only: only}
+	total := 0
 	for _, s := range ls.GetServices() {
+		total += len(s.GetRealServers())
+	}
+	d.Summary = only == "" && total > summaryAbove
+	for _, s := range ls.GetServices() {
+		if only != "" && s.GetName() != only {
+			continue
+		}
 		row := serviceRow{S: s, IPVS: ipvs[s.GetName()]}
 		for _, rs := range s.GetRealServers() {
 			key := config.RealServerKey(s, rs)
@@ -112,15 +133,26 @@ func (c *Console) loadServices(ctx context.Context, u *user) (*servicesData, err
 			if n := len(rr.Rates); n > 0 {
 				rr.Now = rr.Rates[n-1]
 			}
-			row.Real = append(row.Real, rr)
+			if rr.Health.GetState() == "up" {
+				row.Up++
+			}
+			if rr.Active {
+				row.Active++
+			}
+			if !d.Summary {
+				row.Real = append(row.Real, rr)
+			}
 		}
 		d.Services = append(d.Services, row)
+	}
+	if only != "" && len(d.Services) == 0 {
+		return nil, status.Errorf(codes.NotFound, "services[%s]: no such virtual service", only)
 	}
 	return d, nil
 }
 
 func (c *Console) services(w http.ResponseWriter, r *http.Request, u *user) {
-	d, err := c.loadServices(r.Context(), u)
+	d, err := c.loadServices(r.Context(), u, r.URL.Query().Get("service"))
 	if err != nil {
 		c.fail(w, u, err)
 		return

@@ -11,7 +11,8 @@
   status.className = "stream";
   status.setAttribute("role", "status");
   live.parentNode.insertBefore(status, live);
-  var es = new EventSource("/events?page=" + encodeURIComponent(page));
+  // The page's own query (?service=NAME) narrows its stream too.
+  var es = new EventSource("/events?page=" + encodeURIComponent(page) + location.search.replace(/^\?/, "&"));
   es.addEventListener("live", function (e) {
     // Keep the keyboard focus where it was across the redraw.
     var id = document.activeElement && document.activeElement.id;

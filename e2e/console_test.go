@@ -284,6 +284,28 @@ func TestConsoleBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("the page showed lvsctl's change %v after lvsctl returned", seen.Round(time.Millisecond))
+
+		// A keyboard user on a link of the table keeps it: the update
+		// waits until the focus leaves the table.
+		if _, err := eval(op, `document.querySelector('[id="rs-web-10.0.0.3:80"] a').focus(); document.activeElement.textContent`); err != nil {
+			t.Fatal(err)
+		}
+		if r := as("server", "add", "web", "10.0.0.4"); r.Err() != nil {
+			t.Fatal(r.Err())
+		}
+		err = do(op, chromedp.Poll[chromedp.Void](`document.querySelector(".stream").textContent.includes("held")`, chromedp.WithPollingTimeout(10*time.Second)))
+		if err != nil {
+			t.Fatalf("no update held while the focus was in the table: %v", err)
+		}
+		if got, err := eval(op, `String(document.activeElement.closest('[id="rs-web-10.0.0.3:80"]') !== null) + " " + String(document.getElementById("rs-web-10.0.0.4:80") === null)`); err != nil || got != "true true" {
+			t.Fatalf("focus kept and update held: %q %v", got, err)
+		}
+		if _, err := eval(op, `document.activeElement.blur(); "ok"`); err != nil {
+			t.Fatal(err)
+		}
+		if err := do(op, chromedp.WaitVisible(chromedp.CSS(`[id="rs-web-10.0.0.4:80"]`))); err != nil {
+			t.Fatalf("the held update was not drawn when the focus left: %v", err)
+		}
 	})
 
 	t.Run("invalid port", func(t *testing.T) {

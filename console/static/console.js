@@ -13,13 +13,29 @@
   live.parentNode.insertBefore(status, live);
   // The page's own query (?service=NAME) narrows its stream too.
   var es = new EventSource("/events?page=" + encodeURIComponent(page) + location.search.replace(/^\?/, "&"));
-  es.addEventListener("live", function (e) {
-    // Keep the keyboard focus where it was across the redraw.
-    var id = document.activeElement && document.activeElement.id;
-    live.innerHTML = e.data;
-    if (id && document.getElementById(id)) document.getElementById(id).focus();
+  // A redraw replaces the links a keyboard user may be on: while the focus
+  // is inside the live part, hold the newest update and draw it when the
+  // focus leaves.
+  var pending = null;
+  function draw(html) {
+    live.innerHTML = html;
     status.textContent = "live";
     status.className = "stream ok";
+  }
+  es.addEventListener("live", function (e) {
+    if (live.contains(document.activeElement)) {
+      pending = e.data;
+      status.textContent = "live (update held while you are in the table)";
+      return;
+    }
+    draw(e.data);
+  });
+  live.addEventListener("focusout", function (e) {
+    if (pending !== null && !live.contains(e.relatedTarget)) {
+      var html = pending;
+      pending = null;
+      draw(html);
+    }
   });
   es.addEventListener("problem", function (e) {
     status.textContent = e.data;

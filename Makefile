@@ -4,6 +4,8 @@
 #               the three-director docker-compose cluster, apply the demo
 #               config and show where the VIP is and a few requests through it
 #   make test   every test (the compose e2e runs when docker is there)
+#   make console-token ROLE=viewer|operator|admin
+#               a login token for the web console, whose URLs make up prints
 #   make down   stop the cluster, delete its volumes and the bootstrap token
 #   make deb    the Debian package, dist/shoal_<version>_<arch>.deb
 #
@@ -29,6 +31,8 @@ SHOAL_PUBLIC_NET ?= 10.213.77
 SHOAL_CLUSTER_NET ?= 10.213.78
 SHOAL_PROFILE ?= lan
 SHOAL_TOKEN_FILE ?= $(CURDIR)/deploy/.shoal-token
+# The cluster CA's certificate, copied out by make console for the browser.
+SHOAL_CA_FILE ?= $(CURDIR)/deploy/.shoal-ca.crt
 export SHOAL_IMAGE SHOAL_DATAPLANE SHOAL_PUBLIC_NET SHOAL_CLUSTER_NET SHOAL_PROFILE SHOAL_TOKEN_FILE
 
 DC := $(COMPOSE) -p $(PROJECT) -f deploy/docker-compose.yml
@@ -45,7 +49,7 @@ FIND_HOLDER = for i in $$(seq 40); do \
 	  test -n "$$holder" && break; sleep 0.5; \
 	done
 
-.PHONY: all build bin image up demo status failover logs down test fuzz deb clean
+.PHONY: all build bin image up demo console console-token status failover logs down test fuzz deb clean
 
 all: build
 
@@ -105,9 +109,28 @@ demo:
 	  $(DC) exec -T client /shoal-demo get -timeout 1s -url http://$(VIP)/ >/dev/null 2>&1 && break; sleep 0.5; \
 	done
 	@$(DC) exec -T client /shoal-demo get -n 6 -timeout 1s -url http://$(VIP)/
+	@$(MAKE) --no-print-directory console
 	@echo
 	@echo "Try a failover: make failover   (kills the VIP holder, asks again)"
 	@echo "Clean up:       make down"
+
+# console prints the web console's URLs (each director serves it on :8443,
+# published on a loopback port docker picks) and how to log in.
+console:
+	@echo "== web console (lvsd --web-addr; any director shows the whole cluster):"
+	@for d in director1 director2 director3; do \
+	  hp=$$($(DC) port $$d 8443 2>/dev/null); test -n "$$hp" && echo "   $$d: https://$${hp/127.0.0.1/localhost}/"; \
+	done; true
+	@docker cp $$($(DC) ps -q director1):/var/lib/shoal/tls/ca.crt $(SHOAL_CA_FILE) 2>/dev/null && \
+	  echo "   The directors' certificates are of the cluster's own CA, $(SHOAL_CA_FILE): trust it in the browser, or accept its warning." || \
+	  echo "   The directors' certificates are of the cluster's own CA: accept the browser's warning (docs/console.md)."
+	@echo "   Log in with a short-lived token (paste it into the login page):"
+	@echo "     make console-token ROLE=viewer|operator|admin     (lvsctl console token on director1, 1h)"
+
+# console-token issues a web console login token (admin, on director1).
+ROLE ?= operator
+console-token:
+	@$(ADMIN) console token --role $(ROLE) --name console-$(ROLE)
 
 # status asks the directors in turn: the client's default one may be down.
 status:
@@ -133,7 +156,7 @@ logs:
 
 down:
 	$(DC) down -v --remove-orphans
-	rm -f $(SHOAL_TOKEN_FILE)
+	rm -f $(SHOAL_TOKEN_FILE) $(SHOAL_CA_FILE)
 
 # The README's test command. The docker-compose e2e (e2e/compose_test.go)
 # builds its own image and compose project and skips without docker. Tests

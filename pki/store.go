@@ -129,6 +129,17 @@ func (s *Store) APIServerConfig() *tls.Config {
 	return c
 }
 
+// WebServerConfig is for the web console: the node's own certificate, and
+// a client certificate asked for but, as on the API, verified by the API
+// on each call the console makes for the user; a browser without one logs
+// in with a console token instead.
+func (s *Store) WebServerConfig() *tls.Config {
+	c := s.base()
+	c.ClientAuth = tls.RequestClientCert
+	c.NextProtos = []string{"h2", "http/1.1"}
+	return c
+}
+
 // RaftServerConfig is for the Raft port's Raft connections: the peer must
 // present a node certificate of the cluster CA, or the handshake fails
 // before Raft reads a byte.

@@ -210,8 +210,7 @@ func (s *Server) authorize(ctx context.Context, method string, req any) (context
 		return ctx, nil
 	}
 	name := path.Base(method)
-	p, _ := peer.FromContext(ctx)
-	ai, ok := p.AuthInfo.(authInfo)
+	ai, ok := s.peerAuth(ctx)
 	switch {
 	case !ok || ai.err != nil && isReason(ai.err, pki.ReasonNoCertificate):
 		return nil, s.denied(pki.ReasonNoCertificate, status.Errorf(codes.Unauthenticated,
@@ -256,6 +255,20 @@ func (s *Server) authorize(ctx context.Context, method string, req any) (context
 		return nil, s.denied("cluster-id", err)
 	}
 	return context.WithValue(ctx, callerKey{}, c), nil
+}
+
+// peerAuth is what the caller's certificate proved: verified at the TLS
+// handshake, or, for a call over LocalConn, now.
+func (s *Server) peerAuth(ctx context.Context) (authInfo, bool) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return authInfo{}, false
+	}
+	if _, local := p.AuthInfo.(localAuth); local && s.o.TLS != nil {
+		return s.localIdentity(ctx), true
+	}
+	ai, ok := p.AuthInfo.(authInfo)
+	return ai, ok
 }
 
 func (s *Server) isMember(id string) bool {

@@ -350,4 +350,8 @@ func (c clusterService) fillMember(ctx context.Context, m *shoalv1.Member) {
 	m.HoldsVips = ns.GetHoldsVips()
 	m.Certificate = ns.GetCertificate()
 	m.Build = ns.GetBuild()
+	m.ReconciledSerial = ns.GetReconciledSerial()
+	m.LastReconcile = ns.GetLastReconcile()
+	m.ReconcileError = ns.GetReconcileError()
+	m.Addresses = ns.GetAddresses()
 }

@@ -249,11 +249,9 @@ func (s *Server) revoked(serial string) *shoalv1.IssuedCertificate {
 func (c clusterService) WhoAmI(ctx context.Context, _ *shoalv1.WhoAmIRequest) (*shoalv1.WhoAmIResponse, error) {
 	caller := callerFrom(ctx)
 	resp := &shoalv1.WhoAmIResponse{Name: caller.Name, Role: string(caller.Role)}
-	if p, ok := peer.FromContext(ctx); ok {
-		if ai, ok := p.AuthInfo.(authInfo); ok && ai.err == nil {
-			resp.Tls = true
-			resp.Certificate = certInfo(ai.id.Cert, nil, "")
-		}
+	if ai, ok := c.peerAuth(ctx); ok && ai.err == nil {
+		resp.Tls = true
+		resp.Certificate = certInfo(ai.id.Cert, nil, "")
 	}
 	return resp, nil
 }

@@ -142,8 +142,17 @@ func (s *Server) withClusterID(ctx context.Context) context.Context {
 // and authorisation interceptors installed; with TLS, its transport
 // requests client certificates.
 func (s *Server) NewGRPCServer(opt ...grpc.ServerOption) *grpc.Server {
+	var creds credentials.TransportCredentials
 	if s.o.TLS != nil {
-		opt = append(opt, grpc.Creds(ServerCredentials(s.o.TLS.Store)))
+		creds = ServerCredentials(s.o.TLS.Store)
+	}
+	return s.newGRPCServer(creds, opt...)
+}
+
+// newGRPCServer is NewGRPCServer over creds (nil: plaintext).
+func (s *Server) newGRPCServer(creds credentials.TransportCredentials, opt ...grpc.ServerOption) *grpc.Server {
+	if creds != nil {
+		opt = append(opt, grpc.Creds(creds))
 	}
 	// Metrics first, so that refused calls are counted too.
 	opt = append(opt,

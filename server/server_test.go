@@ -348,6 +348,7 @@ type stubProviders struct{}
 
 func (stubProviders) Status(st *shoalv1.NodeStatus) {
 	st.Dataplane, st.HoldsVips, st.ReconciledSerial = "vip", true, 7
+	st.Addresses, st.ReconcileError = []string{"192.0.2.10/32 eth0"}, "add 192.0.2.11: no such device"
 }
 
 // stubHealth stands in for the health monitor.
@@ -380,6 +381,9 @@ func TestNodeStatusProviders(t *testing.T) {
 	cs, err := n.cluster().GetClusterStatus(ctx, &shoalv1.GetClusterStatusRequest{})
 	if err != nil || cs.GetVipHolder() != "n1" {
 		t.Fatalf("vip holder: %v %v", cs, err)
+	}
+	if m := cs.GetMembers()[0]; m.GetReconciledSerial() != 7 || len(m.GetAddresses()) != 1 || m.GetReconcileError() == "" {
+		t.Fatalf("the member's dataplane in the cluster status: %v", m)
 	}
 	stream, err := n.nodeSvc().WatchHealth(ctx, &shoalv1.WatchHealthRequest{})
 	if err != nil {

@@ -46,7 +46,7 @@ func main() {
 type flags struct {
 	id, raftAddr, apiAddr, dataDir, bootstrap, join  string
 	dataplane, iface, profile, metricsAddr, logLevel string
-	stallTrace                                       string
+	stallTrace, webAddr                              string
 	tlsCert, tlsKey, tlsCA, tlsSAN, tokenFile        string
 	clusterName                                      string
 	insecure                                         bool
@@ -133,6 +133,8 @@ func newFlagSet(f *flags, host string) *flag.FlagSet {
 	fs.StringVar(&f.tlsSAN, "tls-san", "", "extra DNS names or IP addresses for this node's certificate, comma-separated")
 	fs.BoolVar(&f.insecure, "insecure", false, "serve the API and Raft in plaintext, without authentication, on any address (loopback-only clusters are plaintext without it)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (empty: off)")
+	fs.StringVar(&f.webAddr, "web-addr", "", "serve the web console on this address (empty: off); over TLS with this node's certificate when the API runs TLS, "+
+		"logging in by client certificate or `lvsctl console token`; plaintext only on a loopback address (or with --insecure)")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's /debug/pprof/ profiles on --metrics-addr")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.stallTrace, "stall-trace", "", "keep the Go runtime's flight recorder and write its last 2s to this directory "+
@@ -379,6 +381,15 @@ func run(args []string) error {
 			})
 		}
 	}
+	var web *webConsole
+	if f.webAddr != "" {
+		var webErr error
+		if web, webErr = startConsole(runCtx, &g, f, srv, tlsConf, base); webErr != nil {
+			log.Error("web console failed; stopping", "err", webErr)
+			g.Go(func() error { return webErr })
+			stop()
+		}
+	}
 	if f.join != "" {
 		g.Go(func() error {
 			err := joinCluster(runCtx, log, node, f, tlsConf)
@@ -412,6 +423,7 @@ func run(args []string) error {
 		_ = metricsSrv.Shutdown(sctx)
 		cancel()
 	}
+	web.close()
 	_ = srv.Close()
 	if err := g.Wait(); err != nil {
 		return err

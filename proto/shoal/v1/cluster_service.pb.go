@@ -167,7 +167,15 @@ type Member struct {
 	Certificate *CertificateInfo `protobuf:"bytes,11,opt,name=certificate,proto3" json:"certificate,omitempty"`
 	// build is the lvsd build the node runs, as it reports it; unset when it
 	// did not answer or runs an lvsd older than the field.
-	Build         *BuildInfo `protobuf:"bytes,12,opt,name=build,proto3" json:"build,omitempty"`
+	Build *BuildInfo `protobuf:"bytes,12,opt,name=build,proto3" json:"build,omitempty"`
+	// reconciled_serial, last_reconcile and reconcile_error are the node's
+	// dataplane as it reports it: the serial its kernel state was last
+	// brought to, when, and what failed last time (empty: nothing).
+	ReconciledSerial uint64                 `protobuf:"varint,13,opt,name=reconciled_serial,json=reconciledSerial,proto3" json:"reconciled_serial,omitempty"`
+	LastReconcile    *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=last_reconcile,json=lastReconcile,proto3" json:"last_reconcile,omitempty"`
+	ReconcileError   string                 `protobuf:"bytes,15,opt,name=reconcile_error,json=reconcileError,proto3" json:"reconcile_error,omitempty"`
+	// addresses are the VIPs and NAT router address the node holds.
+	Addresses     []string `protobuf:"bytes,16,rep,name=addresses,proto3" json:"addresses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -282,6 +290,34 @@ func (x *Member) GetCertificate() *CertificateInfo {
 func (x *Member) GetBuild() *BuildInfo {
 	if x != nil {
 		return x.Build
+	}
+	return nil
+}
+
+func (x *Member) GetReconciledSerial() uint64 {
+	if x != nil {
+		return x.ReconciledSerial
+	}
+	return 0
+}
+
+func (x *Member) GetLastReconcile() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastReconcile
+	}
+	return nil
+}
+
+func (x *Member) GetReconcileError() string {
+	if x != nil {
+		return x.ReconcileError
+	}
+	return ""
+}
+
+func (x *Member) GetAddresses() []string {
+	if x != nil {
+		return x.Addresses
 	}
 	return nil
 }
@@ -1528,7 +1564,7 @@ const file_shoal_v1_cluster_service_proto_rawDesc = "" +
 	"\x06serial\x18\x04 \x01(\x04R\x06serial\x12*\n" +
 	"\amembers\x18\x05 \x03(\v2\x10.shoal.v1.MemberR\amembers\x12\x1d\n" +
 	"\n" +
-	"vip_holder\x18\x06 \x01(\tR\tvipHolder\"\xb3\x03\n" +
+	"vip_holder\x18\x06 \x01(\tR\tvipHolder\"\xea\x04\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +
@@ -1544,7 +1580,11 @@ const file_shoal_v1_cluster_service_proto_rawDesc = "" +
 	"\x05error\x18\n" +
 	" \x01(\tR\x05error\x12;\n" +
 	"\vcertificate\x18\v \x01(\v2\x19.shoal.v1.CertificateInfoR\vcertificate\x12)\n" +
-	"\x05build\x18\f \x01(\v2\x13.shoal.v1.BuildInfoR\x05build\"\x82\x01\n" +
+	"\x05build\x18\f \x01(\v2\x13.shoal.v1.BuildInfoR\x05build\x12+\n" +
+	"\x11reconciled_serial\x18\r \x01(\x04R\x10reconciledSerial\x12A\n" +
+	"\x0elast_reconcile\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\rlastReconcile\x12'\n" +
+	"\x0freconcile_error\x18\x0f \x01(\tR\x0ereconcileError\x12\x1c\n" +
+	"\taddresses\x18\x10 \x03(\tR\taddresses\"\x82\x01\n" +
 	"\x10AddMemberRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +
@@ -1680,48 +1720,49 @@ var file_shoal_v1_cluster_service_proto_depIdxs = []int32{
 	26, // 1: shoal.v1.Member.last_contact:type_name -> google.protobuf.Duration
 	27, // 2: shoal.v1.Member.certificate:type_name -> shoal.v1.CertificateInfo
 	28, // 3: shoal.v1.Member.build:type_name -> shoal.v1.BuildInfo
-	26, // 4: shoal.v1.TransferLeadershipRequest.sync_wait:type_name -> google.protobuf.Duration
-	9,  // 5: shoal.v1.TransferLeadershipResponse.sync:type_name -> shoal.v1.TransferSync
-	26, // 6: shoal.v1.TransferSync.waited:type_name -> google.protobuf.Duration
-	26, // 7: shoal.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
-	12, // 8: shoal.v1.CreateJoinTokenResponse.info:type_name -> shoal.v1.JoinToken
-	29, // 9: shoal.v1.JoinToken.expires:type_name -> google.protobuf.Timestamp
-	12, // 10: shoal.v1.ListJoinTokensResponse.tokens:type_name -> shoal.v1.JoinToken
-	26, // 11: shoal.v1.IssueCertificateRequest.ttl:type_name -> google.protobuf.Duration
-	27, // 12: shoal.v1.IssueCertificateResponse.info:type_name -> shoal.v1.CertificateInfo
-	27, // 13: shoal.v1.WhoAmIResponse.certificate:type_name -> shoal.v1.CertificateInfo
-	27, // 14: shoal.v1.IssuedCertificate.info:type_name -> shoal.v1.CertificateInfo
-	29, // 15: shoal.v1.IssuedCertificate.issued:type_name -> google.protobuf.Timestamp
-	29, // 16: shoal.v1.IssuedCertificate.revoked:type_name -> google.protobuf.Timestamp
-	21, // 17: shoal.v1.ListCertificatesResponse.certificates:type_name -> shoal.v1.IssuedCertificate
-	21, // 18: shoal.v1.RevokeCertificateResponse.certificate:type_name -> shoal.v1.IssuedCertificate
-	0,  // 19: shoal.v1.ClusterService.GetClusterStatus:input_type -> shoal.v1.GetClusterStatusRequest
-	3,  // 20: shoal.v1.ClusterService.AddMember:input_type -> shoal.v1.AddMemberRequest
-	5,  // 21: shoal.v1.ClusterService.RemoveMember:input_type -> shoal.v1.RemoveMemberRequest
-	7,  // 22: shoal.v1.ClusterService.TransferLeadership:input_type -> shoal.v1.TransferLeadershipRequest
-	10, // 23: shoal.v1.ClusterService.CreateJoinToken:input_type -> shoal.v1.CreateJoinTokenRequest
-	13, // 24: shoal.v1.ClusterService.ListJoinTokens:input_type -> shoal.v1.ListJoinTokensRequest
-	15, // 25: shoal.v1.ClusterService.DeleteJoinToken:input_type -> shoal.v1.DeleteJoinTokenRequest
-	17, // 26: shoal.v1.ClusterService.IssueCertificate:input_type -> shoal.v1.IssueCertificateRequest
-	19, // 27: shoal.v1.ClusterService.WhoAmI:input_type -> shoal.v1.WhoAmIRequest
-	22, // 28: shoal.v1.ClusterService.ListCertificates:input_type -> shoal.v1.ListCertificatesRequest
-	24, // 29: shoal.v1.ClusterService.RevokeCertificate:input_type -> shoal.v1.RevokeCertificateRequest
-	1,  // 30: shoal.v1.ClusterService.GetClusterStatus:output_type -> shoal.v1.GetClusterStatusResponse
-	4,  // 31: shoal.v1.ClusterService.AddMember:output_type -> shoal.v1.AddMemberResponse
-	6,  // 32: shoal.v1.ClusterService.RemoveMember:output_type -> shoal.v1.RemoveMemberResponse
-	8,  // 33: shoal.v1.ClusterService.TransferLeadership:output_type -> shoal.v1.TransferLeadershipResponse
-	11, // 34: shoal.v1.ClusterService.CreateJoinToken:output_type -> shoal.v1.CreateJoinTokenResponse
-	14, // 35: shoal.v1.ClusterService.ListJoinTokens:output_type -> shoal.v1.ListJoinTokensResponse
-	16, // 36: shoal.v1.ClusterService.DeleteJoinToken:output_type -> shoal.v1.DeleteJoinTokenResponse
-	18, // 37: shoal.v1.ClusterService.IssueCertificate:output_type -> shoal.v1.IssueCertificateResponse
-	20, // 38: shoal.v1.ClusterService.WhoAmI:output_type -> shoal.v1.WhoAmIResponse
-	23, // 39: shoal.v1.ClusterService.ListCertificates:output_type -> shoal.v1.ListCertificatesResponse
-	25, // 40: shoal.v1.ClusterService.RevokeCertificate:output_type -> shoal.v1.RevokeCertificateResponse
-	30, // [30:41] is the sub-list for method output_type
-	19, // [19:30] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	29, // 4: shoal.v1.Member.last_reconcile:type_name -> google.protobuf.Timestamp
+	26, // 5: shoal.v1.TransferLeadershipRequest.sync_wait:type_name -> google.protobuf.Duration
+	9,  // 6: shoal.v1.TransferLeadershipResponse.sync:type_name -> shoal.v1.TransferSync
+	26, // 7: shoal.v1.TransferSync.waited:type_name -> google.protobuf.Duration
+	26, // 8: shoal.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
+	12, // 9: shoal.v1.CreateJoinTokenResponse.info:type_name -> shoal.v1.JoinToken
+	29, // 10: shoal.v1.JoinToken.expires:type_name -> google.protobuf.Timestamp
+	12, // 11: shoal.v1.ListJoinTokensResponse.tokens:type_name -> shoal.v1.JoinToken
+	26, // 12: shoal.v1.IssueCertificateRequest.ttl:type_name -> google.protobuf.Duration
+	27, // 13: shoal.v1.IssueCertificateResponse.info:type_name -> shoal.v1.CertificateInfo
+	27, // 14: shoal.v1.WhoAmIResponse.certificate:type_name -> shoal.v1.CertificateInfo
+	27, // 15: shoal.v1.IssuedCertificate.info:type_name -> shoal.v1.CertificateInfo
+	29, // 16: shoal.v1.IssuedCertificate.issued:type_name -> google.protobuf.Timestamp
+	29, // 17: shoal.v1.IssuedCertificate.revoked:type_name -> google.protobuf.Timestamp
+	21, // 18: shoal.v1.ListCertificatesResponse.certificates:type_name -> shoal.v1.IssuedCertificate
+	21, // 19: shoal.v1.RevokeCertificateResponse.certificate:type_name -> shoal.v1.IssuedCertificate
+	0,  // 20: shoal.v1.ClusterService.GetClusterStatus:input_type -> shoal.v1.GetClusterStatusRequest
+	3,  // 21: shoal.v1.ClusterService.AddMember:input_type -> shoal.v1.AddMemberRequest
+	5,  // 22: shoal.v1.ClusterService.RemoveMember:input_type -> shoal.v1.RemoveMemberRequest
+	7,  // 23: shoal.v1.ClusterService.TransferLeadership:input_type -> shoal.v1.TransferLeadershipRequest
+	10, // 24: shoal.v1.ClusterService.CreateJoinToken:input_type -> shoal.v1.CreateJoinTokenRequest
+	13, // 25: shoal.v1.ClusterService.ListJoinTokens:input_type -> shoal.v1.ListJoinTokensRequest
+	15, // 26: shoal.v1.ClusterService.DeleteJoinToken:input_type -> shoal.v1.DeleteJoinTokenRequest
+	17, // 27: shoal.v1.ClusterService.IssueCertificate:input_type -> shoal.v1.IssueCertificateRequest
+	19, // 28: shoal.v1.ClusterService.WhoAmI:input_type -> shoal.v1.WhoAmIRequest
+	22, // 29: shoal.v1.ClusterService.ListCertificates:input_type -> shoal.v1.ListCertificatesRequest
+	24, // 30: shoal.v1.ClusterService.RevokeCertificate:input_type -> shoal.v1.RevokeCertificateRequest
+	1,  // 31: shoal.v1.ClusterService.GetClusterStatus:output_type -> shoal.v1.GetClusterStatusResponse
+	4,  // 32: shoal.v1.ClusterService.AddMember:output_type -> shoal.v1.AddMemberResponse
+	6,  // 33: shoal.v1.ClusterService.RemoveMember:output_type -> shoal.v1.RemoveMemberResponse
+	8,  // 34: shoal.v1.ClusterService.TransferLeadership:output_type -> shoal.v1.TransferLeadershipResponse
+	11, // 35: shoal.v1.ClusterService.CreateJoinToken:output_type -> shoal.v1.CreateJoinTokenResponse
+	14, // 36: shoal.v1.ClusterService.ListJoinTokens:output_type -> shoal.v1.ListJoinTokensResponse
+	16, // 37: shoal.v1.ClusterService.DeleteJoinToken:output_type -> shoal.v1.DeleteJoinTokenResponse
+	18, // 38: shoal.v1.ClusterService.IssueCertificate:output_type -> shoal.v1.IssueCertificateResponse
+	20, // 39: shoal.v1.ClusterService.WhoAmI:output_type -> shoal.v1.WhoAmIResponse
+	23, // 40: shoal.v1.ClusterService.ListCertificates:output_type -> shoal.v1.ListCertificatesResponse
+	25, // 41: shoal.v1.ClusterService.RevokeCertificate:output_type -> shoal.v1.RevokeCertificateResponse
+	31, // [31:42] is the sub-list for method output_type
+	20, // [20:31] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_shoal_v1_cluster_service_proto_init() }

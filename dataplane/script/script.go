@@ -102,9 +102,10 @@ func New(o Options) (*Runner, error) {
 	}
 	u, err := lookupUser(r.user)
 	var unknown user.UnknownUserError
-	if errors.As(err, &unknown) && r.user == DefaultUser {
-		// An image without /etc/passwd (FROM scratch) still has the
-		// conventional nobody.
+	if r.user == DefaultUser && (errors.As(err, &unknown) || errors.Is(err, fs.ErrNotExist)) {
+		// An image without /etc/passwd (FROM scratch, an initramfs) still
+		// has the conventional nobody; Go's own lookup reports a missing
+		// file rather than an unknown user.
 		u, err = &user.User{Uid: nobodyID, Gid: nobodyID, Username: DefaultUser}, nil
 	}
 	if err != nil {

@@ -37,6 +37,12 @@ func Validate(c *shoalv1.Config) error {
 	v := &validator{}
 	v.global(c.Global)
 	v.services(c.Services)
+	v.bgp(c)
+	for i, s := range c.Services {
+		if s != nil {
+			v.serviceBGP(servicePath(i, s), c, s)
+		}
+	}
 	if len(v.errs) == 0 {
 		return nil
 	}

@@ -287,6 +287,15 @@ func desired(c *shoalv1.Config, h Health) (*desiredState, error) {
 			continue
 		}
 		svc, err := ipvsService(vs)
+		if err == nil && config.ServiceAnnounce(c, vs) == config.AnnounceBGP && svc.SchedName == "mh" {
+			// Every router must send a flow to the same real server:
+			// hash its source port too (mh-port), or one client's flows
+			// all land on one server; and when the chosen server is at
+			// weight 0 (quiesced) look further along the same table
+			// (mh-fallback) instead of dropping, which every router does
+			// alike.
+			svc.Flags |= svcFlagSchedSH1 | svcFlagSchedSH2
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("service %s: %w", vs.GetName(), err))
 			continue

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/moby/ipvs"
 
+	"github.com/shoal-lb/shoal/config"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
 
@@ -32,6 +34,9 @@ func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config) error {
 	d.names = names
 	d.mu.Unlock()
 
+	if config.UsesBGP(cfg) {
+		errs = append(errs, d.syncSloppy())
+	}
 	kernel, err := d.o.IPVS.GetServices()
 	if err != nil {
 		return joinErrors(append(errs, fmt.Errorf("list IPVS services: %w", err)))
@@ -231,4 +236,35 @@ type connCounts struct{ active, inactive uint64 }
 func (c *connCounts) add(d *ipvs.Destination) {
 	c.active += uint64(max(d.ActiveConnections, 0))
 	c.inactive += uint64(max(d.InactiveConnections, 0))
+}
+
+// sloppySysctls let IPVS schedule a packet of a TCP or SCTP flow it has no
+// entry for, not only a SYN (INIT): in bgp mode ECMP moves flows between
+// routers when one comes or goes, and the router a flow lands on must take
+// it up mid-stream (the same real server, by Maglev hashing). They are set
+// while any service is announced by bgp and left as they are otherwise
+// (shoal cannot know who else wanted them).
+var sloppySysctls = []string{"sloppy_tcp", "sloppy_sctp"}
+
+func (d *Dataplane) syncSloppy() error {
+	if d.o.Sysctls == nil {
+		return nil
+	}
+	var errs []error
+	for _, name := range sloppySysctls {
+		cur, err := d.o.Sysctls.Sysctl(name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if cur == "1" {
+			continue
+		}
+		if err := d.o.Sysctls.SetSysctl(name, "1"); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		d.log.Info("ipvs sysctl set for bgp mode", "sysctl", "net.ipv4.vs."+name, "from", cur, "to", "1")
+	}
+	return errors.Join(errs...)
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -26,10 +27,13 @@ type dataplaneWiring struct {
 	log      *slog.Logger
 	dp       *dataplane.Dataplane
 	mon      *health.Monitor
+	bgp      *bgpWiring
 	stopping atomic.Bool
 }
 
-func newDataplane(f *flags, log *slog.Logger) (*dataplaneWiring, error) {
+// contact is how long a follower may go unheard by the leader and still
+// announce bgp-mode VIPs.
+func newDataplane(f *flags, log *slog.Logger, contact time.Duration) (*dataplaneWiring, error) {
 	w := &dataplaneWiring{log: log}
 	switch f.dataplane {
 	case "none":
@@ -54,6 +58,9 @@ func newDataplane(f *flags, log *slog.Logger) (*dataplaneWiring, error) {
 		return nil, fmt.Errorf("--dataplane %s: %w", f.dataplane, err)
 	}
 	w.dp = dp
+	if w.bgp, err = newBGP(f, log, dp, contact); err != nil {
+		return nil, err
+	}
 	return w, nil
 }
 
@@ -92,6 +99,7 @@ func (w *dataplaneWiring) start(ctx context.Context, g *errgroup.Group, node *ra
 	g.Go(func() error { return w.mon.Run(ctx) })
 	g.Go(func() error { w.followConfig(ctx, node); return nil })
 	g.Go(func() error { w.followLeadership(ctx, node); return nil })
+	w.bgp.start(ctx, g, node)
 }
 
 // release drops the VIPs at once, before raft shuts down, and keeps them
@@ -102,6 +110,7 @@ func (w *dataplaneWiring) release() {
 	}
 	w.stopping.Store(true)
 	w.dp.SetLeader(false)
+	w.bgp.release()
 }
 
 // followConfig hands every committed configuration to the monitor and the
@@ -134,6 +143,7 @@ func (w *dataplaneWiring) setConfig(node *raftfsm.Node) {
 	cfg := node.FSM().State().GetConfig()
 	w.mon.SetConfig(cfg)
 	w.dp.SetConfig(cfg)
+	w.bgp.ann.SetConfig(cfg)
 }
 
 // followLeadership raises the VIPs while this node leads and its monitored

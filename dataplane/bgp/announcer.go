@@ -72,6 +72,7 @@ const (
 	ReasonUnhealthy Reason = "dataplane_unhealthy" // the last reconcile of IPVS failed
 	ReasonStarting  Reason = "starting"            // no verdict on the above yet
 	ReasonNoConfig  Reason = "no_bgp_config"       // no global.bgp in the config
+	ReasonNoSpeaker Reason = "no_router_id"        // lvsd runs without --bgp-router-id
 )
 
 // LoDevice is where bgp-mode VIPs are held.
@@ -82,6 +83,8 @@ const resync = 5 * time.Second
 
 // Options configures an Announcer.
 type Options struct {
+	// Speaker is nil when this router has no BGP identity (lvsd without
+	// --bgp-router-id): VIPs are then held on lo but never announced.
 	Speaker  Speaker
 	Loopback Loopback // nil: VIPs are not held on lo (tests of the speaker alone)
 	Logger   *slog.Logger
@@ -205,7 +208,11 @@ func (a *Announcer) desired() (desired, Reason) {
 		d.peers = Peers(b)
 		d.attrs = attributes(b)
 	}
-	if blocked == "" && b == nil && len(d.hold) > 0 {
+	switch {
+	case blocked != "" || len(d.hold) == 0:
+	case a.o.Speaker == nil:
+		blocked = ReasonNoSpeaker
+	case b == nil:
 		blocked = ReasonNoConfig
 	}
 	d.announce = blocked == "" && !released
@@ -220,8 +227,12 @@ func (a *Announcer) converge(ctx context.Context) error {
 	d, _ := a.desired()
 	var errs []error
 
-	if key := fmt.Sprint(d.asn, d.peers); key != a.peersSet && (d.asn != 0 || len(d.peers) == 0) {
-		if err := a.o.Speaker.SetPeers(ctx, d.asn, d.peers); err != nil {
+	sp := a.o.Speaker
+	if sp == nil {
+		sp = noSpeaker{}
+	}
+	if key := fmt.Sprint(d.asn, d.peers); key != a.peersSet {
+		if err := sp.SetPeers(ctx, d.asn, d.peers); err != nil {
 			errs = append(errs, fmt.Errorf("set BGP peers: %w", err))
 		} else {
 			a.peersSet = key
@@ -233,7 +244,7 @@ func (a *Announcer) converge(ctx context.Context) error {
 		if d.announce && d.hold[p] {
 			continue
 		}
-		if err := a.o.Speaker.Withdraw(ctx, p); err != nil {
+		if err := sp.Withdraw(ctx, p); err != nil {
 			errs = append(errs, fmt.Errorf("withdraw %s: %w", p, err))
 			continue
 		}
@@ -270,7 +281,7 @@ func (a *Announcer) converge(ctx context.Context) error {
 		if cur, ok := a.announced[p]; ok && sameAttrs(cur, d.attrs) {
 			continue
 		}
-		if err := a.o.Speaker.Announce(ctx, p, d.attrs); err != nil {
+		if err := sp.Announce(ctx, p, d.attrs); err != nil {
 			errs = append(errs, fmt.Errorf("announce %s: %w", p, err))
 			continue
 		}
@@ -316,9 +327,20 @@ func (a *Announcer) Status() Status {
 		Blocked: blocked, Error: a.err, Since: a.changedAt,
 	}
 	a.mu.Unlock()
-	st.Sessions = a.o.Speaker.Sessions()
+	if a.o.Speaker != nil {
+		st.Sessions = a.o.Speaker.Sessions()
+	}
 	return st
 }
+
+// noSpeaker stands in for a missing speaker: it holds no session and is
+// never asked to announce (desired blocks that).
+type noSpeaker struct{}
+
+func (noSpeaker) SetPeers(context.Context, uint32, []Peer) error           { return nil }
+func (noSpeaker) Announce(context.Context, netip.Prefix, Attributes) error { return nil }
+func (noSpeaker) Withdraw(context.Context, netip.Prefix) error             { return nil }
+func (noSpeaker) Sessions() []Session                                      { return nil }
 
 // Prefixes are the host prefixes (/32, /128) of c's active bgp-mode VIPs.
 func Prefixes(c *shoalv1.Config) []netip.Prefix {

@@ -50,8 +50,8 @@ func newBGP(f *flags, log *slog.Logger, dp *dataplane.Dataplane, contact time.Du
 		}
 	}
 	id := f.bgp.routerID
-	if id == "" && source.Is4() {
-		id = source.String()
+	if id == "" {
+		id = defaultRouterID(source, f.raftAddr)
 	}
 	opts := bgp.Options{Loopback: lo, Logger: log}
 	if id != "" {
@@ -123,4 +123,21 @@ func (w *bgpWiring) release() {
 	if w.speaker != nil {
 		w.speaker.Stop()
 	}
+}
+
+// defaultRouterID is --bgp-source when it is IPv4, else the address of
+// --raft-addr when that is a routable IPv4 address (routers usually bind
+// Raft to their own address), else "" (no speaker).
+func defaultRouterID(source netip.Addr, raftAddr string) string {
+	if source.Is4() {
+		return source.String()
+	}
+	ap, err := netip.ParseAddrPort(raftAddr)
+	if err != nil {
+		return ""
+	}
+	if a := ap.Addr().Unmap(); a.Is4() && !a.IsLoopback() && !a.IsUnspecified() {
+		return a.String()
+	}
+	return ""
 }

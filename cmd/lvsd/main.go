@@ -116,7 +116,7 @@ func newFlagSet(f *flags, host string) *flag.FlagSet {
 	fs.DurationVar(&f.addressLifetime, "address-lifetime", dataplane.DefaultAddressLifetime, "kernel lifetime of the VIPs and the NAT router address, "+
 		"renewed every third of it by the leader, so that a router whose lvsd died or hangs drops them within it (whole seconds; negative: none)")
 	fs.StringVar(&f.bgp.routerID, "bgp-router-id", "", "this router's BGP identifier (IPv4, unique per router) for bgp-mode services; "+
-		"default --bgp-source when it is IPv4; without either the router holds bgp-mode VIPs but announces nothing")
+		"default --bgp-source, else the address of --raft-addr, when IPv4 and not loopback; without one the router holds bgp-mode VIPs but announces nothing")
 	fs.StringVar(&f.bgp.source, "bgp-source", "", "local address BGP sessions are opened from (empty: chosen by route)")
 	fs.IntVar(&f.bgp.listenPort, "bgp-listen-port", 0, "also accept BGP sessions the peers open, on this TCP port (0: open them from this side only)")
 	fs.StringVar(&f.profile, "profile", "lan", "raft timing profile: lan, fast or wan")

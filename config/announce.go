@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -117,8 +118,26 @@ func ParseCommunity(s string) (uint32, error) {
 	return uint32(a)<<16 | uint32(b), nil
 }
 
+func normalizeDrained(g *shoalv1.Global) {
+	for i, id := range g.DrainedNodes {
+		g.DrainedNodes[i] = strings.TrimSpace(id)
+	}
+	slices.Sort(g.DrainedNodes)
+	g.DrainedNodes = slices.Compact(g.DrainedNodes)
+}
+
+// Drained says whether the router with this id is drained in c.
+func Drained(c *shoalv1.Config, id string) bool {
+	return slices.Contains(c.GetGlobal().GetDrainedNodes(), id)
+}
+
 func (v *validator) bgp(c *shoalv1.Config) {
 	g := c.GetGlobal()
+	for i, id := range g.GetDrainedNodes() {
+		if id == "" || strings.ContainsAny(id, " \t\n") {
+			v.add(fmt.Sprintf("global.drained_nodes[%d]", i), "%q is not a node id", id)
+		}
+	}
 	if g.Announce != "" {
 		v.oneOf("global.announce", g.Announce, AnnounceModes)
 	}

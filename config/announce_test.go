@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,11 @@ func TestNormalizeBGP(t *testing.T) {
 	}
 	if got := c.Global.Bgp.HoldTime.AsDuration(); got != DefaultBGPHoldTime {
 		t.Errorf("hold time %v, want %v", got, DefaultBGPHoldTime)
+	}
+	c.Global.DrainedNodes = []string{" r2", "r1", "r2"}
+	Normalize(c)
+	if got := c.Global.DrainedNodes; !slices.Equal(got, []string{"r1", "r2"}) || !Drained(c, "r2") || Drained(c, "r3") {
+		t.Errorf("drained nodes %q", got)
 	}
 	if got := c.Global.Bgp.Peers[0].Port; got != DefaultBGPPort {
 		t.Errorf("peer port %d, want %d", got, DefaultBGPPort)
@@ -88,6 +94,7 @@ func TestValidateBGP(t *testing.T) {
 		{"community", func(c *shoalv1.Config) { bgp(c).Communities = []string{"65000:70000", "blackhole"} }, []string{
 			"global.bgp.communities[0]: \"65000:70000\": both halves", "global.bgp.communities[1]: \"blackhole\" is not ASN:VALUE",
 		}},
+		{"drained", func(c *shoalv1.Config) { c.Global.DrainedNodes = []string{"r1", "r 2"} }, []string{`global.drained_nodes[0]: "r 2" is not a node id`}},
 		{"fwmark without vip", func(c *shoalv1.Config) { svc(c).Vip, svc(c).Port, svc(c).Fwmark = nil, 0, 7 }, []string{"services[web].vip.address: required in bgp mode"}},
 	}
 	for _, tt := range tests {

@@ -56,6 +56,7 @@ func normalizeGlobal(g *shoalv1.Global) {
 		normalizeSync(cs)
 	}
 	g.Announce = strings.ToLower(strings.TrimSpace(g.Announce))
+	normalizeDrained(g)
 	if b := g.Bgp; b != nil {
 		normalizeBGP(b)
 	}

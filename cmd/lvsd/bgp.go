@@ -9,9 +9,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/shoal-lb/shoal/config"
 	"github.com/shoal-lb/shoal/dataplane"
 	"github.com/shoal-lb/shoal/dataplane/bgp"
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 	"github.com/shoal-lb/shoal/raftfsm"
 )
 
@@ -21,6 +24,7 @@ import (
 // everything before lvsd exits.
 type bgpWiring struct {
 	log     *slog.Logger
+	id      string
 	ann     *bgp.Announcer
 	speaker *bgp.GoBGP // nil without --bgp-router-id
 	dp      *dataplane.Dataplane
@@ -42,7 +46,7 @@ func newBGP(f *flags, log *slog.Logger, dp *dataplane.Dataplane, contact time.Du
 	if err != nil {
 		return nil, fmt.Errorf("open netlink for lo: %w", err)
 	}
-	w := &bgpWiring{log: log, dp: dp, contact: contact}
+	w := &bgpWiring{log: log, id: f.id, dp: dp, contact: contact}
 	var source netip.Addr
 	if f.bgp.source != "" {
 		if source, err = netip.ParseAddr(f.bgp.source); err != nil {
@@ -84,11 +88,31 @@ func (w *bgpWiring) start(ctx context.Context, g *errgroup.Group, node *raftfsm.
 // time BGP itself takes to spread a withdrawal.
 const eligibilityEvery = 100 * time.Millisecond
 
+// handAwayEvery spaces the leadership transfers of a drained leader: one
+// normally suffices, but raft may elect it again.
+const handAwayEvery = 2 * time.Second
+
 func (w *bgpWiring) followEligibility(ctx context.Context, node *raftfsm.Node) {
 	t := time.NewTicker(eligibilityEvery)
 	defer t.Stop()
+	var lastHandAway time.Time
 	for {
-		w.ann.SetBlocked(w.blocked(node.Status()))
+		st := node.Status()
+		drained := config.Drained(node.FSM().State().GetConfig(), w.id)
+		if drained {
+			w.ann.SetBlocked(bgp.ReasonDrained)
+		} else {
+			w.ann.SetBlocked(w.blocked(st))
+		}
+		// In l2 mode a drained router must not hold the VIPs: it hands
+		// leadership to another voter (and again should raft elect it).
+		if drained && st.Role == "leader" && time.Since(lastHandAway) > handAwayEvery {
+			lastHandAway = time.Now()
+			w.log.Info("drained: handing leadership away")
+			if err := node.Raft().LeadershipTransfer().Error(); err != nil {
+				w.log.Warn("drained: leadership transfer failed; retrying", "err", err)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -140,4 +164,31 @@ func defaultRouterID(source netip.Addr, raftAddr string) string {
 		return a.String()
 	}
 	return ""
+}
+
+// status adds the announcer's view to a node status.
+func (w *bgpWiring) status(st *shoalv1.NodeStatus) {
+	a := w.ann.Status()
+	if len(a.Configured) == 0 && len(a.Sessions) == 0 {
+		st.Bgp = nil
+		return
+	}
+	out := &shoalv1.BgpStatus{WithdrawnReason: string(a.Blocked), Error: a.Error}
+	if !a.Since.IsZero() {
+		out.Since = timestamppb.New(a.Since)
+	}
+	for _, p := range a.Announced {
+		out.Announced = append(out.Announced, p.String())
+	}
+	for _, p := range a.Configured {
+		out.Configured = append(out.Configured, p.String())
+	}
+	for _, s := range a.Sessions {
+		bs := &shoalv1.BgpSession{Peer: s.Peer.String(), Asn: s.ASN, State: s.State}
+		if !s.Since.IsZero() {
+			bs.Since = timestamppb.New(s.Since)
+		}
+		out.Sessions = append(out.Sessions, bs)
+	}
+	st.Bgp = out
 }

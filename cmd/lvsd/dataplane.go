@@ -12,6 +12,7 @@ import (
 
 	"github.com/shoal-lb/shoal/dataplane"
 	"github.com/shoal-lb/shoal/dataplane/health"
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 	"github.com/shoal-lb/shoal/raftfsm"
 	"github.com/shoal-lb/shoal/server"
 )
@@ -70,7 +71,13 @@ func (w *dataplaneWiring) status() server.DataplaneStatus {
 	if w.dp == nil {
 		return nil
 	}
-	return w.dp
+	return w
+}
+
+// Status is the dataplane's status with the BGP announcer's.
+func (w *dataplaneWiring) Status(st *shoalv1.NodeStatus) {
+	w.dp.Status(st)
+	w.bgp.status(st)
 }
 
 // sync is the connection table a planned transfer waits on (nil

@@ -123,7 +123,12 @@ type Global struct {
 	Announce string `protobuf:"bytes,10,opt,name=announce,proto3" json:"announce,omitempty"`
 	// bgp is the embedded BGP speaker of bgp mode. Required when any service
 	// is announced by bgp.
-	Bgp           *Bgp `protobuf:"bytes,11,opt,name=bgp,proto3" json:"bgp,omitempty"`
+	Bgp *Bgp `protobuf:"bytes,11,opt,name=bgp,proto3" json:"bgp,omitempty"`
+	// drained_nodes are routers an operator took out of service (lvsctl node
+	// drain): they announce no bgp-mode route and, leading, hand leadership
+	// away. Replicated, so a drained router stays drained across restarts
+	// until lvsctl node undrain.
+	DrainedNodes  []string `protobuf:"bytes,12,rep,name=drained_nodes,json=drainedNodes,proto3" json:"drained_nodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -231,6 +236,13 @@ func (x *Global) GetAnnounce() string {
 func (x *Global) GetBgp() *Bgp {
 	if x != nil {
 		return x.Bgp
+	}
+	return nil
+}
+
+func (x *Global) GetDrainedNodes() []string {
+	if x != nil {
+		return x.DrainedNodes
 	}
 	return nil
 }
@@ -1115,7 +1127,7 @@ const file_shoal_v1_config_proto_rawDesc = "" +
 	"\x06Config\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\x04R\x06serial\x12(\n" +
 	"\x06global\x18\x02 \x01(\v2\x10.shoal.v1.GlobalR\x06global\x124\n" +
-	"\bservices\x18\x03 \x03(\v2\x18.shoal.v1.VirtualServiceR\bservices\"\xb6\x04\n" +
+	"\bservices\x18\x03 \x03(\v2\x18.shoal.v1.VirtualServiceR\bservices\"\xdb\x04\n" +
 	"\x06Global\x120\n" +
 	"\n" +
 	"nat_router\x18\x01 \x01(\v2\x11.shoal.v1.AddressR\tnatRouter\x12\x1d\n" +
@@ -1132,7 +1144,8 @@ const file_shoal_v1_config_proto_rawDesc = "" +
 	"\x0fconnection_sync\x18\t \x01(\v2\x18.shoal.v1.ConnectionSyncR\x0econnectionSync\x12\x1a\n" +
 	"\bannounce\x18\n" +
 	" \x01(\tR\bannounce\x12\x1f\n" +
-	"\x03bgp\x18\v \x01(\v2\r.shoal.v1.BgpR\x03bgp\"\xc4\x01\n" +
+	"\x03bgp\x18\v \x01(\v2\r.shoal.v1.BgpR\x03bgp\x12#\n" +
+	"\rdrained_nodes\x18\f \x03(\tR\fdrainedNodes\"\xc4\x01\n" +
 	"\x03Bgp\x12\x1b\n" +
 	"\tlocal_asn\x18\x01 \x01(\rR\blocalAsn\x12'\n" +
 	"\x05peers\x18\x02 \x03(\v2\x11.shoal.v1.BgpPeerR\x05peers\x12 \n" +

@@ -141,6 +141,21 @@ func (v *validator) bgp(c *shoalv1.Config) {
 	if g.Announce != "" {
 		v.oneOf("global.announce", g.Announce, AnnounceModes)
 	}
+	// A VIP is held on lo by every router or on an interface by the
+	// leader, not both: two services that share it must share the mode.
+	modeOf := map[string]string{} // VIP -> `mode (service "NAME")`
+	for i, s := range c.GetServices() {
+		ip := s.GetVip().GetAddress()
+		if ip == "" {
+			continue
+		}
+		m := ServiceAnnounce(c, s)
+		if prev, ok := modeOf[ip]; ok && !strings.HasPrefix(prev, m+" ") {
+			v.add(servicePath(i, s)+".announce", "%s here, but VIP %s is announced by %s; services of one VIP share its mode", m, ip, prev)
+			continue
+		}
+		modeOf[ip] = m + " (service " + strconv.Quote(s.GetName()) + ")"
+	}
 	b := g.GetBgp()
 	if b == nil {
 		if UsesBGP(c) {

@@ -95,6 +95,9 @@ func TestValidateBGP(t *testing.T) {
 			"global.bgp.communities[0]: \"65000:70000\": both halves", "global.bgp.communities[1]: \"blackhole\" is not ASN:VALUE",
 		}},
 		{"drained", func(c *shoalv1.Config) { c.Global.DrainedNodes = []string{"r1", "r 2"} }, []string{`global.drained_nodes[0]: "r 2" is not a node id`}},
+		{"vip in two modes", func(c *shoalv1.Config) {
+			c.Services = append(c.Services, &shoalv1.VirtualService{Name: "x", Announce: "l2", Vip: &shoalv1.Address{Address: "192.0.2.10"}, Port: 443})
+		}, []string{`services[x].announce: l2 here, but VIP 192.0.2.10 is announced by bgp (service "web")`}},
 		{"fwmark without vip", func(c *shoalv1.Config) { svc(c).Vip, svc(c).Port, svc(c).Fwmark = nil, 0, 7 }, []string{"services[web].vip.address: required in bgp mode"}},
 	}
 	for _, tt := range tests {

@@ -146,6 +146,19 @@ services:
 	}
 	waitRoute("r3 joins", started, r1, r2, r3)
 
+	if m, err := sh.Metrics(ctx, r1); err != nil {
+		t.Error(err)
+	} else {
+		for _, want := range []string{
+			fmt.Sprintf(`shoal_bgp_session_established{asn="65000",peer="%s",state="established"} 1`, up.Addr),
+			fmt.Sprintf(`shoal_bgp_announced{prefix="%s/32"} 1`, bgpVIP),
+		} {
+			if !strings.Contains(m, want) {
+				t.Errorf("r1 /metrics lacks %s", want)
+			}
+		}
+	}
+
 	// 2. Flows from many client ports spread over every router.
 	split := cl.split(t, 300)
 	t.Logf("300 connections from distinct client ports: %v", split)
@@ -166,6 +179,9 @@ services:
 	waitRoute("r2 drained", drained, r1, r3)
 	if st, err := sh.Ctl(ctx, r2, "status"); err != nil || !strings.Contains(st, "withdrawn: drained") || !strings.Contains(st, "established") {
 		t.Errorf("lvsctl status on r2 does not say it is drained with its session up: %v\n%s", err, st)
+	}
+	if m, err := sh.Metrics(ctx, r2); err != nil || !strings.Contains(m, `shoal_bgp_withdrawn{reason="drained"} 1`) || !strings.Contains(m, fmt.Sprintf(`shoal_bgp_announced{prefix="%s/32"} 0`, bgpVIP)) {
+		t.Errorf("r2 /metrics does not show the drain (%v)", err)
 	}
 	undrained := time.Now()
 	if out, err := sh.CtlRetry(ctx, "node", "undrain", "r2"); err != nil {

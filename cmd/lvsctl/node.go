@@ -134,7 +134,7 @@ func (a *app) waitDrained(cmd *cobra.Command, conn *grpc.ClientConn, id string, 
 		select {
 		case <-cmd.Context().Done():
 			return cmd.Context().Err()
-		case <-time.After(time.Second):
+		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }

@@ -27,7 +27,7 @@ type bgpWiring struct {
 	id      string
 	ann     *bgp.Announcer
 	speaker *bgp.GoBGP // nil without --bgp-router-id
-	dp      *dataplane.Dataplane
+	dp      interface{ Ready() (bool, string) }
 	// contact is how long a follower may go without hearing from a leader
 	// and still count as in contact with a majority: raft's own election
 	// timeout, after which it would stop believing in that leader too.

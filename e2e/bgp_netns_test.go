@@ -168,26 +168,55 @@ services:
 		}
 	}
 
-	// 3. A drained router withdraws, and lvsctl waits until it has; undrain
-	// brings it back.
+	// 3. The leader, drained, withdraws its route and hands leadership
+	// away (what l2 mode needs of a drain); lvsctl waits until it has.
+	// Undrain brings the route back.
+	leader := func() string {
+		t.Helper()
+		out, err := sh.CtlRetry(ctx, "cluster", "status", "-o", "json")
+		var cs struct {
+			LeaderID string `json:"leader_id"`
+		}
+		if err != nil || json.Unmarshal([]byte(out), &cs) != nil {
+			t.Fatalf("lvsctl cluster status: %v: %s", err, out)
+		}
+		return cs.LeaderID
+	}
+	dr := lab.Router(leader())
+	if dr == nil {
+		t.Fatal("no leader")
+	}
+	var rest []*netlab.Node
+	for _, r := range lab.Routers {
+		if r != dr {
+			rest = append(rest, r)
+		}
+	}
 	drained := time.Now()
-	out, err := sh.CtlRetry(ctx, "node", "drain", "r2", "--timeout", "20s")
-	if err != nil || !strings.Contains(out, "node r2 is drained") {
-		t.Fatalf("lvsctl node drain r2: %v: %s", err, out)
+	out, err := sh.CtlRetry(ctx, "node", "drain", dr.Name, "--timeout", "20s")
+	if err != nil || !strings.Contains(out, "node "+dr.Name+" is drained") {
+		t.Fatalf("lvsctl node drain %s: %v: %s", dr.Name, err, out)
 	}
-	t.Logf("lvsctl node drain r2 returned after %v", time.Since(drained).Round(time.Millisecond))
-	waitRoute("r2 drained", drained, r1, r3)
-	if st, err := sh.Ctl(ctx, r2, "status"); err != nil || !strings.Contains(st, "withdrawn: drained") || !strings.Contains(st, "established") {
-		t.Errorf("lvsctl status on r2 does not say it is drained with its session up: %v\n%s", err, st)
+	t.Logf("lvsctl node drain %s (the leader) returned after %v", dr.Name, time.Since(drained).Round(time.Millisecond))
+	waitRoute("leader "+dr.Name+" drained", drained, rest...)
+	for l := leader(); l == dr.Name || l == ""; l = leader() {
+		if ctx.Err() != nil {
+			t.Fatalf("drained %s still leads", dr.Name)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	if m, err := sh.Metrics(ctx, r2); err != nil || !strings.Contains(m, `shoal_bgp_withdrawn{reason="drained"} 1`) || !strings.Contains(m, fmt.Sprintf(`shoal_bgp_announced{prefix="%s/32"} 0`, bgpVIP)) {
-		t.Errorf("r2 /metrics does not show the drain (%v)", err)
+	t.Logf("leadership left the drained %s after %v", dr.Name, time.Since(drained).Round(time.Millisecond))
+	if st, err := sh.Ctl(ctx, dr, "status"); err != nil || !strings.Contains(st, "withdrawn: drained") || !strings.Contains(st, "established") {
+		t.Errorf("lvsctl status on %s does not say it is drained with its session up: %v\n%s", dr.Name, err, st)
+	}
+	if m, err := sh.Metrics(ctx, dr); err != nil || !strings.Contains(m, `shoal_bgp_withdrawn{reason="drained"} 1`) || !strings.Contains(m, fmt.Sprintf(`shoal_bgp_announced{prefix="%s/32"} 0`, bgpVIP)) {
+		t.Errorf("%s /metrics does not show the drain (%v)", dr.Name, err)
 	}
 	undrained := time.Now()
-	if out, err := sh.CtlRetry(ctx, "node", "undrain", "r2"); err != nil {
-		t.Fatalf("lvsctl node undrain r2: %v: %s", err, out)
+	if out, err := sh.CtlRetry(ctx, "node", "undrain", dr.Name); err != nil {
+		t.Fatalf("lvsctl node undrain %s: %v: %s", dr.Name, err, out)
 	}
-	waitRoute("r2 undrained", undrained, r1, r2, r3)
+	waitRoute(dr.Name+" undrained", undrained, r1, r2, r3)
 
 	// 4. Partitioned from the majority, r3 withdraws while its BGP session
 	// to the upstream stays up; healed, it announces again.

@@ -120,15 +120,15 @@ type Global struct {
 	// its interface and sends gratuitous ARP) or bgp (every healthy router in
 	// contact with a Raft majority holds the VIP on lo and announces its /32 or
 	// /128 to the BGP peers, so an ECMP router spreads flows over all of them).
-	Announce string `protobuf:"bytes,10,opt,name=announce,proto3" json:"announce,omitempty"`
+	Announce string `protobuf:"bytes,30,opt,name=announce,proto3" json:"announce,omitempty"`
 	// bgp is the embedded BGP speaker of bgp mode. Required when any service
 	// is announced by bgp.
-	Bgp *Bgp `protobuf:"bytes,11,opt,name=bgp,proto3" json:"bgp,omitempty"`
+	Bgp *Bgp `protobuf:"bytes,31,opt,name=bgp,proto3" json:"bgp,omitempty"`
 	// drained_nodes are routers an operator took out of service (lvsctl node
 	// drain): they announce no bgp-mode route and, leading, hand leadership
 	// away. Replicated, so a drained router stays drained across restarts
 	// until lvsctl node undrain.
-	DrainedNodes  []string `protobuf:"bytes,12,rep,name=drained_nodes,json=drainedNodes,proto3" json:"drained_nodes,omitempty"`
+	DrainedNodes  []string `protobuf:"bytes,32,rep,name=drained_nodes,json=drainedNodes,proto3" json:"drained_nodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -675,7 +675,7 @@ type VirtualService struct {
 	// announce overrides global.announce for this service's VIP: l2 or bgp;
 	// empty follows global.announce. In bgp mode the scheduler must be mh
 	// (the default there) and forwarding dr or tun (the default there is dr).
-	Announce      string `protobuf:"bytes,15,opt,name=announce,proto3" json:"announce,omitempty"`
+	Announce      string `protobuf:"bytes,30,opt,name=announce,proto3" json:"announce,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1142,10 +1142,9 @@ const file_shoal_v1_config_proto_rawDesc = "" +
 	"udpTimeout\x12#\n" +
 	"\rmonitor_links\x18\b \x03(\tR\fmonitorLinks\x12A\n" +
 	"\x0fconnection_sync\x18\t \x01(\v2\x18.shoal.v1.ConnectionSyncR\x0econnectionSync\x12\x1a\n" +
-	"\bannounce\x18\n" +
-	" \x01(\tR\bannounce\x12\x1f\n" +
-	"\x03bgp\x18\v \x01(\v2\r.shoal.v1.BgpR\x03bgp\x12#\n" +
-	"\rdrained_nodes\x18\f \x03(\tR\fdrainedNodes\"\xc4\x01\n" +
+	"\bannounce\x18\x1e \x01(\tR\bannounce\x12\x1f\n" +
+	"\x03bgp\x18\x1f \x01(\v2\r.shoal.v1.BgpR\x03bgp\x12#\n" +
+	"\rdrained_nodes\x18  \x03(\tR\fdrainedNodes\"\xc4\x01\n" +
 	"\x03Bgp\x12\x1b\n" +
 	"\tlocal_asn\x18\x01 \x01(\rR\blocalAsn\x12'\n" +
 	"\x05peers\x18\x02 \x03(\v2\x11.shoal.v1.BgpPeerR\x05peers\x12 \n" +
@@ -1196,7 +1195,7 @@ const file_shoal_v1_config_proto_rawDesc = "" +
 	"\fsorry_server\x18\f \x01(\v2\x14.shoal.v1.RealServerR\vsorryServer\x128\n" +
 	"\fhealth_check\x18\r \x01(\v2\x15.shoal.v1.HealthCheckR\vhealthCheck\x127\n" +
 	"\freal_servers\x18\x0e \x03(\v2\x14.shoal.v1.RealServerR\vrealServers\x12\x1a\n" +
-	"\bannounce\x18\x0f \x01(\tR\bannounceB\t\n" +
+	"\bannounce\x18\x1e \x01(\tR\bannounceB\t\n" +
 	"\a_active\"\xb8\x01\n" +
 	"\n" +
 	"RealServer\x12\x18\n" +

@@ -142,7 +142,7 @@ type NodeStatus struct {
 	Build *BuildInfo `protobuf:"bytes,21,opt,name=build,proto3" json:"build,omitempty"`
 	// bgp is what this router announces in bgp mode, and why not; unset
 	// when no service is announced by bgp.
-	Bgp           *BgpStatus `protobuf:"bytes,22,opt,name=bgp,proto3" json:"bgp,omitempty"`
+	Bgp           *BgpStatus `protobuf:"bytes,30,opt,name=bgp,proto3" json:"bgp,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1261,7 +1261,7 @@ const file_shoal_v1_node_service_proto_rawDesc = "" +
 	"\fsync_daemons\x18\x13 \x03(\v2\x14.shoal.v1.SyncDaemonR\vsyncDaemons\x12;\n" +
 	"\vconnections\x18\x14 \x01(\v2\x19.shoal.v1.IpvsConnectionsR\vconnections\x12)\n" +
 	"\x05build\x18\x15 \x01(\v2\x13.shoal.v1.BuildInfoR\x05build\x12%\n" +
-	"\x03bgp\x18\x16 \x01(\v2\x13.shoal.v1.BgpStatusR\x03bgp\"\xee\x01\n" +
+	"\x03bgp\x18\x1e \x01(\v2\x13.shoal.v1.BgpStatusR\x03bgp\"\xee\x01\n" +
 	"\tBgpStatus\x120\n" +
 	"\bsessions\x18\x01 \x03(\v2\x14.shoal.v1.BgpSessionR\bsessions\x12\x1c\n" +
 	"\tannounced\x18\x02 \x03(\tR\tannounced\x12\x1e\n" +

@@ -238,17 +238,19 @@ func (g *GoBGP) addPathLocked(ctx context.Context, p netip.Prefix, a Attributes)
 	return nil
 }
 
-// Announce implements Speaker. Before the speaker runs (no local AS yet)
-// the prefix is remembered and announced once it does.
+// Announce implements Speaker. It fails while the speaker does not run (no
+// local AS yet, or it failed to start), so that nobody is told a prefix is
+// announced when no session could carry it; the caller tries again.
 func (g *GoBGP) Announce(ctx context.Context, p netip.Prefix, a Attributes) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.srv != nil {
-		// AddPath of a known prefix replaces its attributes (an implicit
-		// withdraw of the old path).
-		if err := g.addPathLocked(ctx, p, a); err != nil {
-			return err
-		}
+	if g.srv == nil {
+		return errors.New("the BGP speaker is not running")
+	}
+	// AddPath of a known prefix replaces its attributes (an implicit
+	// withdraw of the old path).
+	if err := g.addPathLocked(ctx, p, a); err != nil {
+		return err
 	}
 	g.paths[p] = a
 	return nil

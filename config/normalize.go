@@ -26,7 +26,8 @@ func Normalize(c *shoalv1.Config) {
 	normalizeGlobal(c.Global)
 	for _, s := range c.Services {
 		if s != nil {
-			normalizeService(s)
+			s.Announce = strings.ToLower(strings.TrimSpace(s.Announce))
+			normalizeService(s, ServiceAnnounce(c, s) == AnnounceBGP)
 		}
 	}
 	slices.SortStableFunc(c.Services, func(a, b *shoalv1.VirtualService) int {
@@ -55,6 +56,11 @@ func normalizeGlobal(g *shoalv1.Global) {
 		normalizeSync(cs)
 	}
 	normalizeHooks(g.Hooks)
+	g.Announce = strings.ToLower(strings.TrimSpace(g.Announce))
+	normalizeDrained(g)
+	if b := g.Bgp; b != nil {
+		normalizeBGP(b)
+	}
 }
 
 // normalizeSync spells out the kernel's defaults for group, port and TTL,
@@ -74,11 +80,18 @@ func normalizeSync(cs *shoalv1.ConnectionSync) {
 	}
 }
 
-func normalizeService(s *shoalv1.VirtualService) {
+// normalizeService fills a service's defaults; bgp says it is announced by
+// BGP, where the scheduler and forwarding method that work differ.
+func normalizeService(s *shoalv1.VirtualService, bgp bool) {
 	s.Name = strings.TrimSpace(s.Name)
 	s.Protocol = enumOr(s.Protocol, DefaultProtocol)
-	s.Scheduler = enumOr(s.Scheduler, DefaultScheduler)
-	s.Forward = enumOr(s.Forward, DefaultForward)
+	if bgp {
+		s.Scheduler = enumOr(s.Scheduler, DefaultBGPScheduler)
+		s.Forward = enumOr(s.Forward, DefaultBGPForward)
+	} else {
+		s.Scheduler = enumOr(s.Scheduler, DefaultScheduler)
+		s.Forward = enumOr(s.Forward, DefaultForward)
+	}
 	if s.Active == nil {
 		s.Active = proto.Bool(true)
 	}

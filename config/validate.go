@@ -38,6 +38,12 @@ func Validate(c *shoalv1.Config) error {
 	v.global(c.Global)
 	v.services(c.Services)
 	v.hooks(c.Global.GetHooks(), c.Services)
+	v.bgp(c)
+	for i, s := range c.Services {
+		if s != nil {
+			v.serviceBGP(servicePath(i, s), c, s)
+		}
+	}
 	if len(v.errs) == 0 {
 		return nil
 	}

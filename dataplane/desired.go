@@ -56,6 +56,10 @@ type desiredService struct {
 	// keep are destinations (destKey) left as the kernel has them, present
 	// or not: servers with no health verdict yet (Unchecked).
 	keep map[string]bool
+	// ordered services keep the kernel's destination list in one order
+	// (orderDestinations), so that every router builds the same Maglev
+	// table: bgp-mode services, whose flows move between routers.
+	ordered bool
 }
 
 func (d *desiredService) keepAsIs(dst *ipvs.Destination) {
@@ -289,11 +293,20 @@ func desired(c *shoalv1.Config, h Health) (*desiredState, error) {
 			continue
 		}
 		svc, err := ipvsService(vs)
+		if err == nil && config.ServiceAnnounce(c, vs) == config.AnnounceBGP && svc.SchedName == "mh" {
+			// Every router must send a flow to the same real server:
+			// hash its source port too (mh-port), or one client's flows
+			// all land on one server; and when the chosen server is at
+			// weight 0 (quiesced) look further along the same table
+			// (mh-fallback) instead of dropping, which every router does
+			// alike.
+			svc.Flags |= svcFlagSchedSH1 | svcFlagSchedSH2
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("service %s: %w", vs.GetName(), err))
 			continue
 		}
-		d := &desiredService{name: vs.GetName(), svc: svc}
+		d := &desiredService{name: vs.GetName(), svc: svc, ordered: config.ServiceAnnounce(c, vs) == config.AnnounceBGP}
 		up := 0
 		var quiesced []*ipvs.Destination
 		for _, rs := range vs.GetRealServers() {

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/moby/ipvs"
 
+	"github.com/shoal-lb/shoal/config"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
 
@@ -32,6 +34,9 @@ func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config) error {
 	d.names = names
 	d.mu.Unlock()
 
+	if config.UsesBGP(cfg) {
+		errs = append(errs, d.syncSloppy())
+	}
 	kernel, err := d.o.IPVS.GetServices()
 	if err != nil {
 		return joinErrors(append(errs, fmt.Errorf("list IPVS services: %w", err)))
@@ -77,6 +82,11 @@ func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config) error {
 		}
 		if err := d.syncDestinations(key, want); err != nil {
 			errs = append(errs, err)
+		}
+		if want.ordered {
+			if err := d.orderDestinations(key, want); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	for _, key := range slices.Sorted(maps.Keys(ds.services)) {
@@ -231,4 +241,111 @@ type connCounts struct{ active, inactive uint64 }
 func (c *connCounts) add(d *ipvs.Destination) {
 	c.active += uint64(max(d.ActiveConnections, 0))
 	c.inactive += uint64(max(d.InactiveConnections, 0))
+}
+
+// sloppySysctls let IPVS schedule a packet of a TCP or SCTP flow it has no
+// entry for, not only a SYN (INIT): in bgp mode ECMP moves flows between
+// routers when one comes or goes, and the router a flow lands on must take
+// it up mid-stream (the same real server, by Maglev hashing). They are set
+// while any service is announced by bgp and left as they are otherwise
+// (shoal cannot know who else wanted them).
+var sloppySysctls = []string{"sloppy_tcp", "sloppy_sctp"}
+
+func (d *Dataplane) syncSloppy() error {
+	if d.o.Sysctls == nil {
+		return nil
+	}
+	var errs []error
+	for _, name := range sloppySysctls {
+		cur, err := d.o.Sysctls.Sysctl(name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if cur == "1" {
+			continue
+		}
+		if err := d.o.Sysctls.SetSysctl(name, "1"); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		d.log.Info("ipvs sysctl set for bgp mode", "sysctl", "net.ipv4.vs."+name, "from", cur, "to", "1")
+	}
+	return errors.Join(errs...)
+}
+
+// orderDestinations makes the kernel's list of a service's destinations
+// descend by destKey (address, then port), the same on every router.
+//
+// The mh scheduler (net/netfilter/ipvs/ip_vs_mh.c) hashes each
+// destination's address and port with fixed keys, so its preferences are
+// the same on every router, but it fills the table by walking
+// svc->destinations in list order, one slot per destination per turn: where
+// two destinations prefer the same slot, the one earlier in the list gets
+// it. The same destinations and weights in another order give a different
+// table, and the kernel puts every new destination at the head of the list
+// (__ip_vs_update_dest: list_add_rcu), so the order is that of the history
+// of additions, which differs between a router that saw a server come and
+// go and one that started later. Descending order is kept by adding in
+// ascending order; a destination that must go elsewhere than the head
+// takes the ones that sort above it out and back in above it. Connections
+// of a destination taken out go on (the kernel keeps it until they end);
+// new flows see the table without it for the moment between.
+func (d *Dataplane) orderDestinations(key string, want *desiredService) error {
+	cur, err := d.o.IPVS.GetDestinations(want.svc)
+	if err != nil {
+		return fmt.Errorf("list destinations of %s: %w", key, err)
+	}
+	j := reorderFrom(cur)
+	if j == 0 {
+		return nil
+	}
+	moved := slices.Clone(cur[:j])
+	slices.SortFunc(moved, func(a, b *ipvs.Destination) int { return strings.Compare(destKey(a), destKey(b)) })
+	var errs []error
+	for _, c := range moved {
+		if err := d.o.IPVS.DelDestination(want.svc, c); err != nil {
+			errs = append(errs, d.ipvsErr("order_destination", key+" -> "+destKey(c), err))
+			return joinErrors(errs) // re-adding the rest would not fix the order
+		}
+	}
+	for _, c := range moved { // ascending: each new head sorts above the last
+		if err := d.o.IPVS.NewDestination(want.svc, c); err != nil {
+			errs = append(errs, d.ipvsErr("order_destination", key+" -> "+destKey(c), err))
+			continue
+		}
+	}
+	if len(errs) == 0 {
+		d.ipvsDone("order_destinations", fmt.Sprintf("%s (%d moved)", key, j), want.name)
+	}
+	return joinErrors(errs)
+}
+
+// reorderFrom is how many destinations at the head of list must be taken
+// out and re-added for the list to descend: the smallest j such that
+// list[j:] descends and every one of list[:j] sorts above all of list[j:].
+func reorderFrom(list []*ipvs.Destination) int {
+	keys := make([]string, len(list))
+	for i, d := range list {
+		keys[i] = destKey(d)
+	}
+	// tail is where the descending run that ends the list starts.
+	tail := len(keys)
+	for tail > 0 && (tail == len(keys) || keys[tail-1] > keys[tail]) {
+		tail--
+	}
+	for j := tail; j < len(keys); j++ {
+		// every head key must sort above keys[j], the largest of the tail
+		ok := true
+		for _, k := range keys[:j] {
+			if k <= keys[j] {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return j
+		}
+	}
+	return len(keys)
 }

@@ -155,3 +155,18 @@ func serviceStats(s ipvs.SvcStats) *shoalv1.IpvsStats {
 		BytesOut:    s.BytesOut,
 	}
 }
+
+// Ready says whether this node forwards as configured: it has reconciled
+// IPVS at least once and the last reconcile succeeded. A bgp-mode router
+// that is not ready withdraws its routes, so ECMP sends flows elsewhere.
+func (d *Dataplane) Ready() (bool, string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case d.lastReconcile.IsZero():
+		return false, "not reconciled yet"
+	case d.reconcileErr != "":
+		return false, d.reconcileErr
+	}
+	return true, ""
+}

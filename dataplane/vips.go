@@ -82,7 +82,7 @@ const (
 )
 
 // desiredAddresses lists the addresses the leader holds for c: the VIP of
-// every active service and the NAT router address, each once.
+// every active l2-mode service and the NAT router address, each once.
 func desiredAddresses(c *shoalv1.Config, defaultDev string) (map[string]addrRef, map[string]addressRefusal) {
 	want := map[string]addrRef{}
 	refused := map[string]addressRefusal{}
@@ -112,7 +112,9 @@ func desiredAddresses(c *shoalv1.Config, defaultDev string) (map[string]addrRef,
 		want[r.key()] = r
 	}
 	for _, vs := range c.GetServices() {
-		if isActive(vs.Active) {
+		// A bgp-mode VIP is held on lo by every router (dataplane/bgp),
+		// not by the leader on its interface.
+		if isActive(vs.Active) && config.ServiceAnnounce(c, vs) != config.AnnounceBGP {
 			add("service "+vs.GetName(), vs.GetVip())
 		}
 	}

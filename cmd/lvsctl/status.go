@@ -99,8 +99,36 @@ func nodeTable(w io.Writer, st *shoalv1.NodeStatus) error {
 	if st.GetReconcileError() != "" {
 		row("reconcile error", st.GetReconcileError())
 	}
+	if b := st.GetBgp(); b != nil {
+		ann := "none"
+		if len(b.GetAnnounced()) > 0 {
+			ann = strings.Join(b.GetAnnounced(), ", ")
+		}
+		if b.GetWithdrawnReason() != "" {
+			ann += " (withdrawn: " + b.GetWithdrawnReason() + ")"
+		}
+		row("bgp announces", ann)
+		if b.GetError() != "" {
+			row("bgp error", b.GetError())
+		}
+	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if b := st.GetBgp(); b != nil && len(b.GetSessions()) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "BGP PEER\tASN\tSTATE\tSINCE")
+		for _, s := range b.GetSessions() {
+			since := "-"
+			if s.GetSince() != nil {
+				since = s.GetSince().AsTime().Local().Format(time.DateTime)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", s.GetPeer(), s.GetAsn(), s.GetState(), since)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
 	if len(st.GetIpvs()) > 0 {
 		fmt.Fprintln(w)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -35,13 +36,16 @@ type dataplaneWiring struct {
 	dp       *dataplane.Dataplane
 	mon      *health.Monitor
 	hooks    *hook.Dispatcher
+	bgp      *bgpWiring
 	stopping atomic.Bool
 	cfg      atomic.Pointer[shoalv1.Config] // the last one handed over, for the hooks' events
 
 	reconcileErr string // the last reconcile error a hook heard of; reconciles run one at a time
 }
 
-func newDataplane(f *flags, log *slog.Logger) (*dataplaneWiring, error) {
+// contact is how long a follower may go unheard by the leader and still
+// announce bgp-mode VIPs.
+func newDataplane(f *flags, log *slog.Logger, contact time.Duration) (*dataplaneWiring, error) {
 	w := &dataplaneWiring{log: log}
 	switch f.dataplane {
 	case "none":
@@ -79,6 +83,9 @@ func newDataplane(f *flags, log *slog.Logger) (*dataplaneWiring, error) {
 		return nil, fmt.Errorf("--dataplane %s: %w", f.dataplane, err)
 	}
 	w.dp = dp
+	if w.bgp, err = newBGP(f, log, dp, contact); err != nil {
+		return nil, err
+	}
 	return w, nil
 }
 
@@ -88,7 +95,13 @@ func (w *dataplaneWiring) status() server.DataplaneStatus {
 	if w.dp == nil {
 		return nil
 	}
-	return w.dp
+	return w
+}
+
+// Status is the dataplane's status with the BGP announcer's.
+func (w *dataplaneWiring) Status(st *shoalv1.NodeStatus) {
+	w.dp.Status(st)
+	w.bgp.status(st)
 }
 
 // sync is the connection table a planned transfer waits on (nil
@@ -118,6 +131,7 @@ func (w *dataplaneWiring) start(ctx context.Context, g *errgroup.Group, node *ra
 	g.Go(func() error { w.followConfig(ctx, node); return nil })
 	g.Go(func() error { w.followLeadership(ctx, node); return nil })
 	g.Go(func() error { w.followHealth(ctx); return nil })
+	w.bgp.start(ctx, g, node)
 }
 
 // release drops the VIPs at once, before raft shuts down, and keeps them
@@ -128,6 +142,7 @@ func (w *dataplaneWiring) release() {
 	}
 	w.stopping.Store(true)
 	w.dp.SetLeader(false)
+	w.bgp.release()
 	// After the VIPs are gone, so that a shutdown hook may tell a peer or
 	// a firewall they moved. It runs while raft hands leadership over;
 	// finishHooks waits for it after that.
@@ -179,6 +194,7 @@ func (w *dataplaneWiring) setConfig(node *raftfsm.Node) {
 	w.hooks.SetHooks(cfg.GetGlobal().GetHooks())
 	w.mon.SetConfig(cfg)
 	w.dp.SetConfig(cfg)
+	w.bgp.ann.SetConfig(cfg)
 }
 
 // followLeadership raises the VIPs while this node leads and its monitored

@@ -52,6 +52,7 @@ type flags struct {
 	insecure                                         bool
 	heartbeat, election, lease, commit, probe        time.Duration
 	addressLifetime                                  time.Duration
+	bgp                                              bgpFlags
 	realtime                                         rtPriority
 	pprof                                            bool
 	version                                          bool
@@ -118,6 +119,10 @@ func newFlagSet(f *flags, host string) *flag.FlagSet {
 	fs.StringVar(&f.iface, "interface", "", "default interface for VIPs without one")
 	fs.DurationVar(&f.addressLifetime, "address-lifetime", dataplane.DefaultAddressLifetime, "kernel lifetime of the VIPs and the NAT router address, "+
 		"renewed every third of it by the leader, so that a router whose lvsd died or hangs drops them within it (whole seconds; negative: none)")
+	fs.StringVar(&f.bgp.routerID, "bgp-router-id", "", "this router's BGP identifier (IPv4, unique per router) for bgp-mode services; "+
+		"default --bgp-source, else the address of --raft-addr, when IPv4 and not loopback; without one the router holds bgp-mode VIPs but announces nothing")
+	fs.StringVar(&f.bgp.source, "bgp-source", "", "local address BGP sessions are opened from (empty: chosen by route)")
+	fs.IntVar(&f.bgp.listenPort, "bgp-listen-port", 0, "also accept BGP sessions the peers open, on this TCP port (0: open them from this side only)")
 	fs.StringVar(&f.profile, "profile", "lan", "raft timing profile: lan, fast or wan")
 	fs.DurationVar(&f.heartbeat, "heartbeat-timeout", 0, "override the profile's raft heartbeat timeout")
 	fs.DurationVar(&f.election, "election-timeout", 0, "override the profile's raft election timeout")
@@ -285,7 +290,7 @@ func run(args []string) error {
 	}
 	// Build the dataplane before raft, so a kernel without IPVS fails at
 	// once with advice instead of after joining a cluster.
-	dp, err := newDataplane(f, base)
+	dp, err := newDataplane(f, base, timing.Election)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -22,6 +23,11 @@ var schedulers = map[string]bool{
 type service struct {
 	svc   ipvs.Service
 	dests map[string]*ipvs.Destination
+	// list is the kernel's svc->destinations in its order: a new
+	// destination goes to the head (list_add_rcu in __ip_vs_update_dest),
+	// and a listing walks it from there. Schedulers that build tables from
+	// it (mh, sh) depend on that order.
+	list  []string
 	order int
 }
 
@@ -187,11 +193,10 @@ func (f *IPVS) GetDestinations(s *ipvs.Service) ([]*ipvs.Destination, error) {
 		return nil, syscall.ESRCH
 	}
 	var out []*ipvs.Destination
-	for _, d := range svc.dests {
-		c := *d
+	for _, dk := range svc.list {
+		c := *svc.dests[dk]
 		out = append(out, &c)
 	}
-	sort.Slice(out, func(i, j int) bool { return DestKey(out[i]) < DestKey(out[j]) })
 	return out, nil
 }
 
@@ -304,6 +309,7 @@ func (f *IPVS) NewDestination(s *ipvs.Service, d *ipvs.Destination) error {
 	c.Stats = ipvs.DstStats{}
 	c.ActiveConnections, c.InactiveConnections = 0, 0
 	svc.dests[dk] = &c
+	svc.list = append([]string{dk}, svc.list...)
 	f.record("NewDestination", key, dk)
 	return nil
 }
@@ -352,6 +358,7 @@ func (f *IPVS) DelDestination(s *ipvs.Service, d *ipvs.Destination) error {
 		return syscall.ENOENT
 	}
 	delete(svc.dests, dk)
+	svc.list = slices.DeleteFunc(svc.list, func(k string) bool { return k == dk })
 	f.record("DelDestination", key, dk)
 	return nil
 }
@@ -380,5 +387,16 @@ func (f *IPVS) SetConfig(c *ipvs.Config) error {
 		f.timeouts.TimeoutUDP = c.TimeoutUDP
 	}
 	f.record("SetConfig")
+	return nil
+}
+
+// List is the service's destinations in the kernel's list order (head
+// first), by DestKey.
+func (f *IPVS) List(key string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if s, ok := f.services[key]; ok {
+		return slices.Clone(s.list)
+	}
 	return nil
 }

@@ -178,6 +178,8 @@ func NewSysctls() *Sysctls {
 		ipvssync.SysctlThreshold:     "3 50",
 		ipvssync.SysctlRefreshPeriod: "0",
 		ipvssync.SysctlPersistMode:   "0",
+		"sloppy_tcp":                 "0",
+		"sloppy_sctp":                "0",
 	}}
 }
 

@@ -345,6 +345,7 @@ type flowSession struct {
 }
 
 type openEvent struct {
+	flow   int // the flow's index, as in a report
 	port   int
 	server string
 	at     time.Time
@@ -360,10 +361,11 @@ func (s *flowSession) read(r io.Reader) {
 		case strings.HasPrefix(l, "OPEN "):
 			f := strings.Fields(l)
 			if len(f) == 5 {
+				i, _ := strconv.Atoi(f[1])
 				port, _ := strconv.Atoi(f[2])
 				ms, _ := strconv.ParseInt(f[4], 10, 64)
 				s.mu.Lock()
-				s.opens = append(s.opens, openEvent{port: port, server: f[3], at: time.UnixMilli(ms)})
+				s.opens = append(s.opens, openEvent{flow: i, port: port, server: f[3], at: time.UnixMilli(ms)})
 				s.mu.Unlock()
 			}
 		case l == "MARKED":

@@ -51,6 +51,7 @@ var scenarios = []scenario{
 	{"sync-cut", "sync-lag", syncCut},
 	{"sync-transfer", "sync-lag", syncTransfer},
 	{"sync-v6-tun", "sync-lag", syncV6Tun},
+	{"active-active", "lab", activeActive},
 	{"failover", "lab", failover},
 }
 

@@ -119,7 +119,21 @@ type Global struct {
 	// active_cmd/inactive_cmd, keepalived's notify scripts). Each router runs
 	// only programs inside its own script directories (lvsd --script-dir), as
 	// its script user, with the event in SHOAL_* environment variables.
-	Hooks         []*Hook `protobuf:"bytes,10,rep,name=hooks,proto3" json:"hooks,omitempty"`
+	Hooks []*Hook `protobuf:"bytes,10,rep,name=hooks,proto3" json:"hooks,omitempty"`
+	// announce is how the VIPs reach the network, cluster-wide unless a
+	// service overrides it: l2 (default; the Raft leader holds every VIP on
+	// its interface and sends gratuitous ARP) or bgp (every healthy router in
+	// contact with a Raft majority holds the VIP on lo and announces its /32 or
+	// /128 to the BGP peers, so an ECMP router spreads flows over all of them).
+	Announce string `protobuf:"bytes,11,opt,name=announce,proto3" json:"announce,omitempty"`
+	// bgp is the embedded BGP speaker of bgp mode. Required when any service
+	// is announced by bgp.
+	Bgp *Bgp `protobuf:"bytes,12,opt,name=bgp,proto3" json:"bgp,omitempty"`
+	// drained_nodes are routers an operator took out of service (lvsctl node
+	// drain): they announce no bgp-mode route and, leading, hand leadership
+	// away. Replicated, so a drained router stays drained across restarts
+	// until lvsctl node undrain.
+	DrainedNodes  []string `protobuf:"bytes,13,rep,name=drained_nodes,json=drainedNodes,proto3" json:"drained_nodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -224,6 +238,27 @@ func (x *Global) GetHooks() []*Hook {
 	return nil
 }
 
+func (x *Global) GetAnnounce() string {
+	if x != nil {
+		return x.Announce
+	}
+	return ""
+}
+
+func (x *Global) GetBgp() *Bgp {
+	if x != nil {
+		return x.Bgp
+	}
+	return nil
+}
+
+func (x *Global) GetDrainedNodes() []string {
+	if x != nil {
+		return x.DrainedNodes
+	}
+	return nil
+}
+
 // Hook runs a program on a router when one of its events happens there.
 type Hook struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -315,6 +350,166 @@ func (x *Hook) GetRealServer() string {
 	return ""
 }
 
+// Bgp is what every router says to its upstream routers in bgp mode. A
+// router's own router-id and session source address are lvsd flags, since
+// they differ per router; everything here is the same on every router.
+type Bgp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// local_asn is the routers' AS number (1..4294967295).
+	LocalAsn uint32 `protobuf:"varint,1,opt,name=local_asn,json=localAsn,proto3" json:"local_asn,omitempty"`
+	// peers are the upstream routers every router opens a session to.
+	Peers []*BgpPeer `protobuf:"bytes,2,rep,name=peers,proto3" json:"peers,omitempty"`
+	// communities are attached to every announced prefix: "ASN:VALUE" with
+	// 16-bit halves (RFC 1997), or no-export, no-advertise, no-peer.
+	Communities []string `protobuf:"bytes,3,rep,name=communities,proto3" json:"communities,omitempty"`
+	// med is the MULTI_EXIT_DISC of every announced prefix; unset sends none.
+	Med *uint32 `protobuf:"varint,4,opt,name=med,proto3,oneof" json:"med,omitempty"`
+	// hold_time of every session (whole seconds, 0 or 3..65535s); the
+	// keepalive interval is a third of it. It bounds how long a crashed
+	// router's routes stay with its peers, as there is no BFD. Default 9s.
+	HoldTime      *durationpb.Duration `protobuf:"bytes,5,opt,name=hold_time,json=holdTime,proto3" json:"hold_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Bgp) Reset() {
+	*x = Bgp{}
+	mi := &file_shoal_v1_config_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Bgp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Bgp) ProtoMessage() {}
+
+func (x *Bgp) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_config_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Bgp.ProtoReflect.Descriptor instead.
+func (*Bgp) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_config_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Bgp) GetLocalAsn() uint32 {
+	if x != nil {
+		return x.LocalAsn
+	}
+	return 0
+}
+
+func (x *Bgp) GetPeers() []*BgpPeer {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+func (x *Bgp) GetCommunities() []string {
+	if x != nil {
+		return x.Communities
+	}
+	return nil
+}
+
+func (x *Bgp) GetMed() uint32 {
+	if x != nil && x.Med != nil {
+		return *x.Med
+	}
+	return 0
+}
+
+func (x *Bgp) GetHoldTime() *durationpb.Duration {
+	if x != nil {
+		return x.HoldTime
+	}
+	return nil
+}
+
+// BgpPeer is one upstream router.
+type BgpPeer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// address is the peer's IP address.
+	Address string `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// asn is the peer's AS number; equal to local_asn makes it iBGP.
+	Asn uint32 `protobuf:"varint,2,opt,name=asn,proto3" json:"asn,omitempty"`
+	// port is the peer's BGP port. Default 179.
+	Port uint32 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	// hold_time overrides bgp.hold_time for this peer.
+	HoldTime      *durationpb.Duration `protobuf:"bytes,4,opt,name=hold_time,json=holdTime,proto3" json:"hold_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BgpPeer) Reset() {
+	*x = BgpPeer{}
+	mi := &file_shoal_v1_config_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BgpPeer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BgpPeer) ProtoMessage() {}
+
+func (x *BgpPeer) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_config_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BgpPeer.ProtoReflect.Descriptor instead.
+func (*BgpPeer) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_config_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *BgpPeer) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *BgpPeer) GetAsn() uint32 {
+	if x != nil {
+		return x.Asn
+	}
+	return 0
+}
+
+func (x *BgpPeer) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *BgpPeer) GetHoldTime() *durationpb.Duration {
+	if x != nil {
+		return x.HoldTime
+	}
+	return nil
+}
+
 // ConnectionSync is the kernel's IPVS sync daemon (ipvsadm --start-daemon,
 // keepalived's lvs_sync_daemon): while enabled every node runs a backup
 // daemon that receives the leader's connection table, and the leader also
@@ -365,7 +560,7 @@ type ConnectionSync struct {
 
 func (x *ConnectionSync) Reset() {
 	*x = ConnectionSync{}
-	mi := &file_shoal_v1_config_proto_msgTypes[3]
+	mi := &file_shoal_v1_config_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -377,7 +572,7 @@ func (x *ConnectionSync) String() string {
 func (*ConnectionSync) ProtoMessage() {}
 
 func (x *ConnectionSync) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_config_proto_msgTypes[3]
+	mi := &file_shoal_v1_config_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -390,7 +585,7 @@ func (x *ConnectionSync) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectionSync.ProtoReflect.Descriptor instead.
 func (*ConnectionSync) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_config_proto_rawDescGZIP(), []int{3}
+	return file_shoal_v1_config_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ConnectionSync) GetEnabled() bool {
@@ -488,7 +683,7 @@ type Address struct {
 
 func (x *Address) Reset() {
 	*x = Address{}
-	mi := &file_shoal_v1_config_proto_msgTypes[4]
+	mi := &file_shoal_v1_config_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -500,7 +695,7 @@ func (x *Address) String() string {
 func (*Address) ProtoMessage() {}
 
 func (x *Address) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_config_proto_msgTypes[4]
+	mi := &file_shoal_v1_config_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -513,7 +708,7 @@ func (x *Address) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Address.ProtoReflect.Descriptor instead.
 func (*Address) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_config_proto_rawDescGZIP(), []int{4}
+	return file_shoal_v1_config_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Address) GetAddress() string {
@@ -579,14 +774,18 @@ type VirtualService struct {
 	SorryServer *RealServer  `protobuf:"bytes,12,opt,name=sorry_server,json=sorryServer,proto3" json:"sorry_server,omitempty"`
 	HealthCheck *HealthCheck `protobuf:"bytes,13,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
 	// real_servers are kept sorted by address and port.
-	RealServers   []*RealServer `protobuf:"bytes,14,rep,name=real_servers,json=realServers,proto3" json:"real_servers,omitempty"`
+	RealServers []*RealServer `protobuf:"bytes,14,rep,name=real_servers,json=realServers,proto3" json:"real_servers,omitempty"`
+	// announce overrides global.announce for this service's VIP: l2 or bgp;
+	// empty follows global.announce. In bgp mode the scheduler must be mh
+	// (the default there) and forwarding dr or tun (the default there is dr).
+	Announce      string `protobuf:"bytes,15,opt,name=announce,proto3" json:"announce,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VirtualService) Reset() {
 	*x = VirtualService{}
-	mi := &file_shoal_v1_config_proto_msgTypes[5]
+	mi := &file_shoal_v1_config_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +797,7 @@ func (x *VirtualService) String() string {
 func (*VirtualService) ProtoMessage() {}
 
 func (x *VirtualService) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_config_proto_msgTypes[5]
+	mi := &file_shoal_v1_config_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +810,7 @@ func (x *VirtualService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VirtualService.ProtoReflect.Descriptor instead.
 func (*VirtualService) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_config_proto_rawDescGZIP(), []int{5}
+	return file_shoal_v1_config_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *VirtualService) GetName() string {
@@ -712,6 +911,13 @@ func (x *VirtualService) GetRealServers() []*RealServer {
 	return nil
 }
 
+func (x *VirtualService) GetAnnounce() string {
+	if x != nil {
+		return x.Announce
+	}
+	return ""
+}
+
 // RealServer is a backend of a virtual service. It is identified by address
 // and port within its service; name is only a label.
 type RealServer struct {
@@ -754,7 +960,7 @@ type RealServer struct {
 
 func (x *RealServer) Reset() {
 	*x = RealServer{}
-	mi := &file_shoal_v1_config_proto_msgTypes[6]
+	mi := &file_shoal_v1_config_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -766,7 +972,7 @@ func (x *RealServer) String() string {
 func (*RealServer) ProtoMessage() {}
 
 func (x *RealServer) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_config_proto_msgTypes[6]
+	mi := &file_shoal_v1_config_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -779,7 +985,7 @@ func (x *RealServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RealServer.ProtoReflect.Descriptor instead.
 func (*RealServer) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_config_proto_rawDescGZIP(), []int{6}
+	return file_shoal_v1_config_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RealServer) GetAddress() string {
@@ -897,7 +1103,7 @@ type HealthCheck struct {
 
 func (x *HealthCheck) Reset() {
 	*x = HealthCheck{}
-	mi := &file_shoal_v1_config_proto_msgTypes[7]
+	mi := &file_shoal_v1_config_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -909,7 +1115,7 @@ func (x *HealthCheck) String() string {
 func (*HealthCheck) ProtoMessage() {}
 
 func (x *HealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_config_proto_msgTypes[7]
+	mi := &file_shoal_v1_config_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -922,7 +1128,7 @@ func (x *HealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
 func (*HealthCheck) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_config_proto_rawDescGZIP(), []int{7}
+	return file_shoal_v1_config_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HealthCheck) GetKind() string {
@@ -1066,7 +1272,7 @@ const file_shoal_v1_config_proto_rawDesc = "" +
 	"\x06Config\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\x04R\x06serial\x12(\n" +
 	"\x06global\x18\x02 \x01(\v2\x10.shoal.v1.GlobalR\x06global\x124\n" +
-	"\bservices\x18\x03 \x03(\v2\x18.shoal.v1.VirtualServiceR\bservices\"\x9f\x04\n" +
+	"\bservices\x18\x03 \x03(\v2\x18.shoal.v1.VirtualServiceR\bservices\"\x81\x05\n" +
 	"\x06Global\x120\n" +
 	"\n" +
 	"nat_router\x18\x01 \x01(\v2\x11.shoal.v1.AddressR\tnatRouter\x12\x1d\n" +
@@ -1082,14 +1288,29 @@ const file_shoal_v1_config_proto_rawDesc = "" +
 	"\rmonitor_links\x18\b \x03(\tR\fmonitorLinks\x12A\n" +
 	"\x0fconnection_sync\x18\t \x01(\v2\x18.shoal.v1.ConnectionSyncR\x0econnectionSync\x12$\n" +
 	"\x05hooks\x18\n" +
-	" \x03(\v2\x0e.shoal.v1.HookR\x05hooks\"\xa8\x01\n" +
+	" \x03(\v2\x0e.shoal.v1.HookR\x05hooks\x12\x1a\n" +
+	"\bannounce\x18\v \x01(\tR\bannounce\x12\x1f\n" +
+	"\x03bgp\x18\f \x01(\v2\r.shoal.v1.BgpR\x03bgp\x12#\n" +
+	"\rdrained_nodes\x18\r \x03(\tR\fdrainedNodes\"\xa8\x01\n" +
 	"\x04Hook\x12\x16\n" +
 	"\x06events\x18\x01 \x03(\tR\x06events\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x123\n" +
 	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x18\n" +
 	"\aservice\x18\x04 \x01(\tR\aservice\x12\x1f\n" +
 	"\vreal_server\x18\x05 \x01(\tR\n" +
-	"realServer\"\xbd\x03\n" +
+	"realServer\"\xc4\x01\n" +
+	"\x03Bgp\x12\x1b\n" +
+	"\tlocal_asn\x18\x01 \x01(\rR\blocalAsn\x12'\n" +
+	"\x05peers\x18\x02 \x03(\v2\x11.shoal.v1.BgpPeerR\x05peers\x12 \n" +
+	"\vcommunities\x18\x03 \x03(\tR\vcommunities\x12\x15\n" +
+	"\x03med\x18\x04 \x01(\rH\x00R\x03med\x88\x01\x01\x126\n" +
+	"\thold_time\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\bholdTimeB\x06\n" +
+	"\x04_med\"\x81\x01\n" +
+	"\aBgpPeer\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x10\n" +
+	"\x03asn\x18\x02 \x01(\rR\x03asn\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x126\n" +
+	"\thold_time\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\bholdTime\"\xbd\x03\n" +
 	"\x0eConnectionSync\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x1c\n" +
 	"\tinterface\x18\x02 \x01(\tR\tinterface\x12\x17\n" +
@@ -1111,7 +1332,7 @@ const file_shoal_v1_config_proto_rawDesc = "" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12#\n" +
 	"\rprefix_length\x18\x02 \x01(\rR\fprefixLength\x12\x1c\n" +
 	"\tinterface\x18\x03 \x01(\tR\tinterface\x12\x14\n" +
-	"\x05label\x18\x04 \x01(\tR\x05label\"\x97\x04\n" +
+	"\x05label\x18\x04 \x01(\tR\x05label\"\xb3\x04\n" +
 	"\x0eVirtualService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
 	"\x03vip\x18\x02 \x01(\v2\x11.shoal.v1.AddressR\x03vip\x12\x12\n" +
@@ -1127,7 +1348,8 @@ const file_shoal_v1_config_proto_rawDesc = "" +
 	"\aquiesce\x18\v \x01(\bR\aquiesce\x127\n" +
 	"\fsorry_server\x18\f \x01(\v2\x14.shoal.v1.RealServerR\vsorryServer\x128\n" +
 	"\fhealth_check\x18\r \x01(\v2\x15.shoal.v1.HealthCheckR\vhealthCheck\x127\n" +
-	"\freal_servers\x18\x0e \x03(\v2\x14.shoal.v1.RealServerR\vrealServersB\t\n" +
+	"\freal_servers\x18\x0e \x03(\v2\x14.shoal.v1.RealServerR\vrealServers\x12\x1a\n" +
+	"\bannounce\x18\x0f \x01(\tR\bannounceB\t\n" +
 	"\a_active\"\xc6\x02\n" +
 	"\n" +
 	"RealServer\x12\x18\n" +
@@ -1178,45 +1400,51 @@ func file_shoal_v1_config_proto_rawDescGZIP() []byte {
 	return file_shoal_v1_config_proto_rawDescData
 }
 
-var file_shoal_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_shoal_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_shoal_v1_config_proto_goTypes = []any{
 	(*Config)(nil),              // 0: shoal.v1.Config
 	(*Global)(nil),              // 1: shoal.v1.Global
 	(*Hook)(nil),                // 2: shoal.v1.Hook
-	(*ConnectionSync)(nil),      // 3: shoal.v1.ConnectionSync
-	(*Address)(nil),             // 4: shoal.v1.Address
-	(*VirtualService)(nil),      // 5: shoal.v1.VirtualService
-	(*RealServer)(nil),          // 6: shoal.v1.RealServer
-	(*HealthCheck)(nil),         // 7: shoal.v1.HealthCheck
-	(*durationpb.Duration)(nil), // 8: google.protobuf.Duration
+	(*Bgp)(nil),                 // 3: shoal.v1.Bgp
+	(*BgpPeer)(nil),             // 4: shoal.v1.BgpPeer
+	(*ConnectionSync)(nil),      // 5: shoal.v1.ConnectionSync
+	(*Address)(nil),             // 6: shoal.v1.Address
+	(*VirtualService)(nil),      // 7: shoal.v1.VirtualService
+	(*RealServer)(nil),          // 8: shoal.v1.RealServer
+	(*HealthCheck)(nil),         // 9: shoal.v1.HealthCheck
+	(*durationpb.Duration)(nil), // 10: google.protobuf.Duration
 }
 var file_shoal_v1_config_proto_depIdxs = []int32{
 	1,  // 0: shoal.v1.Config.global:type_name -> shoal.v1.Global
-	5,  // 1: shoal.v1.Config.services:type_name -> shoal.v1.VirtualService
-	4,  // 2: shoal.v1.Global.nat_router:type_name -> shoal.v1.Address
-	8,  // 3: shoal.v1.Global.garp_interval:type_name -> google.protobuf.Duration
-	8,  // 4: shoal.v1.Global.garp_refresh:type_name -> google.protobuf.Duration
-	8,  // 5: shoal.v1.Global.tcp_timeout:type_name -> google.protobuf.Duration
-	8,  // 6: shoal.v1.Global.tcpfin_timeout:type_name -> google.protobuf.Duration
-	8,  // 7: shoal.v1.Global.udp_timeout:type_name -> google.protobuf.Duration
-	3,  // 8: shoal.v1.Global.connection_sync:type_name -> shoal.v1.ConnectionSync
+	7,  // 1: shoal.v1.Config.services:type_name -> shoal.v1.VirtualService
+	6,  // 2: shoal.v1.Global.nat_router:type_name -> shoal.v1.Address
+	10, // 3: shoal.v1.Global.garp_interval:type_name -> google.protobuf.Duration
+	10, // 4: shoal.v1.Global.garp_refresh:type_name -> google.protobuf.Duration
+	10, // 5: shoal.v1.Global.tcp_timeout:type_name -> google.protobuf.Duration
+	10, // 6: shoal.v1.Global.tcpfin_timeout:type_name -> google.protobuf.Duration
+	10, // 7: shoal.v1.Global.udp_timeout:type_name -> google.protobuf.Duration
+	5,  // 8: shoal.v1.Global.connection_sync:type_name -> shoal.v1.ConnectionSync
 	2,  // 9: shoal.v1.Global.hooks:type_name -> shoal.v1.Hook
-	8,  // 10: shoal.v1.Hook.timeout:type_name -> google.protobuf.Duration
-	8,  // 11: shoal.v1.ConnectionSync.sync_refresh_period:type_name -> google.protobuf.Duration
-	4,  // 12: shoal.v1.VirtualService.vip:type_name -> shoal.v1.Address
-	6,  // 13: shoal.v1.VirtualService.sorry_server:type_name -> shoal.v1.RealServer
-	7,  // 14: shoal.v1.VirtualService.health_check:type_name -> shoal.v1.HealthCheck
-	6,  // 15: shoal.v1.VirtualService.real_servers:type_name -> shoal.v1.RealServer
-	7,  // 16: shoal.v1.RealServer.health_checks:type_name -> shoal.v1.HealthCheck
-	8,  // 17: shoal.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	8,  // 18: shoal.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	8,  // 19: shoal.v1.HealthCheck.reentry:type_name -> google.protobuf.Duration
-	8,  // 20: shoal.v1.HealthCheck.down_after:type_name -> google.protobuf.Duration
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	3,  // 10: shoal.v1.Global.bgp:type_name -> shoal.v1.Bgp
+	10, // 11: shoal.v1.Hook.timeout:type_name -> google.protobuf.Duration
+	4,  // 12: shoal.v1.Bgp.peers:type_name -> shoal.v1.BgpPeer
+	10, // 13: shoal.v1.Bgp.hold_time:type_name -> google.protobuf.Duration
+	10, // 14: shoal.v1.BgpPeer.hold_time:type_name -> google.protobuf.Duration
+	10, // 15: shoal.v1.ConnectionSync.sync_refresh_period:type_name -> google.protobuf.Duration
+	6,  // 16: shoal.v1.VirtualService.vip:type_name -> shoal.v1.Address
+	8,  // 17: shoal.v1.VirtualService.sorry_server:type_name -> shoal.v1.RealServer
+	9,  // 18: shoal.v1.VirtualService.health_check:type_name -> shoal.v1.HealthCheck
+	8,  // 19: shoal.v1.VirtualService.real_servers:type_name -> shoal.v1.RealServer
+	9,  // 20: shoal.v1.RealServer.health_checks:type_name -> shoal.v1.HealthCheck
+	10, // 21: shoal.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	10, // 22: shoal.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	10, // 23: shoal.v1.HealthCheck.reentry:type_name -> google.protobuf.Duration
+	10, // 24: shoal.v1.HealthCheck.down_after:type_name -> google.protobuf.Duration
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_shoal_v1_config_proto_init() }
@@ -1226,14 +1454,15 @@ func file_shoal_v1_config_proto_init() {
 	}
 	file_shoal_v1_config_proto_msgTypes[3].OneofWrappers = []any{}
 	file_shoal_v1_config_proto_msgTypes[5].OneofWrappers = []any{}
-	file_shoal_v1_config_proto_msgTypes[6].OneofWrappers = []any{}
+	file_shoal_v1_config_proto_msgTypes[7].OneofWrappers = []any{}
+	file_shoal_v1_config_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_v1_config_proto_rawDesc), len(file_shoal_v1_config_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

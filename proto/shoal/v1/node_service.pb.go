@@ -139,7 +139,10 @@ type NodeStatus struct {
 	Connections *IpvsConnections `protobuf:"bytes,20,opt,name=connections,proto3" json:"connections,omitempty"`
 	// build is the lvsd build this node runs; unset by an lvsd older than the
 	// field.
-	Build         *BuildInfo `protobuf:"bytes,21,opt,name=build,proto3" json:"build,omitempty"`
+	Build *BuildInfo `protobuf:"bytes,21,opt,name=build,proto3" json:"build,omitempty"`
+	// bgp is what this router announces in bgp mode, and why not; unset
+	// when no service is announced by bgp.
+	Bgp           *BgpStatus `protobuf:"bytes,22,opt,name=bgp,proto3" json:"bgp,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -321,6 +324,177 @@ func (x *NodeStatus) GetBuild() *BuildInfo {
 	return nil
 }
 
+func (x *NodeStatus) GetBgp() *BgpStatus {
+	if x != nil {
+		return x.Bgp
+	}
+	return nil
+}
+
+// BgpStatus is one router's BGP speaker and announcements.
+type BgpStatus struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Sessions []*BgpSession          `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// announced are the prefixes this router advertises now.
+	Announced []string `protobuf:"bytes,2,rep,name=announced,proto3" json:"announced,omitempty"`
+	// configured are the host prefixes of the bgp-mode VIPs.
+	Configured []string `protobuf:"bytes,3,rep,name=configured,proto3" json:"configured,omitempty"`
+	// withdrawn_reason says why configured prefixes are not announced:
+	// stopping, drained, no_majority, dataplane_unhealthy, starting,
+	// no_bgp_config or no_router_id; empty while they are.
+	WithdrawnReason string `protobuf:"bytes,4,opt,name=withdrawn_reason,json=withdrawnReason,proto3" json:"withdrawn_reason,omitempty"`
+	// error is the last failure to change the speaker or lo, if any.
+	Error string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	// since is when announced last changed.
+	Since         *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BgpStatus) Reset() {
+	*x = BgpStatus{}
+	mi := &file_shoal_v1_node_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BgpStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BgpStatus) ProtoMessage() {}
+
+func (x *BgpStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_node_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BgpStatus.ProtoReflect.Descriptor instead.
+func (*BgpStatus) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *BgpStatus) GetSessions() []*BgpSession {
+	if x != nil {
+		return x.Sessions
+	}
+	return nil
+}
+
+func (x *BgpStatus) GetAnnounced() []string {
+	if x != nil {
+		return x.Announced
+	}
+	return nil
+}
+
+func (x *BgpStatus) GetConfigured() []string {
+	if x != nil {
+		return x.Configured
+	}
+	return nil
+}
+
+func (x *BgpStatus) GetWithdrawnReason() string {
+	if x != nil {
+		return x.WithdrawnReason
+	}
+	return ""
+}
+
+func (x *BgpStatus) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *BgpStatus) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+// BgpSession is one BGP session to a peer.
+type BgpSession struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Peer  string                 `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"`
+	Asn   uint32                 `protobuf:"varint,2,opt,name=asn,proto3" json:"asn,omitempty"`
+	// state is the BGP FSM state: idle, connect, active, opensent,
+	// openconfirm or established.
+	State string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	// since is when the session last reached or left established.
+	Since         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BgpSession) Reset() {
+	*x = BgpSession{}
+	mi := &file_shoal_v1_node_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BgpSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BgpSession) ProtoMessage() {}
+
+func (x *BgpSession) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_node_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BgpSession.ProtoReflect.Descriptor instead.
+func (*BgpSession) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *BgpSession) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *BgpSession) GetAsn() uint32 {
+	if x != nil {
+		return x.Asn
+	}
+	return 0
+}
+
+func (x *BgpSession) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *BgpSession) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
 // BuildInfo says which build of lvsd a node runs, as `lvsd --version` prints
 // it. Routers of different builds in one cluster show a rolling upgrade
 // under way (README, "Versions and upgrades").
@@ -346,7 +520,7 @@ type BuildInfo struct {
 
 func (x *BuildInfo) Reset() {
 	*x = BuildInfo{}
-	mi := &file_shoal_v1_node_service_proto_msgTypes[3]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -358,7 +532,7 @@ func (x *BuildInfo) String() string {
 func (*BuildInfo) ProtoMessage() {}
 
 func (x *BuildInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_node_service_proto_msgTypes[3]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -371,7 +545,7 @@ func (x *BuildInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildInfo.ProtoReflect.Descriptor instead.
 func (*BuildInfo) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{3}
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *BuildInfo) GetVersion() string {
@@ -434,7 +608,7 @@ type SyncDaemon struct {
 
 func (x *SyncDaemon) Reset() {
 	*x = SyncDaemon{}
-	mi := &file_shoal_v1_node_service_proto_msgTypes[4]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -446,7 +620,7 @@ func (x *SyncDaemon) String() string {
 func (*SyncDaemon) ProtoMessage() {}
 
 func (x *SyncDaemon) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_node_service_proto_msgTypes[4]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -459,7 +633,7 @@ func (x *SyncDaemon) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncDaemon.ProtoReflect.Descriptor instead.
 func (*SyncDaemon) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{4}
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SyncDaemon) GetState() string {
@@ -524,7 +698,7 @@ type IpvsConnections struct {
 
 func (x *IpvsConnections) Reset() {
 	*x = IpvsConnections{}
-	mi := &file_shoal_v1_node_service_proto_msgTypes[5]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +710,7 @@ func (x *IpvsConnections) String() string {
 func (*IpvsConnections) ProtoMessage() {}
 
 func (x *IpvsConnections) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_node_service_proto_msgTypes[5]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +723,7 @@ func (x *IpvsConnections) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpvsConnections.ProtoReflect.Descriptor instead.
 func (*IpvsConnections) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{5}
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *IpvsConnections) GetActive() uint64 {
@@ -587,7 +761,7 @@ type IpvsService struct {
 
 func (x *IpvsService) Reset() {
 	*x = IpvsService{}
-	mi := &file_shoal_v1_node_service_proto_msgTypes[6]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -599,7 +773,7 @@ func (x *IpvsService) String() string {
 func (*IpvsService) ProtoMessage() {}
 
 func (x *IpvsService) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_node_service_proto_msgTypes[6]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -612,7 +786,7 @@ func (x *IpvsService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpvsService.ProtoReflect.Descriptor instead.
 func (*IpvsService) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{6}
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *IpvsService) GetName() string {
@@ -712,7 +886,7 @@ type IpvsDestination struct {
 
 func (x *IpvsDestination) Reset() {
 	*x = IpvsDestination{}
-	mi := &file_shoal_v1_node_service_proto_msgTypes[7]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +898,7 @@ func (x *IpvsDestination) String() string {
 func (*IpvsDestination) ProtoMessage() {}
 
 func (x *IpvsDestination) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_node_service_proto_msgTypes[7]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +911,7 @@ func (x *IpvsDestination) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpvsDestination.ProtoReflect.Descriptor instead.
 func (*IpvsDestination) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{7}
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *IpvsDestination) GetAddress() string {
@@ -816,7 +990,7 @@ type IpvsStats struct {
 
 func (x *IpvsStats) Reset() {
 	*x = IpvsStats{}
-	mi := &file_shoal_v1_node_service_proto_msgTypes[8]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -828,7 +1002,7 @@ func (x *IpvsStats) String() string {
 func (*IpvsStats) ProtoMessage() {}
 
 func (x *IpvsStats) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_node_service_proto_msgTypes[8]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -841,7 +1015,7 @@ func (x *IpvsStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpvsStats.ProtoReflect.Descriptor instead.
 func (*IpvsStats) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{8}
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *IpvsStats) GetConnections() uint64 {
@@ -908,7 +1082,7 @@ type RealServerHealth struct {
 
 func (x *RealServerHealth) Reset() {
 	*x = RealServerHealth{}
-	mi := &file_shoal_v1_node_service_proto_msgTypes[9]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +1094,7 @@ func (x *RealServerHealth) String() string {
 func (*RealServerHealth) ProtoMessage() {}
 
 func (x *RealServerHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_node_service_proto_msgTypes[9]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +1107,7 @@ func (x *RealServerHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RealServerHealth.ProtoReflect.Descriptor instead.
 func (*RealServerHealth) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{9}
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RealServerHealth) GetService() string {
@@ -1027,7 +1201,7 @@ type CheckHealth struct {
 
 func (x *CheckHealth) Reset() {
 	*x = CheckHealth{}
-	mi := &file_shoal_v1_node_service_proto_msgTypes[10]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1213,7 @@ func (x *CheckHealth) String() string {
 func (*CheckHealth) ProtoMessage() {}
 
 func (x *CheckHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_node_service_proto_msgTypes[10]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1226,7 @@ func (x *CheckHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckHealth.ProtoReflect.Descriptor instead.
 func (*CheckHealth) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{10}
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CheckHealth) GetIndex() uint32 {
@@ -1119,7 +1293,7 @@ type WatchHealthRequest struct {
 
 func (x *WatchHealthRequest) Reset() {
 	*x = WatchHealthRequest{}
-	mi := &file_shoal_v1_node_service_proto_msgTypes[11]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1305,7 @@ func (x *WatchHealthRequest) String() string {
 func (*WatchHealthRequest) ProtoMessage() {}
 
 func (x *WatchHealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_node_service_proto_msgTypes[11]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1318,7 @@ func (x *WatchHealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchHealthRequest.ProtoReflect.Descriptor instead.
 func (*WatchHealthRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{11}
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{13}
 }
 
 type WatchHealthResponse struct {
@@ -1156,7 +1330,7 @@ type WatchHealthResponse struct {
 
 func (x *WatchHealthResponse) Reset() {
 	*x = WatchHealthResponse{}
-	mi := &file_shoal_v1_node_service_proto_msgTypes[12]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1168,7 +1342,7 @@ func (x *WatchHealthResponse) String() string {
 func (*WatchHealthResponse) ProtoMessage() {}
 
 func (x *WatchHealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_node_service_proto_msgTypes[12]
+	mi := &file_shoal_v1_node_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1181,7 +1355,7 @@ func (x *WatchHealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchHealthResponse.ProtoReflect.Descriptor instead.
 func (*WatchHealthResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{12}
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchHealthResponse) GetHealth() *RealServerHealth {
@@ -1198,7 +1372,7 @@ const file_shoal_v1_node_service_proto_rawDesc = "" +
 	"\x1bshoal/v1/node_service.proto\x12\bshoal.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12shoal/v1/pki.proto\"\x16\n" +
 	"\x14GetNodeStatusRequest\"E\n" +
 	"\x15GetNodeStatusResponse\x12,\n" +
-	"\x06status\x18\x01 \x01(\v2\x14.shoal.v1.NodeStatusR\x06status\"\xe0\x06\n" +
+	"\x06status\x18\x01 \x01(\v2\x14.shoal.v1.NodeStatusR\x06status\"\x87\a\n" +
 	"\n" +
 	"NodeStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -1224,7 +1398,23 @@ const file_shoal_v1_node_service_proto_rawDesc = "" +
 	"\vcertificate\x18\x12 \x01(\v2\x19.shoal.v1.CertificateInfoR\vcertificate\x127\n" +
 	"\fsync_daemons\x18\x13 \x03(\v2\x14.shoal.v1.SyncDaemonR\vsyncDaemons\x12;\n" +
 	"\vconnections\x18\x14 \x01(\v2\x19.shoal.v1.IpvsConnectionsR\vconnections\x12)\n" +
-	"\x05build\x18\x15 \x01(\v2\x13.shoal.v1.BuildInfoR\x05build\"\xb3\x01\n" +
+	"\x05build\x18\x15 \x01(\v2\x13.shoal.v1.BuildInfoR\x05build\x12%\n" +
+	"\x03bgp\x18\x16 \x01(\v2\x13.shoal.v1.BgpStatusR\x03bgp\"\xee\x01\n" +
+	"\tBgpStatus\x120\n" +
+	"\bsessions\x18\x01 \x03(\v2\x14.shoal.v1.BgpSessionR\bsessions\x12\x1c\n" +
+	"\tannounced\x18\x02 \x03(\tR\tannounced\x12\x1e\n" +
+	"\n" +
+	"configured\x18\x03 \x03(\tR\n" +
+	"configured\x12)\n" +
+	"\x10withdrawn_reason\x18\x04 \x01(\tR\x0fwithdrawnReason\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x120\n" +
+	"\x05since\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"z\n" +
+	"\n" +
+	"BgpSession\x12\x12\n" +
+	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x10\n" +
+	"\x03asn\x18\x02 \x01(\rR\x03asn\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x120\n" +
+	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xb3\x01\n" +
 	"\tBuildInfo\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
 	"\x06commit\x18\x02 \x01(\tR\x06commit\x12\x1a\n" +
@@ -1319,53 +1509,59 @@ func file_shoal_v1_node_service_proto_rawDescGZIP() []byte {
 	return file_shoal_v1_node_service_proto_rawDescData
 }
 
-var file_shoal_v1_node_service_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_shoal_v1_node_service_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_shoal_v1_node_service_proto_goTypes = []any{
 	(*GetNodeStatusRequest)(nil),  // 0: shoal.v1.GetNodeStatusRequest
 	(*GetNodeStatusResponse)(nil), // 1: shoal.v1.GetNodeStatusResponse
 	(*NodeStatus)(nil),            // 2: shoal.v1.NodeStatus
-	(*BuildInfo)(nil),             // 3: shoal.v1.BuildInfo
-	(*SyncDaemon)(nil),            // 4: shoal.v1.SyncDaemon
-	(*IpvsConnections)(nil),       // 5: shoal.v1.IpvsConnections
-	(*IpvsService)(nil),           // 6: shoal.v1.IpvsService
-	(*IpvsDestination)(nil),       // 7: shoal.v1.IpvsDestination
-	(*IpvsStats)(nil),             // 8: shoal.v1.IpvsStats
-	(*RealServerHealth)(nil),      // 9: shoal.v1.RealServerHealth
-	(*CheckHealth)(nil),           // 10: shoal.v1.CheckHealth
-	(*WatchHealthRequest)(nil),    // 11: shoal.v1.WatchHealthRequest
-	(*WatchHealthResponse)(nil),   // 12: shoal.v1.WatchHealthResponse
-	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(*CertificateInfo)(nil),       // 15: shoal.v1.CertificateInfo
+	(*BgpStatus)(nil),             // 3: shoal.v1.BgpStatus
+	(*BgpSession)(nil),            // 4: shoal.v1.BgpSession
+	(*BuildInfo)(nil),             // 5: shoal.v1.BuildInfo
+	(*SyncDaemon)(nil),            // 6: shoal.v1.SyncDaemon
+	(*IpvsConnections)(nil),       // 7: shoal.v1.IpvsConnections
+	(*IpvsService)(nil),           // 8: shoal.v1.IpvsService
+	(*IpvsDestination)(nil),       // 9: shoal.v1.IpvsDestination
+	(*IpvsStats)(nil),             // 10: shoal.v1.IpvsStats
+	(*RealServerHealth)(nil),      // 11: shoal.v1.RealServerHealth
+	(*CheckHealth)(nil),           // 12: shoal.v1.CheckHealth
+	(*WatchHealthRequest)(nil),    // 13: shoal.v1.WatchHealthRequest
+	(*WatchHealthResponse)(nil),   // 14: shoal.v1.WatchHealthResponse
+	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*CertificateInfo)(nil),       // 17: shoal.v1.CertificateInfo
 }
 var file_shoal_v1_node_service_proto_depIdxs = []int32{
 	2,  // 0: shoal.v1.GetNodeStatusResponse.status:type_name -> shoal.v1.NodeStatus
-	13, // 1: shoal.v1.NodeStatus.last_contact:type_name -> google.protobuf.Duration
-	14, // 2: shoal.v1.NodeStatus.last_reconcile:type_name -> google.protobuf.Timestamp
-	6,  // 3: shoal.v1.NodeStatus.ipvs:type_name -> shoal.v1.IpvsService
-	9,  // 4: shoal.v1.NodeStatus.health:type_name -> shoal.v1.RealServerHealth
-	15, // 5: shoal.v1.NodeStatus.certificate:type_name -> shoal.v1.CertificateInfo
-	4,  // 6: shoal.v1.NodeStatus.sync_daemons:type_name -> shoal.v1.SyncDaemon
-	5,  // 7: shoal.v1.NodeStatus.connections:type_name -> shoal.v1.IpvsConnections
-	3,  // 8: shoal.v1.NodeStatus.build:type_name -> shoal.v1.BuildInfo
-	8,  // 9: shoal.v1.IpvsService.stats:type_name -> shoal.v1.IpvsStats
-	7,  // 10: shoal.v1.IpvsService.destinations:type_name -> shoal.v1.IpvsDestination
-	8,  // 11: shoal.v1.IpvsDestination.stats:type_name -> shoal.v1.IpvsStats
-	14, // 12: shoal.v1.RealServerHealth.since:type_name -> google.protobuf.Timestamp
-	13, // 13: shoal.v1.RealServerHealth.last_latency:type_name -> google.protobuf.Duration
-	10, // 14: shoal.v1.RealServerHealth.checks:type_name -> shoal.v1.CheckHealth
-	14, // 15: shoal.v1.CheckHealth.since:type_name -> google.protobuf.Timestamp
-	13, // 16: shoal.v1.CheckHealth.last_latency:type_name -> google.protobuf.Duration
-	9,  // 17: shoal.v1.WatchHealthResponse.health:type_name -> shoal.v1.RealServerHealth
-	0,  // 18: shoal.v1.NodeService.GetNodeStatus:input_type -> shoal.v1.GetNodeStatusRequest
-	11, // 19: shoal.v1.NodeService.WatchHealth:input_type -> shoal.v1.WatchHealthRequest
-	1,  // 20: shoal.v1.NodeService.GetNodeStatus:output_type -> shoal.v1.GetNodeStatusResponse
-	12, // 21: shoal.v1.NodeService.WatchHealth:output_type -> shoal.v1.WatchHealthResponse
-	20, // [20:22] is the sub-list for method output_type
-	18, // [18:20] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	15, // 1: shoal.v1.NodeStatus.last_contact:type_name -> google.protobuf.Duration
+	16, // 2: shoal.v1.NodeStatus.last_reconcile:type_name -> google.protobuf.Timestamp
+	8,  // 3: shoal.v1.NodeStatus.ipvs:type_name -> shoal.v1.IpvsService
+	11, // 4: shoal.v1.NodeStatus.health:type_name -> shoal.v1.RealServerHealth
+	17, // 5: shoal.v1.NodeStatus.certificate:type_name -> shoal.v1.CertificateInfo
+	6,  // 6: shoal.v1.NodeStatus.sync_daemons:type_name -> shoal.v1.SyncDaemon
+	7,  // 7: shoal.v1.NodeStatus.connections:type_name -> shoal.v1.IpvsConnections
+	5,  // 8: shoal.v1.NodeStatus.build:type_name -> shoal.v1.BuildInfo
+	3,  // 9: shoal.v1.NodeStatus.bgp:type_name -> shoal.v1.BgpStatus
+	4,  // 10: shoal.v1.BgpStatus.sessions:type_name -> shoal.v1.BgpSession
+	16, // 11: shoal.v1.BgpStatus.since:type_name -> google.protobuf.Timestamp
+	16, // 12: shoal.v1.BgpSession.since:type_name -> google.protobuf.Timestamp
+	10, // 13: shoal.v1.IpvsService.stats:type_name -> shoal.v1.IpvsStats
+	9,  // 14: shoal.v1.IpvsService.destinations:type_name -> shoal.v1.IpvsDestination
+	10, // 15: shoal.v1.IpvsDestination.stats:type_name -> shoal.v1.IpvsStats
+	16, // 16: shoal.v1.RealServerHealth.since:type_name -> google.protobuf.Timestamp
+	15, // 17: shoal.v1.RealServerHealth.last_latency:type_name -> google.protobuf.Duration
+	12, // 18: shoal.v1.RealServerHealth.checks:type_name -> shoal.v1.CheckHealth
+	16, // 19: shoal.v1.CheckHealth.since:type_name -> google.protobuf.Timestamp
+	15, // 20: shoal.v1.CheckHealth.last_latency:type_name -> google.protobuf.Duration
+	11, // 21: shoal.v1.WatchHealthResponse.health:type_name -> shoal.v1.RealServerHealth
+	0,  // 22: shoal.v1.NodeService.GetNodeStatus:input_type -> shoal.v1.GetNodeStatusRequest
+	13, // 23: shoal.v1.NodeService.WatchHealth:input_type -> shoal.v1.WatchHealthRequest
+	1,  // 24: shoal.v1.NodeService.GetNodeStatus:output_type -> shoal.v1.GetNodeStatusResponse
+	14, // 25: shoal.v1.NodeService.WatchHealth:output_type -> shoal.v1.WatchHealthResponse
+	24, // [24:26] is the sub-list for method output_type
+	22, // [22:24] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_shoal_v1_node_service_proto_init() }
@@ -1380,7 +1576,7 @@ func file_shoal_v1_node_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_v1_node_service_proto_rawDesc), len(file_shoal_v1_node_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

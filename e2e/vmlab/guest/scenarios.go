@@ -43,6 +43,7 @@ var scenarios = []scenario{
 	{"status-ipvs", "lab", statusIPVS},
 	{"no-flush", "lab", changeWithoutFlush},
 	{"health", "lab", healthOut},
+	{"cutover", "lab", cutOver},
 	{"thresholds", "lab", thresholds},
 	{"checks", "lab", severalChecks},
 	{"sync-off", "lab", syncOff},

@@ -1012,8 +1012,9 @@ func (im *importer) kaReal(s *shoalv1.VirtualService, n *kaNode, inh kaInherit, 
 		im.kaNote(lower, "lthreshold", "not imported: without uthreshold there is no limit for it to end (the kernel refuses it alone)")
 		rs.LowerThreshold, lower = 0, nil
 	case rs.LowerThreshold > rs.UpperThreshold:
+		// An error; with --lenient, the lthreshold line is what is skipped.
 		im.kaStrict(lower, "lthreshold %d is above uthreshold %d: the kernel refuses it", rs.LowerThreshold, rs.UpperThreshold)
-		return nil, nil, false
+		rs.LowerThreshold, lower = 0, nil
 	}
 	// Every checker shoal can run, in order; a real server is up while
 	// all of them pass, as in keepalived.

@@ -30,6 +30,12 @@ func TestKeepalivedThresholds(t *testing.T) {
 	}
 	roundTrip(t, FormatKeepalived, []byte("virtual_server 192.0.2.1 80 {\nreal_server 10.0.0.1 80 {\nuthreshold 10\nlthreshold 3\n}\n}\n"))
 
+	// --lenient skips the lthreshold line only.
+	r, err = Import([]byte("virtual_server 192.0.2.1 80 {\nreal_server 10.0.0.1 80 {\nuthreshold 10\nlthreshold 11\n}\n}\n"), noFiles(Options{Format: FormatKeepalived, Lenient: true}))
+	if err != nil || len(r.Config.GetServices()[0].GetRealServers()) != 1 || r.Config.GetServices()[0].GetRealServers()[0].GetUpperThreshold() != 10 || r.Config.GetServices()[0].GetRealServers()[0].GetLowerThreshold() != 0 {
+		t.Errorf("lenient lthreshold above uthreshold: %v, %v", r.Config, err)
+	}
+
 	for _, tt := range []struct{ body, want string }{
 		{"real_server 10.0.0.1 80 {\nuthreshold 10\nlthreshold 11\n}", ":4: lthreshold 11 is above uthreshold 10"},
 		{"real_server 10.0.0.1 80 {\nuthreshold 4294967296\n}", ":3: uthreshold"},

@@ -97,6 +97,16 @@ func (ex *exporter) keepalived(c *shoalv1.Config) {
 		}
 		ex.printf("    }\n}\n")
 	}
+	if len(insts) == 0 && slices.ContainsFunc(g.GetHooks(), func(h *shoalv1.Hook) bool {
+		keys, _ := KeepalivedNotify(h)
+		return slices.ContainsFunc(keys, func(kv [2]string) bool { return !kaServerEvent(keepalivedHookEvents[kv[0]]) })
+	}) {
+		// No interface to make an instance from: the scripts still go where
+		// keepalived reads them, a sync group, for the operator to complete.
+		ex.printf("\nvrrp_sync_group VG_1 {\n")
+		ex.kaNotify("    ", g.GetHooks(), func(h *shoalv1.Hook, event string) bool { return !kaServerEvent(event) })
+		ex.printf("}\n")
+	}
 	ex.kaHookNotes(g.GetHooks(), c.GetServices(), len(insts))
 	if g.GetTcpTimeout() != nil || g.GetTcpfinTimeout() != nil || g.GetUdpTimeout() != nil {
 		ex.note("global", "tcp_timeout, tcpfin_timeout and udp_timeout cannot be written in keepalived.conf; an import keeps the cluster's values")
@@ -157,10 +167,11 @@ func (ex *exporter) kaHookNotes(hooks []*shoalv1.Hook, services []*shoalv1.Virtu
 				continue
 			}
 			switch j, dup := first[kv[0]]; {
-			case instances == 0:
-				ex.note(key, "%s cannot be written: there is no vrrp_instance (no VIP with an interface)", kv[0])
 			case dup:
 				ex.note(key, "%s not written: keepalived runs one per vrrp_instance, and global.hooks[%d]'s is written", kv[0], j)
+			case instances == 0:
+				first[kv[0]] = i
+				ex.note(key, "%s is written in vrrp_sync_group VG_1, which names no vrrp_instance (no VIP has an interface to make one): keepalived runs it once the group has one", kv[0])
 			default:
 				first[kv[0]] = i
 				if instances > 1 {

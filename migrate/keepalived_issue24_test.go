@@ -197,3 +197,24 @@ func TestKeepalivedExportHooks(t *testing.T) {
 		t.Errorf("hooks back: %v\n%s", hooks, out)
 	}
 }
+
+// TestKeepalivedExportHooksWithoutInstance: with no VIP to make a
+// vrrp_instance from, the router's notify scripts go in a sync group, where
+// keepalived reads them once it names an instance, and come back.
+func TestKeepalivedExportHooksWithoutInstance(t *testing.T) {
+	in := "vrrp_instance VI {\ninterface eth0\nnotify_master /s/m\nnotify_stop /s/m\n}\n" +
+		"virtual_server 192.0.2.1 80 {\nreal_server 10.0.0.1 80 {\nnotify_up /s/up\n}\n}\n"
+	r, err := Import([]byte(in), noFiles(Options{Format: FormatKeepalived}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, notes, err := Export(r.Config, FormatKeepalived)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "vrrp_sync_group VG_1 {\n    notify_master \"/s/m\"\n    notify_stop \"/s/m\"\n}") ||
+		!strings.Contains(notesText(notes), "global.hooks[0]: notify_master is written in vrrp_sync_group VG_1, which names no vrrp_instance") {
+		t.Errorf("export:\n%s", out)
+	}
+	roundTrip(t, FormatKeepalived, []byte(in))
+}

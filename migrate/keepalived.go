@@ -834,14 +834,9 @@ func (im *importer) kaServiceChecks(s *shoalv1.VirtualService, checks [][]*shoal
 		}
 	}
 	kaTemplateCommands(s, single)
-	first := slices.IndexFunc(checks, func(hcs []*shoalv1.HealthCheck) bool { return len(hcs) > 0 })
-	if first < 0 {
-		s.HealthCheck = &shoalv1.HealthCheck{Kind: "none", InitiallyUp: true}
-		return
-	}
-	s.HealthCheck = proto.Clone(checks[first][0]).(*shoalv1.HealthCheck)
-	if checkPort(s, s.RealServers[first], s.HealthCheck) == config.RealServerPort(s, s.RealServers[first]) {
-		s.HealthCheck.Port = 0 // each server's own port
+	s.HealthCheck = kaTemplate(s, checks)
+	if s.HealthCheck.Kind == "none" {
+		return // no real server is checked
 	}
 	for i, hcs := range checks {
 		rs := s.RealServers[i]
@@ -853,6 +848,55 @@ func (im *importer) kaServiceChecks(s *shoalv1.VirtualService, checks [][]*shoal
 			rs.HealthChecks = hcs
 		}
 	}
+}
+
+// kaTemplate picks the service's check: the one the most real servers are
+// checked with alone (a check on each server's own port counts as one), so
+// that the fewest carry checks of their own. The choice must not depend on
+// the order of the real servers, which the configuration sorts: ties go to
+// the check whose encoding sorts first, and with no server checked by one
+// check alone, to the smallest first check of a server with several.
+func kaTemplate(s *shoalv1.VirtualService, checks [][]*shoalv1.HealthCheck) *shoalv1.HealthCheck {
+	var best *shoalv1.HealthCheck
+	bestN := 0
+	var bestKey []byte
+	consider := func(c *shoalv1.HealthCheck, n int) {
+		key, _ := proto.MarshalOptions{Deterministic: true}.Marshal(c)
+		if best == nil || n > bestN || n == bestN && string(key) < string(bestKey) {
+			best, bestN, bestKey = c, n, key
+		}
+	}
+	for i, hcs := range checks {
+		if len(hcs) != 1 {
+			continue
+		}
+		t := proto.Clone(hcs[0]).(*shoalv1.HealthCheck)
+		if checkPort(s, s.RealServers[i], t) == config.RealServerPort(s, s.RealServers[i]) {
+			t.Port = 0 // each server's own port
+		}
+		n := 0
+		for j, o := range checks {
+			if len(o) == 1 && sameCheck(s, s.RealServers[j], o[0], t) {
+				n++
+			}
+		}
+		consider(t, n)
+	}
+	if best == nil {
+		for i, hcs := range checks {
+			if len(hcs) > 0 {
+				t := proto.Clone(hcs[0]).(*shoalv1.HealthCheck)
+				if checkPort(s, s.RealServers[i], t) == config.RealServerPort(s, s.RealServers[i]) {
+					t.Port = 0
+				}
+				consider(t, 0)
+			}
+		}
+	}
+	if best == nil {
+		return &shoalv1.HealthCheck{Kind: "none", InitiallyUp: true}
+	}
+	return best
 }
 
 // checkPort is the port hc checks rs on.
@@ -1189,6 +1233,23 @@ func (im *importer) kaMergeHooks(c *shoalv1.Config) {
 			count[key{at.hook.Events[0], at.hook.Service, cmd(at.hook)}]++
 		}
 	}
+	// The configuration sorts services and real servers; the hooks follow
+	// that order (the routers' notify scripts first, as read), so that an
+	// export, which writes them in that order, reads back the same.
+	sorted := proto.Clone(c).(*shoalv1.Config)
+	config.Normalize(sorted)
+	rank := map[string]int{}
+	for _, s := range sorted.Services {
+		rank[s.Name] = len(rank) + 1
+		for _, rs := range s.RealServers {
+			rank[s.Name+"\x00"+hostPort(rs.Address, config.RealServerPort(s, rs))] = len(rank) + 1
+		}
+	}
+	slices.SortStableFunc(im.kaHooks, func(a, b kaHookAt) int {
+		ra := rank[a.hook.Service] + rank[a.hook.Service+"\x00"+a.hook.RealServer]
+		rb := rank[b.hook.Service] + rank[b.hook.Service+"\x00"+b.hook.RealServer]
+		return ra - rb
+	})
 	g := c.Global
 	for _, at := range im.kaHooks {
 		h := at.hook

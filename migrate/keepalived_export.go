@@ -168,7 +168,7 @@ func (ex *exporter) kaHookNotes(hooks []*shoalv1.Hook, services []*shoalv1.Virtu
 			}
 			switch j, dup := first[kv[0]]; {
 			case dup:
-				ex.note(key, "%s not written: keepalived runs one per vrrp_instance, and global.hooks[%d]'s is written", kv[0], j)
+				ex.note(key, "%s not written: keepalived takes one per vrrp_instance, and global.hooks[%d]'s is written", kv[0], j)
 			case instances == 0:
 				first[kv[0]] = i
 				ex.note(key, "%s is written in vrrp_sync_group VG_1, which names no vrrp_instance (no VIP has an interface to make one): keepalived runs it once the group has one", kv[0])
@@ -190,10 +190,13 @@ func (ex *exporter) kaHookNotes(hooks []*shoalv1.Hook, services []*shoalv1.Virtu
 					continue
 				}
 				found = true
-				for j, o := range hooks[:i] {
-					if kaHookFor(o, s, rs) && slices.ContainsFunc(o.GetEvents(), func(e string) bool { return kaServerEvent(e) && slices.Contains(h.GetEvents(), e) }) {
-						ex.note(key, "not written for %s: keepalived runs one notify_up and one notify_down per real_server, and global.hooks[%d]'s is written", realServerPath(s, rs), j)
-						break
+				for _, e := range h.GetEvents() {
+					if !kaServerEvent(e) {
+						continue
+					}
+					j := slices.IndexFunc(hooks[:i], func(o *shoalv1.Hook) bool { return kaHookFor(o, s, rs) && slices.Contains(o.GetEvents(), e) })
+					if j >= 0 {
+						ex.note(key, "%s not written for %s: keepalived takes one script per event and real_server, and global.hooks[%d]'s is written", e, realServerPath(s, rs), j)
 					}
 				}
 			}

@@ -56,7 +56,8 @@ func TestKeepalivedSeveralCheckers(t *testing.T) {
 		"real_server 10.0.0.1 80 {\nTCP_CHECK {\n}\n}\n" +
 		"real_server 10.0.0.2 80 {\nTCP_CHECK {\n}\nDNS_CHECK {\n}\nHTTP_GET {\nurl {\npath /h\nstatus_code 200\n}\nconnect_port 81\n}\n}\n" +
 		"real_server 10.0.0.3 80 {\n}\n" +
-		"real_server 10.0.0.4 80 {\nTCP_CHECK {\nconnect_port 8080\n}\n}\n}\n"
+		"real_server 10.0.0.4 80 {\nTCP_CHECK {\nconnect_port 8080\n}\n}\n" +
+		"real_server 10.0.0.5 80 {\nTCP_CHECK {\n}\n}\n}\n"
 	r, err := Import([]byte(in), noFiles(Options{Format: FormatKeepalived, Filename: "k.conf"}))
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +74,9 @@ func TestKeepalivedSeveralCheckers(t *testing.T) {
 		}
 		return strings.Join(k, ",")
 	}
-	for i, want := range []string{"", "tcp,http", "none", "tcp"} {
+	// The service's check is the one most servers have alone: tcp on
+	// their own port (10.0.0.1 and 10.0.0.5), whatever their order.
+	for i, want := range []string{"", "tcp,http", "none", "tcp", ""} {
 		if got := kinds(i); got != want {
 			t.Errorf("real server %d checks %q, want %q", i, got, want)
 		}
@@ -164,6 +167,7 @@ func TestKeepalivedExportHooks(t *testing.T) {
 			{Events: []string{"leader"}, Command: []string{"/s/y"}},
 			{Events: []string{"server-down"}, Command: []string{"/s/down"}, Service: "web", RealServer: "10.0.0.2"},
 			{Events: []string{"server-up"}, Command: []string{"/s/up"}, Service: "nope"},
+			{Events: []string{"server-up", "server-down"}, Command: []string{"/s/both"}, RealServer: "10.0.0.2:80"},
 		}},
 		Services: []*shoalv1.VirtualService{{
 			Name: "web", Vip: &shoalv1.Address{Address: "192.0.2.1", Interface: "eth0"}, Port: 80,
@@ -178,8 +182,9 @@ func TestKeepalivedExportHooks(t *testing.T) {
 	for _, want := range []string{
 		"global.hooks[0]: events reconcile-error cannot be written",
 		"global.hooks[0]: timeout cannot be written",
-		"global.hooks[1]: notify_master not written: keepalived runs one per vrrp_instance, and global.hooks[0]'s is written",
+		"global.hooks[1]: notify_master not written: keepalived takes one per vrrp_instance, and global.hooks[0]'s is written",
 		"global.hooks[3]: server-up and server-down cannot be written: no real server",
+		"global.hooks[4]: server-down not written for services[web].real_servers[10.0.0.2:80]: keepalived takes one script per event and real_server, and global.hooks[2]'s is written",
 	} {
 		if !strings.Contains(n, want) {
 			t.Errorf("notes lack %q:\n%s", want, n)
@@ -193,7 +198,8 @@ func TestKeepalivedExportHooks(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	hooks := r.Config.GetGlobal().GetHooks()
-	if len(hooks) != 2 || !slices.Equal(hooks[0].GetCommand(), c.Global.Hooks[0].Command) || hooks[1].GetRealServer() != "10.0.0.2:80" {
+	if len(hooks) != 3 || !slices.Equal(hooks[0].GetCommand(), c.Global.Hooks[0].Command) || hooks[1].GetRealServer() != "10.0.0.2:80" ||
+		!slices.Equal(hooks[2].GetEvents(), []string{"server-up"}) || strings.Contains(notesText(notes), "server-up not written") {
 		t.Errorf("hooks back: %v\n%s", hooks, out)
 	}
 }

@@ -815,17 +815,17 @@ func (im *importer) kaVirtualBody(n *kaNode, s *shoalv1.VirtualService) *shoalv1
 			im.kaNote(nodes[i], "inhibit_on_failure", "set on some real servers only; shoal quiesces per service (%v, as on the first real server)", quiesce[0])
 		}
 	}
-	im.kaServiceChecks(s, checks)
+	kaServiceChecks(s, checks)
 	return s
 }
 
-// kaServiceChecks gives the service the check of its first checked real
-// server, and each real server that is not checked exactly that way (on
-// the same port) its own health_checks: its checkers, or a single check of
-// kind none for one without any. A service whose every real server has the
-// same single check thus reads as keepalived's usual file is meant: one
-// check for the service.
-func (im *importer) kaServiceChecks(s *shoalv1.VirtualService, checks [][]*shoalv1.HealthCheck) {
+// kaServiceChecks gives the service a check (kaTemplate), and each real
+// server that is not checked exactly that way (on the same port) its own
+// health_checks: its checkers, or a single check of kind none for one
+// without any. A service whose every real server has the same single check
+// thus reads as keepalived's usual file is meant: one check for the
+// service.
+func kaServiceChecks(s *shoalv1.VirtualService, checks [][]*shoalv1.HealthCheck) {
 	single := make([]*shoalv1.HealthCheck, len(checks))
 	for i, hcs := range checks {
 		single[i] = &shoalv1.HealthCheck{Kind: "none"}

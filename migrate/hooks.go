@@ -10,14 +10,16 @@ import (
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
 
-// Piranha and keepalived ran their commands through a shell (pulse with
-// system(), keepalived's notify scripts as a command line split on spaces,
-// nanny's send_program through /bin/sh -c). shoal's routers run hooks and
-// exec checks as argv, without a shell: a command line that is only words
-// becomes argv; one that needs a shell (pipes, redirections, variables,
-// globs) does not import as a hook, and stays a shell exec check, which
-// routers refuse unless lvsd --allow-shell-scripts. Move such a line into a
-// script under the routers' --script-dir.
+// Piranha ran its commands through a shell (pulse with system(), nanny's
+// send_program through /bin/sh -c). shoal's routers run hooks and exec
+// checks as argv, without a shell: a command line that is only words
+// becomes argv (SplitCommand); one that needs a shell (pipes,
+// redirections, variables, globs) does not import as a hook, and stays a
+// shell exec check, which routers refuse unless lvsd
+// --allow-shell-scripts. Move such a line into a script under the routers'
+// --script-dir. keepalived never used a shell for its notify scripts and
+// misc_path: it splits the line itself and execs the words, so its
+// importer splits them with keepalived's rules (kaSplitQuoted) instead.
 
 // errShellSyntax says a command line needs a shell.
 var errShellSyntax = errors.New("uses shell syntax")
@@ -117,11 +119,18 @@ var keepalivedHookEvents = map[string]string{
 	"notify_down":   config.EventServerDown,
 }
 
-// KeepalivedHook imports one keepalived notify key and its command line as
-// a hook. For notify_up and notify_down, service and realServer (address
-// or address:port) name the real_server block it came from. The error
-// says why it cannot be a hook; the caller reports it against the key's
-// line.
+// KeepalivedHook imports one keepalived notify key as a hook. value is the
+// command word as keepalived's first split of the line leaves it (the
+// quoted command line without its quotes); for notify_up and notify_down,
+// service and realServer (address or address:port) name the real_server
+// block it came from. The error says why it cannot be a hook; the caller
+// reports it against the key's line.
+//
+// keepalived does not hand the line to a shell: it splits it into words
+// itself (quotes and backslash escapes, as misc_path) and execs them. So
+// the words are taken as keepalived takes them, with keepalived's rules
+// (kaSplitQuoted), not SplitCommand's, which are the shell's: a | or a $
+// here is an argument, as keepalived passes it.
 func KeepalivedHook(key, value, service, realServer string) (*shoalv1.Hook, error) {
 	event, ok := keepalivedHookEvents[key]
 	if !ok {
@@ -131,7 +140,14 @@ func KeepalivedHook(key, value, service, realServer string) (*shoalv1.Hook, erro
 		}
 		return nil, fmt.Errorf("%s: not a notify key shoal imports", key)
 	}
-	argv, err := programArgv(value)
+	argv, err := kaSplitQuoted(value, true)
+	switch {
+	case err != nil:
+	case len(argv) == 0:
+		err = errors.New("empty command")
+	case !filepath.IsAbs(argv[0]) || filepath.Clean(argv[0]) != argv[0]:
+		err = fmt.Errorf("%q is not an absolute path", argv[0])
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s %q: %v; %s", key, value, err, hookAdvice)
 	}
@@ -145,10 +161,12 @@ func KeepalivedHook(key, value, service, realServer string) (*shoalv1.Hook, erro
 // KeepalivedNotify exports a hook as keepalived notify keys and their
 // command lines, one per event keepalived has a key for (notify_up and
 // notify_down belong in the real_server blocks the hook's filters name,
-// or in every one when it names none). Events without a keepalived key are
-// returned in skipped, for the exporter to report.
+// or in every one when it names none). The line is the quoted word
+// keepalived splits back into the hook's argv (kaArgv, as misc_path).
+// Events without a keepalived key are returned in skipped, for the
+// exporter to report.
 func KeepalivedNotify(h *shoalv1.Hook) (keys [][2]string, skipped []string) {
-	line := joinCommand(h.GetCommand())
+	line := kaArgv(h.GetCommand())
 	for _, e := range h.GetEvents() {
 		key := ""
 		for k, ev := range keepalivedHookEvents {

@@ -70,7 +70,13 @@ func TestKeepalivedHook(t *testing.T) {
 		{"notify_up", "/s/up", "web", "10.0.0.1:80", &shoalv1.Hook{Events: []string{"server-up"}, Command: []string{"/s/up"}, Service: "web", RealServer: "10.0.0.1:80"}, ""},
 		{"notify_down", "/s/down", "web", "10.0.0.1:80", &shoalv1.Hook{Events: []string{"server-down"}, Command: []string{"/s/down"}, Service: "web", RealServer: "10.0.0.1:80"}, ""},
 		{"notify_master", "master.sh", "", "", nil, `"master.sh" is not an absolute path`},
-		{"notify_master", "/s/m | logger", "", "", nil, "uses shell syntax"},
+		// keepalived execs the words without a shell: a | is an argument,
+		// and quotes and backslashes group as keepalived's own split does.
+		{"notify_master", "/s/m | logger $X", "", "", &shoalv1.Hook{Events: []string{"leader"}, Command: []string{"/s/m", "|", "logger", "$X"}}, ""},
+		{"notify_master", `/s/m 'a b' c\ d \x41`, "", "", &shoalv1.Hook{Events: []string{"leader"}, Command: []string{"/s/m", "a b", "c d", "A"}}, ""},
+		{"notify_master", "/s/../m", "", "", nil, "not an absolute path"},
+		{"notify_master", "/s/m 'open", "", "", nil, "missing its closing"},
+		{"notify_master", "", "", "", nil, "empty command"},
 		{"notify", "/s/notify", "", "", nil, "TYPE NAME STATE"},
 		{"notify_deleted", "/s/x", "", "", nil, "not a notify key"},
 	} {
@@ -89,13 +95,17 @@ func TestKeepalivedNotify(t *testing.T) {
 		Events:  []string{"leader", "follower", "reconcile-error", "server-down"},
 		Command: []string{"/s/notify", "site a"},
 	})
-	want := [][2]string{{"notify_master", "/s/notify 'site a'"}, {"notify_backup", "/s/notify 'site a'"}, {"notify_down", "/s/notify 'site a'"}}
+	want := [][2]string{{"notify_master", `"/s/notify site\ a"`}, {"notify_backup", `"/s/notify site\ a"`}, {"notify_down", `"/s/notify site\ a"`}}
 	if !slices.Equal(keys, want) || !slices.Equal(skipped, []string{"reconcile-error"}) {
 		t.Errorf("keys %q skipped %q, want %q and [reconcile-error]", keys, skipped, want)
 	}
-	// And back.
+	// And back, through keepalived's first split of the line.
 	for _, kv := range keys {
-		h, err := KeepalivedHook(kv[0], kv[1], "", "")
+		words, err := kaSplitQuoted(kv[0]+" "+kv[1], false)
+		if err != nil || len(words) != 2 {
+			t.Fatalf("%s %s splits into %q, %v", kv[0], kv[1], words, err)
+		}
+		h, err := KeepalivedHook(kv[0], words[1], "", "")
 		if err != nil || !slices.Equal(h.GetCommand(), []string{"/s/notify", "site a"}) {
 			t.Errorf("%s %q back: %v, %v", kv[0], kv[1], h, err)
 		}

@@ -44,7 +44,7 @@ func (im *importer) kaMark(path string, n *kaNode) { im.markAt(path, n.file, n.l
 var kaTopNotes = map[string]string{
 	"global_defs":         "not imported: router_id, notification and script settings are replaced by lvsd flags (--id, --log-level)",
 	"vrrp_script":         "not imported: shoal nodes do not track scripts; leadership follows Raft and global.monitor_links",
-	"vrrp_sync_group":     "not imported: replaced by Raft leader election (one leader holds every VIP)",
+	"vrrp_sync_group":     "not imported: replaced by Raft leader election (one leader holds every VIP); its notify scripts become hooks",
 	"static_ipaddress":    "not imported: static addresses are the host's business, not the cluster's",
 	"static_routes":       "not imported: static routes are the host's business, not the cluster's",
 	"static_rules":        "not imported: static rules are the host's business, not the cluster's",
@@ -84,6 +84,8 @@ func (im *importer) keepalived(data []byte) *shoalv1.Config {
 			groups[n.args[1]] = n
 		case kw == "global_defs" && n.kids != nil:
 			im.kaGlobalDefs(n, sync)
+		case kw == "vrrp_sync_group" && n.kids != nil:
+			im.kaSyncGroup(n)
 		case kaTopNotes[kw] != "":
 			im.kaNote(n, n.key(), "%s", kaTopNotes[kw])
 		case strings.HasPrefix(kw, "$") || strings.HasPrefix(kw, "@"):
@@ -143,6 +145,7 @@ func (im *importer) keepalived(data []byte) *shoalv1.Config {
 		}
 		im.kaNote(v.node, "virtual_ipaddress", "%s not imported: no virtual_server uses it (a fwmark service's address must be set as its vip by hand)", v.addr)
 	}
+	im.kaMergeHooks(c) // after the services: their real servers notify too
 	return c
 }
 
@@ -223,6 +226,8 @@ func (im *importer) kaVRRP(n *kaNode, links *[]string, sync *kaSyncState) []*kaV
 			iface = k.args[1]
 		case "virtual_ipaddress", "virtual_ipaddress_excluded":
 			addrs = append(addrs, k.kids...)
+		case "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify":
+			im.kaHook(k, "", "")
 		case "track_interface":
 			for _, t := range k.kids {
 				if !contains(*links, t.args[0]) {
@@ -779,12 +784,12 @@ func (im *importer) kaVirtualBody(n *kaNode, s *shoalv1.VirtualService) *shoalv1
 		im.kaNote(sorryMethod, sorryMethod.args[0], "not imported: there is no sorry_server")
 	}
 
-	var checks []*shoalv1.HealthCheck
-	var checkNodes []*kaNode
+	var checks [][]*shoalv1.HealthCheck
+	var nodes []*kaNode
 	var quiesce []bool
 	seen := map[string]*kaNode{}
 	for _, k := range reals {
-		rs, hc, inhibit := im.kaReal(s, k, inh, weight)
+		rs, hcs, inhibit := im.kaReal(s, k, inh, weight)
 		if rs == nil {
 			continue
 		}
@@ -795,8 +800,8 @@ func (im *importer) kaVirtualBody(n *kaNode, s *shoalv1.VirtualService) *shoalv1
 		}
 		seen[hp] = k
 		s.RealServers = append(s.RealServers, rs)
-		checks = append(checks, hc)
-		checkNodes = append(checkNodes, k)
+		checks = append(checks, hcs)
+		nodes = append(nodes, k)
 		quiesce = append(quiesce, inhibit)
 	}
 	if len(checks) == 0 {
@@ -804,23 +809,113 @@ func (im *importer) kaVirtualBody(n *kaNode, s *shoalv1.VirtualService) *shoalv1
 		s.Quiesce = inh.inhibit
 		return s
 	}
-	// keepalived checks each real server its own way; shoal checks every
-	// real server of a service the same way. Use the first one's check and
-	// say so when the others differ.
-	kaTemplateCommands(s, checks)
-	s.HealthCheck = proto.Clone(checks[0]).(*shoalv1.HealthCheck)
-	s.HealthCheck.Port = im.kaCheckPort(s, checks, checkNodes)
 	s.Quiesce = quiesce[0]
-	for i := 1; i < len(checks); i++ {
-		if !equalIgnoringPort(checks[i], checks[0]) {
-			im.kaNote(checkNodes[i], "real_server "+strings.Join(checkNodes[i].args[1:], " "),
-				"its check differs from the first real server's; shoal checks every real server of %s the same way (the first one's check is used)", s.Name)
-		}
+	for i := 1; i < len(quiesce); i++ {
 		if quiesce[i] != quiesce[0] {
-			im.kaNote(checkNodes[i], "inhibit_on_failure", "set on some real servers only; shoal quiesces per service (%v, as on the first real server)", quiesce[0])
+			im.kaNote(nodes[i], "inhibit_on_failure", "set on some real servers only; shoal quiesces per service (%v, as on the first real server)", quiesce[0])
 		}
 	}
+	kaServiceChecks(s, checks)
 	return s
+}
+
+// kaServiceChecks gives the service a check (kaTemplate), and each real
+// server that is not checked exactly that way (on the same port) its own
+// health_checks: its checkers, or a single check of kind none for one
+// without any. A service whose every real server has the same single check
+// thus reads as keepalived's usual file is meant: one check for the
+// service.
+func kaServiceChecks(s *shoalv1.VirtualService, checks [][]*shoalv1.HealthCheck) {
+	single := make([]*shoalv1.HealthCheck, len(checks))
+	for i, hcs := range checks {
+		single[i] = &shoalv1.HealthCheck{Kind: "none"}
+		if len(hcs) == 1 {
+			single[i] = hcs[0]
+		}
+	}
+	kaTemplateCommands(s, single)
+	s.HealthCheck = kaTemplate(s, checks)
+	if s.HealthCheck.Kind == "none" {
+		return // no real server is checked
+	}
+	for i, hcs := range checks {
+		rs := s.RealServers[i]
+		switch {
+		case len(hcs) == 0:
+			rs.HealthChecks = []*shoalv1.HealthCheck{{Kind: "none"}}
+		case len(hcs) == 1 && sameCheck(s, rs, hcs[0], s.HealthCheck):
+		default:
+			rs.HealthChecks = hcs
+		}
+	}
+}
+
+// kaTemplate picks the service's check: the one the most real servers are
+// checked with alone (a check on each server's own port counts as one), so
+// that the fewest carry checks of their own. The choice must not depend on
+// the order of the real servers, which the configuration sorts: ties go to
+// the check whose encoding sorts first, and with no server checked by one
+// check alone, to the smallest first check of a server with several.
+func kaTemplate(s *shoalv1.VirtualService, checks [][]*shoalv1.HealthCheck) *shoalv1.HealthCheck {
+	var best *shoalv1.HealthCheck
+	bestN := 0
+	var bestKey []byte
+	consider := func(c *shoalv1.HealthCheck, n int) {
+		key, _ := proto.MarshalOptions{Deterministic: true}.Marshal(c)
+		if best == nil || n > bestN || n == bestN && string(key) < string(bestKey) {
+			best, bestN, bestKey = c, n, key
+		}
+	}
+	for i, hcs := range checks {
+		if len(hcs) != 1 {
+			continue
+		}
+		t := proto.Clone(hcs[0]).(*shoalv1.HealthCheck)
+		if checkPort(s, s.RealServers[i], t) == config.RealServerPort(s, s.RealServers[i]) {
+			t.Port = 0 // each server's own port
+		}
+		n := 0
+		for j, o := range checks {
+			if len(o) == 1 && sameCheck(s, s.RealServers[j], o[0], t) {
+				n++
+			}
+		}
+		consider(t, n)
+	}
+	if best == nil {
+		for i, hcs := range checks {
+			if len(hcs) > 0 {
+				t := proto.Clone(hcs[0]).(*shoalv1.HealthCheck)
+				if checkPort(s, s.RealServers[i], t) == config.RealServerPort(s, s.RealServers[i]) {
+					t.Port = 0
+				}
+				consider(t, 0)
+			}
+		}
+	}
+	if best == nil {
+		return &shoalv1.HealthCheck{Kind: "none", InitiallyUp: true}
+	}
+	return best
+}
+
+// checkPort is the port hc checks rs on.
+func checkPort(s *shoalv1.VirtualService, rs *shoalv1.RealServer, hc *shoalv1.HealthCheck) uint32 {
+	if hc.Port != 0 {
+		return hc.Port
+	}
+	return config.RealServerPort(s, rs)
+}
+
+// sameCheck reports whether a and b check rs the same way.
+func sameCheck(s *shoalv1.VirtualService, rs *shoalv1.RealServer, a, b *shoalv1.HealthCheck) bool {
+	if checkPort(s, rs, a) != checkPort(s, rs, b) {
+		return false
+	}
+	a = proto.Clone(a).(*shoalv1.HealthCheck)
+	b = proto.Clone(b).(*shoalv1.HealthCheck)
+	a.Port, b.Port = 0, 0
+	return proto.Equal(a, b)
 }
 
 // kaSorry reads sorry_server ADDR [PORT] and its sorry_server_lvs_method.
@@ -863,70 +958,15 @@ func (im *importer) kaSorry(s *shoalv1.VirtualService, k, method *kaNode) {
 	im.kaMark(servicePath(s.Name)+".sorry_server", k)
 }
 
-// kaCheckPort is the service's check port: 0 when every checked real server
-// is checked on its own port, else the one port they are all checked on.
-// When they disagree the first checked server's port is used, and said.
-func (im *importer) kaCheckPort(s *shoalv1.VirtualService, checks []*shoalv1.HealthCheck, nodes []*kaNode) uint32 {
-	if checks[0].Kind == "none" {
-		return 0 // the first real server is not checked, so neither is any
-	}
-	first := -1
-	allOwn, allSame := true, true
-	eff := make([]uint32, len(checks))
-	for i, hc := range checks {
-		if hc.Kind == "none" {
-			continue
-		}
-		own := config.RealServerPort(s, s.RealServers[i])
-		eff[i] = hc.Port
-		if eff[i] == 0 {
-			eff[i] = own
-		}
-		if first < 0 {
-			first = i
-		}
-		allOwn = allOwn && eff[i] == own
-		allSame = allSame && eff[i] == eff[first]
-	}
-	switch {
-	case first < 0 || allOwn:
-		return 0
-	case allSame:
-		return eff[first]
-	}
-	port := eff[first]
-	if port == config.RealServerPort(s, s.RealServers[first]) {
-		port = 0
-	}
-	for i := range checks {
-		if checks[i].Kind != "none" && eff[i] != eff[first] {
-			im.kaNote(nodes[i], "connect_port", "checked on port %d, unlike the first real server; shoal checks every real server of %s on one port", eff[i], s.Name)
-		}
-	}
-	return port
-}
-
-func equalIgnoringPort(a, b *shoalv1.HealthCheck) bool {
-	a = proto.Clone(a).(*shoalv1.HealthCheck)
-	b = proto.Clone(b).(*shoalv1.HealthCheck)
-	a.Port, b.Port = 0, 0
-	return proto.Equal(a, b)
-}
-
-// kaRSNotes are real_server keys shoal has no place for yet, with why.
-// uthreshold/lthreshold and notify_up/notify_down become real settings
-// with issue 24 (per-real-server thresholds, notify hooks): each is then a
-// case in kaReal's switch instead of a line here.
+// kaRSNotes are real_server keys shoal has no place for, with why.
 var kaRSNotes = map[string]string{
-	"uthreshold":  "not imported: per-real-server connection thresholds are not in shoal's model yet (issue 24)",
-	"lthreshold":  "not imported: per-real-server connection thresholds are not in shoal's model yet (issue 24)",
-	"notify_up":   "not imported: notify scripts are not in shoal's model yet (issue 24); watch lvsctl (WatchHealth) or the metrics",
-	"notify_down": "not imported: notify scripts are not in shoal's model yet (issue 24); watch lvsctl (WatchHealth) or the metrics",
-	"smtp_alert":  "not imported: shoal sends no mail; watch lvsctl status or the metrics",
-	"snmp_name":   "not imported: shoal has no SNMP agent",
+	"smtp_alert": "not imported: shoal sends no mail; watch lvsctl status or the metrics",
+	"snmp_name":  "not imported: shoal has no SNMP agent",
 }
 
-func (im *importer) kaReal(s *shoalv1.VirtualService, n *kaNode, inh kaInherit, weight *uint32) (*shoalv1.RealServer, *shoalv1.HealthCheck, bool) {
+// kaReal reads a real_server: the server, the checks shoal can run of its
+// checkers (in order, none when it has none), and its inhibit_on_failure.
+func (im *importer) kaReal(s *shoalv1.VirtualService, n *kaNode, inh kaInherit, weight *uint32) (*shoalv1.RealServer, []*shoalv1.HealthCheck, bool) {
 	if len(n.args) < 2 || len(n.args) > 3 {
 		im.kaStrict(n, "real_server wants ADDRESS [PORT]")
 		return nil, nil, false
@@ -947,9 +987,10 @@ func (im *importer) kaReal(s *shoalv1.VirtualService, n *kaNode, inh kaInherit, 
 			rs.Port = p // the same port as the service's is the model's 0
 		}
 	}
-	rp := realServerPath(s, rs)
-	im.kaMark(rp, n)
 	var checkers []*kaNode
+	var upper, lower, weightNode *kaNode
+	notify := map[string]*kaNode{}
+	var notifyKeys []string
 	for _, k := range n.kids {
 		kw := k.args[0]
 		if im.kaCommon(k, &inh, "real_server") {
@@ -963,7 +1004,26 @@ func (im *importer) kaReal(s *shoalv1.VirtualService, n *kaNode, inh kaInherit, 
 			}
 			w32 := uint32(w)
 			rs.Weight = &w32
-			im.kaMark(rp+".weight", k)
+			weightNode = k
+		case "uthreshold", "lthreshold":
+			// keepalived reads any unsigned 32-bit number; 0 is its default
+			// and the kernel's "no limit".
+			t, ok := im.kaUint(k, 0, 1<<32-1)
+			if !ok {
+				continue
+			}
+			if kw == "uthreshold" {
+				rs.UpperThreshold, upper = uint32(t), k
+			} else {
+				rs.LowerThreshold, lower = uint32(t), k
+			}
+		case "notify_up", "notify_down":
+			if prev := notify[kw]; prev != nil {
+				im.kaNote(k, kw, "not imported: keepalived ignores a second %s (the one on line %d is used)", kw, prev.line)
+				continue
+			}
+			notify[kw] = k
+			notifyKeys = append(notifyKeys, kw)
 		case "inhibit_on_failure":
 			if b, ok := im.kaBool(k); ok {
 				inh.inhibit = b
@@ -990,37 +1050,63 @@ func (im *importer) kaReal(s *shoalv1.VirtualService, n *kaNode, inh kaInherit, 
 			im.kaStrict(k, "unknown keyword %q in real_server", kw)
 		}
 	}
-	// shoal runs one check per real server: the first one it can run. A
-	// list of checks that must all pass comes with issue 24; kaChecks
-	// already returns every check, so only this choice changes then.
-	var hc *shoalv1.HealthCheck
-	for i, c := range im.kaChecks(checkers, inh) {
-		switch {
-		case c == nil:
-		case hc == nil:
-			hc = c
-		default:
-			im.kaNote(checkers[i], checkers[i].args[0], "not imported: shoal runs one check per real server (the first one is used; a list of checks comes with issue 24)")
-		}
+	switch {
+	case rs.LowerThreshold != 0 && rs.UpperThreshold == 0:
+		// The kernel refuses a lower threshold without an upper one.
+		im.kaNote(lower, "lthreshold", "not imported: without uthreshold there is no limit for it to end (the kernel refuses it alone)")
+		rs.LowerThreshold, lower = 0, nil
+	case rs.LowerThreshold > rs.UpperThreshold:
+		// An error; with --lenient, the lthreshold line is what is skipped.
+		im.kaStrict(lower, "lthreshold %d is above uthreshold %d: the kernel refuses it", rs.LowerThreshold, rs.UpperThreshold)
+		rs.LowerThreshold, lower = 0, nil
 	}
-	if hc == nil {
-		hc = &shoalv1.HealthCheck{Kind: "none", InitiallyUp: true}
-		if len(checkers) > 0 {
-			im.kaNote(n, "real_server "+strings.Join(n.args[1:], " "), "not health-checked after the import: shoal cannot run any of its checkers; add a check by hand")
+	// Every checker shoal can run, in order; a real server is up while
+	// all of them pass, as in keepalived.
+	var checks []*shoalv1.HealthCheck
+	var checkNodes []*kaNode
+next:
+	for i, c := range im.kaChecks(checkers, inh) {
+		if c == nil {
+			continue
 		}
+		for j, o := range checks {
+			if proto.Equal(c, o) {
+				im.kaNote(checkers[i], checkers[i].args[0], "not imported: the same check as the %s on line %d", checkNodes[j].args[0], checkNodes[j].line)
+				continue next
+			}
+		}
+		checks = append(checks, c)
+		checkNodes = append(checkNodes, checkers[i])
+	}
+	if len(checks) == 0 && len(checkers) > 0 {
+		im.kaNote(n, "real_server "+strings.Join(n.args[1:], " "), "not health-checked after the import: shoal cannot run any of its checkers; add a check by hand")
 	}
 	// Direct routing and tunnelling deliver packets on the service's port
 	// (any port for a fwmark service); keepalived used the real server's
 	// port only to check it, so that is what it becomes.
 	if f := orDefault(rs.Forward, fwd(s.Forward)); (f == "dr" || f == "tun") && rs.Port != 0 && rs.Port != s.Port {
-		if hc.Kind != "none" && hc.Port == 0 {
-			hc.Port = rs.Port
+		for _, hc := range checks {
+			if hc.Port == 0 {
+				hc.Port = rs.Port
+			}
 		}
 		im.kaNote(n, "real_server "+strings.Join(n.args[1:], " "), "port %d is not used by %s forwarding: it is only the check port", rs.Port, f)
 		rs.Port = 0
-		im.kaMark(realServerPath(s, rs), n)
 	}
-	return rs, hc, inh.inhibit
+	rp := realServerPath(s, rs)
+	im.kaMark(rp, n)
+	for f, k := range map[string]*kaNode{"weight": weightNode, "upper_threshold": upper, "lower_threshold": lower} {
+		if k != nil {
+			im.kaMark(rp+"."+f, k)
+		}
+	}
+	for i, k := range checkNodes {
+		im.kaMark(fmt.Sprintf("%s.health_checks[%d]", rp, i), k)
+	}
+	for _, kw := range notifyKeys {
+		im.kaHook(notify[kw], s.Name, hostPort(rs.Address, config.RealServerPort(s, rs)))
+	}
+	return rs, checks, inh.inhibit
 }
 
 // kaTemplateCommands undoes what keepalived makes people write: each real
@@ -1078,4 +1164,110 @@ func kaTemplates(s *shoalv1.VirtualService, checks []*shoalv1.HealthCheck, execs
 		}
 	}
 	return tmpl
+}
+
+// kaSyncGroup reads a vrrp_sync_group's notify scripts; the rest of it
+// (which instances move together) is Raft's business in shoal.
+func (im *importer) kaSyncGroup(n *kaNode) {
+	rest := false
+	for _, k := range n.kids {
+		switch k.args[0] {
+		case "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify":
+			im.kaHook(k, "", "")
+		default:
+			rest = true
+		}
+	}
+	if rest || len(n.kids) == 0 {
+		im.kaNote(n, n.key(), "%s", kaTopNotes["vrrp_sync_group"])
+	}
+}
+
+// kaHookAt is an imported notify script and the line it came from.
+type kaHookAt struct {
+	hook *shoalv1.Hook
+	node *kaNode
+}
+
+// kaHook reads a notify key as keepalived does (notify_script_init): its
+// line is split with quotes kept, the second word split again with quotes
+// and escapes into the program and its arguments, which keepalived execs
+// without a shell; a third and fourth word are the user and group to run
+// it as.
+func (im *importer) kaHook(k *kaNode, service, realServer string) {
+	words, err := kaSplitQuoted(k.raw, false)
+	if err != nil || len(words) < 2 {
+		im.kaStrict(k, "%s wants a command", k.args[0])
+		return
+	}
+	h, err := KeepalivedHook(k.args[0], words[1], service, realServer)
+	if err != nil {
+		im.kaStrict(k, "%v", err)
+		return
+	}
+	if len(words) > 2 {
+		im.kaNote(k, k.args[0], "%s not imported: hooks run as the routers' lvsd --script-user", strings.Join(words[2:], " "))
+	}
+	im.kaHooks = append(im.kaHooks, kaHookAt{h, k})
+}
+
+// kaMergeHooks puts the notify scripts in global.hooks. keepalived runs a
+// real server's notify_up or notify_down for that server only; when every
+// real server of a service runs the same command for an event, that is
+// one hook for the service. Hooks that run the same command for the same
+// servers are one hook with all their events, and an event given twice
+// (an instance and its sync group) runs once: shoal has one leader.
+func (im *importer) kaMergeHooks(c *shoalv1.Config) {
+	if len(im.kaHooks) == 0 {
+		return
+	}
+	servers := map[string]int{}
+	for _, s := range c.Services {
+		servers[s.Name] = len(s.RealServers)
+	}
+	type key struct{ event, service, command string }
+	count := map[key]int{}
+	cmd := func(h *shoalv1.Hook) string { return strings.Join(h.Command, "\x00") }
+	for _, at := range im.kaHooks {
+		if at.hook.RealServer != "" {
+			count[key{at.hook.Events[0], at.hook.Service, cmd(at.hook)}]++
+		}
+	}
+	// The configuration sorts services and real servers; the hooks follow
+	// that order (the routers' notify scripts first, as read), so that an
+	// export, which writes them in that order, reads back the same.
+	sorted := proto.Clone(c).(*shoalv1.Config)
+	config.Normalize(sorted)
+	rank := map[string]int{}
+	for _, s := range sorted.Services {
+		rank[s.Name] = len(rank) + 1
+		for _, rs := range s.RealServers {
+			rank[s.Name+"\x00"+hostPort(rs.Address, config.RealServerPort(s, rs))] = len(rank) + 1
+		}
+	}
+	slices.SortStableFunc(im.kaHooks, func(a, b kaHookAt) int {
+		ra := rank[a.hook.Service] + rank[a.hook.Service+"\x00"+a.hook.RealServer]
+		rb := rank[b.hook.Service] + rank[b.hook.Service+"\x00"+b.hook.RealServer]
+		return ra - rb
+	})
+	g := c.Global
+	for _, at := range im.kaHooks {
+		h := at.hook
+		if n := servers[h.Service]; h.RealServer != "" && n > 1 && count[key{h.Events[0], h.Service, cmd(h)}] == n {
+			h.RealServer = ""
+		}
+		i := slices.IndexFunc(g.Hooks, func(o *shoalv1.Hook) bool {
+			return o.Service == h.Service && o.RealServer == h.RealServer && slices.Equal(o.Command, h.Command)
+		})
+		if i < 0 {
+			g.Hooks = append(g.Hooks, h)
+			im.kaMark(fmt.Sprintf("global.hooks[%d]", len(g.Hooks)-1), at.node)
+			continue
+		}
+		if !slices.Contains(g.Hooks[i].Events, h.Events[0]) {
+			g.Hooks[i].Events = append(g.Hooks[i].Events, h.Events[0])
+		}
+		im.kaMark(fmt.Sprintf("global.hooks[%d].events", i), at.node)
+	}
+	im.setGlobal("hooks")
 }

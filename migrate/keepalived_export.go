@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -87,25 +88,128 @@ func (ex *exporter) keepalived(c *shoalv1.Config) {
 			}
 			ex.printf("    }\n")
 		}
+		if i == 0 {
+			ex.kaNotify("    ", g.GetHooks(), func(h *shoalv1.Hook, event string) bool { return !kaServerEvent(event) })
+		}
 		ex.printf("    virtual_ipaddress {\n")
 		for _, a := range in.addrs {
 			ex.printf("        %s\n", a)
 		}
 		ex.printf("    }\n}\n")
 	}
+	if len(insts) == 0 && slices.ContainsFunc(g.GetHooks(), func(h *shoalv1.Hook) bool {
+		keys, _ := KeepalivedNotify(h)
+		return slices.ContainsFunc(keys, func(kv [2]string) bool { return !kaServerEvent(keepalivedHookEvents[kv[0]]) })
+	}) {
+		// No interface to make an instance from: the scripts still go where
+		// keepalived reads them, a sync group, for the operator to complete.
+		ex.printf("\nvrrp_sync_group VG_1 {\n")
+		ex.kaNotify("    ", g.GetHooks(), func(h *shoalv1.Hook, event string) bool { return !kaServerEvent(event) })
+		ex.printf("}\n")
+	}
+	ex.kaHookNotes(g.GetHooks(), c.GetServices(), len(insts))
 	if g.GetTcpTimeout() != nil || g.GetTcpfinTimeout() != nil || g.GetUdpTimeout() != nil {
 		ex.note("global", "tcp_timeout, tcpfin_timeout and udp_timeout cannot be written in keepalived.conf; an import keeps the cluster's values")
 	}
 	ex.garpNotes(g)
 	for _, s := range c.GetServices() {
-		ex.kaVirtual(s)
+		ex.kaVirtual(s, g.GetHooks())
 	}
 	ex.prependNotes("!")
 }
 
+// kaServerEvent reports whether a hook event is a real server's, which
+// keepalived notifies in the real_server block.
+func kaServerEvent(event string) bool {
+	return event == config.EventServerUp || event == config.EventServerDown
+}
+
+// kaHookFor reports whether a hook's filters take in rs of s.
+func kaHookFor(h *shoalv1.Hook, s *shoalv1.VirtualService, rs *shoalv1.RealServer) bool {
+	if h.GetService() != "" && h.GetService() != s.GetName() {
+		return false
+	}
+	ref := h.GetRealServer()
+	return ref == "" || ref == rs.GetAddress() || ref == hostPort(rs.GetAddress(), config.RealServerPort(s, rs))
+}
+
+// kaNotify writes the notify keys of the hooks' events that want says
+// belong here. keepalived takes one script per key and block, so a second
+// hook with the same event is not written here (kaHookNotes says so).
+func (ex *exporter) kaNotify(indent string, hooks []*shoalv1.Hook, want func(h *shoalv1.Hook, event string) bool) {
+	done := map[string]bool{}
+	for _, h := range hooks {
+		keys, _ := KeepalivedNotify(h)
+		for _, kv := range keys {
+			if !want(h, keepalivedHookEvents[kv[0]]) || done[kv[0]] {
+				continue
+			}
+			done[kv[0]] = true
+			ex.printf("%s%s %s\n", indent, kv[0], kv[1])
+		}
+	}
+}
+
+// kaHookNotes reports what of the hooks keepalived.conf cannot say.
+func (ex *exporter) kaHookNotes(hooks []*shoalv1.Hook, services []*shoalv1.VirtualService, instances int) {
+	first := map[string]int{} // a router event's key → the hook that has it
+	for i, h := range hooks {
+		key := fmt.Sprintf("global.hooks[%d]", i)
+		keys, skipped := KeepalivedNotify(h)
+		if len(skipped) > 0 {
+			ex.note(key, "events %s cannot be written in keepalived.conf: it has no notify key for them", strings.Join(skipped, ", "))
+		}
+		if h.GetTimeout() != nil {
+			ex.note(key, "timeout cannot be written in keepalived.conf: keepalived does not time notify scripts out")
+		}
+		for _, kv := range keys {
+			if kaServerEvent(keepalivedHookEvents[kv[0]]) {
+				continue
+			}
+			switch j, dup := first[kv[0]]; {
+			case dup:
+				ex.note(key, "%s not written: keepalived takes one per vrrp_instance, and global.hooks[%d]'s is written", kv[0], j)
+			case instances == 0:
+				first[kv[0]] = i
+				ex.note(key, "%s is written in vrrp_sync_group VG_1, which names no vrrp_instance (no VIP has an interface to make one): keepalived runs it once the group has one", kv[0])
+			default:
+				first[kv[0]] = i
+				if instances > 1 {
+					ex.note(key, "%s is written in VI_1 only: keepalived runs it when that instance changes state", kv[0])
+				}
+			}
+		}
+		hasServerEvent := slices.ContainsFunc(h.GetEvents(), kaServerEvent)
+		if !hasServerEvent {
+			continue
+		}
+		found := false
+		for _, s := range services {
+			for _, rs := range s.GetRealServers() {
+				if !kaHookFor(h, s, rs) {
+					continue
+				}
+				found = true
+				for _, e := range h.GetEvents() {
+					if !kaServerEvent(e) {
+						continue
+					}
+					j := slices.IndexFunc(hooks[:i], func(o *shoalv1.Hook) bool { return kaHookFor(o, s, rs) && slices.Contains(o.GetEvents(), e) })
+					if j >= 0 {
+						ex.note(key, "%s not written for %s: keepalived takes one script per event and real_server, and global.hooks[%d]'s is written", e, realServerPath(s, rs), j)
+					}
+				}
+			}
+		}
+		if !found {
+			ex.note(key, "server-up and server-down cannot be written: no real server to notify from matches its filters")
+		}
+	}
+}
+
 var kaKind = map[string]string{"nat": "NAT", "dr": "DR", "tun": "TUN"}
 
-func (ex *exporter) kaVirtual(s *shoalv1.VirtualService) {
+func (ex *exporter) kaVirtual(s *shoalv1.VirtualService, hooks []*shoalv1.Hook) {
 	key := "services[" + s.GetName() + "]"
 	if s.Active != nil && !s.GetActive() {
 		ex.note(key, "inactive: not written (keepalived has no inactive virtual_server)")
@@ -125,11 +229,7 @@ func (ex *exporter) kaVirtual(s *shoalv1.VirtualService) {
 		ex.printf("\nvirtual_server %s %d {\n", s.GetVip().GetAddress(), s.GetPort())
 	}
 	hc := s.GetHealthCheck()
-	interval := config.DefaultCheckInterval
-	if hc.GetInterval() != nil {
-		interval = hc.GetInterval().AsDuration()
-	}
-	ex.printf("    delay_loop %s\n", timerString(interval))
+	ex.printf("    delay_loop %s\n", timerString(kaInterval(hc)))
 	if s.GetScheduler() != "" {
 		ex.printf("    lb_algo %s\n", s.GetScheduler())
 	}
@@ -145,7 +245,7 @@ func (ex *exporter) kaVirtual(s *shoalv1.VirtualService) {
 	if kind == "" {
 		kind = config.DefaultCheckKind
 	}
-	if kind != "none" && !hc.GetInitiallyUp() {
+	if !kaServiceUp(hc) {
 		ex.printf("    alpha\n")
 	}
 	if ss := s.GetSorryServer(); ss != nil && ss.GetAddress() != "" {
@@ -178,19 +278,37 @@ func (ex *exporter) kaVirtual(s *shoalv1.VirtualService) {
 		if f := rs.GetForward(); f != "" && f != fwd(s.GetForward()) {
 			ex.printf("        lvs_method %s\n", kaKind[f])
 		}
-		port := hc.GetPort()
-		if port == 0 {
-			port = config.RealServerPort(s, rs)
+		if rs.GetUpperThreshold() != 0 {
+			ex.printf("        uthreshold %d\n", rs.GetUpperThreshold())
 		}
-		ex.kaChecker(kind, hc, rs.GetAddress(), port)
+		if rs.GetLowerThreshold() != 0 {
+			ex.printf("        lthreshold %d\n", rs.GetLowerThreshold())
+		}
+		ex.kaNotify("        ", hooks, func(h *shoalv1.Hook, event string) bool { return kaServerEvent(event) && kaHookFor(h, s, rs) })
+		own := rs.GetHealthChecks()
+		if len(own) == 0 {
+			own = []*shoalv1.HealthCheck{hc}
+		} else if kind == "none" && !(len(own) == 1 && own[0].GetKind() == "none") {
+			ex.note(rkey+".health_checks", "written, but the service is not checked: an import makes the first checked real server's check the service's")
+		}
+		for i, c := range own {
+			ckind := orDefault(c.GetKind(), config.DefaultCheckKind)
+			if len(rs.GetHealthChecks()) > 0 {
+				ex.kaCheckNotes(fmt.Sprintf("%s.health_checks[%d]", rkey, i), ckind, c)
+			}
+			ex.kaChecker(ckind, c, s, rs, hc)
+		}
 		ex.printf("    }\n")
 	}
 	ex.printf("}\n")
 }
 
-// kaChecker writes one real server's checker; host and port are what
-// shoal puts for %h and %p in an exec check, which keepalived does not do.
-func (ex *exporter) kaChecker(kind string, hc *shoalv1.HealthCheck, host string, port uint32) {
+// kaChecker writes one checker of rs; svc is the service's check, whose
+// interval and alpha the virtual_server block sets for every checker, so
+// a checker writes its own only when they differ. An exec check's %h and
+// %p become rs's address and checked port, which keepalived does not
+// replace.
+func (ex *exporter) kaChecker(kind string, hc *shoalv1.HealthCheck, s *shoalv1.VirtualService, rs *shoalv1.RealServer, svc *shoalv1.HealthCheck) {
 	block := map[string]string{"tcp": "TCP_CHECK", "send-expect": "TCP_CHECK", "http": "HTTP_GET", "https": "SSL_GET", "exec": "MISC_CHECK"}[kind]
 	if kaSMTP(kind, hc) {
 		block = "SMTP_CHECK"
@@ -198,7 +316,14 @@ func (ex *exporter) kaChecker(kind string, hc *shoalv1.HealthCheck, host string,
 	if block == "" {
 		return
 	}
+	host, port := rs.GetAddress(), checkPort(s, rs, hc)
 	ex.printf("        %s {\n", block)
+	if d, base := kaInterval(hc), kaInterval(svc); d != base {
+		ex.printf("            delay_loop %s\n", timerString(d))
+	}
+	if up, base := hc.GetInitiallyUp(), kaServiceUp(svc); up != base {
+		ex.printf("            alpha %s\n", map[bool]string{true: "no", false: "yes"}[up])
+	}
 	if kind == "http" || kind == "https" {
 		ex.printf("            url {\n")
 		path := hc.GetHttpPath()
@@ -378,4 +503,18 @@ func (ex *exporter) kaWordLine(key, value, field string) {
 // read the greeting, want 220.
 func kaSMTP(kind string, hc *shoalv1.HealthCheck) bool {
 	return kind == "send-expect" && hc.GetSend() == "" && hc.GetExpect() == "220" && !hc.GetRegex()
+}
+
+// kaInterval is a check's interval, written as delay_loop.
+func kaInterval(hc *shoalv1.HealthCheck) time.Duration {
+	if hc.GetInterval() != nil {
+		return hc.GetInterval().AsDuration()
+	}
+	return config.DefaultCheckInterval
+}
+
+// kaServiceUp is whether the virtual_server block leaves its checkers
+// starting up: it writes alpha only for a check that starts down.
+func kaServiceUp(hc *shoalv1.HealthCheck) bool {
+	return orDefault(hc.GetKind(), config.DefaultCheckKind) == "none" || hc.GetInitiallyUp()
 }

@@ -282,6 +282,9 @@ type importer struct {
 	errs  Errors
 	lines map[string]linePos // field path (as config.FieldError spells it) → where it was set
 	res   *Result
+	// kaHooks are the keepalived notify scripts read so far, merged into
+	// global.hooks once the whole file is read.
+	kaHooks []kaHookAt
 }
 
 func (im *importer) errorf(line int, format string, a ...any) {

@@ -275,9 +275,26 @@ func formatScalar(fd protoreflect.FieldDescriptor, v protoreflect.Value) string 
 				s = netJoin(s, m.GetPort())
 			}
 			return s
+		default:
+			return formatMessage(v.Message())
 		}
 	}
 	return fmt.Sprint(v.Interface())
+}
+
+// formatMessage writes any other message (a hook, a BGP peer) as its set
+// fields, {name=value ...}, in field order, so that a diff reads the same
+// every time (prototext varies its spacing on purpose).
+func formatMessage(m protoreflect.Message) string {
+	var parts []string
+	fields := m.Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		if m.Has(fd) {
+			parts = append(parts, string(fd.Name())+"="+format(fd, m.Get(fd), true))
+		}
+	}
+	return "{" + strings.Join(parts, " ") + "}"
 }
 
 func netJoin(host string, port uint32) string {

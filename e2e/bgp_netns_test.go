@@ -171,16 +171,21 @@ services:
 	// 3. The leader, drained, withdraws its route and hands leadership
 	// away (what l2 mode needs of a drain); lvsctl waits until it has.
 	// Undrain brings the route back.
+	// The leader, waiting out an election (a loaded host may have one).
 	leader := func() string {
 		t.Helper()
-		out, err := sh.CtlRetry(ctx, "cluster", "status", "-o", "json")
-		var cs struct {
-			LeaderID string `json:"leader_id"`
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			out, err := sh.CtlRetry(ctx, "cluster", "status", "-o", "json")
+			var cs struct {
+				LeaderID string `json:"leader_id"`
+			}
+			if err != nil || json.Unmarshal([]byte(out), &cs) != nil {
+				t.Fatalf("lvsctl cluster status: %v: %s", err, out)
+			}
+			if cs.LeaderID != "" || time.Now().After(deadline) {
+				return cs.LeaderID
+			}
 		}
-		if err != nil || json.Unmarshal([]byte(out), &cs) != nil {
-			t.Fatalf("lvsctl cluster status: %v: %s", err, out)
-		}
-		return cs.LeaderID
 	}
 	dr := lab.Router(leader())
 	if dr == nil {

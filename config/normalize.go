@@ -73,6 +73,11 @@ func normalizeSync(cs *shoalv1.ConnectionSync) {
 	}
 }
 
+// NormalizeService is Normalize for one service, in place: what Normalize
+// does to each service of a configuration (it also sorts the services by
+// name, which a caller placing one service keeps).
+func NormalizeService(s *shoalv1.VirtualService) { normalizeService(s) }
+
 func normalizeService(s *shoalv1.VirtualService) {
 	s.Name = strings.TrimSpace(s.Name)
 	s.Protocol = enumOr(s.Protocol, DefaultProtocol)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -365,4 +366,53 @@ func serviceFamily(s *shoalv1.VirtualService, vip netip.Addr, ok bool) string {
 		}
 	}
 	return "IPv4"
+}
+
+// ValidateService is Validate(c) for a c that differs from a valid
+// configuration in the service named name alone (changed, added or
+// removed), with c normalised. It gives exactly Validate's answer at the
+// cost of one service: it checks that service and the services it could
+// collide with (same VIP, port and protocol, or same fwmark), and when
+// it finds anything, or anything it cannot rule out, it runs Validate(c)
+// whole, so that errors come in Validate's words and order.
+//
+// It relies on the services being sorted by name, as Normalize leaves them,
+// and on every other service having passed Validate already: nothing about
+// one service depends on another except the name and the keys checked
+// here.
+func ValidateService(c *shoalv1.Config, name string) error {
+	ss := c.GetServices()
+	i, found := slices.BinarySearchFunc(ss, name, func(s *shoalv1.VirtualService, name string) int {
+		return strings.Compare(s.GetName(), name)
+	})
+	if !found {
+		// Removed (or never there): taking a service away cannot make
+		// the others collide or break.
+		return nil
+	}
+	s := ss[i]
+	switch {
+	case !serviceName.MatchString(s.Name),
+		i > 0 && ss[i-1].GetName() == name,
+		i+1 < len(ss) && ss[i+1].GetName() == name:
+		return Validate(c)
+	}
+	v := &validator{}
+	v.service(servicePath(i, s), s)
+	if len(v.errs) > 0 {
+		return Validate(c)
+	}
+	// A cheap screen of every other service: it may let through more
+	// than a true collision (then Validate decides), never fewer, since
+	// normalised addresses are in netip's canonical spelling.
+	for j, o := range ss {
+		if j == i || o == nil {
+			continue
+		}
+		if s.Fwmark > 0 && o.Fwmark == s.Fwmark ||
+			s.Fwmark == 0 && o.Fwmark == 0 && o.Port == s.Port && o.Protocol == s.Protocol && o.GetVip().GetAddress() == s.GetVip().GetAddress() {
+			return Validate(c)
+		}
+	}
+	return nil
 }

@@ -39,7 +39,7 @@ func appendHistory(h []*shoalv1.HistoryRecord, old, c *shoalv1.Config, cmd *shoa
 		Serial: c.GetSerial(), Time: a.GetTime(), Actor: a.GetActor(), Role: a.GetRole(), Method: method,
 		Changes: changes, RolledBackTo: cmd.GetRollbackConfig().GetSerial(),
 	}}
-	if !proto.Equal(old.GetGlobal(), c.GetGlobal()) {
+	if old.GetGlobal() != c.GetGlobal() && !proto.Equal(old.GetGlobal(), c.GetGlobal()) {
 		rec.GlobalBefore = old.GetGlobal()
 	}
 	// Both lists are sorted by name (config.Normalize): walk them together.
@@ -53,7 +53,9 @@ func appendHistory(h []*shoalv1.HistoryRecord, old, c *shoalv1.Config, cmd *shoa
 			rec.ServicesAdded = append(rec.ServicesAdded, ns[0].GetName())
 			ns = ns[1:]
 		default:
-			if !proto.Equal(os[0], ns[0]) {
+			// A service the command did not touch is shared with old,
+			// never modified: no need to compare its fields.
+			if os[0] != ns[0] && !proto.Equal(os[0], ns[0]) {
 				rec.ServicesBefore = append(rec.ServicesBefore, os[0])
 			}
 			os, ns = os[1:], ns[1:]

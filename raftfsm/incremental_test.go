@@ -1,0 +1,157 @@
+package raftfsm
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/shoal-lb/shoal/config"
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// applyWhole is Apply as it was before writes of one service became
+// incremental: the whole configuration cloned, normalised, validated and
+// diffed. TestIncrementalMatchesWhole holds Apply to its answers.
+func applyWhole(st *shoalv1.State, cmd *shoalv1.Command) (*shoalv1.Config, []*shoalv1.Change, error) {
+	old := st.GetConfig()
+	c := proto.Clone(old).(*shoalv1.Config)
+	var err error
+	switch op := cmd.GetOp().(type) {
+	case *shoalv1.Command_CreateVirtualService:
+		_, err = createService(c, op.CreateVirtualService)
+	case *shoalv1.Command_UpdateVirtualService:
+		_, err = updateService(c, op.UpdateVirtualService)
+	case *shoalv1.Command_DeleteVirtualService:
+		_, err = deleteService(c, op.DeleteVirtualService)
+	case *shoalv1.Command_AddRealServer:
+		_, err = addRealServer(c, op.AddRealServer)
+	case *shoalv1.Command_UpdateRealServer:
+		_, err = updateRealServer(c, op.UpdateRealServer)
+	case *shoalv1.Command_RemoveRealServer:
+		_, err = removeRealServer(c, op.RemoveRealServer)
+	default:
+		panic(fmt.Sprintf("applyWhole: %T", op))
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	config.Normalize(c)
+	if err := validate(config.Validate(c)); err != nil {
+		return nil, nil, err
+	}
+	c.Serial = old.Serial
+	if proto.Equal(old, c) {
+		return old, nil, nil
+	}
+	c.Serial++
+	return c, config.Diff(old, c), nil
+}
+
+// TestIncrementalMatchesWhole runs commands of one service, valid and not,
+// through Apply and through the whole-configuration path, and wants the
+// same configuration, changes and errors (kind, text and field paths, in
+// order) from both.
+func TestIncrementalMatchesWhole(t *testing.T) {
+	svc := func(name, vip string, port, fwmark uint32, reals ...string) *shoalv1.VirtualService {
+		s := &shoalv1.VirtualService{Name: name, Port: port, Fwmark: fwmark}
+		if vip != "" {
+			s.Vip = &shoalv1.Address{Address: vip}
+		}
+		for _, r := range reals {
+			s.RealServers = append(s.RealServers, &shoalv1.RealServer{Address: r})
+		}
+		return s
+	}
+	base := &shoalv1.Config{Services: []*shoalv1.VirtualService{
+		svc("b-web", "192.0.2.10", 80, 0, "10.0.0.1", "10.0.0.2"),
+		svc("d-dns", "192.0.2.53", 53, 0, "10.0.1.1"),
+		svc("f-mark", "", 0, 7, "10.0.2.1"),
+		svc("h-v6", "2001:db8::10", 443, 0, "2001:db8:1::1"),
+	}}
+	base.Services[1].Protocol = "udp"
+	res, err := Apply(EmptyState(), &shoalv1.Command{Op: &shoalv1.Command_ApplyConfig{ApplyConfig: &shoalv1.ApplyConfigRequest{Config: base}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := res.State
+
+	create := func(s *shoalv1.VirtualService) *shoalv1.Command {
+		return &shoalv1.Command{Op: &shoalv1.Command_CreateVirtualService{CreateVirtualService: &shoalv1.CreateVirtualServiceRequest{Service: s}}}
+	}
+	update := func(s *shoalv1.VirtualService, paths ...string) *shoalv1.Command {
+		return &shoalv1.Command{Op: &shoalv1.Command_UpdateVirtualService{UpdateVirtualService: &shoalv1.UpdateVirtualServiceRequest{Service: s, UpdateMask: mask(paths...)}}}
+	}
+	addRS := func(service string, rs *shoalv1.RealServer) *shoalv1.Command {
+		return &shoalv1.Command{Op: &shoalv1.Command_AddRealServer{AddRealServer: &shoalv1.AddRealServerRequest{Service: service, RealServer: rs}}}
+	}
+	updRS := func(service string, rs *shoalv1.RealServer, paths ...string) *shoalv1.Command {
+		return &shoalv1.Command{Op: &shoalv1.Command_UpdateRealServer{UpdateRealServer: &shoalv1.UpdateRealServerRequest{Service: service, RealServer: rs, UpdateMask: mask(paths...)}}}
+	}
+	cmds := map[string]*shoalv1.Command{
+		"create first":               create(svc("a-first", "192.0.2.1", 80, 0, "10.0.9.1")),
+		"create last":                create(svc("z-last", "192.0.2.99", 8080, 0)),
+		"create middle, untrimmed":   create(svc("  c-mid ", "192.0.2.3", 80, 0, "10.0.9.2")),
+		"create same vip:port":       create(svc("a-dup", "192.0.2.10", 80, 0)),
+		"create same vip:port after": create(svc("c-dup", "192.0.2.10", 80, 0)),
+		"create same vip, udp":       create(func() *shoalv1.VirtualService { s := svc("c-udp", "192.0.2.10", 80, 0); s.Protocol = "UDP"; return s }()),
+		"create same fwmark":         create(svc("a-mark", "", 0, 7)),
+		"create same fwmark v6":      create(svc("a-mark6", "2001:db8::7", 0, 7)),
+		"create bad name":            create(svc("bad name", "192.0.2.4", 80, 0)),
+		"create bad everything":      create(svc("c-bad", "not-an-ip", 0, 0, "10.0.0.1", "10.0.0.1", "2001:db8::1")),
+		"create exists":              create(svc("b-web", "192.0.2.4", 80, 0)),
+		"update port to collide":     update(&shoalv1.VirtualService{Name: "d-dns", Vip: &shoalv1.Address{Address: "192.0.2.10"}, Protocol: "tcp", Port: 80}, "vip", "protocol", "port"),
+		"update scheduler":           update(&shoalv1.VirtualService{Name: "b-web", Scheduler: "rr"}, "scheduler"),
+		"update bad scheduler":       update(&shoalv1.VirtualService{Name: "b-web", Scheduler: "nope"}, "scheduler"),
+		"update same values":         update(&shoalv1.VirtualService{Name: "b-web", Port: 80}, "port"),
+		"update missing":             update(&shoalv1.VirtualService{Name: "x", Port: 80}, "port"),
+		"delete":                     {Op: &shoalv1.Command_DeleteVirtualService{DeleteVirtualService: &shoalv1.DeleteVirtualServiceRequest{Name: "d-dns"}}},
+		"add real server":            addRS("b-web", &shoalv1.RealServer{Address: "10.0.0.0"}),
+		"add real server v6 to v4":   addRS("b-web", &shoalv1.RealServer{Address: "2001:db8::5"}),
+		"add real server exists":     addRS("b-web", &shoalv1.RealServer{Address: "10.0.0.1"}),
+		"update weight":              updRS("b-web", &shoalv1.RealServer{Address: "10.0.0.2", Weight: proto.Uint32(5)}, "weight"),
+		"update weight too high":     updRS("b-web", &shoalv1.RealServer{Address: "10.0.0.2", Weight: proto.Uint32(70000)}, "weight"),
+		"update weight unchanged":    updRS("b-web", &shoalv1.RealServer{Address: "10.0.0.2", Weight: proto.Uint32(config.DefaultWeight)}, "weight"),
+		"update forward dr port":     updRS("h-v6", &shoalv1.RealServer{Address: "2001:db8:1::1", Forward: "dr"}, "forward"),
+		"remove real server":         {Op: &shoalv1.Command_RemoveRealServer{RemoveRealServer: &shoalv1.RemoveRealServerRequest{Service: "b-web", Address: "10.0.0.1"}}},
+	}
+	for name, cmd := range cmds {
+		t.Run(name, func(t *testing.T) {
+			wantCfg, wantChanges, wantErr := applyWhole(st, cmd)
+			res, err := Apply(st, cmd)
+			if (err == nil) != (wantErr == nil) {
+				t.Fatalf("Apply: %v; whole: %v", err, wantErr)
+			}
+			if err != nil {
+				var got, want *Error
+				if !errors.As(err, &got) || !errors.As(wantErr, &want) {
+					t.Fatalf("errors not *Error: %v, %v", err, wantErr)
+				}
+				if got.Kind != want.Kind || got.Reason != want.Reason || fmt.Sprint(got.Fields) != fmt.Sprint(want.Fields) {
+					t.Errorf("Apply refused with\n  %v %q %v\nwhole with\n  %v %q %v", got.Kind, got.Reason, got.Fields, want.Kind, want.Reason, want.Fields)
+				}
+				return
+			}
+			if !proto.Equal(res.State.GetConfig(), wantCfg) {
+				t.Errorf("config:\n  %v\nwhole:\n  %v", res.State.GetConfig(), wantCfg)
+			}
+			if len(res.Changes) != len(wantChanges) {
+				t.Fatalf("changes %v, whole %v", res.Changes, wantChanges)
+			}
+			for i := range res.Changes {
+				if !proto.Equal(res.Changes[i], wantChanges[i]) {
+					t.Errorf("change %d: %v, whole %v", i, res.Changes[i], wantChanges[i])
+				}
+			}
+			// The command left the state it applied to alone.
+			if !proto.Equal(st.GetConfig(), res.State.GetConfig()) && proto.Equal(st.GetConfig(), wantCfg) {
+				t.Error("the input state was modified")
+			}
+		})
+	}
+	// Nothing above modified the shared state.
+	again, err := Apply(EmptyState(), &shoalv1.Command{Op: &shoalv1.Command_ApplyConfig{ApplyConfig: &shoalv1.ApplyConfigRequest{Config: base}}})
+	if err != nil || !proto.Equal(again.State.GetConfig(), st.GetConfig()) {
+		t.Errorf("the base state changed under the commands: %v", err)
+	}
+}

@@ -284,13 +284,14 @@ func commit(st *shoalv1.State, old, c *shoalv1.Config, changes []*shoalv1.Change
 // would cost in proportion to their size.
 func derive(st *shoalv1.State) *shoalv1.State {
 	return &shoalv1.State{
-		Config:       st.GetConfig(),
-		Members:      st.GetMembers(),
-		History:      st.GetHistory(),
-		JoinTokens:   st.GetJoinTokens(),
-		Ca:           st.GetCa(),
-		Certificates: st.GetCertificates(),
-		Requests:     st.GetRequests(),
+		Config:        st.GetConfig(),
+		Members:       st.GetMembers(),
+		History:       st.GetHistory(),
+		JoinTokens:    st.GetJoinTokens(),
+		Ca:            st.GetCa(),
+		Certificates:  st.GetCertificates(),
+		Requests:      st.GetRequests(),
+		RequestBlocks: st.GetRequestBlocks(),
 	}
 }
 

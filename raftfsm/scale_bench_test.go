@@ -75,3 +75,22 @@ func BenchmarkApplyAtScale(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkRequestIDs is the cost request ids add to a write once the
+// state remembers MaxRequests of them.
+func BenchmarkRequestIDs(b *testing.B) {
+	st := EmptyState()
+	now := timestamppb.Now()
+	for i := range MaxRequests {
+		st.Requests = append(st.Requests, &shoalv1.AppliedRequest{Id: fmt.Sprintf("%08x-%d", uint32(i*2654435761), i), Serial: 1, Time: now})
+	}
+	cmd := &shoalv1.Command{Audit: &shoalv1.Audit{Time: now}, Op: &shoalv1.Command_RegisterMember{RegisterMember: &shoalv1.RegisterMember{Id: "n1", ApiAddress: "x"}}}
+	for i := 0; b.Loop(); i++ {
+		cmd.RequestId = fmt.Sprintf("%08x-%d", uint32((MaxRequests+i)*2654435761), MaxRequests+i)
+		res, err := Apply(st, cmd)
+		if err != nil {
+			b.Fatal(err)
+		}
+		st = res.State
+	}
+}

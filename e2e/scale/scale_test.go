@@ -134,6 +134,7 @@ type watchAll struct {
 	seen    map[uint64]int
 	allAt   map[uint64]time.Time
 	changed chan struct{}
+	err     error // a stream that ended
 }
 
 func (c *cluster) watch(t *testing.T) *watchAll {
@@ -150,6 +151,15 @@ func (c *cluster) watch(t *testing.T) *watchAll {
 			for {
 				m, err := stream.Recv()
 				if err != nil {
+					if ctx.Err() == nil {
+						w.mu.Lock()
+						w.err = err
+						w.mu.Unlock()
+						select {
+						case w.changed <- struct{}{}:
+						default:
+						}
+					}
 					return
 				}
 				now := time.Now()
@@ -176,9 +186,13 @@ func (w *watchAll) on(t *testing.T, serial uint64, timeout time.Duration) time.T
 	for {
 		w.mu.Lock()
 		at, ok := w.allAt[serial]
+		err := w.err
 		w.mu.Unlock()
 		if ok {
 			return at
+		}
+		if err != nil {
+			t.Fatalf("a watch stream ended before serial %d: %v", serial, err)
 		}
 		select {
 		case <-w.changed:
@@ -341,4 +355,107 @@ func clip(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// TestThroughput is part 5 of issue 22: SHOAL_SCALE_WRITERS clients
+// (default 64) change one real server's weight at a time, each its own,
+// through the leader's API for SHOAL_SCALE_FOR (default 10s), on a table
+// of the first SHOAL_SCALE_SERVICES size (default 10,000). It prints
+// writes/s, call latency, and how long after a call returned the last of
+// the 3 nodes applied the write (p50, p99).
+func TestThroughput(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes; skipped with -short")
+	}
+	n := 10000
+	if v := os.Getenv("SHOAL_SCALE_SERVICES"); v != "" {
+		n = sizes(t)[0]
+	}
+	writers := envInt(t, "SHOAL_SCALE_WRITERS", 64)
+	dur := 10 * time.Second
+	if v := os.Getenv("SHOAL_SCALE_FOR"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("SHOAL_SCALE_FOR=%q: %v", v, err)
+		}
+		dur = d
+	}
+	lvsd := harness.Build(t, "cmd/lvsd")
+	c := start(t, lvsd)
+	cfg := table(n)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := shoalv1.NewConfigServiceClient(c.conns[c.leader]).ApplyConfig(ctx, &shoalv1.ApplyConfigRequest{Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	w := c.watch(t)
+	type done struct {
+		serial   uint64
+		returned time.Time
+		took     time.Duration
+	}
+	results := make([][]done, writers)
+	var wg sync.WaitGroup
+	stop := time.Now().Add(dur)
+	errs := make(chan error, writers)
+	for k := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Spread the writers over the leader's connection as many
+			// clients would: one connection each.
+			cc, err := grpc.NewClient(c.nodes[c.leader].APIAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer cc.Close()
+			lb := shoalv1.NewLoadBalancerServiceClient(cc)
+			svc := cfg.Services[(k*7919)%n]
+			for i := 0; time.Now().Before(stop); i++ {
+				t0 := time.Now()
+				resp, err := lb.UpdateRealServer(context.Background(), &shoalv1.UpdateRealServerRequest{
+					Service:    svc.Name,
+					RealServer: &shoalv1.RealServer{Address: svc.RealServers[0].Address, Weight: proto.Uint32(uint32(1 + i%1000))},
+					UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"weight"}},
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+				now := time.Now()
+				results[k] = append(results[k], done{resp.GetSerial(), now, now.Sub(t0)})
+			}
+		}()
+	}
+	t0 := time.Now()
+	wg.Wait()
+	elapsed := time.Since(t0)
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	var calls, applied []time.Duration
+	for _, rs := range results {
+		for _, r := range rs {
+			calls = append(calls, r.took)
+			at := w.on(t, r.serial, time.Minute)
+			applied = append(applied, max(0, at.Sub(r.returned)))
+		}
+	}
+	t.Logf("\n| services (real servers) | writers | writes/s | call p50 / p99 | call return → applied on all 3 nodes p50 / p99 |\n|---|---|---|---|---|\n| %d (%d) | %d | %.0f | %s / %s | %s / %s |",
+		n, n*realsPerService, writers, float64(len(calls))/elapsed.Seconds(), ms(pct(calls, 0.5)), ms(pct(calls, 0.99)),
+		ms(pct(applied, 0.5)), ms(pct(applied, 0.99)))
+}
+
+func envInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
 }

@@ -109,6 +109,34 @@ func changedAddressProblems(old, c *shoalv1.Config) Errors {
 	return errs
 }
 
+// AdmitService is Admit(old, c) for a c that differs from old in the
+// service named name alone (changed, added or removed), both sorted by
+// name as every committed configuration is: it judges that service only.
+func AdmitService(old, c *shoalv1.Config, name string) error {
+	find := func(c *shoalv1.Config) (int, *shoalv1.VirtualService) {
+		ss := c.GetServices()
+		i, ok := slices.BinarySearchFunc(ss, name, func(s *shoalv1.VirtualService, name string) int {
+			return strings.Compare(s.GetName(), name)
+		})
+		if !ok {
+			return i, nil
+		}
+		return i, ss[i]
+	}
+	i, s := find(c)
+	if s == nil {
+		return nil // removed: nothing new to judge
+	}
+	var had Errors
+	if j, o := find(old); o != nil {
+		had = unitProblems(func(v *validator) { v.serviceAddresses(j, o) })
+	}
+	if errs := newProblems(had, unitProblems(func(v *validator) { v.serviceAddresses(i, s) })); len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
 // unitProblems runs one part of addressProblems.
 func unitProblems(check func(v *validator)) Errors {
 	v := &validator{}

@@ -379,8 +379,10 @@ func serviceFamily(s *shoalv1.VirtualService, vip netip.Addr, ok bool) string {
 // It relies on the services being sorted by name, as Normalize leaves them,
 // and on every other service having passed Validate already: nothing about
 // one service depends on another except the name and the keys checked
-// here.
-func ValidateService(c *shoalv1.Config, name string) error {
+// here. before is the service as it was (nil for a new one): when its
+// keys are the same, the others cannot collide with it now either, and
+// they are not looked at, so changing a real server costs one service.
+func ValidateService(c *shoalv1.Config, name string, before *shoalv1.VirtualService) error {
 	ss := c.GetServices()
 	i, found := slices.BinarySearchFunc(ss, name, func(s *shoalv1.VirtualService, name string) int {
 		return strings.Compare(s.GetName(), name)
@@ -401,6 +403,10 @@ func ValidateService(c *shoalv1.Config, name string) error {
 	v.service(servicePath(i, s), s)
 	if len(v.errs) > 0 {
 		return Validate(c)
+	}
+	if before != nil && before.Fwmark == s.Fwmark && before.Port == s.Port && before.Protocol == s.Protocol &&
+		before.GetVip().GetAddress() == s.GetVip().GetAddress() {
+		return nil
 	}
 	// A cheap screen of every other service: it may let through more
 	// than a true collision (then Validate decides), never fewer, since

@@ -33,6 +33,10 @@ type Result struct {
 	// Index is the command's Raft index, set by Node.Apply (0 from the
 	// pure Apply).
 	Index uint64
+	// Service names the one service the command changed, when it changed
+	// the configuration in one service alone: the API then judges that
+	// service alone too (config.AdmitService).
+	Service string
 }
 
 // ErrorKind classifies why a command was rejected; the API maps it to a
@@ -240,22 +244,35 @@ func applyOne(st *shoalv1.State, old, c *shoalv1.Config, one touched, cmd *shoal
 		after = c.Services[one.index]
 		config.NormalizeService(after)
 		name = after.GetName()
-		// Put it where Normalize's sort by name would.
-		c.Services = slices.Delete(c.Services, one.index, one.index+1)
-		i, _ := searchService(c.Services, name)
-		c.Services = slices.Insert(c.Services, i, after)
-	}
-	if err := validate(config.ValidateService(c, name)); err != nil {
-		return nil, err
+		// Put it where Normalize's sort by name would, unless it is
+		// there (a change keeps the name).
+		ss, i := c.Services, one.index
+		if i > 0 && ss[i-1].GetName() >= name || i+1 < len(ss) && ss[i+1].GetName() <= name {
+			c.Services = slices.Delete(c.Services, i, i+1)
+			j, _ := searchService(c.Services, name)
+			c.Services = slices.Insert(c.Services, j, after)
+		}
 	}
 	var before *shoalv1.VirtualService
 	if i, ok := searchService(old.GetServices(), name); ok {
 		before = old.Services[i]
 	}
+	if err := validate(config.ValidateService(c, name, before)); err != nil {
+		return nil, err
+	}
 	if proto.Equal(before, after) {
 		return &Result{State: st}, nil
 	}
-	return commit(st, old, c, config.DiffService(before, after), cmd), nil
+	// The history record appendHistory's walk over both lists would make.
+	rec := &shoalv1.HistoryRecord{}
+	if before != nil {
+		rec.ServicesBefore = []*shoalv1.VirtualService{before}
+	} else {
+		rec.ServicesAdded = []string{name}
+	}
+	res := commitRecord(st, old, c, config.DiffService(before, after), cmd, rec)
+	res.Service = name
+	return res, nil
 }
 
 // validate wraps a config.Validate error as the command's rejection.
@@ -271,10 +288,15 @@ func validate(err error) error {
 // commit is the state after a command that changed the configuration
 // from old to c: the next serial, and the history record.
 func commit(st *shoalv1.State, old, c *shoalv1.Config, changes []*shoalv1.Change, cmd *shoalv1.Command) *Result {
+	return commitRecord(st, old, c, changes, cmd, undoRecord(old, c))
+}
+
+// commitRecord is commit with the history record's undo part made.
+func commitRecord(st *shoalv1.State, old, c *shoalv1.Config, changes []*shoalv1.Change, cmd *shoalv1.Command, rec *shoalv1.HistoryRecord) *Result {
 	c.Serial = old.GetSerial() + 1
 	next := derive(st)
 	next.Config = c
-	next.History = appendHistory(st.GetHistory(), old, c, cmd, changes)
+	next.History = appendHistory(st.GetHistory(), rec, c, cmd, changes)
 	return &Result{State: next, Changes: changes}
 }
 

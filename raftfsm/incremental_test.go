@@ -89,31 +89,33 @@ func TestIncrementalMatchesWhole(t *testing.T) {
 		return &shoalv1.Command{Op: &shoalv1.Command_UpdateRealServer{UpdateRealServer: &shoalv1.UpdateRealServerRequest{Service: service, RealServer: rs, UpdateMask: mask(paths...)}}}
 	}
 	cmds := map[string]*shoalv1.Command{
-		"create first":               create(svc("a-first", "192.0.2.1", 80, 0, "10.0.9.1")),
-		"create last":                create(svc("z-last", "192.0.2.99", 8080, 0)),
-		"create middle, untrimmed":   create(svc("  c-mid ", "192.0.2.3", 80, 0, "10.0.9.2")),
-		"create same vip:port":       create(svc("a-dup", "192.0.2.10", 80, 0)),
-		"create same vip:port after": create(svc("c-dup", "192.0.2.10", 80, 0)),
-		"create same vip, udp":       create(func() *shoalv1.VirtualService { s := svc("c-udp", "192.0.2.10", 80, 0); s.Protocol = "UDP"; return s }()),
-		"create same fwmark":         create(svc("a-mark", "", 0, 7)),
-		"create same fwmark v6":      create(svc("a-mark6", "2001:db8::7", 0, 7)),
-		"create bad name":            create(svc("bad name", "192.0.2.4", 80, 0)),
-		"create bad everything":      create(svc("c-bad", "not-an-ip", 0, 0, "10.0.0.1", "10.0.0.1", "2001:db8::1")),
-		"create exists":              create(svc("b-web", "192.0.2.4", 80, 0)),
-		"update port to collide":     update(&shoalv1.VirtualService{Name: "d-dns", Vip: &shoalv1.Address{Address: "192.0.2.10"}, Protocol: "tcp", Port: 80}, "vip", "protocol", "port"),
-		"update scheduler":           update(&shoalv1.VirtualService{Name: "b-web", Scheduler: "rr"}, "scheduler"),
-		"update bad scheduler":       update(&shoalv1.VirtualService{Name: "b-web", Scheduler: "nope"}, "scheduler"),
-		"update same values":         update(&shoalv1.VirtualService{Name: "b-web", Port: 80}, "port"),
-		"update missing":             update(&shoalv1.VirtualService{Name: "x", Port: 80}, "port"),
-		"delete":                     {Op: &shoalv1.Command_DeleteVirtualService{DeleteVirtualService: &shoalv1.DeleteVirtualServiceRequest{Name: "d-dns"}}},
-		"add real server":            addRS("b-web", &shoalv1.RealServer{Address: "10.0.0.0"}),
-		"add real server v6 to v4":   addRS("b-web", &shoalv1.RealServer{Address: "2001:db8::5"}),
-		"add real server exists":     addRS("b-web", &shoalv1.RealServer{Address: "10.0.0.1"}),
-		"update weight":              updRS("b-web", &shoalv1.RealServer{Address: "10.0.0.2", Weight: proto.Uint32(5)}, "weight"),
-		"update weight too high":     updRS("b-web", &shoalv1.RealServer{Address: "10.0.0.2", Weight: proto.Uint32(70000)}, "weight"),
-		"update weight unchanged":    updRS("b-web", &shoalv1.RealServer{Address: "10.0.0.2", Weight: proto.Uint32(config.DefaultWeight)}, "weight"),
-		"update forward dr port":     updRS("h-v6", &shoalv1.RealServer{Address: "2001:db8:1::1", Forward: "dr"}, "forward"),
-		"remove real server":         {Op: &shoalv1.Command_RemoveRealServer{RemoveRealServer: &shoalv1.RemoveRealServerRequest{Service: "b-web", Address: "10.0.0.1"}}},
+		"create first":                create(svc("a-first", "192.0.2.1", 80, 0, "10.0.9.1")),
+		"create last":                 create(svc("z-last", "192.0.2.99", 8080, 0)),
+		"create middle, untrimmed":    create(svc("  c-mid ", "192.0.2.3", 80, 0, "10.0.9.2")),
+		"create same vip:port":        create(svc("a-dup", "192.0.2.10", 80, 0)),
+		"create same vip:port after":  create(svc("c-dup", "192.0.2.10", 80, 0)),
+		"create same vip, udp":        create(func() *shoalv1.VirtualService { s := svc("c-udp", "192.0.2.10", 80, 0); s.Protocol = "UDP"; return s }()),
+		"create same fwmark":          create(svc("a-mark", "", 0, 7)),
+		"create same fwmark v6":       create(svc("a-mark6", "2001:db8::7", 0, 7)),
+		"create bad name":             create(svc("bad name", "192.0.2.4", 80, 0)),
+		"create bad everything":       create(svc("c-bad", "not-an-ip", 0, 0, "10.0.0.1", "10.0.0.1", "2001:db8::1")),
+		"create exists":               create(svc("b-web", "192.0.2.4", 80, 0)),
+		"update port to collide":      update(&shoalv1.VirtualService{Name: "d-dns", Vip: &shoalv1.Address{Address: "192.0.2.10"}, Protocol: "tcp", Port: 80}, "vip", "protocol", "port"),
+		"update scheduler":            update(&shoalv1.VirtualService{Name: "b-web", Scheduler: "rr"}, "scheduler"),
+		"update bad scheduler":        update(&shoalv1.VirtualService{Name: "b-web", Scheduler: "nope"}, "scheduler"),
+		"update same values":          update(&shoalv1.VirtualService{Name: "b-web", Port: 80}, "port"),
+		"update missing":              update(&shoalv1.VirtualService{Name: "x", Port: 80}, "port"),
+		"delete":                      {Op: &shoalv1.Command_DeleteVirtualService{DeleteVirtualService: &shoalv1.DeleteVirtualServiceRequest{Name: "d-dns"}}},
+		"add real server":             addRS("b-web", &shoalv1.RealServer{Address: "10.0.0.0"}),
+		"add real server v6 to v4":    addRS("b-web", &shoalv1.RealServer{Address: "2001:db8::5"}),
+		"add real server exists":      addRS("b-web", &shoalv1.RealServer{Address: "10.0.0.1"}),
+		"update weight":               updRS("b-web", &shoalv1.RealServer{Address: "10.0.0.2", Weight: proto.Uint32(5)}, "weight"),
+		"update weight too high":      updRS("b-web", &shoalv1.RealServer{Address: "10.0.0.2", Weight: proto.Uint32(70000)}, "weight"),
+		"update weight unchanged":     updRS("b-web", &shoalv1.RealServer{Address: "10.0.0.2", Weight: proto.Uint32(config.DefaultWeight)}, "weight"),
+		"update forward dr port":      updRS("h-v6", &shoalv1.RealServer{Address: "2001:db8:1::1", Forward: "dr"}, "forward"),
+		"add unspecified real server": addRS("b-web", &shoalv1.RealServer{Address: "0.0.0.0"}),
+		"create loopback vip":         create(svc("c-lo", "127.0.0.5", 80, 0, "10.0.9.9")),
+		"remove real server":          {Op: &shoalv1.Command_RemoveRealServer{RemoveRealServer: &shoalv1.RemoveRealServerRequest{Service: "b-web", Address: "10.0.0.1"}}},
 	}
 	for name, cmd := range cmds {
 		t.Run(name, func(t *testing.T) {
@@ -143,6 +145,23 @@ func TestIncrementalMatchesWhole(t *testing.T) {
 					t.Errorf("change %d: %v, whole %v", i, res.Changes[i], wantChanges[i])
 				}
 			}
+			// The history's undo part is what the walk over both lists
+			// makes, and the API's address rules judge the one service
+			// as they would the whole configuration.
+			if n := len(res.State.GetHistory()); wantChanges != nil {
+				got := proto.Clone(res.State.GetHistory()[n-1]).(*shoalv1.HistoryRecord)
+				got.Entry, got.UndoBytes = nil, 0
+				if want := undoRecord(st.GetConfig(), res.State.GetConfig()); !proto.Equal(got, want) {
+					t.Errorf("history record %v, walk %v", got, want)
+				}
+			}
+			if res.Service != "" {
+				whole := config.Admit(st.GetConfig(), res.State.GetConfig())
+				one := config.AdmitService(st.GetConfig(), res.State.GetConfig(), res.Service)
+				if fmt.Sprint(whole) != fmt.Sprint(one) {
+					t.Errorf("AdmitService %v, Admit %v", one, whole)
+				}
+			}
 			// The command left the state it applied to alone.
 			if !proto.Equal(st.GetConfig(), res.State.GetConfig()) && proto.Equal(st.GetConfig(), wantCfg) {
 				t.Error("the input state was modified")
@@ -153,5 +172,45 @@ func TestIncrementalMatchesWhole(t *testing.T) {
 	again, err := Apply(EmptyState(), &shoalv1.Command{Op: &shoalv1.Command_ApplyConfig{ApplyConfig: &shoalv1.ApplyConfigRequest{Config: base}}})
 	if err != nil || !proto.Equal(again.State.GetConfig(), st.GetConfig()) {
 		t.Errorf("the base state changed under the commands: %v", err)
+	}
+}
+
+// TestServiceAtMatchesConfigAt rebuilds each service at each serial of a
+// run of writes both ways.
+func TestServiceAtMatchesConfigAt(t *testing.T) {
+	st := EmptyState()
+	names := []string{"a", "b", "c"}
+	step := func(cmd *shoalv1.Command) {
+		res, err := Apply(st, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st = res.State
+	}
+	for i, n := range names {
+		step(createCmd(svc(n, fmt.Sprintf("192.0.2.%d", i+1), 80)))
+	}
+	step(&shoalv1.Command{Op: &shoalv1.Command_UpdateVirtualService{UpdateVirtualService: &shoalv1.UpdateVirtualServiceRequest{
+		Service: &shoalv1.VirtualService{Name: "b", Scheduler: "rr"}, UpdateMask: mask("scheduler")}}})
+	step(&shoalv1.Command{Op: &shoalv1.Command_DeleteVirtualService{DeleteVirtualService: &shoalv1.DeleteVirtualServiceRequest{Name: "a"}}})
+	step(createCmd(svc("a", "192.0.2.9", 81)))
+	for serial := OldestSerial(st); serial <= st.GetConfig().GetSerial()+1; serial++ {
+		c, cerr := ConfigAt(st, serial)
+		for _, n := range append(names, "zz") {
+			got, err := ServiceAt(st, serial, n)
+			if (err == nil) != (cerr == nil) {
+				t.Fatalf("serial %d: ServiceAt error %v, ConfigAt %v", serial, err, cerr)
+			}
+			if err != nil {
+				continue
+			}
+			var want *shoalv1.VirtualService
+			if i, ok := searchService(c.GetServices(), n); ok {
+				want = c.Services[i]
+			}
+			if !proto.Equal(got, want) {
+				t.Errorf("serial %d %s: %v, ConfigAt has %v", serial, n, got, want)
+			}
+		}
 	}
 }

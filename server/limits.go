@@ -2,6 +2,7 @@ package server
 
 import (
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
@@ -23,10 +24,16 @@ func CallOptions() grpc.DialOption {
 	return grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize))
 }
 
-// maxAnswerChanges is the most changes an apply answers with unless asked
-// for all of them (ApplyConfigRequest.full); a larger answer carries the
-// summary alone.
-const maxAnswerChanges = 1000
+// An apply answers with its changes and the resulting configuration only
+// when there are at most maxAnswerChanges changes and the configuration
+// encodes in at most maxAnswerConfig bytes, unless the client asks for them
+// however large (ApplyConfigRequest.full); otherwise with the summary
+// alone. Re-applying a table of 100,000 real servers changes nothing, and
+// its answer was still 7 MB.
+const (
+	maxAnswerChanges = 1000
+	maxAnswerConfig  = 1 << 20
+)
 
 // summarize counts changes by what they touch.
 func summarize(changes []*shoalv1.Change) *shoalv1.ChangeSummary {
@@ -68,6 +75,11 @@ func applyAnswer(serial uint64, changes []*shoalv1.Change, config func() *shoalv
 		r.ChangesOmitted = true
 		return r
 	}
-	r.Changes, r.Config = changes, config()
+	c := config()
+	if !full && proto.Size(c) > maxAnswerConfig {
+		r.ChangesOmitted = true
+		return r
+	}
+	r.Changes, r.Config = changes, c
 	return r
 }

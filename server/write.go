@@ -162,7 +162,14 @@ func judge(st *shoalv1.State, cmd *shoalv1.Command) (*raftfsm.Result, error) {
 	if err != nil || res.Replayed || res.State.GetConfig() == st.GetConfig() {
 		return res, err
 	}
-	if err := config.Admit(st.GetConfig(), res.State.GetConfig()); err != nil {
+	old, c := st.GetConfig(), res.State.GetConfig()
+	if res.Service != "" {
+		// A write of one service: judge it alone, not the whole table.
+		err = config.AdmitService(old, c, res.Service)
+	} else {
+		err = config.Admit(old, c)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return res, nil

@@ -89,7 +89,7 @@ func newConfigCmd(a *app) *cobra.Command {
 	apply.Flags().StringVarP(&file, "file", "f", "", "configuration file, - for stdin")
 	apply.Flags().BoolVar(&dryRun, "dry-run", false, "validate and print the diff without committing")
 	apply.Flags().Uint64Var(&expect, "expect-serial", 0, "fail unless the cluster's serial is exactly this")
-	apply.Flags().BoolVar(&full, "full", false, "print every change and return the resulting configuration however large (without it, more than 1,000 changes are summarised)")
+	apply.Flags().BoolVar(&full, "full", false, "print every change and return the resulting configuration however large (without it, more than 1,000 changes or a configuration over 1 MiB is summarised)")
 	_ = apply.MarkFlagRequired("file")
 	_ = apply.MarkFlagFilename("file", "yaml", "yml", "json")
 	cmd.AddCommand(get, apply)

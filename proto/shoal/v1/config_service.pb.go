@@ -302,9 +302,10 @@ type ApplyConfigRequest struct {
 	// with FAILED_PRECONDITION unless the cluster's serial is exactly this.
 	ExpectedSerial uint64 `protobuf:"varint,3,opt,name=expected_serial,json=expectedSerial,proto3" json:"expected_serial,omitempty"`
 	// full asks for every change and the resulting configuration however
-	// large the answer. Without it, an apply of more than 1,000 changes is
-	// answered with the serial and the summary alone (changes_omitted): the
-	// whole diff of a large table is megabytes nobody reads.
+	// large the answer. Without it, an apply of more than 1,000 changes, or
+	// whose resulting configuration encodes in more than 1 MiB, is answered
+	// with the serial and the summary alone (changes_omitted): the whole diff
+	// or table of a large configuration is megabytes nobody reads.
 	Full          bool `protobuf:"varint,4,opt,name=full,proto3" json:"full,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -10,6 +10,7 @@
 package scale
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -22,7 +23,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -128,71 +131,92 @@ func start(t *testing.T, lvsd string) *cluster {
 }
 
 // watchAll follows every node's Watch stream and reports, for each
-// serial, when the last of the 3 nodes applied it.
+// serial, when the last of the 3 nodes had applied it. A stream that falls
+// behind (Aborted, at high write rates) is watched again from the node's
+// current state, which counts as applying everything up to its serial.
 type watchAll struct {
 	mu      sync.Mutex
-	seen    map[uint64]int
-	allAt   map[uint64]time.Time
+	reports [][]report // per node, serials growing
 	changed chan struct{}
-	err     error // a stream that ended
+	err     error // a stream that failed otherwise
+}
+
+type report struct {
+	serial uint64
+	at     time.Time
 }
 
 func (c *cluster) watch(t *testing.T) *watchAll {
 	t.Helper()
-	w := &watchAll{seen: map[uint64]int{}, allAt: map[uint64]time.Time{}, changed: make(chan struct{}, 1)}
+	w := &watchAll{reports: make([][]report, len(c.conns)), changed: make(chan struct{}, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	for _, cc := range c.conns {
-		stream, err := shoalv1.NewConfigServiceClient(cc).Watch(ctx, &shoalv1.WatchRequest{})
-		if err != nil {
-			t.Fatal(err)
+	notify := func() {
+		select {
+		case w.changed <- struct{}{}:
+		default:
 		}
+	}
+	for i, cc := range c.conns {
 		go func() {
-			for {
-				m, err := stream.Recv()
-				if err != nil {
-					if ctx.Err() == nil {
+			initial := false
+			for ctx.Err() == nil {
+				stream, err := shoalv1.NewConfigServiceClient(cc).Watch(ctx, &shoalv1.WatchRequest{Initial: initial})
+				for err == nil {
+					var m *shoalv1.WatchResponse
+					if m, err = stream.Recv(); err == nil {
 						w.mu.Lock()
-						w.err = err
+						w.reports[i] = append(w.reports[i], report{m.GetSerial(), time.Now()})
 						w.mu.Unlock()
-						select {
-						case w.changed <- struct{}{}:
-						default:
-						}
+						notify()
 					}
+				}
+				if ctx.Err() != nil {
 					return
 				}
-				now := time.Now()
-				w.mu.Lock()
-				w.seen[m.GetSerial()]++
-				if w.seen[m.GetSerial()] == len(c.conns) {
-					w.allAt[m.GetSerial()] = now
+				if status.Code(err) != codes.Aborted {
+					w.mu.Lock()
+					w.err = err
+					w.mu.Unlock()
+					notify()
+					return
 				}
-				w.mu.Unlock()
-				select {
-				case w.changed <- struct{}{}:
-				default:
-				}
+				initial = true
 			}
 		}()
 	}
 	return w
 }
 
-// on returns when all nodes reported serial (or fails after timeout).
+// at is when every node had reported serial or a later one.
+func (w *watchAll) at(serial uint64) (time.Time, bool) {
+	var last time.Time
+	for _, rs := range w.reports {
+		i, _ := slices.BinarySearchFunc(rs, serial, func(r report, s uint64) int { return cmp.Compare(r.serial, s) })
+		if i == len(rs) {
+			return time.Time{}, false
+		}
+		if rs[i].at.After(last) {
+			last = rs[i].at
+		}
+	}
+	return last, true
+}
+
+// on returns when all nodes had applied serial (or fails after timeout).
 func (w *watchAll) on(t *testing.T, serial uint64, timeout time.Duration) time.Time {
 	t.Helper()
 	deadline := time.After(timeout)
 	for {
 		w.mu.Lock()
-		at, ok := w.allAt[serial]
+		at, ok := w.at(serial)
 		err := w.err
 		w.mu.Unlock()
 		if ok {
 			return at
 		}
 		if err != nil {
-			t.Fatalf("a watch stream ended before serial %d: %v", serial, err)
+			t.Fatalf("a watch stream failed before serial %d: %v", serial, err)
 		}
 		select {
 		case <-w.changed:

@@ -1,9 +1,11 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -14,6 +16,14 @@ import (
 
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
+
+// longCtx bounds a call on a large table: seconds normally, far more
+// under the race detector.
+func longCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
 
 // bigTable is n services of 10 real servers each.
 func bigTable(n int) *shoalv1.Config {
@@ -53,7 +63,7 @@ func TestLargeApply(t *testing.T) {
 	defer conn.Close()
 	api := shoalv1.NewConfigServiceClient(conn)
 
-	resp, err := api.ApplyConfig(ctxT(t), &shoalv1.ApplyConfigRequest{Config: cfg})
+	resp, err := api.ApplyConfig(longCtx(t), &shoalv1.ApplyConfigRequest{Config: cfg})
 	if err != nil {
 		t.Fatalf("apply of 6,500 services: %v", err)
 	}
@@ -72,7 +82,7 @@ func TestLargeApply(t *testing.T) {
 			rs.Weight = proto.Uint32(50)
 		}
 	}
-	resp, err = api.ApplyConfig(ctxT(t), &shoalv1.ApplyConfigRequest{Config: cfg, Full: true})
+	resp, err = api.ApplyConfig(longCtx(t), &shoalv1.ApplyConfigRequest{Config: cfg, Full: true})
 	if err != nil {
 		t.Fatalf("apply with full: %v", err)
 	}
@@ -102,7 +112,7 @@ func TestManyFieldErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	_, err = shoalv1.NewConfigServiceClient(conn).ApplyConfig(ctxT(t), &shoalv1.ApplyConfigRequest{Config: cfg})
+	_, err = shoalv1.NewConfigServiceClient(conn).ApplyConfig(longCtx(t), &shoalv1.ApplyConfigRequest{Config: cfg})
 	st := status.Convert(err)
 	if st.Code() != codes.InvalidArgument {
 		t.Fatalf("got %v %.200q, want InvalidArgument", st.Code(), st.Message())

@@ -382,6 +382,12 @@ func serviceFamily(s *shoalv1.VirtualService, vip netip.Addr, ok bool) string {
 // here. before is the service as it was (nil for a new one): when its
 // keys are the same, the others cannot collide with it now either, and
 // they are not looked at, so changing a real server costs one service.
+//
+// Keep it so: a new rule that judges a service against the global
+// settings or against other services (a name referenced elsewhere, a
+// shared resource) must be checked here too, for a change, an addition
+// and a removal, or make this fall back to Validate when it may apply.
+// TestIncrementalMatchesWhole in raftfsm compares the two.
 func ValidateService(c *shoalv1.Config, name string, before *shoalv1.VirtualService) error {
 	ss := c.GetServices()
 	i, found := slices.BinarySearchFunc(ss, name, func(s *shoalv1.VirtualService, name string) int {

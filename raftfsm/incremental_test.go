@@ -214,3 +214,51 @@ func TestServiceAtMatchesConfigAt(t *testing.T) {
 		}
 	}
 }
+
+// TestFSMTakesJudgedOutcome: the FSM takes an outcome judged for the very
+// entry and state it applies, and computes afresh when the state moved or
+// the entry is another copy of the same bytes (a follower's, or one read
+// back from the log).
+func TestFSMTakesJudgedOutcome(t *testing.T) {
+	cmds := []*shoalv1.Command{createCmd(svc("web", "192.0.2.10", 80)), createCmd(svc("dns", "192.0.2.53", 53))}
+	logs := logOf(t, cmds...)
+
+	f := NewFSM()
+	base := f.State()
+	want, err := Apply(base, cmds[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	forget := f.expect(logs[0].Data, base, want)
+	if got := f.Apply(logs[0]); got != want {
+		t.Fatalf("FSM computed %v, want the judged outcome itself", got)
+	}
+	forget()
+	if f.State() != want.State {
+		t.Fatal("FSM state is not the judged outcome's")
+	}
+
+	// Judged against a state that is no longer the FSM's: recomputed.
+	stale := &Result{State: EmptyState()}
+	forget = f.expect(logs[1].Data, base, stale)
+	if got := f.Apply(logs[1]); got == stale {
+		t.Fatal("FSM took an outcome judged against another state")
+	}
+	forget()
+	if len(f.State().GetConfig().GetServices()) != 2 {
+		t.Fatalf("services %v, want web and dns", f.State().GetConfig().GetServices())
+	}
+
+	// The same bytes in another slice are another entry.
+	g := NewFSM()
+	forget = g.expect(logs[0].Data, g.State(), stale)
+	copied := *logs[0]
+	copied.Data = append([]byte(nil), logs[0].Data...)
+	if got := g.Apply(&copied); got == stale {
+		t.Fatal("FSM took an outcome judged for another entry")
+	}
+	forget()
+	if len(g.judged) != 0 {
+		t.Errorf("%d judged outcomes left after forgetting", len(g.judged))
+	}
+}

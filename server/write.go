@@ -69,7 +69,7 @@ func (s *Server) write(ctx context.Context, cmd *shoalv1.Command) (*written, err
 		return nil, err
 	}
 	cmd.RequestId = id
-	res, err := s.validate(ctx, cmd)
+	res, base, err := s.validate(ctx, cmd)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -78,7 +78,7 @@ func (s *Server) write(ctx context.Context, cmd *shoalv1.Command) (*written, err
 		// This node has applied the first outcome, so it is committed:
 		// answer with it without another round through raft.
 		w = &written{serial: res.Serial, changes: res.Changes, state: res.State, replayed: true}
-	} else if w, err = s.commit(ctx, cmd); err != nil {
+	} else if w, err = s.commit(ctx, cmd, judged{base: base, res: res}); err != nil {
 		return nil, toStatus(err)
 	}
 	if w.replayed {
@@ -133,15 +133,25 @@ func (s *Server) audit(ctx context.Context) *shoalv1.Audit {
 // judges again; when it cannot, it says Unavailable rather than refuse on
 // a state that may be stale (the nemesis test found CAS writes refused so
 // by a partitioned follower and by one behind a dead leader).
-func (s *Server) validate(ctx context.Context, cmd *shoalv1.Command) (*raftfsm.Result, error) {
-	res, err := judge(s.node.FSM().State(), cmd)
-	if err == nil {
-		return res, nil
+func (s *Server) validate(ctx context.Context, cmd *shoalv1.Command) (res *raftfsm.Result, base *shoalv1.State, err error) {
+	base = s.node.FSM().State()
+	if res, err = judge(base, cmd); err == nil {
+		return res, base, nil
 	}
 	if berr := s.barrier(ctx); berr != nil {
-		return nil, berr
+		return nil, nil, berr
 	}
-	return judge(s.node.FSM().State(), cmd)
+	base = s.node.FSM().State()
+	res, err = judge(base, cmd)
+	return res, base, err
+}
+
+// judged is the outcome of raftfsm.Apply(base, cmd) that validate
+// computed: the leader's FSM takes it when it applies the command to base
+// (raftfsm.Node.ApplyJudged), instead of computing it a second time.
+type judged struct {
+	base *shoalv1.State
+	res  *raftfsm.Result
 }
 
 // dryRun validates cmd against a consistent view of the state and returns
@@ -177,10 +187,10 @@ func judge(st *shoalv1.State, cmd *shoalv1.Command) (*raftfsm.Result, error) {
 
 // commit applies cmd on the leader, forwarding when this node does not
 // lead, and retries while leadership moves (up to LeaderWait).
-func (s *Server) commit(ctx context.Context, cmd *shoalv1.Command) (*written, error) {
+func (s *Server) commit(ctx context.Context, cmd *shoalv1.Command, j judged) (*written, error) {
 	deadline := time.Now().Add(s.o.LeaderWait)
 	for {
-		w, err := s.commitOnce(ctx, cmd)
+		w, err := s.commitOnce(ctx, cmd, j)
 		if err == nil || !retryable(err) || time.Now().After(deadline) || ctx.Err() != nil {
 			return w, err
 		}
@@ -204,9 +214,9 @@ func retryable(err error) bool {
 	return false
 }
 
-func (s *Server) commitOnce(ctx context.Context, cmd *shoalv1.Command) (*written, error) {
+func (s *Server) commitOnce(ctx context.Context, cmd *shoalv1.Command, j judged) (*written, error) {
 	if s.isLeader() {
-		res, err := s.node.Apply(ctx, cmd)
+		res, err := s.node.ApplyJudged(ctx, cmd, j.base, j.res)
 		if err == nil {
 			return writtenHere(res), nil
 		}
@@ -222,7 +232,7 @@ func (s *Server) commitOnce(ctx context.Context, cmd *shoalv1.Command) (*written
 		return nil, err
 	}
 	if self {
-		res, err := s.node.Apply(ctx, cmd)
+		res, err := s.node.ApplyJudged(ctx, cmd, j.base, j.res)
 		if errors.Is(err, raft.ErrLeadershipLost) {
 			return nil, mayHaveApplied(cmd, "this node lost its leadership", err.Error())
 		}

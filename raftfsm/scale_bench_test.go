@@ -1,7 +1,9 @@
 package raftfsm
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"testing"
 
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
@@ -93,4 +95,31 @@ func BenchmarkRequestIDs(b *testing.B) {
 		}
 		st = res.State
 	}
+}
+
+// BenchmarkSnapshotAtScale persists and restores the state of 10,000
+// services × 10 real servers (with the history of the apply that made it):
+// what a snapshot, and a node installing one, costs.
+func BenchmarkSnapshotAtScale(b *testing.B) {
+	st := scaleState(b, 10000)
+	data, err := marshalSnapshot(st, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("persist", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := marshalSnapshot(st, 1); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(len(data))/1e6, "MB")
+	})
+	b.Run("restore", func(b *testing.B) {
+		for b.Loop() {
+			f := NewFSM()
+			if err := f.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -39,6 +40,12 @@ func Admit(old, c *shoalv1.Config) error {
 	if c == nil {
 		return nil // Validate says it is missing
 	}
+	if old != nil && sortedByName(old) && sortedByName(c) {
+		if errs := changedAddressProblems(old, c); len(errs) > 0 {
+			return errs
+		}
+		return nil
+	}
 	errs := addressProblems(c)
 	if len(errs) == 0 {
 		return nil
@@ -67,36 +74,143 @@ func addressProblems(c *shoalv1.Config) Errors {
 	c = proto.Clone(c).(*shoalv1.Config)
 	Normalize(c)
 	v := &validator{}
-	if a := c.GetGlobal().GetNatRouter(); a != nil {
-		v.raisedAddress("global.nat_router", "NAT router address", a)
-	}
+	v.globalAddresses(c.GetGlobal())
 	for i, s := range c.GetServices() {
-		if s == nil {
-			continue
-		}
-		path := servicePath(i, s)
-		if s.GetVip() != nil {
-			v.raisedAddress(path+".vip", "VIP", s.GetVip())
-		}
-		for _, rs := range s.GetRealServers() {
-			if rs != nil {
-				v.serverAddress(path+".real_servers["+RealServerKey(s, rs)+"].address", rs.GetAddress())
-			}
-		}
-		if rs := s.GetSorryServer(); rs != nil {
-			v.serverAddress(path+".sorry_server.address", rs.GetAddress())
-		}
-		v.execProgram(path+".health_check", s.GetHealthCheck())
-		for _, rs := range s.GetRealServers() {
-			if rs == nil {
-				continue
-			}
-			for i, hc := range rs.GetHealthChecks() {
-				v.execProgram(fmt.Sprintf("%s.real_servers[%s].health_checks[%d]", path, RealServerKey(s, rs), i), hc)
-			}
-		}
+		v.serviceAddresses(c, i, s)
 	}
 	return v.errs
+}
+
+// changedAddressProblems is Admit for two configurations whose services
+// are sorted by name, each name once, as every committed one's are: it
+// judges only the global settings and services that c does not share
+// with old, so that a write of one service costs one service. What it
+// returns is what the whole comparison returns, since every field path
+// names its service and a shared service has the same problems in both.
+func changedAddressProblems(old, c *shoalv1.Config) Errors {
+	var errs Errors
+	if og, ng := old.GetGlobal(), c.GetGlobal(); og != ng {
+		errs = append(errs, newProblems(unitProblems(func(v *validator) { v.globalAddresses(og) }),
+			unitProblems(func(v *validator) { v.globalAddresses(ng) }))...)
+	}
+	os := old.GetServices()
+	for i, s := range c.GetServices() {
+		for len(os) > 0 && os[0] != s && os[0].GetName() < s.GetName() {
+			os = os[1:]
+		}
+		if len(os) > 0 && os[0] == s {
+			os = os[1:]
+			continue
+		}
+		var had Errors
+		if len(os) > 0 && os[0].GetName() == s.GetName() {
+			o := os[0]
+			had = unitProblems(func(v *validator) { v.serviceAddresses(old, i, o) })
+		}
+		errs = append(errs, newProblems(had, unitProblems(func(v *validator) { v.serviceAddresses(c, i, s) }))...)
+	}
+	return errs
+}
+
+// AdmitService is Admit(old, c) for a c that differs from old in the
+// service named name alone (changed, added or removed), both sorted by
+// name as every committed configuration is: it judges that service only.
+func AdmitService(old, c *shoalv1.Config, name string) error {
+	find := func(c *shoalv1.Config) (int, *shoalv1.VirtualService) {
+		ss := c.GetServices()
+		i, ok := slices.BinarySearchFunc(ss, name, func(s *shoalv1.VirtualService, name string) int {
+			return strings.Compare(s.GetName(), name)
+		})
+		if !ok {
+			return i, nil
+		}
+		return i, ss[i]
+	}
+	i, s := find(c)
+	if s == nil {
+		return nil // removed: nothing new to judge
+	}
+	var had Errors
+	if j, o := find(old); o != nil {
+		had = unitProblems(func(v *validator) { v.serviceAddresses(old, j, o) })
+	}
+	if errs := newProblems(had, unitProblems(func(v *validator) { v.serviceAddresses(c, i, s) })); len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// unitProblems runs one part of addressProblems.
+func unitProblems(check func(v *validator)) Errors {
+	v := &validator{}
+	check(v)
+	return v.errs
+}
+
+// newProblems is errs without those had has too.
+func newProblems(had, errs Errors) Errors {
+	var out Errors
+	for _, e := range errs {
+		if !slices.Contains(had, e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// sortedByName says that c's services are sorted by name, each named and
+// named once, names trimmed: as Normalize leaves a valid configuration.
+func sortedByName(c *shoalv1.Config) bool {
+	ss := c.GetServices()
+	for i, s := range ss {
+		n := s.GetName()
+		if n == "" || strings.TrimSpace(n) != n || i > 0 && ss[i-1].GetName() >= n {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *validator) globalAddresses(g *shoalv1.Global) {
+	if g == nil {
+		return
+	}
+	g = proto.Clone(g).(*shoalv1.Global)
+	normalizeGlobal(g)
+	if a := g.GetNatRouter(); a != nil {
+		v.raisedAddress("global.nat_router", "NAT router address", a)
+	}
+}
+
+// serviceAddresses checks the addresses of the i-th service (its place in
+// the sorted list names it when it has no name).
+func (v *validator) serviceAddresses(c *shoalv1.Config, i int, s *shoalv1.VirtualService) {
+	if s == nil {
+		return
+	}
+	s = proto.Clone(s).(*shoalv1.VirtualService)
+	NormalizeService(c, s)
+	path := servicePath(i, s)
+	if s.GetVip() != nil {
+		v.raisedAddress(path+".vip", "VIP", s.GetVip())
+	}
+	for _, rs := range s.GetRealServers() {
+		if rs != nil {
+			v.serverAddress(path+".real_servers["+RealServerKey(s, rs)+"].address", rs.GetAddress())
+		}
+	}
+	if rs := s.GetSorryServer(); rs != nil {
+		v.serverAddress(path+".sorry_server.address", rs.GetAddress())
+	}
+	v.execProgram(path+".health_check", s.GetHealthCheck())
+	for _, rs := range s.GetRealServers() {
+		if rs == nil {
+			continue
+		}
+		for j, hc := range rs.GetHealthChecks() {
+			v.execProgram(fmt.Sprintf("%s.real_servers[%s].health_checks[%d]", path, RealServerKey(s, rs), j), hc)
+		}
+	}
 }
 
 var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})

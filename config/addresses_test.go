@@ -163,3 +163,49 @@ func TestAdmitKeepsWhatWasThere(t *testing.T) {
 		t.Fatalf("Admit = %v, want the renamed service's VIP", err)
 	}
 }
+
+// TestAdmitSortedMatchesWhole holds Admit's walk over two sorted
+// configurations (changedAddressProblems) to the whole comparison it
+// replaces, on pairs with problems old and new, shared and not.
+func TestAdmitSortedMatchesWhole(t *testing.T) {
+	svc := func(name, vip string, reals ...string) *shoalv1.VirtualService {
+		s := &shoalv1.VirtualService{Name: name, Vip: &shoalv1.Address{Address: vip}, Port: 80}
+		for _, r := range reals {
+			s.RealServers = append(s.RealServers, &shoalv1.RealServer{Address: r})
+		}
+		return s
+	}
+	a, b := svc("a", "127.0.0.1", "10.0.0.1"), svc("b", "192.0.2.2", "0.0.0.0")
+	c, d := svc("c", "192.0.2.3", "10.0.0.3"), svc("d", "224.0.0.1", "255.255.255.255")
+	cfg := func(g *shoalv1.Global, ss ...*shoalv1.VirtualService) *shoalv1.Config {
+		return &shoalv1.Config{Global: g, Services: ss}
+	}
+	lo := &shoalv1.Global{NatRouter: &shoalv1.Address{Address: "127.0.0.9"}}
+	pairs := []struct{ old, new *shoalv1.Config }{
+		{cfg(nil, a, b, c), cfg(nil, a, b, c)},
+		{cfg(nil, a, c), cfg(nil, a, b, c)},
+		{cfg(nil, a, b, c), cfg(nil, a, c)},
+		{cfg(nil, a, b), cfg(nil, a, b, c, d)},
+		{cfg(nil, b, c), cfg(nil, proto.Clone(b).(*shoalv1.VirtualService), c, d)},
+		{cfg(nil, a), cfg(lo, a)},
+		{cfg(lo, a), cfg(proto.Clone(lo).(*shoalv1.Global), a, d)},
+		{cfg(nil), cfg(nil, a, b, c, d)},
+		{cfg(nil, a, b, c, d), cfg(nil, svc("a", "127.0.0.1", "10.0.0.1", "0.0.0.0"), b, svc("c", "0.0.0.0"), d)},
+	}
+	for i, p := range pairs {
+		whole := addressProblems(p.new)
+		had := addressProblems(p.old)
+		var want Errors
+		for _, e := range whole {
+			if !slices.Contains(had, e) {
+				want = append(want, e)
+			}
+		}
+		if !sortedByName(p.old) || !sortedByName(p.new) {
+			t.Fatalf("pair %d is not sorted", i)
+		}
+		if got := changedAddressProblems(p.old, p.new); !slices.Equal(got, want) {
+			t.Errorf("pair %d: walk %v, whole %v", i, got, want)
+		}
+	}
+}

@@ -26,20 +26,31 @@ func Diff(old, new *shoalv1.Config) []*shoalv1.Change {
 	}
 	olds, news := servicesByName(old), servicesByName(new)
 	for _, name := range unionKeys(olds, news) {
-		o, n := olds[name], news[name]
-		switch {
-		case o == nil:
-			out = append(out, &shoalv1.Change{Action: shoalv1.ChangeAction_CHANGE_ACTION_ADDED, Service: name, Detail: describeService(n)})
-			for _, rs := range n.RealServers {
-				out = append(out, rsChange(shoalv1.ChangeAction_CHANGE_ACTION_ADDED, n, rs, describeRealServer(rs)))
-			}
-		case n == nil:
-			out = append(out, &shoalv1.Change{Action: shoalv1.ChangeAction_CHANGE_ACTION_REMOVED, Service: name, Detail: describeService(o)})
-		default:
-			out = append(out, diffService(o, n)...)
-		}
+		out = append(out, DiffService(olds[name], news[name])...)
 	}
 	return out
+}
+
+// DiffService is Diff for one service: o before, n after, either nil
+// (added, removed). Diff of two configurations that differ in one service
+// alone is DiffService of its two versions, which a write of one service
+// uses instead of comparing every service of a large table.
+func DiffService(o, n *shoalv1.VirtualService) []*shoalv1.Change {
+	switch {
+	case o == nil && n == nil:
+		return nil
+	case o == nil:
+		out := []*shoalv1.Change{{Action: shoalv1.ChangeAction_CHANGE_ACTION_ADDED, Service: n.Name, Detail: describeService(n)}}
+		for _, rs := range n.RealServers {
+			out = append(out, rsChange(shoalv1.ChangeAction_CHANGE_ACTION_ADDED, n, rs, describeRealServer(rs)))
+		}
+		return out
+	case n == nil:
+		return []*shoalv1.Change{{Action: shoalv1.ChangeAction_CHANGE_ACTION_REMOVED, Service: o.Name, Detail: describeService(o)}}
+	case o == n:
+		return nil // shared, never modified: the same
+	}
+	return diffService(o, n)
 }
 
 func diffService(o, n *shoalv1.VirtualService) []*shoalv1.Change {

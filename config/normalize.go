@@ -26,8 +26,7 @@ func Normalize(c *shoalv1.Config) {
 	normalizeGlobal(c.Global)
 	for _, s := range c.Services {
 		if s != nil {
-			s.Announce = strings.ToLower(strings.TrimSpace(s.Announce))
-			normalizeService(s, ServiceAnnounce(c, s) == AnnounceBGP)
+			NormalizeService(c, s)
 		}
 	}
 	slices.SortStableFunc(c.Services, func(a, b *shoalv1.VirtualService) int {
@@ -78,6 +77,16 @@ func normalizeSync(cs *shoalv1.ConnectionSync) {
 	if cs.Ttl == 0 {
 		cs.Ttl = DefaultSyncTTL
 	}
+}
+
+// NormalizeService is Normalize for one service of c, in place: what
+// Normalize does to each service of a configuration (it also sorts the
+// services by name, which a caller placing one service keeps). c's global
+// settings must be normalised already: they choose the service's announce
+// mode, and with it its defaults.
+func NormalizeService(c *shoalv1.Config, s *shoalv1.VirtualService) {
+	s.Announce = strings.ToLower(strings.TrimSpace(s.Announce))
+	normalizeService(s, ServiceAnnounce(c, s) == AnnounceBGP)
 }
 
 // normalizeService fills a service's defaults; bgp says it is announced by

@@ -33,6 +33,10 @@ type Result struct {
 	// Index is the command's Raft index, set by Node.Apply (0 from the
 	// pure Apply).
 	Index uint64
+	// Service names the one service the command changed, when it changed
+	// the configuration in one service alone: the API then judges that
+	// service alone too (config.AdmitService).
+	Service string
 }
 
 // ErrorKind classifies why a command was rejected; the API maps it to a
@@ -172,48 +176,128 @@ func apply(st *shoalv1.State, cmd *shoalv1.Command) (*Result, error) {
 		return revokeCertificate(st, op.RevokeCertificate, cmd.GetAudit(), pki.MaxClientLifetime)
 	}
 
-	c := proto.Clone(old).(*shoalv1.Config)
+	// A shallow copy: the global settings and every service are shared
+	// with old, which is never modified; a command that changes a service
+	// works on a clone of that one (editService), so that a write costs
+	// what it touches, not the size of the table.
+	c := &shoalv1.Config{Global: old.Global, Services: slices.Clone(old.Services), Serial: old.Serial}
 	var err error
+	one := touched{index: -1}
 	switch op := cmd.GetOp().(type) {
 	case *shoalv1.Command_ApplyConfig:
 		err = applyConfig(c, op.ApplyConfig)
 	case *shoalv1.Command_RollbackConfig:
 		err = rollbackConfig(st, c, op.RollbackConfig)
 	case *shoalv1.Command_CreateVirtualService:
-		err = createService(c, op.CreateVirtualService)
+		one, err = createService(c, op.CreateVirtualService)
 	case *shoalv1.Command_UpdateVirtualService:
-		err = updateService(c, op.UpdateVirtualService)
+		one, err = updateService(c, op.UpdateVirtualService)
 	case *shoalv1.Command_DeleteVirtualService:
-		err = deleteService(c, op.DeleteVirtualService)
+		one, err = deleteService(c, op.DeleteVirtualService)
 	case *shoalv1.Command_AddRealServer:
-		err = addRealServer(c, op.AddRealServer)
+		one, err = addRealServer(c, op.AddRealServer)
 	case *shoalv1.Command_UpdateRealServer:
-		err = updateRealServer(c, op.UpdateRealServer)
+		one, err = updateRealServer(c, op.UpdateRealServer)
 	case *shoalv1.Command_RemoveRealServer:
-		err = removeRealServer(c, op.RemoveRealServer)
+		one, err = removeRealServer(c, op.RemoveRealServer)
 	default:
 		return nil, &Error{Kind: KindInvalid, Reason: "command has no operation"}
 	}
 	if err != nil {
 		return nil, err
 	}
+	if one.name != "" {
+		return applyOne(st, old, c, one, cmd)
+	}
 
+	// A whole new configuration (apply, rollback): its global settings
+	// and services are the command's own clones, so normalising them in
+	// place touches nothing shared.
 	config.Normalize(c)
-	if err := config.Validate(c); err != nil {
-		var fields config.Errors
-		errors.As(err, &fields)
-		return nil, &Error{Kind: KindInvalid, Reason: err.Error(), Fields: fields}
+	if err := validate(config.Validate(c)); err != nil {
+		return nil, err
 	}
 	c.Serial = old.Serial
 	if proto.Equal(old, c) {
 		return &Result{State: st}, nil
 	}
-	c.Serial = old.Serial + 1
+	return commit(st, old, c, config.Diff(old, c), cmd), nil
+}
+
+// touched is the one service a command changed: its name (before any
+// normalisation for a create, which trims it), and its index in the
+// command's copy of the services, -1 when it was deleted.
+type touched struct {
+	name  string
+	index int
+}
+
+// applyOne finishes a command that changed one service: it normalises
+// and validates that service alone, and diffs it alone. The result is what
+// normalising, validating and diffing the whole configuration would give
+// (config.ValidateService), since every other service is shared with a
+// state that passed all of that already.
+func applyOne(st *shoalv1.State, old, c *shoalv1.Config, one touched, cmd *shoalv1.Command) (*Result, error) {
+	var after *shoalv1.VirtualService
+	name := strings.TrimSpace(one.name)
+	if one.index >= 0 {
+		after = c.Services[one.index]
+		config.NormalizeService(c, after)
+		name = after.GetName()
+		// Put it where Normalize's sort by name would, unless it is
+		// there (a change keeps the name).
+		ss, i := c.Services, one.index
+		if i > 0 && ss[i-1].GetName() >= name || i+1 < len(ss) && ss[i+1].GetName() <= name {
+			c.Services = slices.Delete(c.Services, i, i+1)
+			j, _ := searchService(c.Services, name)
+			c.Services = slices.Insert(c.Services, j, after)
+		}
+	}
+	var before *shoalv1.VirtualService
+	if i, ok := searchService(old.GetServices(), name); ok {
+		before = old.Services[i]
+	}
+	if err := validate(config.ValidateService(c, name, before)); err != nil {
+		return nil, err
+	}
+	if proto.Equal(before, after) {
+		return &Result{State: st}, nil
+	}
+	// The history record appendHistory's walk over both lists would make.
+	rec := &shoalv1.HistoryRecord{}
+	if before != nil {
+		rec.ServicesBefore = []*shoalv1.VirtualService{before}
+	} else {
+		rec.ServicesAdded = []string{name}
+	}
+	res := commitRecord(st, old, c, config.DiffService(before, after), cmd, rec)
+	res.Service = name
+	return res, nil
+}
+
+// validate wraps a config.Validate error as the command's rejection.
+func validate(err error) error {
+	if err == nil {
+		return nil
+	}
+	var fields config.Errors
+	errors.As(err, &fields)
+	return &Error{Kind: KindInvalid, Reason: err.Error(), Fields: fields}
+}
+
+// commit is the state after a command that changed the configuration
+// from old to c: the next serial, and the history record.
+func commit(st *shoalv1.State, old, c *shoalv1.Config, changes []*shoalv1.Change, cmd *shoalv1.Command) *Result {
+	return commitRecord(st, old, c, changes, cmd, undoRecord(old, c))
+}
+
+// commitRecord is commit with the history record's undo part made.
+func commitRecord(st *shoalv1.State, old, c *shoalv1.Config, changes []*shoalv1.Change, cmd *shoalv1.Command, rec *shoalv1.HistoryRecord) *Result {
+	c.Serial = old.GetSerial() + 1
 	next := derive(st)
 	next.Config = c
-	changes := config.Diff(old, c)
-	next.History = appendHistory(st.GetHistory(), old, c, cmd, changes)
-	return &Result{State: next, Changes: changes}, nil
+	next.History = appendHistory(st.GetHistory(), rec, c, cmd, changes)
+	return &Result{State: next, Changes: changes}
 }
 
 // derive returns a shallow copy of st for a command to change: the fields it
@@ -222,13 +306,14 @@ func apply(st *shoalv1.State, cmd *shoalv1.Command) (*Result, error) {
 // would cost in proportion to their size.
 func derive(st *shoalv1.State) *shoalv1.State {
 	return &shoalv1.State{
-		Config:       st.GetConfig(),
-		Members:      st.GetMembers(),
-		History:      st.GetHistory(),
-		JoinTokens:   st.GetJoinTokens(),
-		Ca:           st.GetCa(),
-		Certificates: st.GetCertificates(),
-		Requests:     st.GetRequests(),
+		Config:        st.GetConfig(),
+		Members:       st.GetMembers(),
+		History:       st.GetHistory(),
+		JoinTokens:    st.GetJoinTokens(),
+		Ca:            st.GetCa(),
+		Certificates:  st.GetCertificates(),
+		Requests:      st.GetRequests(),
+		RequestBlocks: st.GetRequestBlocks(),
 	}
 }
 
@@ -252,32 +337,51 @@ func applyConfig(c *shoalv1.Config, req *shoalv1.ApplyConfigRequest) error {
 	return nil
 }
 
+// searchService finds name in services sorted by name, as every stored
+// configuration's are (config.Normalize): where it is, or where it would go.
+func searchService(ss []*shoalv1.VirtualService, name string) (int, bool) {
+	return slices.BinarySearchFunc(ss, name, func(s *shoalv1.VirtualService, name string) int {
+		return strings.Compare(s.GetName(), name)
+	})
+}
+
 func findService(c *shoalv1.Config, name string) (int, *shoalv1.VirtualService, error) {
-	for i, s := range c.Services {
-		if s.GetName() == name {
-			return i, s, nil
-		}
+	if i, ok := searchService(c.Services, name); ok {
+		return i, c.Services[i], nil
 	}
 	return -1, nil, &Error{Kind: KindNotFound, Reason: fmt.Sprintf("virtual service %q not found", name)}
 }
 
-func createService(c *shoalv1.Config, req *shoalv1.CreateVirtualServiceRequest) error {
+// editService is findService for a command that changes the service: c's
+// slot gets a clone of its own, since the service is shared with the state
+// the command applies to.
+func editService(c *shoalv1.Config, name string) (int, *shoalv1.VirtualService, error) {
+	i, s, err := findService(c, name)
+	if err != nil {
+		return i, nil, err
+	}
+	s = proto.Clone(s).(*shoalv1.VirtualService)
+	c.Services[i] = s
+	return i, s, nil
+}
+
+func createService(c *shoalv1.Config, req *shoalv1.CreateVirtualServiceRequest) (touched, error) {
 	if err := checkSerial(c, req.ExpectedSerial); err != nil {
-		return err
+		return touched{}, err
 	}
 	s := req.GetService()
 	if s == nil {
-		return invalid("service", "required")
+		return touched{}, invalid("service", "required")
 	}
 	name := strings.TrimSpace(s.Name)
 	if name == "" {
-		return invalid("service.name", "required")
+		return touched{}, invalid("service.name", "required")
 	}
 	if _, _, err := findService(c, name); err == nil {
-		return &Error{Kind: KindAlreadyExists, Reason: fmt.Sprintf("virtual service %q already exists", name)}
+		return touched{}, &Error{Kind: KindAlreadyExists, Reason: fmt.Sprintf("virtual service %q already exists", name)}
 	}
 	c.Services = append(c.Services, proto.Clone(s).(*shoalv1.VirtualService))
-	return nil
+	return touched{name: name, index: len(c.Services) - 1}, nil
 }
 
 // maskPaths returns the fields an update sets: the mask's paths, or every
@@ -312,36 +416,36 @@ func copyFields(dst, src proto.Message, paths []string) {
 	}
 }
 
-func updateService(c *shoalv1.Config, req *shoalv1.UpdateVirtualServiceRequest) error {
+func updateService(c *shoalv1.Config, req *shoalv1.UpdateVirtualServiceRequest) (touched, error) {
 	if err := checkSerial(c, req.ExpectedSerial); err != nil {
-		return err
+		return touched{}, err
 	}
 	src := req.GetService()
 	if src == nil {
-		return invalid("service", "required")
+		return touched{}, invalid("service", "required")
 	}
 	paths, err := maskPaths(req.GetUpdateMask(), serviceMaskFields)
 	if err != nil {
-		return err
+		return touched{}, err
 	}
-	_, s, err := findService(c, src.Name)
+	i, s, err := editService(c, src.Name)
 	if err != nil {
-		return err
+		return touched{}, err
 	}
 	copyFields(s, src, paths)
-	return nil
+	return touched{name: s.Name, index: i}, nil
 }
 
-func deleteService(c *shoalv1.Config, req *shoalv1.DeleteVirtualServiceRequest) error {
+func deleteService(c *shoalv1.Config, req *shoalv1.DeleteVirtualServiceRequest) (touched, error) {
 	if err := checkSerial(c, req.ExpectedSerial); err != nil {
-		return err
+		return touched{}, err
 	}
-	i, _, err := findService(c, req.Name)
+	i, s, err := findService(c, req.Name)
 	if err != nil {
-		return err
+		return touched{}, err
 	}
 	c.Services = slices.Delete(c.Services, i, i+1)
-	return nil
+	return touched{name: s.Name, index: -1}, nil
 }
 
 // findRealServer finds the real server of s that receives traffic at
@@ -364,69 +468,72 @@ func findRealServer(s *shoalv1.VirtualService, address string, port uint32) (int
 		netip.AddrPortFrom(want, uint16(port)), s.Name)}
 }
 
-func addRealServer(c *shoalv1.Config, req *shoalv1.AddRealServerRequest) error {
+func addRealServer(c *shoalv1.Config, req *shoalv1.AddRealServerRequest) (touched, error) {
 	if err := checkSerial(c, req.ExpectedSerial); err != nil {
-		return err
+		return touched{}, err
 	}
 	rs := req.GetRealServer()
 	if rs == nil {
-		return invalid("real_server", "required")
+		return touched{}, invalid("real_server", "required")
 	}
 	_, s, err := findService(c, req.Service)
 	if err != nil {
-		return err
+		return touched{}, err
 	}
 	_, err = findRealServer(s, rs.Address, rs.Port)
 	var e *Error
 	switch {
 	case err == nil:
-		return &Error{Kind: KindAlreadyExists, Reason: fmt.Sprintf("real server %s already exists in virtual service %q",
+		return touched{}, &Error{Kind: KindAlreadyExists, Reason: fmt.Sprintf("real server %s already exists in virtual service %q",
 			config.RealServerKey(s, rs), s.Name)}
 	case errors.As(err, &e) && e.Kind != KindNotFound:
-		return err
+		return touched{}, err
 	}
+	i, s, _ := editService(c, req.Service)
 	s.RealServers = append(s.RealServers, proto.Clone(rs).(*shoalv1.RealServer))
-	return nil
+	return touched{name: s.Name, index: i}, nil
 }
 
-func updateRealServer(c *shoalv1.Config, req *shoalv1.UpdateRealServerRequest) error {
+func updateRealServer(c *shoalv1.Config, req *shoalv1.UpdateRealServerRequest) (touched, error) {
 	if err := checkSerial(c, req.ExpectedSerial); err != nil {
-		return err
+		return touched{}, err
 	}
 	src := req.GetRealServer()
 	if src == nil {
-		return invalid("real_server", "required")
+		return touched{}, invalid("real_server", "required")
 	}
 	paths, err := maskPaths(req.GetUpdateMask(), realServerMaskFields)
 	if err != nil {
-		return err
+		return touched{}, err
 	}
 	_, s, err := findService(c, req.Service)
 	if err != nil {
-		return err
+		return touched{}, err
 	}
 	i, err := findRealServer(s, src.Address, src.Port)
 	if err != nil {
-		return err
+		return touched{}, err
 	}
+	si, s, _ := editService(c, req.Service)
 	copyFields(s.RealServers[i], src, paths)
-	return nil
+	return touched{name: s.Name, index: si}, nil
 }
 
-func removeRealServer(c *shoalv1.Config, req *shoalv1.RemoveRealServerRequest) error {
+func removeRealServer(c *shoalv1.Config, req *shoalv1.RemoveRealServerRequest) (touched, error) {
 	if err := checkSerial(c, req.ExpectedSerial); err != nil {
-		return err
+		return touched{}, err
 	}
 	_, s, err := findService(c, req.Service)
 	if err != nil {
-		return err
+		return touched{}, err
 	}
 	i, err := findRealServer(s, req.Address, req.Port)
 	if err != nil {
-		return err
+		return touched{}, err
 	}
+	si, s, _ := editService(c, req.Service)
 	s.RealServers = slices.Delete(s.RealServers, i, i+1)
-	return nil
+	return touched{name: s.Name, index: si}, nil
 }
 
 func registerMember(st *shoalv1.State, m *shoalv1.RegisterMember) (*Result, error) {

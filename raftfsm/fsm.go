@@ -31,13 +31,23 @@ type FSM struct {
 	advanced chan struct{}
 	subs     map[uint64]chan Event
 	nextSub  uint64
+	// judged holds outcomes computed before their commands were proposed
+	// (Node.ApplyJudged), by the first byte of the proposed entry's data,
+	// which raft hands back to the leader's FSM as it was given.
+	judged map[*byte]judgement
+}
+
+// judgement is Apply(base, cmd) computed by the API before proposing cmd.
+type judgement struct {
+	base *shoalv1.State
+	res  *Result
 }
 
 var _ raft.FSM = (*FSM)(nil)
 
 // NewFSM returns an FSM holding EmptyState.
 func NewFSM() *FSM {
-	return &FSM{state: EmptyState(), advanced: make(chan struct{}), subs: map[uint64]chan Event{}}
+	return &FSM{state: EmptyState(), advanced: make(chan struct{}), subs: map[uint64]chan Event{}, judged: map[*byte]judgement{}}
 }
 
 // State returns the current state. It is shared and must not be modified; it
@@ -99,17 +109,23 @@ func (f *FSM) Subscribe(buf int) (<-chan Event, func()) {
 // Apply implements raft.FSM. It returns a *Result, or an error (usually
 // *Error) when the command is rejected; a rejection still consumes the index.
 func (f *FSM) Apply(l *raft.Log) any {
-	cmd := &shoalv1.Command{}
-	var res *Result
-	err := proto.Unmarshal(l.Data, cmd)
-	if err != nil {
-		err = &Error{Kind: KindInvalid, Reason: "decode command: " + err.Error()}
-	}
-
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err == nil {
-		res, err = Apply(f.state, cmd)
+	var res *Result
+	var err error
+	if j, ok := f.judged[dataKey(l.Data)]; ok && j.base == f.state {
+		// The leader judged this very entry against this very state
+		// before proposing it, and Apply is pure: the outcome is that
+		// one, and computing it again would only double the leader's
+		// work (a whole table's, for an apply).
+		res = j.res
+	} else {
+		cmd := &shoalv1.Command{}
+		if err = proto.Unmarshal(l.Data, cmd); err != nil {
+			err = &Error{Kind: KindInvalid, Reason: "decode command: " + err.Error()}
+		} else {
+			res, err = Apply(f.state, cmd)
+		}
 	}
 	f.advance(l.Index)
 	if err != nil {
@@ -120,6 +136,31 @@ func (f *FSM) Apply(l *raft.Log) any {
 		f.publish(Event{Index: l.Index, Serial: res.State.GetConfig().GetSerial(), Changes: res.Changes, State: res.State})
 	}
 	return res
+}
+
+// expect records the outcome of Apply(base, the command encoded in data)
+// for the entry data is proposed as; the returned function forgets it,
+// once the entry has applied or failed.
+func (f *FSM) expect(data []byte, base *shoalv1.State, res *Result) func() {
+	k := dataKey(data)
+	if k == nil || base == nil || res == nil {
+		return func() {}
+	}
+	f.mu.Lock()
+	f.judged[k] = judgement{base: base, res: res}
+	f.mu.Unlock()
+	return func() {
+		f.mu.Lock()
+		delete(f.judged, k)
+		f.mu.Unlock()
+	}
+}
+
+func dataKey(data []byte) *byte {
+	if len(data) == 0 {
+		return nil
+	}
+	return &data[0]
 }
 
 // advance must be called with mu held.

@@ -21,25 +21,13 @@ const (
 	HistoryBytes = 64 << 20
 )
 
-// appendHistory records the change from old to c, with who asked for it (the
-// command's audit) and what it replaced, and drops the oldest records beyond
-// the limits. It shares old's global settings and services, which, like
-// every stored state, are never modified.
-func appendHistory(h []*shoalv1.HistoryRecord, old, c *shoalv1.Config, cmd *shoalv1.Command, changes []*shoalv1.Change) []*shoalv1.HistoryRecord {
-	a := cmd.GetAudit()
-	method := a.GetMethod()
-	if method == "" {
-		// A command proposed without an audit (tests, or a log written
-		// before audits existed) is named by its operation.
-		if f := cmd.ProtoReflect().WhichOneof(cmd.ProtoReflect().Descriptor().Oneofs().ByName("op")); f != nil {
-			method = string(f.Name())
-		}
-	}
-	rec := &shoalv1.HistoryRecord{Entry: &shoalv1.HistoryEntry{
-		Serial: c.GetSerial(), Time: a.GetTime(), Actor: a.GetActor(), Role: a.GetRole(), Method: method,
-		Changes: changes, RolledBackTo: cmd.GetRollbackConfig().GetSerial(),
-	}}
-	if !proto.Equal(old.GetGlobal(), c.GetGlobal()) {
+// undoRecord is the part of a history record that undoes the change from
+// old to c: the global settings and services it replaced, and the names of
+// those it added. It shares old's, which, like every stored state, are
+// never modified.
+func undoRecord(old, c *shoalv1.Config) *shoalv1.HistoryRecord {
+	rec := &shoalv1.HistoryRecord{}
+	if old.GetGlobal() != c.GetGlobal() && !proto.Equal(old.GetGlobal(), c.GetGlobal()) {
 		rec.GlobalBefore = old.GetGlobal()
 	}
 	// Both lists are sorted by name (config.Normalize): walk them together.
@@ -53,11 +41,33 @@ func appendHistory(h []*shoalv1.HistoryRecord, old, c *shoalv1.Config, cmd *shoa
 			rec.ServicesAdded = append(rec.ServicesAdded, ns[0].GetName())
 			ns = ns[1:]
 		default:
-			if !proto.Equal(os[0], ns[0]) {
+			// A service the command did not touch is shared with old,
+			// never modified: no need to compare its fields.
+			if os[0] != ns[0] && !proto.Equal(os[0], ns[0]) {
 				rec.ServicesBefore = append(rec.ServicesBefore, os[0])
 			}
 			os, ns = os[1:], ns[1:]
 		}
+	}
+	return rec
+}
+
+// appendHistory completes rec (undoRecord) into the record of the change
+// that made c, with who asked for it (the command's audit), and drops the
+// oldest records beyond the limits.
+func appendHistory(h []*shoalv1.HistoryRecord, rec *shoalv1.HistoryRecord, c *shoalv1.Config, cmd *shoalv1.Command, changes []*shoalv1.Change) []*shoalv1.HistoryRecord {
+	a := cmd.GetAudit()
+	method := a.GetMethod()
+	if method == "" {
+		// A command proposed without an audit (tests, or a log written
+		// before audits existed) is named by its operation.
+		if f := cmd.ProtoReflect().WhichOneof(cmd.ProtoReflect().Descriptor().Oneofs().ByName("op")); f != nil {
+			method = string(f.Name())
+		}
+	}
+	rec.Entry = &shoalv1.HistoryEntry{
+		Serial: c.GetSerial(), Time: a.GetTime(), Actor: a.GetActor(), Role: a.GetRole(), Method: method,
+		Changes: changes, RolledBackTo: cmd.GetRollbackConfig().GetSerial(),
 	}
 	// The entry counts too: what the limit bounds is the memory and the
 	// snapshot the history takes, and a change list can outweigh what the
@@ -123,6 +133,38 @@ func ConfigAt(st *shoalv1.State, serial uint64) (*shoalv1.Config, error) {
 	}
 	slices.SortFunc(out.Services, func(a, b *shoalv1.VirtualService) int { return strings.Compare(a.GetName(), b.GetName()) })
 	return out, nil
+}
+
+// ServiceAt is ConfigAt for the one service named name: the service as it
+// was at serial, nil when it did not exist then. It undoes only what the
+// history says about that service, so it costs the history's length, not
+// the table's (a write answering with the service it changed, while later
+// writes have applied, asks it).
+func ServiceAt(st *shoalv1.State, serial uint64, name string) (*shoalv1.VirtualService, error) {
+	cur := st.GetConfig()
+	if serial != cur.GetSerial() {
+		// The same refusals as ConfigAt's.
+		if serial > cur.GetSerial() || serial < OldestSerial(st) {
+			_, err := ConfigAt(st, serial)
+			return nil, err
+		}
+	}
+	var s *shoalv1.VirtualService
+	if i, ok := searchService(cur.GetServices(), name); ok {
+		s = cur.Services[i]
+	}
+	h := st.GetHistory()
+	for i := len(h) - 1; i >= 0 && h[i].GetEntry().GetSerial() > serial; i-- {
+		if slices.Contains(h[i].GetServicesAdded(), name) {
+			s = nil
+		}
+		for _, b := range h[i].GetServicesBefore() {
+			if b.GetName() == name {
+				s = b
+			}
+		}
+	}
+	return s, nil
 }
 
 // HistoryEntry returns the recorded change that produced serial, with the

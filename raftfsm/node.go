@@ -456,6 +456,15 @@ func (n *Node) notLeader() error {
 // wraps raft.ErrLeadershipLost means the outcome is unknown: the entry may yet
 // commit under the next leader.
 func (n *Node) Apply(ctx context.Context, cmd *shoalv1.Command) (*Result, error) {
+	return n.ApplyJudged(ctx, cmd, nil, nil)
+}
+
+// ApplyJudged is Apply for a command whose outcome the caller computed
+// already: res is Apply(base, cmd). When this node's FSM applies the entry
+// to base itself (no other entry came between), it takes res instead of
+// computing it again; otherwise, as on every follower, it applies cmd as
+// usual. base and res must not be modified afterwards.
+func (n *Node) ApplyJudged(ctx context.Context, cmd *shoalv1.Command, base *shoalv1.State, res *Result) (*Result, error) {
 	if n.raft.State() != raft.Leader {
 		return nil, n.notLeader()
 	}
@@ -463,6 +472,7 @@ func (n *Node) Apply(ctx context.Context, cmd *shoalv1.Command) (*Result, error)
 	if err != nil {
 		return nil, fmt.Errorf("encode command: %w", err)
 	}
+	defer n.fsm.expect(data, base, res)()
 	// The timeout bounds only the wait to enqueue; once enqueued the future
 	// resolves on commit, on leadership loss or on shutdown.
 	var timeout time.Duration
@@ -482,7 +492,8 @@ func (n *Node) Apply(ctx context.Context, cmd *shoalv1.Command) (*Result, error)
 	}
 	switch r := f.Response().(type) {
 	case *Result:
-		// The FSM's result is shared by nobody else: setting the index
+		// The FSM's result is shared by nobody but the caller's
+		// judged outcome, which it no longer needs: setting the index
 		// here keeps the pure Apply free of raft.
 		r.Index = f.Index()
 		return r, nil

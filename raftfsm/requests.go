@@ -1,6 +1,7 @@
 package raftfsm
 
 import (
+	"slices"
 	"time"
 
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
@@ -48,13 +49,44 @@ func checkRequestID(id string) error {
 	return nil
 }
 
+// requestBlock is the most records a block of State.request_blocks holds:
+// remembering an id copies the last block (at most this many pointers)
+// and the list of blocks (MaxRequests/requestBlock of them), never the
+// whole list.
+const requestBlock = 256
+
+// requestBlocks is st's list of applied requests as blocks, the list of a
+// state from before blocks (State.requests) cut into leading blocks.
+func requestBlocks(st *shoalv1.State) []*shoalv1.AppliedRequestBlock {
+	if len(st.GetRequests()) == 0 {
+		return st.GetRequestBlocks()
+	}
+	var out []*shoalv1.AppliedRequestBlock
+	for c := range slices.Chunk(st.GetRequests(), requestBlock) {
+		out = append(out, &shoalv1.AppliedRequestBlock{Requests: c})
+	}
+	return append(out, st.GetRequestBlocks()...)
+}
+
+// appliedRequests is st's list of applied requests, oldest first.
+func appliedRequests(st *shoalv1.State) []*shoalv1.AppliedRequest {
+	var out []*shoalv1.AppliedRequest
+	for _, b := range requestBlocks(st) {
+		out = append(out, b.GetRequests()...)
+	}
+	return out
+}
+
 // findRequest returns the remembered outcome of the request id, newest
 // first (a retry comes soon after its first attempt), or nil.
 func findRequest(st *shoalv1.State, id string) *shoalv1.AppliedRequest {
-	reqs := st.GetRequests()
-	for i := len(reqs) - 1; i >= 0; i-- {
-		if reqs[i].GetId() == id {
-			return reqs[i]
+	blocks := requestBlocks(st)
+	for b := len(blocks) - 1; b >= 0; b-- {
+		reqs := blocks[b].GetRequests()
+		for i := len(reqs) - 1; i >= 0; i-- {
+			if reqs[i].GetId() == id {
+				return reqs[i]
+			}
 		}
 	}
 	return nil
@@ -64,13 +96,20 @@ func findRequest(st *shoalv1.State, id string) *shoalv1.AppliedRequest {
 // id recorded and the ids beyond the limits dropped. st is the state cmd
 // was applied to; when the command changed nothing (res.State is st) the
 // record still needs a state of its own, since a retry must find it.
+//
+// Blocks are shared between states and never modified: a block that
+// changes (the last, growing; the first, losing expired ids) is copied.
 func rememberRequest(st *shoalv1.State, res *Result, cmd *shoalv1.Command) *shoalv1.State {
 	next := res.State
 	if next == st {
 		next = derive(st)
 	}
 	now := cmd.GetAudit().GetTime()
-	reqs := st.GetRequests()
+	blocks := requestBlocks(st)
+	total := 0
+	for _, b := range blocks {
+		total += len(b.GetRequests())
+	}
 	// The list is oldest first, so the expired ids are a prefix of it; an
 	// id stamped earlier than the one before it by a node whose clock lags
 	// waits for its predecessors to go, and one without a time (a command
@@ -78,20 +117,43 @@ func rememberRequest(st *shoalv1.State, res *Result, cmd *shoalv1.Command) *shoa
 	drop := 0
 	if now != nil {
 		cutoff := now.AsTime().Add(-RequestTTL)
-		for drop < len(reqs) && reqs[drop].GetTime() != nil && reqs[drop].GetTime().AsTime().Before(cutoff) {
-			drop++
+	scan:
+		for _, b := range blocks {
+			for _, r := range b.GetRequests() {
+				if r.GetTime() == nil || !r.GetTime().AsTime().Before(cutoff) {
+					break scan
+				}
+				drop++
+			}
 		}
 	}
-	drop = max(drop, len(reqs)+1-MaxRequests)
-	// A new slice every time: st's list is shared with st, and with every
-	// other state derived from it (the API validates against the state the
-	// FSM applies to).
-	out := make([]*shoalv1.AppliedRequest, 0, len(reqs)-drop+1)
-	out = append(out, reqs[drop:]...)
+	drop = max(drop, total+1-MaxRequests)
+
+	out := make([]*shoalv1.AppliedRequestBlock, 0, len(blocks)+1)
+	for _, b := range blocks {
+		reqs := b.GetRequests()
+		switch {
+		case drop >= len(reqs):
+			drop -= len(reqs)
+		case drop > 0:
+			out = append(out, &shoalv1.AppliedRequestBlock{Requests: slices.Clone(reqs[drop:])})
+			drop = 0
+		default:
+			out = append(out, b)
+		}
+	}
 	rec := &shoalv1.AppliedRequest{Id: cmd.GetRequestId(), Serial: res.Serial, Changes: res.Changes}
 	if now != nil {
 		rec.Time = timestamppb.New(now.AsTime())
 	}
-	next.Requests = append(out, rec)
+	if n := len(out); n > 0 && len(out[n-1].GetRequests()) < requestBlock {
+		last := out[n-1].GetRequests()
+		grown := make([]*shoalv1.AppliedRequest, len(last), len(last)+1)
+		copy(grown, last)
+		out[n-1] = &shoalv1.AppliedRequestBlock{Requests: append(grown, rec)}
+	} else {
+		out = append(out, &shoalv1.AppliedRequestBlock{Requests: []*shoalv1.AppliedRequest{rec}})
+	}
+	next.Requests, next.RequestBlocks = nil, out
 	return next
 }

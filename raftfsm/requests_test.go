@@ -47,7 +47,7 @@ func TestReplayReturnsFirstOutcome(t *testing.T) {
 	if first.Replayed || first.Serial != 2 || first.State.GetConfig().GetSerial() != 2 || len(first.Changes) != 1 {
 		t.Fatalf("first apply: replayed %v serial %d changes %v", first.Replayed, first.Serial, first.Changes)
 	}
-	if got := first.State.GetRequests(); len(got) != 1 || got[0].GetId() != "req-1" || got[0].GetSerial() != 2 ||
+	if got := appliedRequests(first.State); len(got) != 1 || got[0].GetId() != "req-1" || got[0].GetSerial() != 2 ||
 		!proto.Equal(got[0].GetTime(), at(10)) || len(got[0].GetChanges()) != 1 {
 		t.Fatalf("remembered %v", got)
 	}
@@ -109,7 +109,7 @@ func TestReplayOfNoOp(t *testing.T) {
 	if len(res.State.GetHistory()) != len(st.GetHistory()) {
 		t.Error("a no-op added to the history")
 	}
-	if r := res.State.GetRequests(); len(r) != 1 || r[0].GetSerial() != 1 || len(r[0].GetChanges()) != 0 {
+	if r := appliedRequests(res.State); len(r) != 1 || r[0].GetSerial() != 1 || len(r[0].GetChanges()) != 0 {
 		t.Fatalf("remembered %v", r)
 	}
 	st = applied(t, res.State, updateCmd(&shoalv1.VirtualService{Name: "web", Scheduler: "rr"}, "scheduler")).State
@@ -127,7 +127,7 @@ func TestRequestIDsApartAndRejections(t *testing.T) {
 	st = applied(t, st, create("a")).State
 	_, err := pure(t, st, create("b"))
 	wantKind(t, err, KindAlreadyExists, "dns")
-	if r := st.GetRequests(); len(r) != 1 || r[0].GetId() != "a" {
+	if r := appliedRequests(st); len(r) != 1 || r[0].GetId() != "a" {
 		t.Fatalf("requests %v", r)
 	}
 
@@ -169,7 +169,7 @@ func TestRequestIDsOfCommandsThatKeepTheSerial(t *testing.T) {
 			t.Fatalf("retry of %v: %+v %v", cmd, again, err)
 		}
 	}
-	if n := len(st.GetRequests()); n != 4 {
+	if n := len(appliedRequests(st)); n != 4 {
 		t.Errorf("%d requests remembered, want 4", n)
 	}
 }
@@ -186,7 +186,7 @@ func TestRequestCountLimit(t *testing.T) {
 	for i := range MaxRequests + extra {
 		st = applied(t, st, register(fmt.Sprintf("r%d", i), 0)).State
 	}
-	reqs := st.GetRequests()
+	reqs := appliedRequests(st)
 	if len(reqs) != MaxRequests {
 		t.Fatalf("%d requests remembered, want %d", len(reqs), MaxRequests)
 	}
@@ -211,7 +211,7 @@ func TestRequestTimeLimit(t *testing.T) {
 	// t10m is not more than an hour old and stays.
 	st = applied(t, st, register("now", 600+hour)).State
 	var ids []string
-	for _, r := range st.GetRequests() {
+	for _, r := range appliedRequests(st) {
 		ids = append(ids, r.GetId())
 	}
 	if got := strings.Join(ids, " "); got != "t10m t20m now" {
@@ -224,7 +224,7 @@ func TestRequestTimeLimit(t *testing.T) {
 	late := register("untimed", 0)
 	late.Audit = nil
 	res := applied(t, st, late)
-	if n := len(res.State.GetRequests()); n != 4 {
+	if n := len(appliedRequests(res.State)); n != 4 {
 		t.Errorf("an untimed command left %d requests, want 4", n)
 	}
 }
@@ -292,8 +292,8 @@ func TestSnapshotKeepsRequests(t *testing.T) {
 	if err := g.Restore(io.NopCloser(bytes.NewReader(b))); err != nil {
 		t.Fatal(err)
 	}
-	if !proto.Equal(f.State(), g.State()) || len(g.State().GetRequests()) != 3 {
-		t.Fatalf("restored requests %v, want %v", g.State().GetRequests(), f.State().GetRequests())
+	if !proto.Equal(f.State(), g.State()) || len(appliedRequests(g.State())) != 3 {
+		t.Fatalf("restored requests %v, want %v", appliedRequests(g.State()), appliedRequests(f.State()))
 	}
 	// The restored node replays as the first one would.
 	res, err := Apply(g.State(), cmds[0])
@@ -307,5 +307,33 @@ func TestSnapshotKeepsRequests(t *testing.T) {
 	}
 	if !bytes.Equal(snapshotBytes(t, h), b) {
 		t.Error("the same log with request ids gave different snapshots")
+	}
+}
+
+// TestRequestsFromBeforeBlocks restores a snapshot that keeps its ids in
+// State.requests, as before request_blocks: they are still remembered,
+// and the next id moves the list into blocks.
+func TestRequestsFromBeforeBlocks(t *testing.T) {
+	old := EmptyState()
+	old.Config.Serial = 4
+	old.Requests = []*shoalv1.AppliedRequest{{Id: "a", Serial: 3}, {Id: "b", Serial: 4}}
+	b, err := marshalSnapshot(old, 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := NewFSM()
+	if err := f.Restore(io.NopCloser(bytes.NewReader(b))); err != nil {
+		t.Fatal(err)
+	}
+	if res := applied(t, f.State(), register("a", 0)); !res.Replayed || res.Serial != 3 {
+		t.Errorf("id a from an old snapshot: replayed %v serial %d, want a replay of serial 3", res.Replayed, res.Serial)
+	}
+	st := applied(t, f.State(), register("c", 0)).State
+	var ids []string
+	for _, r := range appliedRequests(st) {
+		ids = append(ids, r.GetId())
+	}
+	if got := strings.Join(ids, " "); got != "a b c" || len(st.GetRequests()) != 0 {
+		t.Errorf("after a new id: %q (%d left in the old field), want \"a b c\" in blocks", got, len(st.GetRequests()))
 	}
 }

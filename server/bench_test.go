@@ -128,3 +128,65 @@ func BenchmarkConcurrentWrites(b *testing.B) {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// BenchmarkWritesAtScale is 64 clients changing one weight each at a time
+// through the leader of a 3-node cluster holding 10,000 services of 10
+// real servers (issue 22, part 5).
+func BenchmarkWritesAtScale(b *testing.B) {
+	const clients = 64
+	nodes := startCluster(b, 3, clusterOptions{tcp: true, timing: lanTiming})
+	leader, _ := leaderOf(b, nodes)
+	cfg := bigTable(10000)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The same table again is no change, so a lost answer is retried.
+	for {
+		_, err := leader.cfg().ApplyConfig(ctx, &shoalv1.ApplyConfigRequest{Config: cfg})
+		if err == nil {
+			break
+		}
+		if status.Code(err) != codes.Unavailable {
+			b.Fatal(err)
+		}
+		leader, _ = leaderOf(b, nodes)
+	}
+	var next atomic.Int64
+	retries.Store(0)
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			leader := leader
+			s := cfg.Services[c*97%len(cfg.Services)]
+			for i := next.Add(1); i <= int64(b.N); {
+				// Idempotent, so retried while leadership moves.
+				_, err := leader.lb().UpdateRealServer(context.Background(), &shoalv1.UpdateRealServerRequest{
+					Service:    s.Name,
+					RealServer: &shoalv1.RealServer{Address: s.RealServers[0].Address, Weight: proto.Uint32(uint32(i%1000 + 1))},
+					UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"weight"}},
+				})
+				if status.Code(err) == codes.Unavailable {
+					retries.Add(1)
+					leader, _ = leaderOf(b, nodes)
+					continue
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				i = next.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+	b.ReportMetric(float64(retries.Load()), "retries")
+}

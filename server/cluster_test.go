@@ -147,7 +147,7 @@ func startCluster(t testing.TB, n int, o clusterOptions) []*testNode {
 		}
 		gs := srv.NewGRPCServer()
 		go func() { _ = gs.Serve(lis) }()
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), CallOptions())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -33,15 +33,14 @@ func (c configService) ApplyConfig(ctx context.Context, req *shoalv1.ApplyConfig
 		if err != nil {
 			return nil, err
 		}
-		cfg := res.State.GetConfig()
 		// A dry run commits nothing, so the serial stays where it is.
-		return &shoalv1.ApplyConfigResponse{Serial: c.node.FSM().State().GetConfig().GetSerial(), Changes: res.Changes, Config: cfg}, nil
+		return applyAnswer(c.node.FSM().State().GetConfig().GetSerial(), res.Changes, res.State.GetConfig, req.GetFull()), nil
 	}
 	w, err := c.write(ctx, cmd)
 	if err != nil {
 		return nil, err
 	}
-	return &shoalv1.ApplyConfigResponse{Serial: w.serial, Changes: w.changes, Config: w.config()}, nil
+	return applyAnswer(w.serial, w.changes, w.config, req.GetFull()), nil
 }
 
 // Watch streams committed configuration changes as this node applies them.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/raft"
@@ -66,11 +67,18 @@ func fsmStatus(fe *raftfsm.Error) error {
 	}
 	msg := fe.Reason
 	if len(fe.Fields) > 0 {
-		parts := make([]string, 0, len(fe.Fields))
-		for _, f := range fe.Fields {
+		// The field list says more than the summary reason does. It is
+		// capped: a status message travels in an HTTP/2 header, and ten
+		// thousand problems outgrew the header limit (the client saw
+		// COMPRESSION_ERROR instead of any of them).
+		shown := fe.Fields[:min(len(fe.Fields), maxMessageFields)]
+		parts := make([]string, 0, len(shown)+1)
+		for _, f := range shown {
 			parts = append(parts, f.Field+": "+f.Reason)
 		}
-		// The field list says more than the summary reason does.
+		if more := len(fe.Fields) - len(shown); more > 0 {
+			parts = append(parts, fmt.Sprintf("… and %s more (every problem is in the status's BadRequest details)", thousands(more)))
+		}
 		msg = strings.Join(parts, "; ")
 	}
 	if msg == "" {
@@ -81,13 +89,35 @@ func fsmStatus(fe *raftfsm.Error) error {
 		return st.Err()
 	}
 	br := &errdetails.BadRequest{}
-	for _, f := range fe.Fields {
+	for _, f := range fe.Fields[:min(len(fe.Fields), maxDetailFields)] {
 		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: f.Field, Description: f.Reason})
+	}
+	if more := len(fe.Fields) - maxDetailFields; more > 0 {
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{
+			Field: "config", Description: fmt.Sprintf("… and %s more problems not listed", thousands(more))})
 	}
 	if withDetails, err := st.WithDetails(br); err == nil {
 		return withDetails.Err()
 	}
 	return st.Err()
+}
+
+// How many field problems a status lists: in its message, which people
+// read; in its BadRequest details, which programs read. Both travel in the
+// response's trailers, whose size the client bounds (grpc-go: 16 MiB);
+// 100,000 problems of about 60 bytes, base64 encoded, stay well below it.
+const (
+	maxMessageFields = 10
+	maxDetailFields  = 100000
+)
+
+// thousands formats n with commas: 9,990.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // invalid is a request error found before a command could even be built

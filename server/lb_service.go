@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+	"github.com/shoal-lb/shoal/raftfsm"
 )
 
 type lbService struct {
@@ -17,7 +18,14 @@ type lbService struct {
 // serviceAfter answers a write with the named service as the write left
 // it (as first committed, for a replay).
 func serviceAfter(w *written, name string) *shoalv1.VirtualService {
-	return findService(w.config(), name)
+	if c := w.state.GetConfig(); c.GetSerial() != w.serial {
+		// Rebuild the one service, not the whole configuration (see
+		// written.config).
+		if s, err := raftfsm.ServiceAt(w.state, w.serial, name); err == nil {
+			return s
+		}
+	}
+	return findService(w.state.GetConfig(), name)
 }
 
 func (l lbService) CreateVirtualService(ctx context.Context, req *shoalv1.CreateVirtualServiceRequest) (*shoalv1.CreateVirtualServiceResponse, error) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/status"
@@ -72,11 +74,14 @@ func (s *Server) readIndexOnce(ctx context.Context) (uint64, error) {
 	return resp.GetIndex(), nil
 }
 
+// findService finds a service of a committed configuration, whose services
+// are sorted by name (config.Normalize).
 func findService(c *shoalv1.Config, name string) *shoalv1.VirtualService {
-	for _, vs := range c.GetServices() {
-		if vs.GetName() == name {
-			return vs
-		}
+	ss := c.GetServices()
+	if i, ok := slices.BinarySearchFunc(ss, name, func(s *shoalv1.VirtualService, name string) int {
+		return strings.Compare(s.GetName(), name)
+	}); ok {
+		return ss[i]
 	}
 	return nil
 }

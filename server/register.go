@@ -56,7 +56,7 @@ func (s *Server) registerOnce(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	_, err := s.commit(ctx, &shoalv1.Command{Op: &shoalv1.Command_RegisterMember{RegisterMember: &shoalv1.RegisterMember{Id: s.o.ID, ApiAddress: s.o.APIAddr}}})
+	_, err := s.commit(ctx, &shoalv1.Command{Op: &shoalv1.Command_RegisterMember{RegisterMember: &shoalv1.RegisterMember{Id: s.o.ID, ApiAddress: s.o.APIAddr}}}, judged{})
 	if err != nil {
 		s.log.Debug("register API address", "node", s.o.ID, "api_addr", s.o.APIAddr, "err", err)
 		return

@@ -324,7 +324,7 @@ func TestForwardedReplay(t *testing.T) {
 		t.Fatalf("ApplyCommand of a remembered id: %v %v, header %v", resp, err, header)
 	}
 	// commit skips the local check that write makes first.
-	w, err := followers[0].srv.commit(ctx, cmd)
+	w, err := followers[0].srv.commit(ctx, cmd, judged{})
 	if err != nil || !w.replayed || w.serial != first.GetSerial() || len(w.changes) != 1 {
 		t.Fatalf("forwarded replay: %+v %v", w, err)
 	}

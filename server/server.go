@@ -115,7 +115,8 @@ func New(o Options) (*Server, error) {
 	// A member that was down comes back within seconds; grpc's default
 	// reconnect backoff (up to 120s) would keep forwarding to it failing
 	// long after it leads again.
-	o.DialOptions = append(o.DialOptions, grpc.WithConnectParams(grpc.ConnectParams{
+	// A forwarded write carries a whole configuration and its diff back.
+	o.DialOptions = append(o.DialOptions, CallOptions(), grpc.WithConnectParams(grpc.ConnectParams{
 		Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 		MinConnectTimeout: time.Second,
 	}))
@@ -155,7 +156,7 @@ func (s *Server) newGRPCServer(creds credentials.TransportCredentials, opt ...gr
 		opt = append(opt, grpc.Creds(creds))
 	}
 	// Metrics first, so that refused calls are counted too.
-	opt = append(opt,
+	opt = append(opt, grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize),
 		grpc.ChainUnaryInterceptor(s.metrics.unary, s.authUnary),
 		grpc.ChainStreamInterceptor(s.metrics.stream, s.authStream))
 	gs := grpc.NewServer(opt...)

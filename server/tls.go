@@ -97,7 +97,7 @@ func (s *Server) installCA(ctx context.Context, ca *pki.CA) {
 		Op:    &shoalv1.Command_InstallCa{InstallCa: &shoalv1.ClusterCA{Certificate: ca.Cert.Raw, Key: der}},
 		Audit: &shoalv1.Audit{Actor: s.o.ID, Role: "node", Method: "InstallCA"},
 	}
-	if _, err := s.commit(ctx, cmd); err != nil {
+	if _, err := s.commit(ctx, cmd, judged{}); err != nil {
 		s.log.Debug("propose the cluster CA", "err", err)
 		return
 	}

@@ -69,7 +69,7 @@ func (s *Server) write(ctx context.Context, cmd *shoalv1.Command) (*written, err
 		return nil, err
 	}
 	cmd.RequestId = id
-	res, err := s.validate(ctx, cmd)
+	res, base, err := s.validate(ctx, cmd)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -78,7 +78,7 @@ func (s *Server) write(ctx context.Context, cmd *shoalv1.Command) (*written, err
 		// This node has applied the first outcome, so it is committed:
 		// answer with it without another round through raft.
 		w = &written{serial: res.Serial, changes: res.Changes, state: res.State, replayed: true}
-	} else if w, err = s.commit(ctx, cmd); err != nil {
+	} else if w, err = s.commit(ctx, cmd, judged{base: base, res: res}); err != nil {
 		return nil, toStatus(err)
 	}
 	if w.replayed {
@@ -133,28 +133,54 @@ func (s *Server) audit(ctx context.Context) *shoalv1.Audit {
 // judges again; when it cannot, it says Unavailable rather than refuse on
 // a state that may be stale (the nemesis test found CAS writes refused so
 // by a partitioned follower and by one behind a dead leader).
-func (s *Server) validate(ctx context.Context, cmd *shoalv1.Command) (*raftfsm.Result, error) {
-	st := s.node.FSM().State()
-	res, err := judge(st, cmd)
-	if err == nil {
-		return res, s.mayChangeScripts(ctx, st, res)
+func (s *Server) validate(ctx context.Context, cmd *shoalv1.Command) (res *raftfsm.Result, base *shoalv1.State, err error) {
+	base = s.node.FSM().State()
+	if res, err = judge(base, cmd); err == nil {
+		return res, base, mayChangeScripts(ctx, base, res)
 	}
 	if berr := s.barrier(ctx); berr != nil {
-		return nil, berr
+		return nil, nil, berr
 	}
-	st = s.node.FSM().State()
-	if res, err = judge(st, cmd); err != nil {
-		return nil, err
+	base = s.node.FSM().State()
+	if res, err = judge(base, cmd); err != nil {
+		return nil, nil, err
 	}
-	return res, s.mayChangeScripts(ctx, st, res)
+	return res, base, mayChangeScripts(ctx, base, res)
 }
 
-// mayChangeScripts applies scriptAccess to a judged write.
-func (s *Server) mayChangeScripts(ctx context.Context, st *shoalv1.State, res *raftfsm.Result) error {
+// mayChangeScripts applies scriptAccess to a judged write: to the one
+// service it changed, when it changed one, so that a write of one service
+// costs one service here too.
+func mayChangeScripts(ctx context.Context, st *shoalv1.State, res *raftfsm.Result) error {
 	if res.Replayed {
 		return nil
 	}
-	return scriptAccess(callerFrom(ctx), st.GetConfig(), res.State.GetConfig())
+	prev, next := st.GetConfig(), res.State.GetConfig()
+	if res.Service != "" {
+		prev, next = oneService(prev, res.Service), oneService(next, res.Service)
+	}
+	return scriptAccess(callerFrom(ctx), prev, next)
+}
+
+// oneService is c with its global settings and the service named name
+// alone (none if it has no such service); c's services are sorted by name.
+func oneService(c *shoalv1.Config, name string) *shoalv1.Config {
+	one := &shoalv1.Config{Global: c.GetGlobal()}
+	ss := c.GetServices()
+	if i, ok := slices.BinarySearchFunc(ss, name, func(s *shoalv1.VirtualService, name string) int {
+		return strings.Compare(s.GetName(), name)
+	}); ok {
+		one.Services = []*shoalv1.VirtualService{ss[i]}
+	}
+	return one
+}
+
+// judged is the outcome of raftfsm.Apply(base, cmd) that validate
+// computed: the leader's FSM takes it when it applies the command to base
+// (raftfsm.Node.ApplyJudged), instead of computing it a second time.
+type judged struct {
+	base *shoalv1.State
+	res  *raftfsm.Result
 }
 
 // dryRun validates cmd against a consistent view of the state and returns
@@ -175,7 +201,14 @@ func judge(st *shoalv1.State, cmd *shoalv1.Command) (*raftfsm.Result, error) {
 	if err != nil || res.Replayed || res.State.GetConfig() == st.GetConfig() {
 		return res, err
 	}
-	if err := config.Admit(st.GetConfig(), res.State.GetConfig()); err != nil {
+	old, c := st.GetConfig(), res.State.GetConfig()
+	if res.Service != "" {
+		// A write of one service: judge it alone, not the whole table.
+		err = config.AdmitService(old, c, res.Service)
+	} else {
+		err = config.Admit(old, c)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -183,10 +216,10 @@ func judge(st *shoalv1.State, cmd *shoalv1.Command) (*raftfsm.Result, error) {
 
 // commit applies cmd on the leader, forwarding when this node does not
 // lead, and retries while leadership moves (up to LeaderWait).
-func (s *Server) commit(ctx context.Context, cmd *shoalv1.Command) (*written, error) {
+func (s *Server) commit(ctx context.Context, cmd *shoalv1.Command, j judged) (*written, error) {
 	deadline := time.Now().Add(s.o.LeaderWait)
 	for {
-		w, err := s.commitOnce(ctx, cmd)
+		w, err := s.commitOnce(ctx, cmd, j)
 		if err == nil || !retryable(err) || time.Now().After(deadline) || ctx.Err() != nil {
 			return w, err
 		}
@@ -210,9 +243,9 @@ func retryable(err error) bool {
 	return false
 }
 
-func (s *Server) commitOnce(ctx context.Context, cmd *shoalv1.Command) (*written, error) {
+func (s *Server) commitOnce(ctx context.Context, cmd *shoalv1.Command, j judged) (*written, error) {
 	if s.isLeader() {
-		res, err := s.node.Apply(ctx, cmd)
+		res, err := s.node.ApplyJudged(ctx, cmd, j.base, j.res)
 		if err == nil {
 			return writtenHere(res), nil
 		}
@@ -228,7 +261,7 @@ func (s *Server) commitOnce(ctx context.Context, cmd *shoalv1.Command) (*written
 		return nil, err
 	}
 	if self {
-		res, err := s.node.Apply(ctx, cmd)
+		res, err := s.node.ApplyJudged(ctx, cmd, j.base, j.res)
 		if errors.Is(err, raft.ErrLeadershipLost) {
 			return nil, mayHaveApplied(cmd, "this node lost its leadership", err.Error())
 		}

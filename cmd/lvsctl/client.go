@@ -31,6 +31,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
+
+	"github.com/shoal-lb/shoal/server"
 )
 
 // defaultServer is used when neither -s nor $SHOAL_SERVER is given; it is
@@ -130,7 +132,7 @@ func (a *app) dial() (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts = append(opts, grpc.WithTransportCredentials(creds), grpc.WithChainUnaryInterceptor(a.retryUnary(a.retry)))
+	opts = append(opts, grpc.WithTransportCredentials(creds), server.CallOptions(), grpc.WithChainUnaryInterceptor(a.retryUnary(a.retry)))
 	c, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", a.server, err)

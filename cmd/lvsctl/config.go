@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -48,6 +49,7 @@ func newConfigCmd(a *app) *cobra.Command {
 	var file string
 	var dryRun bool
 	var expect uint64
+	var full bool
 	apply := &cobra.Command{
 		Use:   "apply -f FILE",
 		Short: "Replace the configuration with FILE (YAML or JSON, as config get prints it) and print the diff",
@@ -63,16 +65,19 @@ func newConfigCmd(a *app) *cobra.Command {
 			}
 			ctx, cancel := a.context(cmd)
 			defer cancel()
-			resp, err := shoalv1.NewConfigServiceClient(conn).ApplyConfig(ctx, &shoalv1.ApplyConfigRequest{Config: cfg, DryRun: dryRun, ExpectedSerial: expect})
+			resp, err := shoalv1.NewConfigServiceClient(conn).ApplyConfig(ctx, &shoalv1.ApplyConfigRequest{Config: cfg, DryRun: dryRun, ExpectedSerial: expect, Full: full})
 			if err != nil {
 				return err
 			}
 			return a.print(resp, func(w io.Writer) error {
 				printChanges(w, resp.GetChanges())
+				if resp.GetChangesOmitted() {
+					fmt.Fprintf(w, "%s (the diff is left out; --full prints it)\n", summaryLine(resp.GetSummary()))
+				}
 				switch {
 				case dryRun:
 					fmt.Fprintf(w, "dry run: nothing committed (serial %d)\n", resp.GetSerial())
-				case len(resp.GetChanges()) == 0:
+				case len(resp.GetChanges()) == 0 && !resp.GetChangesOmitted():
 					fmt.Fprintf(w, "no changes (serial %d)\n", resp.GetSerial())
 				default:
 					fmt.Fprintf(w, "applied: serial %d\n", resp.GetSerial())
@@ -84,6 +89,7 @@ func newConfigCmd(a *app) *cobra.Command {
 	apply.Flags().StringVarP(&file, "file", "f", "", "configuration file, - for stdin")
 	apply.Flags().BoolVar(&dryRun, "dry-run", false, "validate and print the diff without committing")
 	apply.Flags().Uint64Var(&expect, "expect-serial", 0, "fail unless the cluster's serial is exactly this")
+	apply.Flags().BoolVar(&full, "full", false, "print every change and return the resulting configuration however large (without it, more than 1,000 changes or a configuration over 1 MiB is summarised)")
 	_ = apply.MarkFlagRequired("file")
 	_ = apply.MarkFlagFilename("file", "yaml", "yml", "json")
 	cmd.AddCommand(get, apply)
@@ -123,6 +129,29 @@ func parseConfig(b []byte) (*shoalv1.Config, error) {
 		return nil, fmt.Errorf("parse config: %w", err)
 	}
 	return cfg, nil
+}
+
+// summaryLine counts a write's changes: "+10000 services, ~3 real servers".
+func summaryLine(s *shoalv1.ChangeSummary) string {
+	var parts []string
+	add := func(mark string, n uint32, what string) {
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%s%d %s", mark, n, what))
+		}
+	}
+	add("+", s.GetServicesAdded(), "services")
+	add("~", s.GetServicesModified(), "services")
+	add("-", s.GetServicesRemoved(), "services")
+	add("+", s.GetRealServersAdded(), "real servers")
+	add("~", s.GetRealServersModified(), "real servers")
+	add("-", s.GetRealServersRemoved(), "real servers")
+	if s.GetGlobalModified() {
+		parts = append(parts, "~global")
+	}
+	if len(parts) == 0 {
+		return "no changes"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // printChanges prints a diff: + added, - removed, ~ modified.

@@ -114,6 +114,9 @@ against, so a concurrent change makes it fail instead of being overwritten.`,
 				Config:         r.Merge(cur.GetConfig()),
 				DryRun:         dryRun,
 				ExpectedSerial: serial,
+				// The report below counts the resulting configuration and a
+				// dry run prints it, so ask for it however large.
+				Full: true,
 			})
 			if err != nil {
 				return err

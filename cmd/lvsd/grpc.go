@@ -19,7 +19,7 @@ func dialAPI(addr string, t *server.TLS) (*grpc.ClientConn, error) {
 	if t != nil {
 		creds = credentials.NewTLS(t.Store.NodeClientConfig("h2"))
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), server.CallOptions(),
 		// Retry the join target soon after it comes up, not after grpc's
 		// default backoff of up to two minutes.
 		grpc.WithConnectParams(grpc.ConnectParams{

@@ -799,6 +799,15 @@ func (r *Raft) leaderLoop() {
 			oldCommitIndex := r.getCommitIndex()
 			commitIndex := r.leaderState.commitment.getCommitIndex()
 			r.setCommitIndex(commitIndex)
+			// shoal: tell the followers the new commit index now, not at
+			// the next CommitTimeout (one to two of them later), so that
+			// every node applies a write within a round trip of its
+			// commit. The notification coalesces under load.
+			if commitIndex > oldCommitIndex {
+				for _, f := range r.leaderState.replState {
+					asyncNotifyCh(f.triggerCh)
+				}
+			}
 
 			// New configuration has been committed, set it as the committed
 			// value.

@@ -301,8 +301,14 @@ type ApplyConfigRequest struct {
 	// expected_serial, when non-zero, makes the change conditional: it fails
 	// with FAILED_PRECONDITION unless the cluster's serial is exactly this.
 	ExpectedSerial uint64 `protobuf:"varint,3,opt,name=expected_serial,json=expectedSerial,proto3" json:"expected_serial,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// full asks for every change and the resulting configuration however
+	// large the answer. Without it, an apply of more than 1,000 changes, or
+	// whose resulting configuration encodes in more than 1 MiB, is answered
+	// with the serial and the summary alone (changes_omitted): the whole diff
+	// or table of a large configuration is megabytes nobody reads.
+	Full          bool `protobuf:"varint,4,opt,name=full,proto3" json:"full,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApplyConfigRequest) Reset() {
@@ -356,15 +362,29 @@ func (x *ApplyConfigRequest) GetExpectedSerial() uint64 {
 	return 0
 }
 
+func (x *ApplyConfigRequest) GetFull() bool {
+	if x != nil {
+		return x.Full
+	}
+	return false
+}
+
 type ApplyConfigResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// serial after the change (unchanged for a dry run).
-	Serial  uint64    `protobuf:"varint,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	Serial uint64 `protobuf:"varint,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	// changes is every change, unless changes_omitted.
 	Changes []*Change `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
-	// config is the resulting configuration, with defaults filled in.
-	Config        *Config `protobuf:"bytes,3,opt,name=config,proto3" json:"config,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// config is the resulting configuration, with defaults filled in, unless
+	// changes_omitted.
+	Config *Config `protobuf:"bytes,3,opt,name=config,proto3" json:"config,omitempty"`
+	// summary counts the changes; it is always set.
+	Summary *ChangeSummary `protobuf:"bytes,4,opt,name=summary,proto3" json:"summary,omitempty"`
+	// changes_omitted says that changes and config were left out of a large
+	// answer; ask with full (lvsctl config apply --full) to get them.
+	ChangesOmitted bool `protobuf:"varint,5,opt,name=changes_omitted,json=changesOmitted,proto3" json:"changes_omitted,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ApplyConfigResponse) Reset() {
@@ -418,6 +438,114 @@ func (x *ApplyConfigResponse) GetConfig() *Config {
 	return nil
 }
 
+func (x *ApplyConfigResponse) GetSummary() *ChangeSummary {
+	if x != nil {
+		return x.Summary
+	}
+	return nil
+}
+
+func (x *ApplyConfigResponse) GetChangesOmitted() bool {
+	if x != nil {
+		return x.ChangesOmitted
+	}
+	return false
+}
+
+// ChangeSummary counts the changes of a write by what they touch.
+type ChangeSummary struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	ServicesAdded       uint32                 `protobuf:"varint,1,opt,name=services_added,json=servicesAdded,proto3" json:"services_added,omitempty"`
+	ServicesModified    uint32                 `protobuf:"varint,2,opt,name=services_modified,json=servicesModified,proto3" json:"services_modified,omitempty"`
+	ServicesRemoved     uint32                 `protobuf:"varint,3,opt,name=services_removed,json=servicesRemoved,proto3" json:"services_removed,omitempty"`
+	RealServersAdded    uint32                 `protobuf:"varint,4,opt,name=real_servers_added,json=realServersAdded,proto3" json:"real_servers_added,omitempty"`
+	RealServersModified uint32                 `protobuf:"varint,5,opt,name=real_servers_modified,json=realServersModified,proto3" json:"real_servers_modified,omitempty"`
+	RealServersRemoved  uint32                 `protobuf:"varint,6,opt,name=real_servers_removed,json=realServersRemoved,proto3" json:"real_servers_removed,omitempty"`
+	// global_modified says that the global settings changed.
+	GlobalModified bool `protobuf:"varint,7,opt,name=global_modified,json=globalModified,proto3" json:"global_modified,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ChangeSummary) Reset() {
+	*x = ChangeSummary{}
+	mi := &file_shoal_v1_config_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeSummary) ProtoMessage() {}
+
+func (x *ChangeSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_config_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeSummary.ProtoReflect.Descriptor instead.
+func (*ChangeSummary) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ChangeSummary) GetServicesAdded() uint32 {
+	if x != nil {
+		return x.ServicesAdded
+	}
+	return 0
+}
+
+func (x *ChangeSummary) GetServicesModified() uint32 {
+	if x != nil {
+		return x.ServicesModified
+	}
+	return 0
+}
+
+func (x *ChangeSummary) GetServicesRemoved() uint32 {
+	if x != nil {
+		return x.ServicesRemoved
+	}
+	return 0
+}
+
+func (x *ChangeSummary) GetRealServersAdded() uint32 {
+	if x != nil {
+		return x.RealServersAdded
+	}
+	return 0
+}
+
+func (x *ChangeSummary) GetRealServersModified() uint32 {
+	if x != nil {
+		return x.RealServersModified
+	}
+	return 0
+}
+
+func (x *ChangeSummary) GetRealServersRemoved() uint32 {
+	if x != nil {
+		return x.RealServersRemoved
+	}
+	return 0
+}
+
+func (x *ChangeSummary) GetGlobalModified() bool {
+	if x != nil {
+		return x.GlobalModified
+	}
+	return false
+}
+
 type WatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// initial sends the current configuration as the first message.
@@ -428,7 +556,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_shoal_v1_config_service_proto_msgTypes[5]
+	mi := &file_shoal_v1_config_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -440,7 +568,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_config_service_proto_msgTypes[5]
+	mi := &file_shoal_v1_config_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -453,7 +581,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{5}
+	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *WatchRequest) GetInitial() bool {
@@ -475,7 +603,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_shoal_v1_config_service_proto_msgTypes[6]
+	mi := &file_shoal_v1_config_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -487,7 +615,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_config_service_proto_msgTypes[6]
+	mi := &file_shoal_v1_config_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -500,7 +628,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{6}
+	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *WatchResponse) GetSerial() uint64 {
@@ -546,7 +674,7 @@ type HistoryEntry struct {
 
 func (x *HistoryEntry) Reset() {
 	*x = HistoryEntry{}
-	mi := &file_shoal_v1_config_service_proto_msgTypes[7]
+	mi := &file_shoal_v1_config_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +686,7 @@ func (x *HistoryEntry) String() string {
 func (*HistoryEntry) ProtoMessage() {}
 
 func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_config_service_proto_msgTypes[7]
+	mi := &file_shoal_v1_config_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +699,7 @@ func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryEntry.ProtoReflect.Descriptor instead.
 func (*HistoryEntry) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{7}
+	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HistoryEntry) GetSerial() uint64 {
@@ -634,7 +762,7 @@ type ListHistoryRequest struct {
 
 func (x *ListHistoryRequest) Reset() {
 	*x = ListHistoryRequest{}
-	mi := &file_shoal_v1_config_service_proto_msgTypes[8]
+	mi := &file_shoal_v1_config_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +774,7 @@ func (x *ListHistoryRequest) String() string {
 func (*ListHistoryRequest) ProtoMessage() {}
 
 func (x *ListHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_config_service_proto_msgTypes[8]
+	mi := &file_shoal_v1_config_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +787,7 @@ func (x *ListHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHistoryRequest.ProtoReflect.Descriptor instead.
 func (*ListHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{8}
+	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListHistoryRequest) GetLimit() uint32 {
@@ -690,7 +818,7 @@ type ListHistoryResponse struct {
 
 func (x *ListHistoryResponse) Reset() {
 	*x = ListHistoryResponse{}
-	mi := &file_shoal_v1_config_service_proto_msgTypes[9]
+	mi := &file_shoal_v1_config_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -702,7 +830,7 @@ func (x *ListHistoryResponse) String() string {
 func (*ListHistoryResponse) ProtoMessage() {}
 
 func (x *ListHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_config_service_proto_msgTypes[9]
+	mi := &file_shoal_v1_config_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -715,7 +843,7 @@ func (x *ListHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHistoryResponse.ProtoReflect.Descriptor instead.
 func (*ListHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{9}
+	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListHistoryResponse) GetEntries() []*HistoryEntry {
@@ -749,7 +877,7 @@ type GetHistoryEntryRequest struct {
 
 func (x *GetHistoryEntryRequest) Reset() {
 	*x = GetHistoryEntryRequest{}
-	mi := &file_shoal_v1_config_service_proto_msgTypes[10]
+	mi := &file_shoal_v1_config_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -761,7 +889,7 @@ func (x *GetHistoryEntryRequest) String() string {
 func (*GetHistoryEntryRequest) ProtoMessage() {}
 
 func (x *GetHistoryEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_config_service_proto_msgTypes[10]
+	mi := &file_shoal_v1_config_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -774,7 +902,7 @@ func (x *GetHistoryEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHistoryEntryRequest.ProtoReflect.Descriptor instead.
 func (*GetHistoryEntryRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{10}
+	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetHistoryEntryRequest) GetSerial() uint64 {
@@ -805,7 +933,7 @@ type GetHistoryEntryResponse struct {
 
 func (x *GetHistoryEntryResponse) Reset() {
 	*x = GetHistoryEntryResponse{}
-	mi := &file_shoal_v1_config_service_proto_msgTypes[11]
+	mi := &file_shoal_v1_config_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +945,7 @@ func (x *GetHistoryEntryResponse) String() string {
 func (*GetHistoryEntryResponse) ProtoMessage() {}
 
 func (x *GetHistoryEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_config_service_proto_msgTypes[11]
+	mi := &file_shoal_v1_config_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +958,7 @@ func (x *GetHistoryEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHistoryEntryResponse.ProtoReflect.Descriptor instead.
 func (*GetHistoryEntryResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{11}
+	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetHistoryEntryResponse) GetEntry() *HistoryEntry {
@@ -866,7 +994,7 @@ type RollbackConfigRequest struct {
 
 func (x *RollbackConfigRequest) Reset() {
 	*x = RollbackConfigRequest{}
-	mi := &file_shoal_v1_config_service_proto_msgTypes[12]
+	mi := &file_shoal_v1_config_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +1006,7 @@ func (x *RollbackConfigRequest) String() string {
 func (*RollbackConfigRequest) ProtoMessage() {}
 
 func (x *RollbackConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_config_service_proto_msgTypes[12]
+	mi := &file_shoal_v1_config_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +1019,7 @@ func (x *RollbackConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackConfigRequest.ProtoReflect.Descriptor instead.
 func (*RollbackConfigRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{12}
+	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RollbackConfigRequest) GetSerial() uint64 {
@@ -926,7 +1054,7 @@ type RollbackConfigResponse struct {
 
 func (x *RollbackConfigResponse) Reset() {
 	*x = RollbackConfigResponse{}
-	mi := &file_shoal_v1_config_service_proto_msgTypes[13]
+	mi := &file_shoal_v1_config_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -938,7 +1066,7 @@ func (x *RollbackConfigResponse) String() string {
 func (*RollbackConfigResponse) ProtoMessage() {}
 
 func (x *RollbackConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_config_service_proto_msgTypes[13]
+	mi := &file_shoal_v1_config_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -951,7 +1079,7 @@ func (x *RollbackConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackConfigResponse.ProtoReflect.Descriptor instead.
 func (*RollbackConfigResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{13}
+	return file_shoal_v1_config_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RollbackConfigResponse) GetSerial() uint64 {
@@ -989,15 +1117,26 @@ const file_shoal_v1_config_service_proto_rawDesc = "" +
 	"\x10GetConfigRequest\x12;\n" +
 	"\vconsistency\x18\x01 \x01(\x0e2\x19.shoal.v1.ReadConsistencyR\vconsistency\"=\n" +
 	"\x11GetConfigResponse\x12(\n" +
-	"\x06config\x18\x01 \x01(\v2\x10.shoal.v1.ConfigR\x06config\"\x80\x01\n" +
+	"\x06config\x18\x01 \x01(\v2\x10.shoal.v1.ConfigR\x06config\"\x94\x01\n" +
 	"\x12ApplyConfigRequest\x12(\n" +
 	"\x06config\x18\x01 \x01(\v2\x10.shoal.v1.ConfigR\x06config\x12\x17\n" +
 	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12'\n" +
-	"\x0fexpected_serial\x18\x03 \x01(\x04R\x0eexpectedSerial\"\x83\x01\n" +
+	"\x0fexpected_serial\x18\x03 \x01(\x04R\x0eexpectedSerial\x12\x12\n" +
+	"\x04full\x18\x04 \x01(\bR\x04full\"\xdf\x01\n" +
 	"\x13ApplyConfigResponse\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\x04R\x06serial\x12*\n" +
 	"\achanges\x18\x02 \x03(\v2\x10.shoal.v1.ChangeR\achanges\x12(\n" +
-	"\x06config\x18\x03 \x01(\v2\x10.shoal.v1.ConfigR\x06config\"(\n" +
+	"\x06config\x18\x03 \x01(\v2\x10.shoal.v1.ConfigR\x06config\x121\n" +
+	"\asummary\x18\x04 \x01(\v2\x17.shoal.v1.ChangeSummaryR\asummary\x12'\n" +
+	"\x0fchanges_omitted\x18\x05 \x01(\bR\x0echangesOmitted\"\xcb\x02\n" +
+	"\rChangeSummary\x12%\n" +
+	"\x0eservices_added\x18\x01 \x01(\rR\rservicesAdded\x12+\n" +
+	"\x11services_modified\x18\x02 \x01(\rR\x10servicesModified\x12)\n" +
+	"\x10services_removed\x18\x03 \x01(\rR\x0fservicesRemoved\x12,\n" +
+	"\x12real_servers_added\x18\x04 \x01(\rR\x10realServersAdded\x122\n" +
+	"\x15real_servers_modified\x18\x05 \x01(\rR\x13realServersModified\x120\n" +
+	"\x14real_servers_removed\x18\x06 \x01(\rR\x12realServersRemoved\x12'\n" +
+	"\x0fglobal_modified\x18\a \x01(\bR\x0eglobalModified\"(\n" +
 	"\fWatchRequest\x12\x18\n" +
 	"\ainitial\x18\x01 \x01(\bR\ainitial\"}\n" +
 	"\rWatchResponse\x12\x16\n" +
@@ -1064,7 +1203,7 @@ func file_shoal_v1_config_service_proto_rawDescGZIP() []byte {
 }
 
 var file_shoal_v1_config_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_shoal_v1_config_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_shoal_v1_config_service_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_shoal_v1_config_service_proto_goTypes = []any{
 	(ReadConsistency)(0),            // 0: shoal.v1.ReadConsistency
 	(ChangeAction)(0),               // 1: shoal.v1.ChangeAction
@@ -1073,54 +1212,56 @@ var file_shoal_v1_config_service_proto_goTypes = []any{
 	(*GetConfigResponse)(nil),       // 4: shoal.v1.GetConfigResponse
 	(*ApplyConfigRequest)(nil),      // 5: shoal.v1.ApplyConfigRequest
 	(*ApplyConfigResponse)(nil),     // 6: shoal.v1.ApplyConfigResponse
-	(*WatchRequest)(nil),            // 7: shoal.v1.WatchRequest
-	(*WatchResponse)(nil),           // 8: shoal.v1.WatchResponse
-	(*HistoryEntry)(nil),            // 9: shoal.v1.HistoryEntry
-	(*ListHistoryRequest)(nil),      // 10: shoal.v1.ListHistoryRequest
-	(*ListHistoryResponse)(nil),     // 11: shoal.v1.ListHistoryResponse
-	(*GetHistoryEntryRequest)(nil),  // 12: shoal.v1.GetHistoryEntryRequest
-	(*GetHistoryEntryResponse)(nil), // 13: shoal.v1.GetHistoryEntryResponse
-	(*RollbackConfigRequest)(nil),   // 14: shoal.v1.RollbackConfigRequest
-	(*RollbackConfigResponse)(nil),  // 15: shoal.v1.RollbackConfigResponse
-	(*Config)(nil),                  // 16: shoal.v1.Config
-	(*timestamppb.Timestamp)(nil),   // 17: google.protobuf.Timestamp
+	(*ChangeSummary)(nil),           // 7: shoal.v1.ChangeSummary
+	(*WatchRequest)(nil),            // 8: shoal.v1.WatchRequest
+	(*WatchResponse)(nil),           // 9: shoal.v1.WatchResponse
+	(*HistoryEntry)(nil),            // 10: shoal.v1.HistoryEntry
+	(*ListHistoryRequest)(nil),      // 11: shoal.v1.ListHistoryRequest
+	(*ListHistoryResponse)(nil),     // 12: shoal.v1.ListHistoryResponse
+	(*GetHistoryEntryRequest)(nil),  // 13: shoal.v1.GetHistoryEntryRequest
+	(*GetHistoryEntryResponse)(nil), // 14: shoal.v1.GetHistoryEntryResponse
+	(*RollbackConfigRequest)(nil),   // 15: shoal.v1.RollbackConfigRequest
+	(*RollbackConfigResponse)(nil),  // 16: shoal.v1.RollbackConfigResponse
+	(*Config)(nil),                  // 17: shoal.v1.Config
+	(*timestamppb.Timestamp)(nil),   // 18: google.protobuf.Timestamp
 }
 var file_shoal_v1_config_service_proto_depIdxs = []int32{
 	1,  // 0: shoal.v1.Change.action:type_name -> shoal.v1.ChangeAction
 	0,  // 1: shoal.v1.GetConfigRequest.consistency:type_name -> shoal.v1.ReadConsistency
-	16, // 2: shoal.v1.GetConfigResponse.config:type_name -> shoal.v1.Config
-	16, // 3: shoal.v1.ApplyConfigRequest.config:type_name -> shoal.v1.Config
+	17, // 2: shoal.v1.GetConfigResponse.config:type_name -> shoal.v1.Config
+	17, // 3: shoal.v1.ApplyConfigRequest.config:type_name -> shoal.v1.Config
 	2,  // 4: shoal.v1.ApplyConfigResponse.changes:type_name -> shoal.v1.Change
-	16, // 5: shoal.v1.ApplyConfigResponse.config:type_name -> shoal.v1.Config
-	2,  // 6: shoal.v1.WatchResponse.changes:type_name -> shoal.v1.Change
-	16, // 7: shoal.v1.WatchResponse.config:type_name -> shoal.v1.Config
-	17, // 8: shoal.v1.HistoryEntry.time:type_name -> google.protobuf.Timestamp
-	2,  // 9: shoal.v1.HistoryEntry.changes:type_name -> shoal.v1.Change
-	0,  // 10: shoal.v1.ListHistoryRequest.consistency:type_name -> shoal.v1.ReadConsistency
-	9,  // 11: shoal.v1.ListHistoryResponse.entries:type_name -> shoal.v1.HistoryEntry
-	0,  // 12: shoal.v1.GetHistoryEntryRequest.consistency:type_name -> shoal.v1.ReadConsistency
-	9,  // 13: shoal.v1.GetHistoryEntryResponse.entry:type_name -> shoal.v1.HistoryEntry
-	16, // 14: shoal.v1.GetHistoryEntryResponse.before:type_name -> shoal.v1.Config
-	16, // 15: shoal.v1.GetHistoryEntryResponse.after:type_name -> shoal.v1.Config
-	2,  // 16: shoal.v1.RollbackConfigResponse.changes:type_name -> shoal.v1.Change
-	16, // 17: shoal.v1.RollbackConfigResponse.config:type_name -> shoal.v1.Config
-	3,  // 18: shoal.v1.ConfigService.GetConfig:input_type -> shoal.v1.GetConfigRequest
-	5,  // 19: shoal.v1.ConfigService.ApplyConfig:input_type -> shoal.v1.ApplyConfigRequest
-	7,  // 20: shoal.v1.ConfigService.Watch:input_type -> shoal.v1.WatchRequest
-	10, // 21: shoal.v1.ConfigService.ListHistory:input_type -> shoal.v1.ListHistoryRequest
-	12, // 22: shoal.v1.ConfigService.GetHistoryEntry:input_type -> shoal.v1.GetHistoryEntryRequest
-	14, // 23: shoal.v1.ConfigService.RollbackConfig:input_type -> shoal.v1.RollbackConfigRequest
-	4,  // 24: shoal.v1.ConfigService.GetConfig:output_type -> shoal.v1.GetConfigResponse
-	6,  // 25: shoal.v1.ConfigService.ApplyConfig:output_type -> shoal.v1.ApplyConfigResponse
-	8,  // 26: shoal.v1.ConfigService.Watch:output_type -> shoal.v1.WatchResponse
-	11, // 27: shoal.v1.ConfigService.ListHistory:output_type -> shoal.v1.ListHistoryResponse
-	13, // 28: shoal.v1.ConfigService.GetHistoryEntry:output_type -> shoal.v1.GetHistoryEntryResponse
-	15, // 29: shoal.v1.ConfigService.RollbackConfig:output_type -> shoal.v1.RollbackConfigResponse
-	24, // [24:30] is the sub-list for method output_type
-	18, // [18:24] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	17, // 5: shoal.v1.ApplyConfigResponse.config:type_name -> shoal.v1.Config
+	7,  // 6: shoal.v1.ApplyConfigResponse.summary:type_name -> shoal.v1.ChangeSummary
+	2,  // 7: shoal.v1.WatchResponse.changes:type_name -> shoal.v1.Change
+	17, // 8: shoal.v1.WatchResponse.config:type_name -> shoal.v1.Config
+	18, // 9: shoal.v1.HistoryEntry.time:type_name -> google.protobuf.Timestamp
+	2,  // 10: shoal.v1.HistoryEntry.changes:type_name -> shoal.v1.Change
+	0,  // 11: shoal.v1.ListHistoryRequest.consistency:type_name -> shoal.v1.ReadConsistency
+	10, // 12: shoal.v1.ListHistoryResponse.entries:type_name -> shoal.v1.HistoryEntry
+	0,  // 13: shoal.v1.GetHistoryEntryRequest.consistency:type_name -> shoal.v1.ReadConsistency
+	10, // 14: shoal.v1.GetHistoryEntryResponse.entry:type_name -> shoal.v1.HistoryEntry
+	17, // 15: shoal.v1.GetHistoryEntryResponse.before:type_name -> shoal.v1.Config
+	17, // 16: shoal.v1.GetHistoryEntryResponse.after:type_name -> shoal.v1.Config
+	2,  // 17: shoal.v1.RollbackConfigResponse.changes:type_name -> shoal.v1.Change
+	17, // 18: shoal.v1.RollbackConfigResponse.config:type_name -> shoal.v1.Config
+	3,  // 19: shoal.v1.ConfigService.GetConfig:input_type -> shoal.v1.GetConfigRequest
+	5,  // 20: shoal.v1.ConfigService.ApplyConfig:input_type -> shoal.v1.ApplyConfigRequest
+	8,  // 21: shoal.v1.ConfigService.Watch:input_type -> shoal.v1.WatchRequest
+	11, // 22: shoal.v1.ConfigService.ListHistory:input_type -> shoal.v1.ListHistoryRequest
+	13, // 23: shoal.v1.ConfigService.GetHistoryEntry:input_type -> shoal.v1.GetHistoryEntryRequest
+	15, // 24: shoal.v1.ConfigService.RollbackConfig:input_type -> shoal.v1.RollbackConfigRequest
+	4,  // 25: shoal.v1.ConfigService.GetConfig:output_type -> shoal.v1.GetConfigResponse
+	6,  // 26: shoal.v1.ConfigService.ApplyConfig:output_type -> shoal.v1.ApplyConfigResponse
+	9,  // 27: shoal.v1.ConfigService.Watch:output_type -> shoal.v1.WatchResponse
+	12, // 28: shoal.v1.ConfigService.ListHistory:output_type -> shoal.v1.ListHistoryResponse
+	14, // 29: shoal.v1.ConfigService.GetHistoryEntry:output_type -> shoal.v1.GetHistoryEntryResponse
+	16, // 30: shoal.v1.ConfigService.RollbackConfig:output_type -> shoal.v1.RollbackConfigResponse
+	25, // [25:31] is the sub-list for method output_type
+	19, // [19:25] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_shoal_v1_config_service_proto_init() }
@@ -1135,7 +1276,7 @@ func file_shoal_v1_config_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_v1_config_service_proto_rawDesc), len(file_shoal_v1_config_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -887,8 +887,12 @@ type State struct {
 	// not expired by the last such command, sorted by serial number.
 	Certificates []*IssuedCertificate `protobuf:"bytes,6,rep,name=certificates,proto3" json:"certificates,omitempty"`
 	// requests are the latest applied commands that carried a request id,
-	// oldest first (exactly-once writes).
-	Requests      []*AppliedRequest `protobuf:"bytes,7,rep,name=requests,proto3" json:"requests,omitempty"`
+	// oldest first (exactly-once writes), as states before request_blocks
+	// kept them: read from an old snapshot, never written any more.
+	Requests []*AppliedRequest `protobuf:"bytes,7,rep,name=requests,proto3" json:"requests,omitempty"`
+	// request_blocks hold the same list in blocks of at most 256, oldest
+	// first, so that remembering one more copies one block and not the list.
+	RequestBlocks []*AppliedRequestBlock `protobuf:"bytes,8,rep,name=request_blocks,json=requestBlocks,proto3" json:"request_blocks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -972,6 +976,58 @@ func (x *State) GetRequests() []*AppliedRequest {
 	return nil
 }
 
+func (x *State) GetRequestBlocks() []*AppliedRequestBlock {
+	if x != nil {
+		return x.RequestBlocks
+	}
+	return nil
+}
+
+// AppliedRequestBlock is a run of State.request_blocks, oldest first.
+type AppliedRequestBlock struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requests      []*AppliedRequest      `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppliedRequestBlock) Reset() {
+	*x = AppliedRequestBlock{}
+	mi := &file_shoal_v1_raft_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppliedRequestBlock) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppliedRequestBlock) ProtoMessage() {}
+
+func (x *AppliedRequestBlock) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_v1_raft_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppliedRequestBlock.ProtoReflect.Descriptor instead.
+func (*AppliedRequestBlock) Descriptor() ([]byte, []int) {
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *AppliedRequestBlock) GetRequests() []*AppliedRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
 type ApplyCommandRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Command       *Command               `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
@@ -981,7 +1037,7 @@ type ApplyCommandRequest struct {
 
 func (x *ApplyCommandRequest) Reset() {
 	*x = ApplyCommandRequest{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[11]
+	mi := &file_shoal_v1_raft_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -993,7 +1049,7 @@ func (x *ApplyCommandRequest) String() string {
 func (*ApplyCommandRequest) ProtoMessage() {}
 
 func (x *ApplyCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[11]
+	mi := &file_shoal_v1_raft_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1006,7 +1062,7 @@ func (x *ApplyCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCommandRequest.ProtoReflect.Descriptor instead.
 func (*ApplyCommandRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{11}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ApplyCommandRequest) GetCommand() *Command {
@@ -1030,7 +1086,7 @@ type ApplyCommandResponse struct {
 
 func (x *ApplyCommandResponse) Reset() {
 	*x = ApplyCommandResponse{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[12]
+	mi := &file_shoal_v1_raft_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1098,7 @@ func (x *ApplyCommandResponse) String() string {
 func (*ApplyCommandResponse) ProtoMessage() {}
 
 func (x *ApplyCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[12]
+	mi := &file_shoal_v1_raft_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1111,7 @@ func (x *ApplyCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCommandResponse.ProtoReflect.Descriptor instead.
 func (*ApplyCommandResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{12}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ApplyCommandResponse) GetSerial() uint64 {
@@ -1087,7 +1143,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[13]
+	mi := &file_shoal_v1_raft_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1099,7 +1155,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[13]
+	mi := &file_shoal_v1_raft_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1112,7 +1168,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{13}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{14}
 }
 
 type ReadIndexResponse struct {
@@ -1125,7 +1181,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_shoal_v1_raft_proto_msgTypes[14]
+	mi := &file_shoal_v1_raft_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1193,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_v1_raft_proto_msgTypes[14]
+	mi := &file_shoal_v1_raft_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1206,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{14}
+	return file_shoal_v1_raft_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -1220,7 +1276,7 @@ const file_shoal_v1_raft_proto_rawDesc = "" +
 	"\vapi_address\x18\x02 \x01(\tR\n" +
 	"apiAddress\"\"\n" +
 	"\x10UnregisterMember\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xf0\x02\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xb6\x03\n" +
 	"\x05State\x12(\n" +
 	"\x06config\x18\x01 \x01(\v2\x10.shoal.v1.ConfigR\x06config\x122\n" +
 	"\amembers\x18\x02 \x03(\v2\x18.shoal.v1.RegisterMemberR\amembers\x121\n" +
@@ -1229,7 +1285,10 @@ const file_shoal_v1_raft_proto_rawDesc = "" +
 	"joinTokens\x12#\n" +
 	"\x02ca\x18\x05 \x01(\v2\x13.shoal.v1.ClusterCAR\x02ca\x12?\n" +
 	"\fcertificates\x18\x06 \x03(\v2\x1b.shoal.v1.IssuedCertificateR\fcertificates\x124\n" +
-	"\brequests\x18\a \x03(\v2\x18.shoal.v1.AppliedRequestR\brequests\"B\n" +
+	"\brequests\x18\a \x03(\v2\x18.shoal.v1.AppliedRequestR\brequests\x12D\n" +
+	"\x0erequest_blocks\x18\b \x03(\v2\x1d.shoal.v1.AppliedRequestBlockR\rrequestBlocks\"K\n" +
+	"\x13AppliedRequestBlock\x124\n" +
+	"\brequests\x18\x01 \x03(\v2\x18.shoal.v1.AppliedRequestR\brequests\"B\n" +
 	"\x13ApplyCommandRequest\x12+\n" +
 	"\acommand\x18\x01 \x01(\v2\x11.shoal.v1.CommandR\acommand\"p\n" +
 	"\x14ApplyCommandResponse\x12\x16\n" +
@@ -1256,7 +1315,7 @@ func file_shoal_v1_raft_proto_rawDescGZIP() []byte {
 	return file_shoal_v1_raft_proto_rawDescData
 }
 
-var file_shoal_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_shoal_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_shoal_v1_raft_proto_goTypes = []any{
 	(*CheckConnectionsRequest)(nil),     // 0: shoal.v1.CheckConnectionsRequest
 	(*CheckConnectionsResponse)(nil),    // 1: shoal.v1.CheckConnectionsResponse
@@ -1269,73 +1328,76 @@ var file_shoal_v1_raft_proto_goTypes = []any{
 	(*RegisterMember)(nil),              // 8: shoal.v1.RegisterMember
 	(*UnregisterMember)(nil),            // 9: shoal.v1.UnregisterMember
 	(*State)(nil),                       // 10: shoal.v1.State
-	(*ApplyCommandRequest)(nil),         // 11: shoal.v1.ApplyCommandRequest
-	(*ApplyCommandResponse)(nil),        // 12: shoal.v1.ApplyCommandResponse
-	(*ReadIndexRequest)(nil),            // 13: shoal.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),           // 14: shoal.v1.ReadIndexResponse
-	(*ApplyConfigRequest)(nil),          // 15: shoal.v1.ApplyConfigRequest
-	(*CreateVirtualServiceRequest)(nil), // 16: shoal.v1.CreateVirtualServiceRequest
-	(*UpdateVirtualServiceRequest)(nil), // 17: shoal.v1.UpdateVirtualServiceRequest
-	(*DeleteVirtualServiceRequest)(nil), // 18: shoal.v1.DeleteVirtualServiceRequest
-	(*AddRealServerRequest)(nil),        // 19: shoal.v1.AddRealServerRequest
-	(*UpdateRealServerRequest)(nil),     // 20: shoal.v1.UpdateRealServerRequest
-	(*RemoveRealServerRequest)(nil),     // 21: shoal.v1.RemoveRealServerRequest
-	(*RollbackConfigRequest)(nil),       // 22: shoal.v1.RollbackConfigRequest
-	(*DeleteJoinTokenRequest)(nil),      // 23: shoal.v1.DeleteJoinTokenRequest
-	(*IssuedCertificate)(nil),           // 24: shoal.v1.IssuedCertificate
-	(*RevokeCertificateRequest)(nil),    // 25: shoal.v1.RevokeCertificateRequest
-	(*Change)(nil),                      // 26: shoal.v1.Change
-	(*timestamppb.Timestamp)(nil),       // 27: google.protobuf.Timestamp
-	(*JoinToken)(nil),                   // 28: shoal.v1.JoinToken
-	(*HistoryEntry)(nil),                // 29: shoal.v1.HistoryEntry
-	(*Global)(nil),                      // 30: shoal.v1.Global
-	(*VirtualService)(nil),              // 31: shoal.v1.VirtualService
-	(*Config)(nil),                      // 32: shoal.v1.Config
+	(*AppliedRequestBlock)(nil),         // 11: shoal.v1.AppliedRequestBlock
+	(*ApplyCommandRequest)(nil),         // 12: shoal.v1.ApplyCommandRequest
+	(*ApplyCommandResponse)(nil),        // 13: shoal.v1.ApplyCommandResponse
+	(*ReadIndexRequest)(nil),            // 14: shoal.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),           // 15: shoal.v1.ReadIndexResponse
+	(*ApplyConfigRequest)(nil),          // 16: shoal.v1.ApplyConfigRequest
+	(*CreateVirtualServiceRequest)(nil), // 17: shoal.v1.CreateVirtualServiceRequest
+	(*UpdateVirtualServiceRequest)(nil), // 18: shoal.v1.UpdateVirtualServiceRequest
+	(*DeleteVirtualServiceRequest)(nil), // 19: shoal.v1.DeleteVirtualServiceRequest
+	(*AddRealServerRequest)(nil),        // 20: shoal.v1.AddRealServerRequest
+	(*UpdateRealServerRequest)(nil),     // 21: shoal.v1.UpdateRealServerRequest
+	(*RemoveRealServerRequest)(nil),     // 22: shoal.v1.RemoveRealServerRequest
+	(*RollbackConfigRequest)(nil),       // 23: shoal.v1.RollbackConfigRequest
+	(*DeleteJoinTokenRequest)(nil),      // 24: shoal.v1.DeleteJoinTokenRequest
+	(*IssuedCertificate)(nil),           // 25: shoal.v1.IssuedCertificate
+	(*RevokeCertificateRequest)(nil),    // 26: shoal.v1.RevokeCertificateRequest
+	(*Change)(nil),                      // 27: shoal.v1.Change
+	(*timestamppb.Timestamp)(nil),       // 28: google.protobuf.Timestamp
+	(*JoinToken)(nil),                   // 29: shoal.v1.JoinToken
+	(*HistoryEntry)(nil),                // 30: shoal.v1.HistoryEntry
+	(*Global)(nil),                      // 31: shoal.v1.Global
+	(*VirtualService)(nil),              // 32: shoal.v1.VirtualService
+	(*Config)(nil),                      // 33: shoal.v1.Config
 }
 var file_shoal_v1_raft_proto_depIdxs = []int32{
-	15, // 0: shoal.v1.Command.apply_config:type_name -> shoal.v1.ApplyConfigRequest
-	16, // 1: shoal.v1.Command.create_virtual_service:type_name -> shoal.v1.CreateVirtualServiceRequest
-	17, // 2: shoal.v1.Command.update_virtual_service:type_name -> shoal.v1.UpdateVirtualServiceRequest
-	18, // 3: shoal.v1.Command.delete_virtual_service:type_name -> shoal.v1.DeleteVirtualServiceRequest
-	19, // 4: shoal.v1.Command.add_real_server:type_name -> shoal.v1.AddRealServerRequest
-	20, // 5: shoal.v1.Command.update_real_server:type_name -> shoal.v1.UpdateRealServerRequest
-	21, // 6: shoal.v1.Command.remove_real_server:type_name -> shoal.v1.RemoveRealServerRequest
+	16, // 0: shoal.v1.Command.apply_config:type_name -> shoal.v1.ApplyConfigRequest
+	17, // 1: shoal.v1.Command.create_virtual_service:type_name -> shoal.v1.CreateVirtualServiceRequest
+	18, // 2: shoal.v1.Command.update_virtual_service:type_name -> shoal.v1.UpdateVirtualServiceRequest
+	19, // 3: shoal.v1.Command.delete_virtual_service:type_name -> shoal.v1.DeleteVirtualServiceRequest
+	20, // 4: shoal.v1.Command.add_real_server:type_name -> shoal.v1.AddRealServerRequest
+	21, // 5: shoal.v1.Command.update_real_server:type_name -> shoal.v1.UpdateRealServerRequest
+	22, // 6: shoal.v1.Command.remove_real_server:type_name -> shoal.v1.RemoveRealServerRequest
 	8,  // 7: shoal.v1.Command.register_member:type_name -> shoal.v1.RegisterMember
 	9,  // 8: shoal.v1.Command.unregister_member:type_name -> shoal.v1.UnregisterMember
-	22, // 9: shoal.v1.Command.rollback_config:type_name -> shoal.v1.RollbackConfigRequest
+	23, // 9: shoal.v1.Command.rollback_config:type_name -> shoal.v1.RollbackConfigRequest
 	5,  // 10: shoal.v1.Command.create_join_token:type_name -> shoal.v1.StoredJoinToken
-	23, // 11: shoal.v1.Command.delete_join_token:type_name -> shoal.v1.DeleteJoinTokenRequest
+	24, // 11: shoal.v1.Command.delete_join_token:type_name -> shoal.v1.DeleteJoinTokenRequest
 	6,  // 12: shoal.v1.Command.install_ca:type_name -> shoal.v1.ClusterCA
-	24, // 13: shoal.v1.Command.record_certificate:type_name -> shoal.v1.IssuedCertificate
-	25, // 14: shoal.v1.Command.revoke_certificate:type_name -> shoal.v1.RevokeCertificateRequest
+	25, // 13: shoal.v1.Command.record_certificate:type_name -> shoal.v1.IssuedCertificate
+	26, // 14: shoal.v1.Command.revoke_certificate:type_name -> shoal.v1.RevokeCertificateRequest
 	4,  // 15: shoal.v1.Command.audit:type_name -> shoal.v1.Audit
-	26, // 16: shoal.v1.AppliedRequest.changes:type_name -> shoal.v1.Change
-	27, // 17: shoal.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
-	27, // 18: shoal.v1.Audit.time:type_name -> google.protobuf.Timestamp
-	28, // 19: shoal.v1.StoredJoinToken.info:type_name -> shoal.v1.JoinToken
-	29, // 20: shoal.v1.HistoryRecord.entry:type_name -> shoal.v1.HistoryEntry
-	30, // 21: shoal.v1.HistoryRecord.global_before:type_name -> shoal.v1.Global
-	31, // 22: shoal.v1.HistoryRecord.services_before:type_name -> shoal.v1.VirtualService
-	32, // 23: shoal.v1.State.config:type_name -> shoal.v1.Config
+	27, // 16: shoal.v1.AppliedRequest.changes:type_name -> shoal.v1.Change
+	28, // 17: shoal.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
+	28, // 18: shoal.v1.Audit.time:type_name -> google.protobuf.Timestamp
+	29, // 19: shoal.v1.StoredJoinToken.info:type_name -> shoal.v1.JoinToken
+	30, // 20: shoal.v1.HistoryRecord.entry:type_name -> shoal.v1.HistoryEntry
+	31, // 21: shoal.v1.HistoryRecord.global_before:type_name -> shoal.v1.Global
+	32, // 22: shoal.v1.HistoryRecord.services_before:type_name -> shoal.v1.VirtualService
+	33, // 23: shoal.v1.State.config:type_name -> shoal.v1.Config
 	8,  // 24: shoal.v1.State.members:type_name -> shoal.v1.RegisterMember
 	7,  // 25: shoal.v1.State.history:type_name -> shoal.v1.HistoryRecord
 	5,  // 26: shoal.v1.State.join_tokens:type_name -> shoal.v1.StoredJoinToken
 	6,  // 27: shoal.v1.State.ca:type_name -> shoal.v1.ClusterCA
-	24, // 28: shoal.v1.State.certificates:type_name -> shoal.v1.IssuedCertificate
+	25, // 28: shoal.v1.State.certificates:type_name -> shoal.v1.IssuedCertificate
 	3,  // 29: shoal.v1.State.requests:type_name -> shoal.v1.AppliedRequest
-	2,  // 30: shoal.v1.ApplyCommandRequest.command:type_name -> shoal.v1.Command
-	26, // 31: shoal.v1.ApplyCommandResponse.changes:type_name -> shoal.v1.Change
-	11, // 32: shoal.v1.PeerService.ApplyCommand:input_type -> shoal.v1.ApplyCommandRequest
-	13, // 33: shoal.v1.PeerService.ReadIndex:input_type -> shoal.v1.ReadIndexRequest
-	0,  // 34: shoal.v1.PeerService.CheckConnections:input_type -> shoal.v1.CheckConnectionsRequest
-	12, // 35: shoal.v1.PeerService.ApplyCommand:output_type -> shoal.v1.ApplyCommandResponse
-	14, // 36: shoal.v1.PeerService.ReadIndex:output_type -> shoal.v1.ReadIndexResponse
-	1,  // 37: shoal.v1.PeerService.CheckConnections:output_type -> shoal.v1.CheckConnectionsResponse
-	35, // [35:38] is the sub-list for method output_type
-	32, // [32:35] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	11, // 30: shoal.v1.State.request_blocks:type_name -> shoal.v1.AppliedRequestBlock
+	3,  // 31: shoal.v1.AppliedRequestBlock.requests:type_name -> shoal.v1.AppliedRequest
+	2,  // 32: shoal.v1.ApplyCommandRequest.command:type_name -> shoal.v1.Command
+	27, // 33: shoal.v1.ApplyCommandResponse.changes:type_name -> shoal.v1.Change
+	12, // 34: shoal.v1.PeerService.ApplyCommand:input_type -> shoal.v1.ApplyCommandRequest
+	14, // 35: shoal.v1.PeerService.ReadIndex:input_type -> shoal.v1.ReadIndexRequest
+	0,  // 36: shoal.v1.PeerService.CheckConnections:input_type -> shoal.v1.CheckConnectionsRequest
+	13, // 37: shoal.v1.PeerService.ApplyCommand:output_type -> shoal.v1.ApplyCommandResponse
+	15, // 38: shoal.v1.PeerService.ReadIndex:output_type -> shoal.v1.ReadIndexResponse
+	1,  // 39: shoal.v1.PeerService.CheckConnections:output_type -> shoal.v1.CheckConnectionsResponse
+	37, // [37:40] is the sub-list for method output_type
+	34, // [34:37] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_shoal_v1_raft_proto_init() }
@@ -1370,7 +1432,7 @@ func file_shoal_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_v1_raft_proto_rawDesc), len(file_shoal_v1_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -258,7 +258,7 @@ func (ex *exporter) kaVirtual(s *shoalv1.VirtualService, hooks []*shoalv1.Hook) 
 			ex.printf("    sorry_server_lvs_method %s\n", kaKind[f])
 		}
 	}
-	ex.kaCheckNotes(key+".health_check", kind, hc)
+	ex.kaCheckNotes(key+".health_check", kind, hc, hc)
 	for _, rs := range s.GetRealServers() {
 		rkey := realServerPath(s, rs)
 		if rs.Active != nil && !rs.GetActive() {
@@ -294,7 +294,7 @@ func (ex *exporter) kaVirtual(s *shoalv1.VirtualService, hooks []*shoalv1.Hook) 
 		for i, c := range own {
 			ckind := orDefault(c.GetKind(), config.DefaultCheckKind)
 			if len(rs.GetHealthChecks()) > 0 {
-				ex.kaCheckNotes(fmt.Sprintf("%s.health_checks[%d]", rkey, i), ckind, c)
+				ex.kaCheckNotes(fmt.Sprintf("%s.health_checks[%d]", rkey, i), ckind, c, hc)
 			}
 			ex.kaChecker(ckind, c, s, rs, hc)
 		}
@@ -362,7 +362,11 @@ func (ex *exporter) kaChecker(kind string, hc *shoalv1.HealthCheck, s *shoalv1.V
 			argv = []string{"/bin/sh", "-c", argv[0]}
 		}
 		ex.printf("            misc_path %s\n", kaArgv(argv))
-		ex.printf("            misc_timeout %d\n", seconds(timeout))
+		// Left out, keepalived's misc_timeout is the virtual server's
+		// delay_loop, which may be a fraction of a second.
+		if timeout != kaInterval(svc) {
+			ex.printf("            misc_timeout %d\n", seconds(timeout))
+		}
 	} else {
 		if hc.GetPort() != 0 {
 			ex.printf("            connect_port %d\n", hc.GetPort())
@@ -441,7 +445,9 @@ func kaWord(s string) (w string, ok bool) {
 	return `"` + s + `"`, true
 }
 
-func (ex *exporter) kaCheckNotes(key, kind string, hc *shoalv1.HealthCheck) {
+// kaCheckNotes notes what keepalived.conf cannot say of hc; svcCheck is
+// the service's check, whose interval is the virtual server's delay_loop.
+func (ex *exporter) kaCheckNotes(key, kind string, hc, svcCheck *shoalv1.HealthCheck) {
 	var lost []string
 	switch kind {
 	case "send-expect":
@@ -455,7 +461,7 @@ func (ex *exporter) kaCheckNotes(key, kind string, hc *shoalv1.HealthCheck) {
 		if hc.GetShell() {
 			ex.note(key, "the shell command is written as misc_path /bin/sh -c: keepalived runs misc_path without a shell")
 		}
-		if t := hc.GetTimeout(); t != nil && t.AsDuration()%time.Second != 0 {
+		if t := hc.GetTimeout(); t != nil && t.AsDuration()%time.Second != 0 && t.AsDuration() != kaInterval(svcCheck) {
 			lost = append(lost, "a timeout that is not whole seconds (misc_timeout is rounded up)")
 		}
 	case "https":

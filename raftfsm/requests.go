@@ -1,8 +1,11 @@
 package raftfsm
 
 import (
+	"runtime"
 	"slices"
+	"sync"
 	"time"
+	"weak"
 
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -78,11 +81,20 @@ func appliedRequests(st *shoalv1.State) []*shoalv1.AppliedRequest {
 }
 
 // findRequest returns the remembered outcome of the request id, newest
-// first (a retry comes soon after its first attempt), or nil.
+// first (a retry comes soon after its first attempt), or nil. A full block
+// is looked up in its index (blockIndex); the others, at most the first
+// and the last, are scanned: a write asks about one id, not MaxRequests.
 func findRequest(st *shoalv1.State, id string) *shoalv1.AppliedRequest {
+	legacy := len(st.GetRequests()) > 0
 	blocks := requestBlocks(st)
 	for b := len(blocks) - 1; b >= 0; b-- {
 		reqs := blocks[b].GetRequests()
+		if len(reqs) == requestBlock && !legacy {
+			if r, ok := blockIndex(blocks[b])[id]; ok {
+				return r
+			}
+			continue
+		}
 		for i := len(reqs) - 1; i >= 0; i-- {
 			if reqs[i].GetId() == id {
 				return reqs[i]
@@ -90,6 +102,33 @@ func findRequest(st *shoalv1.State, id string) *shoalv1.AppliedRequest {
 		}
 	}
 	return nil
+}
+
+// blockIndexes holds, for each full block still in use, its records by id.
+// A block is never modified once stored (rememberRequest copies the one it
+// changes), so its index never goes stale; it is keyed by a weak pointer
+// and dropped when the block is collected. It is a cache of what the block
+// holds, so Apply stays a function of its state and command.
+var blockIndexes sync.Map // weak.Pointer[shoalv1.AppliedRequestBlock] → map[string]*shoalv1.AppliedRequest
+
+// blockIndex is the index of the full block b, made on first use. A
+// block of a state restored from before blocks is cut anew on every call
+// (requestBlocks), so findRequest does not index those.
+func blockIndex(b *shoalv1.AppliedRequestBlock) map[string]*shoalv1.AppliedRequest {
+	k := weak.Make(b)
+	if m, ok := blockIndexes.Load(k); ok {
+		return m.(map[string]*shoalv1.AppliedRequest)
+	}
+	m := make(map[string]*shoalv1.AppliedRequest, len(b.GetRequests()))
+	for _, r := range b.GetRequests() {
+		// Oldest first, so a later record of the same id wins, as in
+		// the scan newest first.
+		m[r.GetId()] = r
+	}
+	if _, loaded := blockIndexes.LoadOrStore(k, m); !loaded {
+		runtime.AddCleanup(b, func(k weak.Pointer[shoalv1.AppliedRequestBlock]) { blockIndexes.Delete(k) }, k)
+	}
+	return m
 }
 
 // rememberRequest returns the state of res with the outcome of cmd's request

@@ -337,3 +337,48 @@ func TestRequestsFromBeforeBlocks(t *testing.T) {
 		t.Errorf("after a new id: %q (%d left in the old field), want \"a b c\" in blocks", got, len(st.GetRequests()))
 	}
 }
+
+// TestFindRequestIndexMatchesScan checks the full blocks' indexes against
+// a scan of every remembered record, newest first, with ids remembered
+// more than once (a retry later than RequestTTL applies again) in one
+// block and across blocks.
+func TestFindRequestIndexMatchesScan(t *testing.T) {
+	st := EmptyState()
+	serial := uint64(0)
+	for b := range 4 {
+		n := requestBlock
+		if b == 3 {
+			n = 17 // the last block, still growing
+		}
+		var reqs []*shoalv1.AppliedRequest
+		for i := range n {
+			serial++
+			// Ids repeat every 300 records, and one id is twice in a full block.
+			id := fmt.Sprintf("id-%d", serial%300)
+			if b == 1 && (i == 5 || i == 9) {
+				id = "twice"
+			}
+			reqs = append(reqs, &shoalv1.AppliedRequest{Id: id, Serial: serial})
+		}
+		st.RequestBlocks = append(st.RequestBlocks, &shoalv1.AppliedRequestBlock{Requests: reqs})
+	}
+	scan := func(id string) *shoalv1.AppliedRequest {
+		all := appliedRequests(st)
+		for i := len(all) - 1; i >= 0; i-- {
+			if all[i].GetId() == id {
+				return all[i]
+			}
+		}
+		return nil
+	}
+	for i := range 310 {
+		for _, id := range []string{fmt.Sprintf("id-%d", i), "twice", "never"} {
+			if got, want := findRequest(st, id), scan(id); got != want {
+				t.Fatalf("findRequest(%q) = serial %d, want serial %d", id, got.GetSerial(), want.GetSerial())
+			}
+		}
+	}
+	if r := findRequest(st, "twice"); r.GetSerial() != requestBlock+10 {
+		t.Errorf("twice: serial %d, want the newest, %d", r.GetSerial(), requestBlock+10)
+	}
+}

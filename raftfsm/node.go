@@ -101,12 +101,28 @@ type Options struct {
 	TLS *TransportTLS
 	// InMemory uses in-memory log, stable and snapshot stores (tests).
 	InMemory bool
+	// Snapshots says when raft snapshots the state and compacts its log;
+	// zero values keep raft's defaults.
+	Snapshots SnapshotPolicy
 	// Stalled, if set, hears of the moments an operator wants explained:
 	// "fence-lapse" when this leader drops its VIPs for want of a quorum's
 	// answer, "leader-silent" when this follower starts an election because
 	// the leader went quiet. It is called from raftfsm's own goroutines and
 	// must return at once.
 	Stalled func(event string)
+}
+
+// SnapshotPolicy is when raft snapshots the state and compacts its log.
+// A node that joins, or one that was away, and needs entries older than
+// the log keeps, receives the latest snapshot (InstallSnapshot) instead.
+type SnapshotPolicy struct {
+	// Interval is how often raft checks whether to snapshot (raft picks a
+	// random time between it and twice it); Threshold is how many entries
+	// since the last snapshot make one; TrailingLogs is how many entries
+	// the log keeps behind a snapshot, for followers that lag a little.
+	Interval     time.Duration
+	Threshold    uint64
+	TrailingLogs uint64
 }
 
 // Status is what a node reports of itself.
@@ -345,6 +361,15 @@ func raftConfig(o Options, logger *slog.Logger) (*raft.Config, error) {
 	}
 	if err := (Timing{Heartbeat: conf.HeartbeatTimeout, LeaderLease: conf.LeaderLeaseTimeout, Probe: t.Probe}).Validate(); err != nil {
 		return nil, fmt.Errorf("raft timing: %w", err)
+	}
+	if p := o.Snapshots; p.Interval > 0 {
+		conf.SnapshotInterval = p.Interval
+	}
+	if p := o.Snapshots; p.Threshold > 0 {
+		conf.SnapshotThreshold = p.Threshold
+	}
+	if p := o.Snapshots; p.TrailingLogs > 0 {
+		conf.TrailingLogs = p.TrailingLogs
 	}
 	conf.Logger = newHclogAdapter(logger.With("component", "raft"))
 	if err := raft.ValidateConfig(conf); err != nil {

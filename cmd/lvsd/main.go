@@ -52,6 +52,7 @@ type flags struct {
 	insecure                                         bool
 	heartbeat, election, lease, commit, probe        time.Duration
 	addressLifetime                                  time.Duration
+	snapshots                                        raftfsm.SnapshotPolicy
 	bgp                                              bgpFlags
 	realtime                                         rtPriority
 	pprof                                            bool
@@ -130,6 +131,11 @@ func newFlagSet(f *flags, host string) *flag.FlagSet {
 	fs.DurationVar(&f.commit, "commit-timeout", 0, "override the profile's raft commit timeout")
 	fs.Var(durationOrOff{&f.probe}, "probe-timeout", "override the profile's kernel probe timeout: followers find the leader gone when its router has not "+
 		"answered ICMP echo for this long, or when its daemon exits (needs CAP_NET_RAW; off: heartbeat timeout only)")
+	fs.DurationVar(&f.snapshots.Interval, "raft-snapshot-interval", 0, "how often raft checks whether to snapshot the state and compact its log "+
+		"(at a random time between this and twice this; 0: raft's 2m)")
+	fs.Uint64Var(&f.snapshots.Threshold, "raft-snapshot-threshold", 0, "entries since the last snapshot that make raft take one (0: raft's 8192)")
+	fs.Uint64Var(&f.snapshots.TrailingLogs, "raft-trailing-logs", 0, "entries the log keeps behind a snapshot, so that a follower a little behind "+
+		"catches up from the log; one further behind, or a joining router, is sent the snapshot (0: raft's 10240)")
 	fs.StringVar(&f.tokenFile, "token-file", "", "file holding a join token (lvsctl cluster token) for --join, or the bootstrap token "+
 		"(lvsctl cluster token --bootstrap) every --bootstrap router shares ($SHOAL_TOKEN otherwise)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "your own PKI: this node's certificate (PEM, with the URI SAN shoal://node/ID); with --tls-key and --tls-ca, reloaded when the files change")
@@ -306,7 +312,7 @@ func run(args []string) error {
 	}
 	node, err := raftfsm.Open(raftfsm.Options{
 		ID: f.id, RaftAddr: f.raftAddr, DataDir: f.dataDir, ClusterID: clusterID,
-		Bootstrap: boot, Timing: timing, Logger: base, Stalled: stalled, TLS: raftTLS(tlsConf),
+		Bootstrap: boot, Timing: timing, Logger: base, Stalled: stalled, TLS: raftTLS(tlsConf), Snapshots: f.snapshots,
 	})
 	if err != nil {
 		return openError(err, f, boot)

@@ -10,7 +10,9 @@ import (
 // Node is one lvsd of a test cluster.
 type Node struct {
 	ID, APIAddr, RaftAddr, DataDir string
-	Proc                           *Process
+	// MetricsAddr serves /metrics and /debug/pprof/ (ClusterOptions.Metrics).
+	MetricsAddr string
+	Proc        *Process
 }
 
 // ClusterOptions describe a loopback cluster of lvsd processes.
@@ -20,6 +22,8 @@ type ClusterOptions struct {
 	// Args are added to every lvsd command line, e.g. --dataplane none
 	// --profile fast.
 	Args []string
+	// Metrics gives every node a --metrics-addr of its own, with --pprof.
+	Metrics bool
 }
 
 // StartCluster starts N lvsd on 127.0.0.1 with free ports, bootstrapped
@@ -42,6 +46,10 @@ func StartCluster(t testing.TB, lvsd string, o ClusterOptions) []*Node {
 			"--id", n.ID, "--api-addr", n.APIAddr, "--raft-addr", n.RaftAddr,
 			"--data-dir", n.DataDir, "--bootstrap", strings.Join(boot, ","),
 		}, o.Args...)
+		if o.Metrics {
+			n.MetricsAddr = FreeAddr(t)
+			args = append(args, "--metrics-addr", n.MetricsAddr, "--pprof")
+		}
 		n.Proc = Start(t, n.ID, lvsd, args...)
 	}
 	return nodes

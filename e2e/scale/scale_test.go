@@ -102,7 +102,14 @@ type cluster struct {
 
 func start(t *testing.T, lvsd string) *cluster {
 	t.Helper()
-	nodes := harness.StartCluster(t, lvsd, harness.ClusterOptions{N: 3, Args: []string{"--dataplane", "none", "--insecure", "--log-level", "warn"}})
+	return startWith(t, lvsd, harness.ClusterOptions{})
+}
+
+// startWith is start with o's Metrics and more arguments for every lvsd.
+func startWith(t *testing.T, lvsd string, o harness.ClusterOptions) *cluster {
+	t.Helper()
+	o.N, o.Args = 3, append([]string{"--dataplane", "none", "--insecure", "--log-level", "warn"}, o.Args...)
+	nodes := harness.StartCluster(t, lvsd, o)
 	c := &cluster{nodes: nodes}
 	for _, n := range nodes {
 		cc, err := grpc.NewClient(n.APIAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),

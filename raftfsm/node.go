@@ -234,7 +234,7 @@ func open(o Options) (*Node, error) {
 		// cycles that can delay a heartbeat.
 		// diskFailpoint slows the writes down only in builds for the
 		// nemesis test (-tags nemesis).
-		cached, err := raft.NewLogCache(logCacheSize, timedLogs{diskFailpoint(o.ID, bolt), logWrites})
+		cached, err := newLogStore(timedLogs{diskFailpoint(o.ID, bolt), logWrites})
 		if err != nil {
 			return nil, fmt.Errorf("open raft log cache: %w", err)
 		}

@@ -206,8 +206,9 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-// gcPercent is lvsd's GOGC unless the environment sets one. The live heap
-// is small (3-6 MB under a steady write load), so Go's default of 100
+// gcPercent is lvsd's GOGC, while the live heap is small, unless the
+// environment sets one (tuneGC lowers it for a large heap). The live heap
+// of a small table is 3-6 MB under a steady write load, so Go's default of 100
 // runs a collection more than once a second, and each has two
 // stop-the-world phases that, on a host with every core busy, wait for
 // every thread the kernel has set aside: 60-100 of them over 1 ms (up to
@@ -364,6 +365,9 @@ func run(args []string) error {
 	runCtx, runCancel := context.WithCancel(context.Background())
 	defer runCancel()
 	g.Go(func() error { return srv.Run(runCtx) })
+	if os.Getenv("GOGC") == "" {
+		g.Go(func() error { tuneGC(runCtx); return nil })
+	}
 	var metricsSrv *http.Server
 	if f.metricsAddr != "" {
 		// With the Go runtime's histograms of scheduling latency and GC

@@ -99,7 +99,10 @@ the join or bootstrap token when
 is not given.
 .TP
 .B GOGC
-the Go garbage collector's target; lvsd uses 400 unless it is set.
+the Go garbage collector's target; unless it is set, lvsd uses 400 while
+the live heap is under 4 MB, and less as it grows, down to 100 at 16 MB and
+above, so that a large table's heap is not allowed to grow to five times
+its size.
 .SH FILES
 .TP
 .I /etc/default/lvsd

@@ -57,11 +57,36 @@ func TestMemory(t *testing.T) {
 		if i == c.leader {
 			role = "leader"
 		}
-		rows = append(rows, fmt.Sprintf("| %s (%s) | %.0f MB | %.0f MB | %.0f MB | %.0f MB |", node.ID, role, rss, inuse/1e6,
+		anon, file := rssParts(t, node.Proc.Pid())
+		rows = append(rows, fmt.Sprintf("| %s (%s) | %.0f MB (%.0f + %.0f) | %.0f MB | %.0f MB | %.0f MB |", node.ID, role, rss, anon, file, inuse/1e6,
 			rssMB(t, node.Proc.Pid()), metric(t, node.MetricsAddr, "go_memstats_heap_inuse_bytes")/1e6))
 	}
-	t.Logf("\n%d services (%d real servers), after the apply, then after a collection:\n| node | RSS | heap in use | RSS after GC | heap in use after GC |\n|---|---|---|---|---|\n%s",
+	t.Logf("\n%d services (%d real servers), after the apply, then after a collection:\n"+
+		"| node | RSS (anonymous + file: bolt's map of raft.db) | heap in use | RSS after GC | heap in use after GC |\n|---|---|---|---|---|\n%s",
 		n, n*realsPerService, strings.Join(rows, "\n"))
+}
+
+// rssParts is a process's anonymous and file-backed resident memory in
+// MiB, from /proc.
+func rssParts(t *testing.T, pid int) (anon, file float64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "RssAnon:":
+			anon = kb / 1024
+		case "RssFile:":
+			file = kb / 1024
+		}
+	}
+	return anon, file
 }
 
 func get(t *testing.T, url string) []byte {

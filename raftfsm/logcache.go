@@ -1,37 +1,85 @@
 package raftfsm
 
-import "github.com/hashicorp/raft"
+import (
+	"fmt"
+	"sync"
 
-// maxCachedEntry is the largest entry raft's log cache keeps. The cache
-// holds the latest logCacheSize entries until as many more are written,
-// and an apply of a large table is one entry of megabytes (7 MB for
-// 100,000 real servers) that would stay in every node's memory for
-// hours on a quiet cluster. Such an entry is read back from disk by the
-// leader once per follower, which costs nothing worth keeping it for.
-const maxCachedEntry = 256 << 10
+	"github.com/hashicorp/raft"
+)
 
-// logStore is raft's log cache over the disk, except that a batch of
-// entries holding a large one goes to disk alone. The cache then misses
-// those indexes (its slots hold other indexes, or were cleared by the
-// DeleteRange that precedes any rewrite of an index) and reads them from
-// disk.
-type logStore struct {
-	*raft.LogCache
+// largeEntry is the size from which logCache keeps an entry only until
+// the next entries are stored. The cache holds the latest logCacheSize
+// entries until as many more are written, and an apply of a large table
+// is one entry of megabytes (7 MB for 100,000 real servers) that would
+// stay in every node's memory until 1,024 more writes came. While it is
+// the latest entry, the leader still replicates it from memory (decoding
+// it from disk takes a third of a second per follower).
+const largeEntry = 256 << 10
+
+// logCache is raft.LogCache's ring buffer of the latest entries over the
+// disk, which lets a large entry go once later entries are stored: only
+// a follower that is behind by then reads it from disk.
+type logCache struct {
 	disk raft.LogStore
+
+	mu    sync.RWMutex
+	ring  []*raft.Log
+	large []uint64 // indexes of the large entries in ring
 }
 
-func newLogStore(disk raft.LogStore) (logStore, error) {
-	c, err := raft.NewLogCache(logCacheSize, disk)
-	return logStore{LogCache: c, disk: disk}, err
+var _ raft.MonotonicLogStore = (*logCache)(nil)
+
+func newLogCache(size int, disk raft.LogStore) *logCache {
+	return &logCache{disk: disk, ring: make([]*raft.Log, size)}
 }
 
-func (s logStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
+// IsMonotonic passes on the disk store's answer, as raft.LogCache does.
+func (c *logCache) IsMonotonic() bool {
+	m, ok := c.disk.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
+}
 
-func (s logStore) StoreLogs(logs []*raft.Log) error {
-	for _, l := range logs {
-		if len(l.Data) > maxCachedEntry {
-			return s.disk.StoreLogs(logs)
+func (c *logCache) GetLog(idx uint64, l *raft.Log) error {
+	c.mu.RLock()
+	cached := c.ring[idx%uint64(len(c.ring))]
+	c.mu.RUnlock()
+	if cached != nil && cached.Index == idx {
+		*l = *cached
+		return nil
+	}
+	return c.disk.GetLog(idx, l)
+}
+
+func (c *logCache) StoreLog(l *raft.Log) error { return c.StoreLogs([]*raft.Log{l}) }
+
+func (c *logCache) StoreLogs(logs []*raft.Log) error {
+	if err := c.disk.StoreLogs(logs); err != nil {
+		return fmt.Errorf("store log entries: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, idx := range c.large {
+		if slot := idx % uint64(len(c.ring)); c.ring[slot] != nil && c.ring[slot].Index == idx {
+			c.ring[slot] = nil
 		}
 	}
-	return s.LogCache.StoreLogs(logs)
+	c.large = c.large[:0]
+	for _, l := range logs {
+		c.ring[l.Index%uint64(len(c.ring))] = l
+		if len(l.Data) >= largeEntry {
+			c.large = append(c.large, l.Index)
+		}
+	}
+	return nil
+}
+
+func (c *logCache) FirstIndex() (uint64, error) { return c.disk.FirstIndex() }
+func (c *logCache) LastIndex() (uint64, error)  { return c.disk.LastIndex() }
+
+func (c *logCache) DeleteRange(lo, hi uint64) error {
+	c.mu.Lock()
+	clear(c.ring)
+	c.large = c.large[:0]
+	c.mu.Unlock()
+	return c.disk.DeleteRange(lo, hi)
 }

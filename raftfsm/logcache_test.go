@@ -18,38 +18,55 @@ func (c countingLogs) GetLog(idx uint64, l *raft.Log) error {
 	return c.LogStore.GetLog(idx, l)
 }
 
-// TestLogStoreKeepsLargeEntriesOutOfTheCache: small entries are served
-// from memory; a batch with a large entry is stored, and read back whole,
-// from the store alone.
-func TestLogStoreKeepsLargeEntriesOutOfTheCache(t *testing.T) {
+// TestLogCacheLetsLargeEntriesGo: entries are served from memory, a large
+// one too while it is among the latest stored; once later entries are
+// stored it is read from the disk store, whole.
+func TestLogCacheLetsLargeEntriesGo(t *testing.T) {
 	disk := countingLogs{raft.NewInmemStore(), map[uint64]int{}}
-	s, err := newLogStore(disk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	big := bytes.Repeat([]byte{7}, maxCachedEntry+1)
-	if err := s.StoreLogs([]*raft.Log{{Index: 1, Data: []byte("a")}, {Index: 2, Data: []byte("b")}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.StoreLogs([]*raft.Log{{Index: 3, Data: []byte("c")}, {Index: 4, Data: big}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.StoreLog(&raft.Log{Index: 5, Data: []byte("e")}); err != nil {
-		t.Fatal(err)
-	}
-	for idx, want := range map[uint64][]byte{1: []byte("a"), 2: []byte("b"), 3: []byte("c"), 4: big, 5: []byte("e")} {
+	c := newLogCache(8, disk)
+	big := bytes.Repeat([]byte{7}, largeEntry)
+	get := func(idx uint64, want []byte) {
+		t.Helper()
 		var l raft.Log
-		if err := s.GetLog(idx, &l); err != nil || !bytes.Equal(l.Data, want) {
+		if err := c.GetLog(idx, &l); err != nil || !bytes.Equal(l.Data, want) {
 			t.Errorf("entry %d: %d bytes, %v", idx, len(l.Data), err)
 		}
 	}
-	if disk.reads[1]+disk.reads[2]+disk.reads[5] != 0 {
-		t.Errorf("small entries read from the store: %v", disk.reads)
+	if err := c.StoreLogs([]*raft.Log{{Index: 1, Data: []byte("a")}, {Index: 2, Data: big}}); err != nil {
+		t.Fatal(err)
 	}
-	if disk.reads[3] != 1 || disk.reads[4] != 1 {
-		t.Errorf("the batch with a large entry was served from the cache: %v", disk.reads)
+	get(1, []byte("a"))
+	get(2, big)
+	if len(disk.reads) != 0 {
+		t.Errorf("the latest entries were read from disk: %v", disk.reads)
 	}
-	if last, err := s.LastIndex(); err != nil || last != 5 {
-		t.Errorf("last index %d, %v", last, err)
+	if err := c.StoreLog(&raft.Log{Index: 3, Data: []byte("c")}); err != nil {
+		t.Fatal(err)
+	}
+	get(1, []byte("a"))
+	get(2, big)
+	get(3, []byte("c"))
+	if disk.reads[1] != 0 || disk.reads[3] != 0 || disk.reads[2] != 1 {
+		t.Errorf("reads from disk %v, want entry 2 alone", disk.reads)
+	}
+	// Wrapping around the ring, and a deleted range, are misses.
+	for i := uint64(4); i <= 11; i++ {
+		if err := c.StoreLog(&raft.Log{Index: i, Data: []byte{byte(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get(3, []byte("c"))
+	if disk.reads[3] != 1 {
+		t.Errorf("entry 3, overwritten in the ring, was not read from disk: %v", disk.reads)
+	}
+	if err := c.DeleteRange(10, 11); err != nil {
+		t.Fatal(err)
+	}
+	var l raft.Log
+	if err := c.GetLog(11, &l); err == nil {
+		t.Error("a deleted entry is still served")
+	}
+	if last, err := c.LastIndex(); err != nil || last != 9 {
+		t.Errorf("last index %d, %v; want 9", last, err)
 	}
 }

@@ -234,10 +234,7 @@ func open(o Options) (*Node, error) {
 		// cycles that can delay a heartbeat.
 		// diskFailpoint slows the writes down only in builds for the
 		// nemesis test (-tags nemesis).
-		cached, err := newLogStore(timedLogs{diskFailpoint(o.ID, bolt), logWrites})
-		if err != nil {
-			return nil, fmt.Errorf("open raft log cache: %w", err)
-		}
+		cached := newLogCache(logCacheSize, timedLogs{diskFailpoint(o.ID, bolt), logWrites})
 		logs, stable = cached, timedStable{bolt, stableWrites}
 		snaps, err = raft.NewFileSnapshotStoreWithLogger(o.DataDir, snapshotRetain, conf.Logger)
 		if err != nil {

@@ -13,6 +13,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -413,7 +415,8 @@ func TestThroughput(t *testing.T) {
 		dur = d
 	}
 	lvsd := harness.Build(t, "cmd/lvsd")
-	c := start(t, lvsd)
+	profiles := os.Getenv("SHOAL_SCALE_PROFILES")
+	c := startWith(t, lvsd, harness.ClusterOptions{Metrics: profiles != ""})
 	cfg := table(n)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -421,6 +424,27 @@ func TestThroughput(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := c.watch(t)
+	if profiles != "" {
+		// CPU profiles of every node over the middle of the run.
+		for i, node := range c.nodes {
+			go func() {
+				time.Sleep(dur / 4)
+				secs := max(1, int(dur/2/time.Second))
+				name := node.ID
+				if i == c.leader {
+					name += "-leader"
+				}
+				r, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", node.MetricsAddr, secs))
+				if err != nil {
+					t.Logf("profile of %s: %v", node.ID, err)
+					return
+				}
+				defer r.Body.Close()
+				b, _ := io.ReadAll(r.Body)
+				_ = os.WriteFile(filepath.Join(profiles, name+".cpu"), b, 0o644)
+			}()
+		}
+	}
 	type done struct {
 		serial   uint64
 		returned time.Time

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
-	"time"
 )
 
 // gcHeadroom is the least the heap may grow past the live heap before
@@ -25,18 +25,35 @@ func gcPercentFor(live uint64) int {
 	return int(min(max(100*gcHeadroom/live, 100), gcPercent))
 }
 
-// tuneGC sets GOGC from the live heap of the last collection, every
-// second until ctx ends. Call it only when the environment sets no GOGC.
+// tuneGC sets GOGC from the live heap after every collection until ctx
+// ends: a table applied whole grows the heap within a second, and a
+// slower look would let it grow to five times the new live heap first.
+// Call it only when the environment sets no GOGC.
 func tuneGC(ctx context.Context) {
+	cycles := make(chan struct{}, 1)
+	var arm func()
+	arm = func() {
+		// A cleanup of an object nothing refers to runs after the next
+		// collection; it arms the next one. The pointer keeps the object
+		// out of the tiny allocator, whose blocks may never be freed alone.
+		runtime.AddCleanup(&gcCycle{}, func(struct{}) {
+			select {
+			case cycles <- struct{}{}:
+			default:
+			}
+			if ctx.Err() == nil {
+				arm()
+			}
+		}, struct{}{})
+	}
+	arm()
 	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	current := gcPercent
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-cycles:
 		}
 		metrics.Read(sample)
 		if sample[0].Value.Kind() != metrics.KindUint64 {
@@ -48,4 +65,10 @@ func tuneGC(ctx context.Context) {
 			current = want
 		}
 	}
+}
+
+// gcCycle is the object whose cleanup tells tuneGC of a collection.
+type gcCycle struct {
+	_ *byte
+	_ [16]byte
 }

@@ -1,6 +1,13 @@
 package main
 
-import "testing"
+import (
+	"context"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"testing"
+	"time"
+)
 
 func TestGCPercentFor(t *testing.T) {
 	for _, tc := range []struct {
@@ -19,4 +26,29 @@ func TestGCPercentFor(t *testing.T) {
 			t.Errorf("gcPercentFor(%d MB) = %d, want %d", tc.live>>20, got, tc.want)
 		}
 	}
+}
+
+// TestTuneGCFollowsCollections: after a collection with a live heap of
+// 32 MB, tuneGC has set GOGC to 100.
+func TestTuneGCFollowsCollections(t *testing.T) {
+	prev := debug.SetGCPercent(gcPercent)
+	defer debug.SetGCPercent(prev)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { tuneGC(ctx); close(done) }()
+	defer func() { cancel(); runtime.GC(); <-done }()
+	live := make([]byte, 32<<20)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+		gogc := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+		if metrics.Read(gogc); gogc[0].Value.Uint64() == 100 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("GOGC not lowered after collections with a 32 MB live heap")
+		}
+	}
+	runtime.KeepAlive(live)
 }

@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
@@ -64,8 +67,9 @@ func catchUp(t *testing.T, lvsd string, n int, args []string, wantSnapshot bool)
 	if _, err := shoalv1.NewConfigServiceClient(c.conns[c.leader]).ApplyConfig(ctx, &shoalv1.ApplyConfigRequest{Config: cfg}); err != nil {
 		t.Fatal(err)
 	}
-	// Load: single weight changes from 64 writers.
-	lb := shoalv1.NewLoadBalancerServiceClient(c.conns[c.leader])
+	// Load: single weight changes from 64 writers. A write answered
+	// Unavailable (leadership moved on the loaded host) is idempotent:
+	// it is sent again, to the next node.
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
 	for k := range 64 {
@@ -73,14 +77,21 @@ func catchUp(t *testing.T, lvsd string, n int, args []string, wantSnapshot bool)
 		go func() {
 			defer wg.Done()
 			svc := cfg.Services[(k*7919)%n]
-			for i := range catchUpWrites / 64 {
-				if _, err := lb.UpdateRealServer(ctx, &shoalv1.UpdateRealServerRequest{
+			to := c.leader
+			for i := 0; i < catchUpWrites/64; {
+				_, err := shoalv1.NewLoadBalancerServiceClient(c.conns[to]).UpdateRealServer(ctx, &shoalv1.UpdateRealServerRequest{
 					Service:    svc.Name,
 					RealServer: &shoalv1.RealServer{Address: svc.RealServers[0].Address, Weight: proto.Uint32(uint32(1 + i%1000))},
 					UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"weight"}},
-				}); err != nil {
+				})
+				switch {
+				case status.Code(err) == codes.Unavailable && ctx.Err() == nil:
+					to = (to + 1) % len(c.conns)
+				case err != nil:
 					errs <- err
 					return
+				default:
+					i++
 				}
 			}
 		}()
@@ -90,8 +101,13 @@ func catchUp(t *testing.T, lvsd string, n int, args []string, wantSnapshot bool)
 	for err := range errs {
 		t.Fatal(err)
 	}
-	serial := c.serial(t, c.leader)
 	leader := c.nodes[c.leader]
+	for i := range c.nodes {
+		if c.isLeader(t, i) {
+			leader = c.nodes[i]
+		}
+	}
+	serial := c.serial(t, slices.Index(c.nodes, leader))
 	snap := ""
 	if wantSnapshot {
 		// A snapshot late enough that the log no longer holds the apply.
@@ -105,7 +121,9 @@ func catchUp(t *testing.T, lvsd string, n int, args []string, wantSnapshot bool)
 	t0 := time.Now()
 	p := harness.Start(t, "n4", lvsd, append([]string{"--id", "n4", "--api-addr", api, "--raft-addr", raftAddr,
 		"--data-dir", filepath.Join(t.TempDir(), "n4"), "--join", leader.APIAddr,
-		"--dataplane", "none", "--insecure", "--log-level", "info"}, args...)...)
+		// raft's own lines, "Installed remote snapshot" among them, are
+		// lvsd's debug lines.
+		"--dataplane", "none", "--insecure", "--log-level", "debug"}, args...)...)
 	cc, err := grpc.NewClient(api, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg)))
 	if err != nil {
@@ -127,7 +145,7 @@ func catchUp(t *testing.T, lvsd string, n int, args []string, wantSnapshot bool)
 	if installed != wantSnapshot {
 		t.Errorf("n4 installed a snapshot: %v, want %v", installed, wantSnapshot)
 	}
-	how := fmt.Sprintf("replays the log (%d entries)", serial)
+	how := "replays the log (the apply and every write)"
 	if installed {
 		how = "InstallSnapshot, then the log after it"
 	}
@@ -140,6 +158,9 @@ func latestSnapshot(t *testing.T, dataDir string, min uint64) string {
 	metas, _ := filepath.Glob(filepath.Join(dataDir, "snapshots", "*", "meta.json"))
 	var best struct{ Index, Size uint64 }
 	for _, m := range metas {
+		if strings.HasSuffix(filepath.Dir(m), ".tmp") {
+			continue // still being written
+		}
 		b, err := os.ReadFile(m)
 		if err != nil {
 			continue // being written or pruned
@@ -153,4 +174,12 @@ func latestSnapshot(t *testing.T, dataDir string, min uint64) string {
 		return ""
 	}
 	return fmt.Sprintf("index %d, %.1f MB", best.Index, float64(best.Size)/1e6)
+}
+
+// isLeader is whether node i says it leads.
+func (c *cluster) isLeader(t *testing.T, i int) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := shoalv1.NewClusterServiceClient(c.conns[i]).GetClusterStatus(ctx, &shoalv1.GetClusterStatusRequest{})
+	return err == nil && st.GetLeaderId() == c.nodes[i].ID
 }

@@ -260,7 +260,11 @@ func applyOne(st *shoalv1.State, old, c *shoalv1.Config, one touched, cmd *shoal
 	if err := validate(config.ValidateService(c, name, before)); err != nil {
 		return nil, err
 	}
-	if proto.Equal(before, after) {
+	// A write that changes something has changes, so the exact
+	// comparison is only needed to tell a no-op from a change the diff
+	// does not describe.
+	changes := config.DiffService(before, after)
+	if len(changes) == 0 && proto.Equal(before, after) {
 		return &Result{State: st}, nil
 	}
 	// The history record appendHistory's walk over both lists would make.
@@ -270,7 +274,7 @@ func applyOne(st *shoalv1.State, old, c *shoalv1.Config, one touched, cmd *shoal
 	} else {
 		rec.ServicesAdded = []string{name}
 	}
-	res := commitRecord(st, old, c, config.DiffService(before, after), cmd, rec)
+	res := commitRecord(st, old, c, changes, cmd, rec)
 	res.Service = name
 	return res, nil
 }

@@ -113,9 +113,13 @@ type Dataplane struct {
 	// during shutdown cannot raise a VIP again.
 	released atomic.Bool
 
-	recMu sync.Mutex // one reconcile at a time; guards owned and conns
+	recMu sync.Mutex // one reconcile at a time; guards owned, conns and applied
 	owned map[string]bool
-	conns connCounts // of the configured services, at the last reconcile
+	conns connCounts // of the configured services, at the last full resync
+	// applied is the desired IPVS table the last reconcile left in the
+	// kernel, nil when unknown (before the first, after a failure): a
+	// change is applied as its difference from it.
+	applied *desiredState
 
 	// syncMu serialises changes of the sync daemons and guards syncOwned
 	// (the daemons shoal started, kept in the state file) and syncStarted
@@ -323,9 +327,11 @@ func (d *Dataplane) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-d.kick:
+			// A change of config or health: apply what it changes.
+			_ = d.reconcile(false)
 		case <-t.C:
+			_ = d.Reconcile()
 		}
-		_ = d.Reconcile()
 	}
 }
 
@@ -388,10 +394,17 @@ func (d *Dataplane) wake() {
 	}
 }
 
-// Reconcile makes the kernel equal to config ⊕ health now, applying only the
-// difference, and records the outcome for Status. Run calls it; tests and
-// tools may too.
-func (d *Dataplane) Reconcile() error {
+// Reconcile makes the kernel equal to config ⊕ health now, comparing the
+// whole of the kernel's IPVS table with it and applying only the
+// difference, and records the outcome for Status. Run calls it every
+// Options.Resync (the repair of changes made behind shoal's back); tests
+// and tools may call it too.
+func (d *Dataplane) Reconcile() error { return d.reconcile(true) }
+
+// reconcile is Reconcile; with full false it applies only what changed
+// since the last reconcile, without listing the kernel's table (see
+// reconcileIPVS).
+func (d *Dataplane) reconcile(full bool) error {
 	if d.o.Mode == ModeNone {
 		return nil
 	}
@@ -406,7 +419,7 @@ func (d *Dataplane) Reconcile() error {
 	// Until the first config arrives the desired IPVS table is unknown, not
 	// empty: a restarting node must not delete what it will program again.
 	if cfg != nil && d.o.IPVS != nil {
-		if err := d.reconcileIPVS(cfg); err != nil {
+		if err := d.reconcileIPVS(cfg, full); err != nil {
 			errs = append(errs, err)
 		}
 	}

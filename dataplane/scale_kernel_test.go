@@ -1,0 +1,293 @@
+package dataplane
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/shoal-lb/shoal/dataplane/kernelfake"
+	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
+)
+
+// scaleConfig is n direct-routing services of 10 real servers each, ten
+// ports to a VIP (n/10 VIPs), as a large site might have them.
+func scaleConfig(n int) *shoalv1.Config {
+	c := &shoalv1.Config{Serial: 1}
+	for i := 0; i < n; i++ {
+		v := i / 10
+		vs := &shoalv1.VirtualService{Name: fmt.Sprintf("s%05d", i), Vip: addr(fmt.Sprintf("10.%d.%d.1", 100+v/250, v%250)),
+			Port: uint32(8000 + i%10), Protocol: "tcp", Scheduler: "wlc", Forward: "dr"}
+		for j := 0; j < 10; j++ {
+			vs.RealServers = append(vs.RealServers, rs(fmt.Sprintf("172.16.%d.%d", v%250, 10*(i%10)+j+1)))
+		}
+		c.Services = append(c.Services, vs)
+	}
+	return c
+}
+
+// ipvsadmRules is scaleConfig as `ipvsadm -R` reads it.
+func ipvsadmRules(c *shoalv1.Config) string {
+	var b []byte
+	for _, vs := range c.Services {
+		b = fmt.Appendf(b, "-A -t %s:%d -s %s\n", vs.Vip.Address, vs.Port, vs.Scheduler)
+		for _, r := range vs.RealServers {
+			b = fmt.Appendf(b, "-a -t %s:%d -r %s:%d -g -w %d\n", vs.Vip.Address, vs.Port, r.Address, vs.Port, configuredWeight(r))
+		}
+	}
+	return string(b)
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) + " ms"
+}
+
+// TestScaleRealIPVS measures the reconciler against the running kernel's
+// IPVS at the size SHOAL_IPVS_SCALE names (services × 10 real servers),
+// beside ipvsadm doing the same in the same kernel: issue 22's VM-lab
+// benchmark. Each figure is printed as "dataplane: scale ...". The VM lab's
+// scale scenario runs it; elsewhere it skips.
+func TestScaleRealIPVS(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("SHOAL_IPVS_SCALE"))
+	if n <= 0 {
+		t.Skip("set SHOAL_IPVS_SCALE=<services> (the VM lab's scale scenario does)")
+	}
+	k, ns := kernelIPVS(t)
+	c := scaleConfig(n)
+	dests := 10 * n
+
+	if path, err := exec.LookPath("ipvsadm"); err != nil {
+		figure(t, "scale ipvsadm: not found, no baseline (%v)", err)
+	} else {
+		ipvsadmBaseline(t, path, c)
+	}
+
+	// shoal, logging at Info to a file as lvsd does.
+	logf, err := os.Create(filepath.Join(t.TempDir(), "lvsd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	h := nlHandle(t, ns)
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0"}, PeerName: "peer0"}); err != nil {
+		t.Fatal(err)
+	}
+	linkUpIn(t, h, "eth0")
+	linkUpIn(t, h, "peer0")
+	var d *Dataplane
+	inNetNS(t, ns, func() {
+		a, err := NewNetlinkAddresses()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		ann, err := NewNetAnnouncer()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		d, err = New(Options{Mode: ModeIPVS, NodeID: "vm", DefaultInterface: "eth0", Logger: slog.New(slog.NewTextHandler(logf, nil)),
+			IPVS: k, Addresses: a, Announcer: ann, Links: kernelfake.NewLinks(), AddressLifetime: -1})
+		if err != nil {
+			t.Error(err)
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	d.SetConfig(c)
+	t0 := time.Now()
+	if err := d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	fromEmpty := time.Since(t0)
+	countTable(t, k, n, dests)
+	figure(t, "scale shoal from empty: %d services, %d destinations in %s", n, dests, ms(fromEmpty))
+
+	// The periodic resync with nothing to change: wall time and CPU.
+	var resyncs, cpus []time.Duration
+	for range 3 {
+		c0, t0 := cpuTime(), time.Now()
+		if err := d.Reconcile(); err != nil {
+			t.Fatal(err)
+		}
+		resyncs, cpus = append(resyncs, time.Since(t0)), append(cpus, cpuTime()-c0)
+	}
+	cpu := median(cpus)
+	figure(t, "scale shoal idle resync: %s wall, %s CPU (median of 3); at the %v period %.2f%% of a core",
+		ms(median(resyncs)), ms(cpu), DefaultResync, 100*cpu.Seconds()/DefaultResync.Seconds())
+
+	// One weight change: as every change was applied before (a whole
+	// comparison), and as Run applies it now (the difference).
+	vs := c.Services[n/2]
+	key := fmt.Sprintf("tcp/%s:%d", vs.Vip.Address, vs.Port)
+	weight := uint32(2)
+	change := func(full bool) time.Duration {
+		weight++
+		vs.RealServers[3].Weight = proto.Uint32(weight)
+		c.Serial++
+		d.SetConfig(c)
+		t0 := time.Now()
+		if err := d.reconcile(full); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(t0)
+		svc := d.applied.services[key].svc
+		ds, err := k.GetDestinations(svc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := -1
+		for _, x := range ds {
+			if destKey(x) == fmt.Sprintf("%s:%d", vs.RealServers[3].Address, vs.Port) {
+				got = x.Weight
+			}
+		}
+		if got != int(weight) {
+			t.Fatalf("weight in the kernel %d, want %d", got, weight)
+		}
+		return took
+	}
+	var whole, diff []time.Duration
+	for range 3 {
+		whole = append(whole, change(true))
+	}
+	for range 11 {
+		diff = append(diff, change(false))
+	}
+	figure(t, "scale shoal weight change, whole comparison (before): %s (median of 3)", ms(median(whole)))
+	figure(t, "scale shoal weight change, difference (after): %s (median of 11)", ms(median(diff)))
+
+	// A leader change: every VIP raised and announced, with a resync of
+	// the whole table running at the same time, against a table of one
+	// service.
+	vips := n / 10
+	t0 = time.Now()
+	done := make(chan time.Duration)
+	go func() {
+		t0 := time.Now()
+		d.Reconcile()
+		done <- time.Since(t0)
+	}()
+	d.SetLeader(true)
+	lead := time.Since(t0)
+	held, _ := d.o.Addresses.ListAddresses("eth0")
+	resync := <-done
+	d.SetLeader(false)
+	if len(held) < vips {
+		t.Fatalf("%d addresses on eth0 while leading, want %d VIPs", len(held), vips)
+	}
+	d.SetConfig(scaleConfig(1))
+	if err := d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	t0 = time.Now()
+	d.SetLeader(true)
+	small := time.Since(t0)
+	d.SetLeader(false)
+	figure(t, "scale shoal leader change: %d VIPs held and announced in %s (%s a VIP; a resync of the whole table ran alongside, %s); 1 VIP: %s",
+		vips, ms(lead), ms(lead/time.Duration(vips)), ms(resync), ms(small))
+}
+
+// ipvsadmBaseline times `ipvsadm -R` of c into an empty namespace, one
+// `ipvsadm -e` on that table (the process's start included, as an operator
+// runs it) and `ipvsadm -C`.
+func ipvsadmBaseline(t *testing.T, path string, c *shoalv1.Config) {
+	ns := newNetNS(t)
+	linkUpIn(t, nlHandle(t, ns), "lo")
+	rules := filepath.Join(t.TempDir(), "rules")
+	if err := os.WriteFile(rules, []byte(ipvsadmRules(c)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(stdin string, args ...string) time.Duration {
+		var took time.Duration
+		inNetNS(t, ns, func() {
+			cmd := exec.Command(path, args...)
+			if stdin != "" {
+				f, err := os.Open(stdin)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer f.Close()
+				cmd.Stdin = f
+			}
+			t0 := time.Now()
+			out, err := cmd.CombinedOutput()
+			took = time.Since(t0)
+			if err != nil {
+				t.Errorf("ipvsadm %v: %v: %s", args, err, out)
+			}
+		})
+		if t.Failed() {
+			t.FailNow()
+		}
+		return took
+	}
+	n := len(c.Services)
+	restore := run(rules, "-R")
+	var k *KernelIPVS
+	inNetNS(t, ns, func() {
+		var err error
+		if k, err = NewKernelIPVS(); err != nil {
+			t.Error(err)
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	defer k.Close()
+	countTable(t, k, n, 10*n)
+	figure(t, "scale ipvsadm -R: %d services, %d destinations in %s", n, 10*n, ms(restore))
+	vs := c.Services[n/2]
+	var edits []time.Duration
+	for w := range 11 {
+		edits = append(edits, run("", "-e", "-t", fmt.Sprintf("%s:%d", vs.Vip.Address, vs.Port),
+			"-r", fmt.Sprintf("%s:%d", vs.RealServers[3].Address, vs.Port), "-g", "-w", strconv.Itoa(w+2)))
+	}
+	figure(t, "scale ipvsadm -e: one weight in %s (median of 11, process start included)", ms(median(edits)))
+	figure(t, "scale ipvsadm -C: %s", ms(run("", "-C")))
+}
+
+// countTable checks that the kernel holds services services and dests
+// destinations.
+func countTable(t *testing.T, k IPVS, services, dests int) {
+	t.Helper()
+	svcs, err := k.GetServices()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd := 0
+	for _, s := range svcs {
+		ds, err := k.GetDestinations(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nd += len(ds)
+	}
+	if len(svcs) != services || nd != dests {
+		t.Fatalf("kernel holds %d services, %d destinations; want %d, %d", len(svcs), nd, services, dests)
+	}
+}

@@ -128,17 +128,19 @@ func (d *Dataplane) resyncIPVS(ds *desiredState) error {
 			}
 		}
 	}
+	var missing []string
 	for _, key := range slices.Sorted(maps.Keys(ds.services)) {
 		if inKernel[key] {
 			continue
 		}
+		missing = append(missing, key)
 		if !d.owned[key] {
 			d.owned[key] = true
 			changedOwned = true
 		}
-		if err := d.addService(key, ds.services[key]); err != nil {
-			errs = append(errs, err)
-		}
+	}
+	if err := d.addServices(missing, ds); err != nil {
+		errs = append(errs, err)
 	}
 	// Forget services that are neither wanted nor in the kernel any more.
 	for key := range d.owned {
@@ -158,20 +160,61 @@ func (d *Dataplane) resyncIPVS(ds *desiredState) error {
 	return joinErrors(errs)
 }
 
-// addService creates a service and its destinations (want.keep have no
-// verdict yet and stay out until they do).
-func (d *Dataplane) addService(key string, want *desiredService) error {
-	if err := d.o.IPVS.NewService(want.svc); err != nil {
-		return d.ipvsErr("add_service", key, err)
+// addServices creates services and their destinations (want.keep have no
+// verdict yet and stay out until they do): in batches when the kernel
+// takes them (IPVSAdder), one call each otherwise. A service's destinations
+// are logged at debug level, the service with their number at info: a
+// table programmed from empty is one line per service, not per real server.
+func (d *Dataplane) addServices(keys []string, ds *desiredState) error {
+	var entries []IPVSEntry
+	for _, key := range keys {
+		want := ds.services[key]
+		entries = append(entries, IPVSEntry{Service: want.svc})
+		for _, dst := range want.dests {
+			entries = append(entries, IPVSEntry{Service: want.svc, Dest: dst})
+		}
 	}
-	d.ipvsDone("add_service", key, want.name)
+	var results []error
+	if a, ok := d.o.IPVS.(IPVSAdder); ok {
+		results = a.Add(entries)
+	} else {
+		results = make([]error, len(entries))
+		for i, e := range entries {
+			if e.Dest == nil {
+				results[i] = d.o.IPVS.NewService(e.Service)
+			} else {
+				results[i] = d.o.IPVS.NewDestination(e.Service, e.Dest)
+			}
+		}
+	}
 	var errs []error
-	for _, dst := range want.dests {
-		if err := d.o.IPVS.NewDestination(want.svc, dst); err != nil {
-			errs = append(errs, d.ipvsErr("add_destination", key+" -> "+destKey(dst), err))
+	i := 0
+	for _, key := range keys {
+		want := ds.services[key]
+		svcErr := results[i]
+		i++
+		added := 0
+		for _, dst := range want.dests {
+			what := key + " -> " + destKey(dst)
+			switch err := results[i]; {
+			case svcErr != nil:
+				// The kernel refused the service: its destinations
+				// failed with it, and saying so once is enough.
+			case err != nil:
+				errs = append(errs, d.ipvsErr("add_destination", what, err))
+			default:
+				added++
+				ipvsChangesTotal.WithLabelValues("add_destination", "ok").Inc()
+				d.log.Debug("ipvs add_destination", "entry", what, "service", want.name)
+			}
+			i++
+		}
+		if svcErr != nil {
+			errs = append(errs, d.ipvsErr("add_service", key, svcErr))
 			continue
 		}
-		d.ipvsDone("add_destination", key+" -> "+destKey(dst), want.name)
+		ipvsChangesTotal.WithLabelValues("add_service", "ok").Inc()
+		d.log.Info("ipvs add_service", "entry", key, "service", want.name, "destinations", added)
 	}
 	return joinErrors(errs)
 }
@@ -213,6 +256,7 @@ func (d *Dataplane) applyChanges(prev, next *desiredState) error {
 		delete(d.owned, key)
 		changedOwned = true
 	}
+	var added []string
 	for _, key := range slices.Sorted(maps.Keys(next.services)) {
 		want := next.services[key]
 		was, ok := prev.services[key]
@@ -221,14 +265,15 @@ func (d *Dataplane) applyChanges(prev, next *desiredState) error {
 				d.owned[key] = true
 				changedOwned = true
 			}
-			if err := d.addService(key, want); err != nil {
-				return err
-			}
+			added = append(added, key)
 			continue
 		}
 		if err := d.changeService(key, was, want); err != nil {
 			return err
 		}
+	}
+	if err := d.addServices(added, next); err != nil {
+		return err
 	}
 	if next.timeouts != prev.timeouts {
 		return d.syncTimeouts(next.timeouts)

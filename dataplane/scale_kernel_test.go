@@ -35,6 +35,9 @@ func scaleConfig(n int) *shoalv1.Config {
 	return c
 }
 
+// oneByOne is an IPVS without Add: one netlink round trip per entry.
+type oneByOne struct{ IPVS }
+
 // ipvsadmRules is scaleConfig as `ipvsadm -R` reads it.
 func ipvsadmRules(c *shoalv1.Config) string {
 	var b []byte
@@ -117,6 +120,24 @@ func TestScaleRealIPVS(t *testing.T) {
 		t.FailNow()
 	}
 
+	// From empty, one netlink round trip per entry (as before KernelIPVS.Add)
+	// in a namespace of its own, then in batches.
+	{
+		k1, _ := kernelIPVS(t)
+		d1, err := New(Options{Mode: ModeIPVS, Logger: slog.New(slog.NewTextHandler(logf, nil)), IPVS: oneByOne{k1},
+			Addresses: kernelfake.NewAddresses(), Announcer: &kernelfake.Announcer{}, Links: kernelfake.NewLinks()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d1.SetConfig(c)
+		t0 := time.Now()
+		if err := d1.Reconcile(); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(t0)
+		countTable(t, k1, n, dests)
+		figure(t, "scale shoal from empty, one call per entry (before): %d services, %d destinations in %s", n, dests, ms(took))
+	}
 	d.SetConfig(c)
 	t0 := time.Now()
 	if err := d.Reconcile(); err != nil {
@@ -124,7 +145,7 @@ func TestScaleRealIPVS(t *testing.T) {
 	}
 	fromEmpty := time.Since(t0)
 	countTable(t, k, n, dests)
-	figure(t, "scale shoal from empty: %d services, %d destinations in %s", n, dests, ms(fromEmpty))
+	figure(t, "scale shoal from empty, batches of %d (after): %d services, %d destinations in %s", addBatch, n, dests, ms(fromEmpty))
 
 	// The periodic resync with nothing to change: wall time and CPU.
 	var resyncs, cpus []time.Duration

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"os"
@@ -13,8 +14,10 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shoal-lb/shoal/dataplane/ipvssync"
 	"github.com/shoal-lb/shoal/dataplane/kernelfake"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
@@ -33,6 +36,84 @@ func scaleConfig(n int) *shoalv1.Config {
 		c.Services = append(c.Services, vs)
 	}
 	return c
+}
+
+// connsVIP is the VIP of the UDP service whose connection table the scale
+// test fills; it is the director's own address on eth0, the client's
+// gateway.
+const connsVIP = "10.98.255.254"
+
+// fillConnTable creates about want IPVS connections on connsVIP:53/udp: a
+// client namespace behind the director's eth0 sends one UDP datagram from
+// each of want source address and port pairs (a raw socket, so no socket
+// per flow), and IPVS makes a connection of each (300 s UDP timeout). It
+// returns how many the kernel holds.
+func fillConnTable(t *testing.T, h *netlink.Handle, director netns.NsHandle, want int) int {
+	t.Helper()
+	client := newNetNS(t)
+	peer, err := h.LinkByName("peer0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetNsFd(peer, int(client)); err != nil {
+		t.Fatal(err)
+	}
+	hc := nlHandle(t, client)
+	linkUpIn(t, hc, "lo")
+	p := linkUpIn(t, hc, "peer0")
+	eth0, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []struct {
+		h    *netlink.Handle
+		l    netlink.Link
+		addr string
+	}{{h, eth0, connsVIP + "/16"}, {hc, p, "10.98.255.1/16"}} {
+		pfx, _ := netlink.ParseAddr(a.addr)
+		if err := a.h.AddrAdd(a.l, pfx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inNetNS(t, client, func() {
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_RAW)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer syscall.Close(fd)
+		dst := [4]byte{10, 98, 255, 254}
+		pkt := make([]byte, 28)
+		for i := range want {
+			// IPv4 header (the kernel fills in the checksum, the length
+			// and an id), then UDP without a checksum.
+			pkt[0], pkt[8], pkt[9] = 0x45, 64, syscall.IPPROTO_UDP
+			copy(pkt[12:16], []byte{10, 98, byte(i % 200), 1 + byte(i/200%200)})
+			copy(pkt[16:20], dst[:])
+			binary.BigEndian.PutUint16(pkt[20:], uint16(1024+i/40000))
+			binary.BigEndian.PutUint16(pkt[22:], 53)
+			binary.BigEndian.PutUint16(pkt[24:], 8)
+			if err := syscall.Sendto(fd, pkt, 0, &syscall.SockaddrInet4{Addr: dst}); err != nil {
+				t.Errorf("send datagram %d: %v", i, err)
+				return
+			}
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	var have int
+	inNetNS(t, director, func() {
+		cs, err := ipvssync.ConnTable{}.Conns()
+		if err != nil {
+			t.Error(err)
+		}
+		have = len(cs)
+	})
+	if have < want*9/10 {
+		t.Fatalf("the kernel holds %d IPVS connections after %d datagrams", have, want)
+	}
+	return have
 }
 
 // oneByOne is an IPVS without Add: one netlink round trip per entry.
@@ -200,6 +281,36 @@ func TestScaleRealIPVS(t *testing.T) {
 	}
 	figure(t, "scale shoal weight change, whole comparison (before): %s (median of 3)", ms(median(whole)))
 	figure(t, "scale shoal weight change, difference (after): %s (median of 11)", ms(median(diff)))
+
+	// The resync with a large connection table: 10 connections a service
+	// (100,000 at 10,000 services) on one UDP service of the config.
+	conns := 10 * n
+	c.Services = append(c.Services, &shoalv1.VirtualService{Name: "conns", Vip: addr(connsVIP), Port: 53, Protocol: "udp",
+		Scheduler: "rr", Forward: "dr", RealServers: []*shoalv1.RealServer{rs("172.31.0.1")}})
+	c.Serial++
+	d.SetConfig(c)
+	if err := d.reconcile(false); err != nil {
+		t.Fatal(err)
+	}
+	t0 = time.Now()
+	have := fillConnTable(t, h, ns, conns)
+	fill := time.Since(t0)
+	resyncs, cpus = nil, nil
+	for range 3 {
+		c0, t0 := cpuTime(), time.Now()
+		if err := d.Reconcile(); err != nil {
+			t.Fatal(err)
+		}
+		resyncs, cpus = append(resyncs, time.Since(t0)), append(cpus, cpuTime()-c0)
+	}
+	figure(t, "scale shoal idle resync with %d IPVS connections: %s wall, %s CPU (median of 3; the table took %s to fill)",
+		have, ms(median(resyncs)), ms(median(cpus)), fill.Round(time.Second))
+	c.Services = c.Services[:n]
+	c.Serial++
+	d.SetConfig(c)
+	if err := d.reconcile(false); err != nil {
+		t.Fatal(err)
+	}
 
 	// A leader change: every VIP raised and announced, with a resync of
 	// the whole table running at the same time, against a table of one

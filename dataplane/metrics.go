@@ -48,7 +48,7 @@ var (
 	}, []string{"link"})
 	ipvsConnections = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "shoal_ipvs_connections",
-		Help: "IPVS connections of the configured services at the last reconcile, by state: active (established TCP/SCTP) and inactive (every other, UDP included), as ipvsadm's ActiveConn and InActConn; on a follower, the entries its backup sync daemon received.",
+		Help: "IPVS connections of the configured services at the last full resync (every resync period), by state: active (established TCP/SCTP) and inactive (every other, UDP included), as ipvsadm's ActiveConn and InActConn; on a follower, the entries its backup sync daemon received.",
 	}, []string{"state"})
 	syncDaemonRunning = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "shoal_sync_daemon_running",

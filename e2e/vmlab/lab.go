@@ -134,6 +134,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		order.WriteString(m.Name + "\n")
 	}
 	rd.File("lib/modules/order", []byte(order.String()), 0o644)
+	if slices.Contains(o.Scenarios, "scale-cluster") && o.MemoryMB == 0 {
+		// Three lvsd with 100,000 real servers each, and their kernels'.
+		o.MemoryMB = 3072
+	}
 	if slices.Contains(o.Scenarios, "scale") {
 		// The scale scenario's baseline; without it the scenario still
 		// measures shoal and says why there is no baseline.

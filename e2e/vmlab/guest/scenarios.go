@@ -34,7 +34,7 @@ type scenario struct {
 
 // optIn scenarios run only when named (SHOAL_VMLAB_RUN), not in the
 // default run of every scenario: they take minutes of emulated time.
-var optIn = map[string]bool{"scale": true}
+var optIn = map[string]bool{"scale": true, "scale-cluster": true}
 
 var scenarios = []scenario{
 	{"ipvs-kernel", "", ipvsKernel},
@@ -58,6 +58,7 @@ var scenarios = []scenario{
 	{"sync-transfer", "sync-lag", syncTransfer},
 	{"sync-v6-tun", "sync-lag", syncV6Tun},
 	{"active-active", "lab", activeActive},
+	{"scale-cluster", "lab", scaleCluster},
 	{"failover", "lab", failover},
 }
 

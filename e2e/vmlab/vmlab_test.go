@@ -32,7 +32,13 @@ func TestVMLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 16*time.Minute)
+	deadline := 16 * time.Minute
+	if strings.Contains(os.Getenv("SHOAL_VMLAB_RUN"), "scale") {
+		// The opt-in scale scenarios take tens of minutes at 10,000
+		// services: run them with go test -timeout 60m.
+		deadline = 55 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 
 	var (

@@ -120,6 +120,8 @@ type Dataplane struct {
 	// kernel, nil when unknown (before the first, after a failure): a
 	// change is applied as its difference from it.
 	applied *desiredState
+	// memo is each service's desired form at the last reconcile.
+	memo map[*shoalv1.VirtualService]*serviceMemo
 
 	// syncMu serialises changes of the sync daemons and guards syncOwned
 	// (the daemons shoal started, kept in the state file) and syncStarted
@@ -336,7 +338,10 @@ func (d *Dataplane) Run(ctx context.Context) error {
 }
 
 // SetConfig hands over the committed configuration. Addresses follow at once
-// when leading; IPVS follows in the reconcile loop.
+// when leading; IPVS follows in the reconcile loop. c must not be modified
+// afterwards (raftfsm's committed configurations never are): a service is
+// recognised as unchanged by its pointer, so that a change of one service
+// costs one service.
 func (d *Dataplane) SetConfig(c *shoalv1.Config) {
 	d.mu.Lock()
 	d.cfg = c

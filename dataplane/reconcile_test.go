@@ -91,7 +91,9 @@ func (r *rig) reopenWith(t *testing.T, mode Mode, set func(*Options)) {
 
 func (r *rig) apply(t *testing.T, c *shoalv1.Config) {
 	t.Helper()
-	r.d.SetConfig(c)
+	// A copy, as raftfsm hands over a new configuration for every change:
+	// the tests change theirs in place.
+	r.d.SetConfig(proto.Clone(c).(*shoalv1.Config))
 	if r.changes {
 		r.change(t)
 		return
@@ -423,9 +425,8 @@ func TestChangeCostsWhatItChanges(t *testing.T) {
 	r.apply(t, c)
 	r.ipvs.Ops()
 
-	c = proto.Clone(c).(*shoalv1.Config)
-	c.Serial++
-	c.Services[42].RealServers[7].Weight = proto.Uint32(9)
+	// As raftfsm makes the next configuration: every other service shared.
+	c = withService(c, 42, func(vs *shoalv1.VirtualService) { vs.RealServers[7].Weight = proto.Uint32(9) })
 	r.d.SetConfig(c)
 	r.ipvs.Reads()
 	if err := r.d.reconcile(false); err != nil {
@@ -436,6 +437,18 @@ func TestChangeCostsWhatItChanges(t *testing.T) {
 		t.Errorf("a weight change listed the kernel %d times, want 0", n)
 	}
 
+	// A health verdict changes under a service that did not change.
+	r.health.set("svc0017", "172.16.17.3:80", false)
+	if err := r.d.reconcile(false); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "one server down", r.ipvs.Ops(), []string{"DelDestination tcp/10.100.17.1:80 172.16.17.3:80"})
+	r.health.set("svc0017", "172.16.17.3:80", true)
+	if err := r.d.reconcile(false); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "up again", r.ipvs.Ops(), []string{"NewDestination tcp/10.100.17.1:80 172.16.17.3:80"})
+
 	if err := r.d.Reconcile(); err != nil {
 		t.Fatal(err)
 	}
@@ -443,6 +456,36 @@ func TestChangeCostsWhatItChanges(t *testing.T) {
 	if n := r.ipvs.Reads(); n != 1+100 {
 		t.Errorf("a resync listed %d times, want the services and each one's destinations (101)", n)
 	}
+
+	// A global setting the services depend on (the announcement mode)
+	// changes under services that did not: they are computed again.
+	c = withService(c, 3, func(vs *shoalv1.VirtualService) { vs.Scheduler = "mh" })
+	r.d.SetConfig(c)
+	if err := r.d.reconcile(false); err != nil {
+		t.Fatal(err)
+	}
+	if svc, _, _ := r.ipvs.Service("tcp/10.100.3.1:80"); svc.SchedName != "mh" || svc.Flags&(svcFlagSchedSH1|svcFlagSchedSH2) != 0 {
+		t.Errorf("mh service announced by l2: %+v", svc)
+	}
+	c = &shoalv1.Config{Serial: c.Serial + 1, Global: &shoalv1.Global{Announce: "bgp"}, Services: c.Services}
+	r.d.SetConfig(c)
+	if err := r.d.reconcile(false); err != nil {
+		t.Fatal(err)
+	}
+	if svc, _, _ := r.ipvs.Service("tcp/10.100.3.1:80"); svc.Flags&(svcFlagSchedSH1|svcFlagSchedSH2) == 0 {
+		t.Errorf("the same service once bgp announces every service: %+v", svc)
+	}
+}
+
+// withService is c's next configuration as raftfsm makes it: a new
+// configuration and a new copy of service i, changed by edit, every other
+// service shared.
+func withService(c *shoalv1.Config, i int, edit func(*shoalv1.VirtualService)) *shoalv1.Config {
+	next := &shoalv1.Config{Serial: c.Serial + 1, Global: c.Global, Services: slices.Clone(c.Services)}
+	vs := proto.Clone(c.Services[i]).(*shoalv1.VirtualService)
+	edit(vs)
+	next.Services[i] = vs
+	return next
 }
 
 // TestDriftRepairedByResync: entries changed behind shoal's back that no

@@ -249,8 +249,7 @@ func TestScaleRealIPVS(t *testing.T) {
 	weight := uint32(2)
 	change := func(full bool) time.Duration {
 		weight++
-		vs.RealServers[3].Weight = proto.Uint32(weight)
-		c.Serial++
+		c = withService(c, n/2, func(vs *shoalv1.VirtualService) { vs.RealServers[3].Weight = proto.Uint32(weight) })
 		d.SetConfig(c)
 		t0 := time.Now()
 		if err := d.reconcile(full); err != nil {
@@ -286,6 +285,7 @@ func TestScaleRealIPVS(t *testing.T) {
 	// The resync with a large connection table: 10 connections a service
 	// (100,000 at 10,000 services) on one UDP service of the config.
 	conns := 10 * n
+	c = &shoalv1.Config{Serial: c.Serial + 1, Services: slices.Clone(c.Services)}
 	c.Services = append(c.Services, &shoalv1.VirtualService{Name: "conns", Vip: addr(connsVIP), Port: 53, Protocol: "udp",
 		Scheduler: "rr", Forward: "dr", RealServers: []*shoalv1.RealServer{rs("172.31.0.1")}})
 	c.Serial++
@@ -306,8 +306,7 @@ func TestScaleRealIPVS(t *testing.T) {
 	}
 	figure(t, "scale shoal idle resync with %d IPVS connections: %s wall, %s CPU (median of 3; the table took %s to fill)",
 		have, ms(median(resyncs)), ms(median(cpus)), fill.Round(time.Second))
-	c.Services = c.Services[:n]
-	c.Serial++
+	c = &shoalv1.Config{Serial: c.Serial + 1, Services: c.Services[:n]}
 	d.SetConfig(c)
 	if err := d.reconcile(false); err != nil {
 		t.Fatal(err)

@@ -29,7 +29,9 @@ const (
 )
 
 // DefaultResync is how often the kernel is compared with the desired state
-// even when nothing changed, to repair out-of-band edits (ipvsadm -C).
+// even when nothing changed, to repair out-of-band edits (ipvsadm -C); a
+// table whose comparison takes longer than a tenth of it is compared less
+// often (resyncShare).
 const DefaultResync = 10 * time.Second
 
 // DefaultAddressLifetime is the kernel lifetime of the addresses a leader
@@ -268,7 +270,8 @@ func New(o Options) (*Dataplane, error) {
 
 // Run owns the reconcile loop, the announcements and the renewal of the
 // addresses' lifetimes until ctx ends. It reconciles at once, on every
-// SetConfig and HealthChanged, and every Resync.
+// SetConfig and HealthChanged, and compares the whole table every Resync (or ten times as long as that
+// comparison took, if longer).
 // On return the addresses are released for good (SetLeader(true) raises
 // nothing afterwards); IPVS is left as it is, so that a restarted node
 // serves on at once. Run may be called once.
@@ -321,8 +324,7 @@ func (d *Dataplane) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	_ = d.Reconcile()
-	t := time.NewTicker(d.o.Resync)
+	t := time.NewTimer(d.resync())
 	defer t.Stop()
 	for {
 		select {
@@ -332,9 +334,30 @@ func (d *Dataplane) Run(ctx context.Context) error {
 			// A change of config or health: apply what it changes.
 			_ = d.reconcile(false)
 		case <-t.C:
-			_ = d.Reconcile()
+			t.Reset(d.resync())
 		}
 	}
+}
+
+// resyncShare bounds the time the periodic resync may take: the next one
+// starts Options.Resync after the last started, or resyncShare times as
+// long as it took, whichever is later. Listing a table of 100,000
+// destinations takes seconds of CPU (10 s under emulation in the VM lab);
+// without the bound a resync period shorter than that would keep a core
+// busy comparing a table that did not change. Changes do not wait for it.
+const resyncShare = 10
+
+// resync runs the periodic whole comparison and returns how long to wait
+// for the next.
+func (d *Dataplane) resync() time.Duration {
+	start := time.Now()
+	_ = d.Reconcile()
+	took := time.Since(start)
+	if wait := resyncShare * took; wait > d.o.Resync {
+		d.log.Debug("resync period stretched", "took", took, "next_in", wait-took)
+		return wait - took
+	}
+	return d.o.Resync - took
 }
 
 // SetConfig hands over the committed configuration. Addresses follow at once

@@ -270,8 +270,9 @@ func New(o Options) (*Dataplane, error) {
 
 // Run owns the reconcile loop, the announcements and the renewal of the
 // addresses' lifetimes until ctx ends. It reconciles at once, on every
-// SetConfig and HealthChanged, and compares the whole table every Resync (or ten times as long as that
-// comparison took, if longer).
+// SetConfig and HealthChanged (the difference), and compares the whole
+// table every Resync (or ten times as long as the comparison took, if
+// longer).
 // On return the addresses are released for good (SetLeader(true) raises
 // nothing afterwards); IPVS is left as it is, so that a restarted node
 // serves on at once. Run may be called once.

@@ -278,11 +278,7 @@ func TestKernelIPVSEverySchedulerInPlace(t *testing.T) {
 	for _, s := range []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf"} {
 		c.Services[0].Scheduler = s
 		c.Serial++
-		r.d.SetConfig(c)
-		if err := r.d.Reconcile(); err != nil {
-			t.Errorf("scheduler %s: %v", s, err)
-			continue
-		}
+		r.apply(t, c)
 		eq(t, "scheduler "+s+" ops", rec.take(), []string{"UpdateService tcp/192.0.2.10:80"})
 		got, _ := k.GetServices()
 		if len(got) != 1 || got[0].SchedName != s {

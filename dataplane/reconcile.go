@@ -243,12 +243,10 @@ func (d *Dataplane) applyChanges(prev, next *desiredState) error {
 			}
 		}
 	}()
-	// Services gone first: a service that moved (new VIP or port) frees
-	// nothing another one needs, but a deleted one takes its destinations
-	// with it in one call.
 	// Only the services that differ are sorted (for an order of changes
 	// that does not depend on map iteration); at 10,000 services sorting
-	// them all was most of a weight change's time.
+	// them all was most of a weight change's time. A service whose desired
+	// form is the same object (serviceMemo) did not change.
 	var gone, changed []string
 	for key := range prev.services {
 		if _, ok := next.services[key]; !ok {
@@ -262,6 +260,9 @@ func (d *Dataplane) applyChanges(prev, next *desiredState) error {
 	}
 	slices.Sort(gone)
 	slices.Sort(changed)
+	// Services gone first: a service that moved (new VIP or port) frees
+	// nothing another one needs, but a deleted one takes its destinations
+	// with it in one call.
 	for _, key := range gone {
 		if err := d.o.IPVS.DelService(prev.services[key].svc); err != nil && !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.ESRCH) {
 			return d.ipvsErr("delete_service", key, err)
@@ -298,9 +299,6 @@ func (d *Dataplane) applyChanges(prev, next *desiredState) error {
 // changeService applies the difference between two desired versions of
 // one service that the kernel holds as was.
 func (d *Dataplane) changeService(key string, was, want *desiredService) error {
-	if was == want {
-		return nil // the same service, not computed again (serviceMemo)
-	}
 	if serviceDiffers(was.svc, want.svc) {
 		if err := d.o.IPVS.UpdateService(want.svc); err != nil {
 			return d.ipvsErr("update_service", key, err)

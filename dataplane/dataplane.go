@@ -29,7 +29,9 @@ const (
 )
 
 // DefaultResync is how often the kernel is compared with the desired state
-// even when nothing changed, to repair out-of-band edits (ipvsadm -C).
+// even when nothing changed, to repair out-of-band edits (ipvsadm -C); a
+// table whose comparison takes longer than a tenth of it is compared less
+// often (resyncShare).
 const DefaultResync = 10 * time.Second
 
 // DefaultAddressLifetime is the kernel lifetime of the addresses a leader
@@ -113,9 +115,15 @@ type Dataplane struct {
 	// during shutdown cannot raise a VIP again.
 	released atomic.Bool
 
-	recMu sync.Mutex // one reconcile at a time; guards owned and conns
+	recMu sync.Mutex // one reconcile at a time; guards owned, conns and applied
 	owned map[string]bool
-	conns connCounts // of the configured services, at the last reconcile
+	conns connCounts // of the configured services, at the last full resync
+	// applied is the desired IPVS table the last reconcile left in the
+	// kernel, nil when unknown (before the first, after a failure): a
+	// change is applied as its difference from it.
+	applied *desiredState
+	// memo is each service's desired form at the last reconcile.
+	memo map[*shoalv1.VirtualService]*serviceMemo
 
 	// syncMu serialises changes of the sync daemons and guards syncOwned
 	// (the daemons shoal started, kept in the state file) and syncStarted
@@ -262,7 +270,9 @@ func New(o Options) (*Dataplane, error) {
 
 // Run owns the reconcile loop, the announcements and the renewal of the
 // addresses' lifetimes until ctx ends. It reconciles at once, on every
-// SetConfig and HealthChanged, and every Resync.
+// SetConfig and HealthChanged (the difference), and compares the whole
+// table every Resync (or ten times as long as the comparison took, if
+// longer).
 // On return the addresses are released for good (SetLeader(true) raises
 // nothing afterwards); IPVS is left as it is, so that a restarted node
 // serves on at once. Run may be called once.
@@ -315,22 +325,47 @@ func (d *Dataplane) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	_ = d.Reconcile()
-	t := time.NewTicker(d.o.Resync)
+	t := time.NewTimer(d.resync())
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-d.kick:
+			// A change of config or health: apply what it changes.
+			_ = d.reconcile(false)
 		case <-t.C:
+			t.Reset(d.resync())
 		}
-		_ = d.Reconcile()
 	}
 }
 
+// resyncShare bounds the time the periodic resync may take: the next one
+// starts Options.Resync after the last started, or resyncShare times as
+// long as it took, whichever is later. Listing a table of 100,000
+// destinations takes seconds of CPU (10 s under emulation in the VM lab);
+// without the bound a resync period shorter than that would keep a core
+// busy comparing a table that did not change. Changes do not wait for it.
+const resyncShare = 10
+
+// resync runs the periodic whole comparison and returns how long to wait
+// for the next.
+func (d *Dataplane) resync() time.Duration {
+	start := time.Now()
+	_ = d.Reconcile()
+	took := time.Since(start)
+	if wait := resyncShare * took; wait > d.o.Resync {
+		d.log.Debug("resync period stretched", "took", took, "next_in", wait-took)
+		return wait - took
+	}
+	return d.o.Resync - took
+}
+
 // SetConfig hands over the committed configuration. Addresses follow at once
-// when leading; IPVS follows in the reconcile loop.
+// when leading; IPVS follows in the reconcile loop. c must not be modified
+// afterwards (raftfsm's committed configurations never are): a service is
+// recognised as unchanged by its pointer, so that a change of one service
+// costs one service.
 func (d *Dataplane) SetConfig(c *shoalv1.Config) {
 	d.mu.Lock()
 	d.cfg = c
@@ -388,10 +423,17 @@ func (d *Dataplane) wake() {
 	}
 }
 
-// Reconcile makes the kernel equal to config ⊕ health now, applying only the
-// difference, and records the outcome for Status. Run calls it; tests and
-// tools may too.
-func (d *Dataplane) Reconcile() error {
+// Reconcile makes the kernel equal to config ⊕ health now, comparing the
+// whole of the kernel's IPVS table with it and applying only the
+// difference, and records the outcome for Status. Run calls it every
+// Options.Resync (the repair of changes made behind shoal's back); tests
+// and tools may call it too.
+func (d *Dataplane) Reconcile() error { return d.reconcile(true) }
+
+// reconcile is Reconcile; with full false it applies only what changed
+// since the last reconcile, without listing the kernel's table (see
+// reconcileIPVS).
+func (d *Dataplane) reconcile(full bool) error {
 	if d.o.Mode == ModeNone {
 		return nil
 	}
@@ -406,7 +448,7 @@ func (d *Dataplane) Reconcile() error {
 	// Until the first config arrives the desired IPVS table is unknown, not
 	// empty: a restarting node must not delete what it will program again.
 	if cfg != nil && d.o.IPVS != nil {
-		if err := d.reconcileIPVS(cfg); err != nil {
+		if err := d.reconcileIPVS(cfg, full); err != nil {
 			errs = append(errs, err)
 		}
 	}

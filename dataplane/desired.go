@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -272,14 +273,82 @@ func configuredWeight(rs *shoalv1.RealServer) int {
 
 func isActive(b *bool) bool { return b == nil || *b }
 
+// verdict is what health says of one real server, as desired uses it.
+type verdict byte
+
+const (
+	verdictUp verdict = iota
+	verdictDown
+	verdictUnchecked
+	verdictNone // inactive, or an address that does not map: no question asked
+)
+
+// addrsOf is the address and port of every real server of vs, in order;
+// the zero AddrPort where health is not asked (inactive, or an address that
+// does not map).
+func addrsOf(vs *shoalv1.VirtualService) []netip.AddrPort {
+	out := make([]netip.AddrPort, len(vs.GetRealServers()))
+	for i, rs := range vs.GetRealServers() {
+		a, err := netip.ParseAddr(rs.GetAddress())
+		port := config.RealServerPort(vs, rs)
+		if isActive(rs.Active) && err == nil && port <= 65535 {
+			out[i] = netip.AddrPortFrom(a.Unmap(), uint16(port))
+		}
+	}
+	return out
+}
+
+// healthOf asks h about every real server of vs (addrs, from addrsOf), in
+// order; nil when there is no h (all up). Unchecked is asked first: a
+// verdict never goes back to unchecked, so a check finishing in between
+// cannot make a server that was unchecked look down.
+func healthOf(vs *shoalv1.VirtualService, addrs []netip.AddrPort, h Health) []byte {
+	if h == nil {
+		return nil
+	}
+	out := make([]byte, len(addrs))
+	for i, ap := range addrs {
+		v := verdictUp
+		switch {
+		case !ap.IsValid():
+			v = verdictNone
+		case isUnchecked(h, vs.GetName(), ap):
+			v = verdictUnchecked
+		case !h.Healthy(vs.GetName(), ap):
+			v = verdictDown
+		}
+		out[i] = byte(v)
+	}
+	return out
+}
+
+// serviceMemo is one service's part of the desired state, kept from one
+// reconcile to the next: the committed configurations raftfsm hands over
+// share every service a change did not touch, so a service whose pointer,
+// global settings and health verdicts are those of the last reconcile is
+// the same desired service, not computed again. This is what makes a
+// change of one service cost one service, not the whole table.
+type serviceMemo struct {
+	global   *shoalv1.Global
+	addrs    []netip.AddrPort // of the real servers, for healthOf
+	verdicts []byte           // nil: no health, all up
+	key      string
+	d        *desiredService // nil: the service does not map (errs)
+	counts   map[realServerState]int
+	errs     []error
+}
+
 // desired computes the IPVS table shoal wants: config ⊕ health ⊕ active flags.
 // Inactive services and servers are absent; a down server is removed, or kept
 // at weight 0 when its service quiesces; when no real server is up and a sorry
 // server is set, the sorry server is the only destination; a server with no
 // verdict yet is left as the kernel has it (Unchecked). Services that
 // cannot be mapped are reported and left out, the rest is still programmed.
-func desired(c *shoalv1.Config, h Health) (*desiredState, error) {
+// memo is the previous call's second result (nil: none); the services of c
+// must not have been modified since it was made.
+func desired(c *shoalv1.Config, h Health, memo map[*shoalv1.VirtualService]*serviceMemo) (*desiredState, map[*shoalv1.VirtualService]*serviceMemo, error) {
 	ds := &desiredState{services: map[string]*desiredService{}, counts: map[realServerState]int{}}
+	next := make(map[*shoalv1.VirtualService]*serviceMemo, len(c.GetServices()))
 	var errs []error
 	g := c.GetGlobal()
 	ds.timeouts = ipvs.Config{
@@ -292,86 +361,111 @@ func desired(c *shoalv1.Config, h Health) (*desiredState, error) {
 			ds.counts[rsInactive] += len(vs.GetRealServers())
 			continue
 		}
-		svc, err := ipvsService(vs)
-		if err == nil && config.ServiceAnnounce(c, vs) == config.AnnounceBGP && svc.SchedName == "mh" {
-			// Every router must send a flow to the same real server:
-			// hash its source port too (mh-port), or one client's flows
-			// all land on one server; and when the chosen server is at
-			// weight 0 (quiesced) look further along the same table
-			// (mh-fallback) instead of dropping, which every router does
-			// alike.
-			svc.Flags |= svcFlagSchedSH1 | svcFlagSchedSH2
+		m := memo[vs]
+		var addrs []netip.AddrPort
+		if m != nil && m.addrs != nil {
+			addrs = m.addrs
+		} else if h != nil {
+			addrs = addrsOf(vs)
 		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("service %s: %w", vs.GetName(), err))
+		v := healthOf(vs, addrs, h)
+		if m == nil || m.global != g || !bytes.Equal(m.verdicts, v) {
+			m = desiredService1(c, vs, v)
+			m.addrs = addrs
+		}
+		next[vs] = m
+		for st, n := range m.counts {
+			ds.counts[st] += n
+		}
+		errs = append(errs, m.errs...)
+		if m.d == nil {
 			continue
 		}
-		d := &desiredService{name: vs.GetName(), svc: svc, ordered: config.ServiceAnnounce(c, vs) == config.AnnounceBGP}
-		up := 0
-		var quiesced []*ipvs.Destination
-		for _, rs := range vs.GetRealServers() {
-			if !isActive(rs.Active) {
-				ds.counts[rsInactive]++
-				continue
-			}
-			dst, err := ipvsDestination(vs, rs, configuredWeight(rs))
-			if err != nil {
-				errs = append(errs, fmt.Errorf("service %s: %w", vs.GetName(), err))
-				continue
-			}
-			a, _ := netip.AddrFromSlice(dst.Address)
-			ap := netip.AddrPortFrom(a, dst.Port)
-			// Unchecked first: a verdict never goes back to unchecked, so
-			// a check finishing in between cannot make a server that was
-			// unchecked look down for this reconcile.
-			if h != nil && isUnchecked(h, vs.GetName(), ap) {
-				d.keepAsIs(dst)
-				ds.counts[rsUnchecked]++
-				continue
-			}
-			if h == nil || h.Healthy(vs.GetName(), ap) {
-				up++
-				d.dests = append(d.dests, dst)
-				continue
-			}
+		if prev, dup := ds.services[m.key]; dup {
+			errs = append(errs, fmt.Errorf("service %s: same IPVS service %s as %s", vs.GetName(), m.key, prev.name))
+			continue
+		}
+		ds.services[m.key] = m.d
+	}
+	return ds, next, joinErrors(errs)
+}
+
+// desiredService1 computes one active service's part of the desired state
+// from its real servers' verdicts.
+func desiredService1(c *shoalv1.Config, vs *shoalv1.VirtualService, v []byte) *serviceMemo {
+	m := &serviceMemo{global: c.GetGlobal(), verdicts: v, counts: map[realServerState]int{}}
+	svc, err := ipvsService(vs)
+	if err == nil && config.ServiceAnnounce(c, vs) == config.AnnounceBGP && svc.SchedName == "mh" {
+		// Every router must send a flow to the same real server:
+		// hash its source port too (mh-port), or one client's flows
+		// all land on one server; and when the chosen server is at
+		// weight 0 (quiesced) look further along the same table
+		// (mh-fallback) instead of dropping, which every router does
+		// alike.
+		svc.Flags |= svcFlagSchedSH1 | svcFlagSchedSH2
+	}
+	if err != nil {
+		m.errs = append(m.errs, fmt.Errorf("service %s: %w", vs.GetName(), err))
+		return m
+	}
+	d := &desiredService{name: vs.GetName(), svc: svc, ordered: config.ServiceAnnounce(c, vs) == config.AnnounceBGP}
+	up := 0
+	var quiesced []*ipvs.Destination
+	for i, rs := range vs.GetRealServers() {
+		if !isActive(rs.Active) {
+			m.counts[rsInactive]++
+			continue
+		}
+		dst, err := ipvsDestination(vs, rs, configuredWeight(rs))
+		if err != nil {
+			m.errs = append(m.errs, fmt.Errorf("service %s: %w", vs.GetName(), err))
+			continue
+		}
+		state := verdictUp // no health: all up
+		if v != nil {
+			state = verdict(v[i])
+		}
+		switch state {
+		case verdictUnchecked:
+			d.keepAsIs(dst)
+			m.counts[rsUnchecked]++
+		case verdictUp:
+			up++
+			d.dests = append(d.dests, dst)
+		default:
 			if vs.GetQuiesce() {
 				dst.Weight = 0
 				quiesced = append(quiesced, dst)
 				continue
 			}
-			ds.counts[rsDown]++
+			m.counts[rsDown]++
 		}
-		if up == 0 && vs.GetSorryServer().GetAddress() != "" {
-			sorry, err := ipvsDestination(vs, vs.GetSorryServer(), configuredWeight(vs.GetSorryServer()))
-			switch {
-			case err != nil:
-				errs = append(errs, fmt.Errorf("service %s: sorry server: %w", vs.GetName(), err))
-			case len(d.keep) > 0:
-				// Whether the sorry server serves waits for the verdicts:
-				// leave it and the quiesced servers as the kernel has them.
-				d.keepAsIs(sorry)
-				for _, q := range quiesced {
-					d.keepAsIs(q)
-				}
-				ds.counts[rsQuiesced] += len(quiesced)
-				quiesced = nil
-			default:
-				ds.counts[rsDisplace] += len(quiesced)
-				ds.counts[rsSorry]++
-				quiesced = nil
-				d.dests = []*ipvs.Destination{sorry}
-			}
-		}
-		ds.counts[rsUp] += up
-		ds.counts[rsQuiesced] += len(quiesced)
-		d.dests = append(d.dests, quiesced...)
-		sort.Slice(d.dests, func(i, j int) bool { return destKey(d.dests[i]) < destKey(d.dests[j]) })
-		key := serviceKey(svc)
-		if prev, dup := ds.services[key]; dup {
-			errs = append(errs, fmt.Errorf("service %s: same IPVS service %s as %s", vs.GetName(), key, prev.name))
-			continue
-		}
-		ds.services[key] = d
 	}
-	return ds, joinErrors(errs)
+	if up == 0 && vs.GetSorryServer().GetAddress() != "" {
+		sorry, err := ipvsDestination(vs, vs.GetSorryServer(), configuredWeight(vs.GetSorryServer()))
+		switch {
+		case err != nil:
+			m.errs = append(m.errs, fmt.Errorf("service %s: sorry server: %w", vs.GetName(), err))
+		case len(d.keep) > 0:
+			// Whether the sorry server serves waits for the verdicts:
+			// leave it and the quiesced servers as the kernel has them.
+			d.keepAsIs(sorry)
+			for _, q := range quiesced {
+				d.keepAsIs(q)
+			}
+			m.counts[rsQuiesced] += len(quiesced)
+			quiesced = nil
+		default:
+			m.counts[rsDisplace] += len(quiesced)
+			m.counts[rsSorry]++
+			quiesced = nil
+			d.dests = []*ipvs.Destination{sorry}
+		}
+	}
+	m.counts[rsUp] += up
+	m.counts[rsQuiesced] += len(quiesced)
+	d.dests = append(d.dests, quiesced...)
+	sort.Slice(d.dests, func(i, j int) bool { return destKey(d.dests[i]) < destKey(d.dests[j]) })
+	m.key, m.d = serviceKey(svc), d
+	return m
 }

@@ -26,6 +26,14 @@
 //   - The reconciler applies differences only (add, update in place, delete),
 //     never a flush, so connections to unchanged services survive; an update of
 //     scheduler, persistence, weight or forwarding method is done in place.
+//   - A change of config or health costs what it changes: Run applies the
+//     difference between the desired table the last reconcile left in the
+//     kernel and the new one, without listing the kernel (a weight change is
+//     one netlink call at any table size). Every Options.Resync, and at once
+//     when a change fails or the last outcome is unknown, the whole kernel
+//     table is listed and compared instead: that repairs what was changed
+//     behind shoal's back (ipvsadm by hand, a flush). Many entries to add
+//     go in batches (IPVSAdder), not one round trip each.
 //   - Entries shoal did not create are left alone unless they collide with a
 //     configured service, which is then taken over. What shoal created is kept
 //     in a state file so a restart still knows.
@@ -46,7 +54,8 @@
 //     own network namespace are written when the config sets them and sync
 //     is on, and left as the kernel has them otherwise.
 //   - Connection counts come from ipvsadm's per-destination ActiveConn and
-//     InActConn, which the reconcile lists anyway; the connection table
+//     InActConn, which the periodic resync lists anyway (the metric is as of
+//     the last one); the connection table
 //     itself (/proc/net/ip_vs_conn, about 100 bytes of text a connection) is
 //     read only for a planned transfer (SampleEstablished, MissingConns).
 //   - Kernel access goes through the small IPVS, Addresses, Announcer,

@@ -19,11 +19,15 @@ var ErrNoIPVS = errors.New("kernel has no IPVS (modprobe ip_vs, or run with --da
 // namespace. A handle is one netlink socket whose replies are matched by
 // sequence number only, so calls are serialised.
 type KernelIPVS struct {
-	mu sync.Mutex
-	h  *ipvs.Handle
+	mu    sync.Mutex
+	h     *ipvs.Handle
+	batch *batchSocket // Add's
 }
 
-var _ IPVS = (*KernelIPVS)(nil)
+var (
+	_ IPVS      = (*KernelIPVS)(nil)
+	_ IPVSAdder = (*KernelIPVS)(nil)
+)
 
 // NewKernelIPVS opens IPVS in the current network namespace. It fails at once,
 // with ErrNoIPVS, on a kernel without IPVS: moby/ipvs itself would return a
@@ -47,7 +51,12 @@ func NewKernelIPVS() (*KernelIPVS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open IPVS netlink socket: %w", err)
 	}
-	return &KernelIPVS{h: h}, nil
+	b, err := openBatchSocket()
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
+	return &KernelIPVS{h: h, batch: b}, nil
 }
 
 func hasIPVS() bool {
@@ -60,6 +69,7 @@ func (k *KernelIPVS) Close() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.h.Close()
+	k.batch.close()
 	return nil
 }
 

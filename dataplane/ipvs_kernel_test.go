@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -277,11 +278,7 @@ func TestKernelIPVSEverySchedulerInPlace(t *testing.T) {
 	for _, s := range []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf"} {
 		c.Services[0].Scheduler = s
 		c.Serial++
-		r.d.SetConfig(c)
-		if err := r.d.Reconcile(); err != nil {
-			t.Errorf("scheduler %s: %v", s, err)
-			continue
-		}
+		r.apply(t, c)
 		eq(t, "scheduler "+s+" ops", rec.take(), []string{"UpdateService tcp/192.0.2.10:80"})
 		got, _ := k.GetServices()
 		if len(got) != 1 || got[0].SchedName != s {
@@ -502,5 +499,53 @@ func TestKernelIPVSTrafficAndStats(t *testing.T) {
 	r.d.Status(&after)
 	if a := after.Ipvs[0]; a.Stats.Connections < s.Stats.Connections || a.Destinations[0].Weight != 5 || a.Scheduler != "wrr" {
 		t.Errorf("after in-place update: %v", a)
+	}
+}
+
+// TestKernelIPVSAddInBatches: KernelIPVS.Add, which the reconciler uses to
+// add many entries (the recording rigs above go one call at a time), makes
+// the same table as one call each, and answers for each entry of a write
+// longer than one batch.
+func TestKernelIPVSAddInBatches(t *testing.T) {
+	k, _ := kernelIPVS(t)
+	d, err := New(Options{Mode: ModeIPVS, Logger: quietLogger(), IPVS: k,
+		Addresses: kernelfake.NewAddresses(), Announcer: &kernelfake.Announcer{}, Links: kernelfake.NewLinks()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.SetConfig(everyKind())
+	if err := d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "kernel table", kernelTable(t, k), everyKindTable)
+
+	svc := func(vip string) *ipvs.Service {
+		s, err := ipvsService(&shoalv1.VirtualService{Vip: addr(vip), Port: 80, Scheduler: "wlc"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	dst := func(a string) *ipvs.Destination {
+		return &ipvs.Destination{Address: net.ParseIP(a), Port: 80, Weight: 1, ConnectionFlags: ipvs.ConnectionFlagMasq, AddressFamily: syscall.AF_INET}
+	}
+	existing := d.applied.services["tcp/192.0.2.1:80"].svc
+	ghost, fresh := svc("192.0.2.99"), svc("192.0.2.100")
+	entries := []IPVSEntry{{Service: existing}, {Service: ghost, Dest: dst("10.0.0.1")}, {Service: fresh}}
+	for i := range 2 * addBatch {
+		entries = append(entries, IPVSEntry{Service: fresh, Dest: dst(fmt.Sprintf("10.1.%d.%d", i/250, i%250+1))})
+	}
+	errs := k.Add(entries)
+	if !errors.Is(errs[0], syscall.EEXIST) || !errors.Is(errs[1], syscall.ESRCH) {
+		t.Errorf("existing service: %v; destination of a missing service: %v", errs[0], errs[1])
+	}
+	for i, err := range errs[2:] {
+		if err != nil {
+			t.Errorf("entry %d: %v", i+2, err)
+		}
+	}
+	ds, err := k.GetDestinations(fresh)
+	if err != nil || len(ds) != 2*addBatch {
+		t.Errorf("the new service has %d destinations (%v), want %d", len(ds), err, 2*addBatch)
 	}
 }

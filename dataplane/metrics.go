@@ -14,6 +14,10 @@ var (
 		Help:    "Time one reconcile took.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 	})
+	fullResyncTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoal_dataplane_full_resync_total",
+		Help: "Comparisons of the kernel's whole IPVS table with the desired one, by reason: periodic (every resync period), unknown_state (the first, or the one after a failed reconcile), change_failed (a change applied as a difference failed, e.g. an entry removed by hand). A change of config or health is otherwise applied as its difference alone.",
+	}, []string{"reason"})
 	ipvsChangesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_dataplane_ipvs_changes_total",
 		Help: "IPVS changes applied, by operation (add_service, update_service, delete_service, take_over_service, add_destination, update_destination, delete_destination, set_timeouts) and result.",
@@ -44,7 +48,7 @@ var (
 	}, []string{"link"})
 	ipvsConnections = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "shoal_ipvs_connections",
-		Help: "IPVS connections of the configured services at the last reconcile, by state: active (established TCP/SCTP) and inactive (every other, UDP included), as ipvsadm's ActiveConn and InActConn; on a follower, the entries its backup sync daemon received.",
+		Help: "IPVS connections of the configured services at the last full resync (every resync period), by state: active (established TCP/SCTP) and inactive (every other, UDP included), as ipvsadm's ActiveConn and InActConn; on a follower, the entries its backup sync daemon received.",
 	}, []string{"state"})
 	syncDaemonRunning = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "shoal_sync_daemon_running",
@@ -57,7 +61,7 @@ var (
 )
 
 func init() {
-	prometheus.MustRegister(reconcileTotal, reconcileSeconds, ipvsChangesTotal, realServers,
+	prometheus.MustRegister(reconcileTotal, reconcileSeconds, fullResyncTotal, ipvsChangesTotal, realServers,
 		vipChangesTotal, vipExpiredTotal, vipRefusedTotal, garpSentTotal, linkUpGauge,
 		ipvsConnections, syncDaemonRunning, syncDaemonChangesTotal)
 }

@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
+	"net/netip"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/moby/ipvs"
 
@@ -13,12 +16,19 @@ import (
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
 
-// reconcileIPVS compares the kernel's IPVS table with config ⊕ health and
-// applies the difference. It goes on after a failed change so that one bad
-// entry does not hold the others back; the errors are returned together.
-// Called with recMu held.
-func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config) error {
-	ds, derr := desired(cfg, d.o.Health)
+// reconcileIPVS makes the kernel's IPVS table equal to config ⊕ health.
+//
+// With full false and the outcome of the previous reconcile known, it
+// applies only what differs between that desired state and the new one
+// (applyChanges): a weight change is one netlink call, with no dump of the
+// kernel's table, whatever its size. Otherwise, or when a change fails, it
+// lists the kernel's whole table and applies the difference (the periodic
+// resync, which also repairs whatever was changed behind shoal's back). It
+// goes on after a failed change so that one bad entry does not hold the
+// others back; the errors are returned together. Called with recMu held.
+func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config, full bool) error {
+	ds, memo, derr := desired(cfg, d.o.Health, d.memo)
+	d.memo = memo
 	var errs []error
 	if derr != nil {
 		errs = append(errs, derr)
@@ -37,16 +47,46 @@ func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config) error {
 	if config.UsesBGP(cfg) {
 		errs = append(errs, d.syncSloppy())
 	}
+	if !full && d.applied != nil {
+		err := d.applyChanges(d.applied, ds)
+		if err == nil {
+			d.applied = ds
+			return joinErrors(errs)
+		}
+		// The kernel refused a change, or an entry was not where the last
+		// reconcile left it: what the kernel holds is no longer known, so
+		// compare all of it now.
+		fullResyncTotal.WithLabelValues("change_failed").Inc()
+		d.log.Info("ipvs change failed; comparing the whole table", "err", err)
+	} else {
+		reason := "periodic"
+		if d.applied == nil {
+			reason = "unknown_state"
+		}
+		fullResyncTotal.WithLabelValues(reason).Inc()
+	}
+	d.applied = nil
+	if err := d.resyncIPVS(ds); err != nil {
+		return joinErrors(append(errs, err))
+	}
+	// Only a clean comparison makes the desired state what the kernel
+	// holds; after a failure the next change compares all again.
+	d.applied = ds
+	return joinErrors(errs)
+}
+
+// resyncIPVS lists the kernel's whole IPVS table and makes it equal to ds.
+func (d *Dataplane) resyncIPVS(ds *desiredState) error {
+	var errs []error
 	kernel, err := d.o.IPVS.GetServices()
 	if err != nil {
-		return joinErrors(append(errs, fmt.Errorf("list IPVS services: %w", err)))
+		return fmt.Errorf("list IPVS services: %w", err)
 	}
 	d.conns = connCounts{}
 	defer func() {
 		ipvsConnections.WithLabelValues("active").Set(float64(d.conns.active))
 		ipvsConnections.WithLabelValues("inactive").Set(float64(d.conns.inactive))
 	}()
-	ownedBefore := len(d.owned)
 	changedOwned := false
 	inKernel := make(map[string]bool, len(kernel))
 	for _, k := range kernel {
@@ -89,27 +129,19 @@ func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config) error {
 			}
 		}
 	}
+	var missing []string
 	for _, key := range slices.Sorted(maps.Keys(ds.services)) {
-		want := ds.services[key]
 		if inKernel[key] {
 			continue
 		}
+		missing = append(missing, key)
 		if !d.owned[key] {
 			d.owned[key] = true
 			changedOwned = true
 		}
-		if err := d.o.IPVS.NewService(want.svc); err != nil {
-			errs = append(errs, d.ipvsErr("add_service", key, err))
-			continue
-		}
-		d.ipvsDone("add_service", key, want.name)
-		for _, dst := range want.dests {
-			if err := d.o.IPVS.NewDestination(want.svc, dst); err != nil {
-				errs = append(errs, d.ipvsErr("add_destination", key+" -> "+destKey(dst), err))
-				continue
-			}
-			d.ipvsDone("add_destination", key+" -> "+destKey(dst), want.name)
-		}
+	}
+	if err := d.addServices(missing, ds); err != nil {
+		errs = append(errs, err)
 	}
 	// Forget services that are neither wanted nor in the kernel any more.
 	for key := range d.owned {
@@ -121,15 +153,259 @@ func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config) error {
 	if err := d.syncTimeouts(ds.timeouts); err != nil {
 		errs = append(errs, err)
 	}
-	if changedOwned || ownedBefore != len(d.owned) {
-		d.mu.Lock()
-		d.ownedSnapshot = maps.Clone(d.owned)
-		d.mu.Unlock()
-		if err := d.saveState(); err != nil {
+	if changedOwned {
+		if err := d.ownedChanged(); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return joinErrors(errs)
+}
+
+// addServices creates services and their destinations (want.keep have no
+// verdict yet and stay out until they do): in batches when the kernel
+// takes them (IPVSAdder), one call each otherwise. A service's destinations
+// are logged at debug level, the service with their number at info: a
+// table programmed from empty is one line per service, not per real server.
+func (d *Dataplane) addServices(keys []string, ds *desiredState) error {
+	var entries []IPVSEntry
+	for _, key := range keys {
+		want := ds.services[key]
+		entries = append(entries, IPVSEntry{Service: want.svc})
+		for _, dst := range want.dests {
+			entries = append(entries, IPVSEntry{Service: want.svc, Dest: dst})
+		}
+	}
+	var results []error
+	if a, ok := d.o.IPVS.(IPVSAdder); ok {
+		results = a.Add(entries)
+	} else {
+		results = make([]error, len(entries))
+		for i, e := range entries {
+			if e.Dest == nil {
+				results[i] = d.o.IPVS.NewService(e.Service)
+			} else {
+				results[i] = d.o.IPVS.NewDestination(e.Service, e.Dest)
+			}
+		}
+	}
+	var errs []error
+	i := 0
+	for _, key := range keys {
+		want := ds.services[key]
+		svcErr := results[i]
+		i++
+		added := 0
+		for _, dst := range want.dests {
+			what := key + " -> " + destKey(dst)
+			switch err := results[i]; {
+			case svcErr != nil:
+				// The kernel refused the service: its destinations
+				// failed with it, and saying so once is enough.
+			case err != nil:
+				errs = append(errs, d.ipvsErr("add_destination", what, err))
+			default:
+				added++
+				ipvsChangesTotal.WithLabelValues("add_destination", "ok").Inc()
+				d.log.Debug("ipvs add_destination", "entry", what, "service", want.name)
+			}
+			i++
+		}
+		if svcErr != nil {
+			errs = append(errs, d.ipvsErr("add_service", key, svcErr))
+			continue
+		}
+		ipvsChangesTotal.WithLabelValues("add_service", "ok").Inc()
+		d.log.Info("ipvs add_service", "entry", key, "service", want.name, "destinations", added)
+	}
+	return joinErrors(errs)
+}
+
+// ownedChanged saves the set of services shoal owns; called with recMu held.
+func (d *Dataplane) ownedChanged() error {
+	d.mu.Lock()
+	d.ownedSnapshot = maps.Clone(d.owned)
+	d.mu.Unlock()
+	return d.saveState()
+}
+
+// applyChanges takes the kernel from prev, which the last reconcile left in
+// it, to next by applying only their difference, without listing the
+// kernel's table. It stops at the first failure: the caller then compares
+// the whole table, which repairs whatever this left half done. An entry that
+// is not where prev says (deleted or added by hand) fails too, and the
+// periodic resync catches the drift that no change runs into.
+func (d *Dataplane) applyChanges(prev, next *desiredState) error {
+	changedOwned := false
+	defer func() {
+		if changedOwned {
+			if err := d.ownedChanged(); err != nil {
+				d.log.Warn("save dataplane state", "err", err)
+			}
+		}
+	}()
+	// Only the services that differ are sorted (for an order of changes
+	// that does not depend on map iteration); at 10,000 services sorting
+	// them all was most of a weight change's time. A service whose desired
+	// form is the same object (serviceMemo) did not change.
+	var gone, changed []string
+	for key := range prev.services {
+		if _, ok := next.services[key]; !ok {
+			gone = append(gone, key)
+		}
+	}
+	for key, want := range next.services {
+		if prev.services[key] != want {
+			changed = append(changed, key)
+		}
+	}
+	slices.Sort(gone)
+	slices.Sort(changed)
+	// Services gone first: a service that moved (new VIP or port) frees
+	// nothing another one needs, but a deleted one takes its destinations
+	// with it in one call.
+	for _, key := range gone {
+		if err := d.o.IPVS.DelService(prev.services[key].svc); err != nil && !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.ESRCH) {
+			return d.ipvsErr("delete_service", key, err)
+		}
+		d.ipvsDone("delete_service", key, prev.services[key].name)
+		delete(d.owned, key)
+		changedOwned = true
+	}
+	var added []string
+	for _, key := range changed {
+		want := next.services[key]
+		was, ok := prev.services[key]
+		if !ok {
+			if !d.owned[key] {
+				d.owned[key] = true
+				changedOwned = true
+			}
+			added = append(added, key)
+			continue
+		}
+		if err := d.changeService(key, was, want); err != nil {
+			return err
+		}
+	}
+	if err := d.addServices(added, next); err != nil {
+		return err
+	}
+	if next.timeouts != prev.timeouts {
+		return d.syncTimeouts(next.timeouts)
+	}
+	return nil
+}
+
+// changeService applies the difference between two desired versions of
+// one service that the kernel holds as was.
+func (d *Dataplane) changeService(key string, was, want *desiredService) error {
+	if serviceDiffers(was.svc, want.svc) {
+		if err := d.o.IPVS.UpdateService(want.svc); err != nil {
+			return d.ipvsErr("update_service", key, err)
+		}
+		d.ipvsDone("update_service", key, want.name)
+	}
+	if sameDestinations(was, want) {
+		return nil
+	}
+	if want.ordered || was.ordered {
+		// The order of the kernel's list matters (orderDestinations):
+		// compare this one service with the kernel.
+		if err := d.syncDestinations(key, want); err != nil {
+			return err
+		}
+		if want.ordered {
+			return d.orderDestinations(key, want)
+		}
+		return nil
+	}
+	before := make(map[string]*ipvs.Destination, len(was.dests))
+	for _, c := range was.dests {
+		before[destKey(c)] = c
+	}
+	// Adds and in-place updates first, deletions last, so that a service
+	// never passes through an empty state (sorry server in or out).
+	for _, w := range want.dests {
+		dk := destKey(w)
+		what := key + " -> " + dk
+		c, ok := before[dk]
+		switch {
+		case ok && !destinationDiffers(c, w):
+		case ok:
+			if err := d.o.IPVS.UpdateDestination(want.svc, w); err != nil {
+				return d.ipvsErr("update_destination", what, err)
+			}
+			d.ipvsDone("update_destination", what, want.name)
+		default:
+			err := d.o.IPVS.NewDestination(want.svc, w)
+			if errors.Is(err, syscall.EEXIST) && was.keep[dk] {
+				// It had no verdict and was left as the kernel had it.
+				err = d.o.IPVS.UpdateDestination(want.svc, w)
+			}
+			if err != nil {
+				return d.ipvsErr("add_destination", what, err)
+			}
+			d.ipvsDone("add_destination", what, want.name)
+		}
+	}
+	wanted := make(map[string]bool, len(want.dests))
+	for _, w := range want.dests {
+		wanted[destKey(w)] = true
+	}
+	gone := func(dst *ipvs.Destination, mayBeAbsent bool) error {
+		dk := destKey(dst)
+		if wanted[dk] || want.keep[dk] {
+			return nil
+		}
+		err := d.o.IPVS.DelDestination(want.svc, dst)
+		if err != nil && mayBeAbsent && errors.Is(err, syscall.ENOENT) {
+			return nil
+		}
+		if err != nil {
+			return d.ipvsErr("delete_destination", key+" -> "+dk, err)
+		}
+		d.ipvsDone("delete_destination", key+" -> "+dk, want.name)
+		return nil
+	}
+	for _, c := range was.dests {
+		if err := gone(c, false); err != nil {
+			return err
+		}
+	}
+	// Servers that had no verdict were left as the kernel had them: they
+	// may or may not be there.
+	for _, dk := range slices.Sorted(maps.Keys(was.keep)) {
+		if _, ok := before[dk]; ok {
+			continue
+		}
+		ap, err := netip.ParseAddrPort(dk)
+		if err != nil {
+			continue
+		}
+		if err := gone(&ipvs.Destination{Address: net.IP(ap.Addr().AsSlice()), Port: ap.Port()}, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sameDestinations says whether two desired versions of a service want the
+// same destinations, the same way, and leave the same ones as they are.
+func sameDestinations(a, b *desiredService) bool {
+	if len(a.dests) != len(b.dests) || len(a.keep) != len(b.keep) || a.ordered != b.ordered {
+		return false
+	}
+	for i := range a.dests { // both sorted by destKey
+		if destKey(a.dests[i]) != destKey(b.dests[i]) || destinationDiffers(a.dests[i], b.dests[i]) {
+			return false
+		}
+	}
+	for k := range a.keep {
+		if !b.keep[k] {
+			return false
+		}
+	}
+	return true
 }
 
 // syncDestinations makes the destinations of one service equal to want

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/moby/ipvs"
@@ -50,6 +51,9 @@ type rig struct {
 	sysctls *kernelfake.Sysctls
 	conns   *kernelfake.Conns
 	state   string
+	// changes makes apply reconcile as Run does after a change (by the
+	// difference) rather than with a whole comparison.
+	changes bool
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -87,9 +91,65 @@ func (r *rig) reopenWith(t *testing.T, mode Mode, set func(*Options)) {
 
 func (r *rig) apply(t *testing.T, c *shoalv1.Config) {
 	t.Helper()
-	r.d.SetConfig(c)
+	// A copy, as raftfsm hands over a new configuration for every change:
+	// the tests change theirs in place.
+	r.d.SetConfig(proto.Clone(c).(*shoalv1.Config))
+	if r.changes {
+		r.change(t)
+		return
+	}
 	if err := r.d.Reconcile(); err != nil {
 		t.Fatalf("reconcile: %v", err)
+	}
+}
+
+// change reconciles as Run does after a change of config or health: by
+// the difference from what the last reconcile left, without listing the
+// kernel. It then checks that this left the kernel where a whole
+// comparison would: a Dataplane that compares a copy of the kernel with
+// the same config and health must find nothing to change.
+func (r *rig) change(t *testing.T) {
+	t.Helper()
+	known := r.d.applied != nil
+	r.ipvs.Reads()
+	if err := r.d.reconcile(false); err != nil {
+		t.Fatalf("reconcile a change: %v", err)
+	}
+	if reads := r.ipvs.Reads(); known && reads != 0 {
+		t.Errorf("a change listed the kernel's table %d times", reads)
+	}
+	copyOf := r.ipvs.Clone()
+	d, err := New(Options{Mode: ModeIPVS, Logger: quietLogger(), Health: r.d.o.Health, IPVS: copyOf,
+		Addresses: kernelfake.NewAddresses(), Announcer: &kernelfake.Announcer{}, Links: kernelfake.NewLinks()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.d.mu.Lock()
+	d.SetConfig(r.d.cfg)
+	r.d.mu.Unlock()
+	if err := d.Reconcile(); err != nil {
+		t.Fatalf("whole comparison after a change: %v", err)
+	}
+	if ops := copyOf.Ops(); len(ops) > 0 {
+		t.Errorf("a change left the kernel short of what it should be; a whole comparison did %q", ops)
+	}
+}
+
+// bothWays runs a test of the reconciler twice: every reconcile a whole
+// comparison with the kernel (Reconcile, the periodic resync), and every
+// reconcile after the first a change applied as its difference (what Run
+// does on SetConfig and HealthChanged).
+func bothWays(t *testing.T, test func(t *testing.T, r *rig)) {
+	for _, changes := range []bool{false, true} {
+		name := "whole"
+		if changes {
+			name = "changes"
+		}
+		t.Run(name, func(t *testing.T) {
+			r := newRig(t, ModeIPVS, "")
+			r.changes = changes
+			test(t, r)
+		})
 	}
 }
 
@@ -137,112 +197,114 @@ func eq(t *testing.T, what string, got, want []string) {
 }
 
 func TestReconcileChangesInPlace(t *testing.T) {
-	r := newRig(t, ModeIPVS, "")
-	c := webConfig()
-	r.apply(t, c)
-	eq(t, "first ops", r.ipvs.Ops(), []string{
-		"NewService tcp/192.0.2.10:80",
-		"NewDestination tcp/192.0.2.10:80 10.0.0.1:80",
-		"NewDestination tcp/192.0.2.10:80 10.0.0.2:80",
-	})
-	eq(t, "dests", r.dests(t, "tcp/192.0.2.10:80"), []string{"10.0.0.1:80 nat 00001", "10.0.0.2:80 nat 00002"})
-
-	// Nothing changed: nothing done.
-	r.apply(t, c)
-	eq(t, "idle ops", r.ipvs.Ops(), nil)
-
-	steps := []struct {
-		name   string
-		change func(*shoalv1.VirtualService)
-		ops    []string
-	}{
-		{"weight", func(vs *shoalv1.VirtualService) { vs.RealServers[0].Weight = proto.Uint32(5) },
-			[]string{"UpdateDestination tcp/192.0.2.10:80 10.0.0.1:80"}},
-		// A threshold is an edit of the destination, never a delete and
-		// add, which would drop its connections.
-		{"thresholds", func(vs *shoalv1.VirtualService) {
-			vs.RealServers[1].UpperThreshold, vs.RealServers[1].LowerThreshold = 100, 60
-		}, []string{"UpdateDestination tcp/192.0.2.10:80 10.0.0.2:80"}},
-		{"upper threshold only", func(vs *shoalv1.VirtualService) { vs.RealServers[1].LowerThreshold = 0 },
-			[]string{"UpdateDestination tcp/192.0.2.10:80 10.0.0.2:80"}},
-		{"scheduler", func(vs *shoalv1.VirtualService) { vs.Scheduler = "rr" },
-			[]string{"UpdateService tcp/192.0.2.10:80"}},
-		{"persistence", func(vs *shoalv1.VirtualService) { vs.PersistenceTimeout = 300; vs.PersistencePrefix = 24 },
-			[]string{"UpdateService tcp/192.0.2.10:80"}},
-		{"forwarding of the service", func(vs *shoalv1.VirtualService) { vs.Forward = "dr" },
-			[]string{"UpdateDestination tcp/192.0.2.10:80 10.0.0.1:80", "UpdateDestination tcp/192.0.2.10:80 10.0.0.2:80"}},
-		{"forwarding of one server", func(vs *shoalv1.VirtualService) { vs.RealServers[1].Forward = "tun" },
-			[]string{"UpdateDestination tcp/192.0.2.10:80 10.0.0.2:80"}},
-		{"add server", func(vs *shoalv1.VirtualService) { vs.RealServers = append(vs.RealServers, rs("10.0.0.3")) },
-			[]string{"NewDestination tcp/192.0.2.10:80 10.0.0.3:80"}},
-		{"remove server", func(vs *shoalv1.VirtualService) { vs.RealServers = vs.RealServers[1:] },
-			[]string{"DelDestination tcp/192.0.2.10:80 10.0.0.1:80"}},
-		{"inactive server", func(vs *shoalv1.VirtualService) { vs.RealServers[0].Active = proto.Bool(false) },
-			[]string{"DelDestination tcp/192.0.2.10:80 10.0.0.2:80"}},
-		{"active again", func(vs *shoalv1.VirtualService) { vs.RealServers[0].Active = proto.Bool(true) },
-			[]string{"NewDestination tcp/192.0.2.10:80 10.0.0.2:80"}},
-		{"inactive service", func(vs *shoalv1.VirtualService) { vs.Active = proto.Bool(false) },
-			[]string{"DelService tcp/192.0.2.10:80"}},
-		{"active service", func(vs *shoalv1.VirtualService) { vs.Active = nil },
-			[]string{"NewService tcp/192.0.2.10:80", "NewDestination tcp/192.0.2.10:80 10.0.0.2:80", "NewDestination tcp/192.0.2.10:80 10.0.0.3:80"}},
-	}
-	for _, s := range steps {
-		s.change(c.Services[0])
-		c.Serial++
+	bothWays(t, func(t *testing.T, r *rig) {
+		c := webConfig()
 		r.apply(t, c)
-		eq(t, s.name, r.ipvs.Ops(), s.ops)
-	}
-	svc, _, _ := r.ipvs.Service("tcp/192.0.2.10:80")
-	if svc.SchedName != "rr" || svc.Timeout != 300 || svc.Flags&svcFlagPersistent == 0 || persistencePrefix(&svc) != 24 {
-		t.Errorf("service after updates: %+v", svc)
-	}
-	eq(t, "final dests", r.dests(t, "tcp/192.0.2.10:80"), []string{"10.0.0.2:80 tun 00002", "10.0.0.3:80 dr 00001"})
-	_, ds, _ := r.ipvs.Service("tcp/192.0.2.10:80")
-	if ds[0].UpperThreshold != 100 || ds[0].LowerThreshold != 0 || ds[1].UpperThreshold != 0 {
-		t.Errorf("thresholds in the kernel: %+v", ds)
-	}
+		eq(t, "first ops", r.ipvs.Ops(), []string{
+			"NewService tcp/192.0.2.10:80",
+			"NewDestination tcp/192.0.2.10:80 10.0.0.1:80",
+			"NewDestination tcp/192.0.2.10:80 10.0.0.2:80",
+		})
+		eq(t, "dests", r.dests(t, "tcp/192.0.2.10:80"), []string{"10.0.0.1:80 nat 00001", "10.0.0.2:80 nat 00002"})
 
-	c.Services = nil
-	r.apply(t, c)
-	eq(t, "service removed", r.ipvs.Ops(), []string{"DelService tcp/192.0.2.10:80"})
-	eq(t, "kernel empty", r.ipvs.Keys(), nil)
+		// Nothing changed: nothing done.
+		r.apply(t, c)
+		eq(t, "idle ops", r.ipvs.Ops(), nil)
+
+		steps := []struct {
+			name   string
+			change func(*shoalv1.VirtualService)
+			ops    []string
+		}{
+			{"weight", func(vs *shoalv1.VirtualService) { vs.RealServers[0].Weight = proto.Uint32(5) },
+				[]string{"UpdateDestination tcp/192.0.2.10:80 10.0.0.1:80"}},
+			// A threshold is an edit of the destination, never a delete and
+			// add, which would drop its connections.
+			{"thresholds", func(vs *shoalv1.VirtualService) {
+				vs.RealServers[1].UpperThreshold, vs.RealServers[1].LowerThreshold = 100, 60
+			}, []string{"UpdateDestination tcp/192.0.2.10:80 10.0.0.2:80"}},
+			{"upper threshold only", func(vs *shoalv1.VirtualService) { vs.RealServers[1].LowerThreshold = 0 },
+				[]string{"UpdateDestination tcp/192.0.2.10:80 10.0.0.2:80"}},
+			{"scheduler", func(vs *shoalv1.VirtualService) { vs.Scheduler = "rr" },
+				[]string{"UpdateService tcp/192.0.2.10:80"}},
+			{"persistence", func(vs *shoalv1.VirtualService) { vs.PersistenceTimeout = 300; vs.PersistencePrefix = 24 },
+				[]string{"UpdateService tcp/192.0.2.10:80"}},
+			{"forwarding of the service", func(vs *shoalv1.VirtualService) { vs.Forward = "dr" },
+				[]string{"UpdateDestination tcp/192.0.2.10:80 10.0.0.1:80", "UpdateDestination tcp/192.0.2.10:80 10.0.0.2:80"}},
+			{"forwarding of one server", func(vs *shoalv1.VirtualService) { vs.RealServers[1].Forward = "tun" },
+				[]string{"UpdateDestination tcp/192.0.2.10:80 10.0.0.2:80"}},
+			{"add server", func(vs *shoalv1.VirtualService) { vs.RealServers = append(vs.RealServers, rs("10.0.0.3")) },
+				[]string{"NewDestination tcp/192.0.2.10:80 10.0.0.3:80"}},
+			{"remove server", func(vs *shoalv1.VirtualService) { vs.RealServers = vs.RealServers[1:] },
+				[]string{"DelDestination tcp/192.0.2.10:80 10.0.0.1:80"}},
+			{"inactive server", func(vs *shoalv1.VirtualService) { vs.RealServers[0].Active = proto.Bool(false) },
+				[]string{"DelDestination tcp/192.0.2.10:80 10.0.0.2:80"}},
+			{"active again", func(vs *shoalv1.VirtualService) { vs.RealServers[0].Active = proto.Bool(true) },
+				[]string{"NewDestination tcp/192.0.2.10:80 10.0.0.2:80"}},
+			{"inactive service", func(vs *shoalv1.VirtualService) { vs.Active = proto.Bool(false) },
+				[]string{"DelService tcp/192.0.2.10:80"}},
+			{"active service", func(vs *shoalv1.VirtualService) { vs.Active = nil },
+				[]string{"NewService tcp/192.0.2.10:80", "NewDestination tcp/192.0.2.10:80 10.0.0.2:80", "NewDestination tcp/192.0.2.10:80 10.0.0.3:80"}},
+		}
+		for _, s := range steps {
+			s.change(c.Services[0])
+			c.Serial++
+			r.apply(t, c)
+			eq(t, s.name, r.ipvs.Ops(), s.ops)
+		}
+		svc, _, _ := r.ipvs.Service("tcp/192.0.2.10:80")
+		if svc.SchedName != "rr" || svc.Timeout != 300 || svc.Flags&svcFlagPersistent == 0 || persistencePrefix(&svc) != 24 {
+			t.Errorf("service after updates: %+v", svc)
+		}
+		eq(t, "final dests", r.dests(t, "tcp/192.0.2.10:80"), []string{"10.0.0.2:80 tun 00002", "10.0.0.3:80 dr 00001"})
+		_, ds, _ := r.ipvs.Service("tcp/192.0.2.10:80")
+		if ds[0].UpperThreshold != 100 || ds[0].LowerThreshold != 0 || ds[1].UpperThreshold != 0 {
+			t.Errorf("thresholds in the kernel: %+v", ds)
+		}
+
+		c.Services = nil
+		r.apply(t, c)
+		eq(t, "service removed", r.ipvs.Ops(), []string{"DelService tcp/192.0.2.10:80"})
+		eq(t, "kernel empty", r.ipvs.Keys(), nil)
+	})
 }
 
 func TestHealthQuiesceAndSorryServer(t *testing.T) {
-	r := newRig(t, ModeIPVS, "")
-	c := webConfig()
-	vs := c.Services[0]
-	vs.SorryServer = &shoalv1.RealServer{Address: "10.9.9.9", Port: 8080}
-	key := "tcp/192.0.2.10:80"
-	r.apply(t, c)
+	bothWays(t, func(t *testing.T, r *rig) {
+		c := webConfig()
+		vs := c.Services[0]
+		vs.SorryServer = &shoalv1.RealServer{Address: "10.9.9.9", Port: 8080}
+		key := "tcp/192.0.2.10:80"
+		r.apply(t, c)
 
-	r.health.set("web", "10.0.0.1:80", false)
-	r.apply(t, c)
-	eq(t, "down, removed", r.dests(t, key), []string{"10.0.0.2:80 nat 00002"})
+		r.health.set("web", "10.0.0.1:80", false)
+		r.apply(t, c)
+		eq(t, "down, removed", r.dests(t, key), []string{"10.0.0.2:80 nat 00002"})
 
-	vs.Quiesce = true
-	r.apply(t, c)
-	eq(t, "down, quiesced", r.dests(t, key), []string{"10.0.0.1:80 nat 00000", "10.0.0.2:80 nat 00002"})
-	r.ipvs.Ops()
+		vs.Quiesce = true
+		r.apply(t, c)
+		eq(t, "down, quiesced", r.dests(t, key), []string{"10.0.0.1:80 nat 00000", "10.0.0.2:80 nat 00002"})
+		r.ipvs.Ops()
 
-	r.health.set("web", "10.0.0.2:80", false)
-	r.apply(t, c)
-	eq(t, "all down: sorry server alone", r.dests(t, key), []string{"10.9.9.9:8080 nat 00001"})
-	eq(t, "sorry added before the others leave", r.ipvs.Ops(), []string{
-		"NewDestination tcp/192.0.2.10:80 10.9.9.9:8080",
-		"DelDestination tcp/192.0.2.10:80 10.0.0.1:80",
-		"DelDestination tcp/192.0.2.10:80 10.0.0.2:80",
+		r.health.set("web", "10.0.0.2:80", false)
+		r.apply(t, c)
+		eq(t, "all down: sorry server alone", r.dests(t, key), []string{"10.9.9.9:8080 nat 00001"})
+		eq(t, "sorry added before the others leave", r.ipvs.Ops(), []string{
+			"NewDestination tcp/192.0.2.10:80 10.9.9.9:8080",
+			"DelDestination tcp/192.0.2.10:80 10.0.0.1:80",
+			"DelDestination tcp/192.0.2.10:80 10.0.0.2:80",
+		})
+
+		r.health.set("web", "10.0.0.2:80", true)
+		r.apply(t, c)
+		eq(t, "one back: sorry server leaves", r.dests(t, key), []string{"10.0.0.1:80 nat 00000", "10.0.0.2:80 nat 00002"})
+
+		// Without a sorry server, all down and not quiescing means no destination.
+		vs.SorryServer, vs.Quiesce = nil, false
+		r.health.set("web", "10.0.0.2:80", false)
+		r.apply(t, c)
+		eq(t, "all down, no sorry server", r.dests(t, key), nil)
 	})
-
-	r.health.set("web", "10.0.0.2:80", true)
-	r.apply(t, c)
-	eq(t, "one back: sorry server leaves", r.dests(t, key), []string{"10.0.0.1:80 nat 00000", "10.0.0.2:80 nat 00002"})
-
-	// Without a sorry server, all down and not quiescing means no destination.
-	vs.SorryServer, vs.Quiesce = nil, false
-	r.health.set("web", "10.0.0.2:80", false)
-	r.apply(t, c)
-	eq(t, "all down, no sorry server", r.dests(t, key), nil)
 }
 
 func TestDriftRepairAfterFlush(t *testing.T) {
@@ -324,17 +386,18 @@ func TestNoConfigYetTouchesNothing(t *testing.T) {
 }
 
 func TestTimeouts(t *testing.T) {
-	r := newRig(t, ModeIPVS, "")
-	c := webConfig()
-	c.Global = &shoalv1.Global{TcpTimeout: durationpb(600), UdpTimeout: durationpb(30)}
-	r.apply(t, c)
-	got, _ := r.ipvs.GetConfig()
-	if got.TimeoutTCP.Seconds() != 600 || got.TimeoutUDP.Seconds() != 30 || got.TimeoutTCPFin.Seconds() != 120 {
-		t.Errorf("timeouts %+v", got)
-	}
-	r.ipvs.Ops()
-	r.apply(t, c)
-	eq(t, "timeouts set once", r.ipvs.Ops(), nil)
+	bothWays(t, func(t *testing.T, r *rig) {
+		c := webConfig()
+		c.Global = &shoalv1.Global{TcpTimeout: durationpb(600), UdpTimeout: durationpb(30)}
+		r.apply(t, c)
+		got, _ := r.ipvs.GetConfig()
+		if got.TimeoutTCP.Seconds() != 600 || got.TimeoutUDP.Seconds() != 30 || got.TimeoutTCPFin.Seconds() != 120 {
+			t.Errorf("timeouts %+v", got)
+		}
+		r.ipvs.Ops()
+		r.apply(t, c)
+		eq(t, "timeouts set once", r.ipvs.Ops(), nil)
+	})
 }
 
 func TestBadServiceDoesNotHoldBackOthers(t *testing.T) {
@@ -350,5 +413,154 @@ func TestBadServiceDoesNotHoldBackOthers(t *testing.T) {
 	r.d.Status(&st)
 	if st.ReconcileError == "" || st.ReconciledSerial != 0 {
 		t.Errorf("status after failure: %q serial %d", st.ReconcileError, st.ReconciledSerial)
+	}
+}
+
+// TestChangeCostsWhatItChanges: on a table of 100 services × 10, one weight
+// change is one destination update and no listing of the kernel; the
+// periodic resync lists everything and finds nothing to do.
+func TestChangeCostsWhatItChanges(t *testing.T) {
+	r := newRig(t, ModeIPVS, "")
+	c := bigConfig(100, 10)
+	r.apply(t, c)
+	r.ipvs.Ops()
+
+	// As raftfsm makes the next configuration: every other service shared.
+	c = withService(c, 42, func(vs *shoalv1.VirtualService) { vs.RealServers[7].Weight = proto.Uint32(9) })
+	r.d.SetConfig(c)
+	r.ipvs.Reads()
+	if err := r.d.reconcile(false); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "one weight change", r.ipvs.Ops(), []string{"UpdateDestination tcp/10.100.42.1:80 172.16.42.8:80"})
+	if n := r.ipvs.Reads(); n != 0 {
+		t.Errorf("a weight change listed the kernel %d times, want 0", n)
+	}
+
+	// A health verdict changes under a service that did not change.
+	r.health.set("svc0017", "172.16.17.3:80", false)
+	if err := r.d.reconcile(false); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "one server down", r.ipvs.Ops(), []string{"DelDestination tcp/10.100.17.1:80 172.16.17.3:80"})
+	r.health.set("svc0017", "172.16.17.3:80", true)
+	if err := r.d.reconcile(false); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "up again", r.ipvs.Ops(), []string{"NewDestination tcp/10.100.17.1:80 172.16.17.3:80"})
+
+	if err := r.d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "idle resync", r.ipvs.Ops(), nil)
+	if n := r.ipvs.Reads(); n != 1+100 {
+		t.Errorf("a resync listed %d times, want the services and each one's destinations (101)", n)
+	}
+
+	// A global setting the services depend on (the announcement mode)
+	// changes under services that did not: they are computed again.
+	c = withService(c, 3, func(vs *shoalv1.VirtualService) { vs.Scheduler = "mh" })
+	r.d.SetConfig(c)
+	if err := r.d.reconcile(false); err != nil {
+		t.Fatal(err)
+	}
+	if svc, _, _ := r.ipvs.Service("tcp/10.100.3.1:80"); svc.SchedName != "mh" || svc.Flags&(svcFlagSchedSH1|svcFlagSchedSH2) != 0 {
+		t.Errorf("mh service announced by l2: %+v", svc)
+	}
+	c = &shoalv1.Config{Serial: c.Serial + 1, Global: &shoalv1.Global{Announce: "bgp"}, Services: c.Services}
+	r.d.SetConfig(c)
+	if err := r.d.reconcile(false); err != nil {
+		t.Fatal(err)
+	}
+	if svc, _, _ := r.ipvs.Service("tcp/10.100.3.1:80"); svc.Flags&(svcFlagSchedSH1|svcFlagSchedSH2) == 0 {
+		t.Errorf("the same service once bgp announces every service: %+v", svc)
+	}
+}
+
+// withService is c's next configuration as raftfsm makes it: a new
+// configuration and a new copy of service i, changed by edit, every other
+// service shared.
+func withService(c *shoalv1.Config, i int, edit func(*shoalv1.VirtualService)) *shoalv1.Config {
+	next := &shoalv1.Config{Serial: c.Serial + 1, Global: c.Global, Services: slices.Clone(c.Services)}
+	vs := proto.Clone(c.Services[i]).(*shoalv1.VirtualService)
+	edit(vs)
+	next.Services[i] = vs
+	return next
+}
+
+// TestDriftRepairedByResync: entries changed behind shoal's back that no
+// change touches stay as they are until the next resync, which repairs
+// them; a change that runs into drift compares the whole table at once.
+func TestDriftRepairedByResync(t *testing.T) {
+	r := newRig(t, ModeIPVS, "")
+	c := bigConfig(3, 2)
+	r.apply(t, c)
+	want := map[string][]string{}
+	for _, k := range r.ipvs.Keys() {
+		want[k] = r.dests(t, k)
+	}
+	svc0, _, _ := r.ipvs.Service("tcp/10.100.0.1:80")
+	svc1, _, _ := r.ipvs.Service("tcp/10.100.1.1:80")
+	// By hand: a weight, a destination out, a whole service out.
+	_ = r.ipvs.UpdateDestination(&svc0, &ipvs.Destination{Address: netip.MustParseAddr("172.16.0.1").AsSlice(), Port: 80, Weight: 50})
+	_ = r.ipvs.DelDestination(&svc1, &ipvs.Destination{Address: netip.MustParseAddr("172.16.1.2").AsSlice(), Port: 80})
+	svc2, _, _ := r.ipvs.Service("tcp/10.100.2.1:80")
+	_ = r.ipvs.DelService(&svc2)
+	r.ipvs.Ops()
+
+	// A change elsewhere applies itself alone and leaves the drift be.
+	c = proto.Clone(c).(*shoalv1.Config)
+	c.Serial++
+	c.Services[0].RealServers[1].Weight = proto.Uint32(3)
+	r.d.SetConfig(c)
+	if err := r.d.reconcile(false); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "the change alone", r.ipvs.Ops(), []string{"UpdateDestination tcp/10.100.0.1:80 172.16.0.2:80"})
+	eq(t, "drift not yet repaired", r.ipvs.Keys(), []string{"tcp/10.100.0.1:80", "tcp/10.100.1.1:80"})
+
+	// The resync repairs it.
+	if err := r.d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	want["tcp/10.100.0.1:80"] = []string{"172.16.0.1:80 nat 00001", "172.16.0.2:80 nat 00003"}
+	for _, k := range r.ipvs.Keys() {
+		eq(t, "repaired "+k, r.dests(t, k), want[k])
+	}
+	eq(t, "services repaired", r.ipvs.Keys(), []string{"tcp/10.100.0.1:80", "tcp/10.100.1.1:80", "tcp/10.100.2.1:80"})
+
+	// A change that meets an entry removed by hand fails, and the same
+	// reconcile compares everything and repairs it.
+	_ = r.ipvs.DelDestination(&svc1, &ipvs.Destination{Address: netip.MustParseAddr("172.16.1.1").AsSlice(), Port: 80})
+	c = proto.Clone(c).(*shoalv1.Config)
+	c.Serial++
+	c.Services[1].RealServers[0].Weight = proto.Uint32(4)
+	r.d.SetConfig(c)
+	if err := r.d.reconcile(false); err != nil {
+		t.Fatalf("a change that met drift: %v", err)
+	}
+	eq(t, "repaired in the same reconcile", r.dests(t, "tcp/10.100.1.1:80"), []string{"172.16.1.1:80 nat 00004", "172.16.1.2:80 nat 00001"})
+
+	// A failed change leaves the state unknown: the next change compares
+	// the whole table, and the one after is a difference again.
+	r.ipvs.FailNext("UpdateDestination", syscall.EIO)
+	c = proto.Clone(c).(*shoalv1.Config)
+	c.Serial++
+	c.Services[2].RealServers[0].Weight = proto.Uint32(6)
+	r.d.SetConfig(c)
+	if err := r.d.reconcile(false); err != nil {
+		t.Fatalf("the whole comparison after a failed change: %v", err)
+	}
+	eq(t, "applied by the whole comparison", r.dests(t, "tcp/10.100.2.1:80"), []string{"172.16.2.1:80 nat 00006", "172.16.2.2:80 nat 00001"})
+	r.ipvs.Reads()
+	c = proto.Clone(c).(*shoalv1.Config)
+	c.Serial++
+	c.Services[2].RealServers[0].Weight = proto.Uint32(7)
+	r.d.SetConfig(c)
+	if err := r.d.reconcile(false); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.ipvs.Reads(); n != 0 {
+		t.Errorf("after a clean whole comparison a change listed the kernel %d times", n)
 	}
 }

@@ -37,6 +37,7 @@ type IPVS struct {
 	services map[string]*service
 	seq      int
 	ops      []string
+	reads    int
 	fail     map[string]error
 	timeouts ipvs.Config
 }
@@ -97,11 +98,42 @@ func (f *IPVS) Ops() []string {
 	return out
 }
 
+// Reads returns how many listings (GetServices, GetDestinations) were
+// made since the last call, and forgets them: on a real kernel each is a
+// netlink dump, whose cost grows with the table.
+func (f *IPVS) Reads() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := f.reads
+	f.reads = 0
+	return n
+}
+
 func (f *IPVS) record(op string, parts ...string) {
 	for _, p := range parts {
 		op += " " + p
 	}
 	f.ops = append(f.ops, op)
+}
+
+// Clone returns a copy of the table (services, destinations in their
+// order, timeouts), with no recorded operations or pending failures.
+func (f *IPVS) Clone() *IPVS {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := NewIPVS()
+	c.seq, c.timeouts = f.seq, f.timeouts
+	for k, s := range f.services {
+		n := &service{svc: s.svc, dests: make(map[string]*ipvs.Destination, len(s.dests)), list: slices.Clone(s.list), order: s.order}
+		n.svc.Address = slices.Clone(s.svc.Address)
+		for dk, d := range s.dests {
+			dc := *d
+			dc.Address = slices.Clone(d.Address)
+			n.dests[dk] = &dc
+		}
+		c.services[k] = n
+	}
+	return c
 }
 
 // Flush deletes everything, as ipvsadm -C does behind shoal's back; it is not
@@ -165,6 +197,7 @@ func (f *IPVS) SetStats(key, dest string, st ipvs.SvcStats, active, inactive int
 func (f *IPVS) GetServices() ([]*ipvs.Service, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.reads++
 	if err := f.failing("GetServices"); err != nil {
 		return nil, err
 	}
@@ -185,6 +218,7 @@ func (f *IPVS) GetServices() ([]*ipvs.Service, error) {
 func (f *IPVS) GetDestinations(s *ipvs.Service) ([]*ipvs.Destination, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.reads++
 	if err := f.failing("GetDestinations"); err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -36,10 +37,13 @@ type Options struct {
 	// speed (default in the guest: --profile=wan). Values may not contain
 	// spaces or commas: they travel on the kernel command line.
 	LvsdFlags []string
-	MemoryMB  int
-	CPUs      int
-	Console   func(line string) // every console line; nil discards
-	Logf      func(format string, args ...any)
+	// Scale is the number of services (of 10 real servers) of the opt-in
+	// scale scenario; 0 = the guest's default.
+	Scale    int
+	MemoryMB int
+	CPUs     int
+	Console  func(line string) // every console line; nil discards
+	Logf     func(format string, args ...any)
 }
 
 // Run prepares everything and boots the lab once, returning the guest's
@@ -130,6 +134,21 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		order.WriteString(m.Name + "\n")
 	}
 	rd.File("lib/modules/order", []byte(order.String()), 0o644)
+	if slices.Contains(o.Scenarios, "scale-cluster") && o.MemoryMB == 0 {
+		// Three lvsd with 100,000 real servers each, and their kernels'.
+		o.MemoryMB = 3072
+	}
+	if slices.Contains(o.Scenarios, "scale") {
+		// The scale scenario's baseline; without it the scenario still
+		// measures shoal and says why there is no baseline.
+		files, err := FetchIPVSAdm(cache)
+		if err != nil {
+			rd.File("lab/ipvsadm.missing", []byte(err.Error()), 0o644)
+		}
+		for guest, host := range files {
+			rd.HostFile(guest, host, 0o755)
+		}
+	}
 	initrd := filepath.Join(o.Work, "initrd.gz")
 	f, err := os.Create(initrd)
 	if err != nil {
@@ -147,6 +166,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	var app []string
 	if len(o.Scenarios) > 0 {
 		app = append(app, "vmlab.run="+strings.Join(o.Scenarios, ","))
+	}
+	if o.Scale > 0 {
+		app = append(app, fmt.Sprintf("vmlab.scale=%d", o.Scale))
 	}
 	if len(o.LvsdFlags) > 0 {
 		app = append(app, "vmlab.lvsd="+strings.Join(o.LvsdFlags, ","))

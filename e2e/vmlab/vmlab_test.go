@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,7 @@ import (
 //
 //	SHOAL_VMLAB_RUN=nat,dr       run only these scenarios (and "lab", which they need)
 //	SHOAL_VMLAB_LVSD_FLAGS=...   comma-separated extra lvsd flags (default --profile=wan)
+//	SHOAL_VMLAB_RUN=scale SHOAL_VMLAB_SCALE=10000   the opt-in scale benchmark at 10,000 services (default 1,000)
 //	SHOAL_VMLAB_CONSOLE=1        echo the whole serial console into the test log
 func TestVMLab(t *testing.T) {
 	if testing.Short() {
@@ -30,7 +32,13 @@ func TestVMLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 16*time.Minute)
+	deadline := 16 * time.Minute
+	if strings.Contains(os.Getenv("SHOAL_VMLAB_RUN"), "scale") {
+		// The opt-in scale scenarios take tens of minutes at 10,000
+		// services: run them with go test -timeout 60m.
+		deadline = 55 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 
 	var (
@@ -53,6 +61,13 @@ func TestVMLab(t *testing.T) {
 	}
 	if s := os.Getenv("SHOAL_VMLAB_RUN"); s != "" {
 		opts.Scenarios = strings.Split(s, ",")
+	}
+	if s := os.Getenv("SHOAL_VMLAB_SCALE"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			t.Fatalf("SHOAL_VMLAB_SCALE=%q: want a number of services", s)
+		}
+		opts.Scale = n
 	}
 	if s := os.Getenv("SHOAL_VMLAB_LVSD_FLAGS"); s != "" {
 		opts.LvsdFlags = strings.Split(s, ",")

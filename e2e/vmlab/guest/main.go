@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -160,6 +161,7 @@ func poweroff() {
 type options struct {
 	run       map[string]bool // scenarios to run; empty = all
 	lvsdFlags []string        // extra lvsd flags, e.g. Raft timing for emulation speed
+	scale     int             // services of the scale scenario; 0 = defaultScale
 }
 
 func parseCmdline() options {
@@ -174,6 +176,8 @@ func parseCmdline() options {
 					o.run[s] = true
 				}
 			}
+		case "vmlab.scale":
+			o.scale, _ = strconv.Atoi(v)
 		case "vmlab.lvsd":
 			for _, s := range strings.Split(v, ",") {
 				if s != "" {

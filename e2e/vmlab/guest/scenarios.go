@@ -32,10 +32,15 @@ type scenario struct {
 	fn    func(*run) error
 }
 
+// optIn scenarios run only when named (SHOAL_VMLAB_RUN), not in the
+// default run of every scenario: they take minutes of emulated time.
+var optIn = map[string]bool{"scale": true, "scale-cluster": true}
+
 var scenarios = []scenario{
 	{"ipvs-kernel", "", ipvsKernel},
 	{"sync-kernel", "", syncKernel},
 	{"dataplane-test", "", dataplaneTest},
+	{"scale", "", scaleBench},
 	{"lab", "", setUpLab},
 	{"nat", "lab", natRR},
 	{"dr", "lab", directRouting},
@@ -53,6 +58,7 @@ var scenarios = []scenario{
 	{"sync-transfer", "sync-lag", syncTransfer},
 	{"sync-v6-tun", "sync-lag", syncV6Tun},
 	{"active-active", "lab", activeActive},
+	{"scale-cluster", "lab", scaleCluster},
 	{"failover", "lab", failover},
 }
 
@@ -81,7 +87,7 @@ func runScenarios(o options) {
 		}
 	}
 	for _, s := range scenarios {
-		if !o.wants(s.name) {
+		if !o.wants(s.name) || optIn[s.name] && !o.run[s.name] {
 			continue
 		}
 		if s.needs != "" && !r.passed[s.needs] {

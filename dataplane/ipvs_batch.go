@@ -1,0 +1,207 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+
+	"github.com/moby/ipvs"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// IPVSAdder is an IPVS that can add many entries in one round trip. moby/ipvs
+// makes one (send, wait for the answer) per entry, which is what ipvsadm -R
+// does too; programming 100,000 destinations from empty is then 100,000 round
+// trips. *KernelIPVS implements it; the reconciler uses it where it has many
+// entries to add, and the IPVS interface elsewhere.
+type IPVSAdder interface {
+	// Add adds each entry in order: a service (Dest nil) or a destination
+	// of Service. It returns one error per entry, nil where it was added;
+	// an entry after a failed one is still tried.
+	Add(entries []IPVSEntry) []error
+}
+
+// IPVSEntry is one service or destination to add.
+type IPVSEntry struct {
+	Service *ipvs.Service
+	Dest    *ipvs.Destination // nil: the service itself
+}
+
+// Generic netlink commands and attributes of include/uapi/linux/ip_vs.h,
+// encoded as moby/ipvs encodes them (fillService, fillDestination), so that
+// an entry added in a batch is the same as one added alone.
+const (
+	ipvsGenlVersion = 1
+
+	ipvsCmdNewService = 1 // IPVS_CMD_NEW_SERVICE
+	ipvsCmdNewDest    = 5 // IPVS_CMD_NEW_DEST
+
+	ipvsCmdAttrService = 1 // IPVS_CMD_ATTR_SERVICE
+	ipvsCmdAttrDest    = 2 // IPVS_CMD_ATTR_DEST
+
+	ipvsSvcAttrAF        = 1
+	ipvsSvcAttrProtocol  = 2
+	ipvsSvcAttrAddr      = 3
+	ipvsSvcAttrPort      = 4
+	ipvsSvcAttrFWMark    = 5
+	ipvsSvcAttrSchedName = 6
+	ipvsSvcAttrFlags     = 7
+	ipvsSvcAttrTimeout   = 8
+	ipvsSvcAttrNetmask   = 9
+	ipvsSvcAttrPEName    = 11
+
+	ipvsDestAttrAddr      = 1
+	ipvsDestAttrPort      = 2
+	ipvsDestAttrFwdMethod = 3
+	ipvsDestAttrWeight    = 4
+	ipvsDestAttrUThresh   = 5
+	ipvsDestAttrLThresh   = 6
+)
+
+// addBatch is how many commands go in one write to the kernel. The kernel
+// runs the commands of one write one after the other and queues one answer
+// (an acknowledgement of about 36 bytes, but a socket buffer's worth of
+// accounting, near 1 KiB) for each on the socket until it is read: 64 stay
+// well inside the default receive buffer (net.core.rmem_default, 208 KiB).
+// Losing an answer to a full buffer would leave Add waiting for it.
+const addBatch = 64
+
+// batchSocket is the generic netlink socket of Add, apart from moby/ipvs's
+// own so that their sequence numbers never meet.
+type batchSocket struct {
+	sock   *nl.NetlinkSocket
+	family uint16
+	seq    uint32
+}
+
+func openBatchSocket() (*batchSocket, error) {
+	fam, err := netlink.GenlFamilyGet("IPVS")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoIPVS, err)
+	}
+	sock, err := nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_GENERIC)
+	if err != nil {
+		return nil, fmt.Errorf("open generic netlink: %w", err)
+	}
+	if err := sock.SetReceiveTimeout(&nl.SocketTimeoutTv); err != nil {
+		sock.Close()
+		return nil, err
+	}
+	return &batchSocket{sock: sock, family: fam.ID}, nil
+}
+
+// Add implements IPVSAdder: up to addBatch commands per write, then their
+// answers, matched by sequence number.
+func (k *KernelIPVS) Add(entries []IPVSEntry) []error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	errs := make([]error, len(entries))
+	for start := 0; start < len(entries); start += addBatch {
+		end := min(start+addBatch, len(entries))
+		if err := k.batch.add(entries[start:end], errs[start:end]); err != nil {
+			// The answers of this write are lost with the socket's
+			// state: say so for every entry not yet answered, and stop.
+			for i := start; i < len(entries); i++ {
+				if errs[i] == nil {
+					errs[i] = err
+				}
+			}
+			break
+		}
+	}
+	return errs
+}
+
+func (b *batchSocket) add(entries []IPVSEntry, errs []error) error {
+	var buf []byte
+	first := b.seq + 1
+	for _, e := range entries {
+		cmd := uint8(ipvsCmdNewService)
+		if e.Dest != nil {
+			cmd = ipvsCmdNewDest
+		}
+		req := nl.NewNetlinkRequest(int(b.family), unix.NLM_F_ACK)
+		b.seq++
+		req.Seq = b.seq
+		req.AddData(&nl.Genlmsg{Command: cmd, Version: ipvsGenlVersion})
+		req.AddData(serviceAttr(e.Service))
+		if e.Dest != nil {
+			req.AddData(destAttr(e.Dest))
+		}
+		buf = append(buf, req.Serialize()...)
+	}
+	if err := unix.Sendto(b.sock.GetFd(), buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return fmt.Errorf("send %d IPVS commands: %w", len(entries), err)
+	}
+	answered := make([]bool, len(entries))
+	for left := len(entries); left > 0; {
+		msgs, _, err := b.sock.Receive()
+		if err != nil {
+			if errors.Is(err, unix.EAGAIN) {
+				err = fmt.Errorf("no answer within %v", nl.SocketTimeoutTv)
+			}
+			return fmt.Errorf("answers to %d IPVS commands, %d missing: %w", len(entries), left, err)
+		}
+		for _, m := range msgs {
+			i := m.Header.Seq - first // wraps past the top like the numbers
+			if m.Header.Type != unix.NLMSG_ERROR || i >= uint32(len(entries)) || answered[i] || len(m.Data) < 4 {
+				continue // not an answer to this write
+			}
+			answered[i] = true
+			left--
+			if errno := int32(binary.NativeEndian.Uint32(m.Data[:4])); errno != 0 {
+				errs[i] = syscall.Errno(-errno)
+			}
+		}
+	}
+	return nil
+}
+
+func (b *batchSocket) close() { b.sock.Close() }
+
+func serviceAttr(s *ipvs.Service) *nl.RtAttr {
+	a := nl.NewRtAttr(ipvsCmdAttrService, nil)
+	a.AddRtAttr(ipvsSvcAttrAF, nl.Uint16Attr(s.AddressFamily))
+	if s.FWMark != 0 {
+		a.AddRtAttr(ipvsSvcAttrFWMark, nl.Uint32Attr(s.FWMark))
+	} else {
+		a.AddRtAttr(ipvsSvcAttrProtocol, nl.Uint16Attr(s.Protocol))
+		a.AddRtAttr(ipvsSvcAttrAddr, ipBytes(s.Address))
+		a.AddRtAttr(ipvsSvcAttrPort, binary.BigEndian.AppendUint16(nil, s.Port))
+	}
+	a.AddRtAttr(ipvsSvcAttrSchedName, nl.ZeroTerminated(s.SchedName))
+	if s.PEName != "" {
+		a.AddRtAttr(ipvsSvcAttrPEName, nl.ZeroTerminated(s.PEName))
+	}
+	// struct ip_vs_flags {flags, mask}: every bit is ours to say.
+	flags := binary.NativeEndian.AppendUint32(nil, s.Flags)
+	a.AddRtAttr(ipvsSvcAttrFlags, binary.NativeEndian.AppendUint32(flags, 0xFFFFFFFF))
+	a.AddRtAttr(ipvsSvcAttrTimeout, nl.Uint32Attr(s.Timeout))
+	a.AddRtAttr(ipvsSvcAttrNetmask, nl.Uint32Attr(s.Netmask))
+	return a
+}
+
+func destAttr(d *ipvs.Destination) *nl.RtAttr {
+	a := nl.NewRtAttr(ipvsCmdAttrDest, nil)
+	a.AddRtAttr(ipvsDestAttrAddr, ipBytes(d.Address))
+	a.AddRtAttr(ipvsDestAttrPort, binary.BigEndian.AppendUint16(nil, d.Port))
+	a.AddRtAttr(ipvsDestAttrFwdMethod, nl.Uint32Attr(d.ConnectionFlags&ipvs.ConnectionFlagFwdMask))
+	a.AddRtAttr(ipvsDestAttrWeight, nl.Uint32Attr(uint32(d.Weight)))
+	a.AddRtAttr(ipvsDestAttrUThresh, nl.Uint32Attr(d.UpperThreshold))
+	a.AddRtAttr(ipvsDestAttrLThresh, nl.Uint32Attr(d.LowerThreshold))
+	return a
+}
+
+// ipBytes is the address as the kernel reads it: 4 bytes for IPv4 (the
+// attribute is a union nf_inet_addr; the kernel copies its length).
+func ipBytes(ip net.IP) []byte {
+	if v4 := ip.To4(); v4 != nil {
+		return v4
+	}
+	return ip
+}

@@ -1,17 +1,14 @@
 package main
 
 import (
-	"crypto/x509"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/shoal-lb/shoal/pki"
-	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
 
 func init() { registerCommand(newConsoleCmd) }
@@ -40,29 +37,9 @@ func newConsoleCmd(a *app) *cobra.Command {
 			if ttl <= 0 || ttl > pki.MaxConsoleTokenLifetime {
 				return fmt.Errorf("--ttl %s: want more than 0 and at most %s", ttl, pki.MaxConsoleTokenLifetime)
 			}
-			key, err := pki.NewKey()
+			key, cert, resp, err := a.issueCertificate(cmd, r, name, ttl)
 			if err != nil {
 				return err
-			}
-			csr, err := pki.NewCSR(key, name, nil, nil)
-			if err != nil {
-				return err
-			}
-			conn, err := a.dial()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.context(cmd)
-			defer cancel()
-			resp, err := shoalv1.NewClusterServiceClient(conn).IssueCertificate(ctx, &shoalv1.IssueCertificateRequest{
-				Csr: csr, Name: name, Role: string(r), Ttl: durationpb.New(ttl),
-			})
-			if err != nil {
-				return err
-			}
-			cert, err := x509.ParseCertificate(resp.GetCertificate())
-			if err != nil {
-				return fmt.Errorf("the server's certificate: %w", err)
 			}
 			tok, err := pki.EncodeConsoleToken(cert, key)
 			if err != nil {

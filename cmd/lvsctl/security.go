@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -264,31 +265,9 @@ func newCertsCmd(a *app) *cobra.Command {
 			if err := pki.CheckName(name); err != nil {
 				return fmt.Errorf("--name: %w", err)
 			}
-			// The key is made here and never leaves this machine: the
-			// server signs a request for it.
-			key, err := pki.NewKey()
+			key, cert, resp, err := a.issueCertificate(cmd, r, name, ttl)
 			if err != nil {
 				return err
-			}
-			csr, err := pki.NewCSR(key, name, nil, nil)
-			if err != nil {
-				return err
-			}
-			conn, err := a.dial()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.context(cmd)
-			defer cancel()
-			resp, err := shoalv1.NewClusterServiceClient(conn).IssueCertificate(ctx, &shoalv1.IssueCertificateRequest{
-				Csr: csr, Name: name, Role: string(r), Ttl: durationpb.New(ttl),
-			})
-			if err != nil {
-				return err
-			}
-			cert, err := x509.ParseCertificate(resp.GetCertificate())
-			if err != nil {
-				return fmt.Errorf("the server's certificate: %w", err)
 			}
 			ca, err := x509.ParseCertificate(resp.GetCaCertificate())
 			if err != nil {
@@ -382,4 +361,35 @@ func stamp(ts *timestamppb.Timestamp) string {
 		return "-"
 	}
 	return ts.AsTime().UTC().Format(time.RFC3339)
+}
+
+// issueCertificate has the cluster sign a client certificate with role r
+// for a key made here, which never leaves this machine: the server signs
+// a request for it (lvsctl certs issue, lvsctl console token).
+func (a *app) issueCertificate(cmd *cobra.Command, r pki.Role, name string, ttl time.Duration) (*ecdsa.PrivateKey, *x509.Certificate, *shoalv1.IssueCertificateResponse, error) {
+	key, err := pki.NewKey()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	csr, err := pki.NewCSR(key, name, nil, nil)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	conn, err := a.dial()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := a.context(cmd)
+	defer cancel()
+	resp, err := shoalv1.NewClusterServiceClient(conn).IssueCertificate(ctx, &shoalv1.IssueCertificateRequest{
+		Csr: csr, Name: name, Role: string(r), Ttl: durationpb.New(ttl),
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cert, err := x509.ParseCertificate(resp.GetCertificate())
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("the server's certificate: %w", err)
+	}
+	return key, cert, resp, nil
 }

@@ -304,15 +304,7 @@ func (c *Console) previewReal(d *editData, cur *shoalv1.Config, svc *shoalv1.Vir
 	if d.F.bad() {
 		return
 	}
-	if d.Add {
-		s.RealServers = append(s.RealServers, rs)
-	} else {
-		for i, x := range s.RealServers {
-			if x == old {
-				s.RealServers[i] = rs
-			}
-		}
-	}
+	s.RealServers = put(s.RealServers, old, rs, d.Add)
 	d.Changes = preview(cur, next, d.F, realFields)
 	d.Serial, d.RequestID, d.Preview = cur.GetSerial(), newRequestID(), !d.F.bad()
 	if old != nil {
@@ -494,15 +486,7 @@ func (c *Console) previewService(d *editData, cur *shoalv1.Config) {
 	if d.F.bad() {
 		return
 	}
-	if d.Add {
-		next.Services = append(next.Services, s)
-	} else {
-		for i, x := range next.Services {
-			if x == old {
-				next.Services[i] = s
-			}
-		}
-	}
+	next.Services = put(next.Services, old, s, d.Add)
 	d.Changes = preview(cur, next, d.F, serviceFields)
 	d.Serial, d.RequestID, d.Preview = cur.GetSerial(), newRequestID(), !d.F.bad()
 }
@@ -659,4 +643,18 @@ func (c *Console) rollback(w http.ResponseWriter, r *http.Request, u *user) {
 	}
 	c.log.Info("console rollback", "user", u.Name, "to", serial, "serial", applied)
 	http.Redirect(w, r, "/history/"+strconv.FormatUint(applied, 10), http.StatusSeeOther)
+}
+
+// put is list with v appended (add) or put in old's place: the edit a form
+// previews, on a clone of the configuration.
+func put[T comparable](list []T, old, v T, add bool) []T {
+	if add {
+		return append(list, v)
+	}
+	for i, x := range list {
+		if x == old {
+			list[i] = v
+		}
+	}
+	return list
 }

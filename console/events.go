@@ -56,28 +56,12 @@ func (c *Console) events(w http.ResponseWriter, r *http.Request, u *user) {
 	}
 	go c.follow(ctx, func() error {
 		st, err := c.cfg.Watch(u.ctx(ctx), &shoalv1.WatchRequest{})
-		if err != nil {
-			return err
-		}
-		for {
-			if _, err := st.Recv(); err != nil {
-				return err
-			}
-			poke()
-		}
+		return pokeEach(st, err, poke)
 	})
 	if page == "services" {
 		go c.follow(ctx, func() error {
 			st, err := c.node.WatchHealth(u.ctx(ctx), &shoalv1.WatchHealthRequest{})
-			if err != nil {
-				return err
-			}
-			for {
-				if _, err := st.Recv(); err != nil {
-					return err
-				}
-				poke()
-			}
+			return pokeEach(st, err, poke)
 		})
 	}
 	tick := time.NewTicker(2 * time.Second)
@@ -144,3 +128,17 @@ func (c *Console) follow(ctx context.Context, watch func() error) {
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+
+// pokeEach calls poke for every message of a watch stream opened with err,
+// until the stream ends.
+func pokeEach[T any](st interface{ Recv() (T, error) }, err error, poke func()) error {
+	if err != nil {
+		return err
+	}
+	for {
+		if _, err := st.Recv(); err != nil {
+			return err
+		}
+		poke()
+	}
+}

@@ -35,10 +35,7 @@ func TestCatchUp(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes; skipped with -short")
 	}
-	n := 10000
-	if v := os.Getenv("SHOAL_SCALE_SERVICES"); v != "" {
-		n = sizes(t)[0]
-	}
+	n := oneSize(t)
 	lvsd := harness.Build(t, "cmd/lvsd")
 	var rows []string
 	for _, tc := range []struct {

@@ -28,10 +28,7 @@ func TestMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes; skipped with -short")
 	}
-	n := 10000
-	if v := os.Getenv("SHOAL_SCALE_SERVICES"); v != "" {
-		n = sizes(t)[0]
-	}
+	n := oneSize(t)
 	lvsd := harness.Build(t, "cmd/lvsd")
 	c := startWith(t, lvsd, harness.ClusterOptions{Metrics: true})
 	w := c.watch(t)

@@ -46,6 +46,15 @@ const realsPerService = 10
 // these sizes, so that a limit hit is the server's or lvsctl's, not ours.
 const maxMsg = 256 << 20
 
+// oneSize is the table size of the tests that run at one size: the first
+// of SHOAL_SCALE_SERVICES, 10,000 when it is not set.
+func oneSize(t *testing.T) int {
+	if os.Getenv("SHOAL_SCALE_SERVICES") == "" {
+		return 10000
+	}
+	return sizes(t)[0]
+}
+
 func sizes(t *testing.T) []int {
 	v := os.Getenv("SHOAL_SCALE_SERVICES")
 	if v == "" {
@@ -401,10 +410,7 @@ func TestThroughput(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes; skipped with -short")
 	}
-	n := 10000
-	if v := os.Getenv("SHOAL_SCALE_SERVICES"); v != "" {
-		n = sizes(t)[0]
-	}
+	n := oneSize(t)
 	writers := envInt(t, "SHOAL_SCALE_WRITERS", 64)
 	dur := 10 * time.Second
 	if v := os.Getenv("SHOAL_SCALE_FOR"); v != "" {

@@ -56,10 +56,7 @@ func TestNetnsBGP(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	dir := t.TempDir()
-	if d := os.Getenv("SHOAL_E2E_LOGS"); d != "" {
-		dir = filepath.Join(d, lab.Prefix)
-	}
+	dir := labDir(t, lab)
 	up := lab.Client // the upstream router: BIRD, and lvsctl's namespace
 	cl := newBGPClient(t, lab, up)
 	birdLog := startBIRD(t, lab, up, dir)
@@ -76,19 +73,13 @@ func TestNetnsBGP(t *testing.T) {
 		}
 	}
 	sh := &netlab.Shoal{Lab: lab, Lvsd: lvsd, Lvsctl: lvsctl, Dir: dir}
+	// Registered first, so it runs after the routers' logs.
 	t.Cleanup(func() {
-		sh.Close()
-		if t.Failed() {
-			for _, r := range lab.Routers {
-				if b, err := os.ReadFile(sh.LogPath(r)); err == nil {
-					t.Logf("--- %s lvsd.log (tail)\n%s", r.Name, tail(string(b), 30))
-				}
-			}
-			if b, err := os.ReadFile(birdLog); err == nil {
-				t.Logf("--- bird.log (tail)\n%s", tail(string(b), 30))
-			}
+		if b, err := os.ReadFile(birdLog); err == nil && t.Failed() {
+			t.Logf("--- bird.log (tail)\n%s", tail(string(b), 30))
 		}
 	})
+	stopWithLogs(t, sh)
 	r1, r2, r3 := lab.Routers[0], lab.Routers[1], lab.Routers[2]
 	want := func(rs ...*netlab.Node) string { return netlab.Names(rs) }
 	// waitRoute waits until BIRD's FIB sends the VIP to exactly rs and

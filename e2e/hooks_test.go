@@ -72,22 +72,10 @@ func TestNetnsHooks(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = backend.Close() })
 
-	dir := t.TempDir()
-	if d := os.Getenv("SHOAL_E2E_LOGS"); d != "" {
-		dir = filepath.Join(d, lab.Prefix) // kept after the test, for reading the lvsd logs
-	}
+	dir := labDir(t, lab)
 	sh := &netlab.Shoal{Lab: lab, Lvsd: lvsd, Lvsctl: lvsctl, Dir: dir, Insecure: true,
 		Flags: []string{"--script-dir", scripts}}
-	t.Cleanup(func() {
-		sh.Close()
-		if t.Failed() {
-			for _, r := range lab.Routers {
-				if b, err := os.ReadFile(sh.LogPath(r)); err == nil {
-					t.Logf("--- %s lvsd.log (tail)\n%s", r.Name, tail(string(b), 40))
-				}
-			}
-		}
-	})
+	stopWithLogs(t, sh)
 	for _, r := range lab.Routers {
 		if err := sh.Start(r); err != nil {
 			t.Fatal(err)

@@ -69,21 +69,9 @@ func testVIPFailover(t *testing.T, profile string, lease time.Duration) {
 		}
 		t.Cleanup(func() { _ = resp.Close() })
 	}
-	dir := t.TempDir()
-	if d := os.Getenv("SHOAL_E2E_LOGS"); d != "" {
-		dir = filepath.Join(d, lab.Prefix) // kept after the test, for reading the lvsd logs
-	}
+	dir := labDir(t, lab)
 	sh := &netlab.Shoal{Lab: lab, Lvsd: lvsd, Lvsctl: lvsctl, Dir: dir, Profile: profile}
-	t.Cleanup(func() {
-		sh.Close()
-		if t.Failed() {
-			for _, r := range lab.Routers {
-				if b, err := os.ReadFile(sh.LogPath(r)); err == nil {
-					t.Logf("--- %s lvsd.log (tail)\n%s", r.Name, tail(string(b), 40))
-				}
-			}
-		}
-	})
+	stopWithLogs(t, sh)
 	for _, r := range lab.Routers {
 		if err := sh.Start(r); err != nil {
 			t.Fatal(err)
@@ -224,22 +212,10 @@ func TestNetnsTLS(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	dir := t.TempDir()
-	if d := os.Getenv("SHOAL_E2E_LOGS"); d != "" {
-		dir = filepath.Join(d, lab.Prefix)
-	}
+	dir := labDir(t, lab)
 	r4 := lab.Routers[3]
 	sh := &netlab.Shoal{Lab: lab, Lvsd: lvsd, Lvsctl: lvsctl, Dir: dir, Bootstrap: lab.Routers[:3]}
-	t.Cleanup(func() {
-		sh.Close()
-		if t.Failed() {
-			for _, r := range lab.Routers {
-				if b, err := os.ReadFile(sh.LogPath(r)); err == nil {
-					t.Logf("--- %s lvsd.log (tail)\n%s", r.Name, tail(string(b), 40))
-				}
-			}
-		}
-	})
+	stopWithLogs(t, sh)
 	start := time.Now()
 	for _, r := range sh.Bootstrap {
 		if err := sh.Start(r); err != nil {
@@ -469,6 +445,31 @@ func within(t *testing.T, ctx context.Context, d time.Duration) context.Context 
 	c, cancel := context.WithTimeout(ctx, d)
 	t.Cleanup(cancel)
 	return c
+}
+
+// labDir is where a netns test's routers keep their files: a temporary
+// directory, or under $SHOAL_E2E_LOGS, kept after the test for reading the
+// lvsd logs.
+func labDir(t *testing.T, lab *netlab.Lab) string {
+	if d := os.Getenv("SHOAL_E2E_LOGS"); d != "" {
+		return filepath.Join(d, lab.Prefix)
+	}
+	return t.TempDir()
+}
+
+// stopWithLogs stops sh's routers when the test ends and, if it failed,
+// logs the tail of every router's lvsd.log.
+func stopWithLogs(t *testing.T, sh *netlab.Shoal) {
+	t.Cleanup(func() {
+		sh.Close()
+		if t.Failed() {
+			for _, r := range sh.Lab.Routers {
+				if b, err := os.ReadFile(sh.LogPath(r)); err == nil {
+					t.Logf("--- %s lvsd.log (tail)\n%s", r.Name, tail(string(b), 40))
+				}
+			}
+		}
+	})
 }
 
 func tail(s string, n int) string {

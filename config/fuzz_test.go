@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"testing"
 
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
@@ -35,6 +36,14 @@ func FuzzNormalizeValidate(f *testing.F) {
 		}
 		if (Validate(c) == nil) != verdict {
 			t.Fatal("Validate disagrees before and after Normalize")
+		}
+		// The FSM judges whole configurations with ValidateNormalized:
+		// the same errors, in the same order, and c untouched.
+		if got, want := fmt.Sprint(ValidateNormalized(c)), fmt.Sprint(Validate(c)); got != want {
+			t.Fatalf("ValidateNormalized = %s, Validate = %s", got, want)
+		}
+		if !proto.Equal(once, c) {
+			t.Fatal("ValidateNormalized changed its configuration")
 		}
 		if (Admit(nil, c) == nil) != admitted {
 			t.Fatal("Admit disagrees before and after Normalize")

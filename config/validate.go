@@ -35,6 +35,18 @@ func Validate(c *shoalv1.Config) error {
 	}
 	c = proto.Clone(c).(*shoalv1.Config)
 	Normalize(c)
+	return ValidateNormalized(c)
+}
+
+// ValidateNormalized is Validate of a configuration that Normalize has
+// already been applied to, as the FSM's whole-configuration commands have:
+// it skips Validate's copy and normalisation, a third of a 100,000-real-
+// server apply. It does not change c. Given anything Normalize would still
+// change, its verdict may differ from Validate's.
+func ValidateNormalized(c *shoalv1.Config) error {
+	if c == nil {
+		return Errors{{Field: "config", Reason: "missing"}}
+	}
 	v := &validator{}
 	v.global(c.Global)
 	v.services(c.Services)

@@ -214,7 +214,7 @@ func apply(st *shoalv1.State, cmd *shoalv1.Command) (*Result, error) {
 	// and services are the command's own clones, so normalising them in
 	// place touches nothing shared.
 	config.Normalize(c)
-	if err := validate(config.Validate(c)); err != nil {
+	if err := validate(config.ValidateNormalized(c)); err != nil {
 		return nil, err
 	}
 	c.Serial = old.Serial

@@ -123,6 +123,8 @@ func TestParseConfig(t *testing.T) {
 		"config:\n  services:\n  - name: web\n    port: 80\n    vip: {address: 10.0.0.1}\n",
 		`{"services":[{"name":"web","port":80,"vip":{"address":"10.0.0.1"}}]}`,
 		`{"config":{"services":[{"name":"web","port":80,"vip":{"address":"10.0.0.1"}}]}}`,
+		// YAML's flow style: not JSON, so it takes the YAML path.
+		`{services: [{name: web, port: 80, vip: {address: 10.0.0.1}}]}`,
 	} {
 		cfg, err := parseConfig([]byte(in))
 		if err != nil || len(cfg.GetServices()) != 1 || cfg.GetServices()[0].GetVip().GetAddress() != "10.0.0.1" {
@@ -131,6 +133,13 @@ func TestParseConfig(t *testing.T) {
 	}
 	if _, err := parseConfig([]byte("services: [{name: web, prot: 80}]")); err == nil {
 		t.Error("unknown field accepted")
+	}
+	if _, err := parseConfig([]byte(`{"services":[{"name":"web","prot":80}]}`)); err == nil {
+		t.Error("unknown field accepted in JSON")
+	}
+	// A broken JSON file is read as YAML, whose error names the line.
+	if _, err := parseConfig([]byte("{\n\"services\": [\n  {\"name\": \"web\",\n}")); err == nil || !strings.Contains(err.Error(), "line 4") {
+		t.Errorf("broken JSON: %v, want an error naming line 4", err)
 	}
 }
 

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 // BenchmarkParseConfigAtScale is lvsctl's reading of a `config apply -f`
 // file of issue 22's size, 10,000 services × 10 real servers, in JSON
-// as `config get -o json` writes it (7 MB).
+// as `config get -o json` writes it (7 MB), and in YAML.
 func BenchmarkParseConfigAtScale(b *testing.B) {
 	var sb strings.Builder
 	sb.WriteString(`{"config":{"services":[`)
@@ -27,11 +29,23 @@ func BenchmarkParseConfigAtScale(b *testing.B) {
 		sb.WriteString(`]}`)
 	}
 	sb.WriteString(`]}}`)
-	file := []byte(sb.String())
-	for b.Loop() {
-		c, err := parseConfig(file)
-		if err != nil || len(c.GetServices()) != 10000 {
-			b.Fatal(len(c.GetServices()), err)
-		}
+	js := []byte(sb.String())
+	ys, err := yaml.JSONToYAML(js)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, f := range []struct {
+		name string
+		file []byte
+	}{{"json", js}, {"yaml", ys}} {
+		b.Run(f.name, func(b *testing.B) {
+			for b.Loop() {
+				c, err := parseConfig(f.file)
+				if err != nil || len(c.GetServices()) != 10000 {
+					b.Fatal(len(c.GetServices()), err)
+				}
+			}
+		})
 	}
 }
+

@@ -48,4 +48,3 @@ func BenchmarkParseConfigAtScale(b *testing.B) {
 		})
 	}
 }
-

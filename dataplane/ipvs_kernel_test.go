@@ -248,7 +248,7 @@ func TestKernelIPVSEveryKind(t *testing.T) {
 
 	// Status reads the same table back with names.
 	var st shoalv1.NodeStatus
-	r.d.Status(&st)
+	r.d.IPVSStatus(&st)
 	if len(st.Ipvs) != len(everyKindTable) {
 		t.Fatalf("status has %d services", len(st.Ipvs))
 	}
@@ -474,7 +474,7 @@ func TestKernelIPVSTrafficAndStats(t *testing.T) {
 	}
 	var st shoalv1.NodeStatus
 	eventually(t, 5*time.Second, "statistics counted", func() bool {
-		r.d.Status(&st)
+		r.d.IPVSStatus(&st)
 		return len(st.Ipvs) == 1 && st.Ipvs[0].GetStats().GetConnections() >= conns &&
 			len(st.Ipvs[0].Destinations) == 1 && st.Ipvs[0].Destinations[0].GetStats().GetConnections() >= conns
 	})
@@ -496,7 +496,7 @@ func TestKernelIPVSTrafficAndStats(t *testing.T) {
 		RealServers: []*shoalv1.RealServer{{Address: "10.77.1.2", Port: 8080, Weight: proto.Uint32(5)}},
 	}}})
 	var after shoalv1.NodeStatus
-	r.d.Status(&after)
+	r.d.IPVSStatus(&after)
 	if a := after.Ipvs[0]; a.Stats.Connections < s.Stats.Connections || a.Destinations[0].Weight != 5 || a.Scheduler != "wrr" {
 		t.Errorf("after in-place update: %v", a)
 	}

@@ -11,11 +11,9 @@ import (
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
 
-// Status fills the dataplane part of a node's status: mode, the addresses
-// held, the last reconcile, the kernel's IPVS table with statistics
-// (ipvsadm -Ln --stats), entries of configured services named, the sync
-// daemons running and the connection count (ipvsadm's ActiveConn and
-// InActConn summed over every destination).
+// Status fills the dataplane part of a node's status that costs nothing in
+// proportion to the table: mode, the addresses held, the last reconcile
+// and the sync daemons running. IPVSStatus adds the table.
 func (d *Dataplane) Status(st *shoalv1.NodeStatus) {
 	d.mu.Lock()
 	st.Dataplane = string(d.o.Mode)
@@ -39,7 +37,6 @@ func (d *Dataplane) Status(st *shoalv1.NodeStatus) {
 	if !d.lastReconcile.IsZero() {
 		st.LastReconcile = timestamppb.New(d.lastReconcile)
 	}
-	names := d.names
 	d.mu.Unlock()
 
 	st.SyncDaemons = nil
@@ -58,10 +55,20 @@ func (d *Dataplane) Status(st *shoalv1.NodeStatus) {
 		}
 	}
 
+}
+
+// IPVSStatus fills the kernel's IPVS table with statistics (ipvsadm -Ln
+// --stats), entries of configured services named, and the connection
+// count (ipvsadm's ActiveConn and InActConn summed over every
+// destination): one listing of the whole table.
+func (d *Dataplane) IPVSStatus(st *shoalv1.NodeStatus) {
 	st.Ipvs, st.Connections = nil, nil
 	if d.o.IPVS == nil {
 		return
 	}
+	d.mu.Lock()
+	names := d.names
+	d.mu.Unlock()
 	var conns connCounts
 	svcs, err := d.o.IPVS.GetServices()
 	if err != nil {

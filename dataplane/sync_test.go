@@ -227,6 +227,7 @@ func TestSyncStatusAndConnections(t *testing.T) {
 	}
 	var st shoalv1.NodeStatus
 	r.d.Status(&st)
+	r.d.IPVSStatus(&st)
 	if len(st.SyncDaemons) != 2 || st.SyncDaemons[0].State != "master" || st.SyncDaemons[1].State != "backup" ||
 		st.SyncDaemons[1].Group != "224.0.0.81" || st.SyncDaemons[1].MaxLen != 1472 || st.SyncDaemons[0].SyncId != 7 {
 		t.Errorf("status sync daemons: %v", st.SyncDaemons)

@@ -217,6 +217,7 @@ func TestRunReconcilesOnConfigAndHealth(t *testing.T) {
 	}
 	var st shoalv1.NodeStatus
 	r.d.Status(&st)
+	r.d.IPVSStatus(&st)
 	if d := st.GetIpvs()[0].GetDestinations()[0]; d.GetActiveConnections() != 8 || d.GetInactiveConnections() != 9 ||
 		d.GetStats().GetConnections() != 3 || d.GetStats().GetPacketsIn() != 4 || d.GetStats().GetPacketsOut() != 5 ||
 		d.GetStats().GetBytesIn() != 6 || d.GetStats().GetBytesOut() != 7 {

@@ -325,7 +325,7 @@ func (c clusterService) fillMember(ctx context.Context, m *shoalv1.Member) {
 	var ns *shoalv1.NodeStatus
 	switch {
 	case m.Id == c.o.ID:
-		ns = c.nodeStatus()
+		ns = c.nodeStatus(false)
 	case m.ApiAddress == "":
 		m.Role, m.Error = "unreachable", "no API address registered"
 		return
@@ -335,7 +335,7 @@ func (c clusterService) fillMember(ctx context.Context, m *shoalv1.Member) {
 			ctx, cancel := context.WithTimeout(ctx, c.o.PeerTimeout)
 			defer cancel()
 			var resp *shoalv1.GetNodeStatusResponse
-			resp, err = shoalv1.NewNodeServiceClient(cc).GetNodeStatus(ctx, &shoalv1.GetNodeStatusRequest{})
+			resp, err = shoalv1.NewNodeServiceClient(cc).GetNodeStatus(ctx, &shoalv1.GetNodeStatusRequest{View: shoalv1.NodeStatusView_NODE_STATUS_VIEW_BASIC})
 			ns = resp.GetStatus()
 		}
 		if err != nil {

@@ -19,8 +19,8 @@ type nodeService struct {
 	shoalv1.UnimplementedNodeServiceServer
 }
 
-func (n nodeService) GetNodeStatus(context.Context, *shoalv1.GetNodeStatusRequest) (*shoalv1.GetNodeStatusResponse, error) {
-	return &shoalv1.GetNodeStatusResponse{Status: n.nodeStatus()}, nil
+func (n nodeService) GetNodeStatus(_ context.Context, req *shoalv1.GetNodeStatusRequest) (*shoalv1.GetNodeStatusResponse, error) {
+	return &shoalv1.GetNodeStatusResponse{Status: n.nodeStatus(req.GetView() != shoalv1.NodeStatusView_NODE_STATUS_VIEW_BASIC)}, nil
 }
 
 // WatchHealth streams this node's health transitions.
@@ -54,8 +54,10 @@ func buildInfoProto(b buildinfo.Info) *shoalv1.BuildInfo {
 	}
 }
 
-// nodeStatus is this node's raft view plus what the optional providers add.
-func (s *Server) nodeStatus() *shoalv1.NodeStatus {
+// nodeStatus is this node's raft view plus what the optional providers add;
+// full adds the kernel's IPVS table and every health verdict, which cost
+// time in proportion to the table.
+func (s *Server) nodeStatus(full bool) *shoalv1.NodeStatus {
 	ns := s.node.Status()
 	st := &shoalv1.NodeStatus{
 		Id:            s.o.ID,
@@ -72,8 +74,11 @@ func (s *Server) nodeStatus() *shoalv1.NodeStatus {
 	}
 	if s.o.Dataplane != nil {
 		s.o.Dataplane.Status(st)
+		if full {
+			s.o.Dataplane.IPVSStatus(st)
+		}
 	}
-	if s.o.Health != nil {
+	if s.o.Health != nil && full {
 		st.Health = s.o.Health.Status()
 	}
 	if t := s.o.TLS; t != nil {

@@ -24,10 +24,12 @@ import (
 	"github.com/shoal-lb/shoal/raftfsm"
 )
 
-// DataplaneStatus fills the dataplane part of a node's status (dataplane,
-// holds_vips, addresses, reconciled serial and error, IPVS table).
+// DataplaneStatus fills the dataplane part of a node's status: Status the
+// dataplane, holds_vips, addresses, reconciled serial and error; IPVSStatus
+// the kernel's IPVS table and connection counts, a listing of all of it.
 type DataplaneStatus interface {
 	Status(st *shoalv1.NodeStatus)
+	IPVSStatus(st *shoalv1.NodeStatus)
 }
 
 // HealthStatus is this node's health monitor as the API sees it.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -343,12 +344,19 @@ func TestClusterStatusAndMembership(t *testing.T) {
 	}
 }
 
-// stubProviders stands in for the dataplane.
-type stubProviders struct{}
+// stubProviders stands in for the dataplane; tables counts the listings
+// of the IPVS table.
+type stubProviders struct{ tables *atomic.Int32 }
 
 func (stubProviders) Status(st *shoalv1.NodeStatus) {
 	st.Dataplane, st.HoldsVips, st.ReconciledSerial = "vip", true, 7
 	st.Addresses, st.ReconcileError = []string{"192.0.2.10/32 eth0"}, "add 192.0.2.11: no such device"
+}
+
+func (s stubProviders) IPVSStatus(st *shoalv1.NodeStatus) {
+	s.tables.Add(1)
+	st.Ipvs = []*shoalv1.IpvsService{{Name: "web", Address: "192.0.2.10", Port: 80, Protocol: "tcp"}}
+	st.Connections = &shoalv1.IpvsConnections{Active: 3}
 }
 
 // stubHealth stands in for the health monitor.
@@ -364,11 +372,34 @@ func (h stubHealth) Subscribe(int) (<-chan *shoalv1.RealServerHealth, func()) {
 	return h.ch, func() {}
 }
 
+// TestClusterStatusListsNoTable: the cluster status asks every member
+// for its basic status, so no member lists its IPVS table for it.
+func TestClusterStatusListsNoTable(t *testing.T) {
+	nodes := startCluster(t, 3, clusterOptions{})
+	var tables atomic.Int32
+	for _, n := range nodes {
+		n.srv.o.Dataplane = stubProviders{&tables}
+	}
+	cs, err := nodes[0].cluster().GetClusterStatus(ctxT(t), &shoalv1.GetClusterStatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range cs.GetMembers() {
+		if m.GetError() != "" || m.GetReconciledSerial() != 7 {
+			t.Errorf("member %s: %v", m.GetId(), m)
+		}
+	}
+	if n := tables.Load(); n != 0 {
+		t.Errorf("the cluster status listed IPVS tables %d times, want 0", n)
+	}
+}
+
 func TestNodeStatusProviders(t *testing.T) {
 	nodes := startCluster(t, 1, clusterOptions{})
 	n := nodes[0]
 	h := stubHealth{ch: make(chan *shoalv1.RealServerHealth, 1)}
-	n.srv.o.Dataplane, n.srv.o.Health = stubProviders{}, h
+	var tables atomic.Int32
+	n.srv.o.Dataplane, n.srv.o.Health = stubProviders{&tables}, h
 	ctx := ctxT(t)
 	resp, err := n.nodeSvc().GetNodeStatus(ctx, &shoalv1.GetNodeStatusRequest{})
 	if err != nil {
@@ -378,9 +409,22 @@ func TestNodeStatusProviders(t *testing.T) {
 	if st.GetId() != "n1" || st.GetRole() != "leader" || st.GetDataplane() != "vip" || !st.GetHoldsVips() || len(st.GetHealth()) != 1 || st.GetApiAddress() != n.addr {
 		t.Fatalf("node status: %v", st)
 	}
+	if len(st.GetIpvs()) != 1 || st.GetConnections().GetActive() != 3 || tables.Load() != 1 {
+		t.Fatalf("a status without a view is the full one: ipvs %v, connections %v, %d listings", st.GetIpvs(), st.GetConnections(), tables.Load())
+	}
+	// The basic view, and the cluster status built of basic views, never
+	// list the table or the health verdicts: at 100,000 real servers each
+	// would cost seconds.
+	resp, err = n.nodeSvc().GetNodeStatus(ctx, &shoalv1.GetNodeStatusRequest{View: shoalv1.NodeStatusView_NODE_STATUS_VIEW_BASIC})
+	if st := resp.GetStatus(); err != nil || st.GetIpvs() != nil || st.GetConnections() != nil || st.GetHealth() != nil || !st.GetHoldsVips() || st.GetReconciledSerial() != 7 {
+		t.Fatalf("basic node status: %v %v", st, err)
+	}
 	cs, err := n.cluster().GetClusterStatus(ctx, &shoalv1.GetClusterStatusRequest{})
 	if err != nil || cs.GetVipHolder() != "n1" {
 		t.Fatalf("vip holder: %v %v", cs, err)
+	}
+	if tables.Load() != 1 {
+		t.Fatalf("the IPVS table was listed %d times, want once (the full status)", tables.Load())
 	}
 	if m := cs.GetMembers()[0]; m.GetReconciledSerial() != 7 || len(m.GetAddresses()) != 1 || m.GetReconcileError() == "" {
 		t.Fatalf("the member's dataplane in the cluster status: %v", m)

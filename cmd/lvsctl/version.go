@@ -62,7 +62,7 @@ func (a *app) serverVersion(cmd *cobra.Command, v *versions) error {
 	}
 	ctx, cancel := a.context(cmd)
 	defer cancel()
-	resp, err := shoalv1.NewNodeServiceClient(conn).GetNodeStatus(ctx, &shoalv1.GetNodeStatusRequest{})
+	resp, err := shoalv1.NewNodeServiceClient(conn).GetNodeStatus(ctx, &shoalv1.GetNodeStatusRequest{View: shoalv1.NodeStatusView_NODE_STATUS_VIEW_BASIC})
 	if err != nil {
 		return fmt.Errorf("server version: %w", err)
 	}

@@ -104,6 +104,8 @@ func (w *dataplaneWiring) Status(st *shoalv1.NodeStatus) {
 	w.bgp.status(st)
 }
 
+func (w *dataplaneWiring) IPVSStatus(st *shoalv1.NodeStatus) { w.dp.IPVSStatus(st) }
+
 // sync is the connection table a planned transfer waits on (nil
 // interface without a dataplane).
 func (w *dataplaneWiring) sync() server.ConnectionSync {

@@ -44,6 +44,10 @@ func TestStallTracer(t *testing.T) {
 		s.mu.Unlock()
 		time.Sleep(2 * time.Millisecond) // distinct names, which carry milliseconds
 		s.stalled("leader-silent")
+		// The rate limit, bypassed here, is what keeps two files from
+		// being written at once; the flight recorder refuses a second
+		// concurrent WriteTo.
+		s.wg.Wait()
 	}
 	s.stop()
 	if got, _ := filepath.Glob(filepath.Join(dir, "*.trace")); len(got) != 2 || got[0] == files[0] {

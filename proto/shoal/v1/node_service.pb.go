@@ -23,8 +23,68 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// NodeStatusView is how much of a NodeStatus a call asks for.
+type NodeStatusView int32
+
+const (
+	// NODE_STATUS_VIEW_UNSPECIFIED is FULL.
+	NodeStatusView_NODE_STATUS_VIEW_UNSPECIFIED NodeStatusView = 0
+	// NODE_STATUS_VIEW_BASIC leaves out ipvs, connections and health: what
+	// cluster status, lvsctl version and the web console need.
+	NodeStatusView_NODE_STATUS_VIEW_BASIC NodeStatusView = 1
+	// NODE_STATUS_VIEW_FULL is every field.
+	NodeStatusView_NODE_STATUS_VIEW_FULL NodeStatusView = 2
+)
+
+// Enum value maps for NodeStatusView.
+var (
+	NodeStatusView_name = map[int32]string{
+		0: "NODE_STATUS_VIEW_UNSPECIFIED",
+		1: "NODE_STATUS_VIEW_BASIC",
+		2: "NODE_STATUS_VIEW_FULL",
+	}
+	NodeStatusView_value = map[string]int32{
+		"NODE_STATUS_VIEW_UNSPECIFIED": 0,
+		"NODE_STATUS_VIEW_BASIC":       1,
+		"NODE_STATUS_VIEW_FULL":        2,
+	}
+)
+
+func (x NodeStatusView) Enum() *NodeStatusView {
+	p := new(NodeStatusView)
+	*p = x
+	return p
+}
+
+func (x NodeStatusView) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (NodeStatusView) Descriptor() protoreflect.EnumDescriptor {
+	return file_shoal_v1_node_service_proto_enumTypes[0].Descriptor()
+}
+
+func (NodeStatusView) Type() protoreflect.EnumType {
+	return &file_shoal_v1_node_service_proto_enumTypes[0]
+}
+
+func (x NodeStatusView) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use NodeStatusView.Descriptor instead.
+func (NodeStatusView) EnumDescriptor() ([]byte, []int) {
+	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{0}
+}
+
 type GetNodeStatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// view chooses how much of the node's status to gather. The IPVS table
+	// (with its connection counts) and the health verdicts cost a listing of
+	// the kernel's whole table and of every checked real server: at 100,000
+	// real servers, seconds of CPU. Unset is FULL, what the call always
+	// answered.
+	View          NodeStatusView `protobuf:"varint,1,opt,name=view,proto3,enum=shoal.v1.NodeStatusView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -57,6 +117,13 @@ func (x *GetNodeStatusRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use GetNodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeStatusRequest) Descriptor() ([]byte, []int) {
 	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GetNodeStatusRequest) GetView() NodeStatusView {
+	if x != nil {
+		return x.View
+	}
+	return NodeStatusView_NODE_STATUS_VIEW_UNSPECIFIED
 }
 
 type GetNodeStatusResponse struct {
@@ -1369,8 +1436,9 @@ var File_shoal_v1_node_service_proto protoreflect.FileDescriptor
 
 const file_shoal_v1_node_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1bshoal/v1/node_service.proto\x12\bshoal.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12shoal/v1/pki.proto\"\x16\n" +
-	"\x14GetNodeStatusRequest\"E\n" +
+	"\x1bshoal/v1/node_service.proto\x12\bshoal.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12shoal/v1/pki.proto\"D\n" +
+	"\x14GetNodeStatusRequest\x12,\n" +
+	"\x04view\x18\x01 \x01(\x0e2\x18.shoal.v1.NodeStatusViewR\x04view\"E\n" +
 	"\x15GetNodeStatusResponse\x12,\n" +
 	"\x06status\x18\x01 \x01(\v2\x14.shoal.v1.NodeStatusR\x06status\"\x87\a\n" +
 	"\n" +
@@ -1492,7 +1560,11 @@ const file_shoal_v1_node_service_proto_rawDesc = "" +
 	"\flast_latency\x18\b \x01(\v2\x19.google.protobuf.DurationR\vlastLatency\"\x14\n" +
 	"\x12WatchHealthRequest\"I\n" +
 	"\x13WatchHealthResponse\x122\n" +
-	"\x06health\x18\x01 \x01(\v2\x1a.shoal.v1.RealServerHealthR\x06health2\xad\x01\n" +
+	"\x06health\x18\x01 \x01(\v2\x1a.shoal.v1.RealServerHealthR\x06health*i\n" +
+	"\x0eNodeStatusView\x12 \n" +
+	"\x1cNODE_STATUS_VIEW_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16NODE_STATUS_VIEW_BASIC\x10\x01\x12\x19\n" +
+	"\x15NODE_STATUS_VIEW_FULL\x10\x022\xad\x01\n" +
 	"\vNodeService\x12P\n" +
 	"\rGetNodeStatus\x12\x1e.shoal.v1.GetNodeStatusRequest\x1a\x1f.shoal.v1.GetNodeStatusResponse\x12L\n" +
 	"\vWatchHealth\x12\x1c.shoal.v1.WatchHealthRequest\x1a\x1d.shoal.v1.WatchHealthResponse0\x01B2Z0github.com/shoal-lb/shoal/proto/shoal/v1;shoalv1b\x06proto3"
@@ -1509,59 +1581,62 @@ func file_shoal_v1_node_service_proto_rawDescGZIP() []byte {
 	return file_shoal_v1_node_service_proto_rawDescData
 }
 
+var file_shoal_v1_node_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_shoal_v1_node_service_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_shoal_v1_node_service_proto_goTypes = []any{
-	(*GetNodeStatusRequest)(nil),  // 0: shoal.v1.GetNodeStatusRequest
-	(*GetNodeStatusResponse)(nil), // 1: shoal.v1.GetNodeStatusResponse
-	(*NodeStatus)(nil),            // 2: shoal.v1.NodeStatus
-	(*BgpStatus)(nil),             // 3: shoal.v1.BgpStatus
-	(*BgpSession)(nil),            // 4: shoal.v1.BgpSession
-	(*BuildInfo)(nil),             // 5: shoal.v1.BuildInfo
-	(*SyncDaemon)(nil),            // 6: shoal.v1.SyncDaemon
-	(*IpvsConnections)(nil),       // 7: shoal.v1.IpvsConnections
-	(*IpvsService)(nil),           // 8: shoal.v1.IpvsService
-	(*IpvsDestination)(nil),       // 9: shoal.v1.IpvsDestination
-	(*IpvsStats)(nil),             // 10: shoal.v1.IpvsStats
-	(*RealServerHealth)(nil),      // 11: shoal.v1.RealServerHealth
-	(*CheckHealth)(nil),           // 12: shoal.v1.CheckHealth
-	(*WatchHealthRequest)(nil),    // 13: shoal.v1.WatchHealthRequest
-	(*WatchHealthResponse)(nil),   // 14: shoal.v1.WatchHealthResponse
-	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(*CertificateInfo)(nil),       // 17: shoal.v1.CertificateInfo
+	(NodeStatusView)(0),           // 0: shoal.v1.NodeStatusView
+	(*GetNodeStatusRequest)(nil),  // 1: shoal.v1.GetNodeStatusRequest
+	(*GetNodeStatusResponse)(nil), // 2: shoal.v1.GetNodeStatusResponse
+	(*NodeStatus)(nil),            // 3: shoal.v1.NodeStatus
+	(*BgpStatus)(nil),             // 4: shoal.v1.BgpStatus
+	(*BgpSession)(nil),            // 5: shoal.v1.BgpSession
+	(*BuildInfo)(nil),             // 6: shoal.v1.BuildInfo
+	(*SyncDaemon)(nil),            // 7: shoal.v1.SyncDaemon
+	(*IpvsConnections)(nil),       // 8: shoal.v1.IpvsConnections
+	(*IpvsService)(nil),           // 9: shoal.v1.IpvsService
+	(*IpvsDestination)(nil),       // 10: shoal.v1.IpvsDestination
+	(*IpvsStats)(nil),             // 11: shoal.v1.IpvsStats
+	(*RealServerHealth)(nil),      // 12: shoal.v1.RealServerHealth
+	(*CheckHealth)(nil),           // 13: shoal.v1.CheckHealth
+	(*WatchHealthRequest)(nil),    // 14: shoal.v1.WatchHealthRequest
+	(*WatchHealthResponse)(nil),   // 15: shoal.v1.WatchHealthResponse
+	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*CertificateInfo)(nil),       // 18: shoal.v1.CertificateInfo
 }
 var file_shoal_v1_node_service_proto_depIdxs = []int32{
-	2,  // 0: shoal.v1.GetNodeStatusResponse.status:type_name -> shoal.v1.NodeStatus
-	15, // 1: shoal.v1.NodeStatus.last_contact:type_name -> google.protobuf.Duration
-	16, // 2: shoal.v1.NodeStatus.last_reconcile:type_name -> google.protobuf.Timestamp
-	8,  // 3: shoal.v1.NodeStatus.ipvs:type_name -> shoal.v1.IpvsService
-	11, // 4: shoal.v1.NodeStatus.health:type_name -> shoal.v1.RealServerHealth
-	17, // 5: shoal.v1.NodeStatus.certificate:type_name -> shoal.v1.CertificateInfo
-	6,  // 6: shoal.v1.NodeStatus.sync_daemons:type_name -> shoal.v1.SyncDaemon
-	7,  // 7: shoal.v1.NodeStatus.connections:type_name -> shoal.v1.IpvsConnections
-	5,  // 8: shoal.v1.NodeStatus.build:type_name -> shoal.v1.BuildInfo
-	3,  // 9: shoal.v1.NodeStatus.bgp:type_name -> shoal.v1.BgpStatus
-	4,  // 10: shoal.v1.BgpStatus.sessions:type_name -> shoal.v1.BgpSession
-	16, // 11: shoal.v1.BgpStatus.since:type_name -> google.protobuf.Timestamp
-	16, // 12: shoal.v1.BgpSession.since:type_name -> google.protobuf.Timestamp
-	10, // 13: shoal.v1.IpvsService.stats:type_name -> shoal.v1.IpvsStats
-	9,  // 14: shoal.v1.IpvsService.destinations:type_name -> shoal.v1.IpvsDestination
-	10, // 15: shoal.v1.IpvsDestination.stats:type_name -> shoal.v1.IpvsStats
-	16, // 16: shoal.v1.RealServerHealth.since:type_name -> google.protobuf.Timestamp
-	15, // 17: shoal.v1.RealServerHealth.last_latency:type_name -> google.protobuf.Duration
-	12, // 18: shoal.v1.RealServerHealth.checks:type_name -> shoal.v1.CheckHealth
-	16, // 19: shoal.v1.CheckHealth.since:type_name -> google.protobuf.Timestamp
-	15, // 20: shoal.v1.CheckHealth.last_latency:type_name -> google.protobuf.Duration
-	11, // 21: shoal.v1.WatchHealthResponse.health:type_name -> shoal.v1.RealServerHealth
-	0,  // 22: shoal.v1.NodeService.GetNodeStatus:input_type -> shoal.v1.GetNodeStatusRequest
-	13, // 23: shoal.v1.NodeService.WatchHealth:input_type -> shoal.v1.WatchHealthRequest
-	1,  // 24: shoal.v1.NodeService.GetNodeStatus:output_type -> shoal.v1.GetNodeStatusResponse
-	14, // 25: shoal.v1.NodeService.WatchHealth:output_type -> shoal.v1.WatchHealthResponse
-	24, // [24:26] is the sub-list for method output_type
-	22, // [22:24] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	0,  // 0: shoal.v1.GetNodeStatusRequest.view:type_name -> shoal.v1.NodeStatusView
+	3,  // 1: shoal.v1.GetNodeStatusResponse.status:type_name -> shoal.v1.NodeStatus
+	16, // 2: shoal.v1.NodeStatus.last_contact:type_name -> google.protobuf.Duration
+	17, // 3: shoal.v1.NodeStatus.last_reconcile:type_name -> google.protobuf.Timestamp
+	9,  // 4: shoal.v1.NodeStatus.ipvs:type_name -> shoal.v1.IpvsService
+	12, // 5: shoal.v1.NodeStatus.health:type_name -> shoal.v1.RealServerHealth
+	18, // 6: shoal.v1.NodeStatus.certificate:type_name -> shoal.v1.CertificateInfo
+	7,  // 7: shoal.v1.NodeStatus.sync_daemons:type_name -> shoal.v1.SyncDaemon
+	8,  // 8: shoal.v1.NodeStatus.connections:type_name -> shoal.v1.IpvsConnections
+	6,  // 9: shoal.v1.NodeStatus.build:type_name -> shoal.v1.BuildInfo
+	4,  // 10: shoal.v1.NodeStatus.bgp:type_name -> shoal.v1.BgpStatus
+	5,  // 11: shoal.v1.BgpStatus.sessions:type_name -> shoal.v1.BgpSession
+	17, // 12: shoal.v1.BgpStatus.since:type_name -> google.protobuf.Timestamp
+	17, // 13: shoal.v1.BgpSession.since:type_name -> google.protobuf.Timestamp
+	11, // 14: shoal.v1.IpvsService.stats:type_name -> shoal.v1.IpvsStats
+	10, // 15: shoal.v1.IpvsService.destinations:type_name -> shoal.v1.IpvsDestination
+	11, // 16: shoal.v1.IpvsDestination.stats:type_name -> shoal.v1.IpvsStats
+	17, // 17: shoal.v1.RealServerHealth.since:type_name -> google.protobuf.Timestamp
+	16, // 18: shoal.v1.RealServerHealth.last_latency:type_name -> google.protobuf.Duration
+	13, // 19: shoal.v1.RealServerHealth.checks:type_name -> shoal.v1.CheckHealth
+	17, // 20: shoal.v1.CheckHealth.since:type_name -> google.protobuf.Timestamp
+	16, // 21: shoal.v1.CheckHealth.last_latency:type_name -> google.protobuf.Duration
+	12, // 22: shoal.v1.WatchHealthResponse.health:type_name -> shoal.v1.RealServerHealth
+	1,  // 23: shoal.v1.NodeService.GetNodeStatus:input_type -> shoal.v1.GetNodeStatusRequest
+	14, // 24: shoal.v1.NodeService.WatchHealth:input_type -> shoal.v1.WatchHealthRequest
+	2,  // 25: shoal.v1.NodeService.GetNodeStatus:output_type -> shoal.v1.GetNodeStatusResponse
+	15, // 26: shoal.v1.NodeService.WatchHealth:output_type -> shoal.v1.WatchHealthResponse
+	25, // [25:27] is the sub-list for method output_type
+	23, // [23:25] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_shoal_v1_node_service_proto_init() }
@@ -1575,13 +1650,14 @@ func file_shoal_v1_node_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_v1_node_service_proto_rawDesc), len(file_shoal_v1_node_service_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_shoal_v1_node_service_proto_goTypes,
 		DependencyIndexes: file_shoal_v1_node_service_proto_depIdxs,
+		EnumInfos:         file_shoal_v1_node_service_proto_enumTypes,
 		MessageInfos:      file_shoal_v1_node_service_proto_msgTypes,
 	}.Build()
 	File_shoal_v1_node_service_proto = out.File

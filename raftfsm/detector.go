@@ -31,18 +31,21 @@ import (
 // leader's heartbeats, so whichever follower heard the leader last, the
 // next in line cannot get ahead of the one before it.
 //
-// With kernel probes (Probes) a follower also finds the leader gone when
-// its daemon exits, or when its router has not answered the probes for
-// the probe timeout PT; it then elects after a stagger of PT/2 steps,
-// probing the leader every PT/8 meanwhile. The followers' last answers are
-// a probe apart, and each finds the leader gone at its first probe after
-// the timeout, a probe late at most, so a step of four probes orders them
-// even when one probed late (steps of PT/5 split the vote once in 30
-// router crashes; raft's contact would not order them at all: its
-// heartbeats reach the followers up to HT/5 apart). The step costs
-// nothing when the first follower is alive: the second one, having
-// refused its pre-vote, elects without a stagger (below). The heartbeat
-// timeout is then left for a daemon that hangs.
+// With kernel probes (Probes) a follower also finds the leader gone when its
+// daemon exits, or when its router has not answered the probes for the probe
+// timeout PT; it then elects after a stagger of steps of PT/2 (minProbeStep
+// at least), probing the leader every PT/8 meanwhile. The followers' last
+// answers are a probe apart, and each finds the leader gone at its first
+// probe after the timeout, a probe late at most, so a step of four probes
+// orders them even when one probed late (steps of PT/5 split the vote once
+// in 30 router crashes; raft's contact would not order them at all: its
+// heartbeats reach the followers up to HT/5 apart). The step is never
+// shorter than minProbeStep, though: the first follower's pre-vote must
+// reach the second before its turn comes, and with a short PT four probes
+// are less than that takes. The step costs nothing when the first follower
+// is alive: the second one, having refused its pre-vote, elects without a
+// stagger (below). The heartbeat timeout is then left for a daemon that
+// hangs.
 //
 // A follower that learns of another one's campaign (a pre-vote request
 // reached it after it last heard from the leader) elects as soon as it
@@ -111,6 +114,19 @@ func observes(o *raft.Observation) bool {
 // heartbeats every HT/10 to HT/5.
 func detectStep(hb time.Duration) time.Duration { return hb / 5 }
 
+// minProbeStep is the least stagger step on the probe path: how long the
+// first follower's pre-vote may take to reach the second on a busy host,
+// over a connection it must first open (TCP and a TLS handshake), plus the
+// followers' skew in finding the daemon dead. With a step of 4 ms (an 8 ms
+// probe timeout) the second follower found a SIGKILLed leader's daemon
+// dead 3 ms after the first, before the first one's pre-vote had reached
+// it, and the two split the vote in 3 of 10 crashes: a quarter of a
+// second lost to the election timeout each time.
+const minProbeStep = 12 * time.Millisecond
+
+// probeStep is the stagger step when the probes find the leader gone.
+func probeStep(pt time.Duration) time.Duration { return max(pt/2, minProbeStep) }
+
 func (d *detector) run() {
 	defer close(d.stopped)
 	t := time.NewTimer(d.hb)
@@ -170,7 +186,7 @@ func (d *detector) check(now time.Time) time.Duration {
 	// when its daemon died, or when its router stopped answering.
 	gone, step, why := last.Add(d.hb), detectStep(d.hb), "heartbeat timeout"
 	if since, v := d.follow(now, leader); v != liveness.Up && since.Before(gone) {
-		gone, step, why = since, d.pt/2, v.String()
+		gone, step, why = since, probeStep(d.pt), v.String()
 	}
 	stagger := time.Duration(rank) * step
 	if d.campaign.After(last) && leader != "" {

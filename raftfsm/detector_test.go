@@ -298,3 +298,33 @@ func TestDetectorAfterLeading(t *testing.T) {
 		t.Error("no election a heartbeat timeout (and stagger) after it became a follower")
 	}
 }
+
+// With a short probe timeout the second follower still waits long enough
+// for the first one's pre-vote to reach it (minProbeStep), not just PT/2.
+func TestDetectorProbeStepFloor(t *testing.T) {
+	const (
+		hb = 200 * time.Millisecond
+		pt = 8 * time.Millisecond
+	)
+	now := time.Unix(1000, 0)
+	for _, tc := range []struct {
+		name      string
+		downSince time.Duration // before now
+		elects    bool
+	}{
+		{"PT/2 after the daemon died: waits", pt / 2, false},
+		{"a step after: elects", minProbeStep, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeTimer{state: raft.Follower, voters: []raft.ServerID{"r1", "r2", "r3"}, leader: "r2",
+				contact: now.Add(-20 * time.Millisecond), rc: raft.ReloadableConfig{HeartbeatTimeout: hb, ElectionTimeout: hb}}
+			p := &fakeProbes{dead: true, downSince: now.Add(-tc.downSince)}
+			elected := false
+			d := &detector{raft: f, id: "r3", hb: hb, et: hb, probes: p, pt: pt, follower: now.Add(-time.Hour),
+				stalled: func(string) { elected = true }}
+			if wait := d.check(now); elected != tc.elects {
+				t.Errorf("elected %v (wait %v), want %v", elected, wait, tc.elects)
+			}
+		})
+	}
+}

@@ -145,6 +145,15 @@ type Raft struct {
 	// still in its pre-vote then campaigns again at once (shoal's patch).
 	refusedBehind bool
 
+	// splitWon and splitLost are set, on the main thread, when this
+	// candidate refuses a vote to a peer campaigning in the same term,
+	// having voted for itself (a split vote): splitWon when it would be
+	// the better leader of the two (splitWinner), and it then campaigns
+	// again at once; splitLost otherwise, and it then campaigns again after
+	// an eighth of its election timeout, in case the peer did not see the
+	// split (shoal's patch).
+	splitWon, splitLost bool
+
 	// Stores our local server ID, used to avoid sending RPCs to ourself
 	localID ServerID
 

@@ -318,6 +318,7 @@ func (r *Raft) runCandidate() {
 	r.logger.Debug("calculated votes needed", "needed", votesNeeded, "term", term)
 
 	r.refusedBehind = false
+	r.splitWon, r.splitLost = false, false
 	for r.getState() == Candidate {
 		r.mainThreadSaturation.sleeping()
 
@@ -333,6 +334,25 @@ func (r *Raft) runCandidate() {
 			if r.refusedBehind && prevoteCh != nil && r.getState() == Candidate {
 				r.logger.Info("refused a pre-vote to a peer behind us: campaigning again")
 				return
+			}
+			// shoal: two candidates split the vote of this term, each
+			// having voted for itself. One of them campaigning again at
+			// once, in the next term, wins it: the other one has no
+			// leader and grants its pre-vote and, at the newer term, its
+			// vote. Both waiting out their election timeouts would leave
+			// the cluster without a leader for that long. The other one
+			// waits a little, so that the two do not split the next term
+			// too, but not its whole timeout: the peer may have refused
+			// this node's request for another reason (it still had a
+			// leader then) and not know of the split.
+			if r.splitWon && voteCh != nil && r.getState() == Candidate {
+				r.logger.Info("split vote with a peer: campaigning again")
+				return
+			}
+			if r.splitLost && voteCh != nil && r.getState() == Candidate {
+				r.splitLost = false
+				r.logger.Info("split vote with a peer: campaigning again unless it does")
+				electionTimer = randomTimeout(electionTimeout / 8)
 			}
 		case preVote := <-prevoteCh:
 			// This a pre-vote case it should trigger a "real" election if the pre-vote is won.
@@ -1720,6 +1740,16 @@ func (r *Raft) requestVote(rpc RPC, req *RequestVoteRequest) {
 		if bytes.Equal(lastVoteCandBytes, candidateBytes) {
 			r.logger.Warn("duplicate requestVote from", "candidate", candidate)
 			resp.Granted = true
+			return
+		}
+		// shoal: a split vote (see runCandidate).
+		if r.getState() == Candidate && r.getCurrentTerm() == req.Term &&
+			bytes.Equal(lastVoteCandBytes, r.trans.EncodePeer(r.localID, r.localAddr)) {
+			if r.splitWinner(req) {
+				r.splitWon = true
+			} else {
+				r.splitLost = true
+			}
 		}
 		return
 	}
@@ -1750,6 +1780,21 @@ func (r *Raft) requestVote(rpc RPC, req *RequestVoteRequest) {
 
 	resp.Granted = true
 	r.setLastContact()
+}
+
+// splitWinner tells which of two candidates that split a term's vote
+// campaigns again (shoal's patch): the one whose log is ahead, as the other
+// could not win its vote; with equal logs, the one with the lower ID. The
+// other waits, so that the two do not split the next term's vote too.
+func (r *Raft) splitWinner(req *RequestVoteRequest) bool {
+	lastIdx, lastTerm := r.getLastEntry()
+	switch {
+	case lastTerm != req.LastLogTerm:
+		return lastTerm > req.LastLogTerm
+	case lastIdx != req.LastLogIndex:
+		return lastIdx > req.LastLogIndex
+	}
+	return len(req.ID) > 0 && r.localID < ServerID(req.ID)
 }
 
 // requestPreVote is invoked when we get a request Pre-Vote RPC call.

@@ -37,7 +37,7 @@ type FSM struct {
 	judged map[*byte]judgement
 }
 
-// judgement is Apply(base, cmd) computed by the API before proposing cmd.
+// judgement is Judge(base, cmd) computed by the API before proposing cmd.
 type judgement struct {
 	base *shoalv1.State
 	res  *Result
@@ -117,8 +117,12 @@ func (f *FSM) Apply(l *raft.Log) any {
 		// The leader judged this very entry against this very state
 		// before proposing it, and Apply is pure: the outcome is that
 		// one, and computing it again would only double the leader's
-		// work (a whole table's, for an apply).
+		// work (a whole table's, for an apply). A command of one
+		// service was judged without the state after it: build it.
 		res = j.res
+		if res.one != nil {
+			res = res.one.finish()
+		}
 	} else {
 		cmd := &shoalv1.Command{}
 		if err = proto.Unmarshal(l.Data, cmd); err != nil {

@@ -3,6 +3,7 @@ package raftfsm
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/shoal-lb/shoal/config"
@@ -16,25 +17,36 @@ import (
 func applyWhole(st *shoalv1.State, cmd *shoalv1.Command) (*shoalv1.Config, []*shoalv1.Change, error) {
 	old := st.GetConfig()
 	c := proto.Clone(old).(*shoalv1.Config)
+	var one touched
 	var err error
 	switch op := cmd.GetOp().(type) {
 	case *shoalv1.Command_CreateVirtualService:
-		_, err = createService(c, op.CreateVirtualService)
+		one, err = createService(c, op.CreateVirtualService)
 	case *shoalv1.Command_UpdateVirtualService:
-		_, err = updateService(c, op.UpdateVirtualService)
+		one, err = updateService(c, op.UpdateVirtualService)
 	case *shoalv1.Command_DeleteVirtualService:
-		_, err = deleteService(c, op.DeleteVirtualService)
+		one, err = deleteService(c, op.DeleteVirtualService)
 	case *shoalv1.Command_AddRealServer:
-		_, err = addRealServer(c, op.AddRealServer)
+		one, err = addRealServer(c, op.AddRealServer)
 	case *shoalv1.Command_UpdateRealServer:
-		_, err = updateRealServer(c, op.UpdateRealServer)
+		one, err = updateRealServer(c, op.UpdateRealServer)
 	case *shoalv1.Command_RemoveRealServer:
-		_, err = removeRealServer(c, op.RemoveRealServer)
+		one, err = removeRealServer(c, op.RemoveRealServer)
 	default:
 		panic(fmt.Sprintf("applyWhole: %T", op))
 	}
 	if err != nil {
 		return nil, nil, err
+	}
+	// The service in its place, or appended (Normalize sorts), or gone.
+	i := slices.IndexFunc(c.Services, func(s *shoalv1.VirtualService) bool { return s.Name == one.name })
+	switch {
+	case i >= 0 && one.after != nil:
+		c.Services[i] = one.after
+	case i >= 0:
+		c.Services = slices.Delete(c.Services, i, i+1)
+	default:
+		c.Services = append(c.Services, one.after)
 	}
 	config.Normalize(c)
 	if err := validate(config.Validate(c)); err != nil {
@@ -144,6 +156,21 @@ func TestIncrementalMatchesWhole(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			wantCfg, wantChanges, wantErr := applyWhole(st, cmd)
 			res, err := Apply(st, cmd)
+			// Judge says what Apply says, without the state after a
+			// write of one service, which the FSM builds from it.
+			judged, jerr := Judge(st, cmd)
+			if fmt.Sprint(jerr) != fmt.Sprint(err) {
+				t.Fatalf("Judge: %v; Apply: %v", jerr, err)
+			}
+			if err == nil {
+				if judged.Serial != res.Serial || judged.Service != res.Service || !proto.Equal(judged.After, res.After) ||
+					fmt.Sprint(judged.Changes) != fmt.Sprint(res.Changes) || (judged.State == nil) != (judged.one != nil) {
+					t.Errorf("Judge %+v, Apply %+v", judged, res)
+				}
+				if judged.one != nil && !proto.Equal(judged.one.finish().State, res.State) {
+					t.Error("the state built from Judge's outcome is not Apply's")
+				}
+			}
 			if (err == nil) != (wantErr == nil) {
 				t.Fatalf("Apply: %v; whole: %v", err, wantErr)
 			}
@@ -180,7 +207,7 @@ func TestIncrementalMatchesWhole(t *testing.T) {
 			}
 			if res.Service != "" {
 				whole := config.Admit(st.GetConfig(), res.State.GetConfig())
-				one := config.AdmitService(st.GetConfig(), res.State.GetConfig(), res.Service)
+				one := config.AdmitService(st.GetConfig(), res.After)
 				if fmt.Sprint(whole) != fmt.Sprint(one) {
 					t.Errorf("AdmitService %v, Admit %v", one, whole)
 				}
@@ -270,6 +297,31 @@ func TestFSMTakesJudgedOutcome(t *testing.T) {
 	forget()
 	if len(f.State().GetConfig().GetServices()) != 2 {
 		t.Fatalf("services %v, want web and dns", f.State().GetConfig().GetServices())
+	}
+
+	// A write of one service judged without the state after it: the FSM
+	// builds that state, the one Apply makes.
+	h := NewFSM()
+	h.Apply(logs[0])
+	upd := &shoalv1.Command{RequestId: "r1", Op: &shoalv1.Command_UpdateVirtualService{UpdateVirtualService: &shoalv1.UpdateVirtualServiceRequest{
+		Service: &shoalv1.VirtualService{Name: "web", Scheduler: "rr"}, UpdateMask: mask("scheduler")}}}
+	judged, err := Judge(h.State(), upd)
+	if err != nil || judged.State != nil {
+		t.Fatalf("Judge: %v, state %v; want a judgement without the state", err, judged.State)
+	}
+	want, err = Apply(h.State(), upd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := logOf(t, cmds[0], upd)[1]
+	forget = h.expect(entry.Data, h.State(), judged)
+	got, ok := h.Apply(entry).(*Result)
+	forget()
+	if !ok || got.Serial != want.Serial || !proto.Equal(got.State, want.State) {
+		t.Fatalf("FSM built %v, Apply %v", got, want)
+	}
+	if i, _ := searchService(got.State.GetConfig().GetServices(), "web"); got.State.GetConfig().GetServices()[i] != judged.After {
+		t.Error("FSM computed the write again instead of taking the judged service")
 	}
 
 	// The same bytes in another slice are another entry.

@@ -424,6 +424,16 @@ func serviceFamily(s *shoalv1.VirtualService, vip netip.Addr, ok bool) string {
 	return "IPv4"
 }
 
+// SameKeys says that two versions of a service have the keys another
+// service could collide with (VIP, port, protocol, fwmark) and the
+// announce mode the same: a change that keeps them is judged, by
+// ValidateService, without looking at any other service.
+func SameKeys(before, after *shoalv1.VirtualService) bool {
+	return before.GetFwmark() == after.GetFwmark() && before.GetPort() == after.GetPort() &&
+		before.GetProtocol() == after.GetProtocol() && before.GetVip().GetAddress() == after.GetVip().GetAddress() &&
+		before.GetAnnounce() == after.GetAnnounce()
+}
+
 // ValidateService is Validate(c) for the c that a valid configuration old
 // becomes when its service named name is replaced by after (normalised):
 // added when old has no such service, removed when after is nil; whole
@@ -494,8 +504,7 @@ func ValidateService(old *shoalv1.Config, name string, after *shoalv1.VirtualSer
 	if b := old.GetGlobal().GetBgp(); ServiceAnnounce(old, s) == AnnounceBGP && (b == nil || len(b.GetPeers()) == 0) {
 		return Validate(whole())
 	}
-	if before != nil && before.Fwmark == s.Fwmark && before.Port == s.Port && before.Protocol == s.Protocol &&
-		before.GetVip().GetAddress() == s.GetVip().GetAddress() && before.Announce == s.Announce {
+	if before != nil && SameKeys(before, s) {
 		return nil
 	}
 	// A cheap screen of every other service: it may let through more

@@ -283,7 +283,11 @@ func applyOne(st *shoalv1.State, old *shoalv1.Config, one touched, cmd *shoalv1.
 	if i, ok := searchService(old.GetServices(), name); ok {
 		w.before = old.Services[i]
 	}
-	if err := validate(config.ValidateService(old, name, after, w.config)); err != nil {
+	whole := func() *shoalv1.Config {
+		w.readAll = true
+		return w.config()
+	}
+	if err := validate(config.ValidateService(old, name, after, whole)); err != nil {
 		return nil, err
 	}
 	// A write that changes something has changes, so the exact
@@ -307,6 +311,53 @@ type oneWrite struct {
 	cmd           *shoalv1.Command
 	// c is the configuration after the write, once config built it.
 	c *shoalv1.Config
+	// readAll says that ValidateService judged the whole configuration.
+	readAll bool
+}
+
+// on is the write judged against w.st as Judge(st, w.cmd) would judge it
+// on st, a later state, or nil when that may differ: when the leader's
+// FSM applies a judged write after others, it takes the judgement if
+// nothing it read has changed. What it read: the global settings and the
+// service (the same objects, which are never modified, so the same
+// values), the serial only when the command names one, the request id
+// (still unknown), and no other service when the write kept the
+// service's keys and ValidateService did not fall back to Validate.
+// Neighbours' names it read cannot equal the service's in a valid state.
+func (w *oneWrite) on(st *shoalv1.State) *oneWrite {
+	old := st.GetConfig()
+	if w.before == nil || w.after == nil || w.readAll || !config.SameKeys(w.before, w.after) ||
+		old.GetGlobal() != w.old.GetGlobal() || expectedSerial(w.cmd) != 0 {
+		return nil
+	}
+	if i, ok := searchService(old.GetServices(), w.name); !ok || old.Services[i] != w.before {
+		return nil
+	}
+	if id := w.cmd.GetRequestId(); id != "" && findRequest(st, id) != nil {
+		return nil
+	}
+	return &oneWrite{st: st, old: old, before: w.before, after: w.after, name: w.name, changes: w.changes, cmd: w.cmd}
+}
+
+// expectedSerial is the expected_serial of a command of one service.
+func expectedSerial(cmd *shoalv1.Command) uint64 {
+	switch op := cmd.GetOp().(type) {
+	case *shoalv1.Command_CreateVirtualService:
+		return op.CreateVirtualService.GetExpectedSerial()
+	case *shoalv1.Command_UpdateVirtualService:
+		return op.UpdateVirtualService.GetExpectedSerial()
+	case *shoalv1.Command_DeleteVirtualService:
+		return op.DeleteVirtualService.GetExpectedSerial()
+	case *shoalv1.Command_AddRealServer:
+		return op.AddRealServer.GetExpectedSerial()
+	case *shoalv1.Command_UpdateRealServer:
+		return op.UpdateRealServer.GetExpectedSerial()
+	case *shoalv1.Command_RemoveRealServer:
+		return op.RemoveRealServer.GetExpectedSerial()
+	}
+	// Not a command of one service: say it names a serial, so that
+	// nothing is taken for it.
+	return 1
 }
 
 // config is the configuration after the write: old's global settings

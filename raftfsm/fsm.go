@@ -113,7 +113,13 @@ func (f *FSM) Apply(l *raft.Log) any {
 	defer f.mu.Unlock()
 	var res *Result
 	var err error
-	if j, ok := f.judged[dataKey(l.Data)]; ok && j.base == f.state {
+	j, judged := f.judged[dataKey(l.Data)]
+	var later *oneWrite
+	if judged && j.base != f.state && j.res.one != nil {
+		later = j.res.one.on(f.state)
+	}
+	switch {
+	case judged && j.base == f.state:
 		// The leader judged this very entry against this very state
 		// before proposing it, and Apply is pure: the outcome is that
 		// one, and computing it again would only double the leader's
@@ -123,7 +129,11 @@ func (f *FSM) Apply(l *raft.Log) any {
 		if res.one != nil {
 			res = res.one.finish()
 		}
-	} else {
+	case later != nil:
+		// Judged before other writes applied, which left what the
+		// judgement read alone (with many writers, the common case).
+		res = later.finish()
+	default:
 		cmd := &shoalv1.Command{}
 		if err = proto.Unmarshal(l.Data, cmd); err != nil {
 			err = &Error{Kind: KindInvalid, Reason: "decode command: " + err.Error()}

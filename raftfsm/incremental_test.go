@@ -337,3 +337,89 @@ func TestFSMTakesJudgedOutcome(t *testing.T) {
 		t.Errorf("%d judged outcomes left after forgetting", len(g.judged))
 	}
 }
+
+// TestFSMTakesJudgementOverOtherWrites: the leader's FSM takes a write's
+// judgement after other writes applied only when they left alone what
+// the judgement read, and otherwise computes it; either way the outcome
+// is Apply's on the state it applies to.
+func TestFSMTakesJudgementOverOtherWrites(t *testing.T) {
+	weight := func(service, addr string, w uint32) *shoalv1.Command {
+		return &shoalv1.Command{Op: &shoalv1.Command_UpdateRealServer{UpdateRealServer: &shoalv1.UpdateRealServerRequest{
+			Service: service, RealServer: &shoalv1.RealServer{Address: addr, Weight: proto.Uint32(w)}, UpdateMask: mask("weight")}}}
+	}
+	withID := func(id string, c *shoalv1.Command) *shoalv1.Command { c.RequestId = id; return c }
+	withSerial := func(serial uint64, c *shoalv1.Command) *shoalv1.Command {
+		c.GetUpdateRealServer().ExpectedSerial = serial
+		return c
+	}
+	setup := []*shoalv1.Command{
+		createCmd(svc("web", "192.0.2.10", 80, "10.0.0.1", "10.0.0.2")),
+		createCmd(svc("dns", "192.0.2.53", 53, "10.0.1.1")),
+	}
+	global := &shoalv1.Command{Op: &shoalv1.Command_ApplyConfig{ApplyConfig: &shoalv1.ApplyConfigRequest{Config: &shoalv1.Config{
+		Global:   &shoalv1.Global{GarpCount: 9},
+		Services: []*shoalv1.VirtualService{svc("web", "192.0.2.10", 80, "10.0.0.1", "10.0.0.2"), svc("dns", "192.0.2.53", 53, "10.0.1.1")},
+	}}}}
+	tests := []struct {
+		name       string
+		judged     *shoalv1.Command // judged on the state after setup
+		other      *shoalv1.Command // applied before it
+		wantTaken  bool
+		wantReplay bool
+	}{
+		{"another service's write", weight("web", "10.0.0.1", 5), weight("dns", "10.0.1.1", 7), true, false},
+		{"with a request id", withID("a", weight("web", "10.0.0.1", 5)), withID("b", weight("dns", "10.0.1.1", 7)), true, false},
+		{"the same service", weight("web", "10.0.0.1", 5), weight("web", "10.0.0.2", 7), false, false},
+		{"an expected serial", withSerial(2, weight("web", "10.0.0.1", 5)), weight("dns", "10.0.1.1", 7), false, false},
+		{"its request id applied meanwhile", withID("r", weight("web", "10.0.0.1", 5)), withID("r", weight("dns", "10.0.1.1", 7)), false, true},
+		{"global settings changed", weight("web", "10.0.0.1", 5), global, false, false},
+		{"new keys", &shoalv1.Command{Op: &shoalv1.Command_UpdateVirtualService{UpdateVirtualService: &shoalv1.UpdateVirtualServiceRequest{
+			Service: &shoalv1.VirtualService{Name: "web", Port: 8080}, UpdateMask: mask("port")}}}, weight("dns", "10.0.1.1", 7), false, false},
+		{"a new service", createCmd(svc("ftp", "192.0.2.21", 21, "10.0.2.1")), weight("dns", "10.0.1.1", 7), false, false},
+		{"its service deleted meanwhile", weight("web", "10.0.0.1", 5),
+			&shoalv1.Command{Op: &shoalv1.Command_DeleteVirtualService{DeleteVirtualService: &shoalv1.DeleteVirtualServiceRequest{Name: "web"}}}, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logs := logOf(t, append(slices.Clone(setup), tt.other, tt.judged)...)
+			f := NewFSM()
+			for _, l := range logs[:len(setup)] {
+				f.Apply(l)
+			}
+			base := f.State()
+			judged, err := Judge(base, tt.judged)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r, ok := f.Apply(logs[len(setup)]).(*Result); !ok || r.State == base {
+				t.Fatalf("the other write did not apply: %v", r)
+			}
+			moved := f.State()
+			want, wantErr := Apply(moved, tt.judged)
+			forget := f.expect(logs[len(setup)+1].Data, base, judged)
+			got := f.Apply(logs[len(setup)+1])
+			forget()
+			if wantErr != nil {
+				if err, ok := got.(error); !ok || err.Error() != wantErr.Error() {
+					t.Fatalf("FSM answered %v, Apply %v", got, wantErr)
+				}
+				return
+			}
+			res, ok := got.(*Result)
+			if !ok {
+				t.Fatalf("FSM answered %v, Apply %v", got, want)
+			}
+			if res.Serial != want.Serial || res.Replayed != want.Replayed || res.Replayed != tt.wantReplay ||
+				fmt.Sprint(res.Changes) != fmt.Sprint(want.Changes) || !proto.Equal(res.State, want.State) {
+				t.Fatalf("FSM answered %+v\nApply %+v", res, want)
+			}
+			taken := false
+			if i, ok := searchService(res.State.GetConfig().GetServices(), judged.Service); ok {
+				taken = res.State.GetConfig().GetServices()[i] == judged.After
+			}
+			if taken != tt.wantTaken {
+				t.Errorf("judgement taken: %v, want %v", taken, tt.wantTaken)
+			}
+		})
+	}
+}

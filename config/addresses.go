@@ -112,29 +112,26 @@ func changedAddressProblems(old, c *shoalv1.Config) Errors {
 	return errs
 }
 
-// AdmitService is Admit(old, c) for a c that differs from old in the
-// service named name alone (changed, added or removed), both sorted by
-// name as every committed configuration is: it judges that service only.
-func AdmitService(old, c *shoalv1.Config, name string) error {
-	find := func(c *shoalv1.Config) (int, *shoalv1.VirtualService) {
-		ss := c.GetServices()
-		i, ok := slices.BinarySearchFunc(ss, name, func(s *shoalv1.VirtualService, name string) int {
-			return strings.Compare(s.GetName(), name)
-		})
-		if !ok {
-			return i, nil
-		}
-		return i, ss[i]
-	}
-	i, s := find(c)
-	if s == nil {
+// AdmitService is Admit(old, c) for the c that old becomes when its
+// service named after.Name is replaced by after (added when old has no
+// such service; nil when it was removed), old sorted by name as every
+// committed configuration is: it judges that service only, and needs
+// no c.
+func AdmitService(old *shoalv1.Config, after *shoalv1.VirtualService) error {
+	if after == nil {
 		return nil // removed: nothing new to judge
 	}
+	ss := old.GetServices()
+	// Where after is in c: before's place, or where a new one goes.
+	i, found := slices.BinarySearchFunc(ss, after.GetName(), func(s *shoalv1.VirtualService, name string) int {
+		return strings.Compare(s.GetName(), name)
+	})
 	var had Errors
-	if j, o := find(old); o != nil {
-		had = unitProblems(func(v *validator) { v.serviceAddresses(old, j, o) })
+	if found {
+		had = unitProblems(func(v *validator) { v.serviceAddresses(old, i, ss[i]) })
 	}
-	if errs := newProblems(had, unitProblems(func(v *validator) { v.serviceAddresses(c, i, s) })); len(errs) > 0 {
+	// serviceAddresses reads c's global settings, which are old's.
+	if errs := newProblems(had, unitProblems(func(v *validator) { v.serviceAddresses(old, i, after) })); len(errs) > 0 {
 		return errs
 	}
 	return nil

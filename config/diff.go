@@ -55,8 +55,11 @@ func DiffService(o, n *shoalv1.VirtualService) []*shoalv1.Change {
 
 func diffService(o, n *shoalv1.VirtualService) []*shoalv1.Change {
 	var out []*shoalv1.Change
-	if d := fieldDiff("", o, n, map[string]bool{"real_servers": true}); len(d) > 0 {
+	if d := serviceFields.diff("", o, n); len(d) > 0 {
 		out = append(out, &shoalv1.Change{Action: shoalv1.ChangeAction_CHANGE_ACTION_MODIFIED, Service: n.Name, Detail: strings.Join(d, ", ")})
+	}
+	if changed, ok := realServersInPlace(o, n); ok {
+		return append(out, changed...)
 	}
 	olds, news := realServersByID(o), realServersByID(n)
 	for _, id := range unionKeys(olds, news) {
@@ -67,12 +70,60 @@ func diffService(o, n *shoalv1.VirtualService) []*shoalv1.Change {
 		case nrs == nil:
 			out = append(out, rsChange(shoalv1.ChangeAction_CHANGE_ACTION_REMOVED, o, ors, describeRealServer(ors)))
 		default:
-			if d := fieldDiff("", ors, nrs, nil); len(d) > 0 {
+			if d := realServerFields.diff("", ors, nrs); len(d) > 0 {
 				out = append(out, rsChange(shoalv1.ChangeAction_CHANGE_ACTION_MODIFIED, n, nrs, strings.Join(d, ", ")))
 			}
 		}
 	}
 	return out
+}
+
+// realServersInPlace is the part of diffService that matches real
+// servers, for the common case of a write that changed some of their
+// attributes: o and n list the same real servers in the same order, so
+// they pair by position, without the maps of realServersByID. ok is
+// false when they do not (one added, removed or moved, or a nil), or
+// when a changed one shares its identity with another, which the maps
+// would keep one of; diffService then matches by identity.
+func realServersInPlace(o, n *shoalv1.VirtualService) (changes []*shoalv1.Change, ok bool) {
+	ors, nrs := o.GetRealServers(), n.GetRealServers()
+	if len(ors) != len(nrs) {
+		return nil, false
+	}
+	var changed []int
+	var details [][]string
+	for i := range ors {
+		a, b := ors[i], nrs[i]
+		if a == nil || b == nil || a.Address != b.Address || a.Port != b.Port {
+			return nil, false
+		}
+		if d := realServerFields.diff("", a, b); len(d) > 0 {
+			changed = append(changed, i)
+			details = append(details, d)
+		}
+	}
+	if len(changed) == 0 {
+		return nil, true
+	}
+	keys := make([]string, len(changed))
+	for k, i := range changed {
+		keys[k] = realServerID(ors[i])
+		for j := range ors {
+			if j != i && realServerID(ors[j]) == keys[k] {
+				return nil, false
+			}
+		}
+	}
+	// In the order of realServersByID's keys, as unionKeys sorts them.
+	order := make([]int, len(changed))
+	for k := range order {
+		order[k] = k
+	}
+	slices.SortFunc(order, func(x, y int) int { return strings.Compare(keys[x], keys[y]) })
+	for _, k := range order {
+		changes = append(changes, rsChange(shoalv1.ChangeAction_CHANGE_ACTION_MODIFIED, n, nrs[changed[k]], strings.Join(details[k], ", ")))
+	}
+	return changes, true
 }
 
 func rsChange(a shoalv1.ChangeAction, s *shoalv1.VirtualService, rs *shoalv1.RealServer, detail string) *shoalv1.Change {
@@ -94,16 +145,20 @@ func servicesByName(c *shoalv1.Config) map[string]*shoalv1.VirtualService {
 func realServersByID(s *shoalv1.VirtualService) map[string]*shoalv1.RealServer {
 	m := map[string]*shoalv1.RealServer{}
 	for _, rs := range s.GetRealServers() {
-		if rs == nil {
-			continue
+		if rs != nil {
+			m[realServerID(rs)] = rs
 		}
-		key := rs.Address
-		if ip, err := netip.ParseAddr(rs.Address); err == nil {
-			key = ip.String()
-		}
-		m[key+"|"+strconv.FormatUint(uint64(rs.Port), 10)] = rs
 	}
 	return m
+}
+
+// realServerID is a real server's key in realServersByID.
+func realServerID(rs *shoalv1.RealServer) string {
+	key := rs.Address
+	if ip, err := netip.ParseAddr(rs.Address); err == nil {
+		key = ip.String()
+	}
+	return key + "|" + strconv.FormatUint(uint64(rs.Port), 10)
 }
 
 func unionKeys[V any](a, b map[string]V) []string {
@@ -192,29 +247,34 @@ func fieldDiff(prefix string, o, n proto.Message, skip map[string]bool) []string
 	fields := desc.Fields()
 	for i := 0; i < fields.Len(); i++ {
 		fd := fields.Get(i)
-		name := string(fd.Name())
-		if skip[name] {
+		if skip[string(fd.Name())] {
 			continue
 		}
-		ov, oset := get(om, fd)
-		nv, nset := get(nm, fd)
-		if oset == nset && (!oset || ov.Equal(nv)) {
-			continue
-		}
-		if fd.Kind() == protoreflect.MessageKind && !fd.IsList() && !fd.IsMap() && !atomicMessage(fd) {
-			var oc, nc proto.Message
-			if oset {
-				oc = ov.Message().Interface()
-			}
-			if nset {
-				nc = nv.Message().Interface()
-			}
-			out = append(out, fieldDiff(prefix+name+".", oc, nc, nil)...)
-			continue
-		}
-		out = append(out, fmt.Sprintf("%s%s: %s -> %s", prefix, name, format(fd, ov, oset), format(fd, nv, nset)))
+		out = fieldChange(out, prefix, fd, om, nm)
 	}
 	return out
+}
+
+// fieldChange appends to out what fieldDiff says of the field fd of om
+// and nm (either may be nil): nothing when it is the same in both.
+func fieldChange(out []string, prefix string, fd protoreflect.FieldDescriptor, om, nm protoreflect.Message) []string {
+	name := string(fd.Name())
+	ov, oset := get(om, fd)
+	nv, nset := get(nm, fd)
+	if oset == nset && (!oset || ov.Equal(nv)) {
+		return out
+	}
+	if fd.Kind() == protoreflect.MessageKind && !fd.IsList() && !fd.IsMap() && !atomicMessage(fd) {
+		var oc, nc proto.Message
+		if oset {
+			oc = ov.Message().Interface()
+		}
+		if nset {
+			nc = nv.Message().Interface()
+		}
+		return append(out, fieldDiff(prefix+name+".", oc, nc, nil)...)
+	}
+	return append(out, fmt.Sprintf("%s%s: %s -> %s", prefix, name, format(fd, ov, oset), format(fd, nv, nset)))
 }
 
 func get(m protoreflect.Message, fd protoreflect.FieldDescriptor) (protoreflect.Value, bool) {
@@ -313,4 +373,116 @@ func netJoin(host string, port uint32) string {
 		host = "[" + host + "]"
 	}
 	return host + ":" + strconv.FormatUint(uint64(port), 10)
+}
+
+// A write of one real server diffs its service, which at scale is done
+// for every write on every node: the fields of a service and of a real
+// server are compared without reflection (fieldDiff's proto.Equal and
+// its reflective walk were most of a write's diff). Only a field that
+// differs is formatted, by fieldChange, so the words are fieldDiff's.
+var (
+	serviceFields = fastFields(&shoalv1.VirtualService{}, []fastField[*shoalv1.VirtualService]{
+		{"name", func(o, n *shoalv1.VirtualService) bool { return o.Name != n.Name }},
+		{"vip", func(o, n *shoalv1.VirtualService) bool { return messageDiffers(o.Vip, n.Vip) }},
+		{"port", func(o, n *shoalv1.VirtualService) bool { return o.Port != n.Port }},
+		{"protocol", func(o, n *shoalv1.VirtualService) bool { return o.Protocol != n.Protocol }},
+		{"fwmark", func(o, n *shoalv1.VirtualService) bool { return o.Fwmark != n.Fwmark }},
+		{"scheduler", func(o, n *shoalv1.VirtualService) bool { return o.Scheduler != n.Scheduler }},
+		{"persistence_timeout", func(o, n *shoalv1.VirtualService) bool { return o.PersistenceTimeout != n.PersistenceTimeout }},
+		{"persistence_prefix", func(o, n *shoalv1.VirtualService) bool { return o.PersistencePrefix != n.PersistencePrefix }},
+		{"forward", func(o, n *shoalv1.VirtualService) bool { return o.Forward != n.Forward }},
+		{"active", func(o, n *shoalv1.VirtualService) bool { return optionalDiffers(o.Active, n.Active) }},
+		{"quiesce", func(o, n *shoalv1.VirtualService) bool { return o.Quiesce != n.Quiesce }},
+		{"sorry_server", func(o, n *shoalv1.VirtualService) bool { return messageDiffers(o.SorryServer, n.SorryServer) }},
+		{"health_check", func(o, n *shoalv1.VirtualService) bool { return messageDiffers(o.HealthCheck, n.HealthCheck) }},
+		{"announce", func(o, n *shoalv1.VirtualService) bool { return o.Announce != n.Announce }},
+	}, "real_servers")
+	realServerFields = fastFields(&shoalv1.RealServer{}, []fastField[*shoalv1.RealServer]{
+		{"address", func(o, n *shoalv1.RealServer) bool { return o.Address != n.Address }},
+		{"port", func(o, n *shoalv1.RealServer) bool { return o.Port != n.Port }},
+		{"weight", func(o, n *shoalv1.RealServer) bool { return optionalDiffers(o.Weight, n.Weight) }},
+		{"active", func(o, n *shoalv1.RealServer) bool { return optionalDiffers(o.Active, n.Active) }},
+		{"forward", func(o, n *shoalv1.RealServer) bool { return o.Forward != n.Forward }},
+		{"name", func(o, n *shoalv1.RealServer) bool { return o.Name != n.Name }},
+		{"upper_threshold", func(o, n *shoalv1.RealServer) bool { return o.UpperThreshold != n.UpperThreshold }},
+		{"lower_threshold", func(o, n *shoalv1.RealServer) bool { return o.LowerThreshold != n.LowerThreshold }},
+		{"health_checks", func(o, n *shoalv1.RealServer) bool {
+			return !slices.EqualFunc(o.HealthChecks, n.HealthChecks, func(a, b *shoalv1.HealthCheck) bool { return proto.Equal(a, b) })
+		}},
+	})
+)
+
+// fastField is one field of a message and whether it differs between
+// two of them, as fieldDiff judges it: a field without presence differs
+// when its values do, an optional one or a message when one is set and
+// the other not or their values differ, a list when its elements do.
+// differs may say yes too often (fieldChange looks again and says
+// nothing), never too seldom.
+type fastField[M proto.Message] struct {
+	name    string
+	differs func(o, n M) bool
+}
+
+// fastDiff is fieldDiff over the fields of one message type, with the
+// comparisons written out.
+type fastDiff[M proto.Message] struct {
+	fields []fastField[M]
+	fds    []protoreflect.FieldDescriptor
+	// skip is fieldDiff's skip, for the reflective fallback.
+	skip map[string]bool
+	// reflective is set when the message has fields the table does not
+	// name, in its order: a field added to the proto is then still
+	// diffed (TestFastDiffCoversEveryField fails until it is named).
+	reflective bool
+}
+
+// fastFields checks fields against m's descriptor: every field but skip,
+// in declaration order, as fieldDiff visits them.
+func fastFields[M proto.Message](m M, fields []fastField[M], skip ...string) *fastDiff[M] {
+	d := &fastDiff[M]{fields: fields, skip: map[string]bool{}}
+	for _, s := range skip {
+		d.skip[s] = true
+	}
+	all := m.ProtoReflect().Descriptor().Fields()
+	k := 0
+	for i := 0; i < all.Len(); i++ {
+		fd := all.Get(i)
+		if d.skip[string(fd.Name())] {
+			continue
+		}
+		if k >= len(fields) || fields[k].name != string(fd.Name()) {
+			d.reflective = true
+			return d
+		}
+		d.fds = append(d.fds, fd)
+		k++
+	}
+	d.reflective = k != len(fields)
+	return d
+}
+
+// diff is fieldDiff(prefix, o, n, skip) for o and n not nil.
+func (d *fastDiff[M]) diff(prefix string, o, n M) []string {
+	if d.reflective {
+		return fieldDiff(prefix, o, n, d.skip)
+	}
+	var out []string
+	for i, f := range d.fields {
+		if f.differs(o, n) {
+			out = fieldChange(out, prefix, d.fds[i], o.ProtoReflect(), n.ProtoReflect())
+		}
+	}
+	return out
+}
+
+func optionalDiffers[T comparable](o, n *T) bool {
+	return (o == nil) != (n == nil) || o != nil && *o != *n
+}
+
+func messageDiffers[M interface {
+	comparable
+	proto.Message
+}](o, n M) bool {
+	var none M
+	return (o == none) != (n == none) || o != none && !proto.Equal(o, n)
 }

@@ -424,76 +424,100 @@ func serviceFamily(s *shoalv1.VirtualService, vip netip.Addr, ok bool) string {
 	return "IPv4"
 }
 
-// ValidateService is Validate(c) for a c that differs from a valid
-// configuration in the service named name alone (changed, added or
-// removed), with c normalised. It gives exactly Validate's answer at the
-// cost of one service: it checks that service and the services it could
-// collide with (same VIP, port and protocol, or same fwmark), and when
-// it finds anything, or anything it cannot rule out, it runs Validate(c)
-// whole, so that errors come in Validate's words and order.
+// SameKeys says that two versions of a service have the keys another
+// service could collide with (VIP, port, protocol, fwmark) and the
+// announce mode the same: a change that keeps them is judged, by
+// ValidateService, without looking at any other service.
+func SameKeys(before, after *shoalv1.VirtualService) bool {
+	return before.GetFwmark() == after.GetFwmark() && before.GetPort() == after.GetPort() &&
+		before.GetProtocol() == after.GetProtocol() && before.GetVip().GetAddress() == after.GetVip().GetAddress() &&
+		before.GetAnnounce() == after.GetAnnounce()
+}
+
+// ValidateService is Validate(c) for the c that a valid configuration old
+// becomes when its service named name is replaced by after (normalised):
+// added when old has no such service, removed when after is nil; whole
+// builds that c. It gives exactly Validate's answer at the cost of one
+// service: it checks that service and the services it could collide with
+// (same VIP, port and protocol, or same fwmark), and when it finds
+// anything, or anything it cannot rule out, it runs Validate(whole())
+// whole, so that errors come in Validate's words and order. Otherwise it
+// never calls whole: a caller that only judges a change need not build
+// the configuration after it (a copy of the list of every service).
 //
-// It relies on the services being sorted by name, as Normalize leaves them,
-// and on every other service having passed Validate already: nothing about
-// one service depends on another except the name and the keys checked
-// here. before is the service as it was (nil for a new one): when its
-// keys (and announce mode) are the same, the others cannot collide with it
-// now either, and they are not looked at, so changing a real server costs
-// one service. A service that shares its VIP with another, or is announced
-// by bgp without a speaker, or is named by a hook when removed, is judged
-// whole.
+// It relies on old's services being sorted by name, as Normalize leaves
+// them, and on every other service having passed Validate already:
+// nothing about one service depends on another except the name and the
+// keys checked here. When the service's keys (and announce mode) are the
+// same as before, the others cannot collide with it now either, and they
+// are not looked at, so changing a real server costs one service. A
+// service that shares its VIP with another, or is announced by bgp
+// without a speaker, or is named by a hook when removed, is judged whole.
 //
 // Keep it so: a new rule that judges a service against the global
 // settings or against other services (a name referenced elsewhere, a
 // shared resource) must be checked here too, for a change, an addition
 // and a removal, or make this fall back to Validate when it may apply.
 // TestIncrementalMatchesWhole in raftfsm compares the two.
-func ValidateService(c *shoalv1.Config, name string, before *shoalv1.VirtualService) error {
-	ss := c.GetServices()
+func ValidateService(old *shoalv1.Config, name string, after *shoalv1.VirtualService, whole func() *shoalv1.Config) error {
+	ss := old.GetServices()
 	i, found := slices.BinarySearchFunc(ss, name, func(s *shoalv1.VirtualService, name string) int {
 		return strings.Compare(s.GetName(), name)
 	})
-	if !found {
+	if after == nil {
 		// Removed (or never there): taking a service away cannot make
 		// the others collide, but a hook may name it.
-		for _, h := range c.GetGlobal().GetHooks() {
+		for _, h := range old.GetGlobal().GetHooks() {
 			if h.GetService() == name {
-				return Validate(c)
+				return Validate(whole())
 			}
 		}
 		return nil
 	}
-	s := ss[i]
+	// after's neighbours once it is in place: where before was, or where
+	// the sort by name puts a new one.
+	var before, prev, next *shoalv1.VirtualService
+	if i > 0 {
+		prev = ss[i-1]
+	}
+	if found {
+		before = ss[i]
+		if i+1 < len(ss) {
+			next = ss[i+1]
+		}
+	} else if i < len(ss) {
+		next = ss[i]
+	}
+	s := after
 	switch {
-	case !serviceName.MatchString(s.Name),
-		i > 0 && ss[i-1].GetName() == name,
-		i+1 < len(ss) && ss[i+1].GetName() == name:
-		return Validate(c)
+	case !serviceName.MatchString(s.Name), s.Name != name,
+		prev.GetName() == name, next.GetName() == name:
+		return Validate(whole())
 	}
 	v := &validator{}
 	v.service(servicePath(i, s), s)
-	v.serviceBGP(servicePath(i, s), c, s)
+	v.serviceBGP(servicePath(i, s), old, s)
 	if len(v.errs) > 0 {
-		return Validate(c)
+		return Validate(whole())
 	}
 	// In bgp mode the global settings must have a speaker with peers.
-	if b := c.GetGlobal().GetBgp(); ServiceAnnounce(c, s) == AnnounceBGP && (b == nil || len(b.GetPeers()) == 0) {
-		return Validate(c)
+	if b := old.GetGlobal().GetBgp(); ServiceAnnounce(old, s) == AnnounceBGP && (b == nil || len(b.GetPeers()) == 0) {
+		return Validate(whole())
 	}
-	if before != nil && before.Fwmark == s.Fwmark && before.Port == s.Port && before.Protocol == s.Protocol &&
-		before.GetVip().GetAddress() == s.GetVip().GetAddress() && before.Announce == s.Announce {
+	if before != nil && SameKeys(before, s) {
 		return nil
 	}
 	// A cheap screen of every other service: it may let through more
 	// than a true collision (then Validate decides), never fewer, since
 	// normalised addresses are in netip's canonical spelling.
-	for j, o := range ss {
-		if j == i || o == nil {
+	for _, o := range ss {
+		if o == before || o == nil {
 			continue
 		}
 		// Services of one VIP must also share its announce mode.
 		sameVIP := s.GetVip().GetAddress() != "" && o.GetVip().GetAddress() == s.GetVip().GetAddress()
 		if s.Fwmark > 0 && o.Fwmark == s.Fwmark || sameVIP {
-			return Validate(c)
+			return Validate(whole())
 		}
 	}
 	return nil

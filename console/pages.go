@@ -195,8 +195,10 @@ func (c *Console) historyEntry(w http.ResponseWriter, r *http.Request, u *user) 
 	d := &historyEntryData{E: e}
 	if u.Can("admin") {
 		// A dry run is the preview: what a rollback to this serial's
-		// configuration would change now, and on which serial.
-		rb, err := c.cfg.RollbackConfig(u.ctx(r.Context()), &shoalv1.RollbackConfigRequest{Serial: serial, DryRun: true})
+		// configuration would change now, and on which serial. The page
+		// lists every change (and offers the button only when there is
+		// one), so it asks for them however many.
+		rb, err := c.cfg.RollbackConfig(u.ctx(r.Context()), &shoalv1.RollbackConfigRequest{Serial: serial, DryRun: true, Full: true})
 		if err != nil {
 			d.RollbackErr = status.Convert(err).Message()
 		} else {

@@ -35,8 +35,14 @@ type Result struct {
 	Index uint64
 	// Service names the one service the command changed, when it changed
 	// the configuration in one service alone: the API then judges that
-	// service alone too (config.AdmitService).
+	// service alone too (config.AdmitService). After is that service as
+	// the command left it, nil when it deleted it.
 	Service string
+	After   *shoalv1.VirtualService
+
+	// one is set by Judge instead of State for a write of one service:
+	// what finish needs to build the state after it.
+	one *oneWrite
 }
 
 // ErrorKind classifies why a command was rejected; the API maps it to a
@@ -127,6 +133,21 @@ func EmptyState() *shoalv1.State {
 // result is the first outcome (Replayed), whatever happened since, even if
 // the command's expected_serial is stale by now.
 func Apply(st *shoalv1.State, cmd *shoalv1.Command) (*Result, error) {
+	res, err := Judge(st, cmd)
+	if err != nil || res.one == nil {
+		return res, err
+	}
+	return res.one.finish(), nil
+}
+
+// Judge is Apply for a judgement of cmd before it is proposed: the same
+// verdict, changes, serial and (for a command of one service) Service and
+// After, except that a command that changed one service leaves State nil.
+// Building that state copies the list of every service, the one cost of
+// such a write that grows with the table; the API's judgement needs the
+// service, not the state, and the FSM builds the state when it applies
+// the command (FSM.Apply finishes a judgement it takes).
+func Judge(st *shoalv1.State, cmd *shoalv1.Command) (*Result, error) {
 	if st == nil {
 		st = EmptyState()
 	}
@@ -143,6 +164,10 @@ func Apply(st *shoalv1.State, cmd *shoalv1.Command) (*Result, error) {
 	if err != nil {
 		// Not remembered: a retry is judged afresh (requests.go).
 		return nil, err
+	}
+	if res.one != nil {
+		res.Serial = res.one.old.GetSerial() + 1
+		return res, nil
 	}
 	res.Serial = res.State.GetConfig().GetSerial()
 	if id != "" {
@@ -176,30 +201,25 @@ func apply(st *shoalv1.State, cmd *shoalv1.Command) (*Result, error) {
 		return revokeCertificate(st, op.RevokeCertificate, cmd.GetAudit(), pki.MaxClientLifetime)
 	}
 
-	// A shallow copy: the global settings and every service are shared
-	// with old, which is never modified; a command that changes a service
-	// works on a clone of that one (editService), so that a write costs
-	// what it touches, not the size of the table.
-	c := &shoalv1.Config{Global: old.Global, Services: slices.Clone(old.Services), Serial: old.Serial}
+	// A command of one service reads old, which is never modified, and
+	// works on a clone of that one service (editService), so that a
+	// write costs what it touches, not the size of the table.
+	var one touched
 	var err error
-	one := touched{index: -1}
 	switch op := cmd.GetOp().(type) {
-	case *shoalv1.Command_ApplyConfig:
-		err = applyConfig(c, op.ApplyConfig)
-	case *shoalv1.Command_RollbackConfig:
-		err = rollbackConfig(st, c, op.RollbackConfig)
+	case *shoalv1.Command_ApplyConfig, *shoalv1.Command_RollbackConfig:
 	case *shoalv1.Command_CreateVirtualService:
-		one, err = createService(c, op.CreateVirtualService)
+		one, err = createService(old, op.CreateVirtualService)
 	case *shoalv1.Command_UpdateVirtualService:
-		one, err = updateService(c, op.UpdateVirtualService)
+		one, err = updateService(old, op.UpdateVirtualService)
 	case *shoalv1.Command_DeleteVirtualService:
-		one, err = deleteService(c, op.DeleteVirtualService)
+		one, err = deleteService(old, op.DeleteVirtualService)
 	case *shoalv1.Command_AddRealServer:
-		one, err = addRealServer(c, op.AddRealServer)
+		one, err = addRealServer(old, op.AddRealServer)
 	case *shoalv1.Command_UpdateRealServer:
-		one, err = updateRealServer(c, op.UpdateRealServer)
+		one, err = updateRealServer(old, op.UpdateRealServer)
 	case *shoalv1.Command_RemoveRealServer:
-		one, err = removeRealServer(c, op.RemoveRealServer)
+		one, err = removeRealServer(old, op.RemoveRealServer)
 	default:
 		return nil, &Error{Kind: KindInvalid, Reason: "command has no operation"}
 	}
@@ -207,7 +227,20 @@ func apply(st *shoalv1.State, cmd *shoalv1.Command) (*Result, error) {
 		return nil, err
 	}
 	if one.name != "" {
-		return applyOne(st, old, c, one, cmd)
+		return applyOne(st, old, one, cmd)
+	}
+
+	// A shallow copy, whose global settings and services the command
+	// replaces with its own clones.
+	c := &shoalv1.Config{Global: old.Global, Services: old.Services, Serial: old.Serial}
+	switch op := cmd.GetOp().(type) {
+	case *shoalv1.Command_ApplyConfig:
+		err = applyConfig(c, op.ApplyConfig)
+	case *shoalv1.Command_RollbackConfig:
+		err = rollbackConfig(st, c, op.RollbackConfig)
+	}
+	if err != nil {
+		return nil, err
 	}
 
 	// A whole new configuration (apply, rollback): its global settings
@@ -225,58 +258,150 @@ func apply(st *shoalv1.State, cmd *shoalv1.Command) (*Result, error) {
 }
 
 // touched is the one service a command changed: its name (before any
-// normalisation for a create, which trims it), and its index in the
-// command's copy of the services, -1 when it was deleted.
+// normalisation for a create, which trims it), and the service as the
+// command left it, a clone of its own (nil when it was deleted).
 type touched struct {
 	name  string
-	index int
+	after *shoalv1.VirtualService
 }
 
 // applyOne finishes a command that changed one service: it normalises
 // and validates that service alone, and diffs it alone. The result is what
 // normalising, validating and diffing the whole configuration would give
 // (config.ValidateService), since every other service is shared with a
-// state that passed all of that already.
-func applyOne(st *shoalv1.State, old, c *shoalv1.Config, one touched, cmd *shoalv1.Command) (*Result, error) {
-	var after *shoalv1.VirtualService
+// state that passed all of that already. The state after it is left to
+// oneWrite.finish.
+func applyOne(st *shoalv1.State, old *shoalv1.Config, one touched, cmd *shoalv1.Command) (*Result, error) {
+	after := one.after
 	name := strings.TrimSpace(one.name)
-	if one.index >= 0 {
-		after = c.Services[one.index]
-		config.NormalizeService(c, after)
+	if after != nil {
+		// It reads the global settings alone, which the command keeps.
+		config.NormalizeService(old, after)
 		name = after.GetName()
-		// Put it where Normalize's sort by name would, unless it is
-		// there (a change keeps the name).
-		ss, i := c.Services, one.index
-		if i > 0 && ss[i-1].GetName() >= name || i+1 < len(ss) && ss[i+1].GetName() <= name {
-			c.Services = slices.Delete(c.Services, i, i+1)
-			j, _ := searchService(c.Services, name)
-			c.Services = slices.Insert(c.Services, j, after)
-		}
 	}
-	var before *shoalv1.VirtualService
+	w := &oneWrite{st: st, old: old, after: after, name: name, cmd: cmd}
 	if i, ok := searchService(old.GetServices(), name); ok {
-		before = old.Services[i]
+		w.before = old.Services[i]
 	}
-	if err := validate(config.ValidateService(c, name, before)); err != nil {
+	whole := func() *shoalv1.Config {
+		w.readAll = true
+		return w.config()
+	}
+	if err := validate(config.ValidateService(old, name, after, whole)); err != nil {
 		return nil, err
 	}
 	// A write that changes something has changes, so the exact
 	// comparison is only needed to tell a no-op from a change the diff
 	// does not describe.
-	changes := config.DiffService(before, after)
-	if len(changes) == 0 && proto.Equal(before, after) {
+	w.changes = config.DiffService(w.before, after)
+	if len(w.changes) == 0 && proto.Equal(w.before, after) {
 		return &Result{State: st}, nil
 	}
+	return &Result{Changes: w.changes, Service: name, After: after, one: w}, nil
+}
+
+// oneWrite is a command of one service that applyOne judged: the state
+// it applied to, the service as it was and as it is now, and its changes.
+type oneWrite struct {
+	st            *shoalv1.State
+	old           *shoalv1.Config
+	before, after *shoalv1.VirtualService
+	name          string
+	changes       []*shoalv1.Change
+	cmd           *shoalv1.Command
+	// c is the configuration after the write, once config built it.
+	c *shoalv1.Config
+	// readAll says that ValidateService judged the whole configuration.
+	readAll bool
+}
+
+// on is the write judged against w.st as Judge(st, w.cmd) would judge it
+// on st, a later state, or nil when that may differ: when the leader's
+// FSM applies a judged write after others, it takes the judgement if
+// nothing it read has changed. What it read: the global settings and the
+// service (the same objects, which are never modified, so the same
+// values), the serial only when the command names one, the request id
+// (still unknown), and no other service when the write kept the
+// service's keys and ValidateService did not fall back to Validate.
+// Neighbours' names it read cannot equal the service's in a valid state.
+func (w *oneWrite) on(st *shoalv1.State) *oneWrite {
+	old := st.GetConfig()
+	if w.before == nil || w.after == nil || w.readAll || !config.SameKeys(w.before, w.after) ||
+		old.GetGlobal() != w.old.GetGlobal() || expectedSerial(w.cmd) != 0 {
+		return nil
+	}
+	if i, ok := searchService(old.GetServices(), w.name); !ok || old.Services[i] != w.before {
+		return nil
+	}
+	if id := w.cmd.GetRequestId(); id != "" && findRequest(st, id) != nil {
+		return nil
+	}
+	return &oneWrite{st: st, old: old, before: w.before, after: w.after, name: w.name, changes: w.changes, cmd: w.cmd}
+}
+
+// expectedSerial is the expected_serial of a command of one service.
+func expectedSerial(cmd *shoalv1.Command) uint64 {
+	switch op := cmd.GetOp().(type) {
+	case *shoalv1.Command_CreateVirtualService:
+		return op.CreateVirtualService.GetExpectedSerial()
+	case *shoalv1.Command_UpdateVirtualService:
+		return op.UpdateVirtualService.GetExpectedSerial()
+	case *shoalv1.Command_DeleteVirtualService:
+		return op.DeleteVirtualService.GetExpectedSerial()
+	case *shoalv1.Command_AddRealServer:
+		return op.AddRealServer.GetExpectedSerial()
+	case *shoalv1.Command_UpdateRealServer:
+		return op.UpdateRealServer.GetExpectedSerial()
+	case *shoalv1.Command_RemoveRealServer:
+		return op.RemoveRealServer.GetExpectedSerial()
+	}
+	// Not a command of one service: say it names a serial, so that
+	// nothing is taken for it.
+	return 1
+}
+
+// config is the configuration after the write: old's global settings
+// and services, with after in before's place, or where Normalize's sort
+// by name would put it. It copies the list of services, once.
+func (w *oneWrite) config() *shoalv1.Config {
+	if w.c != nil {
+		return w.c
+	}
+	ss := w.old.GetServices()
+	i, found := searchService(ss, w.name)
+	var out []*shoalv1.VirtualService
+	switch {
+	case found && w.after != nil:
+		out = slices.Clone(ss)
+		out[i] = w.after
+	case found:
+		out = slices.Concat(ss[:i], ss[i+1:])
+	case w.after != nil:
+		out = slices.Concat(ss[:i], []*shoalv1.VirtualService{w.after}, ss[i:])
+	default:
+		out = slices.Clone(ss)
+	}
+	w.c = &shoalv1.Config{Global: w.old.GetGlobal(), Services: out, Serial: w.old.GetSerial()}
+	return w.c
+}
+
+// finish is the Result of Apply: the state after the write, with the
+// next serial, its history record and its request id.
+func (w *oneWrite) finish() *Result {
 	// The history record appendHistory's walk over both lists would make.
 	rec := &shoalv1.HistoryRecord{}
-	if before != nil {
-		rec.ServicesBefore = []*shoalv1.VirtualService{before}
+	if w.before != nil {
+		rec.ServicesBefore = []*shoalv1.VirtualService{w.before}
 	} else {
-		rec.ServicesAdded = []string{name}
+		rec.ServicesAdded = []string{w.name}
 	}
-	res := commitRecord(st, old, c, changes, cmd, rec)
-	res.Service = name
-	return res, nil
+	res := commitRecord(w.st, w.old, w.config(), w.changes, w.cmd, rec)
+	res.Serial = res.State.GetConfig().GetSerial()
+	res.Service, res.After = w.name, w.after
+	if w.cmd.GetRequestId() != "" {
+		res.State = rememberRequest(w.st, res, w.cmd)
+	}
+	return res
 }
 
 // validate wraps a config.Validate error as the command's rejection.
@@ -356,17 +481,15 @@ func findService(c *shoalv1.Config, name string) (int, *shoalv1.VirtualService, 
 	return -1, nil, &Error{Kind: KindNotFound, Reason: fmt.Sprintf("virtual service %q not found", name)}
 }
 
-// editService is findService for a command that changes the service: c's
-// slot gets a clone of its own, since the service is shared with the state
-// the command applies to.
-func editService(c *shoalv1.Config, name string) (int, *shoalv1.VirtualService, error) {
-	i, s, err := findService(c, name)
+// editService is findService for a command that changes the service: a
+// clone of its own, since the service is shared with the state the
+// command applies to.
+func editService(c *shoalv1.Config, name string) (*shoalv1.VirtualService, error) {
+	_, s, err := findService(c, name)
 	if err != nil {
-		return i, nil, err
+		return nil, err
 	}
-	s = proto.Clone(s).(*shoalv1.VirtualService)
-	c.Services[i] = s
-	return i, s, nil
+	return proto.Clone(s).(*shoalv1.VirtualService), nil
 }
 
 func createService(c *shoalv1.Config, req *shoalv1.CreateVirtualServiceRequest) (touched, error) {
@@ -384,8 +507,7 @@ func createService(c *shoalv1.Config, req *shoalv1.CreateVirtualServiceRequest) 
 	if _, _, err := findService(c, name); err == nil {
 		return touched{}, &Error{Kind: KindAlreadyExists, Reason: fmt.Sprintf("virtual service %q already exists", name)}
 	}
-	c.Services = append(c.Services, proto.Clone(s).(*shoalv1.VirtualService))
-	return touched{name: name, index: len(c.Services) - 1}, nil
+	return touched{name: name, after: proto.Clone(s).(*shoalv1.VirtualService)}, nil
 }
 
 // maskPaths returns the fields an update sets: the mask's paths, or every
@@ -432,24 +554,23 @@ func updateService(c *shoalv1.Config, req *shoalv1.UpdateVirtualServiceRequest) 
 	if err != nil {
 		return touched{}, err
 	}
-	i, s, err := editService(c, src.Name)
+	s, err := editService(c, src.Name)
 	if err != nil {
 		return touched{}, err
 	}
 	copyFields(s, src, paths)
-	return touched{name: s.Name, index: i}, nil
+	return touched{name: s.Name, after: s}, nil
 }
 
 func deleteService(c *shoalv1.Config, req *shoalv1.DeleteVirtualServiceRequest) (touched, error) {
 	if err := checkSerial(c, req.ExpectedSerial); err != nil {
 		return touched{}, err
 	}
-	i, s, err := findService(c, req.Name)
+	_, s, err := findService(c, req.Name)
 	if err != nil {
 		return touched{}, err
 	}
-	c.Services = slices.Delete(c.Services, i, i+1)
-	return touched{name: s.Name, index: -1}, nil
+	return touched{name: s.Name}, nil
 }
 
 // findRealServer finds the real server of s that receives traffic at
@@ -493,9 +614,9 @@ func addRealServer(c *shoalv1.Config, req *shoalv1.AddRealServerRequest) (touche
 	case errors.As(err, &e) && e.Kind != KindNotFound:
 		return touched{}, err
 	}
-	i, s, _ := editService(c, req.Service)
+	s, _ = editService(c, req.Service)
 	s.RealServers = append(s.RealServers, proto.Clone(rs).(*shoalv1.RealServer))
-	return touched{name: s.Name, index: i}, nil
+	return touched{name: s.Name, after: s}, nil
 }
 
 func updateRealServer(c *shoalv1.Config, req *shoalv1.UpdateRealServerRequest) (touched, error) {
@@ -518,9 +639,9 @@ func updateRealServer(c *shoalv1.Config, req *shoalv1.UpdateRealServerRequest) (
 	if err != nil {
 		return touched{}, err
 	}
-	si, s, _ := editService(c, req.Service)
+	s, _ = editService(c, req.Service)
 	copyFields(s.RealServers[i], src, paths)
-	return touched{name: s.Name, index: si}, nil
+	return touched{name: s.Name, after: s}, nil
 }
 
 func removeRealServer(c *shoalv1.Config, req *shoalv1.RemoveRealServerRequest) (touched, error) {
@@ -535,9 +656,9 @@ func removeRealServer(c *shoalv1.Config, req *shoalv1.RemoveRealServerRequest) (
 	if err != nil {
 		return touched{}, err
 	}
-	si, s, _ := editService(c, req.Service)
+	s, _ = editService(c, req.Service)
 	s.RealServers = slices.Delete(s.RealServers, i, i+1)
-	return touched{name: s.Name, index: si}, nil
+	return touched{name: s.Name, after: s}, nil
 }
 
 func registerMember(st *shoalv1.State, m *shoalv1.RegisterMember) (*Result, error) {

@@ -37,7 +37,7 @@ type FSM struct {
 	judged map[*byte]judgement
 }
 
-// judgement is Apply(base, cmd) computed by the API before proposing cmd.
+// judgement is Judge(base, cmd) computed by the API before proposing cmd.
 type judgement struct {
 	base *shoalv1.State
 	res  *Result
@@ -113,13 +113,27 @@ func (f *FSM) Apply(l *raft.Log) any {
 	defer f.mu.Unlock()
 	var res *Result
 	var err error
-	if j, ok := f.judged[dataKey(l.Data)]; ok && j.base == f.state {
+	j, judged := f.judged[dataKey(l.Data)]
+	var later *oneWrite
+	if judged && j.base != f.state && j.res.one != nil {
+		later = j.res.one.on(f.state)
+	}
+	switch {
+	case judged && j.base == f.state:
 		// The leader judged this very entry against this very state
 		// before proposing it, and Apply is pure: the outcome is that
 		// one, and computing it again would only double the leader's
-		// work (a whole table's, for an apply).
+		// work (a whole table's, for an apply). A command of one
+		// service was judged without the state after it: build it.
 		res = j.res
-	} else {
+		if res.one != nil {
+			res = res.one.finish()
+		}
+	case later != nil:
+		// Judged before other writes applied, which left what the
+		// judgement read alone (with many writers, the common case).
+		res = later.finish()
+	default:
 		cmd := &shoalv1.Command{}
 		if err = proto.Unmarshal(l.Data, cmd); err != nil {
 			err = &Error{Kind: KindInvalid, Reason: "decode command: " + err.Error()}

@@ -3,6 +3,7 @@ package raftfsm
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/shoal-lb/shoal/config"
@@ -16,25 +17,36 @@ import (
 func applyWhole(st *shoalv1.State, cmd *shoalv1.Command) (*shoalv1.Config, []*shoalv1.Change, error) {
 	old := st.GetConfig()
 	c := proto.Clone(old).(*shoalv1.Config)
+	var one touched
 	var err error
 	switch op := cmd.GetOp().(type) {
 	case *shoalv1.Command_CreateVirtualService:
-		_, err = createService(c, op.CreateVirtualService)
+		one, err = createService(c, op.CreateVirtualService)
 	case *shoalv1.Command_UpdateVirtualService:
-		_, err = updateService(c, op.UpdateVirtualService)
+		one, err = updateService(c, op.UpdateVirtualService)
 	case *shoalv1.Command_DeleteVirtualService:
-		_, err = deleteService(c, op.DeleteVirtualService)
+		one, err = deleteService(c, op.DeleteVirtualService)
 	case *shoalv1.Command_AddRealServer:
-		_, err = addRealServer(c, op.AddRealServer)
+		one, err = addRealServer(c, op.AddRealServer)
 	case *shoalv1.Command_UpdateRealServer:
-		_, err = updateRealServer(c, op.UpdateRealServer)
+		one, err = updateRealServer(c, op.UpdateRealServer)
 	case *shoalv1.Command_RemoveRealServer:
-		_, err = removeRealServer(c, op.RemoveRealServer)
+		one, err = removeRealServer(c, op.RemoveRealServer)
 	default:
 		panic(fmt.Sprintf("applyWhole: %T", op))
 	}
 	if err != nil {
 		return nil, nil, err
+	}
+	// The service in its place, or appended (Normalize sorts), or gone.
+	i := slices.IndexFunc(c.Services, func(s *shoalv1.VirtualService) bool { return s.Name == one.name })
+	switch {
+	case i >= 0 && one.after != nil:
+		c.Services[i] = one.after
+	case i >= 0:
+		c.Services = slices.Delete(c.Services, i, i+1)
+	default:
+		c.Services = append(c.Services, one.after)
 	}
 	config.Normalize(c)
 	if err := validate(config.Validate(c)); err != nil {
@@ -144,6 +156,21 @@ func TestIncrementalMatchesWhole(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			wantCfg, wantChanges, wantErr := applyWhole(st, cmd)
 			res, err := Apply(st, cmd)
+			// Judge says what Apply says, without the state after a
+			// write of one service, which the FSM builds from it.
+			judged, jerr := Judge(st, cmd)
+			if fmt.Sprint(jerr) != fmt.Sprint(err) {
+				t.Fatalf("Judge: %v; Apply: %v", jerr, err)
+			}
+			if err == nil {
+				if judged.Serial != res.Serial || judged.Service != res.Service || !proto.Equal(judged.After, res.After) ||
+					fmt.Sprint(judged.Changes) != fmt.Sprint(res.Changes) || (judged.State == nil) != (judged.one != nil) {
+					t.Errorf("Judge %+v, Apply %+v", judged, res)
+				}
+				if judged.one != nil && !proto.Equal(judged.one.finish().State, res.State) {
+					t.Error("the state built from Judge's outcome is not Apply's")
+				}
+			}
 			if (err == nil) != (wantErr == nil) {
 				t.Fatalf("Apply: %v; whole: %v", err, wantErr)
 			}
@@ -180,7 +207,7 @@ func TestIncrementalMatchesWhole(t *testing.T) {
 			}
 			if res.Service != "" {
 				whole := config.Admit(st.GetConfig(), res.State.GetConfig())
-				one := config.AdmitService(st.GetConfig(), res.State.GetConfig(), res.Service)
+				one := config.AdmitService(st.GetConfig(), res.After)
 				if fmt.Sprint(whole) != fmt.Sprint(one) {
 					t.Errorf("AdmitService %v, Admit %v", one, whole)
 				}
@@ -272,6 +299,31 @@ func TestFSMTakesJudgedOutcome(t *testing.T) {
 		t.Fatalf("services %v, want web and dns", f.State().GetConfig().GetServices())
 	}
 
+	// A write of one service judged without the state after it: the FSM
+	// builds that state, the one Apply makes.
+	h := NewFSM()
+	h.Apply(logs[0])
+	upd := &shoalv1.Command{RequestId: "r1", Op: &shoalv1.Command_UpdateVirtualService{UpdateVirtualService: &shoalv1.UpdateVirtualServiceRequest{
+		Service: &shoalv1.VirtualService{Name: "web", Scheduler: "rr"}, UpdateMask: mask("scheduler")}}}
+	judged, err := Judge(h.State(), upd)
+	if err != nil || judged.State != nil {
+		t.Fatalf("Judge: %v, state %v; want a judgement without the state", err, judged.State)
+	}
+	want, err = Apply(h.State(), upd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := logOf(t, cmds[0], upd)[1]
+	forget = h.expect(entry.Data, h.State(), judged)
+	got, ok := h.Apply(entry).(*Result)
+	forget()
+	if !ok || got.Serial != want.Serial || !proto.Equal(got.State, want.State) {
+		t.Fatalf("FSM built %v, Apply %v", got, want)
+	}
+	if i, _ := searchService(got.State.GetConfig().GetServices(), "web"); got.State.GetConfig().GetServices()[i] != judged.After {
+		t.Error("FSM computed the write again instead of taking the judged service")
+	}
+
 	// The same bytes in another slice are another entry.
 	g := NewFSM()
 	forget = g.expect(logs[0].Data, g.State(), stale)
@@ -283,5 +335,91 @@ func TestFSMTakesJudgedOutcome(t *testing.T) {
 	forget()
 	if len(g.judged) != 0 {
 		t.Errorf("%d judged outcomes left after forgetting", len(g.judged))
+	}
+}
+
+// TestFSMTakesJudgementOverOtherWrites: the leader's FSM takes a write's
+// judgement after other writes applied only when they left alone what
+// the judgement read, and otherwise computes it; either way the outcome
+// is Apply's on the state it applies to.
+func TestFSMTakesJudgementOverOtherWrites(t *testing.T) {
+	weight := func(service, addr string, w uint32) *shoalv1.Command {
+		return &shoalv1.Command{Op: &shoalv1.Command_UpdateRealServer{UpdateRealServer: &shoalv1.UpdateRealServerRequest{
+			Service: service, RealServer: &shoalv1.RealServer{Address: addr, Weight: proto.Uint32(w)}, UpdateMask: mask("weight")}}}
+	}
+	withID := func(id string, c *shoalv1.Command) *shoalv1.Command { c.RequestId = id; return c }
+	withSerial := func(serial uint64, c *shoalv1.Command) *shoalv1.Command {
+		c.GetUpdateRealServer().ExpectedSerial = serial
+		return c
+	}
+	setup := []*shoalv1.Command{
+		createCmd(svc("web", "192.0.2.10", 80, "10.0.0.1", "10.0.0.2")),
+		createCmd(svc("dns", "192.0.2.53", 53, "10.0.1.1")),
+	}
+	global := &shoalv1.Command{Op: &shoalv1.Command_ApplyConfig{ApplyConfig: &shoalv1.ApplyConfigRequest{Config: &shoalv1.Config{
+		Global:   &shoalv1.Global{GarpCount: 9},
+		Services: []*shoalv1.VirtualService{svc("web", "192.0.2.10", 80, "10.0.0.1", "10.0.0.2"), svc("dns", "192.0.2.53", 53, "10.0.1.1")},
+	}}}}
+	tests := []struct {
+		name       string
+		judged     *shoalv1.Command // judged on the state after setup
+		other      *shoalv1.Command // applied before it
+		wantTaken  bool
+		wantReplay bool
+	}{
+		{"another service's write", weight("web", "10.0.0.1", 5), weight("dns", "10.0.1.1", 7), true, false},
+		{"with a request id", withID("a", weight("web", "10.0.0.1", 5)), withID("b", weight("dns", "10.0.1.1", 7)), true, false},
+		{"the same service", weight("web", "10.0.0.1", 5), weight("web", "10.0.0.2", 7), false, false},
+		{"an expected serial", withSerial(2, weight("web", "10.0.0.1", 5)), weight("dns", "10.0.1.1", 7), false, false},
+		{"its request id applied meanwhile", withID("r", weight("web", "10.0.0.1", 5)), withID("r", weight("dns", "10.0.1.1", 7)), false, true},
+		{"global settings changed", weight("web", "10.0.0.1", 5), global, false, false},
+		{"new keys", &shoalv1.Command{Op: &shoalv1.Command_UpdateVirtualService{UpdateVirtualService: &shoalv1.UpdateVirtualServiceRequest{
+			Service: &shoalv1.VirtualService{Name: "web", Port: 8080}, UpdateMask: mask("port")}}}, weight("dns", "10.0.1.1", 7), false, false},
+		{"a new service", createCmd(svc("ftp", "192.0.2.21", 21, "10.0.2.1")), weight("dns", "10.0.1.1", 7), false, false},
+		{"its service deleted meanwhile", weight("web", "10.0.0.1", 5),
+			&shoalv1.Command{Op: &shoalv1.Command_DeleteVirtualService{DeleteVirtualService: &shoalv1.DeleteVirtualServiceRequest{Name: "web"}}}, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logs := logOf(t, append(slices.Clone(setup), tt.other, tt.judged)...)
+			f := NewFSM()
+			for _, l := range logs[:len(setup)] {
+				f.Apply(l)
+			}
+			base := f.State()
+			judged, err := Judge(base, tt.judged)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r, ok := f.Apply(logs[len(setup)]).(*Result); !ok || r.State == base {
+				t.Fatalf("the other write did not apply: %v", r)
+			}
+			moved := f.State()
+			want, wantErr := Apply(moved, tt.judged)
+			forget := f.expect(logs[len(setup)+1].Data, base, judged)
+			got := f.Apply(logs[len(setup)+1])
+			forget()
+			if wantErr != nil {
+				if err, ok := got.(error); !ok || err.Error() != wantErr.Error() {
+					t.Fatalf("FSM answered %v, Apply %v", got, wantErr)
+				}
+				return
+			}
+			res, ok := got.(*Result)
+			if !ok {
+				t.Fatalf("FSM answered %v, Apply %v", got, want)
+			}
+			if res.Serial != want.Serial || res.Replayed != want.Replayed || res.Replayed != tt.wantReplay ||
+				fmt.Sprint(res.Changes) != fmt.Sprint(want.Changes) || !proto.Equal(res.State, want.State) {
+				t.Fatalf("FSM answered %+v\nApply %+v", res, want)
+			}
+			taken := false
+			if i, ok := searchService(res.State.GetConfig().GetServices(), judged.Service); ok {
+				taken = res.State.GetConfig().GetServices()[i] == judged.After
+			}
+			if taken != tt.wantTaken {
+				t.Errorf("judgement taken: %v, want %v", taken, tt.wantTaken)
+			}
+		})
 	}
 }

@@ -482,10 +482,11 @@ func (n *Node) Apply(ctx context.Context, cmd *shoalv1.Command) (*Result, error)
 }
 
 // ApplyJudged is Apply for a command whose outcome the caller computed
-// already: res is Apply(base, cmd). When this node's FSM applies the entry
-// to base itself (no other entry came between), it takes res instead of
-// computing it again; otherwise, as on every follower, it applies cmd as
-// usual. base and res must not be modified afterwards.
+// already: res is Judge(base, cmd) (or Apply). When this node's FSM
+// applies the entry to base itself (no other entry came between), it
+// takes res, building the state Judge left out, instead of computing it
+// again; otherwise, as on every follower, it applies cmd as usual. base
+// and res must not be modified afterwards.
 func (n *Node) ApplyJudged(ctx context.Context, cmd *shoalv1.Command, base *shoalv1.State, res *Result) (*Result, error) {
 	if n.raft.State() != raft.Leader {
 		return nil, n.notLeader()

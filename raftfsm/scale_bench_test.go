@@ -59,6 +59,21 @@ func BenchmarkApplyAtScale(b *testing.B) {
 			st = res.State
 		}
 	})
+	// What the API node's judgement of a write costs before it is
+	// proposed: Judge leaves out the state after it.
+	b.Run("judge_update_real_server", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			cmd := &shoalv1.Command{RequestId: fmt.Sprintf("j%d", i), Audit: &shoalv1.Audit{Time: timestamppb.Now()},
+				Op: &shoalv1.Command_UpdateRealServer{UpdateRealServer: &shoalv1.UpdateRealServerRequest{
+					Service:    fmt.Sprintf("svc-%05d", i*7919%10000),
+					RealServer: &shoalv1.RealServer{Address: st.Config.Services[i*7919%10000].RealServers[i%10].Address, Weight: proto.Uint32(uint32(i%1000 + 1))},
+					UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"weight"}},
+				}}}
+			if _, err := Judge(st, cmd); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("create_delete_service", func(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
 			var cmd *shoalv1.Command

@@ -55,11 +55,11 @@ func (c configService) RollbackConfig(ctx context.Context, req *shoalv1.Rollback
 			return nil, err
 		}
 		// A dry run commits nothing, so the serial stays where it is.
-		return &shoalv1.RollbackConfigResponse{Serial: c.node.FSM().State().GetConfig().GetSerial(), Changes: res.Changes, Config: res.State.GetConfig()}, nil
+		return rollbackAnswer(c.node.FSM().State().GetConfig().GetSerial(), res.Changes, res.State.GetConfig, req.GetFull()), nil
 	}
 	w, err := c.write(ctx, cmd)
 	if err != nil {
 		return nil, err
 	}
-	return &shoalv1.RollbackConfigResponse{Serial: w.serial, Changes: w.changes, Config: w.config()}, nil
+	return rollbackAnswer(w.serial, w.changes, w.config, req.GetFull()), nil
 }

@@ -65,21 +65,38 @@ func summarize(changes []*shoalv1.Change) *shoalv1.ChangeSummary {
 	return s
 }
 
-// applyAnswer is the answer to an apply (or a rollback's fields of it):
-// the summary always, the changes and the configuration when there are
-// few changes or the client asked for them all. config is called only
-// when it is sent, since it may have to be rebuilt from the history.
-func applyAnswer(serial uint64, changes []*shoalv1.Change, config func() *shoalv1.Config, full bool) *shoalv1.ApplyConfigResponse {
-	r := &shoalv1.ApplyConfigResponse{Serial: serial, Summary: summarize(changes)}
+// limitedAnswer is the answer to an apply or a rollback: the summary
+// always, the changes and the configuration when there are few changes or
+// the client asked for them all. config is called only when it is sent,
+// since it may have to be rebuilt from the history.
+type limitedAnswer struct {
+	changes []*shoalv1.Change
+	config  *shoalv1.Config
+	summary *shoalv1.ChangeSummary
+	omitted bool
+}
+
+func limitAnswer(changes []*shoalv1.Change, config func() *shoalv1.Config, full bool) limitedAnswer {
+	a := limitedAnswer{summary: summarize(changes)}
 	if !full && len(changes) > maxAnswerChanges {
-		r.ChangesOmitted = true
-		return r
+		a.omitted = true
+		return a
 	}
 	c := config()
 	if !full && proto.Size(c) > maxAnswerConfig {
-		r.ChangesOmitted = true
-		return r
+		a.omitted = true
+		return a
 	}
-	r.Changes, r.Config = changes, c
-	return r
+	a.changes, a.config = changes, c
+	return a
+}
+
+func applyAnswer(serial uint64, changes []*shoalv1.Change, config func() *shoalv1.Config, full bool) *shoalv1.ApplyConfigResponse {
+	a := limitAnswer(changes, config, full)
+	return &shoalv1.ApplyConfigResponse{Serial: serial, Changes: a.changes, Config: a.config, Summary: a.summary, ChangesOmitted: a.omitted}
+}
+
+func rollbackAnswer(serial uint64, changes []*shoalv1.Change, config func() *shoalv1.Config, full bool) *shoalv1.RollbackConfigResponse {
+	a := limitAnswer(changes, config, full)
+	return &shoalv1.RollbackConfigResponse{Serial: serial, Changes: a.changes, Config: a.config, Summary: a.summary, ChangesOmitted: a.omitted}
 }

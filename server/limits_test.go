@@ -91,6 +91,27 @@ func TestLargeApply(t *testing.T) {
 		t.Errorf("full answer: omitted %v, %d changes, %d services, summary %v", resp.GetChangesOmitted(),
 			len(resp.GetChanges()), len(resp.GetConfig().GetServices()), resp.GetSummary())
 	}
+
+	// A rollback answers the same way: the summary alone, or with full
+	// everything.
+	rb, err := api.RollbackConfig(longCtx(t), &shoalv1.RollbackConfigRequest{Serial: resp.GetSerial() - 1})
+	if err != nil {
+		t.Fatalf("rollback: %v", err)
+	}
+	want = &shoalv1.ChangeSummary{RealServersModified: 65000}
+	if !rb.GetChangesOmitted() || len(rb.GetChanges()) != 0 || rb.GetConfig() != nil || !proto.Equal(rb.GetSummary(), want) {
+		t.Errorf("rollback answer: omitted %v, %d changes, config %v, summary %v; want the summary %v alone",
+			rb.GetChangesOmitted(), len(rb.GetChanges()), rb.GetConfig() != nil, rb.GetSummary(), want)
+	}
+	rb, err = api.RollbackConfig(longCtx(t), &shoalv1.RollbackConfigRequest{Serial: resp.GetSerial(), Full: true})
+	if err != nil {
+		t.Fatalf("rollback with full: %v", err)
+	}
+	if rb.GetChangesOmitted() || len(rb.GetChanges()) != 65000 || len(rb.GetConfig().GetServices()) != 6500 ||
+		!proto.Equal(rb.GetSummary(), want) {
+		t.Errorf("full rollback answer: omitted %v, %d changes, %d services, summary %v", rb.GetChangesOmitted(),
+			len(rb.GetChanges()), len(rb.GetConfig().GetServices()), rb.GetSummary())
+	}
 }
 
 // TestManyFieldErrors sends a config with 100,000 problems: the client

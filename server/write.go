@@ -150,14 +150,19 @@ func (s *Server) validate(ctx context.Context, cmd *shoalv1.Command) (res *raftf
 
 // mayChangeScripts applies scriptAccess to a judged write: to the one
 // service it changed, when it changed one, so that a write of one service
-// costs one service here too.
+// costs one service here too (and needs no state after it, which Judge
+// does not build).
 func mayChangeScripts(ctx context.Context, st *shoalv1.State, res *raftfsm.Result) error {
 	if res.Replayed {
 		return nil
 	}
 	prev, next := st.GetConfig(), res.State.GetConfig()
 	if res.Service != "" {
-		prev, next = oneService(prev, res.Service), oneService(next, res.Service)
+		prev = oneService(prev, res.Service)
+		next = &shoalv1.Config{Global: prev.GetGlobal()}
+		if res.After != nil {
+			next.Services = []*shoalv1.VirtualService{res.After}
+		}
 	}
 	return scriptAccess(callerFrom(ctx), prev, next)
 }
@@ -175,7 +180,7 @@ func oneService(c *shoalv1.Config, name string) *shoalv1.Config {
 	return one
 }
 
-// judged is the outcome of raftfsm.Apply(base, cmd) that validate
+// judged is the outcome of raftfsm.Judge(base, cmd) that validate
 // computed: the leader's FSM takes it when it applies the command to base
 // (raftfsm.Node.ApplyJudged), instead of computing it a second time.
 type judged struct {
@@ -189,24 +194,31 @@ func (s *Server) dryRun(ctx context.Context, cmd *shoalv1.Command) (*raftfsm.Res
 	if err := s.barrier(ctx); err != nil {
 		return nil, toStatus(err)
 	}
-	res, err := judge(s.node.FSM().State(), cmd)
+	st := s.node.FSM().State()
+	res, err := raftfsm.Apply(st, cmd)
+	res, err = admit(st, res, err)
 	return res, toStatus(err)
 }
 
-// judge is raftfsm.Apply plus the rules only the API enforces
-// (config.Admit: addresses that cannot work), which the state machine
-// must not, so that a log committed before them replays the same.
+// judge is raftfsm.Judge plus the rules only the API enforces (admit).
 func judge(st *shoalv1.State, cmd *shoalv1.Command) (*raftfsm.Result, error) {
-	res, err := raftfsm.Apply(st, cmd)
-	if err != nil || res.Replayed || res.State.GetConfig() == st.GetConfig() {
+	res, err := raftfsm.Judge(st, cmd)
+	return admit(st, res, err)
+}
+
+// admit applies the rules only the API enforces (config.Admit: addresses
+// that cannot work), which the state machine must not, so that a log
+// committed before them replays the same, to the outcome of a command
+// on st.
+func admit(st *shoalv1.State, res *raftfsm.Result, err error) (*raftfsm.Result, error) {
+	if err != nil || res.Replayed {
 		return res, err
 	}
-	old, c := st.GetConfig(), res.State.GetConfig()
 	if res.Service != "" {
 		// A write of one service: judge it alone, not the whole table.
-		err = config.AdmitService(old, c, res.Service)
-	} else {
-		err = config.Admit(old, c)
+		err = config.AdmitService(st.GetConfig(), res.After)
+	} else if c := res.State.GetConfig(); c != st.GetConfig() {
+		err = config.Admit(st.GetConfig(), c)
 	}
 	if err != nil {
 		return nil, err

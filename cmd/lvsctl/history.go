@@ -85,7 +85,7 @@ func newHistoryCmd(a *app) *cobra.Command {
 }
 
 func newConfigRollbackCmd(a *app) *cobra.Command {
-	var dryRun bool
+	var dryRun, full bool
 	var expect uint64
 	cmd := &cobra.Command{
 		Use:   "rollback SERIAL",
@@ -104,7 +104,7 @@ func newConfigRollbackCmd(a *app) *cobra.Command {
 			}
 			ctx, cancel := a.context(cmd)
 			defer cancel()
-			resp, err := shoalv1.NewConfigServiceClient(conn).RollbackConfig(ctx, &shoalv1.RollbackConfigRequest{Serial: serial, ExpectedSerial: expect, DryRun: dryRun})
+			resp, err := shoalv1.NewConfigServiceClient(conn).RollbackConfig(ctx, &shoalv1.RollbackConfigRequest{Serial: serial, ExpectedSerial: expect, DryRun: dryRun, Full: full})
 			if err != nil {
 				return err
 			}
@@ -116,6 +116,7 @@ func newConfigRollbackCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the diff without committing")
 	cmd.Flags().Uint64Var(&expect, "expect-serial", 0, "fail unless the cluster's serial is exactly this")
+	cmd.Flags().BoolVar(&full, "full", false, "print every change and return the resulting configuration however large (without it, more than 1,000 changes or a configuration over 1 MiB is summarised)")
 	return cmd
 }
 
@@ -173,14 +174,17 @@ func dash(s string) string {
 	return s
 }
 
-// rollbackSummary prints what `config apply` prints for a change: the diff,
-// then what became of it.
+// rollbackSummary prints what `config apply` prints for a change: the diff
+// (or, when the answer left it out, its summary), then what became of it.
 func rollbackSummary(w io.Writer, resp *shoalv1.RollbackConfigResponse, target uint64, dryRun bool) {
 	printChanges(w, resp.GetChanges())
+	if resp.GetChangesOmitted() {
+		fmt.Fprintf(w, "%s (the diff is left out; --full prints it)\n", summaryLine(resp.GetSummary()))
+	}
 	switch {
 	case dryRun:
 		fmt.Fprintf(w, "dry run: nothing committed (serial %d)\n", resp.GetSerial())
-	case len(resp.GetChanges()) == 0:
+	case len(resp.GetChanges()) == 0 && !resp.GetChangesOmitted():
 		fmt.Fprintf(w, "no changes: the configuration is as it was at serial %d (serial %d)\n", target, resp.GetSerial())
 	default:
 		fmt.Fprintf(w, "rolled back to serial %d: serial %d\n", target, resp.GetSerial())

@@ -97,6 +97,9 @@ func TestRollbackSummary(t *testing.T) {
 			"- service dns\ndry run: nothing committed (serial 12)\n"},
 		{"no change", &shoalv1.RollbackConfigResponse{Serial: 12}, false,
 			"no changes: the configuration is as it was at serial 9 (serial 12)\n"},
+		{"large", &shoalv1.RollbackConfigResponse{Serial: 14, ChangesOmitted: true,
+			Summary: &shoalv1.ChangeSummary{ServicesRemoved: 9000, RealServersModified: 3}}, false,
+			"-9000 services, ~3 real servers (the diff is left out; --full prints it)\nrolled back to serial 9: serial 14\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

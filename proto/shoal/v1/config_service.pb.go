@@ -988,8 +988,14 @@ type RollbackConfigRequest struct {
 	Serial         uint64 `protobuf:"varint,1,opt,name=serial,proto3" json:"serial,omitempty"`
 	ExpectedSerial uint64 `protobuf:"varint,2,opt,name=expected_serial,json=expectedSerial,proto3" json:"expected_serial,omitempty"`
 	DryRun         bool   `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// full asks for every change and the resulting configuration however
+	// large the answer, as ApplyConfigRequest.full does; without it a
+	// rollback of more than 1,000 changes, or to a configuration that
+	// encodes in more than 1 MiB, is answered with the serial and the
+	// summary alone (changes_omitted).
+	Full          bool `protobuf:"varint,4,opt,name=full,proto3" json:"full,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RollbackConfigRequest) Reset() {
@@ -1043,13 +1049,28 @@ func (x *RollbackConfigRequest) GetDryRun() bool {
 	return false
 }
 
+func (x *RollbackConfigRequest) GetFull() bool {
+	if x != nil {
+		return x.Full
+	}
+	return false
+}
+
 type RollbackConfigResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Serial        uint64                 `protobuf:"varint,1,opt,name=serial,proto3" json:"serial,omitempty"`
-	Changes       []*Change              `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
-	Config        *Config                `protobuf:"bytes,3,opt,name=config,proto3" json:"config,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// serial after the change (unchanged for a dry run).
+	Serial uint64 `protobuf:"varint,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	// changes is every change, unless changes_omitted.
+	Changes []*Change `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+	// config is the resulting configuration, unless changes_omitted.
+	Config *Config `protobuf:"bytes,3,opt,name=config,proto3" json:"config,omitempty"`
+	// summary counts the changes; it is always set.
+	Summary *ChangeSummary `protobuf:"bytes,4,opt,name=summary,proto3" json:"summary,omitempty"`
+	// changes_omitted says that changes and config were left out of a large
+	// answer; ask with full (lvsctl config rollback --full) to get them.
+	ChangesOmitted bool `protobuf:"varint,5,opt,name=changes_omitted,json=changesOmitted,proto3" json:"changes_omitted,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RollbackConfigResponse) Reset() {
@@ -1101,6 +1122,20 @@ func (x *RollbackConfigResponse) GetConfig() *Config {
 		return x.Config
 	}
 	return nil
+}
+
+func (x *RollbackConfigResponse) GetSummary() *ChangeSummary {
+	if x != nil {
+		return x.Summary
+	}
+	return nil
+}
+
+func (x *RollbackConfigResponse) GetChangesOmitted() bool {
+	if x != nil {
+		return x.ChangesOmitted
+	}
+	return false
 }
 
 var File_shoal_v1_config_service_proto protoreflect.FileDescriptor
@@ -1164,15 +1199,18 @@ const file_shoal_v1_config_service_proto_rawDesc = "" +
 	"\x17GetHistoryEntryResponse\x12,\n" +
 	"\x05entry\x18\x01 \x01(\v2\x16.shoal.v1.HistoryEntryR\x05entry\x12(\n" +
 	"\x06before\x18\x02 \x01(\v2\x10.shoal.v1.ConfigR\x06before\x12&\n" +
-	"\x05after\x18\x03 \x01(\v2\x10.shoal.v1.ConfigR\x05after\"q\n" +
+	"\x05after\x18\x03 \x01(\v2\x10.shoal.v1.ConfigR\x05after\"\x85\x01\n" +
 	"\x15RollbackConfigRequest\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\x04R\x06serial\x12'\n" +
 	"\x0fexpected_serial\x18\x02 \x01(\x04R\x0eexpectedSerial\x12\x17\n" +
-	"\adry_run\x18\x03 \x01(\bR\x06dryRun\"\x86\x01\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\x12\x12\n" +
+	"\x04full\x18\x04 \x01(\bR\x04full\"\xe2\x01\n" +
 	"\x16RollbackConfigResponse\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\x04R\x06serial\x12*\n" +
 	"\achanges\x18\x02 \x03(\v2\x10.shoal.v1.ChangeR\achanges\x12(\n" +
-	"\x06config\x18\x03 \x01(\v2\x10.shoal.v1.ConfigR\x06config*r\n" +
+	"\x06config\x18\x03 \x01(\v2\x10.shoal.v1.ConfigR\x06config\x121\n" +
+	"\asummary\x18\x04 \x01(\v2\x17.shoal.v1.ChangeSummaryR\asummary\x12'\n" +
+	"\x0fchanges_omitted\x18\x05 \x01(\bR\x0echangesOmitted*r\n" +
 	"\x0fReadConsistency\x12 \n" +
 	"\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dREAD_CONSISTENCY_LINEARIZABLE\x10\x01\x12\x1a\n" +
@@ -1245,23 +1283,24 @@ var file_shoal_v1_config_service_proto_depIdxs = []int32{
 	17, // 16: shoal.v1.GetHistoryEntryResponse.after:type_name -> shoal.v1.Config
 	2,  // 17: shoal.v1.RollbackConfigResponse.changes:type_name -> shoal.v1.Change
 	17, // 18: shoal.v1.RollbackConfigResponse.config:type_name -> shoal.v1.Config
-	3,  // 19: shoal.v1.ConfigService.GetConfig:input_type -> shoal.v1.GetConfigRequest
-	5,  // 20: shoal.v1.ConfigService.ApplyConfig:input_type -> shoal.v1.ApplyConfigRequest
-	8,  // 21: shoal.v1.ConfigService.Watch:input_type -> shoal.v1.WatchRequest
-	11, // 22: shoal.v1.ConfigService.ListHistory:input_type -> shoal.v1.ListHistoryRequest
-	13, // 23: shoal.v1.ConfigService.GetHistoryEntry:input_type -> shoal.v1.GetHistoryEntryRequest
-	15, // 24: shoal.v1.ConfigService.RollbackConfig:input_type -> shoal.v1.RollbackConfigRequest
-	4,  // 25: shoal.v1.ConfigService.GetConfig:output_type -> shoal.v1.GetConfigResponse
-	6,  // 26: shoal.v1.ConfigService.ApplyConfig:output_type -> shoal.v1.ApplyConfigResponse
-	9,  // 27: shoal.v1.ConfigService.Watch:output_type -> shoal.v1.WatchResponse
-	12, // 28: shoal.v1.ConfigService.ListHistory:output_type -> shoal.v1.ListHistoryResponse
-	14, // 29: shoal.v1.ConfigService.GetHistoryEntry:output_type -> shoal.v1.GetHistoryEntryResponse
-	16, // 30: shoal.v1.ConfigService.RollbackConfig:output_type -> shoal.v1.RollbackConfigResponse
-	25, // [25:31] is the sub-list for method output_type
-	19, // [19:25] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	7,  // 19: shoal.v1.RollbackConfigResponse.summary:type_name -> shoal.v1.ChangeSummary
+	3,  // 20: shoal.v1.ConfigService.GetConfig:input_type -> shoal.v1.GetConfigRequest
+	5,  // 21: shoal.v1.ConfigService.ApplyConfig:input_type -> shoal.v1.ApplyConfigRequest
+	8,  // 22: shoal.v1.ConfigService.Watch:input_type -> shoal.v1.WatchRequest
+	11, // 23: shoal.v1.ConfigService.ListHistory:input_type -> shoal.v1.ListHistoryRequest
+	13, // 24: shoal.v1.ConfigService.GetHistoryEntry:input_type -> shoal.v1.GetHistoryEntryRequest
+	15, // 25: shoal.v1.ConfigService.RollbackConfig:input_type -> shoal.v1.RollbackConfigRequest
+	4,  // 26: shoal.v1.ConfigService.GetConfig:output_type -> shoal.v1.GetConfigResponse
+	6,  // 27: shoal.v1.ConfigService.ApplyConfig:output_type -> shoal.v1.ApplyConfigResponse
+	9,  // 28: shoal.v1.ConfigService.Watch:output_type -> shoal.v1.WatchResponse
+	12, // 29: shoal.v1.ConfigService.ListHistory:output_type -> shoal.v1.ListHistoryResponse
+	14, // 30: shoal.v1.ConfigService.GetHistoryEntry:output_type -> shoal.v1.GetHistoryEntryResponse
+	16, // 31: shoal.v1.ConfigService.RollbackConfig:output_type -> shoal.v1.RollbackConfigResponse
+	26, // [26:32] is the sub-list for method output_type
+	20, // [20:26] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_shoal_v1_config_service_proto_init() }

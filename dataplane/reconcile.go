@@ -130,11 +130,13 @@ func (d *Dataplane) resyncIPVS(ds *desiredState) error {
 		}
 	}
 	var missing []string
-	for _, key := range slices.Sorted(maps.Keys(ds.services)) {
-		if inKernel[key] {
-			continue
+	for key := range ds.services {
+		if !inKernel[key] {
+			missing = append(missing, key)
 		}
-		missing = append(missing, key)
+	}
+	slices.Sort(missing) // only them: sorting every key was a tenth of an idle resync
+	for _, key := range missing {
 		if !d.owned[key] {
 			d.owned[key] = true
 			changedOwned = true
@@ -417,12 +419,21 @@ func (d *Dataplane) syncDestinations(key string, want *desiredService) error {
 	if err != nil {
 		return fmt.Errorf("list destinations of %s: %w", key, err)
 	}
-	slices.SortFunc(cur, func(a, b *ipvs.Destination) int { return strings.Compare(destKey(a), destKey(b)) })
+	for _, c := range cur {
+		d.conns.add(c)
+	}
+	if len(want.keep) == 0 && sameAsKernel(cur, want.dests) {
+		return nil // the resync's usual case, kept free of allocations
+	}
+	keyed := make([]keyedDest, len(cur))
+	for i, c := range cur {
+		keyed[i] = keyedDest{destKey(c), c}
+	}
+	slices.SortFunc(keyed, func(a, b keyedDest) int { return strings.Compare(a.key, b.key) })
 	var errs []error
 	byKey := make(map[string]*ipvs.Destination, len(cur))
-	for _, c := range cur {
-		byKey[destKey(c)] = c
-		d.conns.add(c)
+	for _, c := range keyed {
+		byKey[c.key] = c.d
 	}
 	wanted := make(map[string]bool, len(want.dests))
 	for _, w := range want.dests {
@@ -445,8 +456,8 @@ func (d *Dataplane) syncDestinations(key string, want *desiredService) error {
 			}
 		}
 	}
-	for _, c := range cur {
-		dk := destKey(c)
+	for _, kc := range keyed {
+		dk, c := kc.key, kc.d
 		if wanted[dk] || want.keep[dk] {
 			continue
 		}
@@ -458,6 +469,54 @@ func (d *Dataplane) syncDestinations(key string, want *desiredService) error {
 		}
 	}
 	return joinErrors(errs)
+}
+
+type keyedDest struct {
+	key string // destKey(d)
+	d   *ipvs.Destination
+}
+
+// sameAsKernel says whether the kernel's destinations of a service, cur in
+// the kernel's order, are exactly want and as want has them. The kernel
+// lists the last added first, so a service shoal added in want's order
+// lists in reverse; other orders are matched by a scan, up to a size where
+// the general comparison's map is cheaper.
+func sameAsKernel(cur, want []*ipvs.Destination) bool {
+	if len(cur) != len(want) {
+		return false
+	}
+	n := len(cur)
+	for i, w := range want {
+		wk := destAddrPort(w)
+		c := cur[n-1-i]
+		if destAddrPort(c) != wk {
+			c = nil
+			if n > 64 {
+				return false
+			}
+			for _, x := range cur {
+				if destAddrPort(x) == wk {
+					c = x
+					break
+				}
+			}
+			if c == nil {
+				return false
+			}
+		}
+		if destinationDiffers(c, w) {
+			return false
+		}
+	}
+	// Equal lengths and every wanted one found: the kernel lists each
+	// destination once, so nothing else is there.
+	return true
+}
+
+// destAddrPort is what destKey names, without building the string.
+func destAddrPort(d *ipvs.Destination) netip.AddrPort {
+	a, _ := netip.AddrFromSlice(d.Address)
+	return netip.AddrPortFrom(a.Unmap(), d.Port)
 }
 
 // syncTimeouts sets the connection timeouts the config names; unset ones

@@ -262,22 +262,43 @@ func TestScaleRealIPVS(t *testing.T) {
 		figure(t, "scale shoal idle resync, %s: %s wall, %s CPU (median of 3); at the %v period %.2f%% of a core",
 			what, ms(median(resyncs)), ms(cpu), DefaultResync, 100*cpu.Seconds()/DefaultResync.Seconds())
 	}
+	// The listing alone, without the comparison.
+	list := func(k IPVS) time.Duration {
+		c0 := cpuTime()
+		countTable(t, k, n, dests)
+		return cpuTime() - c0
+	}
+	figure(t, "scale listing the table alone, CPU: moby/ipvs %s, own dump %s", ms(list(mobyListing{k})), ms(list(k)))
 	d.o.IPVS = mobyListing{k}
 	idle("listed through moby/ipvs (before)")
 	d.o.IPVS = k
 	idle("own dump (after)")
+	// What Run does every period: every service, and the destinations of
+	// one part of them.
+	var sweeps []time.Duration
+	parts := int(d.sweepParts(d.applied))
+	for range max(parts, 3) {
+		c0 := cpuTime()
+		if err := d.reconcile(compareSweep); err != nil {
+			t.Fatal(err)
+		}
+		sweeps = append(sweeps, cpuTime()-c0)
+	}
+	cpu := median(sweeps)
+	figure(t, "scale shoal idle resync, one part of %d (after, what Run does each period): %s CPU median, %s max of %d; at the %v period %.2f%% of a core",
+		parts, ms(cpu), ms(slices.Max(sweeps)), len(sweeps), DefaultResync, 100*cpu.Seconds()/DefaultResync.Seconds())
 
 	// One weight change: as every change was applied before (a whole
 	// comparison), and as Run applies it now (the difference).
 	vs := c.Services[n/2]
 	key := fmt.Sprintf("tcp/%s:%d", vs.Vip.Address, vs.Port)
 	weight := uint32(2)
-	change := func(full bool) time.Duration {
+	change := func(how compare) time.Duration {
 		weight++
 		c = withService(c, n/2, func(vs *shoalv1.VirtualService) { vs.RealServers[3].Weight = proto.Uint32(weight) })
 		d.SetConfig(c)
 		t0 := time.Now()
-		if err := d.reconcile(full); err != nil {
+		if err := d.reconcile(how); err != nil {
 			t.Fatal(err)
 		}
 		took := time.Since(t0)
@@ -299,10 +320,10 @@ func TestScaleRealIPVS(t *testing.T) {
 	}
 	var whole, diff []time.Duration
 	for range 3 {
-		whole = append(whole, change(true))
+		whole = append(whole, change(compareWhole))
 	}
 	for range 11 {
-		diff = append(diff, change(false))
+		diff = append(diff, change(compareChange))
 	}
 	figure(t, "scale shoal weight change, whole comparison (before): %s (median of 3)", ms(median(whole)))
 	figure(t, "scale shoal weight change, difference (after): %s (median of 11)", ms(median(diff)))
@@ -315,7 +336,7 @@ func TestScaleRealIPVS(t *testing.T) {
 		Scheduler: "rr", Forward: "dr", RealServers: []*shoalv1.RealServer{rs("172.31.0.1")}})
 	c.Serial++
 	d.SetConfig(c)
-	if err := d.reconcile(false); err != nil {
+	if err := d.reconcile(compareChange); err != nil {
 		t.Fatal(err)
 	}
 	t0 = time.Now()
@@ -333,7 +354,7 @@ func TestScaleRealIPVS(t *testing.T) {
 		have, ms(median(resyncs)), ms(median(cpus)), fill.Round(time.Second))
 	c = &shoalv1.Config{Serial: c.Serial + 1, Services: c.Services[:n]}
 	d.SetConfig(c)
-	if err := d.reconcile(false); err != nil {
+	if err := d.reconcile(compareChange); err != nil {
 		t.Fatal(err)
 	}
 
@@ -358,7 +379,7 @@ func TestScaleRealIPVS(t *testing.T) {
 	}
 	d.SetConfig(scaleConfig(1))
 	t0 = time.Now()
-	if err := d.reconcile(false); err != nil {
+	if err := d.reconcile(compareChange); err != nil {
 		t.Fatal(err)
 	}
 	figure(t, "scale shoal delete %d services (one call each): %s", n-1, ms(time.Since(t0)))

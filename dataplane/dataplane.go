@@ -29,9 +29,10 @@ const (
 )
 
 // DefaultResync is how often the kernel is compared with the desired state
-// even when nothing changed, to repair out-of-band edits (ipvsadm -C); a
-// table whose comparison takes longer than a tenth of it is compared less
-// often (resyncShare).
+// even when nothing changed, to repair out-of-band edits (ipvsadm -C): every
+// service, and the destinations of a part of them (sweepEntries); a
+// comparison that takes longer than a tenth of it is run less often
+// (resyncShare).
 const DefaultResync = 10 * time.Second
 
 // DefaultAddressLifetime is the kernel lifetime of the addresses a leader
@@ -279,9 +280,9 @@ func New(o Options) (*Dataplane, error) {
 
 // Run owns the reconcile loop, the announcements and the renewal of the
 // addresses' lifetimes until ctx ends. It reconciles at once, on every
-// SetConfig and HealthChanged (the difference), and compares the whole
-// table every Resync (or ten times as long as the comparison took, if
-// longer).
+// SetConfig and HealthChanged (the difference), and compares the
+// kernel's table every Resync, part by part on a large one (or ten times as
+// long as the comparison took, if longer).
 // On return the addresses are released for good (SetLeader(true) raises
 // nothing afterwards); IPVS is left as it is, so that a restarted node
 // serves on at once. Run may be called once.

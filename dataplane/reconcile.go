@@ -3,7 +3,6 @@ package dataplane
 import (
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"maps"
 	"net"
 	"net/netip"
@@ -107,9 +106,11 @@ func (d *Dataplane) sweepPart(ds *desiredState) func(key string) bool {
 	this := uint32(d.sweeps % uint64(parts))
 	d.sweeps++
 	return func(key string) bool {
-		h := fnv.New32a()
-		h.Write([]byte(key))
-		return h.Sum32()%parts == this
+		h := uint32(2166136261) // FNV-1a, without hash/fnv's allocations
+		for i := 0; i < len(key); i++ {
+			h = (h ^ uint32(key[i])) * 16777619
+		}
+		return h%parts == this
 	}
 }
 

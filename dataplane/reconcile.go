@@ -69,10 +69,11 @@ func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config, how compare) error {
 		}
 		fullResyncTotal.WithLabelValues(reason).Inc()
 	}
+	prev := d.applied
 	d.applied = nil
 	part := func(string) bool { return true }
 	if how == compareSweep {
-		part = d.sweepPart(ds)
+		part = d.sweepPart(prev, ds)
 	}
 	if err := d.resyncIPVS(ds, part); err != nil {
 		return joinErrors(append(errs, err))
@@ -98,14 +99,19 @@ const sweepEntries = 10000
 // sweepPart says which services' destinations this periodic resync
 // compares: those whose key hashes to this period's part, so that each
 // part is compared once in every sweepParts periods while the table's size
-// stays in one band. Every service itself (there, not there, scheduler,
-// flags) is compared every period, in one dump: a flush or a service
-// deleted by hand is repaired at the next period whatever the size.
-func (d *Dataplane) sweepPart(ds *desiredState) func(key string) bool {
+// stays in one band, and those whose desired form changed since prev, the
+// last reconcile's (a change not yet applied when the resync came). Every
+// service itself (there, not there, scheduler, flags) is compared every
+// period, in one dump: a flush or a service deleted by hand is repaired at
+// the next period whatever the size.
+func (d *Dataplane) sweepPart(prev, ds *desiredState) func(key string) bool {
 	parts := d.sweepParts(ds)
 	this := uint32(d.sweeps % uint64(parts))
 	d.sweeps++
 	return func(key string) bool {
+		if prev.services[key] != ds.services[key] {
+			return true
+		}
 		h := uint32(2166136261) // FNV-1a, without hash/fnv's allocations
 		for i := 0; i < len(key); i++ {
 			h = (h ^ uint32(key[i])) * 16777619

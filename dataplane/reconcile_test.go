@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -640,5 +641,21 @@ func TestSweepComparesAPartEachPeriod(t *testing.T) {
 	}
 	if got := repaired(); got != services {
 		t.Errorf("after a flush and one sweep %d services as configured, want %d", got, services)
+	}
+
+	// A change the reconcile loop has not applied yet when the resync
+	// comes is applied by it, whatever part its service is in, and a
+	// change that comes after finds nothing left of it.
+	for i := range services {
+		c = withService(c, i, func(vs *shoalv1.VirtualService) { vs.RealServers[1].Weight = proto.Uint32(7) })
+	}
+	r.d.SetConfig(c)
+	if listed := sweep(); listed != services {
+		t.Errorf("a sweep after a change of every service listed %d of them, want %d", listed, services)
+	}
+	for _, k := range r.ipvs.Keys() {
+		if got := r.dests(t, k)[1]; !strings.HasSuffix(got, " 00007") {
+			t.Errorf("%s: %s after the sweep, want weight 7", k, got)
+		}
 	}
 }

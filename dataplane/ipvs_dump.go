@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -58,20 +59,32 @@ const dumpBufSize = 64 << 10
 func (k *KernelIPVS) GetServices() ([]*ipvs.Service, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	var out []*ipvs.Service
+	var (
+		svcs  []ipvs.Service
+		arena []byte
+	)
 	req := k.batch.request(ipvsCmdGetService, nil)
 	err := k.batch.dump(req, ipvsCmdAttrService, func(attrs []byte) error {
-		s, err := parseService(attrs)
-		if err != nil {
-			return err
-		}
-		out = append(out, s)
-		return nil
+		svcs = append(svcs, ipvs.Service{})
+		return parseService(&svcs[len(svcs)-1], attrs, &arena)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dump IPVS services: %w", err)
 	}
-	return out, nil
+	return pointers(svcs), nil
+}
+
+// pointers points into s: one allocation for a dump's entries rather
+// than one each.
+func pointers[T any](s []T) []*T {
+	if len(s) == 0 {
+		return nil
+	}
+	out := make([]*T, len(s))
+	for i := range s {
+		out[i] = &s[i]
+	}
+	return out
 }
 
 // GetDestinations lists the destinations of s in one dump; only s's key
@@ -79,20 +92,19 @@ func (k *KernelIPVS) GetServices() ([]*ipvs.Service, error) {
 func (k *KernelIPVS) GetDestinations(s *ipvs.Service) ([]*ipvs.Destination, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	var out []*ipvs.Destination
+	var (
+		dests []ipvs.Destination
+		arena []byte
+	)
 	req := k.batch.request(ipvsCmdGetDest, s)
 	err := k.batch.dump(req, ipvsCmdAttrDest, func(attrs []byte) error {
-		d, err := parseDestination(attrs, s.AddressFamily)
-		if err != nil {
-			return err
-		}
-		out = append(out, d)
-		return nil
+		dests = append(dests, ipvs.Destination{})
+		return parseDestination(&dests[len(dests)-1], attrs, s.AddressFamily, &arena)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dump IPVS destinations: %w", err)
 	}
-	return out, nil
+	return pointers(dests), nil
 }
 
 // request builds a dump request into the socket's request buffer: the
@@ -245,8 +257,9 @@ func cString(v []byte) string {
 }
 
 // ipOf copies an address attribute (always the 16 bytes of union
-// nf_inet_addr) as family reads it.
-func ipOf(v []byte, family uint16) (net.IP, error) {
+// nf_inet_addr) as family reads it, into arena: the addresses of one dump
+// share its allocations (each keeps its own bytes when arena grows).
+func ipOf(v []byte, family uint16, arena *[]byte) (net.IP, error) {
 	n := 16
 	if family == syscall.AF_INET {
 		n = 4
@@ -256,11 +269,31 @@ func ipOf(v []byte, family uint16) (net.IP, error) {
 	if len(v) < n {
 		return nil, fmt.Errorf("address attribute of %d bytes", len(v))
 	}
-	return net.IP(append([]byte(nil), v[:n]...)), nil
+	if cap(*arena)-len(*arena) < n {
+		*arena = make([]byte, 0, max(1024, 2*cap(*arena)))
+	}
+	start := len(*arena)
+	*arena = append(*arena, v[:n]...)
+	return net.IP((*arena)[start : start+n : start+n]), nil
 }
 
-func parseService(attrs []byte) (*ipvs.Service, error) {
-	s := &ipvs.Service{}
+// schedulers are the kernel's scheduler names, so that a dump does not
+// allocate the same few strings once per service.
+var schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf", "twos"}
+
+func schedName(v []byte) string {
+	if i := bytes.IndexByte(v, 0); i >= 0 {
+		v = v[:i]
+	}
+	for _, s := range schedulers {
+		if string(v) == s {
+			return s
+		}
+	}
+	return string(v)
+}
+
+func parseService(s *ipvs.Service, attrs []byte, arena *[]byte) error {
 	var addr []byte
 	forAttrs(attrs, func(typ uint16, v []byte) {
 		switch typ {
@@ -277,7 +310,7 @@ func parseService(attrs []byte) (*ipvs.Service, error) {
 		case ipvsSvcAttrFWMark:
 			s.FWMark = u32(v)
 		case ipvsSvcAttrSchedName:
-			s.SchedName = cString(v)
+			s.SchedName = schedName(v)
 		case ipvsSvcAttrPEName:
 			s.PEName = cString(v)
 		case ipvsSvcAttrFlags:
@@ -291,19 +324,18 @@ func parseService(attrs []byte) (*ipvs.Service, error) {
 		}
 	})
 	if addr != nil {
-		ip, err := ipOf(addr, s.AddressFamily)
+		ip, err := ipOf(addr, s.AddressFamily, arena)
 		if err != nil {
-			return nil, fmt.Errorf("service: %w", err)
+			return fmt.Errorf("service: %w", err)
 		}
 		s.Address = ip
 	}
-	return s, nil
+	return nil
 }
 
 // parseDestination reads one destination of a service of family svcAF,
 // the destination's family where a kernel before 3.18 does not say it.
-func parseDestination(attrs []byte, svcAF uint16) (*ipvs.Destination, error) {
-	d := &ipvs.Destination{}
+func parseDestination(d *ipvs.Destination, attrs []byte, svcAF uint16, arena *[]byte) error {
 	var addr []byte
 	forAttrs(attrs, func(typ uint16, v []byte) {
 		switch typ {
@@ -335,13 +367,13 @@ func parseDestination(attrs []byte, svcAF uint16) (*ipvs.Destination, error) {
 		d.AddressFamily = svcAF
 	}
 	if addr != nil {
-		ip, err := ipOf(addr, d.AddressFamily)
+		ip, err := ipOf(addr, d.AddressFamily, arena)
 		if err != nil {
-			return nil, fmt.Errorf("destination: %w", err)
+			return fmt.Errorf("destination: %w", err)
 		}
 		d.Address = ip
 	}
-	return d, nil
+	return nil
 }
 
 func parseStats(attrs []byte) ipvs.SvcStats {

@@ -38,12 +38,17 @@ func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config, how compare) error {
 	for state, n := range map[realServerState]int{rsUp: 0, rsQuiesced: 0, rsDown: 0, rsInactive: 0, rsSorry: 0, rsDisplace: 0, rsUnchecked: 0} {
 		realServers.WithLabelValues(string(state)).Set(float64(n + ds.counts[state]))
 	}
-	names := make(map[string]string, len(ds.services))
-	for k, s := range ds.services {
-		names[k] = s.name
-	}
 	d.mu.Lock()
-	d.names = names
+	if !sameNames(d.names, ds) {
+		// Made again only when a service came, went or was renamed: a
+		// map of every service on every reconcile was an O(table) cost
+		// of each change and each resync.
+		names := make(map[string]string, len(ds.services))
+		for k, s := range ds.services {
+			names[k] = s.name
+		}
+		d.names = names
+	}
 	d.mu.Unlock()
 
 	if config.UsesBGP(cfg) {
@@ -84,6 +89,19 @@ func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config, how compare) error {
 	// failure the next change compares all again.
 	d.applied = ds
 	return joinErrors(errs)
+}
+
+// sameNames says whether names maps each service of ds to its name.
+func sameNames(names map[string]string, ds *desiredState) bool {
+	if len(names) != len(ds.services) {
+		return false
+	}
+	for k, s := range ds.services {
+		if n, ok := names[k]; !ok || n != s.name {
+			return false
+		}
+	}
+	return true
 }
 
 // sweepEntries is how many entries (services and destinations) of the

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"syscall"
@@ -154,6 +155,17 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// gcCPU is the runtime's estimate of the CPU its garbage collector has
+// used, as of the last collection.
+func gcCPU() time.Duration {
+	m := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(m)
+	if m[0].Value.Kind() != metrics.KindFloat64 {
+		return 0
+	}
+	return time.Duration(m[0].Value.Float64() * float64(time.Second))
+}
+
 func median(d []time.Duration) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
@@ -250,17 +262,18 @@ func TestScaleRealIPVS(t *testing.T) {
 	// table listed through moby/ipvs as before, then by KernelIPVS's own
 	// dump.
 	idle := func(what string) {
-		var resyncs, cpus []time.Duration
+		var resyncs, cpus, gcs []time.Duration
 		for range 3 {
-			c0, t0 := cpuTime(), time.Now()
+			g0, c0, t0 := gcCPU(), cpuTime(), time.Now()
 			if err := d.Reconcile(); err != nil {
 				t.Fatal(err)
 			}
 			resyncs, cpus = append(resyncs, time.Since(t0)), append(cpus, cpuTime()-c0)
+			gcs = append(gcs, gcCPU()-g0)
 		}
 		cpu := median(cpus)
-		figure(t, "scale shoal idle resync, %s: %s wall, %s CPU (median of 3); at the %v period %.2f%% of a core",
-			what, ms(median(resyncs)), ms(cpu), DefaultResync, 100*cpu.Seconds()/DefaultResync.Seconds())
+		figure(t, "scale shoal idle resync, %s: %s wall, %s CPU (median of 3; garbage collector about %s); at the %v period %.2f%% of a core",
+			what, ms(median(resyncs)), ms(cpu), ms(median(gcs)), DefaultResync, 100*cpu.Seconds()/DefaultResync.Seconds())
 	}
 	// The listing alone, without the comparison.
 	list := func(k IPVS) time.Duration {

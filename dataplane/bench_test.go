@@ -53,3 +53,34 @@ func BenchmarkReconcile(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkIdleResync is the periodic resync with nothing to change at
+// 10,000 services × 10, against the in-memory kernel: the reconciler's own
+// share of a resync (the real kernel adds its dumps). whole compares all
+// of the table (Reconcile); one_part is what Run does each period.
+func BenchmarkIdleResync(b *testing.B) {
+	for _, how := range []struct {
+		name string
+		how  compare
+	}{{"whole", compareWhole}, {"one_part", compareSweep}} {
+		b.Run(how.name, func(b *testing.B) {
+			k := kernelfake.NewIPVS()
+			d, err := New(Options{Mode: ModeIPVS, Logger: quietLogger(), IPVS: k,
+				Addresses: kernelfake.NewAddresses(), Announcer: &kernelfake.Announcer{}, Links: kernelfake.NewLinks()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			d.SetConfig(scaleConfig(10000))
+			if err := d.Reconcile(); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for range b.N {
+				if err := d.reconcile(how.how); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/resync")
+		})
+	}
+}

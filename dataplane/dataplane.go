@@ -29,9 +29,10 @@ const (
 )
 
 // DefaultResync is how often the kernel is compared with the desired state
-// even when nothing changed, to repair out-of-band edits (ipvsadm -C); a
-// table whose comparison takes longer than a tenth of it is compared less
-// often (resyncShare).
+// even when nothing changed, to repair out-of-band edits (ipvsadm -C): every
+// service, and the destinations of a part of them (sweepEntries); a
+// comparison that takes longer than a tenth of it is run less often
+// (resyncShare).
 const DefaultResync = 10 * time.Second
 
 // DefaultAddressLifetime is the kernel lifetime of the addresses a leader
@@ -115,9 +116,15 @@ type Dataplane struct {
 	// during shutdown cannot raise a VIP again.
 	released atomic.Bool
 
-	recMu sync.Mutex // one reconcile at a time; guards owned, conns and applied
+	recMu sync.Mutex // one reconcile at a time; guards owned, conns, applied and sweeps
 	owned map[string]bool
-	conns connCounts // of the configured services, at the last full resync
+	// conns are each configured service's connections when its
+	// destinations were last listed.
+	conns map[string]connCounts
+	// sweeps counts periodic resyncs, whose parts of the table they
+	// compare follow it; sweepEntries is sweepEntries but in tests.
+	sweeps       uint64
+	sweepEntries int
 	// applied is the desired IPVS table the last reconcile left in the
 	// kernel, nil when unknown (before the first, after a failure): a
 	// change is applied as its difference from it.
@@ -235,11 +242,14 @@ func New(o Options) (*Dataplane, error) {
 		kick:     make(chan struct{}, 1),
 		annKick:  make(chan struct{}, 1),
 		owned:    map[string]bool{},
+		conns:    map[string]connCounts{},
 		held:     map[string]*heldAddr{},
 		lost:     map[string]lostAddr{},
 		lifetime: o.AddressLifetime,
 		now:      time.Now,
 		names:    map[string]string{},
+
+		sweepEntries: sweepEntries,
 
 		syncOwned:   map[ipvssync.State]bool{},
 		syncStarted: map[ipvssync.State]ipvssync.Daemon{},
@@ -270,9 +280,9 @@ func New(o Options) (*Dataplane, error) {
 
 // Run owns the reconcile loop, the announcements and the renewal of the
 // addresses' lifetimes until ctx ends. It reconciles at once, on every
-// SetConfig and HealthChanged (the difference), and compares the whole
-// table every Resync (or ten times as long as the comparison took, if
-// longer).
+// SetConfig and HealthChanged (the difference), and compares the
+// kernel's table every Resync, part by part on a large one (or ten times as
+// long as the comparison took, if longer).
 // On return the addresses are released for good (SetLeader(true) raises
 // nothing afterwards); IPVS is left as it is, so that a restarted node
 // serves on at once. Run may be called once.
@@ -333,7 +343,7 @@ func (d *Dataplane) Run(ctx context.Context) error {
 			return nil
 		case <-d.kick:
 			// A change of config or health: apply what it changes.
-			_ = d.reconcile(false)
+			_ = d.reconcile(compareChange)
 		case <-t.C:
 			t.Reset(d.resync())
 		}
@@ -348,11 +358,11 @@ func (d *Dataplane) Run(ctx context.Context) error {
 // busy comparing a table that did not change. Changes do not wait for it.
 const resyncShare = 10
 
-// resync runs the periodic whole comparison and returns how long to wait
-// for the next.
+// resync runs the periodic comparison and returns how long to wait for
+// the next.
 func (d *Dataplane) resync() time.Duration {
 	start := time.Now()
-	_ = d.Reconcile()
+	_ = d.reconcile(compareSweep)
 	took := time.Since(start)
 	if wait := resyncShare * took; wait > d.o.Resync {
 		d.log.Debug("resync period stretched", "took", took, "next_in", wait-took)
@@ -425,15 +435,29 @@ func (d *Dataplane) wake() {
 
 // Reconcile makes the kernel equal to config ⊕ health now, comparing the
 // whole of the kernel's IPVS table with it and applying only the
-// difference, and records the outcome for Status. Run calls it every
-// Options.Resync (the repair of changes made behind shoal's back); tests
-// and tools may call it too.
-func (d *Dataplane) Reconcile() error { return d.reconcile(true) }
+// difference, and records the outcome for Status. Run's periodic resync
+// compares a part of it at a time (compareSweep); tests and tools may call
+// Reconcile for all of it at once.
+func (d *Dataplane) Reconcile() error { return d.reconcile(compareWhole) }
 
-// reconcile is Reconcile; with full false it applies only what changed
-// since the last reconcile, without listing the kernel's table (see
-// reconcileIPVS).
-func (d *Dataplane) reconcile(full bool) error {
+// compare says how much of the kernel's IPVS table a reconcile lists.
+type compare int
+
+const (
+	// compareChange applies only what changed since the last reconcile,
+	// listing nothing (a change of config or health; see reconcileIPVS).
+	compareChange compare = iota
+	// compareSweep lists every service and the destinations of one part
+	// of them, the next part each time (the periodic resync; see
+	// sweepParts).
+	compareSweep
+	// compareWhole lists every service and every destination.
+	compareWhole
+)
+
+// reconcile is Reconcile, comparing as much of the kernel's table as how
+// says.
+func (d *Dataplane) reconcile(how compare) error {
 	if d.o.Mode == ModeNone {
 		return nil
 	}
@@ -448,7 +472,7 @@ func (d *Dataplane) reconcile(full bool) error {
 	// Until the first config arrives the desired IPVS table is unknown, not
 	// empty: a restarting node must not delete what it will program again.
 	if cfg != nil && d.o.IPVS != nil {
-		if err := d.reconcileIPVS(cfg, full); err != nil {
+		if err := d.reconcileIPVS(cfg, how); err != nil {
 			errs = append(errs, err)
 		}
 	}

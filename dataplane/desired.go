@@ -88,7 +88,11 @@ func serviceKey(s *ipvs.Service) string {
 		return fmt.Sprintf("fwmark/%s/%d", fam, s.FWMark)
 	}
 	a, _ := netip.AddrFromSlice(s.Address)
-	return fmt.Sprintf("%s/%s", protocolName(s.Protocol), netip.AddrPortFrom(a.Unmap(), s.Port))
+	// Appended rather than formatted: the resync makes one per kernel
+	// service each period.
+	var b [64]byte
+	k := append(append(b[:0], protocolName(s.Protocol)...), '/')
+	return string(netip.AddrPortFrom(a.Unmap(), s.Port).AppendTo(k))
 }
 
 // destKey identifies a destination within its service.

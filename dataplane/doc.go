@@ -29,10 +29,14 @@
 //   - A change of config or health costs what it changes: Run applies the
 //     difference between the desired table the last reconcile left in the
 //     kernel and the new one, without listing the kernel (a weight change is
-//     one netlink call at any table size). Every Options.Resync, and at once
-//     when a change fails or the last outcome is unknown, the whole kernel
-//     table is listed and compared instead: that repairs what was changed
-//     behind shoal's back (ipvsadm by hand, a flush). Many entries to add
+//     one netlink call at any table size). Every Options.Resync the kernel's
+//     services are listed and compared, and the destinations of one part of
+//     them (a table of up to about 10,000 entries is one part; larger ones
+//     are compared part by part, each within as many periods as there are
+//     parts); at once when a change fails or the last outcome is unknown,
+//     the whole table is. That repairs what was changed behind shoal's back
+//     (ipvsadm by hand, a flush: services at the next period). KernelIPVS
+//     lists with a dump of its own, one buffer for all. Many entries to add
 //     go in batches (IPVSAdder), not one round trip each.
 //   - Entries shoal did not create are left alone unless they collide with a
 //     configured service, which is then taken over. What shoal created is kept
@@ -55,7 +59,7 @@
 //     is on, and left as the kernel has them otherwise.
 //   - Connection counts come from ipvsadm's per-destination ActiveConn and
 //     InActConn, which the periodic resync lists anyway (the metric is as of
-//     the last one); the connection table
+//     each service's last listing); the connection table
 //     itself (/proc/net/ip_vs_conn, about 100 bytes of text a connection) is
 //     read only for a planned transfer (SampleEstablished, MissingConns).
 //   - Kernel access goes through the small IPVS, Addresses, Announcer,

@@ -71,12 +71,15 @@ const (
 // Losing an answer to a full buffer would leave Add waiting for it.
 const addBatch = 64
 
-// batchSocket is the generic netlink socket of Add, apart from moby/ipvs's
-// own so that their sequence numbers never meet.
+// batchSocket is the generic netlink socket of Add and of the listings
+// (ipvs_dump.go), apart from moby/ipvs's own so that their sequence numbers
+// never meet.
 type batchSocket struct {
 	sock   *nl.NetlinkSocket
 	family uint16
 	seq    uint32
+	req    []byte // a dump's request, reused
+	buf    []byte // a dump's answers, reused (dumpBufSize)
 }
 
 func openBatchSocket() (*batchSocket, error) {

@@ -15,9 +15,10 @@ import (
 // kernel has no IPVS generic-netlink family, even after modprobe ip_vs.
 var ErrNoIPVS = errors.New("kernel has no IPVS (modprobe ip_vs, or run with --dataplane vip or none)")
 
-// KernelIPVS is the real IPVS, a moby/ipvs handle in the current network
-// namespace. A handle is one netlink socket whose replies are matched by
-// sequence number only, so calls are serialised.
+// KernelIPVS is the real IPVS in the current network namespace: changes
+// through a moby/ipvs handle, listings (ipvs_dump.go) and batches of
+// additions (ipvs_batch.go) on a socket of its own. A socket's replies are
+// matched by sequence number only, so calls are serialised.
 type KernelIPVS struct {
 	mu    sync.Mutex
 	h     *ipvs.Handle
@@ -71,18 +72,6 @@ func (k *KernelIPVS) Close() error {
 	k.h.Close()
 	k.batch.close()
 	return nil
-}
-
-func (k *KernelIPVS) GetServices() ([]*ipvs.Service, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.h.GetServices()
-}
-
-func (k *KernelIPVS) GetDestinations(s *ipvs.Service) ([]*ipvs.Destination, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.h.GetDestinations(s)
 }
 
 func (k *KernelIPVS) NewService(s *ipvs.Service) error {

@@ -16,7 +16,7 @@ var (
 	})
 	fullResyncTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_dataplane_full_resync_total",
-		Help: "Comparisons of the kernel's whole IPVS table with the desired one, by reason: periodic (every resync period), unknown_state (the first, or the one after a failed reconcile), change_failed (a change applied as a difference failed, e.g. an entry removed by hand). A change of config or health is otherwise applied as its difference alone.",
+		Help: "Comparisons of the kernel's whole IPVS table with the desired one, by reason: periodic (every resync period: every service, and the destinations of one part of them on a table of more than about 10,000 entries), unknown_state (the first, or the one after a failed reconcile), change_failed (a change applied as a difference failed, e.g. an entry removed by hand). A change of config or health is otherwise applied as its difference alone.",
 	}, []string{"reason"})
 	ipvsChangesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_dataplane_ipvs_changes_total",
@@ -48,7 +48,7 @@ var (
 	}, []string{"link"})
 	ipvsConnections = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "shoal_ipvs_connections",
-		Help: "IPVS connections of the configured services at the last full resync (every resync period), by state: active (established TCP/SCTP) and inactive (every other, UDP included), as ipvsadm's ActiveConn and InActConn; on a follower, the entries its backup sync daemon received.",
+		Help: "IPVS connections of the configured services, each as of the last listing of its destinations (the periodic resync lists a part of the services each period), by state: active (established TCP/SCTP) and inactive (every other, UDP included), as ipvsadm's ActiveConn and InActConn; on a follower, the entries its backup sync daemon received.",
 	}, []string{"state"})
 	syncDaemonRunning = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "shoal_sync_daemon_running",

@@ -18,15 +18,17 @@ import (
 
 // reconcileIPVS makes the kernel's IPVS table equal to config ⊕ health.
 //
-// With full false and the outcome of the previous reconcile known, it
+// With compareChange and the outcome of the previous reconcile known, it
 // applies only what differs between that desired state and the new one
 // (applyChanges): a weight change is one netlink call, with no dump of the
 // kernel's table, whatever its size. Otherwise, or when a change fails, it
-// lists the kernel's whole table and applies the difference (the periodic
-// resync, which also repairs whatever was changed behind shoal's back). It
-// goes on after a failed change so that one bad entry does not hold the
-// others back; the errors are returned together. Called with recMu held.
-func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config, full bool) error {
+// lists the kernel's table and applies the difference, which also repairs
+// whatever was changed behind shoal's back: every service and, with
+// compareSweep and the previous outcome known, the destinations of one
+// part of them (sweepParts), else of all. It goes on after a failed change
+// so that one bad entry does not hold the others back; the errors are
+// returned together. Called with recMu held.
+func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config, how compare) error {
 	ds, memo, derr := desired(cfg, d.o.Health, d.memo)
 	d.memo = memo
 	var errs []error
@@ -36,18 +38,23 @@ func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config, full bool) error {
 	for state, n := range map[realServerState]int{rsUp: 0, rsQuiesced: 0, rsDown: 0, rsInactive: 0, rsSorry: 0, rsDisplace: 0, rsUnchecked: 0} {
 		realServers.WithLabelValues(string(state)).Set(float64(n + ds.counts[state]))
 	}
-	names := make(map[string]string, len(ds.services))
-	for k, s := range ds.services {
-		names[k] = s.name
-	}
 	d.mu.Lock()
-	d.names = names
+	if !sameNames(d.names, ds) {
+		// Made again only when a service came, went or was renamed: a
+		// map of every service on every reconcile was an O(table) cost
+		// of each change and each resync.
+		names := make(map[string]string, len(ds.services))
+		for k, s := range ds.services {
+			names[k] = s.name
+		}
+		d.names = names
+	}
 	d.mu.Unlock()
 
 	if config.UsesBGP(cfg) {
 		errs = append(errs, d.syncSloppy())
 	}
-	if !full && d.applied != nil {
+	if how == compareChange && d.applied != nil {
 		err := d.applyChanges(d.applied, ds)
 		if err == nil {
 			d.applied = ds
@@ -58,35 +65,97 @@ func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config, full bool) error {
 		// compare all of it now.
 		fullResyncTotal.WithLabelValues("change_failed").Inc()
 		d.log.Info("ipvs change failed; comparing the whole table", "err", err)
+		how = compareWhole
 	} else {
 		reason := "periodic"
 		if d.applied == nil {
 			reason = "unknown_state"
+			how = compareWhole
 		}
 		fullResyncTotal.WithLabelValues(reason).Inc()
 	}
+	prev := d.applied
 	d.applied = nil
-	if err := d.resyncIPVS(ds); err != nil {
+	part := func(string) bool { return true }
+	if how == compareSweep {
+		part = d.sweepPart(prev, ds)
+	}
+	if err := d.resyncIPVS(ds, part); err != nil {
 		return joinErrors(append(errs, err))
 	}
 	// Only a clean comparison makes the desired state what the kernel
-	// holds; after a failure the next change compares all again.
+	// holds (as far as it looked: drift in another part of a sweep waits
+	// for its period, as drift between two resyncs always did); after a
+	// failure the next change compares all again.
 	d.applied = ds
 	return joinErrors(errs)
 }
 
-// resyncIPVS lists the kernel's whole IPVS table and makes it equal to ds.
-func (d *Dataplane) resyncIPVS(ds *desiredState) error {
+// sameNames says whether names maps each service of ds to its name.
+func sameNames(names map[string]string, ds *desiredState) bool {
+	if len(names) != len(ds.services) {
+		return false
+	}
+	for k, s := range ds.services {
+		if n, ok := names[k]; !ok || n != s.name {
+			return false
+		}
+	}
+	return true
+}
+
+// sweepEntries is how many entries (services and destinations) of the
+// desired table one periodic resync compares, at least: a larger table is
+// compared in parts, one each period, so that each costs about the same.
+// Listing a service's destinations is one netlink dump (the kernel has no
+// dump of every destination), so the cost follows services and
+// destinations both. Up to 10,000 entries (1,000 services of 9 real
+// servers) the whole table is compared every period; at 10,000 services ×
+// 10 in 11 parts, every one within 11 periods.
+const sweepEntries = 10000
+
+// sweepPart says which services' destinations this periodic resync
+// compares: those whose key hashes to this period's part, so that each
+// part is compared once in every sweepParts periods while the table's size
+// stays in one band, and those whose desired form changed since prev, the
+// last reconcile's (a change not yet applied when the resync came). Every
+// service itself (there, not there, scheduler, flags) is compared every
+// period, in one dump: a flush or a service deleted by hand is repaired at
+// the next period whatever the size.
+func (d *Dataplane) sweepPart(prev, ds *desiredState) func(key string) bool {
+	parts := d.sweepParts(ds)
+	this := uint32(d.sweeps % uint64(parts))
+	d.sweeps++
+	return func(key string) bool {
+		if prev.services[key] != ds.services[key] {
+			return true
+		}
+		h := uint32(2166136261) // FNV-1a, without hash/fnv's allocations
+		for i := 0; i < len(key); i++ {
+			h = (h ^ uint32(key[i])) * 16777619
+		}
+		return h%parts == this
+	}
+}
+
+// sweepParts is how many parts the periodic resync compares ds in.
+func (d *Dataplane) sweepParts(ds *desiredState) uint32 {
+	entries := 0
+	for _, s := range ds.services {
+		entries += 1 + len(s.dests)
+	}
+	return uint32(max(1, (entries+d.sweepEntries-1)/d.sweepEntries))
+}
+
+// resyncIPVS lists the kernel's IPVS services and the destinations of those
+// part says, and makes them equal to ds.
+func (d *Dataplane) resyncIPVS(ds *desiredState, part func(key string) bool) error {
 	var errs []error
 	kernel, err := d.o.IPVS.GetServices()
 	if err != nil {
 		return fmt.Errorf("list IPVS services: %w", err)
 	}
-	d.conns = connCounts{}
-	defer func() {
-		ipvsConnections.WithLabelValues("active").Set(float64(d.conns.active))
-		ipvsConnections.WithLabelValues("inactive").Set(float64(d.conns.inactive))
-	}()
+	defer d.countConns(ds)
 	changedOwned := false
 	inKernel := make(map[string]bool, len(kernel))
 	for _, k := range kernel {
@@ -106,19 +175,26 @@ func (d *Dataplane) resyncIPVS(ds *desiredState) error {
 			changedOwned = true
 			continue
 		}
-		if !d.owned[key] {
+		takenOver := !d.owned[key]
+		if takenOver {
 			// Somebody else's entry where a configured service must be:
 			// the configuration wins, and from now on it is ours.
 			d.owned[key] = true
 			changedOwned = true
 			d.ipvsDone("take_over_service", key, want.name)
 		}
-		if serviceDiffers(k, want.svc) {
+		differs := serviceDiffers(k, want.svc)
+		if differs {
 			if err := d.o.IPVS.UpdateService(want.svc); err != nil {
 				errs = append(errs, d.ipvsErr("update_service", key, err))
 			} else {
 				d.ipvsDone("update_service", key, want.name)
 			}
+		}
+		if !part(key) && !differs && !takenOver {
+			// Another period's part; a service changed by hand, or
+			// taken over, has its destinations compared now.
+			continue
 		}
 		if err := d.syncDestinations(key, want); err != nil {
 			errs = append(errs, err)
@@ -130,11 +206,13 @@ func (d *Dataplane) resyncIPVS(ds *desiredState) error {
 		}
 	}
 	var missing []string
-	for _, key := range slices.Sorted(maps.Keys(ds.services)) {
-		if inKernel[key] {
-			continue
+	for key := range ds.services {
+		if !inKernel[key] {
+			missing = append(missing, key)
 		}
-		missing = append(missing, key)
+	}
+	slices.Sort(missing) // only them: sorting every key was a tenth of an idle resync
+	for _, key := range missing {
 		if !d.owned[key] {
 			d.owned[key] = true
 			changedOwned = true
@@ -417,12 +495,23 @@ func (d *Dataplane) syncDestinations(key string, want *desiredService) error {
 	if err != nil {
 		return fmt.Errorf("list destinations of %s: %w", key, err)
 	}
-	slices.SortFunc(cur, func(a, b *ipvs.Destination) int { return strings.Compare(destKey(a), destKey(b)) })
+	var conns connCounts
+	for _, c := range cur {
+		conns.add(c)
+	}
+	d.conns[key] = conns
+	if len(want.keep) == 0 && sameAsKernel(cur, want.dests) {
+		return nil // the resync's usual case, kept free of allocations
+	}
+	keyed := make([]keyedDest, len(cur))
+	for i, c := range cur {
+		keyed[i] = keyedDest{destKey(c), c}
+	}
+	slices.SortFunc(keyed, func(a, b keyedDest) int { return strings.Compare(a.key, b.key) })
 	var errs []error
 	byKey := make(map[string]*ipvs.Destination, len(cur))
-	for _, c := range cur {
-		byKey[destKey(c)] = c
-		d.conns.add(c)
+	for _, c := range keyed {
+		byKey[c.key] = c.d
 	}
 	wanted := make(map[string]bool, len(want.dests))
 	for _, w := range want.dests {
@@ -445,8 +534,8 @@ func (d *Dataplane) syncDestinations(key string, want *desiredService) error {
 			}
 		}
 	}
-	for _, c := range cur {
-		dk := destKey(c)
+	for _, kc := range keyed {
+		dk, c := kc.key, kc.d
 		if wanted[dk] || want.keep[dk] {
 			continue
 		}
@@ -458,6 +547,54 @@ func (d *Dataplane) syncDestinations(key string, want *desiredService) error {
 		}
 	}
 	return joinErrors(errs)
+}
+
+type keyedDest struct {
+	key string // destKey(d)
+	d   *ipvs.Destination
+}
+
+// sameAsKernel says whether the kernel's destinations of a service, cur in
+// the kernel's order, are exactly want and as want has them. The kernel
+// lists the last added first, so a service shoal added in want's order
+// lists in reverse; other orders are matched by a scan, up to a size where
+// the general comparison's map is cheaper.
+func sameAsKernel(cur, want []*ipvs.Destination) bool {
+	if len(cur) != len(want) {
+		return false
+	}
+	n := len(cur)
+	for i, w := range want {
+		wk := destAddrPort(w)
+		c := cur[n-1-i]
+		if destAddrPort(c) != wk {
+			c = nil
+			if n > 64 {
+				return false
+			}
+			for _, x := range cur {
+				if destAddrPort(x) == wk {
+					c = x
+					break
+				}
+			}
+			if c == nil {
+				return false
+			}
+		}
+		if destinationDiffers(c, w) {
+			return false
+		}
+	}
+	// Equal lengths and every wanted one found: the kernel lists each
+	// destination once, so nothing else is there.
+	return true
+}
+
+// destAddrPort is what destKey names, without building the string.
+func destAddrPort(d *ipvs.Destination) netip.AddrPort {
+	a, _ := netip.AddrFromSlice(d.Address)
+	return netip.AddrPortFrom(a.Unmap(), d.Port)
 }
 
 // syncTimeouts sets the connection timeouts the config names; unset ones
@@ -513,6 +650,22 @@ func destinationDiffers(k, want *ipvs.Destination) bool {
 // cheap (the reconcile lists destinations anyway), where counting by TCP
 // state would read the whole connection table.
 type connCounts struct{ active, inactive uint64 }
+
+// countConns sets the connection gauges to the sum of each configured
+// service's counts when its destinations were last listed.
+func (d *Dataplane) countConns(ds *desiredState) {
+	var sum connCounts
+	for key, c := range d.conns {
+		if _, ok := ds.services[key]; !ok {
+			delete(d.conns, key)
+			continue
+		}
+		sum.active += c.active
+		sum.inactive += c.inactive
+	}
+	ipvsConnections.WithLabelValues("active").Set(float64(sum.active))
+	ipvsConnections.WithLabelValues("inactive").Set(float64(sum.inactive))
+}
 
 func (c *connCounts) add(d *ipvs.Destination) {
 	c.active += uint64(max(d.ActiveConnections, 0))

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -112,7 +113,7 @@ func (r *rig) change(t *testing.T) {
 	t.Helper()
 	known := r.d.applied != nil
 	r.ipvs.Reads()
-	if err := r.d.reconcile(false); err != nil {
+	if err := r.d.reconcile(compareChange); err != nil {
 		t.Fatalf("reconcile a change: %v", err)
 	}
 	if reads := r.ipvs.Reads(); known && reads != 0 {
@@ -429,7 +430,7 @@ func TestChangeCostsWhatItChanges(t *testing.T) {
 	c = withService(c, 42, func(vs *shoalv1.VirtualService) { vs.RealServers[7].Weight = proto.Uint32(9) })
 	r.d.SetConfig(c)
 	r.ipvs.Reads()
-	if err := r.d.reconcile(false); err != nil {
+	if err := r.d.reconcile(compareChange); err != nil {
 		t.Fatal(err)
 	}
 	eq(t, "one weight change", r.ipvs.Ops(), []string{"UpdateDestination tcp/10.100.42.1:80 172.16.42.8:80"})
@@ -439,12 +440,12 @@ func TestChangeCostsWhatItChanges(t *testing.T) {
 
 	// A health verdict changes under a service that did not change.
 	r.health.set("svc0017", "172.16.17.3:80", false)
-	if err := r.d.reconcile(false); err != nil {
+	if err := r.d.reconcile(compareChange); err != nil {
 		t.Fatal(err)
 	}
 	eq(t, "one server down", r.ipvs.Ops(), []string{"DelDestination tcp/10.100.17.1:80 172.16.17.3:80"})
 	r.health.set("svc0017", "172.16.17.3:80", true)
-	if err := r.d.reconcile(false); err != nil {
+	if err := r.d.reconcile(compareChange); err != nil {
 		t.Fatal(err)
 	}
 	eq(t, "up again", r.ipvs.Ops(), []string{"NewDestination tcp/10.100.17.1:80 172.16.17.3:80"})
@@ -461,7 +462,7 @@ func TestChangeCostsWhatItChanges(t *testing.T) {
 	// changes under services that did not: they are computed again.
 	c = withService(c, 3, func(vs *shoalv1.VirtualService) { vs.Scheduler = "mh" })
 	r.d.SetConfig(c)
-	if err := r.d.reconcile(false); err != nil {
+	if err := r.d.reconcile(compareChange); err != nil {
 		t.Fatal(err)
 	}
 	if svc, _, _ := r.ipvs.Service("tcp/10.100.3.1:80"); svc.SchedName != "mh" || svc.Flags&(svcFlagSchedSH1|svcFlagSchedSH2) != 0 {
@@ -469,7 +470,7 @@ func TestChangeCostsWhatItChanges(t *testing.T) {
 	}
 	c = &shoalv1.Config{Serial: c.Serial + 1, Global: &shoalv1.Global{Announce: "bgp"}, Services: c.Services}
 	r.d.SetConfig(c)
-	if err := r.d.reconcile(false); err != nil {
+	if err := r.d.reconcile(compareChange); err != nil {
 		t.Fatal(err)
 	}
 	if svc, _, _ := r.ipvs.Service("tcp/10.100.3.1:80"); svc.Flags&(svcFlagSchedSH1|svcFlagSchedSH2) == 0 {
@@ -513,7 +514,7 @@ func TestDriftRepairedByResync(t *testing.T) {
 	c.Serial++
 	c.Services[0].RealServers[1].Weight = proto.Uint32(3)
 	r.d.SetConfig(c)
-	if err := r.d.reconcile(false); err != nil {
+	if err := r.d.reconcile(compareChange); err != nil {
 		t.Fatal(err)
 	}
 	eq(t, "the change alone", r.ipvs.Ops(), []string{"UpdateDestination tcp/10.100.0.1:80 172.16.0.2:80"})
@@ -536,7 +537,7 @@ func TestDriftRepairedByResync(t *testing.T) {
 	c.Serial++
 	c.Services[1].RealServers[0].Weight = proto.Uint32(4)
 	r.d.SetConfig(c)
-	if err := r.d.reconcile(false); err != nil {
+	if err := r.d.reconcile(compareChange); err != nil {
 		t.Fatalf("a change that met drift: %v", err)
 	}
 	eq(t, "repaired in the same reconcile", r.dests(t, "tcp/10.100.1.1:80"), []string{"172.16.1.1:80 nat 00004", "172.16.1.2:80 nat 00001"})
@@ -548,7 +549,7 @@ func TestDriftRepairedByResync(t *testing.T) {
 	c.Serial++
 	c.Services[2].RealServers[0].Weight = proto.Uint32(6)
 	r.d.SetConfig(c)
-	if err := r.d.reconcile(false); err != nil {
+	if err := r.d.reconcile(compareChange); err != nil {
 		t.Fatalf("the whole comparison after a failed change: %v", err)
 	}
 	eq(t, "applied by the whole comparison", r.dests(t, "tcp/10.100.2.1:80"), []string{"172.16.2.1:80 nat 00006", "172.16.2.2:80 nat 00001"})
@@ -557,10 +558,104 @@ func TestDriftRepairedByResync(t *testing.T) {
 	c.Serial++
 	c.Services[2].RealServers[0].Weight = proto.Uint32(7)
 	r.d.SetConfig(c)
-	if err := r.d.reconcile(false); err != nil {
+	if err := r.d.reconcile(compareChange); err != nil {
 		t.Fatal(err)
 	}
 	if n := r.ipvs.Reads(); n != 0 {
 		t.Errorf("after a clean whole comparison a change listed the kernel %d times", n)
+	}
+}
+
+// TestSweepComparesAPartEachPeriod: the periodic resync of a table larger
+// than sweepEntries lists every service but the destinations of one part
+// of them; a destination changed by hand in every service is repaired
+// part by part, all of them within sweepParts periods; a service deleted
+// by hand, a flush, or a service changed by hand is repaired at the next
+// period whatever part it is in.
+func TestSweepComparesAPartEachPeriod(t *testing.T) {
+	r := newRig(t, ModeIPVS, "")
+	const services = 40
+	c := bigConfig(services, 9) // 400 entries
+	r.apply(t, c)
+	r.d.sweepEntries = 100 // 4 parts
+	const parts = 4
+	weight := func(key string) string { return r.dests(t, key)[0] }
+	want := map[string]string{}
+	for _, k := range r.ipvs.Keys() {
+		want[k] = weight(k)
+		svc, ds, _ := r.ipvs.Service(k)
+		d := ds[0]
+		d.Weight = 50
+		_ = r.ipvs.UpdateDestination(&svc, &d)
+	}
+	sweep := func() (listed int) {
+		r.ipvs.Reads()
+		if err := r.d.reconcile(compareSweep); err != nil {
+			t.Fatal(err)
+		}
+		return r.ipvs.Reads() - 1 // the services' own listing
+	}
+	repaired := func() (n int) {
+		for k, w := range want {
+			if weight(k) == w {
+				n++
+			}
+		}
+		return n
+	}
+	total := 0
+	for i := range parts {
+		listed := sweep()
+		total += listed
+		if listed >= services {
+			t.Errorf("sweep %d listed the destinations of %d services of %d", i, listed, services)
+		}
+		if got := repaired(); got != total {
+			t.Errorf("after sweep %d: %d services repaired, %d listed", i, got, total)
+		}
+	}
+	if total != services {
+		t.Errorf("%d sweeps listed the destinations of %d services, want each of the %d once", parts, total, services)
+	}
+
+	// Whole services: at the next period, whatever its part.
+	for _, k := range []string{"tcp/10.100.3.1:80", "tcp/10.100.17.1:80"} {
+		svc, _, _ := r.ipvs.Service(k)
+		_ = r.ipvs.DelService(&svc)
+	}
+	svc, _, _ := r.ipvs.Service("tcp/10.100.5.1:80")
+	svc.SchedName = "rr"
+	_ = r.ipvs.UpdateService(&svc)
+	r.ipvs.Ops()
+	sweep()
+	if got := len(r.ipvs.Keys()); got != services {
+		t.Errorf("after one sweep %d services, want %d", got, services)
+	}
+	if s, _, _ := r.ipvs.Service("tcp/10.100.5.1:80"); s.SchedName != "wlc" {
+		t.Errorf("scheduler changed by hand still %s after one sweep", s.SchedName)
+	}
+	r.ipvs.Flush()
+	sweep()
+	if got := len(r.ipvs.Keys()); got != services {
+		t.Errorf("after a flush and one sweep %d services, want %d", got, services)
+	}
+	if got := repaired(); got != services {
+		t.Errorf("after a flush and one sweep %d services as configured, want %d", got, services)
+	}
+
+	// A change the reconcile loop has not applied yet when the resync
+	// comes is applied by it, whatever part its service is in, and a
+	// change that comes after finds nothing left of it.
+	for i := range services {
+		c = withService(c, i, func(vs *shoalv1.VirtualService) { vs.RealServers[1].Weight = proto.Uint32(7) })
+	}
+	r.d.SetConfig(c)
+	if listed := sweep(); listed != services {
+		t.Errorf("a sweep after a change of every service listed %d of them, want %d", listed, services)
+	}
+	for _, k := range r.ipvs.Keys() {
+		if got := r.dests(t, k)[1]; !strings.HasSuffix(got, " 00007") {
+			t.Errorf("%s: %s after the sweep, want weight 7", k, got)
+		}
 	}
 }

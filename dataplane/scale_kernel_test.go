@@ -7,12 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"google.golang.org/protobuf/proto"
@@ -119,6 +121,22 @@ func fillConnTable(t *testing.T, h *netlink.Handle, director netns.NsHandle, wan
 // oneByOne is an IPVS without Add: one netlink round trip per entry.
 type oneByOne struct{ IPVS }
 
+// mobyListing lists the table through moby/ipvs, as KernelIPVS did before
+// it had a dump of its own.
+type mobyListing struct{ *KernelIPVS }
+
+func (m mobyListing) GetServices() ([]*ipvs.Service, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.h.GetServices()
+}
+
+func (m mobyListing) GetDestinations(s *ipvs.Service) ([]*ipvs.Destination, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.h.GetDestinations(s)
+}
+
 // ipvsadmRules is scaleConfig as `ipvsadm -R` reads it.
 func ipvsadmRules(c *shoalv1.Config) string {
 	var b []byte
@@ -135,6 +153,17 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// gcCPU is the runtime's estimate of the CPU its garbage collector has
+// used, as of the last collection.
+func gcCPU() time.Duration {
+	m := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(m)
+	if m[0].Value.Kind() != metrics.KindFloat64 {
+		return 0
+	}
+	return time.Duration(m[0].Value.Float64() * float64(time.Second))
 }
 
 func median(d []time.Duration) time.Duration {
@@ -229,30 +258,60 @@ func TestScaleRealIPVS(t *testing.T) {
 	countTable(t, k, n, dests)
 	figure(t, "scale shoal from empty, batches of %d (after): %d services, %d destinations in %s", addBatch, n, dests, ms(fromEmpty))
 
-	// The periodic resync with nothing to change: wall time and CPU.
-	var resyncs, cpus []time.Duration
-	for range 3 {
-		c0, t0 := cpuTime(), time.Now()
-		if err := d.Reconcile(); err != nil {
+	// The whole comparison with nothing to change, wall time and CPU: the
+	// table listed through moby/ipvs as before, then by KernelIPVS's own
+	// dump.
+	idle := func(what string) {
+		var resyncs, cpus, gcs []time.Duration
+		for range 3 {
+			g0, c0, t0 := gcCPU(), cpuTime(), time.Now()
+			if err := d.Reconcile(); err != nil {
+				t.Fatal(err)
+			}
+			resyncs, cpus = append(resyncs, time.Since(t0)), append(cpus, cpuTime()-c0)
+			gcs = append(gcs, gcCPU()-g0)
+		}
+		cpu := median(cpus)
+		figure(t, "scale shoal idle resync, %s: %s wall, %s CPU (median of 3; garbage collector about %s); at the %v period %.2f%% of a core",
+			what, ms(median(resyncs)), ms(cpu), ms(median(gcs)), DefaultResync, 100*cpu.Seconds()/DefaultResync.Seconds())
+	}
+	// The listing alone, without the comparison.
+	list := func(k IPVS) time.Duration {
+		c0 := cpuTime()
+		countTable(t, k, n, dests)
+		return cpuTime() - c0
+	}
+	figure(t, "scale listing the table alone, CPU: moby/ipvs %s, own dump %s", ms(list(mobyListing{k})), ms(list(k)))
+	d.o.IPVS = mobyListing{k}
+	idle("listed through moby/ipvs (before)")
+	d.o.IPVS = k
+	idle("own dump (after)")
+	// What Run does every period: every service, and the destinations of
+	// one part of them.
+	var sweeps []time.Duration
+	parts := int(d.sweepParts(d.applied))
+	for range max(parts, 3) {
+		c0 := cpuTime()
+		if err := d.reconcile(compareSweep); err != nil {
 			t.Fatal(err)
 		}
-		resyncs, cpus = append(resyncs, time.Since(t0)), append(cpus, cpuTime()-c0)
+		sweeps = append(sweeps, cpuTime()-c0)
 	}
-	cpu := median(cpus)
-	figure(t, "scale shoal idle resync: %s wall, %s CPU (median of 3); at the %v period %.2f%% of a core",
-		ms(median(resyncs)), ms(cpu), DefaultResync, 100*cpu.Seconds()/DefaultResync.Seconds())
+	cpu := median(sweeps)
+	figure(t, "scale shoal idle resync, one part of %d (after, what Run does each period): %s CPU median, %s max of %d; at the %v period %.2f%% of a core",
+		parts, ms(cpu), ms(slices.Max(sweeps)), len(sweeps), DefaultResync, 100*cpu.Seconds()/DefaultResync.Seconds())
 
 	// One weight change: as every change was applied before (a whole
 	// comparison), and as Run applies it now (the difference).
 	vs := c.Services[n/2]
 	key := fmt.Sprintf("tcp/%s:%d", vs.Vip.Address, vs.Port)
 	weight := uint32(2)
-	change := func(full bool) time.Duration {
+	change := func(how compare) time.Duration {
 		weight++
 		c = withService(c, n/2, func(vs *shoalv1.VirtualService) { vs.RealServers[3].Weight = proto.Uint32(weight) })
 		d.SetConfig(c)
 		t0 := time.Now()
-		if err := d.reconcile(full); err != nil {
+		if err := d.reconcile(how); err != nil {
 			t.Fatal(err)
 		}
 		took := time.Since(t0)
@@ -274,10 +333,10 @@ func TestScaleRealIPVS(t *testing.T) {
 	}
 	var whole, diff []time.Duration
 	for range 3 {
-		whole = append(whole, change(true))
+		whole = append(whole, change(compareWhole))
 	}
 	for range 11 {
-		diff = append(diff, change(false))
+		diff = append(diff, change(compareChange))
 	}
 	figure(t, "scale shoal weight change, whole comparison (before): %s (median of 3)", ms(median(whole)))
 	figure(t, "scale shoal weight change, difference (after): %s (median of 11)", ms(median(diff)))
@@ -290,13 +349,13 @@ func TestScaleRealIPVS(t *testing.T) {
 		Scheduler: "rr", Forward: "dr", RealServers: []*shoalv1.RealServer{rs("172.31.0.1")}})
 	c.Serial++
 	d.SetConfig(c)
-	if err := d.reconcile(false); err != nil {
+	if err := d.reconcile(compareChange); err != nil {
 		t.Fatal(err)
 	}
 	t0 = time.Now()
 	have := fillConnTable(t, h, ns, conns)
 	fill := time.Since(t0)
-	resyncs, cpus = nil, nil
+	var resyncs, cpus []time.Duration
 	for range 3 {
 		c0, t0 := cpuTime(), time.Now()
 		if err := d.Reconcile(); err != nil {
@@ -308,7 +367,7 @@ func TestScaleRealIPVS(t *testing.T) {
 		have, ms(median(resyncs)), ms(median(cpus)), fill.Round(time.Second))
 	c = &shoalv1.Config{Serial: c.Serial + 1, Services: c.Services[:n]}
 	d.SetConfig(c)
-	if err := d.reconcile(false); err != nil {
+	if err := d.reconcile(compareChange); err != nil {
 		t.Fatal(err)
 	}
 
@@ -333,7 +392,7 @@ func TestScaleRealIPVS(t *testing.T) {
 	}
 	d.SetConfig(scaleConfig(1))
 	t0 = time.Now()
-	if err := d.reconcile(false); err != nil {
+	if err := d.reconcile(compareChange); err != nil {
 		t.Fatal(err)
 	}
 	figure(t, "scale shoal delete %d services (one call each): %s", n-1, ms(time.Since(t0)))

@@ -34,7 +34,7 @@ func TestKernelTakeoverOfManyVIPs(t *testing.T) {
 	}
 	c := scaleConfig(10000)
 	d.SetConfig(c)
-	if err := d.reconcile(false); err != nil {
+	if err := d.reconcile(compareChange); err != nil {
 		t.Fatal(err)
 	}
 

@@ -465,6 +465,15 @@ func TestChangeCostsWhatItChanges(t *testing.T) {
 	if n := r.health.questions(); n != 10 {
 		t.Errorf("a weight change asked about %d servers' health, want the service's 10", n)
 	}
+	// The summary a poller asks for (GetNodeStatusRequest.brief) lists nothing.
+	var st shoalv1.NodeStatus
+	r.d.Summary(&st)
+	if st.ReconciledSerial != c.Serial || st.Ipvs != nil || st.Connections != nil {
+		t.Errorf("summary: %v", &st)
+	}
+	if n := r.ipvs.Reads(); n != 0 {
+		t.Errorf("the summary listed the kernel %d times, want 0", n)
+	}
 
 	// A health verdict changes under a service that did not change.
 	r.health.set("svc0017", "172.16.17.3:80", false)

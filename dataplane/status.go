@@ -17,6 +17,25 @@ import (
 // daemons running and the connection count (ipvsadm's ActiveConn and
 // InActConn summed over every destination).
 func (d *Dataplane) Status(st *shoalv1.NodeStatus) {
+	names := d.summary(st)
+	st.Ipvs, st.Connections = nil, nil
+	if d.o.IPVS == nil {
+		return
+	}
+	d.table(st, names)
+}
+
+// Summary is Status without the kernel's IPVS table and the connection
+// counts, which take a netlink dump per service: what stays costs the same
+// at any table size.
+func (d *Dataplane) Summary(st *shoalv1.NodeStatus) {
+	d.summary(st)
+	st.Ipvs, st.Connections = nil, nil
+}
+
+// summary fills all but the IPVS table and returns the names of the
+// configured IPVS services, for table.
+func (d *Dataplane) summary(st *shoalv1.NodeStatus) map[string]string {
 	d.mu.Lock()
 	st.Dataplane = string(d.o.Mode)
 	st.HoldsVips = len(d.held) > 0
@@ -57,11 +76,11 @@ func (d *Dataplane) Status(st *shoalv1.NodeStatus) {
 			st.ReconcileError = "list sync daemons: " + err.Error()
 		}
 	}
+	return names
+}
 
-	st.Ipvs, st.Connections = nil, nil
-	if d.o.IPVS == nil {
-		return
-	}
+// table fills the kernel's IPVS table and the connection counts.
+func (d *Dataplane) table(st *shoalv1.NodeStatus, names map[string]string) {
 	var conns connCounts
 	svcs, err := d.o.IPVS.GetServices()
 	if err != nil {

@@ -19,7 +19,10 @@ type nodeService struct {
 	shoalv1.UnimplementedNodeServiceServer
 }
 
-func (n nodeService) GetNodeStatus(context.Context, *shoalv1.GetNodeStatusRequest) (*shoalv1.GetNodeStatusResponse, error) {
+func (n nodeService) GetNodeStatus(_ context.Context, req *shoalv1.GetNodeStatusRequest) (*shoalv1.GetNodeStatusResponse, error) {
+	if req.GetBrief() {
+		return &shoalv1.GetNodeStatusResponse{Status: n.nodeSummary()}, nil
+	}
 	return &shoalv1.GetNodeStatusResponse{Status: n.nodeStatus()}, nil
 }
 
@@ -55,7 +58,13 @@ func buildInfoProto(b buildinfo.Info) *shoalv1.BuildInfo {
 }
 
 // nodeStatus is this node's raft view plus what the optional providers add.
-func (s *Server) nodeStatus() *shoalv1.NodeStatus {
+func (s *Server) nodeStatus() *shoalv1.NodeStatus { return s.nodeStatusOf(false) }
+
+// nodeSummary is nodeStatus without what grows with the table: the IPVS
+// table and the health verdicts.
+func (s *Server) nodeSummary() *shoalv1.NodeStatus { return s.nodeStatusOf(true) }
+
+func (s *Server) nodeStatusOf(brief bool) *shoalv1.NodeStatus {
 	ns := s.node.Status()
 	st := &shoalv1.NodeStatus{
 		Id:            s.o.ID,
@@ -70,10 +79,14 @@ func (s *Server) nodeStatus() *shoalv1.NodeStatus {
 		RaftAddress:   s.o.RaftAddr,
 		Build:         buildInfoProto(s.o.Build),
 	}
-	if s.o.Dataplane != nil {
+	switch {
+	case s.o.Dataplane == nil:
+	case brief:
+		s.o.Dataplane.Summary(st)
+	default:
 		s.o.Dataplane.Status(st)
 	}
-	if s.o.Health != nil {
+	if s.o.Health != nil && !brief {
 		st.Health = s.o.Health.Status()
 	}
 	if t := s.o.TLS; t != nil {

@@ -28,6 +28,9 @@ import (
 // holds_vips, addresses, reconciled serial and error, IPVS table).
 type DataplaneStatus interface {
 	Status(st *shoalv1.NodeStatus)
+	// Summary is Status without the kernel's IPVS table and its
+	// connection counts (GetNodeStatusRequest.brief).
+	Summary(st *shoalv1.NodeStatus)
 }
 
 // HealthStatus is this node's health monitor as the API sees it.

@@ -346,9 +346,14 @@ func TestClusterStatusAndMembership(t *testing.T) {
 // stubProviders stands in for the dataplane.
 type stubProviders struct{}
 
-func (stubProviders) Status(st *shoalv1.NodeStatus) {
+func (stubProviders) Summary(st *shoalv1.NodeStatus) {
 	st.Dataplane, st.HoldsVips, st.ReconciledSerial = "vip", true, 7
 	st.Addresses, st.ReconcileError = []string{"192.0.2.10/32 eth0"}, "add 192.0.2.11: no such device"
+}
+
+func (p stubProviders) Status(st *shoalv1.NodeStatus) {
+	p.Summary(st)
+	st.Ipvs = []*shoalv1.IpvsService{{Address: "192.0.2.10", Port: 80, Protocol: "tcp"}}
 }
 
 // stubHealth stands in for the health monitor.
@@ -375,8 +380,17 @@ func TestNodeStatusProviders(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := resp.GetStatus()
-	if st.GetId() != "n1" || st.GetRole() != "leader" || st.GetDataplane() != "vip" || !st.GetHoldsVips() || len(st.GetHealth()) != 1 || st.GetApiAddress() != n.addr {
+	if st.GetId() != "n1" || st.GetRole() != "leader" || st.GetDataplane() != "vip" || !st.GetHoldsVips() || len(st.GetHealth()) != 1 || len(st.GetIpvs()) != 1 || st.GetApiAddress() != n.addr {
 		t.Fatalf("node status: %v", st)
+	}
+	// Brief: the same without what grows with the table.
+	resp, err = n.nodeSvc().GetNodeStatus(ctx, &shoalv1.GetNodeStatusRequest{Brief: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = resp.GetStatus()
+	if st.GetRole() != "leader" || !st.GetHoldsVips() || st.GetReconciledSerial() != 7 || len(st.GetHealth()) != 0 || len(st.GetIpvs()) != 0 {
+		t.Fatalf("brief node status: %v", st)
 	}
 	cs, err := n.cluster().GetClusterStatus(ctx, &shoalv1.GetClusterStatusRequest{})
 	if err != nil || cs.GetVipHolder() != "n1" {

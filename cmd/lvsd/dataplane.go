@@ -104,6 +104,12 @@ func (w *dataplaneWiring) Status(st *shoalv1.NodeStatus) {
 	w.bgp.status(st)
 }
 
+// Summary is Status without the IPVS table.
+func (w *dataplaneWiring) Summary(st *shoalv1.NodeStatus) {
+	w.dp.Summary(st)
+	w.bgp.status(st)
+}
+
 // sync is the connection table a planned transfer waits on (nil
 // interface without a dataplane).
 func (w *dataplaneWiring) sync() server.ConnectionSync {

@@ -24,7 +24,14 @@ const (
 )
 
 type GetNodeStatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// brief leaves out what grows with the table: the kernel's IPVS table
+	// (ipvs, connections) and every real server's health verdict (health).
+	// Listing them costs a netlink dump per service and a sort of every
+	// real server: seconds at 100,000 real servers on a slow machine. What is
+	// left (role, leader, serials, addresses held, the last reconcile, sync
+	// daemons) costs the same at any size, for callers that poll.
+	Brief         bool `protobuf:"varint,1,opt,name=brief,proto3" json:"brief,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -57,6 +64,13 @@ func (x *GetNodeStatusRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use GetNodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeStatusRequest) Descriptor() ([]byte, []int) {
 	return file_shoal_v1_node_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GetNodeStatusRequest) GetBrief() bool {
+	if x != nil {
+		return x.Brief
+	}
+	return false
 }
 
 type GetNodeStatusResponse struct {
@@ -1369,8 +1383,9 @@ var File_shoal_v1_node_service_proto protoreflect.FileDescriptor
 
 const file_shoal_v1_node_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1bshoal/v1/node_service.proto\x12\bshoal.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12shoal/v1/pki.proto\"\x16\n" +
-	"\x14GetNodeStatusRequest\"E\n" +
+	"\x1bshoal/v1/node_service.proto\x12\bshoal.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12shoal/v1/pki.proto\",\n" +
+	"\x14GetNodeStatusRequest\x12\x14\n" +
+	"\x05brief\x18\x01 \x01(\bR\x05brief\"E\n" +
 	"\x15GetNodeStatusResponse\x12,\n" +
 	"\x06status\x18\x01 \x01(\v2\x14.shoal.v1.NodeStatusR\x06status\"\x87\a\n" +
 	"\n" +

@@ -129,8 +129,15 @@ type Dataplane struct {
 	// kernel, nil when unknown (before the first, after a failure): a
 	// change is applied as its difference from it.
 	applied *desiredState
-	// memo is each service's desired form at the last reconcile.
-	memo map[*shoalv1.VirtualService]*serviceMemo
+	// memo is each service's desired form at the last reconcile, made
+	// with the verdicts as they were at healthGen memoHealthGen.
+	memo          map[*shoalv1.VirtualService]*serviceMemo
+	memoHealthGen uint64
+	// healthGen counts HealthChanged calls. While it stands still no
+	// verdict changed, so a change of config asks the health checker only
+	// about the services it changed: reading the verdicts of every real
+	// server was most of a weight change's time at 100,000 of them.
+	healthGen atomic.Uint64
 
 	// syncMu serialises changes of the sync daemons and guards syncOwned
 	// (the daemons shoal started, kept in the state file) and syncStarted
@@ -423,8 +430,14 @@ func (d *Dataplane) SetLeader(leader bool) {
 // the caller to hand leadership away while a monitored link is down.
 func (d *Dataplane) Links() Links { return d.o.Links }
 
-// HealthChanged says health verdicts changed: reconcile soon.
-func (d *Dataplane) HealthChanged() { d.wake() }
+// HealthChanged says health verdicts changed: reconcile soon. The health
+// checker must call it after every change of a verdict (Health), including
+// a server's first: until it does, a change of config may go on using the
+// verdicts of the services it did not touch as they were.
+func (d *Dataplane) HealthChanged() {
+	d.healthGen.Add(1)
+	d.wake()
+}
 
 func (d *Dataplane) wake() {
 	select {

@@ -349,8 +349,10 @@ type serviceMemo struct {
 // verdict yet is left as the kernel has it (Unchecked). Services that
 // cannot be mapped are reported and left out, the rest is still programmed.
 // memo is the previous call's second result (nil: none); the services of c
-// must not have been modified since it was made.
-func desired(c *shoalv1.Config, h Health, memo map[*shoalv1.VirtualService]*serviceMemo) (*desiredState, map[*shoalv1.VirtualService]*serviceMemo, error) {
+// must not have been modified since it was made. With sameHealth (no
+// verdict changed since memo was made) a service found in memo keeps its
+// verdicts without asking h again.
+func desired(c *shoalv1.Config, h Health, memo map[*shoalv1.VirtualService]*serviceMemo, sameHealth bool) (*desiredState, map[*shoalv1.VirtualService]*serviceMemo, error) {
 	ds := &desiredState{services: map[string]*desiredService{}, counts: map[realServerState]int{}}
 	next := make(map[*shoalv1.VirtualService]*serviceMemo, len(c.GetServices()))
 	var errs []error
@@ -366,16 +368,22 @@ func desired(c *shoalv1.Config, h Health, memo map[*shoalv1.VirtualService]*serv
 			continue
 		}
 		m := memo[vs]
-		var addrs []netip.AddrPort
-		if m != nil && m.addrs != nil {
-			addrs = m.addrs
-		} else if h != nil {
-			addrs = addrsOf(vs)
-		}
-		v := healthOf(vs, addrs, h)
-		if m == nil || m.global != g || !bytes.Equal(m.verdicts, v) {
-			m = desiredService1(c, vs, v)
-			m.addrs = addrs
+		if m == nil || !sameHealth {
+			var addrs []netip.AddrPort
+			if m != nil && m.addrs != nil {
+				addrs = m.addrs
+			} else if h != nil {
+				addrs = addrsOf(vs)
+			}
+			v := healthOf(vs, addrs, h)
+			if m == nil || m.global != g || !bytes.Equal(m.verdicts, v) {
+				m = desiredService1(c, vs, v)
+				m.addrs = addrs
+			}
+		} else if m.global != g {
+			m2 := desiredService1(c, vs, m.verdicts)
+			m2.addrs = m.addrs
+			m = m2
 		}
 		next[vs] = m
 		for st, n := range m.counts {

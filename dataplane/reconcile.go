@@ -29,8 +29,12 @@ import (
 // so that one bad entry does not hold the others back; the errors are
 // returned together. Called with recMu held.
 func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config, how compare) error {
-	ds, memo, derr := desired(cfg, d.o.Health, d.memo)
-	d.memo = memo
+	// Read before the verdicts are: a verdict that changes from here on
+	// bumps it again and kicks another reconcile.
+	gen := d.healthGen.Load()
+	sameHealth := how == compareChange && d.memo != nil && gen == d.memoHealthGen
+	ds, memo, derr := desired(cfg, d.o.Health, d.memo, sameHealth)
+	d.memo, d.memoHealthGen = memo, gen
 	var errs []error
 	if derr != nil {
 		errs = append(errs, derr)

@@ -22,23 +22,39 @@ import (
 
 // fakeHealth is a settable health verdict; unknown servers are up.
 type fakeHealth struct {
-	mu   sync.Mutex
-	down map[string]bool
+	mu    sync.Mutex
+	down  map[string]bool
+	asked int    // Healthy calls
+	told  func() // the dataplane's HealthChanged, as lvsd wires the monitor's OnChange
 }
 
 func (h *fakeHealth) Healthy(service string, rs netip.AddrPort) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.asked++
 	return !h.down[service+" "+rs.String()]
 }
 
 func (h *fakeHealth) set(service, rs string, up bool) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.down == nil {
 		h.down = map[string]bool{}
 	}
 	h.down[service+" "+rs] = !up
+	told := h.told
+	h.mu.Unlock()
+	if told != nil {
+		told()
+	}
+}
+
+// questions returns the number of Healthy calls since the last call.
+func (h *fakeHealth) questions() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := h.asked
+	h.asked = 0
+	return n
 }
 
 type rig struct {
@@ -88,6 +104,9 @@ func (r *rig) reopenWith(t *testing.T, mode Mode, set func(*Options)) {
 		t.Fatal(err)
 	}
 	r.d = d
+	r.health.mu.Lock()
+	r.health.told = d.HealthChanged
+	r.health.mu.Unlock()
 }
 
 func (r *rig) apply(t *testing.T, c *shoalv1.Config) {
@@ -423,19 +442,38 @@ func TestBadServiceDoesNotHoldBackOthers(t *testing.T) {
 func TestChangeCostsWhatItChanges(t *testing.T) {
 	r := newRig(t, ModeIPVS, "")
 	c := bigConfig(100, 10)
-	r.apply(t, c)
+	// Not r.apply's copy: the next configuration shares c's services.
+	r.d.SetConfig(c)
+	if err := r.d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
 	r.ipvs.Ops()
 
 	// As raftfsm makes the next configuration: every other service shared.
 	c = withService(c, 42, func(vs *shoalv1.VirtualService) { vs.RealServers[7].Weight = proto.Uint32(9) })
 	r.d.SetConfig(c)
 	r.ipvs.Reads()
+	r.health.questions()
 	if err := r.d.reconcile(compareChange); err != nil {
 		t.Fatal(err)
 	}
 	eq(t, "one weight change", r.ipvs.Ops(), []string{"UpdateDestination tcp/10.100.42.1:80 172.16.42.8:80"})
 	if n := r.ipvs.Reads(); n != 0 {
 		t.Errorf("a weight change listed the kernel %d times, want 0", n)
+	}
+	// No verdict changed since the last reconcile: only the changed
+	// service's servers are asked about.
+	if n := r.health.questions(); n != 10 {
+		t.Errorf("a weight change asked about %d servers' health, want the service's 10", n)
+	}
+	// The status a poller asks for (NODE_STATUS_VIEW_BASIC) lists nothing.
+	var st shoalv1.NodeStatus
+	r.d.Status(&st)
+	if st.ReconciledSerial != c.Serial || st.Ipvs != nil || st.Connections != nil {
+		t.Errorf("basic status: %v", &st)
+	}
+	if n := r.ipvs.Reads(); n != 0 {
+		t.Errorf("the basic status listed the kernel %d times, want 0", n)
 	}
 
 	// A health verdict changes under a service that did not change.

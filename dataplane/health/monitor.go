@@ -76,6 +76,11 @@ type Monitor struct {
 	sem      chan struct{}
 	wake     chan struct{}
 
+	// cfgMu serialises SetConfig and guards services and epoch.
+	cfgMu    sync.Mutex
+	services map[string]*svcEntry // active services by name, as last set
+	epoch    uint64
+
 	mu       sync.Mutex
 	servers  map[key]*server
 	svcPorts map[string]uint32 // service name → port, to resolve a port-0 query
@@ -139,6 +144,7 @@ func New(o Options) *Monitor {
 		scripts:  o.Scripts,
 		wake:     make(chan struct{}, 1),
 		servers:  map[key]*server{},
+		services: map[string]*svcEntry{},
 		svcPorts: map[string]uint32{},
 		subs:     map[int]chan *shoalv1.RealServerHealth{},
 	}
@@ -394,164 +400,77 @@ func (m *Monitor) poke() {
 // removed server's checks stop at once. Call it before handing the same
 // config to the dataplane, so that the dataplane finds the new servers'
 // initial verdicts.
+//
+// c must not be modified afterwards (raftfsm's committed configurations
+// never are): a service is recognised as unchanged by its pointer, and its
+// real servers are not looked at again, so that a change of one service
+// costs one service, not every real server of the table (at 100,000 real
+// servers that was most of a second per change on every node).
 func (m *Monitor) SetConfig(c *shoalv1.Config) {
-	type want struct {
-		k      key
-		probes []*probe
+	m.cfgMu.Lock()
+	defer m.cfgMu.Unlock()
+	m.epoch++
+	type svcWants struct {
+		svc   *shoalv1.VirtualService
+		wants []want
 	}
-	var wants []want
-	ports := map[string]uint32{}
+	var changedSvcs []svcWants
 	for _, svc := range c.GetServices() {
 		if svc.Active != nil && !svc.GetActive() {
 			continue
 		}
-		ports[svc.GetName()] = svc.GetPort()
-		for _, rs := range svc.GetRealServers() {
-			if rs.Active != nil && !rs.GetActive() {
+		e := m.services[svc.GetName()]
+		if e != nil {
+			e.seen = m.epoch
+			if e.svc == svc {
 				continue
 			}
-			addr, err := netip.ParseAddr(rs.GetAddress())
-			if err != nil {
-				m.log.Warn("real server not checked: bad address", "service", svc.GetName(), "server", rs.GetAddress(), "err", err)
-				continue
-			}
-			addr = addr.Unmap()
-			// The server's own checks replace the service's.
-			checks := rs.GetHealthChecks()
-			if len(checks) == 0 {
-				checks = []*shoalv1.HealthCheck{svc.GetHealthCheck()}
-			}
-			w := want{k: key{svc.GetName(), netip.AddrPortFrom(addr, uint16(config.RealServerPort(svc, rs)))}}
-			for _, hc := range checks {
-				p, err := newProbe(svc, rs, addr, hc)
-				if p != nil {
-					p.scripts = m.scripts
-				}
-				if err != nil {
-					// Validation should have refused this; keep the server out
-					// with the reason rather than trusting it blindly.
-					p = &probe{kind: "invalid", target: netip.AddrPortFrom(addr, 0), interval: config.DefaultCheckInterval,
-						timeout: config.DefaultCheckTimeout, rules: rules{Rise: 1, Fall: 1}, invalid: err,
-						fingerprint: "invalid|" + err.Error()}
-				}
-				w.probes = append(w.probes, p)
-			}
-			wants = append(wants, w)
+		}
+		changedSvcs = append(changedSvcs, svcWants{svc, m.wantsOf(svc)})
+	}
+	var removedSvcs []string
+	for name, e := range m.services {
+		if e.seen != m.epoch {
+			removedSvcs = append(removedSvcs, name)
 		}
 	}
 
-	type event struct {
-		k  key
-		tr transition
-		st *shoalv1.RealServerHealth
-	}
 	var events []event
 	notify := false
 	now := m.clock.Now()
+	var n counts
 	m.mu.Lock()
-	m.svcPorts = ports
-	seen := make(map[key]bool, len(wants))
-	var added, changed, removed int
-	for _, w := range wants {
-		seen[w.k] = true
-		s := m.servers[w.k]
-		isNew := s == nil
-		if isNew {
-			s = &server{key: w.k}
-			m.servers[w.k] = s
+	for _, sw := range changedSvcs {
+		name := sw.svc.GetName()
+		keys := make([]key, 0, len(sw.wants))
+		for _, w := range sw.wants {
+			keys = append(keys, w.k)
+			up, ev := m.applyLocked(w, now, &n)
+			notify = notify || up
+			if ev != nil {
+				events = append(events, *ev)
+			}
 		}
-		// An unchanged check is found wherever it moved in the list and
-		// keeps everything; a changed one takes over the state of the check
-		// that was at its place.
-		touched := len(w.probes) != len(s.checkers)
-		kept := map[*checker]bool{}
-		same := make([]*checker, len(w.probes))
-		for i, p := range w.probes {
-			for _, old := range s.checkers {
-				if !kept[old] && old.probe.fingerprint == p.fingerprint {
-					kept[old], same[i] = true, old
-					touched = touched || old.index != i
-					old.index = i
-					break
+		if e := m.services[name]; e != nil && len(e.keys) > 0 {
+			kept := make(map[key]bool, len(keys))
+			for _, k := range keys {
+				kept[k] = true
+			}
+			for _, k := range e.keys {
+				if !kept[k] {
+					m.removeLocked(k, &n)
 				}
 			}
 		}
-		var checkers []*checker
-		for i, p := range w.probes {
-			if same[i] != nil {
-				checkers = append(checkers, same[i])
-				continue
-			}
-			touched = true
-			var old *checker
-			if i < len(s.checkers) && !kept[s.checkers[i]] {
-				old = s.checkers[i]
-				kept[old] = true
-			}
-			ck := &checker{srv: s, index: i, probe: p, idx: -1}
-			switch {
-			case old != nil:
-				ck.tr = old.tr.withRules(p.rules)
-				m.dropLocked(old)
-			case !isNew && !s.unchecked && p.kind != KindNone:
-				// A check added to a server with a verdict takes that
-				// verdict, as a changed one keeps its own: changing the
-				// checks does not bounce traffic, and the server never
-				// goes back to having no verdict, which the dataplane
-				// relies on.
-				ck.tr = newTracker(p.rules, s.up, now, "check added to a server that was "+stateString(s.up))
-			case p.kind == KindNone:
-				ck.tr = newTracker(p.rules, true, now, "no health check")
-			case p.initUp:
-				ck.tr = newTracker(p.rules, true, now, "new server, initially_up")
-			default:
-				ck.tr = newUncheckedTracker(p.rules, now)
-			}
-			if p.kind == KindNone && !ck.tr.up {
-				ck.tr.set(true, now, "no health check")
-			}
-			if p.kind != KindNone {
-				// Spread first runs over the interval so that a large config
-				// does not fire all its checks at once; a server without a
-				// verdict is out until its first check, which runs at once
-				// (within firstCheckSpread).
-				spread := p.interval
-				if ck.tr.unchecked {
-					spread = min(spread, firstCheckSpread)
-				}
-				ck.due = now.Add(rand.N(spread))
-				heap.Push(&m.queue, ck)
-			}
-			checkers = append(checkers, ck)
-		}
-		for _, old := range s.checkers {
-			if !kept[old] {
-				m.dropLocked(old)
-			}
-		}
-		s.checkers = checkers
-		switch {
-		case isNew:
-			added++
-			s.verdict = s.initialVerdict(now)
-			notify = notify || s.up
-			m.metrics.up.WithLabelValues(w.k.service, w.k.addr.String()).Set(b2f(s.up))
-		case touched:
-			changed++
-			if tr, ok := s.judge(now, transition{}); ok {
-				events = append(events, event{w.k, tr, nil})
-			}
-		}
+		m.services[name] = &svcEntry{svc: sw.svc, keys: keys, seen: m.epoch}
+		m.svcPorts[name] = sw.svc.GetPort()
 	}
-	for k, s := range m.servers {
-		if !seen[k] {
-			for _, c := range s.checkers {
-				m.dropLocked(c)
-			}
-			delete(m.servers, k)
-			removed++
-			m.metrics.up.DeleteLabelValues(k.service, k.addr.String())
+	for _, name := range removedSvcs {
+		for _, k := range m.services[name].keys {
+			m.removeLocked(k, &n)
 		}
+		delete(m.services, name)
+		delete(m.svcPorts, name)
 	}
 	for i := range events {
 		events[i].st = m.statusLocked(m.servers[events[i].k])
@@ -560,9 +479,9 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 	m.emitMu.Lock()
 	m.mu.Unlock()
 	m.poke()
-	if added+changed+removed > 0 {
+	if n.added+n.changed+n.removed > 0 {
 		m.log.Info("health checks updated", "serial", c.GetSerial(), "servers", total,
-			"added", added, "changed", changed, "removed", removed)
+			"added", n.added, "changed", n.changed, "removed", n.removed)
 	}
 	for _, e := range events {
 		m.transitioned(e.k, e.tr, "", e.st)
@@ -571,6 +490,177 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 		m.onChange()
 	}
 	m.emitMu.Unlock()
+}
+
+// svcEntry is an active service as the monitor last saw it, and the keys
+// of the real servers it checks for it.
+type svcEntry struct {
+	svc  *shoalv1.VirtualService
+	keys []key
+	seen uint64 // the SetConfig that last found the service (Monitor.epoch)
+}
+
+// want is one active real server of a service and the probes of its checks.
+type want struct {
+	k      key
+	probes []*probe
+}
+
+// event is a verdict changed by SetConfig, reported once the lock is gone.
+type event struct {
+	k  key
+	tr transition
+	st *shoalv1.RealServerHealth
+}
+
+// counts are SetConfig's servers added, changed and removed, for its log line.
+type counts struct{ added, changed, removed int }
+
+// wantsOf resolves the checks of every active real server of svc.
+func (m *Monitor) wantsOf(svc *shoalv1.VirtualService) []want {
+	var wants []want
+	for _, rs := range svc.GetRealServers() {
+		if rs.Active != nil && !rs.GetActive() {
+			continue
+		}
+		addr, err := netip.ParseAddr(rs.GetAddress())
+		if err != nil {
+			m.log.Warn("real server not checked: bad address", "service", svc.GetName(), "server", rs.GetAddress(), "err", err)
+			continue
+		}
+		addr = addr.Unmap()
+		// The server's own checks replace the service's.
+		checks := rs.GetHealthChecks()
+		if len(checks) == 0 {
+			checks = []*shoalv1.HealthCheck{svc.GetHealthCheck()}
+		}
+		w := want{k: key{svc.GetName(), netip.AddrPortFrom(addr, uint16(config.RealServerPort(svc, rs)))}}
+		for _, hc := range checks {
+			p, err := newProbe(svc, rs, addr, hc)
+			if p != nil {
+				p.scripts = m.scripts
+			}
+			if err != nil {
+				// Validation should have refused this; keep the server out
+				// with the reason rather than trusting it blindly.
+				p = &probe{kind: "invalid", target: netip.AddrPortFrom(addr, 0), interval: config.DefaultCheckInterval,
+					timeout: config.DefaultCheckTimeout, rules: rules{Rise: 1, Fall: 1}, invalid: err,
+					fingerprint: "invalid|" + err.Error()}
+			}
+			w.probes = append(w.probes, p)
+		}
+		wants = append(wants, w)
+	}
+	return wants
+}
+
+// applyLocked makes one server's checkers those of w. It reports whether a
+// new server starts up (the dataplane is to hear of it) and the verdict
+// change of a server whose checks changed, if any.
+func (m *Monitor) applyLocked(w want, now time.Time, n *counts) (newUp bool, ev *event) {
+	s := m.servers[w.k]
+	isNew := s == nil
+	if isNew {
+		s = &server{key: w.k}
+		m.servers[w.k] = s
+	}
+	// An unchanged check is found wherever it moved in the list and
+	// keeps everything; a changed one takes over the state of the check
+	// that was at its place.
+	touched := len(w.probes) != len(s.checkers)
+	kept := map[*checker]bool{}
+	same := make([]*checker, len(w.probes))
+	for i, p := range w.probes {
+		for _, old := range s.checkers {
+			if !kept[old] && old.probe.fingerprint == p.fingerprint {
+				kept[old], same[i] = true, old
+				touched = touched || old.index != i
+				old.index = i
+				break
+			}
+		}
+	}
+	var checkers []*checker
+	for i, p := range w.probes {
+		if same[i] != nil {
+			checkers = append(checkers, same[i])
+			continue
+		}
+		touched = true
+		var old *checker
+		if i < len(s.checkers) && !kept[s.checkers[i]] {
+			old = s.checkers[i]
+			kept[old] = true
+		}
+		ck := &checker{srv: s, index: i, probe: p, idx: -1}
+		switch {
+		case old != nil:
+			ck.tr = old.tr.withRules(p.rules)
+			m.dropLocked(old)
+		case !isNew && !s.unchecked && p.kind != KindNone:
+			// A check added to a server with a verdict takes that
+			// verdict, as a changed one keeps its own: changing the
+			// checks does not bounce traffic, and the server never
+			// goes back to having no verdict, which the dataplane
+			// relies on.
+			ck.tr = newTracker(p.rules, s.up, now, "check added to a server that was "+stateString(s.up))
+		case p.kind == KindNone:
+			ck.tr = newTracker(p.rules, true, now, "no health check")
+		case p.initUp:
+			ck.tr = newTracker(p.rules, true, now, "new server, initially_up")
+		default:
+			ck.tr = newUncheckedTracker(p.rules, now)
+		}
+		if p.kind == KindNone && !ck.tr.up {
+			ck.tr.set(true, now, "no health check")
+		}
+		if p.kind != KindNone {
+			// Spread first runs over the interval so that a large config
+			// does not fire all its checks at once; a server without a
+			// verdict is out until its first check, which runs at once
+			// (within firstCheckSpread).
+			spread := p.interval
+			if ck.tr.unchecked {
+				spread = min(spread, firstCheckSpread)
+			}
+			ck.due = now.Add(rand.N(spread))
+			heap.Push(&m.queue, ck)
+		}
+		checkers = append(checkers, ck)
+	}
+	for _, old := range s.checkers {
+		if !kept[old] {
+			m.dropLocked(old)
+		}
+	}
+	s.checkers = checkers
+	switch {
+	case isNew:
+		n.added++
+		s.verdict = s.initialVerdict(now)
+		m.metrics.up.WithLabelValues(w.k.service, w.k.addr.String()).Set(b2f(s.up))
+		return s.up, nil
+	case touched:
+		n.changed++
+		if tr, ok := s.judge(now, transition{}); ok {
+			return false, &event{k: w.k, tr: tr}
+		}
+	}
+	return false, nil
+}
+
+// removeLocked stops checking the server k.
+func (m *Monitor) removeLocked(k key, n *counts) {
+	s := m.servers[k]
+	if s == nil {
+		return
+	}
+	for _, c := range s.checkers {
+		m.dropLocked(c)
+	}
+	delete(m.servers, k)
+	n.removed++
+	m.metrics.up.DeleteLabelValues(k.service, k.addr.String())
 }
 
 // dropLocked takes c off the schedule and cancels its running check.

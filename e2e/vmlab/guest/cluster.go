@@ -143,7 +143,9 @@ func (d *director) status(ctx context.Context) (*shoalv1.NodeStatus, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	resp, err := shoalv1.NewNodeServiceClient(conn).GetNodeStatus(ctx, &shoalv1.GetNodeStatusRequest{})
+	// The basic view: the whole IPVS table and every verdict take seconds
+	// to list at 10,000 services under emulation, longer than the timeout.
+	resp, err := shoalv1.NewNodeServiceClient(conn).GetNodeStatus(ctx, &shoalv1.GetNodeStatusRequest{View: shoalv1.NodeStatusView_NODE_STATUS_VIEW_BASIC})
 	if err != nil {
 		return nil, fmt.Errorf("%s status: %w", d.name, err)
 	}

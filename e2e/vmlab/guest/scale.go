@@ -145,6 +145,7 @@ func scaleCluster(r *run) error {
 	}
 	rep.info("scale-cluster", "apply of %d services x 10 (%d real servers): API returned in %.1f s; every service in the kernel of %s (from the call)",
 		n, 10*n, applied.Seconds(), strings.Join(inKernel, ", "))
+	rep.info("scale-cluster", "lvsd RSS with %d real servers, every kernel programmed: %s", 10*n, r.cluster.rss())
 
 	// One weight change at a time, through the leader's API.
 	leader, err = r.cluster.leader(ctx, 60*time.Second)
@@ -157,6 +158,17 @@ func scaleCluster(r *run) error {
 	lb := shoalv1.NewLoadBalancerServiceClient(conn)
 	vs := big.Services[len(small.Services)+n/2]
 	rsAddr := vs.RealServers[3].Address
+	// One netlink handle per director's kernel, opened before the clock
+	// starts: opening one means entering the namespace.
+	handles := map[*director]*ipvs.Handle{}
+	for _, d := range r.cluster.live() {
+		h, err := ipvs.New(d.nsPath())
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		handles[d] = h
+	}
 	var calls, reach []time.Duration
 	for w := range 11 {
 		weight := uint32(w + 2)
@@ -168,7 +180,7 @@ func scaleCluster(r *run) error {
 		}
 		returned := time.Now()
 		for _, d := range r.cluster.live() {
-			if err := waitWeight(ctx, d.machine, vs, rsAddr, int(weight)); err != nil {
+			if err := waitWeight(ctx, d.machine, handles[d], vs, rsAddr, int(weight)); err != nil {
 				return err
 			}
 		}
@@ -176,6 +188,7 @@ func scaleCluster(r *run) error {
 	}
 	rep.info("scale-cluster", "one weight change at %d services: API call %s, API return -> in the kernel of all 3 directors %s (medians of 11; p90 %s)",
 		n, msOf(medianOf(calls)), msOf(medianOf(reach)), msOf(p90Of(reach)))
+	rep.info("scale-cluster", "lvsd RSS after the weight changes: %s", r.cluster.rss())
 
 	bigFirst, bigAll, err := r.transferTime(ctx, vipsOf(big))
 	if err != nil {
@@ -303,14 +316,9 @@ func countServices(m *machine) (int, error) {
 	return len(s), err
 }
 
-// waitWeight polls one service's destinations in the machine's kernel until
-// addr has weight w.
-func waitWeight(ctx context.Context, m *machine, vs *shoalv1.VirtualService, addr string, w int) error {
-	h, err := ipvs.New(m.nsPath())
-	if err != nil {
-		return err
-	}
-	defer h.Close()
+// waitWeight polls one service's destinations in the machine's kernel
+// (through h) until addr has weight w.
+func waitWeight(ctx context.Context, m *machine, h *ipvs.Handle, vs *shoalv1.VirtualService, addr string, w int) error {
 	svc := &ipvs.Service{AddressFamily: syscall.AF_INET, Protocol: syscall.IPPROTO_TCP, Address: net.ParseIP(vs.Vip.Address).To4(), Port: uint16(vs.Port)}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -343,3 +351,34 @@ func p90Of(d []time.Duration) time.Duration {
 }
 
 func msOf(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
+// rss is each running lvsd's resident memory, as /proc/PID/status has it:
+// the whole, and its anonymous part (the rest is mostly bolt's map of
+// raft.db and the binary).
+func (c *cluster) rss() string {
+	var parts []string
+	for _, d := range c.live() {
+		d.mu.Lock()
+		cmd := d.cmd
+		d.mu.Unlock()
+		if cmd == nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+		if err != nil {
+			parts = append(parts, fmt.Sprintf("%s ?(%v)", d.name, err))
+			continue
+		}
+		kb := map[string]float64{}
+		for _, l := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(l, ":")
+			if ok && (k == "VmRSS" || k == "RssAnon") {
+				var n float64
+				fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &n)
+				kb[k] = n
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s %.0f MB (anonymous %.0f MB)", d.name, kb["VmRSS"]/1024, kb["RssAnon"]/1024))
+	}
+	return strings.Join(parts, ", ")
+}

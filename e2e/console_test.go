@@ -249,6 +249,9 @@ func TestConsoleBrowser(t *testing.T) {
 		disable := chromedp.CSS(`[id="rs-web-10.0.0.1:80"] a[href*="op=disable"]`)
 		err := do(op,
 			chromedp.Navigate(web+"/services"),
+			// The stream's first update redraws the table: a link found
+			// before it may be gone when it is clicked.
+			chromedp.WaitVisible(chromedp.CSS(`.stream.ok`)),
 			chromedp.WaitVisible(disable),
 			chromedp.Click(disable),
 			chromedp.WaitVisible(chromedp.ID("apply")),

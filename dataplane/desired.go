@@ -368,22 +368,21 @@ func desired(c *shoalv1.Config, h Health, memo map[*shoalv1.VirtualService]*serv
 			continue
 		}
 		m := memo[vs]
-		if m == nil || !sameHealth {
-			var addrs []netip.AddrPort
+		var addrs []netip.AddrPort
+		var v []byte
+		if m != nil && sameHealth {
+			addrs, v = m.addrs, m.verdicts
+		} else {
 			if m != nil && m.addrs != nil {
 				addrs = m.addrs
 			} else if h != nil {
 				addrs = addrsOf(vs)
 			}
-			v := healthOf(vs, addrs, h)
-			if m == nil || m.global != g || !bytes.Equal(m.verdicts, v) {
-				m = desiredService1(c, vs, v)
-				m.addrs = addrs
-			}
-		} else if m.global != g {
-			m2 := desiredService1(c, vs, m.verdicts)
-			m2.addrs = m.addrs
-			m = m2
+			v = healthOf(vs, addrs, h)
+		}
+		if m == nil || m.global != g || !bytes.Equal(m.verdicts, v) {
+			m = desiredService1(c, vs, v)
+			m.addrs = addrs
 		}
 		next[vs] = m
 		for st, n := range m.counts {

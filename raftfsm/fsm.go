@@ -12,7 +12,8 @@ import (
 
 // Event is published for every applied command that changed something. A
 // command that only changed the member registry has no Changes and keeps the
-// serial.
+// serial. State is the state after the batch of raft entries the command
+// was applied in (ApplyBatch), so its serial may be later than Serial.
 type Event struct {
 	Index   uint64
 	Serial  uint64

@@ -148,3 +148,32 @@ func applyBatchesAtRandom(t *testing.T, seed uint64) {
 		}
 	}
 }
+
+// TestApplyBatchKeepsHistoryLimit: the writes of a batch share one copy
+// of the history too; past HistoryLimit it drops the same oldest records
+// as one command at a time does.
+func TestApplyBatchKeepsHistoryLimit(t *testing.T) {
+	cmds := []*shoalv1.Command{createCmd(svc("web", "192.0.2.10", 80, "10.0.0.1"))}
+	for i := range HistoryLimit + 100 {
+		cmds = append(cmds, &shoalv1.Command{Op: &shoalv1.Command_UpdateRealServer{UpdateRealServer: &shoalv1.UpdateRealServerRequest{Service: "web",
+			RealServer: &shoalv1.RealServer{Address: "10.0.0.1", Weight: proto.Uint32(uint32(i % 7))}, UpdateMask: mask("weight")}}})
+	}
+	want := EmptyState()
+	for _, cmd := range cmds {
+		res, err := Apply(want, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = res.State
+	}
+	f := NewFSM()
+	logs := logOf(t, cmds...)
+	for len(logs) > 0 {
+		n := min(7, len(logs))
+		f.ApplyBatch(logs[:n])
+		logs = logs[n:]
+	}
+	if got := f.State(); len(got.GetHistory()) != HistoryLimit || !proto.Equal(got, want) {
+		t.Fatalf("history of %d records, want %d and Apply's state", len(got.GetHistory()), HistoryLimit)
+	}
+}

@@ -423,7 +423,7 @@ func (w *oneWrite) finishIn(b *batch) *Result {
 	} else {
 		rec.ServicesAdded = []string{w.name}
 	}
-	res := commitRecord(w.st, w.old, w.configIn(b), w.changes, w.cmd, rec)
+	res := commitRecord(w.st, w.old, w.configIn(b), w.changes, w.cmd, rec, b)
 	res.Serial = res.State.GetConfig().GetSerial()
 	res.Service, res.After = w.name, w.after
 	if w.cmd.GetRequestId() != "" {
@@ -445,11 +445,20 @@ const batchRoom = 16
 // once a batch.
 type batch struct {
 	services []*shoalv1.VirtualService
+	// history is the history the batch made last, and historyBytes the
+	// sum of its records' sizes.
+	history      []*shoalv1.HistoryRecord
+	historyBytes uint64
 }
 
 // owns says that ss is the list the batch made last.
 func (b *batch) owns(ss []*shoalv1.VirtualService) bool {
 	return b != nil && len(ss) > 0 && len(ss) == len(b.services) && &ss[0] == &b.services[0]
+}
+
+// ownsHistory says that h is the history the batch made last.
+func (b *batch) ownsHistory(h []*shoalv1.HistoryRecord) bool {
+	return len(h) > 0 && len(h) == len(b.history) && &h[0] == &b.history[0]
 }
 
 func (b *batch) own(ss []*shoalv1.VirtualService) {
@@ -471,15 +480,15 @@ func validate(err error) error {
 // commit is the state after a command that changed the configuration
 // from old to c: the next serial, and the history record.
 func commit(st *shoalv1.State, old, c *shoalv1.Config, changes []*shoalv1.Change, cmd *shoalv1.Command) *Result {
-	return commitRecord(st, old, c, changes, cmd, undoRecord(old, c))
+	return commitRecord(st, old, c, changes, cmd, undoRecord(old, c), nil)
 }
 
 // commitRecord is commit with the history record's undo part made.
-func commitRecord(st *shoalv1.State, old, c *shoalv1.Config, changes []*shoalv1.Change, cmd *shoalv1.Command, rec *shoalv1.HistoryRecord) *Result {
+func commitRecord(st *shoalv1.State, old, c *shoalv1.Config, changes []*shoalv1.Change, cmd *shoalv1.Command, rec *shoalv1.HistoryRecord, b *batch) *Result {
 	c.Serial = old.GetSerial() + 1
 	next := derive(st)
 	next.Config = c
-	next.History = appendHistory(st.GetHistory(), rec, c, cmd, changes)
+	next.History = appendHistoryIn(b, st.GetHistory(), rec, c, cmd, changes)
 	return &Result{State: next, Changes: changes}
 }
 

@@ -76,7 +76,9 @@ func addressProblems(c *shoalv1.Config) Errors {
 	v := &validator{}
 	v.globalAddresses(c.GetGlobal())
 	for i, s := range c.GetServices() {
-		v.serviceAddresses(c, i, s)
+		if s != nil {
+			v.normalServiceAddresses(i, s)
+		}
 	}
 	return v.errs
 }
@@ -115,8 +117,8 @@ func changedAddressProblems(old, c *shoalv1.Config) Errors {
 // AdmitService is Admit(old, c) for the c that old becomes when its
 // service named after.Name is replaced by after (added when old has no
 // such service; nil when it was removed), old sorted by name as every
-// committed configuration is: it judges that service only, and needs
-// no c.
+// committed configuration is, and after as Apply leaves it (normalised):
+// it judges that service only, and needs no c.
 func AdmitService(old *shoalv1.Config, after *shoalv1.VirtualService) error {
 	if after == nil {
 		return nil // removed: nothing new to judge
@@ -128,10 +130,9 @@ func AdmitService(old *shoalv1.Config, after *shoalv1.VirtualService) error {
 	})
 	var had Errors
 	if found {
-		had = unitProblems(func(v *validator) { v.serviceAddresses(old, i, ss[i]) })
+		had = unitProblems(func(v *validator) { v.normalServiceAddresses(i, ss[i]) })
 	}
-	// serviceAddresses reads c's global settings, which are old's.
-	if errs := newProblems(had, unitProblems(func(v *validator) { v.serviceAddresses(old, i, after) })); len(errs) > 0 {
+	if errs := newProblems(had, unitProblems(func(v *validator) { v.normalServiceAddresses(i, after) })); len(errs) > 0 {
 		return errs
 	}
 	return nil
@@ -187,25 +188,33 @@ func (v *validator) serviceAddresses(c *shoalv1.Config, i int, s *shoalv1.Virtua
 	}
 	s = proto.Clone(s).(*shoalv1.VirtualService)
 	NormalizeService(c, s)
+	v.normalServiceAddresses(i, s)
+}
+
+// normalServiceAddresses is serviceAddresses for a service as Normalize
+// leaves it. A field's path is only made for a problem: a write of one
+// service checks every real server's address.
+func (v *validator) normalServiceAddresses(i int, s *shoalv1.VirtualService) {
 	path := servicePath(i, s)
 	if s.GetVip() != nil {
 		v.raisedAddress(path+".vip", "VIP", s.GetVip())
 	}
 	for _, rs := range s.GetRealServers() {
-		if rs != nil {
-			v.serverAddress(path+".real_servers["+RealServerKey(s, rs)+"].address", rs.GetAddress())
+		if why := serverProblem(rs.GetAddress()); why != "" {
+			v.add(path+".real_servers["+RealServerKey(s, rs)+"].address", "%s; IPVS forwards each connection to one server", why)
 		}
 	}
 	if rs := s.GetSorryServer(); rs != nil {
-		v.serverAddress(path+".sorry_server.address", rs.GetAddress())
+		if why := serverProblem(rs.GetAddress()); why != "" {
+			v.add(path+".sorry_server.address", "%s; IPVS forwards each connection to one server", why)
+		}
 	}
 	v.execProgram(path+".health_check", s.GetHealthCheck())
 	for _, rs := range s.GetRealServers() {
-		if rs == nil {
-			continue
-		}
 		for j, hc := range rs.GetHealthChecks() {
-			v.execProgram(fmt.Sprintf("%s.real_servers[%s].health_checks[%d]", path, RealServerKey(s, rs), j), hc)
+			if runsProgram(hc) {
+				v.execProgram(fmt.Sprintf("%s.real_servers[%s].health_checks[%d]", path, RealServerKey(s, rs), j), hc)
+			}
 		}
 	}
 }
@@ -239,15 +248,14 @@ func (v *validator) raisedAddress(field, role string, a *shoalv1.Address) {
 	}
 }
 
-// serverAddress checks the address of a real or sorry server.
-func (v *validator) serverAddress(field, addr string) {
+// serverProblem says what is wrong with the address of a real or sorry
+// server, "" when nothing is (or it does not parse: Validate's to report).
+func serverProblem(addr string) string {
 	ip, err := netip.ParseAddr(addr)
 	if err != nil || ip.Zone() != "" {
-		return
+		return ""
 	}
-	if why := notUnicast(ip.Unmap()); why != "" {
-		v.add(field, "%s; IPVS forwards each connection to one server", why)
-	}
+	return notUnicast(ip.Unmap())
 }
 
 // notUnicast says why ip names no single host, "" when it does.
@@ -278,7 +286,12 @@ func lastAddress(p netip.Prefix) netip.Addr {
 // execProgram checks an exec check's program, once Validate has found it
 // present.
 func (v *validator) execProgram(field string, h *shoalv1.HealthCheck) {
-	if h.GetKind() == "exec" && !h.GetShell() && len(h.GetCommand()) > 0 && strings.TrimSpace(h.GetCommand()[0]) != "" {
+	if runsProgram(h) {
 		v.program(field+".command", h.GetCommand())
 	}
+}
+
+// runsProgram says that h runs a program of its own, without a shell.
+func runsProgram(h *shoalv1.HealthCheck) bool {
+	return h.GetKind() == "exec" && !h.GetShell() && len(h.GetCommand()) > 0 && strings.TrimSpace(h.GetCommand()[0]) != ""
 }

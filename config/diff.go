@@ -108,8 +108,9 @@ func realServersInPlace(o, n *shoalv1.VirtualService) (changes []*shoalv1.Change
 	keys := make([]string, len(changed))
 	for k, i := range changed {
 		keys[k] = realServerID(ors[i])
+		id := identityOf(ors[i])
 		for j := range ors {
-			if j != i && realServerID(ors[j]) == keys[k] {
+			if j != i && identityOf(ors[j]) == id {
 				return nil, false
 			}
 		}
@@ -150,6 +151,21 @@ func realServersByID(s *shoalv1.VirtualService) map[string]*shoalv1.RealServer {
 		}
 	}
 	return m
+}
+
+// identity is what realServerID says, without making a string: two real
+// servers have the same identity exactly when they have the same ID.
+type identity struct {
+	ip   netip.Addr
+	raw  string // the address, when it does not parse
+	port uint32
+}
+
+func identityOf(rs *shoalv1.RealServer) identity {
+	if ip, err := netip.ParseAddr(rs.Address); err == nil {
+		return identity{ip: ip, port: rs.Port}
+	}
+	return identity{raw: rs.Address, port: rs.Port}
 }
 
 // realServerID is a real server's key in realServersByID.

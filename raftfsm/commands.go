@@ -364,23 +364,46 @@ func expectedSerial(cmd *shoalv1.Command) uint64 {
 // and services, with after in before's place, or where Normalize's sort
 // by name would put it. It copies the list of services, once.
 func (w *oneWrite) config() *shoalv1.Config {
+	return w.configIn(nil)
+}
+
+// configIn is config for a write applied in batch b (nil: alone). When
+// old's list of services is b's own, made by an earlier write of the
+// batch and seen by nothing outside it, the write changes that list in
+// place: the writes of a batch share one copy.
+func (w *oneWrite) configIn(b *batch) *shoalv1.Config {
 	if w.c != nil {
 		return w.c
 	}
 	ss := w.old.GetServices()
 	i, found := searchService(ss, w.name)
 	var out []*shoalv1.VirtualService
-	switch {
-	case found && w.after != nil:
-		out = slices.Clone(ss)
-		out[i] = w.after
-	case found:
-		out = slices.Concat(ss[:i], ss[i+1:])
-	case w.after != nil:
-		out = slices.Concat(ss[:i], []*shoalv1.VirtualService{w.after}, ss[i:])
-	default:
-		out = slices.Clone(ss)
+	if b.owns(ss) {
+		switch {
+		case found && w.after != nil:
+			out = ss
+			out[i] = w.after
+		case found:
+			out = slices.Delete(ss, i, i+1)
+		case w.after != nil:
+			out = slices.Insert(ss, i, w.after)
+		}
+	} else {
+		// Room for a batch's creates, so that they need not copy again.
+		out = make([]*shoalv1.VirtualService, 0, len(ss)+batchRoom)
+		switch {
+		case found && w.after != nil:
+			out = append(out, ss...)
+			out[i] = w.after
+		case found:
+			out = append(append(out, ss[:i]...), ss[i+1:]...)
+		case w.after != nil:
+			out = append(append(append(out, ss[:i]...), w.after), ss[i:]...)
+		default:
+			out = append(out, ss...)
+		}
 	}
+	b.own(out)
 	w.c = &shoalv1.Config{Global: w.old.GetGlobal(), Services: out, Serial: w.old.GetSerial()}
 	return w.c
 }
@@ -388,6 +411,11 @@ func (w *oneWrite) config() *shoalv1.Config {
 // finish is the Result of Apply: the state after the write, with the
 // next serial, its history record and its request id.
 func (w *oneWrite) finish() *Result {
+	return w.finishIn(nil)
+}
+
+// finishIn is finish for a write applied in batch b (configIn).
+func (w *oneWrite) finishIn(b *batch) *Result {
 	// The history record appendHistory's walk over both lists would make.
 	rec := &shoalv1.HistoryRecord{}
 	if w.before != nil {
@@ -395,13 +423,48 @@ func (w *oneWrite) finish() *Result {
 	} else {
 		rec.ServicesAdded = []string{w.name}
 	}
-	res := commitRecord(w.st, w.old, w.config(), w.changes, w.cmd, rec)
+	res := commitRecord(w.st, w.old, w.configIn(b), w.changes, w.cmd, rec, b)
 	res.Serial = res.State.GetConfig().GetSerial()
 	res.Service, res.After = w.name, w.after
 	if w.cmd.GetRequestId() != "" {
 		res.State = rememberRequest(w.st, res, w.cmd)
 	}
 	return res
+}
+
+// batchRoom is the spare room a batch's copy of the list of services is
+// made with, so that its creates need not copy it again.
+const batchRoom = 16
+
+// batch is the list of services the writes of one batch of raft entries
+// share (FSM.ApplyBatch). The states between the writes of a batch are
+// seen by nothing outside it: the FSM hands every result and event of
+// the batch the state after the last. So a write may change the list an
+// earlier write of the batch copied, instead of copying it again: the
+// one cost of a write of one service that grows with the table is paid
+// once a batch.
+type batch struct {
+	services []*shoalv1.VirtualService
+	// history is the history the batch made last, and historyBytes the
+	// sum of its records' sizes.
+	history      []*shoalv1.HistoryRecord
+	historyBytes uint64
+}
+
+// owns says that ss is the list the batch made last.
+func (b *batch) owns(ss []*shoalv1.VirtualService) bool {
+	return b != nil && len(ss) > 0 && len(ss) == len(b.services) && &ss[0] == &b.services[0]
+}
+
+// ownsHistory says that h is the history the batch made last.
+func (b *batch) ownsHistory(h []*shoalv1.HistoryRecord) bool {
+	return len(h) > 0 && len(h) == len(b.history) && &h[0] == &b.history[0]
+}
+
+func (b *batch) own(ss []*shoalv1.VirtualService) {
+	if b != nil {
+		b.services = ss
+	}
 }
 
 // validate wraps a config.Validate error as the command's rejection.
@@ -417,15 +480,15 @@ func validate(err error) error {
 // commit is the state after a command that changed the configuration
 // from old to c: the next serial, and the history record.
 func commit(st *shoalv1.State, old, c *shoalv1.Config, changes []*shoalv1.Change, cmd *shoalv1.Command) *Result {
-	return commitRecord(st, old, c, changes, cmd, undoRecord(old, c))
+	return commitRecord(st, old, c, changes, cmd, undoRecord(old, c), nil)
 }
 
 // commitRecord is commit with the history record's undo part made.
-func commitRecord(st *shoalv1.State, old, c *shoalv1.Config, changes []*shoalv1.Change, cmd *shoalv1.Command, rec *shoalv1.HistoryRecord) *Result {
+func commitRecord(st *shoalv1.State, old, c *shoalv1.Config, changes []*shoalv1.Change, cmd *shoalv1.Command, rec *shoalv1.HistoryRecord, b *batch) *Result {
 	c.Serial = old.GetSerial() + 1
 	next := derive(st)
 	next.Config = c
-	next.History = appendHistory(st.GetHistory(), rec, c, cmd, changes)
+	next.History = appendHistoryIn(b, st.GetHistory(), rec, c, cmd, changes)
 	return &Result{State: next, Changes: changes}
 }
 

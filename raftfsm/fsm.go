@@ -12,7 +12,8 @@ import (
 
 // Event is published for every applied command that changed something. A
 // command that only changed the member registry has no Changes and keeps the
-// serial.
+// serial. State is the state after the batch of raft entries the command
+// was applied in (ApplyBatch), so its serial may be later than Serial.
 type Event struct {
 	Index   uint64
 	Serial  uint64
@@ -43,7 +44,7 @@ type judgement struct {
 	res  *Result
 }
 
-var _ raft.FSM = (*FSM)(nil)
+var _ raft.BatchingFSM = (*FSM)(nil)
 
 // NewFSM returns an FSM holding EmptyState.
 func NewFSM() *FSM {
@@ -106,50 +107,94 @@ func (f *FSM) Subscribe(buf int) (<-chan Event, func()) {
 	}
 }
 
-// Apply implements raft.FSM. It returns a *Result, or an error (usually
-// *Error) when the command is rejected; a rejection still consumes the index.
+// Apply implements raft.FSM: ApplyBatch of one entry.
 func (f *FSM) Apply(l *raft.Log) any {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch implements raft.BatchingFSM. Each command entry's answer is a
+// *Result, or an error (usually *Error) when the command is rejected; a
+// rejection still consumes the index.
+//
+// The writes of a batch share one copy of the list of services (batch), so
+// the states between them are not kept: every Result and Event of the
+// batch carries the state after the whole batch, whose serial may be
+// later than the write's own (Result.Serial, Event.Serial). Nothing sees
+// the state or the applied index move before the batch is done.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var res *Result
-	var err error
-	j, judged := f.judged[dataKey(l.Data)]
-	var later *oneWrite
-	if judged && j.base != f.state && j.res.one != nil {
-		later = j.res.one.on(f.state)
+	out := make([]any, len(logs))
+	var b batch
+	st, applied := f.state, f.applied
+	var events []Event
+	for i, l := range logs {
+		if l.Type != raft.LogCommand {
+			// Raft's configuration entries: its own business.
+			continue
+		}
+		applied = l.Index
+		res, err := f.apply(st, l.Data, &b)
+		if err != nil {
+			out[i] = err
+			continue
+		}
+		out[i] = res
+		if res.State != st {
+			st = res.State
+			events = append(events, Event{Index: l.Index, Serial: st.GetConfig().GetSerial(), Changes: res.Changes})
+		}
 	}
-	switch {
-	case judged && j.base == f.state:
+	for i, r := range out {
+		if res, ok := r.(*Result); ok && res.State != st {
+			// A copy: a judged Result is the API's too.
+			later := *res
+			later.State = st
+			out[i] = &later
+		}
+	}
+	if applied != f.applied {
+		f.advance(applied)
+	}
+	f.state = st
+	for _, ev := range events {
+		ev.State = st
+		f.publish(ev)
+	}
+	return out
+}
+
+// apply is the outcome of the command encoded in data on st, a state of
+// batch b.
+func (f *FSM) apply(st *shoalv1.State, data []byte, b *batch) (*Result, error) {
+	j, judged := f.judged[dataKey(data)]
+	if judged && j.base == st {
 		// The leader judged this very entry against this very state
 		// before proposing it, and Apply is pure: the outcome is that
 		// one, and computing it again would only double the leader's
 		// work (a whole table's, for an apply). A command of one
 		// service was judged without the state after it: build it.
-		res = j.res
-		if res.one != nil {
-			res = res.one.finish()
+		if j.res.one != nil {
+			return j.res.one.finishIn(b), nil
 		}
-	case later != nil:
-		// Judged before other writes applied, which left what the
-		// judgement read alone (with many writers, the common case).
-		res = later.finish()
-	default:
-		cmd := &shoalv1.Command{}
-		if err = proto.Unmarshal(l.Data, cmd); err != nil {
-			err = &Error{Kind: KindInvalid, Reason: "decode command: " + err.Error()}
-		} else {
-			res, err = Apply(f.state, cmd)
+		return j.res, nil
+	}
+	if judged && j.res.one != nil {
+		if later := j.res.one.on(st); later != nil {
+			// Judged before other writes applied, which left what the
+			// judgement read alone (with many writers, the common case).
+			return later.finishIn(b), nil
 		}
 	}
-	f.advance(l.Index)
-	if err != nil {
-		return err
+	cmd := &shoalv1.Command{}
+	if err := proto.Unmarshal(data, cmd); err != nil {
+		return nil, &Error{Kind: KindInvalid, Reason: "decode command: " + err.Error()}
 	}
-	if res.State != f.state {
-		f.state = res.State
-		f.publish(Event{Index: l.Index, Serial: res.State.GetConfig().GetSerial(), Changes: res.Changes, State: res.State})
+	res, err := Judge(st, cmd)
+	if err != nil || res.one == nil {
+		return res, err
 	}
-	return res
+	return res.one.finishIn(b), nil
 }
 
 // expect records the outcome of Apply(base, the command encoded in data)

@@ -56,6 +56,13 @@ func undoRecord(old, c *shoalv1.Config) *shoalv1.HistoryRecord {
 // that made c, with who asked for it (the command's audit), and drops the
 // oldest records beyond the limits.
 func appendHistory(h []*shoalv1.HistoryRecord, rec *shoalv1.HistoryRecord, c *shoalv1.Config, cmd *shoalv1.Command, changes []*shoalv1.Change) []*shoalv1.HistoryRecord {
+	return appendHistoryIn(nil, h, rec, c, cmd, changes)
+}
+
+// appendHistoryIn is appendHistory for a write applied in batch b (nil:
+// alone), whose writes share one copy of the history as they do the list
+// of services (batch).
+func appendHistoryIn(b *batch, h []*shoalv1.HistoryRecord, rec *shoalv1.HistoryRecord, c *shoalv1.Config, cmd *shoalv1.Command, changes []*shoalv1.Change) []*shoalv1.HistoryRecord {
 	a := cmd.GetAudit()
 	method := a.GetMethod()
 	if method == "" {
@@ -74,17 +81,36 @@ func appendHistory(h []*shoalv1.HistoryRecord, rec *shoalv1.HistoryRecord, c *sh
 	// change replaced.
 	rec.UndoBytes = uint64(proto.Size(rec))
 
-	keep, total := 0, rec.UndoBytes
-	for i := len(h) - 1; i >= 0 && keep < HistoryLimit-1; i-- {
-		if total+h[i].GetUndoBytes() > HistoryBytes {
-			break
+	if b == nil {
+		keep, total := 0, rec.UndoBytes
+		for i := len(h) - 1; i >= 0 && keep < HistoryLimit-1; i-- {
+			if total+h[i].GetUndoBytes() > HistoryBytes {
+				break
+			}
+			total += h[i].GetUndoBytes()
+			keep++
 		}
-		total += h[i].GetUndoBytes()
-		keep++
+		out := make([]*shoalv1.HistoryRecord, 0, keep+1)
+		out = append(out, h[len(h)-keep:]...)
+		return append(out, rec)
 	}
-	out := make([]*shoalv1.HistoryRecord, 0, keep+1)
-	out = append(out, h[len(h)-keep:]...)
-	return append(out, rec)
+	if !b.ownsHistory(h) {
+		b.history = append(make([]*shoalv1.HistoryRecord, 0, len(h)+batchRoom), h...)
+		b.historyBytes = 0
+		for _, r := range h {
+			b.historyBytes += r.GetUndoBytes()
+		}
+	}
+	// The longest run of newest records that keeps within the limits, as
+	// above: the oldest go first.
+	hist, total := b.history, b.historyBytes+rec.UndoBytes
+	drop := 0
+	for drop < len(hist) && (len(hist)-drop > HistoryLimit-1 || total > HistoryBytes) {
+		total -= hist[drop].GetUndoBytes()
+		drop++
+	}
+	b.history, b.historyBytes = append(hist[drop:], rec), total
+	return b.history
 }
 
 // OldestSerial is the oldest serial whose configuration ConfigAt can still

@@ -192,7 +192,10 @@ func (w *dataplaneWiring) followConfig(ctx context.Context, node *raftfsm.Node) 
 
 func (w *dataplaneWiring) setConfig(node *raftfsm.Node) {
 	cfg := node.FSM().State().GetConfig()
-	w.cfg.Store(cfg)
+	if w.cfg.Swap(cfg) == cfg {
+		// The events of one raft batch all carry the state after it.
+		return
+	}
 	w.hooks.SetHooks(cfg.GetGlobal().GetHooks())
 	w.mon.SetConfig(cfg)
 	w.dp.SetConfig(cfg)

@@ -502,3 +502,33 @@ func messageDiffers[M interface {
 	var none M
 	return (o == none) != (n == none) || o != none && !proto.Equal(o, n)
 }
+
+// Summarize counts changes by what they touch.
+func Summarize(changes []*shoalv1.Change) *shoalv1.ChangeSummary {
+	s := &shoalv1.ChangeSummary{}
+	for _, c := range changes {
+		switch {
+		case c.GetService() == "":
+			s.GlobalModified = true
+		case c.GetRealServer() == "":
+			switch c.GetAction() {
+			case shoalv1.ChangeAction_CHANGE_ACTION_ADDED:
+				s.ServicesAdded++
+			case shoalv1.ChangeAction_CHANGE_ACTION_REMOVED:
+				s.ServicesRemoved++
+			default:
+				s.ServicesModified++
+			}
+		default:
+			switch c.GetAction() {
+			case shoalv1.ChangeAction_CHANGE_ACTION_ADDED:
+				s.RealServersAdded++
+			case shoalv1.ChangeAction_CHANGE_ACTION_REMOVED:
+				s.RealServersRemoved++
+			default:
+				s.RealServersModified++
+			}
+		}
+	}
+	return s
+}

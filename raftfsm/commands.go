@@ -30,6 +30,10 @@ type Result struct {
 	// nothing was applied, State is the state passed in, and Serial and
 	// Changes are the first outcome's (requests.go).
 	Replayed bool
+	// Summary is set, and Changes nil, for a replay of a write of more
+	// than HistoryChanges changes that the history no longer holds: what
+	// the state remembers of its changes.
+	Summary *shoalv1.ChangeSummary
 	// Index is the command's Raft index, set by Node.Apply (0 from the
 	// pure Apply).
 	Index uint64
@@ -157,7 +161,7 @@ func Judge(st *shoalv1.State, cmd *shoalv1.Command) (*Result, error) {
 			return nil, err
 		}
 		if r := findRequest(st, id); r != nil {
-			return &Result{State: st, Changes: r.GetChanges(), Serial: r.GetSerial(), Replayed: true}, nil
+			return replay(st, r), nil
 		}
 	}
 	res, err := apply(st, cmd)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/shoal-lb/shoal/config"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 	"google.golang.org/protobuf/proto"
 )
@@ -16,9 +17,14 @@ import (
 // little, but a thousand applies of a large configuration would each keep
 // the whole of it, and their change lists can be larger still (a changed
 // string appears in one twice, old and new).
+//
+// Of one change's list of changes it keeps the first HistoryChanges (an
+// apply of a whole table has one for every real server): GetHistoryEntry
+// rebuilds the rest from the configurations before and after it.
 const (
-	HistoryLimit = 1000
-	HistoryBytes = 64 << 20
+	HistoryLimit   = 1000
+	HistoryBytes   = 64 << 20
+	HistoryChanges = 1000
 )
 
 // undoRecord is the part of a history record that undoes the change from
@@ -75,6 +81,11 @@ func appendHistoryIn(b *batch, h []*shoalv1.HistoryRecord, rec *shoalv1.HistoryR
 	rec.Entry = &shoalv1.HistoryEntry{
 		Serial: c.GetSerial(), Time: a.GetTime(), Actor: a.GetActor(), Role: a.GetRole(), Method: method,
 		Changes: changes, RolledBackTo: cmd.GetRollbackConfig().GetSerial(),
+	}
+	if n := len(changes); n > HistoryChanges {
+		// A copy, so that the rest can go: HistoryEntry rebuilds them.
+		rec.Entry.Changes = slices.Clone(changes[:HistoryChanges])
+		rec.Entry.ChangesOmitted = uint32(n - HistoryChanges)
 	}
 	// The entry counts too: what the limit bounds is the memory and the
 	// snapshot the history takes, and a change list can outweigh what the
@@ -231,7 +242,14 @@ func HistoryEntry(st *shoalv1.State, serial uint64) (entry *shoalv1.HistoryEntry
 		}
 		return p
 	}
-	return rec.GetEntry(), part(full[0]), part(full[1]), nil
+	entry = rec.GetEntry()
+	if entry.GetChangesOmitted() > 0 {
+		// The history keeps the first HistoryChanges; the diff of the
+		// two configurations is every one, as the change first had them.
+		entry = proto.CloneOf(entry)
+		entry.Changes, entry.ChangesOmitted = config.Diff(full[0], full[1]), 0
+	}
+	return entry, part(full[0]), part(full[1]), nil
 }
 
 // rollbackConfig sets c to the configuration as it was at the requested

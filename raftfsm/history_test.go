@@ -2,6 +2,7 @@ package raftfsm
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -591,5 +592,57 @@ func TestDeriveCopiesEveryField(t *testing.T) {
 	}
 	if !proto.Equal(got.Interface(), st) {
 		t.Errorf("derive(st) = %v, want %v", got, st)
+	}
+}
+
+// TestHistoryKeepsTheFirstChanges: a change of more than HistoryChanges
+// changes keeps the first of them in its history entry and none in its
+// request id's record (a whole table's apply held 110,000 for an hour);
+// GetHistoryEntry and a replay rebuild every one, and a replay the
+// history no longer reaches answers with the summary.
+func TestHistoryKeepsTheFirstChanges(t *testing.T) {
+	table := &shoalv1.Config{}
+	for i := range 150 {
+		s := svc(fmt.Sprintf("svc-%03d", i), fmt.Sprintf("192.0.2.%d", i+1), 80)
+		for j := range 10 {
+			s.RealServers = append(s.RealServers, &shoalv1.RealServer{Address: fmt.Sprintf("10.1.%d.%d", i, j+1)})
+		}
+		table.Services = append(table.Services, s)
+	}
+	apply := withID(&shoalv1.Command{Op: &shoalv1.Command_ApplyConfig{ApplyConfig: &shoalv1.ApplyConfigRequest{Config: table}}}, "big", 1)
+	first := applied(t, EmptyState(), apply)
+	if len(first.Changes) != 1650 {
+		t.Fatalf("%d changes, want 1,650", len(first.Changes))
+	}
+	st := first.State
+	entry := st.GetHistory()[len(st.GetHistory())-1].GetEntry()
+	if len(entry.GetChanges()) != HistoryChanges || entry.GetChangesOmitted() != 650 || !equalChanges(entry.GetChanges(), first.Changes[:HistoryChanges]) {
+		t.Fatalf("history entry keeps %d changes, %d omitted; want the first %d and 650", len(entry.GetChanges()), entry.GetChangesOmitted(), HistoryChanges)
+	}
+	if r := appliedRequests(st); len(r) != 1 || r[0].GetChanges() != nil || r[0].GetChangesOmitted() != 1650 ||
+		!proto.Equal(r[0].GetSummary(), &shoalv1.ChangeSummary{ServicesAdded: 150, RealServersAdded: 1500}) {
+		t.Fatalf("request record %v", r)
+	}
+
+	whole, _, _, err := HistoryEntry(st, first.Serial)
+	if err != nil || whole.GetChangesOmitted() != 0 || !equalChanges(whole.GetChanges(), first.Changes) {
+		t.Fatalf("HistoryEntry: %v, %d changes, %d omitted; want all 1,650", err, len(whole.GetChanges()), whole.GetChangesOmitted())
+	}
+	if len(entry.GetChanges()) != HistoryChanges {
+		t.Fatal("HistoryEntry changed the state's entry")
+	}
+	again := applied(t, st, apply)
+	if !again.Replayed || again.Summary != nil || !equalChanges(again.Changes, first.Changes) {
+		t.Fatalf("replay: replayed %v, summary %v, %d changes; want the first outcome's 1,650", again.Replayed, again.Summary, len(again.Changes))
+	}
+
+	// HistoryLimit writes later the history no longer reaches it.
+	for i := range HistoryLimit {
+		st = applied(t, st, rsWeightCmd("svc-000", "10.1.0.1", uint32(i%5))).State
+	}
+	late := applied(t, st, apply)
+	if !late.Replayed || late.Serial != first.Serial || late.Changes != nil ||
+		!proto.Equal(late.Summary, &shoalv1.ChangeSummary{ServicesAdded: 150, RealServersAdded: 1500}) {
+		t.Fatalf("late replay: replayed %v serial %d, %d changes, summary %v", late.Replayed, late.Serial, len(late.Changes), late.Summary)
 	}
 }

@@ -19,18 +19,24 @@ const largeEntry = 256 << 10
 // logCache is raft.LogCache's ring buffer of the latest entries over the
 // disk, which lets a large entry go once later entries are stored: only
 // a follower that is behind by then reads it from disk.
+//
+// It keeps copies of the entries, not raft's pointers: on the leader
+// those point into the futures of the writes, whose responses (each
+// write's Result, with its changes and the state it made) the cache
+// would keep alive too. A whole table's apply kept its 110,000 changes
+// on the leader that way, and every cached write a state of its own.
 type logCache struct {
 	disk raft.LogStore
 
 	mu    sync.RWMutex
-	ring  []*raft.Log
-	large []uint64 // indexes of the large entries in ring
+	ring  []raft.Log // an entry's slot holds it while its Index is the entry's
+	large []uint64   // indexes of the large entries in ring
 }
 
 var _ raft.MonotonicLogStore = (*logCache)(nil)
 
 func newLogCache(size int, disk raft.LogStore) *logCache {
-	return &logCache{disk: disk, ring: make([]*raft.Log, size)}
+	return &logCache{disk: disk, ring: make([]raft.Log, size)}
 }
 
 // IsMonotonic passes on the disk store's answer, as raft.LogCache does.
@@ -43,8 +49,8 @@ func (c *logCache) GetLog(idx uint64, l *raft.Log) error {
 	c.mu.RLock()
 	cached := c.ring[idx%uint64(len(c.ring))]
 	c.mu.RUnlock()
-	if cached != nil && cached.Index == idx {
-		*l = *cached
+	if cached.Index == idx && idx != 0 {
+		*l = cached
 		return nil
 	}
 	return c.disk.GetLog(idx, l)
@@ -59,13 +65,13 @@ func (c *logCache) StoreLogs(logs []*raft.Log) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, idx := range c.large {
-		if slot := idx % uint64(len(c.ring)); c.ring[slot] != nil && c.ring[slot].Index == idx {
-			c.ring[slot] = nil
+		if slot := idx % uint64(len(c.ring)); c.ring[slot].Index == idx {
+			c.ring[slot] = raft.Log{}
 		}
 	}
 	c.large = c.large[:0]
 	for _, l := range logs {
-		c.ring[l.Index%uint64(len(c.ring))] = l
+		c.ring[l.Index%uint64(len(c.ring))] = *l
 		if len(l.Data) >= largeEntry {
 			c.large = append(c.large, l.Index)
 		}

@@ -2,7 +2,9 @@ package raftfsm
 
 import (
 	"bytes"
+	"runtime"
 	"testing"
+	"weak"
 
 	"github.com/hashicorp/raft"
 )
@@ -69,4 +71,43 @@ func TestLogCacheLetsLargeEntriesGo(t *testing.T) {
 	if last, err := c.LastIndex(); err != nil || last != 9 {
 		t.Errorf("last index %d, %v; want 9", last, err)
 	}
+}
+
+// TestLogCacheKeepsNoFuture: on the leader raft stores pointers into the
+// futures of the writes; the cache must keep the entries without keeping
+// those futures, and so the writes' results, alive.
+func TestLogCacheKeepsNoFuture(t *testing.T) {
+	c := newLogCache(8, copyingLogs{raft.NewInmemStore()})
+	type future struct {
+		log      raft.Log
+		response []byte // the write's Result, in raft's logFuture
+	}
+	f := &future{log: raft.Log{Index: 1, Type: raft.LogCommand, Data: []byte("cmd")}, response: make([]byte, 1<<20)}
+	gone := weak.Make(f)
+	if err := c.StoreLogs([]*raft.Log{&f.log}); err != nil {
+		t.Fatal(err)
+	}
+	f = nil
+	runtime.GC()
+	if gone.Value() != nil {
+		t.Fatal("the cache keeps the future of a stored entry alive")
+	}
+	var l raft.Log
+	if err := c.GetLog(1, &l); err != nil || string(l.Data) != "cmd" {
+		t.Fatalf("GetLog: %v, %q", err, l.Data)
+	}
+}
+
+// copyingLogs stores copies of the entries, as a store on disk does;
+// raft's in-memory store keeps the pointers it is given.
+type copyingLogs struct{ *raft.InmemStore }
+
+func (c copyingLogs) StoreLogs(logs []*raft.Log) error {
+	for _, l := range logs {
+		copied := *l
+		if err := c.InmemStore.StoreLog(&copied); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 	"weak"
 
+	"github.com/shoal-lb/shoal/config"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -182,6 +183,11 @@ func rememberRequest(st *shoalv1.State, res *Result, cmd *shoalv1.Command) *shoa
 		}
 	}
 	rec := &shoalv1.AppliedRequest{Id: cmd.GetRequestId(), Serial: res.Serial, Changes: res.Changes}
+	if n := len(res.Changes); n > HistoryChanges {
+		// A whole table's apply: an hour of 110,000 changes held for a
+		// retry that its history entry can answer (replay).
+		rec.Changes, rec.ChangesOmitted, rec.Summary = nil, uint32(n), config.Summarize(res.Changes)
+	}
 	if now != nil {
 		rec.Time = timestamppb.New(now.AsTime())
 	}
@@ -195,4 +201,21 @@ func rememberRequest(st *shoalv1.State, res *Result, cmd *shoalv1.Command) *shoa
 	}
 	next.Requests, next.RequestBlocks = nil, out
 	return next
+}
+
+// replay is the answer to a command whose request id r remembers: its
+// first outcome. Changes it did not keep are rebuilt from the history
+// entry of its serial while the history holds it; after that the answer
+// has their summary alone.
+func replay(st *shoalv1.State, r *shoalv1.AppliedRequest) *Result {
+	res := &Result{State: st, Changes: r.GetChanges(), Serial: r.GetSerial(), Replayed: true}
+	if r.GetChangesOmitted() == 0 {
+		return res
+	}
+	if entry, _, _, err := HistoryEntry(st, r.GetSerial()); err == nil && len(entry.GetChanges()) == int(r.GetChangesOmitted()) {
+		res.Changes = entry.GetChanges()
+		return res
+	}
+	res.Summary = r.GetSummary()
+	return res
 }

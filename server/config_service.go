@@ -34,13 +34,13 @@ func (c configService) ApplyConfig(ctx context.Context, req *shoalv1.ApplyConfig
 			return nil, err
 		}
 		// A dry run commits nothing, so the serial stays where it is.
-		return applyAnswer(c.node.FSM().State().GetConfig().GetSerial(), res.Changes, res.State.GetConfig, req.GetFull()), nil
+		return applyAnswer(c.node.FSM().State().GetConfig().GetSerial(), res.Changes, nil, res.State.GetConfig, req.GetFull()), nil
 	}
 	w, err := c.write(ctx, cmd)
 	if err != nil {
 		return nil, err
 	}
-	return applyAnswer(w.serial, w.changes, w.config, req.GetFull()), nil
+	return applyAnswer(w.serial, w.changes, w.summary, w.config, req.GetFull()), nil
 }
 
 // Watch streams committed configuration changes as this node applies them.

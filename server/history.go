@@ -55,11 +55,11 @@ func (c configService) RollbackConfig(ctx context.Context, req *shoalv1.Rollback
 			return nil, err
 		}
 		// A dry run commits nothing, so the serial stays where it is.
-		return rollbackAnswer(c.node.FSM().State().GetConfig().GetSerial(), res.Changes, res.State.GetConfig, req.GetFull()), nil
+		return rollbackAnswer(c.node.FSM().State().GetConfig().GetSerial(), res.Changes, nil, res.State.GetConfig, req.GetFull()), nil
 	}
 	w, err := c.write(ctx, cmd)
 	if err != nil {
 		return nil, err
 	}
-	return rollbackAnswer(w.serial, w.changes, w.config, req.GetFull()), nil
+	return rollbackAnswer(w.serial, w.changes, w.summary, w.config, req.GetFull()), nil
 }

@@ -4,6 +4,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	shoalconfig "github.com/shoal-lb/shoal/config"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
 
@@ -35,36 +36,6 @@ const (
 	maxAnswerConfig  = 1 << 20
 )
 
-// summarize counts changes by what they touch.
-func summarize(changes []*shoalv1.Change) *shoalv1.ChangeSummary {
-	s := &shoalv1.ChangeSummary{}
-	for _, c := range changes {
-		switch {
-		case c.GetService() == "":
-			s.GlobalModified = true
-		case c.GetRealServer() == "":
-			switch c.GetAction() {
-			case shoalv1.ChangeAction_CHANGE_ACTION_ADDED:
-				s.ServicesAdded++
-			case shoalv1.ChangeAction_CHANGE_ACTION_REMOVED:
-				s.ServicesRemoved++
-			default:
-				s.ServicesModified++
-			}
-		default:
-			switch c.GetAction() {
-			case shoalv1.ChangeAction_CHANGE_ACTION_ADDED:
-				s.RealServersAdded++
-			case shoalv1.ChangeAction_CHANGE_ACTION_REMOVED:
-				s.RealServersRemoved++
-			default:
-				s.RealServersModified++
-			}
-		}
-	}
-	return s
-}
-
 // limitedAnswer is the answer to an apply or a rollback: the summary
 // always, the changes and the configuration when there are few changes or
 // the client asked for them all. config is called only when it is sent,
@@ -76,8 +47,14 @@ type limitedAnswer struct {
 	omitted bool
 }
 
-func limitAnswer(changes []*shoalv1.Change, config func() *shoalv1.Config, full bool) limitedAnswer {
-	a := limitedAnswer{summary: summarize(changes)}
+// known is the summary of a replayed write whose changes are no longer
+// kept (raftfsm.Result.Summary): the answer is that summary alone, full
+// or not.
+func limitAnswer(changes []*shoalv1.Change, known *shoalv1.ChangeSummary, config func() *shoalv1.Config, full bool) limitedAnswer {
+	if known != nil {
+		return limitedAnswer{summary: known, omitted: true}
+	}
+	a := limitedAnswer{summary: shoalconfig.Summarize(changes)}
 	if !full && len(changes) > maxAnswerChanges {
 		a.omitted = true
 		return a
@@ -91,12 +68,12 @@ func limitAnswer(changes []*shoalv1.Change, config func() *shoalv1.Config, full 
 	return a
 }
 
-func applyAnswer(serial uint64, changes []*shoalv1.Change, config func() *shoalv1.Config, full bool) *shoalv1.ApplyConfigResponse {
-	a := limitAnswer(changes, config, full)
+func applyAnswer(serial uint64, changes []*shoalv1.Change, known *shoalv1.ChangeSummary, config func() *shoalv1.Config, full bool) *shoalv1.ApplyConfigResponse {
+	a := limitAnswer(changes, known, config, full)
 	return &shoalv1.ApplyConfigResponse{Serial: serial, Changes: a.changes, Config: a.config, Summary: a.summary, ChangesOmitted: a.omitted}
 }
 
-func rollbackAnswer(serial uint64, changes []*shoalv1.Change, config func() *shoalv1.Config, full bool) *shoalv1.RollbackConfigResponse {
-	a := limitAnswer(changes, config, full)
+func rollbackAnswer(serial uint64, changes []*shoalv1.Change, known *shoalv1.ChangeSummary, config func() *shoalv1.Config, full bool) *shoalv1.RollbackConfigResponse {
+	a := limitAnswer(changes, known, config, full)
 	return &shoalv1.RollbackConfigResponse{Serial: serial, Changes: a.changes, Config: a.config, Summary: a.summary, ChangesOmitted: a.omitted}
 }

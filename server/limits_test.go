@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -82,7 +83,8 @@ func TestLargeApply(t *testing.T) {
 			rs.Weight = proto.Uint32(50)
 		}
 	}
-	resp, err = api.ApplyConfig(longCtx(t), &shoalv1.ApplyConfigRequest{Config: cfg, Full: true})
+	withID := metadata.AppendToOutgoingContext(longCtx(t), requestIDKey, "large-apply")
+	resp, err = api.ApplyConfig(withID, &shoalv1.ApplyConfigRequest{Config: cfg, Full: true})
 	if err != nil {
 		t.Fatalf("apply with full: %v", err)
 	}
@@ -90,6 +92,16 @@ func TestLargeApply(t *testing.T) {
 		resp.GetSummary().GetRealServersModified() != 65000 {
 		t.Errorf("full answer: omitted %v, %d changes, %d services, summary %v", resp.GetChangesOmitted(),
 			len(resp.GetChanges()), len(resp.GetConfig().GetServices()), resp.GetSummary())
+	}
+	// Its retry gets the first outcome, every change of it, although the
+	// state keeps none of them for its request id (the history entry
+	// rebuilds them).
+	var header metadata.MD
+	again, err := api.ApplyConfig(withID, &shoalv1.ApplyConfigRequest{Config: cfg, Full: true}, grpc.Header(&header))
+	if err != nil || header.Get(replayedKey) == nil || again.GetSerial() != resp.GetSerial() || len(again.GetChanges()) != 65000 ||
+		!proto.Equal(again.GetChanges()[64999], resp.GetChanges()[64999]) || !proto.Equal(again.GetSummary(), resp.GetSummary()) {
+		t.Errorf("retry: %v, replayed %v, serial %d (want %d), %d changes, summary %v", err, header.Get(replayedKey),
+			again.GetSerial(), resp.GetSerial(), len(again.GetChanges()), again.GetSummary())
 	}
 
 	// A rollback answers the same way: the summary alone, or with full

@@ -42,6 +42,9 @@ type written struct {
 	// replayed says that the write's request id had been applied already:
 	// serial and changes are that first outcome, and state may be later.
 	replayed bool
+	// summary is set, and changes nil, for a replay whose changes are no
+	// longer kept (raftfsm.Result.Summary).
+	summary *shoalv1.ChangeSummary
 }
 
 // config is the configuration as the write left it, at its serial: a
@@ -77,7 +80,7 @@ func (s *Server) write(ctx context.Context, cmd *shoalv1.Command) (*written, err
 	if res.Replayed {
 		// This node has applied the first outcome, so it is committed:
 		// answer with it without another round through raft.
-		w = &written{serial: res.Serial, changes: res.Changes, state: res.State, replayed: true}
+		w = &written{serial: res.Serial, changes: res.Changes, state: res.State, replayed: true, summary: res.Summary}
 	} else if w, err = s.commit(ctx, cmd, judged{base: base, res: res}); err != nil {
 		return nil, toStatus(err)
 	}
@@ -314,12 +317,12 @@ func (s *Server) commitOnce(ctx context.Context, cmd *shoalv1.Command, j judged)
 		st = s.node.FSM().State()
 	}
 	replayed := slices.Contains(header.Get(replayedKey), "true")
-	return &written{serial: resp.GetSerial(), changes: resp.GetChanges(), state: st, replayed: replayed}, nil
+	return &written{serial: resp.GetSerial(), changes: resp.GetChanges(), state: st, replayed: replayed, summary: resp.GetSummary()}, nil
 }
 
 // writtenHere is a write this node committed as the leader.
 func writtenHere(res *raftfsm.Result) *written {
-	return &written{serial: res.Serial, changes: res.Changes, state: res.State, replayed: res.Replayed}
+	return &written{serial: res.Serial, changes: res.Changes, state: res.State, replayed: res.Replayed, summary: res.Summary}
 }
 
 // waitApplied waits until the local FSM has applied index, or, from a leader
@@ -405,7 +408,7 @@ func (p peerService) ApplyCommand(ctx context.Context, req *shoalv1.ApplyCommand
 	if res.Replayed {
 		_ = grpc.SetHeader(ctx, metadata.Pairs(replayedKey, "true"))
 	}
-	return &shoalv1.ApplyCommandResponse{Serial: res.Serial, Changes: res.Changes, Index: res.Index}, nil
+	return &shoalv1.ApplyCommandResponse{Serial: res.Serial, Changes: res.Changes, Index: res.Index, Summary: res.Summary}, nil
 }
 
 func (p peerService) ReadIndex(ctx context.Context, _ *shoalv1.ReadIndexRequest) (*shoalv1.ReadIndexResponse, error) {

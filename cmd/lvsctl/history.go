@@ -135,7 +135,7 @@ func historyTable(w io.Writer, resp *shoalv1.ListHistoryResponse, loc *time.Loca
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERIAL\tTIME\tACTOR\tROLE\tMETHOD\tCHANGES")
 	for _, e := range resp.GetEntries() {
-		changes := strconv.Itoa(len(e.GetChanges()))
+		changes := strconv.Itoa(len(e.GetChanges()) + int(e.GetChangesOmitted()))
 		if e.GetRolledBackTo() != 0 {
 			changes += fmt.Sprintf(", rollback to %d", e.GetRolledBackTo())
 		}

@@ -667,9 +667,13 @@ type HistoryEntry struct {
 	Method  string    `protobuf:"bytes,5,opt,name=method,proto3" json:"method,omitempty"`
 	Changes []*Change `protobuf:"bytes,6,rep,name=changes,proto3" json:"changes,omitempty"`
 	// rolled_back_to is the serial a RollbackConfig restored; 0 otherwise.
-	RolledBackTo  uint64 `protobuf:"varint,7,opt,name=rolled_back_to,json=rolledBackTo,proto3" json:"rolled_back_to,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RolledBackTo uint64 `protobuf:"varint,7,opt,name=rolled_back_to,json=rolledBackTo,proto3" json:"rolled_back_to,omitempty"`
+	// changes_omitted is how many changes follow the first 1,000 in
+	// changes: the history keeps no more of one change. GetHistoryEntry
+	// answers with every one.
+	ChangesOmitted uint32 `protobuf:"varint,8,opt,name=changes_omitted,json=changesOmitted,proto3" json:"changes_omitted,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *HistoryEntry) Reset() {
@@ -747,6 +751,13 @@ func (x *HistoryEntry) GetChanges() []*Change {
 func (x *HistoryEntry) GetRolledBackTo() uint64 {
 	if x != nil {
 		return x.RolledBackTo
+	}
+	return 0
+}
+
+func (x *HistoryEntry) GetChangesOmitted() uint32 {
+	if x != nil {
+		return x.ChangesOmitted
 	}
 	return 0
 }
@@ -1177,7 +1188,7 @@ const file_shoal_v1_config_service_proto_rawDesc = "" +
 	"\rWatchResponse\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\x04R\x06serial\x12*\n" +
 	"\achanges\x18\x02 \x03(\v2\x10.shoal.v1.ChangeR\achanges\x12(\n" +
-	"\x06config\x18\x03 \x01(\v2\x10.shoal.v1.ConfigR\x06config\"\xea\x01\n" +
+	"\x06config\x18\x03 \x01(\v2\x10.shoal.v1.ConfigR\x06config\"\x93\x02\n" +
 	"\fHistoryEntry\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\x04R\x06serial\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
@@ -1185,7 +1196,8 @@ const file_shoal_v1_config_service_proto_rawDesc = "" +
 	"\x04role\x18\x04 \x01(\tR\x04role\x12\x16\n" +
 	"\x06method\x18\x05 \x01(\tR\x06method\x12*\n" +
 	"\achanges\x18\x06 \x03(\v2\x10.shoal.v1.ChangeR\achanges\x12$\n" +
-	"\x0erolled_back_to\x18\a \x01(\x04R\frolledBackTo\"g\n" +
+	"\x0erolled_back_to\x18\a \x01(\x04R\frolledBackTo\x12'\n" +
+	"\x0fchanges_omitted\x18\b \x01(\rR\x0echangesOmitted\"g\n" +
 	"\x12ListHistoryRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\rR\x05limit\x12;\n" +
 	"\vconsistency\x18\x02 \x01(\x0e2\x19.shoal.v1.ReadConsistencyR\vconsistency\"\x84\x01\n" +

@@ -445,9 +445,14 @@ type AppliedRequest struct {
 	Serial  uint64    `protobuf:"varint,2,opt,name=serial,proto3" json:"serial,omitempty"`
 	Changes []*Change `protobuf:"bytes,3,rep,name=changes,proto3" json:"changes,omitempty"`
 	// time is the command's audit time; old entries are forgotten by it.
-	Time          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Time *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	// changes_omitted is how many changes were not kept: a write of more
+	// than 1,000 keeps none here (its history entry lets a replay rebuild
+	// them) and its summary instead.
+	ChangesOmitted uint32         `protobuf:"varint,5,opt,name=changes_omitted,json=changesOmitted,proto3" json:"changes_omitted,omitempty"`
+	Summary        *ChangeSummary `protobuf:"bytes,6,opt,name=summary,proto3" json:"summary,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AppliedRequest) Reset() {
@@ -504,6 +509,20 @@ func (x *AppliedRequest) GetChanges() []*Change {
 func (x *AppliedRequest) GetTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.Time
+	}
+	return nil
+}
+
+func (x *AppliedRequest) GetChangesOmitted() uint32 {
+	if x != nil {
+		return x.ChangesOmitted
+	}
+	return 0
+}
+
+func (x *AppliedRequest) GetSummary() *ChangeSummary {
+	if x != nil {
+		return x.Summary
 	}
 	return nil
 }
@@ -1079,7 +1098,10 @@ type ApplyCommandResponse struct {
 	// index is the command's Raft index: the sender answers its client once
 	// it has applied that much, also for commands that keep the serial
 	// (tokens, certificates).
-	Index         uint64 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	Index uint64 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	// summary is set, and changes left out, for a replayed write whose
+	// changes the leader no longer has (AppliedRequest.changes_omitted).
+	Summary       *ChangeSummary `protobuf:"bytes,4,opt,name=summary,proto3" json:"summary,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1133,6 +1155,13 @@ func (x *ApplyCommandResponse) GetIndex() uint64 {
 		return x.Index
 	}
 	return 0
+}
+
+func (x *ApplyCommandResponse) GetSummary() *ChangeSummary {
+	if x != nil {
+		return x.Summary
+	}
+	return nil
 }
 
 type ReadIndexRequest struct {
@@ -1247,12 +1276,14 @@ const file_shoal_v1_raft_proto_rawDesc = "" +
 	"\x05audit\x18\x14 \x01(\v2\x0f.shoal.v1.AuditR\x05audit\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x15 \x01(\tR\trequestIdB\x04\n" +
-	"\x02op\"\x94\x01\n" +
+	"\x02op\"\xf0\x01\n" +
 	"\x0eAppliedRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06serial\x18\x02 \x01(\x04R\x06serial\x12*\n" +
 	"\achanges\x18\x03 \x03(\v2\x10.shoal.v1.ChangeR\achanges\x12.\n" +
-	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"y\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12'\n" +
+	"\x0fchanges_omitted\x18\x05 \x01(\rR\x0echangesOmitted\x121\n" +
+	"\asummary\x18\x06 \x01(\v2\x17.shoal.v1.ChangeSummaryR\asummary\"y\n" +
 	"\x05Audit\x12\x14\n" +
 	"\x05actor\x18\x01 \x01(\tR\x05actor\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x16\n" +
@@ -1290,11 +1321,12 @@ const file_shoal_v1_raft_proto_rawDesc = "" +
 	"\x13AppliedRequestBlock\x124\n" +
 	"\brequests\x18\x01 \x03(\v2\x18.shoal.v1.AppliedRequestR\brequests\"B\n" +
 	"\x13ApplyCommandRequest\x12+\n" +
-	"\acommand\x18\x01 \x01(\v2\x11.shoal.v1.CommandR\acommand\"p\n" +
+	"\acommand\x18\x01 \x01(\v2\x11.shoal.v1.CommandR\acommand\"\xa3\x01\n" +
 	"\x14ApplyCommandResponse\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\x04R\x06serial\x12*\n" +
 	"\achanges\x18\x02 \x03(\v2\x10.shoal.v1.ChangeR\achanges\x12\x14\n" +
-	"\x05index\x18\x03 \x01(\x04R\x05index\"\x12\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x121\n" +
+	"\asummary\x18\x04 \x01(\v2\x17.shoal.v1.ChangeSummaryR\asummary\"\x12\n" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index2\xfd\x01\n" +
@@ -1346,11 +1378,12 @@ var file_shoal_v1_raft_proto_goTypes = []any{
 	(*RevokeCertificateRequest)(nil),    // 26: shoal.v1.RevokeCertificateRequest
 	(*Change)(nil),                      // 27: shoal.v1.Change
 	(*timestamppb.Timestamp)(nil),       // 28: google.protobuf.Timestamp
-	(*JoinToken)(nil),                   // 29: shoal.v1.JoinToken
-	(*HistoryEntry)(nil),                // 30: shoal.v1.HistoryEntry
-	(*Global)(nil),                      // 31: shoal.v1.Global
-	(*VirtualService)(nil),              // 32: shoal.v1.VirtualService
-	(*Config)(nil),                      // 33: shoal.v1.Config
+	(*ChangeSummary)(nil),               // 29: shoal.v1.ChangeSummary
+	(*JoinToken)(nil),                   // 30: shoal.v1.JoinToken
+	(*HistoryEntry)(nil),                // 31: shoal.v1.HistoryEntry
+	(*Global)(nil),                      // 32: shoal.v1.Global
+	(*VirtualService)(nil),              // 33: shoal.v1.VirtualService
+	(*Config)(nil),                      // 34: shoal.v1.Config
 }
 var file_shoal_v1_raft_proto_depIdxs = []int32{
 	16, // 0: shoal.v1.Command.apply_config:type_name -> shoal.v1.ApplyConfigRequest
@@ -1371,33 +1404,35 @@ var file_shoal_v1_raft_proto_depIdxs = []int32{
 	4,  // 15: shoal.v1.Command.audit:type_name -> shoal.v1.Audit
 	27, // 16: shoal.v1.AppliedRequest.changes:type_name -> shoal.v1.Change
 	28, // 17: shoal.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
-	28, // 18: shoal.v1.Audit.time:type_name -> google.protobuf.Timestamp
-	29, // 19: shoal.v1.StoredJoinToken.info:type_name -> shoal.v1.JoinToken
-	30, // 20: shoal.v1.HistoryRecord.entry:type_name -> shoal.v1.HistoryEntry
-	31, // 21: shoal.v1.HistoryRecord.global_before:type_name -> shoal.v1.Global
-	32, // 22: shoal.v1.HistoryRecord.services_before:type_name -> shoal.v1.VirtualService
-	33, // 23: shoal.v1.State.config:type_name -> shoal.v1.Config
-	8,  // 24: shoal.v1.State.members:type_name -> shoal.v1.RegisterMember
-	7,  // 25: shoal.v1.State.history:type_name -> shoal.v1.HistoryRecord
-	5,  // 26: shoal.v1.State.join_tokens:type_name -> shoal.v1.StoredJoinToken
-	6,  // 27: shoal.v1.State.ca:type_name -> shoal.v1.ClusterCA
-	25, // 28: shoal.v1.State.certificates:type_name -> shoal.v1.IssuedCertificate
-	3,  // 29: shoal.v1.State.requests:type_name -> shoal.v1.AppliedRequest
-	11, // 30: shoal.v1.State.request_blocks:type_name -> shoal.v1.AppliedRequestBlock
-	3,  // 31: shoal.v1.AppliedRequestBlock.requests:type_name -> shoal.v1.AppliedRequest
-	2,  // 32: shoal.v1.ApplyCommandRequest.command:type_name -> shoal.v1.Command
-	27, // 33: shoal.v1.ApplyCommandResponse.changes:type_name -> shoal.v1.Change
-	12, // 34: shoal.v1.PeerService.ApplyCommand:input_type -> shoal.v1.ApplyCommandRequest
-	14, // 35: shoal.v1.PeerService.ReadIndex:input_type -> shoal.v1.ReadIndexRequest
-	0,  // 36: shoal.v1.PeerService.CheckConnections:input_type -> shoal.v1.CheckConnectionsRequest
-	13, // 37: shoal.v1.PeerService.ApplyCommand:output_type -> shoal.v1.ApplyCommandResponse
-	15, // 38: shoal.v1.PeerService.ReadIndex:output_type -> shoal.v1.ReadIndexResponse
-	1,  // 39: shoal.v1.PeerService.CheckConnections:output_type -> shoal.v1.CheckConnectionsResponse
-	37, // [37:40] is the sub-list for method output_type
-	34, // [34:37] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	29, // 18: shoal.v1.AppliedRequest.summary:type_name -> shoal.v1.ChangeSummary
+	28, // 19: shoal.v1.Audit.time:type_name -> google.protobuf.Timestamp
+	30, // 20: shoal.v1.StoredJoinToken.info:type_name -> shoal.v1.JoinToken
+	31, // 21: shoal.v1.HistoryRecord.entry:type_name -> shoal.v1.HistoryEntry
+	32, // 22: shoal.v1.HistoryRecord.global_before:type_name -> shoal.v1.Global
+	33, // 23: shoal.v1.HistoryRecord.services_before:type_name -> shoal.v1.VirtualService
+	34, // 24: shoal.v1.State.config:type_name -> shoal.v1.Config
+	8,  // 25: shoal.v1.State.members:type_name -> shoal.v1.RegisterMember
+	7,  // 26: shoal.v1.State.history:type_name -> shoal.v1.HistoryRecord
+	5,  // 27: shoal.v1.State.join_tokens:type_name -> shoal.v1.StoredJoinToken
+	6,  // 28: shoal.v1.State.ca:type_name -> shoal.v1.ClusterCA
+	25, // 29: shoal.v1.State.certificates:type_name -> shoal.v1.IssuedCertificate
+	3,  // 30: shoal.v1.State.requests:type_name -> shoal.v1.AppliedRequest
+	11, // 31: shoal.v1.State.request_blocks:type_name -> shoal.v1.AppliedRequestBlock
+	3,  // 32: shoal.v1.AppliedRequestBlock.requests:type_name -> shoal.v1.AppliedRequest
+	2,  // 33: shoal.v1.ApplyCommandRequest.command:type_name -> shoal.v1.Command
+	27, // 34: shoal.v1.ApplyCommandResponse.changes:type_name -> shoal.v1.Change
+	29, // 35: shoal.v1.ApplyCommandResponse.summary:type_name -> shoal.v1.ChangeSummary
+	12, // 36: shoal.v1.PeerService.ApplyCommand:input_type -> shoal.v1.ApplyCommandRequest
+	14, // 37: shoal.v1.PeerService.ReadIndex:input_type -> shoal.v1.ReadIndexRequest
+	0,  // 38: shoal.v1.PeerService.CheckConnections:input_type -> shoal.v1.CheckConnectionsRequest
+	13, // 39: shoal.v1.PeerService.ApplyCommand:output_type -> shoal.v1.ApplyCommandResponse
+	15, // 40: shoal.v1.PeerService.ReadIndex:output_type -> shoal.v1.ReadIndexResponse
+	1,  // 41: shoal.v1.PeerService.CheckConnections:output_type -> shoal.v1.CheckConnectionsResponse
+	39, // [39:42] is the sub-list for method output_type
+	36, // [36:39] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_shoal_v1_raft_proto_init() }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,8 +40,12 @@ type Options struct {
 	Logger *slog.Logger
 	// SampleEvery is how often the IPVS counters are read for the rates
 	// (default 5s); Samples how many are kept per real server (default 60).
+	// They are read only while someone looks at the services: until
+	// SampleIdle (default 2m) after the page, or its live stream, last
+	// loaded them. Each reading lists this router's whole IPVS table.
 	SampleEvery time.Duration
 	Samples     int
+	SampleIdle  time.Duration
 	// Registerer takes the console's metrics (nil: not registered).
 	Registerer prometheus.Registerer
 }
@@ -61,6 +66,10 @@ type Console struct {
 	sessions map[string]*session
 
 	rates *rates
+	// lastLook is when the services were last loaded (unix nanoseconds);
+	// look wakes the sampler that a look ended a pause.
+	lastLook atomic.Int64
+	look     chan struct{}
 	// streams bounds the live pages open at once (MaxStreams).
 	streams chan struct{}
 	metrics *metrics
@@ -85,12 +94,15 @@ func New(o Options) (*Console, error) {
 	if o.Samples <= 0 {
 		o.Samples = 60
 	}
+	if o.SampleIdle <= 0 {
+		o.SampleIdle = 2 * time.Minute
+	}
 	c := &Console{
 		o: o, log: o.Logger.With("component", "console"),
 		cfg: shoalv1.NewConfigServiceClient(o.Conn), lb: shoalv1.NewLoadBalancerServiceClient(o.Conn),
 		cluster: shoalv1.NewClusterServiceClient(o.Conn), node: shoalv1.NewNodeServiceClient(o.Conn),
 		secret: make([]byte, 32), sessions: map[string]*session{}, rates: newRates(o.Samples),
-		streams: make(chan struct{}, MaxStreams),
+		streams: make(chan struct{}, MaxStreams), look: make(chan struct{}, 1),
 	}
 	if _, err := rand.Read(c.secret); err != nil {
 		return nil, fmt.Errorf("console secret: %w", err)
@@ -145,17 +157,49 @@ func securityHeaders(h http.Handler) http.Handler {
 	})
 }
 
-// Run samples the IPVS counters for the rates until ctx ends.
+// Run samples the IPVS counters for the rates until ctx ends, while
+// someone looks at them (Options.SampleIdle): at 10,000 services a
+// reading of the whole IPVS table costs the router more than its own
+// periodic resync, for rates nobody sees.
 func (c *Console) Run(ctx context.Context) {
+	c.sampleWhileLooked(ctx, func() { c.sample(ctx) })
+}
+
+func (c *Console) sampleWhileLooked(ctx context.Context, sample func()) {
 	t := time.NewTicker(c.o.SampleEvery)
 	defer t.Stop()
+	sampling := false
 	for {
-		c.sample(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-c.look:
+			if sampling {
+				continue // the ticker paces the samples
+			}
+			// A look after a pause samples at once: a rate needs two.
 		}
+		if time.Since(time.Unix(0, c.lastLook.Load())) > c.o.SampleIdle {
+			if sampling {
+				// Samples from before a pause would make one rate of
+				// the whole pause.
+				c.rates.reset()
+				sampling = false
+			}
+			continue
+		}
+		sampling = true
+		sample()
+	}
+}
+
+// looked says that someone loaded the services.
+func (c *Console) looked() {
+	c.lastLook.Store(time.Now().UnixNano())
+	select {
+	case c.look <- struct{}{}:
+	default:
 	}
 }
 

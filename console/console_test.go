@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -780,5 +781,37 @@ func TestManyServices(t *testing.T) {
 	wantNotIn(t, "one service's page", body, "10.1.58.5")
 	if code, _ := v.get("/services?service=nope"); code != http.StatusNotFound {
 		t.Errorf("an unknown service's page: %d", code)
+	}
+}
+
+// TestSamplesOnlyWhileLooked: the counters (a whole IPVS listing each)
+// are read while someone looks at the services, at once after a pause,
+// and not at all otherwise; a pause forgets the samples.
+func TestSamplesOnlyWhileLooked(t *testing.T) {
+	c := &Console{o: Options{SampleEvery: 20 * time.Millisecond, SampleIdle: 300 * time.Millisecond}, rates: newRates(3), look: make(chan struct{}, 1)}
+	var n atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		c.sampleWhileLooked(ctx, func() {
+			n.Add(1)
+			c.rates.add(time.Now(), []*shoalv1.IpvsService{{Name: "web", Destinations: []*shoalv1.IpvsDestination{{Address: "10.0.0.1", Port: 80}}}})
+		})
+		close(done)
+	}()
+	defer func() { cancel(); <-done }()
+
+	time.Sleep(200 * time.Millisecond)
+	if got := n.Load(); got != 0 {
+		t.Fatalf("%d samples with nobody looking", got)
+	}
+	c.looked()
+	eventually(t, 100*time.Millisecond, func() bool { return n.Load() >= 1 }, "a sample at once after a look")
+	eventually(t, time.Second, func() bool { return n.Load() >= 5 }, "samples while looked at")
+	eventually(t, 2*time.Second, func() bool { return len(c.rates.get("web/10.0.0.1:80")) == 0 && n.Load() > 5 }, "the samples forgotten after the pause")
+	still := n.Load()
+	time.Sleep(200 * time.Millisecond)
+	if got := n.Load(); got != still {
+		t.Fatalf("%d samples after the pause began, want none", got-still)
 	}
 }

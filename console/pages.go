@@ -90,6 +90,7 @@ type realRow struct {
 }
 
 func (c *Console) loadServices(ctx context.Context, u *user, only string) (*servicesData, error) {
+	c.looked()
 	ls, err := c.lb.ListVirtualServices(u.ctx(ctx), &shoalv1.ListVirtualServicesRequest{})
 	if err != nil {
 		return nil, err

@@ -43,6 +43,14 @@ func destKey(service, addr string, port uint32) string {
 	return fmt.Sprintf("%s/%s:%d", service, addr, port)
 }
 
+// reset forgets every sample.
+func (r *rates) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	clear(r.last)
+	clear(r.hist)
+}
+
 func (r *rates) add(now time.Time, svcs []*shoalv1.IpvsService) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

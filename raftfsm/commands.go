@@ -343,25 +343,18 @@ func (w *oneWrite) on(st *shoalv1.State) *oneWrite {
 	return &oneWrite{st: st, old: old, before: w.before, after: w.after, name: w.name, changes: w.changes, cmd: w.cmd}
 }
 
-// expectedSerial is the expected_serial of a command of one service.
+// expectedSerial is the expected_serial of a command's request, 0 when
+// it names none.
 func expectedSerial(cmd *shoalv1.Command) uint64 {
-	switch op := cmd.GetOp().(type) {
-	case *shoalv1.Command_CreateVirtualService:
-		return op.CreateVirtualService.GetExpectedSerial()
-	case *shoalv1.Command_UpdateVirtualService:
-		return op.UpdateVirtualService.GetExpectedSerial()
-	case *shoalv1.Command_DeleteVirtualService:
-		return op.DeleteVirtualService.GetExpectedSerial()
-	case *shoalv1.Command_AddRealServer:
-		return op.AddRealServer.GetExpectedSerial()
-	case *shoalv1.Command_UpdateRealServer:
-		return op.UpdateRealServer.GetExpectedSerial()
-	case *shoalv1.Command_RemoveRealServer:
-		return op.RemoveRealServer.GetExpectedSerial()
+	m := cmd.ProtoReflect()
+	op := m.WhichOneof(m.Descriptor().Oneofs().ByName("op"))
+	if op == nil || op.Message() == nil {
+		return 0
 	}
-	// Not a command of one service: say it names a serial, so that
-	// nothing is taken for it.
-	return 1
+	if r, ok := m.Get(op).Message().Interface().(interface{ GetExpectedSerial() uint64 }); ok {
+		return r.GetExpectedSerial()
+	}
+	return 0
 }
 
 // config is the configuration after the write: old's global settings

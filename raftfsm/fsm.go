@@ -21,6 +21,15 @@ type Event struct {
 	State   *shoalv1.State
 }
 
+// minEvents is the least buffer a subscriber gets. A raft batch publishes
+// the events of up to 64 writes at once (raft's MaxAppendEntries), so a
+// buffer of 64 overflowed whenever its reader was a batch behind: with 64
+// writers a Watch stream fell behind 34 times in 10 seconds, and each
+// time its client watched again and got the whole configuration (6 MB at
+// 10,000 services). 1,024 events, 57 KB, are half a second of 2,000
+// writes a second.
+const minEvents = 1024
+
 // FSM implements raft.FSM over a shoalv1.State. It is a thin bridge: decoding,
 // the pure Apply, and an atomic swap of an immutable state.
 type FSM struct {
@@ -89,13 +98,14 @@ func (f *FSM) waitApplied(ctx context.Context, index uint64) error {
 //
 // Apply never waits for a subscriber: one whose buffer is full is dropped and
 // its channel closed. A closed channel therefore means "you missed events":
-// resubscribe and read State() to catch up.
+// resubscribe and read State() to catch up. The buffer holds at least
+// minEvents.
 func (f *FSM) Subscribe(buf int) (<-chan Event, func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	id := f.nextSub
 	f.nextSub++
-	ch := make(chan Event, max(buf, 1))
+	ch := make(chan Event, max(buf, minEvents))
 	f.subs[id] = ch
 	return ch, func() {
 		f.mu.Lock()

@@ -134,7 +134,7 @@ func TestDeterminism(t *testing.T) {
 
 func TestSubscribe(t *testing.T) {
 	f := NewFSM()
-	fast, cancelFast := f.Subscribe(16)
+	fast, cancelFast := f.Subscribe(minEvents + 16)
 	defer cancelFast()
 	slow, cancelSlow := f.Subscribe(1)
 	defer cancelSlow()
@@ -150,9 +150,24 @@ func TestSubscribe(t *testing.T) {
 	if want := []uint64{1, 2, 3, 4, 6}; !slices.Equal(got, want) {
 		t.Errorf("event indexes %v, want %v", got, want)
 	}
-	// The slow subscriber got the first event and was then dropped.
-	if ev, ok := <-slow; !ok || ev.Index != 1 {
-		t.Errorf("slow subscriber's first event %v %v", ev, ok)
+	// The slow subscriber, which reads nothing, holds minEvents events
+	// (several raft batches) and is dropped at the next.
+	var more []*shoalv1.Command
+	for i := len(got); i < minEvents; i++ {
+		more = append(more, rsWeightCmd("web", "10.0.0.9", uint32(1+i%2)))
+	}
+	for _, l := range logOf(t, more...) {
+		l.Index += uint64(len(logs))
+		f.Apply(l)
+	}
+	if len(slow) != minEvents {
+		t.Fatalf("slow subscriber holds %d events, want %d", len(slow), minEvents)
+	}
+	last := logOf(t, rsWeightCmd("web", "10.0.0.9", 7))[0]
+	last.Index = uint64(len(logs) + len(more) + 1)
+	f.Apply(last)
+	for range minEvents {
+		<-slow
 	}
 	if _, ok := <-slow; ok {
 		t.Error("slow subscriber not dropped")

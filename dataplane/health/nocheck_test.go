@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
@@ -19,11 +20,17 @@ func TestCheckBecomesNoneAndBack(t *testing.T) {
 	l := listenCounting(t)
 	nowhere := closedPort(t)
 	var changes atomic.Int64
-	m, reg := startMonitor(t, Options{OnChange: func() { changes.Add(1) }})
+	// Checks run only when the test moves the clock: a check given back
+	// must not run before the test has looked at the kept verdict.
+	clk := newFakeClock()
+	m, reg := startMonitor(t, Options{Clock: clk, OnChange: func() { changes.Add(1) }})
 	events, cancel := m.Subscribe(16)
 	defer cancel()
-	checked := &shoalv1.Config{Services: []*shoalv1.VirtualService{service("web", fastCheck(), l.ap, nowhere)}}
+	hc := fastCheck()
+	hc.Interval = durationpb.New(10 * time.Second)
+	checked := &shoalv1.Config{Services: []*shoalv1.VirtualService{service("web", hc, l.ap, nowhere)}}
 	m.SetConfig(checked)
+	clk.Advance(firstCheckSpread)
 	judged := func(ap netip.AddrPort) bool { return !m.Unchecked("web", ap) }
 	eventually(t, 5*time.Second, "both judged", func() bool { return judged(l.ap) && judged(nowhere) })
 	if !m.Healthy("web", l.ap) || m.Healthy("web", nowhere) {
@@ -92,6 +99,8 @@ func TestCheckBecomesNoneAndBack(t *testing.T) {
 	if n := seriesOf(t, reg, "shoal_health_up"); n != 2 {
 		t.Errorf("%d shoal_health_up series once checked again, want 2", n)
 	}
+	eventually(t, 5*time.Second, "checks back on the schedule", func() bool { return idle(m) })
+	clk.Advance(hc.Interval.AsDuration())
 	eventually(t, 5*time.Second, "the closed port's check takes it down", func() bool { return !m.Healthy("web", nowhere) })
 	if !m.Healthy("web", l.ap) {
 		t.Error("the listener went down")

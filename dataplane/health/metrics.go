@@ -29,7 +29,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"service", "result"}),
 		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "shoal_health_up",
-			Help: "1 when this node judges the real server up, 0 when down.",
+			Help: "1 when this node judges the real server up, 0 when down. Only real servers with a check to run have a series: one whose check is kind none is always up and has none (it is listed by the status API).",
 		}, []string{"service", "server"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_health_check_failures_total",

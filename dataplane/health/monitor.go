@@ -81,10 +81,11 @@ type Monitor struct {
 	services map[string]*svcEntry // active services by name, as last set
 	epoch    uint64
 
-	mu       sync.Mutex
-	servers  map[key]*server
-	svcPorts map[string]uint32 // service name → port, to resolve a port-0 query
-	queue    schedule
+	mu      sync.Mutex
+	servers map[key]*server // the real servers with a check to run
+	svcs    map[string]*svcServers
+	noCheck int // real servers without a check to run, in every svcs
+	queue   schedule
 
 	// emitMu keeps transitions in the order they happened: it is taken
 	// under mu when a verdict changes and held while the change is logged,
@@ -145,7 +146,7 @@ func New(o Options) *Monitor {
 		wake:     make(chan struct{}, 1),
 		servers:  map[key]*server{},
 		services: map[string]*svcEntry{},
-		svcPorts: map[string]uint32{},
+		svcs:     map[string]*svcServers{},
 		subs:     map[int]chan *shoalv1.RealServerHealth{},
 	}
 	if m.log == nil {
@@ -358,6 +359,7 @@ func (m *Monitor) finish(d dispatch, o *observation) {
 		}
 		return
 	}
+	m.metrics.up.WithLabelValues(s.service, s.addr.String()).Set(b2f(tr.Up))
 	st := m.statusLocked(s)
 	m.emitMu.Lock()
 	m.mu.Unlock()
@@ -368,8 +370,10 @@ func (m *Monitor) finish(d dispatch, o *observation) {
 	m.emitMu.Unlock()
 }
 
-// transitioned reports a verdict change everywhere it is due: log, metrics,
-// subscribers, the dataplane.
+// transitioned reports a verdict change everywhere it is due: log,
+// transition counter, subscribers, the dataplane. The server's
+// shoal_health_up is set under mu, where it is made and deleted, so that a
+// server removed meanwhile does not get its series back.
 func (m *Monitor) transitioned(k key, tr transition, cause Cause, st *shoalv1.RealServerHealth) {
 	to := stateString(tr.Up)
 	attrs := []any{"service", k.service, "server", k.addr.String(), "from", tr.From, "to", to, "reason", tr.Reason}
@@ -378,7 +382,6 @@ func (m *Monitor) transitioned(k key, tr transition, cause Cause, st *shoalv1.Re
 	}
 	m.log.Info("real server "+to, attrs...)
 	m.metrics.transitions.WithLabelValues(k.service, to).Inc()
-	m.metrics.up.WithLabelValues(k.service, k.addr.String()).Set(b2f(tr.Up))
 	m.publish(st)
 	if m.onChange != nil {
 		m.onChange()
@@ -442,15 +445,35 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 	m.mu.Lock()
 	for _, sw := range changedSvcs {
 		name := sw.svc.GetName()
-		keys := make([]key, 0, len(sw.wants))
+		old := m.svcs[name]
+		withoutChecks := 0
 		for _, w := range sw.wants {
-			keys = append(keys, w.k)
-			up, ev := m.applyLocked(w, now, &n)
+			if len(w.probes) == 0 {
+				withoutChecks++
+			}
+		}
+		// Both exactly sized: at 100,000 servers append's slack is megabytes.
+		keys := make([]key, 0, len(sw.wants)-withoutChecks)
+		ss := &svcServers{port: sw.svc.GetPort(), noCheck: make([]noCheckServer, 0, withoutChecks)}
+		for _, w := range sw.wants {
+			var (
+				up bool
+				ev *event
+			)
+			if len(w.probes) == 0 {
+				var nc noCheckServer
+				nc, up, ev = m.noCheckLocked(old, w.k, now, &n)
+				ss.noCheck = append(ss.noCheck, nc)
+			} else {
+				keys = append(keys, w.k)
+				up, ev = m.applyLocked(w, old.find(w.k.addr), now, &n)
+			}
 			notify = notify || up
 			if ev != nil {
 				events = append(events, *ev)
 			}
 		}
+		slices.SortFunc(ss.noCheck, func(a, b noCheckServer) int { return a.addr.Compare(b.addr) })
 		if e := m.services[name]; e != nil && len(e.keys) > 0 {
 			kept := make(map[key]bool, len(keys))
 			for _, k := range keys {
@@ -458,24 +481,40 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 			}
 			for _, k := range e.keys {
 				if !kept[k] {
-					m.removeLocked(k, &n)
+					m.removeLocked(k, &n) // nothing left to do for one that lost its checks
 				}
 			}
 		}
+		if old != nil {
+			for _, nc := range old.noCheck {
+				// Gone, unless it still has no check or now has one.
+				if ss.find(nc.addr) == nil && m.servers[key{name, nc.addr}] == nil {
+					n.removed++
+				}
+			}
+			m.noCheck -= len(old.noCheck)
+		}
+		m.noCheck += len(ss.noCheck)
+		m.svcs[name] = ss
 		m.services[name] = &svcEntry{svc: sw.svc, keys: keys, seen: m.epoch}
-		m.svcPorts[name] = sw.svc.GetPort()
 	}
 	for _, name := range removedSvcs {
 		for _, k := range m.services[name].keys {
 			m.removeLocked(k, &n)
 		}
+		if ss := m.svcs[name]; ss != nil {
+			n.removed += len(ss.noCheck)
+			m.noCheck -= len(ss.noCheck)
+		}
 		delete(m.services, name)
-		delete(m.svcPorts, name)
+		delete(m.svcs, name)
 	}
 	for i := range events {
-		events[i].st = m.statusLocked(m.servers[events[i].k])
+		if events[i].st == nil {
+			events[i].st = m.statusLocked(m.servers[events[i].k])
+		}
 	}
-	total := len(m.servers)
+	total := len(m.servers) + m.noCheck
 	m.emitMu.Lock()
 	m.mu.Unlock()
 	m.poke()
@@ -493,14 +532,15 @@ func (m *Monitor) SetConfig(c *shoalv1.Config) {
 }
 
 // svcEntry is an active service as the monitor last saw it, and the keys
-// of the real servers it checks for it.
+// of its real servers with a check to run.
 type svcEntry struct {
 	svc  *shoalv1.VirtualService
 	keys []key
 	seen uint64 // the SetConfig that last found the service (Monitor.epoch)
 }
 
-// want is one active real server of a service and the probes of its checks.
+// want is one active real server of a service and the probes of its
+// checks; none when it has no check to run (kind none).
 type want struct {
 	k      key
 	probes []*probe
@@ -535,6 +575,10 @@ func (m *Monitor) wantsOf(svc *shoalv1.VirtualService) []want {
 			checks = []*shoalv1.HealthCheck{svc.GetHealthCheck()}
 		}
 		w := want{k: key{svc.GetName(), netip.AddrPortFrom(addr, uint16(config.RealServerPort(svc, rs)))}}
+		if runsNoCheck(checks) {
+			wants = append(wants, w)
+			continue
+		}
 		for _, hc := range checks {
 			p, err := newProbe(svc, rs, addr, hc)
 			if p != nil {
@@ -556,13 +600,26 @@ func (m *Monitor) wantsOf(svc *shoalv1.VirtualService) []want {
 
 // applyLocked makes one server's checkers those of w. It reports whether a
 // new server starts up (the dataplane is to hear of it) and the verdict
-// change of a server whose checks changed, if any.
-func (m *Monitor) applyLocked(w want, now time.Time, n *counts) (newUp bool, ev *event) {
+// change of a server whose checks changed, if any. was is the server when
+// it had no check to run until now (nil otherwise).
+func (m *Monitor) applyLocked(w want, was *noCheckServer, now time.Time, n *counts) (newUp bool, ev *event) {
 	s := m.servers[w.k]
 	isNew := s == nil
 	if isNew {
 		s = &server{key: w.k}
 		m.servers[w.k] = s
+	}
+	if isNew && was != nil {
+		// Its kind none check becomes a real one: as for any changed
+		// check, the server keeps its verdict (up, since and reason) until
+		// the new check says otherwise. The none check it had is stood
+		// for by a checker that is never scheduled.
+		isNew = false
+		since := time.Unix(0, was.since)
+		s.verdict = verdict{up: true, since: since, reason: reasonNoCheck}
+		s.checkers = []*checker{{srv: s, probe: &probe{kind: KindNone}, idx: -1,
+			tr: newTracker(rules{}, true, since, reasonNoCheck)}}
+		m.metrics.up.WithLabelValues(w.k.service, w.k.addr.String()).Set(1)
 	}
 	// An unchanged check is found wherever it moved in the list and
 	// keeps everything; a changed one takes over the state of the check
@@ -605,14 +662,14 @@ func (m *Monitor) applyLocked(w want, now time.Time, n *counts) (newUp bool, ev 
 			// relies on.
 			ck.tr = newTracker(p.rules, s.up, now, "check added to a server that was "+stateString(s.up))
 		case p.kind == KindNone:
-			ck.tr = newTracker(p.rules, true, now, "no health check")
+			ck.tr = newTracker(p.rules, true, now, reasonNoCheck)
 		case p.initUp:
 			ck.tr = newTracker(p.rules, true, now, "new server, initially_up")
 		default:
 			ck.tr = newUncheckedTracker(p.rules, now)
 		}
 		if p.kind == KindNone && !ck.tr.up {
-			ck.tr.set(true, now, "no health check")
+			ck.tr.set(true, now, reasonNoCheck)
 		}
 		if p.kind != KindNone {
 			// Spread first runs over the interval so that a large config
@@ -643,6 +700,7 @@ func (m *Monitor) applyLocked(w want, now time.Time, n *counts) (newUp bool, ev 
 	case touched:
 		n.changed++
 		if tr, ok := s.judge(now, transition{}); ok {
+			m.metrics.up.WithLabelValues(w.k.service, w.k.addr.String()).Set(b2f(tr.Up))
 			return false, &event{k: w.k, tr: tr}
 		}
 	}
@@ -677,12 +735,12 @@ func (m *Monitor) dropLocked(c *checker) {
 // Healthy reports this node's verdict on a real server. rs carries the real
 // server's resolved port; port 0 is read as the service's port. A server the
 // monitor does not check (inactive, unknown) is not healthy, nor is one
-// not checked yet.
+// not checked yet. One whose check is kind none is always healthy.
 func (m *Monitor) Healthy(service string, rs netip.AddrPort) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s := m.lookupLocked(service, rs)
-	return s != nil && s.up
+	s, noCheck := m.lookupLocked(service, rs)
+	return noCheck || s != nil && s.up
 }
 
 // Unchecked reports whether a real server the monitor checks has no verdict
@@ -692,39 +750,63 @@ func (m *Monitor) Healthy(service string, rs netip.AddrPort) bool {
 func (m *Monitor) Unchecked(service string, rs netip.AddrPort) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s := m.lookupLocked(service, rs)
+	s, _ := m.lookupLocked(service, rs)
 	return s != nil && s.unchecked
 }
 
-func (m *Monitor) lookupLocked(service string, rs netip.AddrPort) *server {
+// lookupLocked finds a real server: s when it has checks to run, noCheck
+// when it has none; neither when the monitor does not know it.
+func (m *Monitor) lookupLocked(service string, rs netip.AddrPort) (s *server, noCheck bool) {
 	rs = netip.AddrPortFrom(rs.Addr().Unmap(), rs.Port())
-	s := m.servers[key{service, rs}]
-	if s == nil && rs.Port() == 0 {
-		s = m.servers[key{service, netip.AddrPortFrom(rs.Addr(), uint16(m.svcPorts[service]))}]
+	if s := m.servers[key{service, rs}]; s != nil {
+		return s, false
 	}
-	return s
+	ss := m.svcs[service]
+	if ss == nil {
+		return nil, false
+	}
+	if ss.find(rs) != nil {
+		return nil, true
+	}
+	if rs.Port() != 0 {
+		return nil, false
+	}
+	rs = netip.AddrPortFrom(rs.Addr(), uint16(ss.port))
+	if s := m.servers[key{service, rs}]; s != nil {
+		return s, false
+	}
+	return nil, ss.find(rs) != nil
 }
 
-// Status returns the verdict on every checked real server, sorted by
-// service, address and port.
+// Status returns the verdict on every active real server, sorted by
+// service, address and port: those with checks, and those whose check is
+// kind none (up, "no health check").
 func (m *Monitor) Status() []*shoalv1.RealServerHealth {
+	type row struct {
+		k key
+		h *shoalv1.RealServerHealth
+	}
 	m.mu.Lock()
-	out := make([]*shoalv1.RealServerHealth, 0, len(m.servers))
+	rows := make([]row, 0, len(m.servers)+m.noCheck)
 	for _, s := range m.servers {
-		out = append(out, m.statusLocked(s))
+		rows = append(rows, row{s.key, m.statusLocked(s)})
+	}
+	for name, ss := range m.svcs {
+		for _, nc := range ss.noCheck {
+			rows = append(rows, row{key{name, nc.addr}, m.noCheckStatus(name, nc)})
+		}
 	}
 	m.mu.Unlock()
-	slices.SortFunc(out, func(a, b *shoalv1.RealServerHealth) int {
-		if c := cmp.Compare(a.Service, b.Service); c != 0 {
+	slices.SortFunc(rows, func(a, b row) int {
+		if c := cmp.Compare(a.k.service, b.k.service); c != 0 {
 			return c
 		}
-		aa, _ := netip.ParseAddr(a.Address)
-		ba, _ := netip.ParseAddr(b.Address)
-		if c := aa.Compare(ba); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Port, b.Port)
+		return a.k.addr.Compare(b.k.addr)
 	})
+	out := make([]*shoalv1.RealServerHealth, len(rows))
+	for i, r := range rows {
+		out[i] = r.h
+	}
 	return out
 }
 

@@ -19,7 +19,10 @@ func TestGCPercentFor(t *testing.T) {
 		{4 << 20, 400},       // headroom 16 MB = 4 x live
 		{8 << 20, 200},       // headroom 16 MB = 2 x live
 		{16 << 20, 100},      // headroom = live
-		{80 << 20, 100},      // 100,000 real servers: Go's default
+		{64 << 20, 100},      // the largest headroom
+		{80 << 20, 80},       // 100,000 real servers: 64 MB of headroom
+		{128 << 20, 50},      // 64 MB = half the live heap
+		{1 << 30, 50},        // never less than half
 		{12 << 20, 133},      // in between
 	} {
 		if got := gcPercentFor(tc.live); got != tc.want {

@@ -31,10 +31,10 @@ const (
 )
 
 // DefaultResync is how often the kernel is compared with the desired state
-// even when nothing changed, to repair out-of-band edits (ipvsadm -C): every
-// service, and the destinations of a part of them (sweepEntries); a
-// comparison that takes longer than a tenth of it is run less often
-// (resyncShare).
+// even when nothing changed, to repair out-of-band edits (ipvsadm -C): the
+// services of a part of the table with their destinations (sweepEntries),
+// and a few others looked for (sweepSentinels); a comparison that takes
+// longer than a tenth of it is run less often (resyncShare).
 const DefaultResync = 10 * time.Second
 
 // DefaultAddressLifetime is the kernel lifetime of the addresses a leader

@@ -233,6 +233,8 @@ func (d *Dataplane) sweepSlice() (done bool, err error) {
 	if len(d.todo) == 0 {
 		d.todo = nil
 		d.countConns(ds)
+		// Timeouts set by hand (ipvsadm --set) are repaired each period.
+		errs = append(errs, d.syncTimeouts(ds.timeouts))
 	}
 	err = joinErrors(errs)
 	if err != nil {

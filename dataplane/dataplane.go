@@ -479,10 +479,10 @@ const (
 	// compareChange applies only what changed since the last reconcile,
 	// listing nothing (a change of config or health; see reconcileIPVS).
 	compareChange compare = iota
-	// compareSweep asks every verdict again and applies what changed as
-	// compareChange does, then leaves the next part of the table for
-	// sweepSlice to compare with the kernel (the periodic resync; see
-	// sweep).
+	// compareSweep applies what changed as compareChange does, then
+	// leaves the next part of the table for sweepSlice to compare with
+	// the kernel and ask the health checker about again (the periodic
+	// resync; see sweep).
 	compareSweep
 	// compareWhole lists every service and every destination.
 	// compareChange and compareSweep do too when what the kernel holds
@@ -513,11 +513,13 @@ func (d *Dataplane) reconcile(how compare) error {
 	}
 	// A change leaves the addresses to SetConfig, which brought them up
 	// to date before it kicked this reconcile (a verdict does not move
-	// them): looking for the held ones in the kernel lists every address
-	// on the device, and even a comparison without it costs every VIP.
-	// The renewals (every second) and the periodic resync repair them.
+	// them): even a comparison that does not look in the kernel costs
+	// every VIP. The periodic resync retries what failed (a stale address
+	// to drop, one that could not be raised) and, without lifetimes, looks
+	// for the held ones in the kernel, a listing of every address on the
+	// device; with lifetimes the renewals do that every third of one.
 	if how != compareChange {
-		if err := d.syncAddresses("repair", true); err != nil {
+		if err := d.syncAddresses("repair", how == compareWhole || d.lifetime <= 0); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -51,6 +51,7 @@ const (
 
 // desiredService is one IPVS service as config ⊕ health says it must be.
 type desiredService struct {
+	vs    *shoalv1.VirtualService // what it was made from
 	name  string
 	svc   *ipvs.Service
 	dests []*ipvs.Destination // sorted by destKey
@@ -466,6 +467,37 @@ func (ds *desiredState) update(c *shoalv1.Config, h Health, sameHealth bool) ([]
 	return changes, nil
 }
 
+// refresh asks h again about the real servers of vs, a service of the
+// table, and when a verdict changed makes its part of the table again; it
+// says whether it did. The periodic resync asks about one part of the
+// table at a time this way (sweepSlice): a verdict changes only through
+// the health checker, which says so (HealthChanged), so asking again is a
+// safety net, and asking about every server of a large table at once held
+// changes back.
+func (ds *desiredState) refresh(vs *shoalv1.VirtualService, h Health) bool {
+	m := ds.memo[vs]
+	if m == nil || m.d == nil || h == nil {
+		return false
+	}
+	nm := memoFor(ds.cfg, vs, m, h, false)
+	if nm == m {
+		return false
+	}
+	ds.count(m, -1)
+	ds.drop(m)
+	ds.memo[vs] = nm
+	ds.count(nm, 1)
+	if nm.d != nil {
+		ds.put(nm)
+	}
+	if len(nm.errs) > 0 {
+		// A sorry server that does not map, now that it serves: the next
+		// update makes the table whole, and says so in config order.
+		ds.err = joinErrors(append([]error{ds.err}, nm.errs...))
+	}
+	return true
+}
+
 // changedServices compares two lists of services by pointer, in step as
 // they are sorted by name (raftfsm keeps every committed configuration's
 // so, and shares the services a command did not touch): gone are old's
@@ -612,7 +644,7 @@ func desiredService1(c *shoalv1.Config, vs *shoalv1.VirtualService, v []byte) *s
 		m.errs = append(m.errs, fmt.Errorf("service %s: %w", vs.GetName(), err))
 		return m
 	}
-	d := &desiredService{name: vs.GetName(), svc: svc, ordered: config.ServiceAnnounce(c, vs) == config.AnnounceBGP}
+	d := &desiredService{vs: vs, name: vs.GetName(), svc: svc, ordered: config.ServiceAnnounce(c, vs) == config.AnnounceBGP}
 	up := 0
 	var quiesced []*ipvs.Destination
 	for i, rs := range vs.GetRealServers() {

@@ -33,7 +33,9 @@ func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config, how compare) error {
 	// Read before the verdicts are: a verdict that changes from here on
 	// bumps it again and kicks another reconcile.
 	gen := d.healthGen.Load()
-	sameHealth := how == compareChange && d.want.cfg != nil && gen == d.wantHealthGen
+	// A whole comparison asks about every real server again; a sweep
+	// does, a part at a time (sweepSlice).
+	sameHealth := how != compareWhole && d.want.cfg != nil && gen == d.wantHealthGen
 	changes, derr := d.want.update(cfg, d.o.Health, sameHealth)
 	d.wantHealthGen = gen
 	ds := &d.want
@@ -41,9 +43,7 @@ func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config, how compare) error {
 	if derr != nil {
 		errs = append(errs, derr)
 	}
-	for state, n := range map[realServerState]int{rsUp: 0, rsQuiesced: 0, rsDown: 0, rsInactive: 0, rsSorry: 0, rsDisplace: 0, rsUnchecked: 0} {
-		realServers.WithLabelValues(string(state)).Set(float64(n + ds.counts[state]))
-	}
+	d.countRealServers()
 	d.renamed(changes)
 
 	if config.UsesBGP(cfg) {
@@ -79,6 +79,13 @@ func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config, how compare) error {
 	d.known = true
 	d.appliedTimeouts = ds.timeouts
 	return joinErrors(errs)
+}
+
+// countRealServers sets the real-server gauges from the desired table.
+func (d *Dataplane) countRealServers() {
+	for _, state := range []realServerState{rsUp, rsQuiesced, rsDown, rsInactive, rsSorry, rsDisplace, rsUnchecked} {
+		realServers.WithLabelValues(string(state)).Set(float64(d.want.counts[state]))
+	}
 }
 
 // renamed keeps Status's names of the services in step with changes:
@@ -159,9 +166,9 @@ func (d *Dataplane) sweepParts(ds *desiredState) uint32 {
 	return uint32(max(1, (ds.entries+d.sweepEntries-1)/d.sweepEntries))
 }
 
-// sweep is the periodic resync: verdicts asked again and what changed
-// applied (reconcile with compareSweep), then this period's part of the
-// table compared with the kernel a slice at a time. between runs between
+// sweep is the periodic resync: what changed applied (reconcile with
+// compareSweep), then this period's part of the table compared with the
+// kernel a slice at a time, its verdicts asked again. between runs between
 // two slices, without recMu (Run applies a waiting change there); it
 // returns false to stop.
 func (d *Dataplane) sweep(between func() bool) error {
@@ -180,7 +187,8 @@ func (d *Dataplane) sweep(between func() bool) error {
 }
 
 // sweepSlice compares the next slice of this period's part with the
-// kernel, the sentinels first, and says whether the part is done. A
+// kernel, the sentinels first, and says whether the part is done. The
+// health checker is asked again about the slice's real servers first. A
 // service missing, changed or with other destinations is repaired; when a
 // sentinel is missing every service is listed and compared (resyncIPVS).
 // An error leaves what the kernel holds unknown, as a failed reconcile
@@ -224,10 +232,19 @@ func (d *Dataplane) sweepSlice() (done bool, err error) {
 		}
 	}
 	n := min(sweepSlice, len(d.todo))
+	refreshed := false
 	for _, key := range d.todo[:n] {
-		if want := ds.services[key]; want != nil {
-			errs = append(errs, d.compareService(key, want))
+		want := ds.services[key]
+		if want == nil {
+			continue // gone since, by a change
 		}
+		if ds.refresh(want.vs, d.o.Health) {
+			want, refreshed = ds.services[key], true
+		}
+		errs = append(errs, d.compareService(key, want))
+	}
+	if refreshed {
+		d.countRealServers()
 	}
 	d.todo = d.todo[n:]
 	if len(d.todo) == 0 {

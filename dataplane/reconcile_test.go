@@ -608,8 +608,9 @@ func TestDriftRepairedByResync(t *testing.T) {
 // than sweepEntries reads the services of one part alone, with their
 // destinations, and looks for a few others; a destination changed by hand
 // in every service is repaired part by part, all of them within
-// sweepParts periods, as is a service deleted or changed by hand; a flush
-// is repaired at the next period, whatever the parts.
+// sweepParts periods, as is a service deleted or changed by hand and a
+// verdict nobody told of; a flush is repaired at the next period,
+// whatever the parts.
 func TestSweepComparesAPartEachPeriod(t *testing.T) {
 	r := newRig(t, ModeIPVS, "")
 	const services = 40
@@ -687,6 +688,32 @@ func TestSweepComparesAPartEachPeriod(t *testing.T) {
 	}
 	if got := repaired(); got != services {
 		t.Errorf("after a flush and one sweep %d services as configured, want %d", got, services)
+	}
+
+	// A verdict the health checker did not tell of (a missed
+	// HealthChanged): asked about again within as many periods, a part
+	// at a time.
+	r.health.mu.Lock()
+	told := r.health.told
+	r.health.told = nil
+	r.health.mu.Unlock()
+	r.health.set("svc0007", "172.16.7.1:80", false)
+	r.health.questions()
+	for i := range parts {
+		sweep()
+		if q := r.health.questions(); q == 0 || q >= services*9 {
+			t.Errorf("sweep %d asked about %d real servers, want a part of the %d", i, q, services*9)
+		}
+	}
+	if got := r.dests(t, "tcp/10.100.7.1:80"); len(got) != 8 || strings.HasPrefix(got[0], "172.16.7.1:80 ") {
+		t.Errorf("a server down without a word: after %d sweeps %q", parts, got)
+	}
+	r.health.mu.Lock()
+	r.health.told = told
+	r.health.mu.Unlock()
+	r.health.set("svc0007", "172.16.7.1:80", true)
+	if err := r.d.reconcile(compareChange); err != nil {
+		t.Fatal(err)
 	}
 
 	// A change the reconcile loop has not applied yet when the resync

@@ -172,16 +172,16 @@ func (d *Dataplane) sweepParts(ds *desiredState) uint32 {
 // two slices, without recMu (Run applies a waiting change there); it
 // returns false to stop.
 func (d *Dataplane) sweep(between func() bool) error {
-	if err := d.reconcile(compareSweep); err != nil {
-		return err
-	}
+	// An error here (a service that does not map, an address) leaves the
+	// part to compare all the same, as long as the kernel's state is known.
+	first := d.reconcile(compareSweep)
 	for {
 		done, err := d.sweepSlice()
 		if done || err != nil {
-			return err
+			return joinErrors([]error{first, err})
 		}
 		if between != nil && !between() {
-			return nil
+			return first
 		}
 	}
 }

@@ -436,6 +436,26 @@ func TestBadServiceDoesNotHoldBackOthers(t *testing.T) {
 	}
 }
 
+// TestBadServiceDoesNotHoldBackTheSweep: a service that does not map is
+// reported by every reconcile, and the periodic resync still repairs the
+// others.
+func TestBadServiceDoesNotHoldBackTheSweep(t *testing.T) {
+	r := newRig(t, ModeIPVS, "")
+	c := webConfig()
+	c.Services = append(c.Services, &shoalv1.VirtualService{Name: "bad", Vip: addr("not-an-address"), Port: 80})
+	r.d.SetConfig(c)
+	if err := r.d.Reconcile(); err == nil {
+		t.Fatal("want an error for the service that does not map")
+	}
+	svc, ds, _ := r.ipvs.Service("tcp/192.0.2.10:80")
+	ds[0].Weight = 50
+	_ = r.ipvs.UpdateDestination(&svc, &ds[0])
+	if err := r.d.sweep(nil); err == nil || !strings.Contains(err.Error(), "not-an-address") {
+		t.Errorf("sweep: %v, want the bad service's error", err)
+	}
+	eq(t, "good service repaired", r.dests(t, "tcp/192.0.2.10:80"), []string{"10.0.0.1:80 nat 00001", "10.0.0.2:80 nat 00002"})
+}
+
 // TestChangeCostsWhatItChanges: on a table of 100 services × 10, one weight
 // change is one destination update and no listing of the kernel; the
 // periodic resync lists everything and finds nothing to do.

@@ -78,7 +78,13 @@ func BenchmarkIdleResync(b *testing.B) {
 			}
 			b.ResetTimer()
 			for range b.N {
-				if err := d.reconcile(how.how); err != nil {
+				var err error
+				if how.how == compareSweep {
+					err = d.sweep(nil)
+				} else {
+					err = d.reconcile(how.how)
+				}
+				if err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -90,15 +96,23 @@ func BenchmarkIdleResync(b *testing.B) {
 // BenchmarkWeightChange is one weight change applied as lvsd applies it
 // (SetConfig, then the reconcile of the difference) at 10,000 services ×
 // 10 real servers with a health checker, against the in-memory kernel.
-func BenchmarkWeightChange(b *testing.B) {
+func BenchmarkWeightChange(b *testing.B) { benchmarkWeightChange(b, false) }
+
+// BenchmarkWeightChangeLeader is BenchmarkWeightChange on the leader,
+// which holds the services' 10,000 VIPs.
+func BenchmarkWeightChangeLeader(b *testing.B) { benchmarkWeightChange(b, true) }
+
+func benchmarkWeightChange(b *testing.B, leader bool) {
 	const n = 10000
 	c := bigConfig(n, 10)
 	d, err := New(Options{Mode: ModeIPVS, Logger: quietLogger(), IPVS: kernelfake.NewIPVS(), Health: &fakeHealth{},
-		Addresses: kernelfake.NewAddresses(), Announcer: &kernelfake.Announcer{}, Links: kernelfake.NewLinks()})
+		Addresses: kernelfake.NewAddresses(), Announcer: &kernelfake.Announcer{}, Links: kernelfake.NewLinks(),
+		DefaultInterface: "eth0", AddressLifetime: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
 	d.SetConfig(c)
+	d.SetLeader(leader)
 	if err := d.Reconcile(); err != nil {
 		b.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/moby/ipvs"
+
 	"github.com/shoal-lb/shoal/dataplane/ipvssync"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
@@ -29,10 +31,10 @@ const (
 )
 
 // DefaultResync is how often the kernel is compared with the desired state
-// even when nothing changed, to repair out-of-band edits (ipvsadm -C): every
-// service, and the destinations of a part of them (sweepEntries); a
-// comparison that takes longer than a tenth of it is run less often
-// (resyncShare).
+// even when nothing changed, to repair out-of-band edits (ipvsadm -C): the
+// services of a part of the table with their destinations (sweepEntries),
+// and a few others looked for (sweepSentinels); a comparison that takes
+// longer than a tenth of it is run less often (resyncShare).
 const DefaultResync = 10 * time.Second
 
 // DefaultAddressLifetime is the kernel lifetime of the addresses a leader
@@ -116,23 +118,28 @@ type Dataplane struct {
 	// during shutdown cannot raise a VIP again.
 	released atomic.Bool
 
-	recMu sync.Mutex // one reconcile at a time; guards owned, conns, applied and sweeps
+	recMu sync.Mutex // one reconcile at a time; guards owned, conns, want, known, todo, sentinels and sweeps
 	owned map[string]bool
 	// conns are each configured service's connections when its
 	// destinations were last listed.
 	conns map[string]connCounts
 	// sweeps counts periodic resyncs, whose parts of the table they
-	// compare follow it; sweepEntries is sweepEntries but in tests.
+	// compare follow it; sweepEntries is sweepEntries but in tests. todo
+	// is what is left of this period's part, sentinels the services it
+	// looks for first (sweepSlice).
 	sweeps       uint64
 	sweepEntries int
-	// applied is the desired IPVS table the last reconcile left in the
-	// kernel, nil when unknown (before the first, after a failure): a
-	// change is applied as its difference from it.
-	applied *desiredState
-	// memo is each service's desired form at the last reconcile, made
-	// with the verdicts as they were at healthGen memoHealthGen.
-	memo          map[*shoalv1.VirtualService]*serviceMemo
-	memoHealthGen uint64
+	todo         []string
+	sentinels    []string
+	// want is the desired IPVS table of the last reconcile, made with the
+	// verdicts as they were at healthGen wantHealthGen. known says the
+	// kernel holds it (false before the first reconcile and after a
+	// failure): a change is then applied as its difference from it.
+	// appliedTimeouts are the timeouts the kernel was last given.
+	want            desiredState
+	wantHealthGen   uint64
+	known           bool
+	appliedTimeouts ipvs.Config
 	// healthGen counts HealthChanged calls. While it stands still no
 	// verdict changed, so a change of config asks the health checker only
 	// about the services it changed: reading the verdicts of every real
@@ -154,6 +161,7 @@ type Dataplane struct {
 	held   map[string]*heldAddr // guarded by addrMu and mu (writes need both)
 	stale  []addrRef            // from the state file; guarded by addrMu
 	lost   map[string]lostAddr  // guarded by addrMu
+	addrs  addrTable            // the config's addresses; guarded by addrMu
 	// lifetime is the addresses' kernel lifetime (0: none); now is the clock
 	// of their renewals, which tests replace with the fake kernel's.
 	lifetime time.Duration
@@ -342,7 +350,7 @@ func (d *Dataplane) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	t := time.NewTimer(d.resync())
+	t := time.NewTimer(d.resync(ctx))
 	defer t.Stop()
 	for {
 		select {
@@ -352,7 +360,7 @@ func (d *Dataplane) Run(ctx context.Context) error {
 			// A change of config or health: apply what it changes.
 			_ = d.reconcile(compareChange)
 		case <-t.C:
-			t.Reset(d.resync())
+			t.Reset(d.resync(ctx))
 		}
 	}
 }
@@ -366,16 +374,27 @@ func (d *Dataplane) Run(ctx context.Context) error {
 const resyncShare = 10
 
 // resync runs the periodic comparison and returns how long to wait for
-// the next.
-func (d *Dataplane) resync() time.Duration {
+// the next. A change that comes meanwhile is applied between two slices
+// of it (sweep), and its time is not the resync's.
+func (d *Dataplane) resync(ctx context.Context) time.Duration {
 	start := time.Now()
-	_ = d.reconcile(compareSweep)
-	took := time.Since(start)
+	var changes time.Duration
+	_ = d.sweep(func() bool {
+		select {
+		case <-d.kick:
+			t0 := time.Now()
+			_ = d.reconcile(compareChange)
+			changes += time.Since(t0)
+		default:
+		}
+		return ctx.Err() == nil
+	})
+	took := time.Since(start) - changes
 	if wait := resyncShare * took; wait > d.o.Resync {
 		d.log.Debug("resync period stretched", "took", took, "next_in", wait-took)
 		return wait - took
 	}
-	return d.o.Resync - took
+	return max(d.o.Resync-took-changes, 0)
 }
 
 // SetConfig hands over the committed configuration. Addresses follow at once
@@ -460,11 +479,14 @@ const (
 	// compareChange applies only what changed since the last reconcile,
 	// listing nothing (a change of config or health; see reconcileIPVS).
 	compareChange compare = iota
-	// compareSweep lists every service and the destinations of one part
-	// of them, the next part each time (the periodic resync; see
-	// sweepParts).
+	// compareSweep applies what changed as compareChange does, then
+	// leaves the next part of the table for sweepSlice to compare with
+	// the kernel and ask the health checker about again (the periodic
+	// resync; see sweep).
 	compareSweep
 	// compareWhole lists every service and every destination.
+	// compareChange and compareSweep do too when what the kernel holds
+	// is not known.
 	compareWhole
 )
 
@@ -489,8 +511,17 @@ func (d *Dataplane) reconcile(how compare) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := d.syncAddresses("repair", true); err != nil {
-		errs = append(errs, err)
+	// A change leaves the addresses to SetConfig, which brought them up
+	// to date before it kicked this reconcile (a verdict does not move
+	// them): even a comparison that does not look in the kernel costs
+	// every VIP. The periodic resync retries what failed (a stale address
+	// to drop, one that could not be raised) and, without lifetimes, looks
+	// for the held ones in the kernel, a listing of every address on the
+	// device; with lifetimes the renewals do that every third of one.
+	if how != compareChange {
+		if err := d.syncAddresses("repair", how == compareWhole || d.lifetime <= 0); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := d.reconcileSync("repair"); err != nil {
 		errs = append(errs, err)

@@ -51,6 +51,7 @@ const (
 
 // desiredService is one IPVS service as config ⊕ health says it must be.
 type desiredService struct {
+	vs    *shoalv1.VirtualService // what it was made from
 	name  string
 	svc   *ipvs.Service
 	dests []*ipvs.Destination // sorted by destKey
@@ -70,11 +71,32 @@ func (d *desiredService) keepAsIs(dst *ipvs.Destination) {
 	d.keep[destKey(dst)] = true
 }
 
-// desiredState is the whole IPVS table shoal wants, keyed by serviceKey.
+// desiredState is the whole IPVS table shoal wants, keyed by serviceKey,
+// and what it was made from. It is kept from one reconcile to the next and
+// brought up to date by update, which touches only the services that
+// changed.
 type desiredState struct {
 	services map[string]*desiredService
 	timeouts ipvs.Config
 	counts   map[realServerState]int
+	// entries counts services and their destinations (sweepParts).
+	entries int
+
+	// cfg is the configuration it was made from (nil: none yet); memo
+	// each of cfg's services' part of it, by pointer.
+	cfg  *shoalv1.Config
+	memo map[*shoalv1.VirtualService]*serviceMemo
+	// err is what made the table short of cfg: services that do not map,
+	// or that map to another's IPVS service. While there is one, every
+	// update is a whole one, so that the errors keep config order.
+	err error
+}
+
+// serviceChange is one IPVS service whose desired form an update changed:
+// was is nil for a new one, now for one gone.
+type serviceChange struct {
+	key      string
+	was, now *desiredService
 }
 
 // serviceKey identifies a service the way the kernel does: protocol, address
@@ -333,6 +355,7 @@ func healthOf(vs *shoalv1.VirtualService, addrs []netip.AddrPort, h Health) []by
 // the same desired service, not computed again. This is what makes a
 // change of one service cost one service, not the whole table.
 type serviceMemo struct {
+	vs       *shoalv1.VirtualService
 	global   *shoalv1.Global
 	addrs    []netip.AddrPort // of the real servers, for healthOf
 	verdicts []byte           // nil: no health, all up
@@ -342,63 +365,265 @@ type serviceMemo struct {
 	errs     []error
 }
 
-// desired computes the IPVS table shoal wants: config ⊕ health ⊕ active flags.
-// Inactive services and servers are absent; a down server is removed, or kept
-// at weight 0 when its service quiesces; when no real server is up and a sorry
-// server is set, the sorry server is the only destination; a server with no
+// update makes ds the IPVS table shoal wants for c: config ⊕ health ⊕
+// active flags, and returns what changed in it, by key. Inactive services
+// and servers are absent; a down server is removed, or kept at weight 0
+// when its service quiesces; when no real server is up and a sorry server
+// is set, the sorry server is the only destination; a server with no
 // verdict yet is left as the kernel has it (Unchecked). Services that
-// cannot be mapped are reported and left out, the rest is still programmed.
-// memo is the previous call's second result (nil: none); the services of c
-// must not have been modified since it was made. With sameHealth (no
-// verdict changed since memo was made) a service found in memo keeps its
-// verdicts without asking h again.
-func desired(c *shoalv1.Config, h Health, memo map[*shoalv1.VirtualService]*serviceMemo, sameHealth bool) (*desiredState, map[*shoalv1.VirtualService]*serviceMemo, error) {
-	ds := &desiredState{services: map[string]*desiredService{}, counts: map[realServerState]int{}}
-	next := make(map[*shoalv1.VirtualService]*serviceMemo, len(c.GetServices()))
-	var errs []error
-	g := c.GetGlobal()
-	ds.timeouts = ipvs.Config{
-		TimeoutTCP:    g.GetTcpTimeout().AsDuration().Round(1e9),
-		TimeoutTCPFin: g.GetTcpfinTimeout().AsDuration().Round(1e9),
-		TimeoutUDP:    g.GetUdpTimeout().AsDuration().Round(1e9),
+// cannot be mapped are reported and left out, the rest is still
+// programmed.
+//
+// The services of the configuration ds was made from must not have been
+// modified since. c is compared with it by pointer, in step: raftfsm keeps
+// services sorted by name and shares every service a command did not
+// touch, so a change of k services costs k services and a walk over the
+// list, not a map of every service. With sameHealth (no verdict changed
+// since the last update) a service that did not change keeps its
+// verdicts; otherwise h is asked about every real server again. A change
+// of the global settings, or a table with errors, makes the whole table
+// again.
+func (ds *desiredState) update(c *shoalv1.Config, h Health, sameHealth bool) ([]serviceChange, error) {
+	if ds.cfg == nil || ds.err != nil || c.GetGlobal() != ds.cfg.GetGlobal() {
+		return ds.rebuild(c, h, sameHealth)
 	}
-	for _, vs := range c.GetServices() {
-		if !isActive(vs.Active) {
-			ds.counts[rsInactive] += len(vs.GetRealServers())
-			continue
+	goneVS, came := changedServices(ds.cfg.GetServices(), c.GetServices())
+	gone := make([]*serviceMemo, len(goneVS))
+	for i, vs := range goneVS {
+		gone[i] = ds.memo[vs]
+	}
+	if !sameHealth {
+		// Every service's verdicts are asked again below.
+		came = c.GetServices()
+	}
+	// The new parts, made before anything is changed: one that does not
+	// map, or takes another service's key, makes the whole table again
+	// (its errors in config order).
+	freed := map[string]bool{}
+	leaving := map[*serviceMemo]bool{}
+	for _, m := range gone {
+		leaving[m] = true
+		if m.d != nil {
+			freed[m.key] = true
 		}
-		m := memo[vs]
-		var addrs []netip.AddrPort
-		var v []byte
-		if m != nil && sameHealth {
-			addrs, v = m.addrs, m.verdicts
-		} else {
-			if m != nil && m.addrs != nil {
-				addrs = m.addrs
-			} else if h != nil {
-				addrs = addrsOf(vs)
+	}
+	made := make([]*serviceMemo, 0, len(came))
+	taken := map[string]bool{}
+	for _, vs := range came {
+		// Set when vs stayed (its verdicts are asked again), or moved
+		// in a list out of order (it is taken out and put back).
+		m := ds.memo[vs]
+		nm := memoFor(c, vs, m, h, m != nil && sameHealth)
+		if nm == m && !leaving[m] {
+			continue // the same verdicts: nothing changed
+		}
+		if m != nil && !leaving[m] {
+			gone = append(gone, m)
+			leaving[m] = true
+			if m.d != nil {
+				freed[m.key] = true
 			}
-			v = healthOf(vs, addrs, h)
 		}
-		if m == nil || m.global != g || !bytes.Equal(m.verdicts, v) {
-			m = desiredService1(c, vs, v)
-			m.addrs = addrs
+		if len(nm.errs) > 0 {
+			return ds.rebuild(c, h, sameHealth)
 		}
-		next[vs] = m
-		for st, n := range m.counts {
-			ds.counts[st] += n
+		if nm.d != nil {
+			if (ds.services[nm.key] != nil && !freed[nm.key]) || taken[nm.key] {
+				return ds.rebuild(c, h, sameHealth)
+			}
+			taken[nm.key] = true
 		}
+		made = append(made, nm)
+	}
+	before := map[string]*desiredService{}
+	touch := func(key string) {
+		if _, ok := before[key]; !ok {
+			before[key] = ds.services[key]
+		}
+	}
+	for _, m := range gone {
+		ds.count(m, -1)
+		if m.d != nil {
+			touch(m.key)
+			ds.drop(m)
+		}
+		delete(ds.memo, m.vs)
+	}
+	for _, m := range made {
+		ds.memo[m.vs] = m
+		ds.count(m, 1)
+		if m.d != nil {
+			touch(m.key)
+			ds.put(m)
+		}
+	}
+	ds.cfg = c
+	changes := make([]serviceChange, 0, len(before))
+	for key, was := range before {
+		if now := ds.services[key]; now != was {
+			changes = append(changes, serviceChange{key: key, was: was, now: now})
+		}
+	}
+	return changes, nil
+}
+
+// refresh asks h again about the real servers of vs, a service of the
+// table, and when a verdict changed makes its part of the table again; it
+// says whether it did. The periodic resync asks about one part of the
+// table at a time this way (sweepSlice): a verdict changes only through
+// the health checker, which says so (HealthChanged), so asking again is a
+// safety net, and asking about every server of a large table at once held
+// changes back.
+func (ds *desiredState) refresh(vs *shoalv1.VirtualService, h Health) bool {
+	m := ds.memo[vs]
+	if m == nil || m.d == nil || h == nil {
+		return false
+	}
+	nm := memoFor(ds.cfg, vs, m, h, false)
+	if nm == m {
+		return false
+	}
+	ds.count(m, -1)
+	ds.drop(m)
+	ds.memo[vs] = nm
+	ds.count(nm, 1)
+	if nm.d != nil {
+		ds.put(nm)
+	}
+	if len(nm.errs) > 0 {
+		// A sorry server that does not map, now that it serves: the next
+		// update makes the table whole, and says so in config order.
+		ds.err = joinErrors(append([]error{ds.err}, nm.errs...))
+	}
+	return true
+}
+
+// changedServices compares two lists of services by pointer, in step as
+// they are sorted by name (raftfsm keeps every committed configuration's
+// so, and shares the services a command did not touch): gone are old's
+// services that cur does not have, came cur's that old does not. Lists out
+// of order give more of both, never less: a service in both only when it
+// is the same object, never modified.
+func changedServices(old, cur []*shoalv1.VirtualService) (gone, came []*shoalv1.VirtualService) {
+	for i, j := 0, 0; i < len(old) || j < len(cur); {
+		switch {
+		case i < len(old) && j < len(cur) && old[i] == cur[j]:
+			i++
+			j++
+		case j == len(cur) || (i < len(old) && old[i].GetName() < cur[j].GetName()):
+			gone = append(gone, old[i])
+			i++
+		case i == len(old) || cur[j].GetName() < old[i].GetName():
+			came = append(came, cur[j])
+			j++
+		default: // the same name, changed
+			gone = append(gone, old[i])
+			came = append(came, cur[j])
+			i++
+			j++
+		}
+	}
+	return gone, came
+}
+
+// rebuild is update making the whole table again, every service's part
+// too except where its pointer, the global settings and its verdicts are
+// those of the last time.
+func (ds *desiredState) rebuild(c *shoalv1.Config, h Health, sameHealth bool) ([]serviceChange, error) {
+	prev, oldMemo := ds.services, ds.memo
+	*ds = desiredState{
+		services: make(map[string]*desiredService, len(c.GetServices())),
+		counts:   map[realServerState]int{},
+		cfg:      c,
+		memo:     make(map[*shoalv1.VirtualService]*serviceMemo, len(c.GetServices())),
+		timeouts: timeoutsOf(c.GetGlobal()),
+	}
+	var errs []error
+	for _, vs := range c.GetServices() {
+		m := memoFor(c, vs, oldMemo[vs], h, sameHealth)
+		ds.memo[vs] = m
+		ds.count(m, 1)
 		errs = append(errs, m.errs...)
 		if m.d == nil {
 			continue
 		}
-		if prev, dup := ds.services[m.key]; dup {
-			errs = append(errs, fmt.Errorf("service %s: same IPVS service %s as %s", vs.GetName(), m.key, prev.name))
+		if other, dup := ds.services[m.key]; dup {
+			errs = append(errs, fmt.Errorf("service %s: same IPVS service %s as %s", vs.GetName(), m.key, other.name))
 			continue
 		}
-		ds.services[m.key] = m.d
+		ds.put(m)
 	}
-	return ds, next, joinErrors(errs)
+	ds.err = joinErrors(errs)
+	var changes []serviceChange
+	for key, was := range prev {
+		if now := ds.services[key]; now != was {
+			changes = append(changes, serviceChange{key: key, was: was, now: now})
+		}
+	}
+	for key, now := range ds.services {
+		if _, ok := prev[key]; !ok {
+			changes = append(changes, serviceChange{key: key, now: now})
+		}
+	}
+	return changes, ds.err
+}
+
+func timeoutsOf(g *shoalv1.Global) ipvs.Config {
+	return ipvs.Config{
+		TimeoutTCP:    g.GetTcpTimeout().AsDuration().Round(1e9),
+		TimeoutTCPFin: g.GetTcpfinTimeout().AsDuration().Round(1e9),
+		TimeoutUDP:    g.GetUdpTimeout().AsDuration().Round(1e9),
+	}
+}
+
+// count adds m's real servers to the counts (sign 1) or takes them away
+// (-1).
+func (ds *desiredState) count(m *serviceMemo, sign int) {
+	for st, n := range m.counts {
+		ds.counts[st] += sign * n
+	}
+}
+
+// put makes m's service part of the table; drop takes it out.
+func (ds *desiredState) put(m *serviceMemo) {
+	ds.services[m.key] = m.d
+	ds.entries += 1 + len(m.d.dests)
+}
+
+func (ds *desiredState) drop(m *serviceMemo) {
+	delete(ds.services, m.key)
+	ds.entries -= 1 + len(m.d.dests)
+}
+
+// memoFor is vs's part of the table in c: m, vs's part the last time (nil:
+// none), when the global settings and the verdicts are the same; with
+// sameHealth m's verdicts are taken as they are.
+func memoFor(c *shoalv1.Config, vs *shoalv1.VirtualService, m *serviceMemo, h Health, sameHealth bool) *serviceMemo {
+	g := c.GetGlobal()
+	if !isActive(vs.Active) {
+		if m != nil {
+			return m // the same object: inactive then too
+		}
+		return &serviceMemo{vs: vs, global: g, counts: map[realServerState]int{rsInactive: len(vs.GetRealServers())}}
+	}
+	var addrs []netip.AddrPort
+	var v []byte
+	if m != nil && sameHealth {
+		addrs, v = m.addrs, m.verdicts
+	} else {
+		if m != nil && m.addrs != nil {
+			addrs = m.addrs
+		} else if h != nil {
+			addrs = addrsOf(vs)
+		}
+		v = healthOf(vs, addrs, h)
+	}
+	if m != nil && m.global == g && bytes.Equal(m.verdicts, v) {
+		return m
+	}
+	nm := desiredService1(c, vs, v)
+	nm.vs, nm.addrs = vs, addrs
+	return nm
 }
 
 // desiredService1 computes one active service's part of the desired state
@@ -419,7 +644,7 @@ func desiredService1(c *shoalv1.Config, vs *shoalv1.VirtualService, v []byte) *s
 		m.errs = append(m.errs, fmt.Errorf("service %s: %w", vs.GetName(), err))
 		return m
 	}
-	d := &desiredService{name: vs.GetName(), svc: svc, ordered: config.ServiceAnnounce(c, vs) == config.AnnounceBGP}
+	d := &desiredService{vs: vs, name: vs.GetName(), svc: svc, ordered: config.ServiceAnnounce(c, vs) == config.AnnounceBGP}
 	up := 0
 	var quiesced []*ipvs.Destination
 	for i, rs := range vs.GetRealServers() {

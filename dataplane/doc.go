@@ -26,18 +26,24 @@
 //   - The reconciler applies differences only (add, update in place, delete),
 //     never a flush, so connections to unchanged services survive; an update of
 //     scheduler, persistence, weight or forwarding method is done in place.
-//   - A change of config or health costs what it changes: Run applies the
-//     difference between the desired table the last reconcile left in the
-//     kernel and the new one, without listing the kernel (a weight change is
-//     one netlink call at any table size). Every Options.Resync the kernel's
-//     services are listed and compared, and the destinations of one part of
-//     them (a table of up to about 10,000 entries is one part; larger ones
-//     are compared part by part, each within as many periods as there are
-//     parts); at once when a change fails or the last outcome is unknown,
-//     the whole table is. That repairs what was changed behind shoal's back
-//     (ipvsadm by hand, a flush: services at the next period). KernelIPVS
-//     lists with a dump of its own, one buffer for all. Many entries to add
-//     go in batches (IPVSAdder), not one round trip each.
+//   - A change of config or health costs what it changes: the desired table
+//     is kept from one reconcile to the next and a new configuration is
+//     compared with the last service by service, by pointer (raftfsm
+//     shares the services a command did not touch), and Run applies the
+//     difference without listing the kernel (a weight change is one
+//     netlink call at any table size). The leader's addresses are kept the
+//     same way. Every Options.Resync the services of one part of the table
+//     are read one by one and compared with their destinations (a table of
+//     up to about 10,000 entries is one part; larger ones are compared part
+//     by part, each within as many periods as there are parts), a slice at
+//     a time so that a change waits for one slice; a few services of other
+//     parts are looked for, and one missing (a flush) makes every service
+//     listed and compared at once. When a change fails or the last outcome
+//     is unknown the whole table is compared. That repairs what was changed
+//     behind shoal's back (ipvsadm by hand: within the parts' periods; a
+//     flush: at the next period). KernelIPVS lists with a dump of its own,
+//     one buffer for all. Many entries to add go in batches (IPVSAdder), not
+//     one round trip each.
 //   - Entries shoal did not create are left alone unless they collide with a
 //     configured service, which is then taken over. What shoal created is kept
 //     in a state file so a restart still knows.

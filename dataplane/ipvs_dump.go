@@ -63,7 +63,7 @@ func (k *KernelIPVS) GetServices() ([]*ipvs.Service, error) {
 		svcs  []ipvs.Service
 		arena []byte
 	)
-	req := k.batch.request(ipvsCmdGetService, nil)
+	req := k.batch.request(ipvsCmdGetService, unix.NLM_F_DUMP, nil)
 	err := k.batch.dump(req, ipvsCmdAttrService, func(attrs []byte) error {
 		svcs = append(svcs, ipvs.Service{})
 		return parseService(&svcs[len(svcs)-1], attrs, &arena)
@@ -72,6 +72,32 @@ func (k *KernelIPVS) GetServices() ([]*ipvs.Service, error) {
 		return nil, fmt.Errorf("dump IPVS services: %w", err)
 	}
 	return pointers(svcs), nil
+}
+
+// GetService reads the service with s's key: one round trip, where
+// GetServices dumps every service. A service the kernel does not have is
+// syscall.ESRCH, the kernel's answer.
+func (k *KernelIPVS) GetService(s *ipvs.Service) (*ipvs.Service, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var (
+		out   *ipvs.Service
+		arena []byte
+	)
+	// Not a dump: the kernel answers with the service, then (NLM_F_ACK)
+	// an acknowledgement that ends the answer as NLMSG_DONE ends a dump.
+	req := k.batch.request(ipvsCmdGetService, unix.NLM_F_ACK, s)
+	err := k.batch.dump(req, ipvsCmdAttrService, func(attrs []byte) error {
+		out = &ipvs.Service{}
+		return parseService(out, attrs, &arena)
+	})
+	if err == nil && out == nil {
+		err = syscall.ESRCH
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get IPVS service: %w", err)
+	}
+	return out, nil
 }
 
 // pointers points into s: one allocation for a dump's entries rather
@@ -96,7 +122,7 @@ func (k *KernelIPVS) GetDestinations(s *ipvs.Service) ([]*ipvs.Destination, erro
 		dests []ipvs.Destination
 		arena []byte
 	)
-	req := k.batch.request(ipvsCmdGetDest, s)
+	req := k.batch.request(ipvsCmdGetDest, unix.NLM_F_DUMP, s)
 	err := k.batch.dump(req, ipvsCmdAttrDest, func(attrs []byte) error {
 		dests = append(dests, ipvs.Destination{})
 		return parseDestination(&dests[len(dests)-1], attrs, s.AddressFamily, &arena)
@@ -107,14 +133,15 @@ func (k *KernelIPVS) GetDestinations(s *ipvs.Service) ([]*ipvs.Destination, erro
 	return pointers(dests), nil
 }
 
-// request builds a dump request into the socket's request buffer: the
-// netlink and generic netlink headers, and with s the service's key.
-func (b *batchSocket) request(cmd uint8, s *ipvs.Service) []byte {
+// request builds a request (flags besides NLM_F_REQUEST: NLM_F_DUMP for a
+// dump) into the socket's request buffer: the netlink and generic netlink
+// headers, and with s the service's key.
+func (b *batchSocket) request(cmd uint8, flags uint16, s *ipvs.Service) []byte {
 	b.seq++
 	r := b.req[:0]
 	r = binary.NativeEndian.AppendUint32(r, 0) // length, below
 	r = binary.NativeEndian.AppendUint16(r, b.family)
-	r = binary.NativeEndian.AppendUint16(r, unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	r = binary.NativeEndian.AppendUint16(r, unix.NLM_F_REQUEST|flags)
 	r = binary.NativeEndian.AppendUint32(r, b.seq)
 	r = binary.NativeEndian.AppendUint32(r, 0) // pid: the kernel's to fill
 	r = append(r, cmd, ipvsGenlVersion, 0, 0)
@@ -148,7 +175,8 @@ func appendAttr(b []byte, typ uint16, payload []byte) []byte {
 }
 
 // dump sends req and hands each answer's top-level attribute of type want
-// (its nested attributes) to each, until the kernel says the dump is done.
+// (its nested attributes) to each, until the kernel says the dump is done
+// (or acknowledges a request that is not a dump).
 // The bytes passed to each are only valid during the call.
 func (b *batchSocket) dump(req []byte, want uint16, each func(attrs []byte) error) error {
 	if b.buf == nil {

@@ -85,6 +85,10 @@ func TestKernelIPVSDumpMatchesMoby(t *testing.T) {
 			t.Errorf("service %d:\n got %+v\nwant %+v", i, *got[i], *want[i])
 			continue
 		}
+		// One service read by its key is the same as in the dump.
+		if one, err := k.GetService(want[i]); err != nil || !reflect.DeepEqual(one, want[i]) {
+			t.Errorf("service %d read alone: %v\n got %+v\nwant %+v", i, err, one, *want[i])
+		}
 		wd, err := k.h.GetDestinations(want[i])
 		if err != nil {
 			t.Fatal(err)
@@ -116,6 +120,13 @@ func TestKernelIPVSDumpMatchesMoby(t *testing.T) {
 	ghost := &ipvs.Service{AddressFamily: syscall.AF_INET, Protocol: syscall.IPPROTO_TCP, Address: v4("203.0.113.9"), Port: 1}
 	if gd, err := k.GetDestinations(ghost); err != nil || len(gd) != 0 {
 		t.Errorf("destinations of a missing service: %v, %v", gd, err)
+	}
+	// Read alone, it is the kernel's ESRCH, and the socket stays in step.
+	if s, err := k.GetService(ghost); !absent(err) {
+		t.Errorf("a missing service read alone: %+v, %v; want ESRCH", s, err)
+	}
+	if s, err := k.GetService(want[0]); err != nil || serviceKey(s) != serviceKey(want[0]) {
+		t.Errorf("a service read after a missing one: %+v, %v", s, err)
 	}
 	// The socket is still in step after all that: a change and a listing.
 	if err := k.DelService(byHand[0]); err != nil {

@@ -529,7 +529,7 @@ func TestKernelIPVSAddInBatches(t *testing.T) {
 	dst := func(a string) *ipvs.Destination {
 		return &ipvs.Destination{Address: net.ParseIP(a), Port: 80, Weight: 1, ConnectionFlags: ipvs.ConnectionFlagMasq, AddressFamily: syscall.AF_INET}
 	}
-	existing := d.applied.services["tcp/192.0.2.1:80"].svc
+	existing := d.want.services["tcp/192.0.2.1:80"].svc
 	ghost, fresh := svc("192.0.2.99"), svc("192.0.2.100")
 	entries := []IPVSEntry{{Service: existing}, {Service: ghost, Dest: dst("10.0.0.1")}, {Service: fresh}}
 	for i := range 2 * addBatch {

@@ -15,6 +15,9 @@ import (
 // types are the kernel's own (no second model to keep in step).
 type IPVS interface {
 	GetServices() ([]*ipvs.Service, error)
+	// GetService reads the service with s's key; one the kernel does not
+	// have is an error that is syscall.ESRCH or syscall.ENOENT.
+	GetService(s *ipvs.Service) (*ipvs.Service, error)
 	GetDestinations(s *ipvs.Service) ([]*ipvs.Destination, error)
 	NewService(s *ipvs.Service) error
 	UpdateService(s *ipvs.Service) error

@@ -416,7 +416,8 @@ func TestKernelAddressRenewedInPlace(t *testing.T) {
 			missing := make(chan int, 1)
 			go func() {
 				polls, gone := 0, 0
-				defer func() { missing <- gone; t.Logf("%d polls during the renewals", polls) }()
+				// Logged before the answer: the test may end as soon as it has it.
+				defer func() { t.Logf("%d polls during the renewals", polls); missing <- gone }()
 				for {
 					select {
 					case <-stop:

@@ -18,50 +18,43 @@ import (
 
 // reconcileIPVS makes the kernel's IPVS table equal to config ⊕ health.
 //
-// With compareChange and the outcome of the previous reconcile known, it
-// applies only what differs between that desired state and the new one
-// (applyChanges): a weight change is one netlink call, with no dump of the
-// kernel's table, whatever its size. Otherwise, or when a change fails, it
-// lists the kernel's table and applies the difference, which also repairs
-// whatever was changed behind shoal's back: every service and, with
-// compareSweep and the previous outcome known, the destinations of one
-// part of them (sweepParts), else of all. It goes on after a failed change
-// so that one bad entry does not hold the others back; the errors are
-// returned together. Called with recMu held.
+// It first brings the desired table up to date (desiredState.update,
+// which costs the services that changed). With compareChange or
+// compareSweep and the outcome of the previous reconcile known, it then
+// applies only what changed (applyChanges): a weight change is one
+// netlink call, with no dump of the kernel's table, whatever its size;
+// a sweep then leaves this period's part of the table to sweepSlice.
+// Otherwise, or when a change fails, it lists the kernel's whole table and
+// applies the difference, which also repairs whatever was changed behind
+// shoal's back. It goes on after a failed change so that one bad entry
+// does not hold the others back; the errors are returned together.
+// Called with recMu held.
 func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config, how compare) error {
 	// Read before the verdicts are: a verdict that changes from here on
 	// bumps it again and kicks another reconcile.
 	gen := d.healthGen.Load()
-	sameHealth := how == compareChange && d.memo != nil && gen == d.memoHealthGen
-	ds, memo, derr := desired(cfg, d.o.Health, d.memo, sameHealth)
-	d.memo, d.memoHealthGen = memo, gen
+	// A whole comparison asks about every real server again; a sweep
+	// does, a part at a time (sweepSlice).
+	sameHealth := how != compareWhole && d.want.cfg != nil && gen == d.wantHealthGen
+	changes, derr := d.want.update(cfg, d.o.Health, sameHealth)
+	d.wantHealthGen = gen
+	ds := &d.want
 	var errs []error
 	if derr != nil {
 		errs = append(errs, derr)
 	}
-	for state, n := range map[realServerState]int{rsUp: 0, rsQuiesced: 0, rsDown: 0, rsInactive: 0, rsSorry: 0, rsDisplace: 0, rsUnchecked: 0} {
-		realServers.WithLabelValues(string(state)).Set(float64(n + ds.counts[state]))
-	}
-	d.mu.Lock()
-	if !sameNames(d.names, ds) {
-		// Made again only when a service came, went or was renamed: a
-		// map of every service on every reconcile was an O(table) cost
-		// of each change and each resync.
-		names := make(map[string]string, len(ds.services))
-		for k, s := range ds.services {
-			names[k] = s.name
-		}
-		d.names = names
-	}
-	d.mu.Unlock()
+	d.countRealServers()
+	d.renamed(changes)
 
 	if config.UsesBGP(cfg) {
 		errs = append(errs, d.syncSloppy())
 	}
-	if how == compareChange && d.applied != nil {
-		err := d.applyChanges(d.applied, ds)
+	if how != compareWhole && d.known {
+		err := d.applyChanges(changes)
 		if err == nil {
-			d.applied = ds
+			if how == compareSweep {
+				d.todo, d.sentinels = d.sweepKeys(ds)
+			}
 			return joinErrors(errs)
 		}
 		// The kernel refused a change, or an entry was not where the last
@@ -69,86 +62,251 @@ func (d *Dataplane) reconcileIPVS(cfg *shoalv1.Config, how compare) error {
 		// compare all of it now.
 		fullResyncTotal.WithLabelValues("change_failed").Inc()
 		d.log.Info("ipvs change failed; comparing the whole table", "err", err)
-		how = compareWhole
 	} else {
 		reason := "periodic"
-		if d.applied == nil {
+		if !d.known {
 			reason = "unknown_state"
-			how = compareWhole
 		}
 		fullResyncTotal.WithLabelValues(reason).Inc()
 	}
-	prev := d.applied
-	d.applied = nil
-	part := func(string) bool { return true }
-	if how == compareSweep {
-		part = d.sweepPart(prev, ds)
-	}
-	if err := d.resyncIPVS(ds, part); err != nil {
+	d.known = false
+	d.todo, d.sentinels = nil, nil // all of it now
+	if err := d.resyncIPVS(ds, func(string) bool { return true }); err != nil {
 		return joinErrors(append(errs, err))
 	}
 	// Only a clean comparison makes the desired state what the kernel
-	// holds (as far as it looked: drift in another part of a sweep waits
-	// for its period, as drift between two resyncs always did); after a
-	// failure the next change compares all again.
-	d.applied = ds
+	// holds; after a failure the next change compares all again.
+	d.known = true
+	d.appliedTimeouts = ds.timeouts
 	return joinErrors(errs)
 }
 
-// sameNames says whether names maps each service of ds to its name.
-func sameNames(names map[string]string, ds *desiredState) bool {
-	if len(names) != len(ds.services) {
-		return false
+// countRealServers sets the real-server gauges from the desired table.
+func (d *Dataplane) countRealServers() {
+	for _, state := range []realServerState{rsUp, rsQuiesced, rsDown, rsInactive, rsSorry, rsDisplace, rsUnchecked} {
+		realServers.WithLabelValues(string(state)).Set(float64(d.want.counts[state]))
 	}
-	for k, s := range ds.services {
-		if n, ok := names[k]; !ok || n != s.name {
-			return false
+}
+
+// renamed keeps Status's names of the services in step with changes:
+// the map is made again only when a service came, went or was renamed (a
+// copy, as Status reads it without recMu).
+func (d *Dataplane) renamed(changes []serviceChange) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	same := true
+	for _, c := range changes {
+		n, ok := d.names[c.key]
+		if c.now == nil && ok || c.now != nil && (!ok || n != c.now.name) {
+			same = false
+			break
 		}
 	}
-	return true
+	if same {
+		return
+	}
+	names := maps.Clone(d.names)
+	for _, c := range changes {
+		if c.now == nil {
+			delete(names, c.key)
+		} else {
+			names[c.key] = c.now.name
+		}
+	}
+	d.names = names
 }
 
 // sweepEntries is how many entries (services and destinations) of the
 // desired table one periodic resync compares, at least: a larger table is
 // compared in parts, one each period, so that each costs about the same.
-// Listing a service's destinations is one netlink dump (the kernel has no
-// dump of every destination), so the cost follows services and
-// destinations both. Up to 10,000 entries (1,000 services of 9 real
-// servers) the whole table is compared every period; at 10,000 services ×
-// 10 in 11 parts, every one within 11 periods.
+// Reading a service and listing its destinations are a netlink round trip
+// and a dump (the kernel has no dump of every destination), so the cost
+// follows services and destinations both. Up to 10,000 entries (1,000
+// services of 9 real servers) the whole table is compared every period; at
+// 10,000 services × 10 in 11 parts, every one within 11 periods.
 const sweepEntries = 10000
 
-// sweepPart says which services' destinations this periodic resync
-// compares: those whose key hashes to this period's part, so that each
-// part is compared once in every sweepParts periods while the table's size
-// stays in one band, and those whose desired form changed since prev, the
-// last reconcile's (a change not yet applied when the resync came). Every
-// service itself (there, not there, scheduler, flags) is compared every
-// period, in one dump: a flush or a service deleted by hand is repaired at
-// the next period whatever the size.
-func (d *Dataplane) sweepPart(prev, ds *desiredState) func(key string) bool {
+// sweepSlice is how many services of a part sweepSlice compares at a
+// time, holding recMu: between two slices a change goes first, so that a
+// change waits for one slice of the resync, not a part of the table.
+const sweepSlice = 32
+
+// sweepSentinels is how many services outside this period's part the
+// periodic resync reads each period: a flush (ipvsadm -C) or anything
+// else that takes many services away is found by any of them, and then
+// every service is listed and compared at once.
+const sweepSentinels = 8
+
+// sweepKeys lists the services whose destinations this periodic resync
+// compares, those whose key hashes to this period's part, so that each
+// part is compared once in every sweepParts periods while the table's
+// size stays in one band; and a few others, which are only looked for.
+func (d *Dataplane) sweepKeys(ds *desiredState) (part, sentinels []string) {
 	parts := d.sweepParts(ds)
 	this := uint32(d.sweeps % uint64(parts))
 	d.sweeps++
-	return func(key string) bool {
-		if prev.services[key] != ds.services[key] {
-			return true
-		}
+	for key := range ds.services {
 		h := uint32(2166136261) // FNV-1a, without hash/fnv's allocations
 		for i := 0; i < len(key); i++ {
 			h = (h ^ uint32(key[i])) * 16777619
 		}
-		return h%parts == this
+		if h%parts == this {
+			part = append(part, key)
+		} else if len(sentinels) < sweepSentinels {
+			// Map order: other services each period.
+			sentinels = append(sentinels, key)
+		}
 	}
+	slices.Sort(part) // an order of repairs that does not depend on the map
+	return part, sentinels
 }
 
 // sweepParts is how many parts the periodic resync compares ds in.
 func (d *Dataplane) sweepParts(ds *desiredState) uint32 {
-	entries := 0
-	for _, s := range ds.services {
-		entries += 1 + len(s.dests)
+	return uint32(max(1, (ds.entries+d.sweepEntries-1)/d.sweepEntries))
+}
+
+// sweep is the periodic resync: what changed applied (reconcile with
+// compareSweep), then this period's part of the table compared with the
+// kernel a slice at a time, its verdicts asked again. between runs between
+// two slices, without recMu (Run applies a waiting change there); it
+// returns false to stop.
+func (d *Dataplane) sweep(between func() bool) error {
+	// An error here (a service that does not map, an address) leaves the
+	// part to compare all the same, as long as the kernel's state is known.
+	first := d.reconcile(compareSweep)
+	for {
+		done, err := d.sweepSlice()
+		if done || err != nil {
+			return joinErrors([]error{first, err})
+		}
+		if between != nil && !between() {
+			return first
+		}
 	}
-	return uint32(max(1, (entries+d.sweepEntries-1)/d.sweepEntries))
+}
+
+// sweepSlice compares the next slice of this period's part with the
+// kernel, the sentinels first, and says whether the part is done. The
+// health checker is asked again about the slice's real servers first. A
+// service missing, changed or with other destinations is repaired; when a
+// sentinel is missing every service is listed and compared (resyncIPVS).
+// An error leaves what the kernel holds unknown, as a failed reconcile
+// does: the next change compares everything.
+func (d *Dataplane) sweepSlice() (done bool, err error) {
+	if d.o.Mode == ModeNone || d.o.IPVS == nil {
+		return true, nil
+	}
+	d.recMu.Lock()
+	defer d.recMu.Unlock()
+	if !d.known || (d.todo == nil && d.sentinels == nil) {
+		// A whole comparison ran or is due, or nothing is left.
+		d.todo, d.sentinels = nil, nil
+		return true, nil
+	}
+	ds := &d.want
+	var errs []error
+	if s := d.sentinels; s != nil {
+		d.sentinels = nil
+		for _, key := range s {
+			want := ds.services[key]
+			if want == nil {
+				continue // gone since, by a change
+			}
+			if _, err := d.o.IPVS.GetService(want.svc); err != nil {
+				if !absent(err) {
+					errs = append(errs, fmt.Errorf("read IPVS service %s: %w", key, err))
+					break
+				}
+				// Many services may be gone (a flush): list them all.
+				fullResyncTotal.WithLabelValues("service_missing").Inc()
+				d.log.Info("ipvs service missing; comparing every service", "entry", key)
+				part := map[string]bool{}
+				for _, k := range d.todo {
+					part[k] = true
+				}
+				d.todo = nil
+				errs = append(errs, d.resyncIPVS(ds, func(k string) bool { return part[k] }))
+				break
+			}
+		}
+	}
+	n := min(sweepSlice, len(d.todo))
+	refreshed := false
+	for _, key := range d.todo[:n] {
+		want := ds.services[key]
+		if want == nil {
+			continue // gone since, by a change
+		}
+		if ds.refresh(want.vs, d.o.Health) {
+			want, refreshed = ds.services[key], true
+		}
+		errs = append(errs, d.compareService(key, want))
+	}
+	if refreshed {
+		d.countRealServers()
+	}
+	d.todo = d.todo[n:]
+	if len(d.todo) == 0 {
+		d.todo = nil
+		d.countConns(ds)
+		// Timeouts set by hand (ipvsadm --set) are repaired each period.
+		errs = append(errs, d.syncTimeouts(ds.timeouts))
+	}
+	err = joinErrors(errs)
+	if err != nil {
+		d.known = false
+		d.todo = nil
+		d.sweepFailed(err)
+	}
+	return d.todo == nil, err
+}
+
+// absent says whether err is the kernel's answer for a service it does not
+// have.
+func absent(err error) bool {
+	return errors.Is(err, syscall.ESRCH) || errors.Is(err, syscall.ENOENT)
+}
+
+// compareService reads one service of the desired table from the kernel
+// and makes it and its destinations as want says: added with them when
+// it is missing.
+func (d *Dataplane) compareService(key string, want *desiredService) error {
+	k, err := d.o.IPVS.GetService(want.svc)
+	if err != nil {
+		if !absent(err) {
+			return fmt.Errorf("read IPVS service %s: %w", key, err)
+		}
+		if !d.owned[key] {
+			d.owned[key] = true
+			if err := d.ownedChanged(); err != nil {
+				return err
+			}
+		}
+		return d.addServices([]string{key}, &d.want)
+	}
+	if serviceDiffers(k, want.svc) {
+		if err := d.o.IPVS.UpdateService(want.svc); err != nil {
+			return d.ipvsErr("update_service", key, err)
+		}
+		d.ipvsDone("update_service", key, want.name)
+	}
+	if err := d.syncDestinations(key, want); err != nil {
+		return err
+	}
+	if want.ordered {
+		return d.orderDestinations(key, want)
+	}
+	return nil
+}
+
+// sweepFailed records a slice's failure as a reconcile's is recorded.
+func (d *Dataplane) sweepFailed(err error) {
+	reconcileTotal.WithLabelValues("error").Inc()
+	d.mu.Lock()
+	d.reconcileErr = err.Error()
+	d.mu.Unlock()
+	d.log.Warn("resync incomplete", "err", err)
 }
 
 // resyncIPVS lists the kernel's IPVS services and the destinations of those
@@ -310,13 +468,13 @@ func (d *Dataplane) ownedChanged() error {
 	return d.saveState()
 }
 
-// applyChanges takes the kernel from prev, which the last reconcile left in
-// it, to next by applying only their difference, without listing the
+// applyChanges takes the kernel from the desired table the last
+// reconcile left in it to the one changes make of it, without listing the
 // kernel's table. It stops at the first failure: the caller then compares
 // the whole table, which repairs whatever this left half done. An entry that
-// is not where prev says (deleted or added by hand) fails too, and the
-// periodic resync catches the drift that no change runs into.
-func (d *Dataplane) applyChanges(prev, next *desiredState) error {
+// is not where the last reconcile left it (deleted or added by hand) fails
+// too, and the periodic resync catches the drift that no change runs into.
+func (d *Dataplane) applyChanges(changes []serviceChange) error {
 	changedOwned := false
 	defer func() {
 		if changedOwned {
@@ -325,55 +483,47 @@ func (d *Dataplane) applyChanges(prev, next *desiredState) error {
 			}
 		}
 	}()
-	// Only the services that differ are sorted (for an order of changes
-	// that does not depend on map iteration); at 10,000 services sorting
-	// them all was most of a weight change's time. A service whose desired
-	// form is the same object (serviceMemo) did not change.
-	var gone, changed []string
-	for key := range prev.services {
-		if _, ok := next.services[key]; !ok {
-			gone = append(gone, key)
-		}
-	}
-	for key, want := range next.services {
-		if prev.services[key] != want {
-			changed = append(changed, key)
-		}
-	}
-	slices.Sort(gone)
-	slices.Sort(changed)
+	// Sorted for an order of changes that does not depend on map
+	// iteration; only the services that changed are there.
+	slices.SortFunc(changes, func(a, b serviceChange) int { return strings.Compare(a.key, b.key) })
 	// Services gone first: a service that moved (new VIP or port) frees
 	// nothing another one needs, but a deleted one takes its destinations
 	// with it in one call.
-	for _, key := range gone {
-		if err := d.o.IPVS.DelService(prev.services[key].svc); err != nil && !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.ESRCH) {
-			return d.ipvsErr("delete_service", key, err)
+	for _, c := range changes {
+		if c.now != nil {
+			continue
 		}
-		d.ipvsDone("delete_service", key, prev.services[key].name)
-		delete(d.owned, key)
+		if err := d.o.IPVS.DelService(c.was.svc); err != nil && !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.ESRCH) {
+			return d.ipvsErr("delete_service", c.key, err)
+		}
+		d.ipvsDone("delete_service", c.key, c.was.name)
+		delete(d.owned, c.key)
 		changedOwned = true
 	}
 	var added []string
-	for _, key := range changed {
-		want := next.services[key]
-		was, ok := prev.services[key]
-		if !ok {
-			if !d.owned[key] {
-				d.owned[key] = true
+	for _, c := range changes {
+		switch {
+		case c.now == nil:
+		case c.was == nil:
+			if !d.owned[c.key] {
+				d.owned[c.key] = true
 				changedOwned = true
 			}
-			added = append(added, key)
-			continue
-		}
-		if err := d.changeService(key, was, want); err != nil {
-			return err
+			added = append(added, c.key)
+		default:
+			if err := d.changeService(c.key, c.was, c.now); err != nil {
+				return err
+			}
 		}
 	}
-	if err := d.addServices(added, next); err != nil {
+	if err := d.addServices(added, &d.want); err != nil {
 		return err
 	}
-	if next.timeouts != prev.timeouts {
-		return d.syncTimeouts(next.timeouts)
+	if d.want.timeouts != d.appliedTimeouts {
+		if err := d.syncTimeouts(d.want.timeouts); err != nil {
+			return err
+		}
+		d.appliedTimeouts = d.want.timeouts
 	}
 	return nil
 }

@@ -81,45 +81,129 @@ const (
 	refuseLinkDown    addressRefusal = "link_down"
 )
 
-// desiredAddresses lists the addresses the leader holds for c: the VIP of
-// every active l2-mode service and the NAT router address, each once.
-func desiredAddresses(c *shoalv1.Config, defaultDev string) (map[string]addrRef, map[string]addressRefusal) {
-	want := map[string]addrRef{}
-	refused := map[string]addressRefusal{}
-	add := func(what string, a *shoalv1.Address) {
-		if a.GetAddress() == "" {
-			return
-		}
-		ip, err := netip.ParseAddr(a.GetAddress())
-		if err != nil {
-			refused[what+" "+a.GetAddress()] = refuseInvalid
-			return
-		}
-		ip = ip.Unmap()
-		bits := int(a.GetPrefixLength())
-		if bits == 0 || bits > ip.BitLen() {
-			bits = ip.BitLen()
-		}
-		dev := a.GetInterface()
-		if dev == "" {
-			dev = defaultDev
-		}
-		if dev == "" {
-			refused[what+" "+ip.String()] = refuseNoInterface
-			return
-		}
-		r := addrRef{dev: dev, prefix: netip.PrefixFrom(ip, bits), label: a.GetLabel()}
-		want[r.key()] = r
+// addrTable is the addresses the leader holds for a configuration, cfg:
+// the VIP of every active l2-mode service and the NAT router address, each
+// once (want, by addrRef.key), and the configured ones it cannot raise
+// (refused). It is kept from one configuration to the next and brought up
+// to date by update, which costs the services that changed: at 10,000
+// services making it again was an O(services) part of every change on the
+// leader, and of every renewal.
+type addrTable struct {
+	cfg     *shoalv1.Config
+	want    map[string]addrRef
+	refused map[string]addressRefusal
+	// users counts the services (and the NAT router) that want each
+	// address; of is each service's own, by pointer.
+	users map[string]int
+	of    map[*shoalv1.VirtualService]serviceAddr
+	// mixed is set when two users of one address want it differently (a
+	// label): only the whole table, in config order, then says which.
+	mixed bool
+}
+
+// serviceAddr is what one service adds to an addrTable: an address (key
+// set), a refusal (what set), or nothing.
+type serviceAddr struct {
+	key  string
+	ref  addrRef
+	what string
+	why  addressRefusal
+}
+
+// addressOf is what a (the service's VIP or the NAT router address,
+// named by what) adds to the addresses the leader holds.
+func addressOf(what string, a *shoalv1.Address, defaultDev string) serviceAddr {
+	if a.GetAddress() == "" {
+		return serviceAddr{}
 	}
-	for _, vs := range c.GetServices() {
-		// A bgp-mode VIP is held on lo by every router (dataplane/bgp),
-		// not by the leader on its interface.
-		if isActive(vs.Active) && config.ServiceAnnounce(c, vs) != config.AnnounceBGP {
-			add("service "+vs.GetName(), vs.GetVip())
+	ip, err := netip.ParseAddr(a.GetAddress())
+	if err != nil {
+		return serviceAddr{what: what + " " + a.GetAddress(), why: refuseInvalid}
+	}
+	ip = ip.Unmap()
+	bits := int(a.GetPrefixLength())
+	if bits == 0 || bits > ip.BitLen() {
+		bits = ip.BitLen()
+	}
+	dev := a.GetInterface()
+	if dev == "" {
+		dev = defaultDev
+	}
+	if dev == "" {
+		return serviceAddr{what: what + " " + ip.String(), why: refuseNoInterface}
+	}
+	r := addrRef{dev: dev, prefix: netip.PrefixFrom(ip, bits), label: a.GetLabel()}
+	return serviceAddr{key: r.key(), ref: r}
+}
+
+// serviceAddress is what vs adds to the addresses the leader holds for c.
+func serviceAddress(c *shoalv1.Config, vs *shoalv1.VirtualService, defaultDev string) serviceAddr {
+	// A bgp-mode VIP is held on lo by every router (dataplane/bgp),
+	// not by the leader on its interface.
+	if !isActive(vs.Active) || config.ServiceAnnounce(c, vs) == config.AnnounceBGP {
+		return serviceAddr{}
+	}
+	return addressOf("service "+vs.GetName(), vs.GetVip(), defaultDev)
+}
+
+// add counts a in (sign 1) or out (-1).
+func (t *addrTable) add(a serviceAddr, sign int) {
+	switch {
+	case a.key != "":
+		t.users[a.key] += sign
+		switch {
+		case t.users[a.key] == 0:
+			delete(t.users, a.key)
+			delete(t.want, a.key)
+		case sign > 0:
+			if had, ok := t.want[a.key]; ok && had != a.ref {
+				t.mixed = true
+			}
+			t.want[a.key] = a.ref // the last in config order, as a whole table has it
+		}
+	case a.what != "":
+		if sign > 0 {
+			t.refused[a.what] = a.why
+		} else {
+			delete(t.refused, a.what)
 		}
 	}
-	add("nat_router", c.GetGlobal().GetNatRouter())
-	return want, refused
+}
+
+// update makes t the addresses the leader holds for c. c is compared with
+// the configuration t was made from by pointer, service by service, as
+// desiredState.update does; a change of the global settings (the NAT
+// router, the announcement mode) makes it again whole.
+func (t *addrTable) update(c *shoalv1.Config, defaultDev string) {
+	if c == t.cfg {
+		return
+	}
+	if t.cfg == nil || t.mixed || c.GetGlobal() != t.cfg.GetGlobal() {
+		*t = addrTable{cfg: c, want: map[string]addrRef{}, refused: map[string]addressRefusal{},
+			users: map[string]int{}, of: make(map[*shoalv1.VirtualService]serviceAddr, len(c.GetServices()))}
+		for _, vs := range c.GetServices() {
+			a := serviceAddress(c, vs, defaultDev)
+			t.of[vs] = a
+			t.add(a, 1)
+		}
+		t.add(addressOf("nat_router", c.GetGlobal().GetNatRouter(), defaultDev), 1)
+		return
+	}
+	gone, came := changedServices(t.cfg.GetServices(), c.GetServices())
+	for _, vs := range gone {
+		t.add(t.of[vs], -1)
+		delete(t.of, vs)
+	}
+	for _, vs := range came {
+		a := serviceAddress(c, vs, defaultDev)
+		t.of[vs] = a
+		t.add(a, 1)
+	}
+	t.cfg = c
+	if t.mixed {
+		t.cfg = nil // which of them wins is the whole table's to say
+		t.update(c, defaultDev)
+	}
 }
 
 // wanted is what this node must hold now: the config's addresses while it
@@ -133,7 +217,10 @@ func (d *Dataplane) wanted() (leader bool, cfg *shoalv1.Config, want map[string]
 	if !leader {
 		return leader, cfg, want, nil
 	}
-	want, refused = desiredAddresses(cfg, d.o.DefaultInterface)
+	// Called with addrMu held, which guards addrs. want and refused are
+	// addrs' own: not to be modified.
+	d.addrs.update(cfg, d.o.DefaultInterface)
+	want, refused = d.addrs.want, d.addrs.refused
 	if d.o.Links != nil {
 		if down := d.o.Links.Down(); len(down) > 0 {
 			// A node cut off from a monitored network must not attract
@@ -312,11 +399,15 @@ func (d *Dataplane) raiseLocked(now time.Time, want map[string]addrRef, reason s
 		}
 	}
 	wall := time.Now() // the announcements' clock
-	for _, k := range slices.Sorted(maps.Keys(want)) {
-		r := want[k]
-		if _, ok := d.held[k]; ok {
-			continue
+	var raise []string // sorted, but only those not held: not every VIP on every change
+	for k := range want {
+		if _, ok := d.held[k]; !ok {
+			raise = append(raise, k)
 		}
+	}
+	slices.Sort(raise)
+	for _, k := range raise {
+		r := want[k]
 		why := reason
 		if l, ok := d.lost[k]; ok {
 			if now.Before(l.notBefore) {

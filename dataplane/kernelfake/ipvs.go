@@ -98,9 +98,10 @@ func (f *IPVS) Ops() []string {
 	return out
 }
 
-// Reads returns how many listings (GetServices, GetDestinations) were
-// made since the last call, and forgets them: on a real kernel each is a
-// netlink dump, whose cost grows with the table.
+// Reads returns how many listings (GetServices, GetDestinations) and
+// reads of one service (GetService) were made since the last call, and
+// forgets them: on a real kernel each is a netlink round trip, and a
+// listing's cost grows with what it lists.
 func (f *IPVS) Reads() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -213,6 +214,24 @@ func (f *IPVS) GetServices() ([]*ipvs.Service, error) {
 		out = append(out, &c)
 	}
 	return out, nil
+}
+
+// GetService reads the service with s's key, or fails with ESRCH as the
+// kernel does; it counts as a read.
+func (f *IPVS) GetService(s *ipvs.Service) (*ipvs.Service, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reads++
+	if err := f.failing("GetService"); err != nil {
+		return nil, err
+	}
+	svc, ok := f.services[ServiceKey(s)]
+	if !ok {
+		return nil, syscall.ESRCH
+	}
+	c := svc.svc
+	c.Address = append(net.IP(nil), svc.svc.Address...)
+	return &c, nil
 }
 
 func (f *IPVS) GetDestinations(s *ipvs.Service) ([]*ipvs.Destination, error) {

@@ -485,7 +485,7 @@ func commitRecord(st *shoalv1.State, old, c *shoalv1.Config, changes []*shoalv1.
 	c.Serial = old.GetSerial() + 1
 	next := derive(st)
 	next.Config = c
-	next.History = appendHistoryIn(b, st.GetHistory(), rec, c, cmd, changes)
+	next.History = appendHistory(b, st.GetHistory(), rec, c, cmd, changes)
 	return &Result{State: next, Changes: changes}
 }
 

@@ -60,15 +60,10 @@ func undoRecord(old, c *shoalv1.Config) *shoalv1.HistoryRecord {
 
 // appendHistory completes rec (undoRecord) into the record of the change
 // that made c, with who asked for it (the command's audit), and drops the
-// oldest records beyond the limits.
-func appendHistory(h []*shoalv1.HistoryRecord, rec *shoalv1.HistoryRecord, c *shoalv1.Config, cmd *shoalv1.Command, changes []*shoalv1.Change) []*shoalv1.HistoryRecord {
-	return appendHistoryIn(nil, h, rec, c, cmd, changes)
-}
-
-// appendHistoryIn is appendHistory for a write applied in batch b (nil:
-// alone), whose writes share one copy of the history as they do the list
-// of services (batch).
-func appendHistoryIn(b *batch, h []*shoalv1.HistoryRecord, rec *shoalv1.HistoryRecord, c *shoalv1.Config, cmd *shoalv1.Command, changes []*shoalv1.Change) []*shoalv1.HistoryRecord {
+// oldest records beyond the limits. The writes of batch b (nil: a write
+// alone) share one copy of the history, as they do the list of services
+// (batch).
+func appendHistory(b *batch, h []*shoalv1.HistoryRecord, rec *shoalv1.HistoryRecord, c *shoalv1.Config, cmd *shoalv1.Command, changes []*shoalv1.Change) []*shoalv1.HistoryRecord {
 	a := cmd.GetAudit()
 	method := a.GetMethod()
 	if method == "" {
@@ -93,17 +88,7 @@ func appendHistoryIn(b *batch, h []*shoalv1.HistoryRecord, rec *shoalv1.HistoryR
 	rec.UndoBytes = uint64(proto.Size(rec))
 
 	if b == nil {
-		keep, total := 0, rec.UndoBytes
-		for i := len(h) - 1; i >= 0 && keep < HistoryLimit-1; i-- {
-			if total+h[i].GetUndoBytes() > HistoryBytes {
-				break
-			}
-			total += h[i].GetUndoBytes()
-			keep++
-		}
-		out := make([]*shoalv1.HistoryRecord, 0, keep+1)
-		out = append(out, h[len(h)-keep:]...)
-		return append(out, rec)
+		b = &batch{} // owns nothing: the history is copied
 	}
 	if !b.ownsHistory(h) {
 		b.history = append(make([]*shoalv1.HistoryRecord, 0, len(h)+batchRoom), h...)
@@ -112,8 +97,8 @@ func appendHistoryIn(b *batch, h []*shoalv1.HistoryRecord, rec *shoalv1.HistoryR
 			b.historyBytes += r.GetUndoBytes()
 		}
 	}
-	// The longest run of newest records that keeps within the limits, as
-	// above: the oldest go first.
+	// The longest run of newest records that keeps within the limits:
+	// the oldest go first.
 	hist, total := b.history, b.historyBytes+rec.UndoBytes
 	drop := 0
 	for drop < len(hist) && (len(hist)-drop > HistoryLimit-1 || total > HistoryBytes) {

@@ -98,8 +98,8 @@ func (f *FSM) waitApplied(ctx context.Context, index uint64) error {
 //
 // Apply never waits for a subscriber: one whose buffer is full is dropped and
 // its channel closed. A closed channel therefore means "you missed events":
-// resubscribe and read State() to catch up. The buffer holds at least
-// minEvents.
+// resubscribe and read State() to catch up. The buffer holds buf events,
+// and never fewer than minEvents (0: minEvents).
 func (f *FSM) Subscribe(buf int) (<-chan Event, func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -48,7 +48,7 @@ func (c configService) Watch(req *shoalv1.WatchRequest, stream grpc.ServerStream
 	ctx := stream.Context()
 	// Subscribe before reading the state, so nothing falls between the
 	// initial message and the first event.
-	events, cancel := c.node.FSM().Subscribe(64)
+	events, cancel := c.node.FSM().Subscribe(0)
 	defer cancel()
 	last := c.node.FSM().State().GetConfig()
 	sent := last.GetSerial()

@@ -340,7 +340,7 @@ func (s *Server) waitApplied(ctx context.Context, index, serial uint64) (*shoalv
 // waitSerial waits until the local FSM's config serial reaches serial.
 func (s *Server) waitSerial(ctx context.Context, serial uint64) (*shoalv1.State, error) {
 	fsm := s.node.FSM()
-	events, cancel := fsm.Subscribe(16)
+	events, cancel := fsm.Subscribe(0)
 	defer cancel()
 	// The event channel wakes us promptly; the ticker covers an event
 	// dropped for a slow subscriber.

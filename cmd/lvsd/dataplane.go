@@ -168,7 +168,7 @@ func (w *dataplaneWiring) finishHooks() {
 // dataplane (every node, leader or not).
 func (w *dataplaneWiring) followConfig(ctx context.Context, node *raftfsm.Node) {
 	for ctx.Err() == nil {
-		events, cancel := node.FSM().Subscribe(64)
+		events, cancel := node.FSM().Subscribe(0)
 		// Subscribe first, then read the state: nothing falls in between.
 		w.setConfig(node)
 		for open := true; open; {

@@ -42,18 +42,25 @@ func scaleState(tb testing.TB, n int) *shoalv1.State {
 	return res.State
 }
 
+// scaleWeightCmd is the i-th write of the scale benchmarks: a weight of one real
+// server of st's table, spread over the services.
+func scaleWeightCmd(st *shoalv1.State, id string, i int) *shoalv1.Command {
+	s := st.Config.Services[i*7919%len(st.Config.Services)]
+	return &shoalv1.Command{RequestId: fmt.Sprintf("%s%d", id, i), Audit: &shoalv1.Audit{Time: timestamppb.Now()},
+		Op: &shoalv1.Command_UpdateRealServer{UpdateRealServer: &shoalv1.UpdateRealServerRequest{
+			Service:    s.Name,
+			RealServer: &shoalv1.RealServer{Address: s.RealServers[i%10].Address, Weight: proto.Uint32(uint32(i%1000 + 1))},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"weight"}},
+		}}}
+}
+
 // BenchmarkApplyAtScale is the pure Apply of one command against a table
 // of 10,000 services × 10 real servers: what every node pays per write.
 func BenchmarkApplyAtScale(b *testing.B) {
 	st := scaleState(b, 10000)
 	b.Run("update_real_server", func(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
-			cmd := &shoalv1.Command{RequestId: fmt.Sprintf("r%d", i), Audit: &shoalv1.Audit{Time: timestamppb.Now()},
-				Op: &shoalv1.Command_UpdateRealServer{UpdateRealServer: &shoalv1.UpdateRealServerRequest{
-					Service:    fmt.Sprintf("svc-%05d", i*7919%10000),
-					RealServer: &shoalv1.RealServer{Address: st.Config.Services[i*7919%10000].RealServers[i%10].Address, Weight: proto.Uint32(uint32(i%1000 + 1))},
-					UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"weight"}},
-				}}}
+			cmd := scaleWeightCmd(st, "r", i)
 			res, err := Apply(st, cmd)
 			if err != nil {
 				b.Fatal(err)
@@ -65,12 +72,7 @@ func BenchmarkApplyAtScale(b *testing.B) {
 	// proposed: Judge leaves out the state after it.
 	b.Run("judge_update_real_server", func(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
-			cmd := &shoalv1.Command{RequestId: fmt.Sprintf("j%d", i), Audit: &shoalv1.Audit{Time: timestamppb.Now()},
-				Op: &shoalv1.Command_UpdateRealServer{UpdateRealServer: &shoalv1.UpdateRealServerRequest{
-					Service:    fmt.Sprintf("svc-%05d", i*7919%10000),
-					RealServer: &shoalv1.RealServer{Address: st.Config.Services[i*7919%10000].RealServers[i%10].Address, Weight: proto.Uint32(uint32(i%1000 + 1))},
-					UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"weight"}},
-				}}}
+			cmd := scaleWeightCmd(st, "j", i)
 			if _, err := Judge(st, cmd); err != nil {
 				b.Fatal(err)
 			}
@@ -190,13 +192,7 @@ func BenchmarkApplyBatchAtScale(b *testing.B) {
 			logs := make([]*raft.Log, size)
 			index := uint64(0)
 			for i := 0; b.Loop(); i++ {
-				s := st.Config.Services[i*7919%10000]
-				data, err := proto.Marshal(&shoalv1.Command{RequestId: fmt.Sprintf("r%d", i), Audit: &shoalv1.Audit{Time: timestamppb.Now()},
-					Op: &shoalv1.Command_UpdateRealServer{UpdateRealServer: &shoalv1.UpdateRealServerRequest{
-						Service:    s.Name,
-						RealServer: &shoalv1.RealServer{Address: s.RealServers[i%10].Address, Weight: proto.Uint32(uint32(i%1000 + 1))},
-						UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"weight"}},
-					}}})
+				data, err := proto.Marshal(scaleWeightCmd(st, "r", i))
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -201,12 +201,12 @@ func (v *validator) normalServiceAddresses(i int, s *shoalv1.VirtualService) {
 	}
 	for _, rs := range s.GetRealServers() {
 		if why := serverProblem(rs.GetAddress()); why != "" {
-			v.add(path+".real_servers["+RealServerKey(s, rs)+"].address", "%s; IPVS forwards each connection to one server", why)
+			v.add(path+".real_servers["+RealServerKey(s, rs)+"].address", serverProblemFormat, why)
 		}
 	}
 	if rs := s.GetSorryServer(); rs != nil {
 		if why := serverProblem(rs.GetAddress()); why != "" {
-			v.add(path+".sorry_server.address", "%s; IPVS forwards each connection to one server", why)
+			v.add(path+".sorry_server.address", serverProblemFormat, why)
 		}
 	}
 	v.execProgram(path+".health_check", s.GetHealthCheck())
@@ -247,6 +247,9 @@ func (v *validator) raisedAddress(field, role string, a *shoalv1.Address) {
 		v.add(field+".interface", "required for the link-local address %s, which means something only on its own link", ip)
 	}
 }
+
+// serverProblemFormat words a serverProblem.
+const serverProblemFormat = "%s; IPVS forwards each connection to one server"
 
 // serverProblem says what is wrong with the address of a real or sorry
 // server, "" when nothing is (or it does not parse: Validate's to report).

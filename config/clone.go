@@ -37,7 +37,7 @@ func CloneService(s *shoalv1.VirtualService) *shoalv1.VirtualService {
 	if s.HealthCheck != nil {
 		c.HealthCheck = proto.Clone(s.HealthCheck).(*shoalv1.HealthCheck)
 	}
-	if s.RealServers != nil {
+	if len(s.RealServers) > 0 { // an empty list is unset, as proto.Clone leaves it
 		c.RealServers = make([]*shoalv1.RealServer, len(s.RealServers))
 		for i, rs := range s.RealServers {
 			c.RealServers[i] = cloneRealServer(rs)

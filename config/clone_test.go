@@ -24,7 +24,9 @@ func TestCloneServiceMatchesProtoClone(t *testing.T) {
 	for i := range 20000 {
 		s := &shoalv1.VirtualService{}
 		randomize(r, s.ProtoReflect(), 0)
-		switch r.IntN(10) {
+		switch r.IntN(11) {
+		case 10:
+			s.RealServers = []*shoalv1.RealServer{}
 		case 0:
 			s.RealServers = append(s.RealServers, nil)
 		case 1:
@@ -39,8 +41,11 @@ func TestCloneServiceMatchesProtoClone(t *testing.T) {
 		if !proto.Equal(before, got) {
 			t.Fatalf("case %d: CloneService differs from proto.Clone\n want %v\n got  %v", i, before, got)
 		}
-		// proto.Equal sees a nil element of a list as an empty one;
-		// proto.Clone makes it one.
+		// proto.Equal sees a nil element of a list as an empty one, and
+		// an empty list as an unset one; proto.Clone makes them so.
+		if (got.RealServers == nil) != (before.RealServers == nil) {
+			t.Fatalf("case %d: real servers %v, proto.Clone makes %v", i, got.RealServers, before.RealServers)
+		}
 		for k, rs := range got.RealServers {
 			if (rs == nil) != (before.RealServers[k] == nil) {
 				t.Fatalf("case %d: real server %d is %v, proto.Clone makes %v", i, k, rs, before.RealServers[k])

@@ -139,7 +139,7 @@ func (v *validator) bgp(c *shoalv1.Config) {
 		}
 	}
 	if g.Announce != "" {
-		v.oneOf("global.announce", g.Announce, AnnounceModes)
+		v.oneOf("global", ".announce", g.Announce, AnnounceModes)
 	}
 	// A VIP is held on lo by every router or on an interface by the
 	// leader, not both: two services that share it must share the mode.
@@ -209,7 +209,7 @@ func (v *validator) bgp(c *shoalv1.Config) {
 }
 
 func (v *validator) holdTime(field string, d *durationpb.Duration) {
-	v.duration(field, d)
+	v.duration(field, "", d)
 	if d.CheckValid() != nil {
 		return
 	}
@@ -227,7 +227,7 @@ func (v *validator) holdTime(field string, d *durationpb.Duration) {
 // the router (which may not be the one the next packet reaches).
 func (v *validator) serviceBGP(path string, c *shoalv1.Config, s *shoalv1.VirtualService) {
 	if s.Announce != "" {
-		v.oneOf(path+".announce", s.Announce, AnnounceModes)
+		v.oneOf(path, ".announce", s.Announce, AnnounceModes)
 	}
 	if ServiceAnnounce(c, s) != AnnounceBGP {
 		return

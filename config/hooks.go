@@ -66,7 +66,7 @@ func (v *validator) hooks(hs []*shoalv1.Hook, services []*shoalv1.VirtualService
 		seen := map[string]bool{}
 		for j, e := range h.Events {
 			f := fmt.Sprintf("%s.events[%d]", path, j)
-			v.oneOf(f, e, HookEvents)
+			v.oneOf(f, "", e, HookEvents)
 			if seen[e] {
 				v.add(f, "%q named twice", e)
 			}
@@ -74,7 +74,7 @@ func (v *validator) hooks(hs []*shoalv1.Hook, services []*shoalv1.VirtualService
 		}
 		v.program(path+".command", h.Command)
 		if h.Timeout != nil {
-			v.positive(path+".timeout", h.Timeout)
+			v.positive(path, ".timeout", h.Timeout)
 			if d := h.Timeout.AsDuration(); d > MaxHookTimeout {
 				v.add(path+".timeout", "%s is above %s", d, MaxHookTimeout)
 			}

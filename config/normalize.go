@@ -200,6 +200,15 @@ func normalizeAddress(a *shoalv1.Address) {
 func canonicalAddr(s string) string {
 	s = strings.TrimSpace(s)
 	if ip, err := netip.ParseAddr(s); err == nil {
+		// Every address of a normalised state is canonical already, and a
+		// write of one service normalises the service whole on every
+		// node: keep the string rather than allocate the same one again.
+		// AppendTo writes what String returns (for any address that
+		// parsed).
+		var b [64]byte
+		if string(ip.AppendTo(b[:0])) == s {
+			return s
+		}
 		return ip.String()
 	}
 	return s
@@ -227,7 +236,11 @@ func RealServerPort(s *shoalv1.VirtualService, rs *shoalv1.RealServer) uint32 {
 func RealServerKey(s *shoalv1.VirtualService, rs *shoalv1.RealServer) string {
 	port := RealServerPort(s, rs)
 	if ip, err := netip.ParseAddr(rs.GetAddress()); err == nil && port <= 65535 {
-		return netip.AddrPortFrom(ip, uint16(port)).String()
+		// String's text (AppendTo writes the same for any address that
+		// parsed) in one allocation instead of two: every node makes a
+		// key for each real server of a service it validates.
+		var b [64]byte
+		return string(netip.AddrPortFrom(ip, uint16(port)).AppendTo(b[:0]))
 	}
 	return rs.GetAddress() + ":" + strconv.FormatUint(uint64(port), 10)
 }

@@ -73,11 +73,11 @@ func (v *validator) global(g *shoalv1.Global) {
 	if g.NatRouter != nil {
 		v.address("global.nat_router", g.NatRouter, true)
 	}
-	v.duration("global.garp_interval", g.GarpInterval)
-	v.duration("global.garp_refresh", g.GarpRefresh)
-	v.duration("global.tcp_timeout", g.TcpTimeout)
-	v.duration("global.tcpfin_timeout", g.TcpfinTimeout)
-	v.duration("global.udp_timeout", g.UdpTimeout)
+	v.duration("global", ".garp_interval", g.GarpInterval)
+	v.duration("global", ".garp_refresh", g.GarpRefresh)
+	v.duration("global", ".tcp_timeout", g.TcpTimeout)
+	v.duration("global", ".tcpfin_timeout", g.TcpfinTimeout)
+	v.duration("global", ".udp_timeout", g.UdpTimeout)
 	for i, l := range g.MonitorLinks {
 		if reason := interfaceProblem(l); reason != "" {
 			v.add(fmt.Sprintf("global.monitor_links[%d]", i), "%s", reason)
@@ -135,7 +135,7 @@ func (v *validator) connectionSync(path string, cs *shoalv1.ConnectionSync) {
 		v.add(path+".sync_threshold", "%d must be below sync_period %d (or sync_period 0)", cs.GetSyncThreshold(), cs.GetSyncPeriod())
 	}
 	if d := cs.SyncRefreshPeriod; d != nil {
-		v.duration(path+".sync_refresh_period", d)
+		v.duration(path, ".sync_refresh_period", d)
 		if d.CheckValid() == nil && d.AsDuration() >= 0 {
 			switch dd := d.AsDuration(); {
 			case dd%time.Second != 0:
@@ -171,23 +171,27 @@ func (v *validator) address(field string, a *shoalv1.Address, required bool) (ne
 	return ip, true
 }
 
-func (v *validator) duration(field string, d *durationpb.Duration) {
+// duration, positive and oneOf take a field's path in two parts, path
+// and name, and join them only for a problem: a write of one service
+// validates the service whole on every node, and joining every field's
+// path up front was a third of what that validation allocated.
+func (v *validator) duration(path, name string, d *durationpb.Duration) {
 	if d == nil {
 		return
 	}
 	if err := d.CheckValid(); err != nil {
-		v.add(field, "%v", err)
+		v.add(path+name, "%v", err)
 	} else if d.AsDuration() < 0 {
-		v.add(field, "%s is negative", d.AsDuration())
+		v.add(path+name, "%s is negative", d.AsDuration())
 	}
 }
 
-func (v *validator) positive(field string, d *durationpb.Duration) {
+func (v *validator) positive(path, name string, d *durationpb.Duration) {
 	if d.CheckValid() == nil && d.AsDuration() <= 0 {
-		v.add(field, "must be positive, not %s", d.AsDuration())
+		v.add(path+name, "must be positive, not %s", d.AsDuration())
 		return
 	}
-	v.duration(field, d)
+	v.duration(path, name, d)
 }
 
 func (v *validator) services(ss []*shoalv1.VirtualService) {
@@ -250,9 +254,9 @@ func (v *validator) service(path string, s *shoalv1.VirtualService) (netip.Addr,
 	} else if s.Port < 1 || s.Port > 65535 {
 		v.add(path+".port", "%d is outside 1..65535", s.Port)
 	}
-	v.oneOf(path+".protocol", s.Protocol, Protocols)
-	v.oneOf(path+".scheduler", s.Scheduler, Schedulers)
-	v.oneOf(path+".forward", s.Forward, Forwards)
+	v.oneOf(path, ".protocol", s.Protocol, Protocols)
+	v.oneOf(path, ".scheduler", s.Scheduler, Schedulers)
+	v.oneOf(path, ".forward", s.Forward, Forwards)
 	bits := 128
 	if ok {
 		bits = vip.BitLen()
@@ -262,7 +266,7 @@ func (v *validator) service(path string, s *shoalv1.VirtualService) (netip.Addr,
 	}
 	v.check(path+".health_check", s.HealthCheck)
 
-	seen := map[string]bool{}
+	seen := make(map[string]bool, len(s.RealServers))
 	for i, rs := range s.RealServers {
 		if rs == nil {
 			v.add(fmt.Sprintf("%s.real_servers[%d]", path, i), "missing")
@@ -319,7 +323,7 @@ func (v *validator) realServer(path string, s *shoalv1.VirtualService, rs *shoal
 	}
 	fwd := s.Forward
 	if rs.Forward != "" {
-		v.oneOf(path+".forward", rs.Forward, Forwards)
+		v.oneOf(path, ".forward", rs.Forward, Forwards)
 		fwd = rs.Forward
 	}
 	// Direct routing and tunnelling deliver the packet unchanged, so the real
@@ -350,11 +354,11 @@ func (v *validator) realServerChecks(path string, rs *shoalv1.RealServer) {
 }
 
 func (v *validator) check(path string, h *shoalv1.HealthCheck) {
-	v.oneOf(path+".kind", h.Kind, CheckKinds)
-	v.positive(path+".interval", h.Interval)
-	v.positive(path+".timeout", h.Timeout)
-	v.duration(path+".reentry", h.Reentry)
-	v.duration(path+".down_after", h.DownAfter)
+	v.oneOf(path, ".kind", h.Kind, CheckKinds)
+	v.positive(path, ".interval", h.Interval)
+	v.positive(path, ".timeout", h.Timeout)
+	v.duration(path, ".reentry", h.Reentry)
+	v.duration(path, ".down_after", h.DownAfter)
 	if h.Rise < 1 {
 		v.add(path+".rise", "must be at least 1")
 	}
@@ -379,13 +383,13 @@ func (v *validator) check(path string, h *shoalv1.HealthCheck) {
 	}
 }
 
-func (v *validator) oneOf(field, value string, allowed []string) {
+func (v *validator) oneOf(path, name, value string, allowed []string) {
 	for _, a := range allowed {
 		if value == a {
 			return
 		}
 	}
-	v.add(field, "%q is not one of %s", value, strings.Join(allowed, " "))
+	v.add(path+name, "%q is not one of %s", value, strings.Join(allowed, " "))
 }
 
 // interfaceProblem applies the kernel's dev_valid_name rule.

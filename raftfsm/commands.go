@@ -549,7 +549,7 @@ func editService(c *shoalv1.Config, name string) (*shoalv1.VirtualService, error
 	if err != nil {
 		return nil, err
 	}
-	return proto.Clone(s).(*shoalv1.VirtualService), nil
+	return config.CloneService(s), nil
 }
 
 func createService(c *shoalv1.Config, req *shoalv1.CreateVirtualServiceRequest) (touched, error) {
@@ -567,7 +567,7 @@ func createService(c *shoalv1.Config, req *shoalv1.CreateVirtualServiceRequest) 
 	if _, _, err := findService(c, name); err == nil {
 		return touched{}, &Error{Kind: KindAlreadyExists, Reason: fmt.Sprintf("virtual service %q already exists", name)}
 	}
-	return touched{name: name, after: proto.Clone(s).(*shoalv1.VirtualService)}, nil
+	return touched{name: name, after: config.CloneService(s)}, nil
 }
 
 // maskPaths returns the fields an update sets: the mask's paths, or every

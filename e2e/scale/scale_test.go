@@ -494,6 +494,10 @@ func TestThroughput(t *testing.T) {
 		return d
 	}
 	cpu0, self0 := cpu(), cpuTime(t, os.Getpid())
+	sys0 := make([][2]int64, len(c.nodes))
+	for i, node := range c.nodes {
+		sys0[i] = syscalls(t, node.Proc.Pid())
+	}
 	var wg sync.WaitGroup
 	stop := time.Now().Add(dur)
 	errs := make(chan error, writers)
@@ -546,6 +550,10 @@ func TestThroughput(t *testing.T) {
 	// The writers share the host with the nodes: what they cost says how
 	// much of it was left for lvsd.
 	clientsCPU := cpuTime(t, os.Getpid()) - self0
+	sys1 := make([][2]int64, len(c.nodes))
+	for i, node := range c.nodes {
+		sys1[i] = syscalls(t, node.Proc.Pid())
+	}
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
@@ -562,6 +570,35 @@ func TestThroughput(t *testing.T) {
 	t.Logf("\n| services (real servers) | writers | writes/s | call p50 / p99 | call return → applied on all 3 nodes p50 / p99 | lvsd CPU per write, 3 nodes | the writers' CPU per write | answered Unavailable (retried) |\n|---|---|---|---|---|---|---|---|\n| %d (%d) | %d | %.0f | %s / %s | %s / %s | %.0f µs | %.0f µs | %d |",
 		n, n*realsPerService, writers, float64(len(calls))/elapsed.Seconds(), ms(pct(calls, 0.5)), ms(pct(calls, 0.99)),
 		ms(pct(applied, 0.5)), ms(pct(applied, 0.99)), perWrite(nodesCPU), perWrite(clientsCPU), retries.Load())
+	// Reads and writes a write costs each node: the leader's are mostly
+	// its API's and raft's sockets, a follower's raft's and its disk's.
+	var sysLine []string
+	for i, node := range c.nodes {
+		name := node.ID
+		if i == c.leader {
+			name += " (leader)"
+		}
+		per := func(k int) float64 { return float64(sys1[i][k]-sys0[i][k]) / float64(max(1, len(calls))) }
+		sysLine = append(sysLine, fmt.Sprintf("%s %.2f / %.2f", name, per(0), per(1)))
+	}
+	t.Logf("read / write system calls per write: %s", strings.Join(sysLine, ", "))
+}
+
+// syscalls is a process's read and write system calls so far, from /proc.
+func syscalls(t *testing.T, pid int) (rw [2]int64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "syscr: "); ok {
+			rw[0], _ = strconv.ParseInt(v, 10, 64)
+		}
+		if v, ok := strings.CutPrefix(l, "syscw: "); ok {
+			rw[1], _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return rw
 }
 
 func envInt(t *testing.T, name string, def int) int {

@@ -296,25 +296,8 @@ func TestScaleRealIPVS(t *testing.T) {
 	// What Run does every period: one part of the services, each read
 	// alone with its destinations, and a few others looked for, in
 	// slices between which a change may go.
-	var sweeps, slice []time.Duration
-	parts := int(d.sweepParts(&d.want))
-	for range max(parts, 3) {
-		c0, t0 := cpuTime(), time.Now()
-		if err := d.sweep(func() bool {
-			slice = append(slice, time.Since(t0))
-			t0 = time.Now()
-			return true
-		}); err != nil {
-			t.Fatal(err)
-		}
-		slice = append(slice, time.Since(t0))
-		sweeps = append(sweeps, cpuTime()-c0)
-	}
-	cpu := median(sweeps)
-	figure(t, "scale shoal idle resync, one part of %d (after, what Run does each period): %s CPU median, %s max of %d; at the %v period %.2f%% of a core; a change waits for at most one slice: %s median, %s max of %d",
-		parts, ms(cpu), ms(slices.Max(sweeps)), len(sweeps), DefaultResync, 100*cpu.Seconds()/DefaultResync.Seconds(),
-		ms(median(slice)), ms(slices.Max(slice)), len(slice))
-	resyncBreakdown(t, d, k)
+	periods(t, d, k, "")
+	calibrate(t)
 
 	// One weight change: as every change was applied before (a whole
 	// comparison), and as Run applies it now (the difference).
@@ -417,6 +400,54 @@ func TestScaleRealIPVS(t *testing.T) {
 	d.SetLeader(false)
 	figure(t, "scale shoal leader change: %d VIPs held and announced in %s (%s a VIP; a resync of the whole table ran alongside, %s); 1 VIP: %s",
 		vips, ms(lead), ms(lead/time.Duration(vips)), ms(resync), ms(small))
+
+	// The kernel finds a service in a hash of 256 chains keyed by the
+	// last octet of its address, its protocol and its port
+	// (ip_vs_svc_hashkey): every VIP of scaleConfig ends in .1, so its
+	// services share about 10 chains of 1,000, and each read of one, each
+	// listing of its destinations and each change walks one. The same
+	// periods again on a table of the same size whose VIPs' last octets
+	// differ, as addresses handed out in order do.
+	spread := scaleConfig(n)
+	for i, vs := range spread.Services {
+		v := i / 10
+		vs.Vip = addr(fmt.Sprintf("10.%d.%d.%d", 100+v/250, v%250, 1+v%250))
+	}
+	spread.Serial = c.Serial + 1
+	d.SetConfig(spread)
+	if err := d.reconcile(compareChange); err != nil {
+		t.Fatal(err)
+	}
+	countTable(t, k, n, dests)
+	periods(t, d, k, ", VIPs spread over the kernel's service hash")
+	emptyAll(t, d)
+}
+
+// periods times what Run does each period, a part's services each read
+// alone with their destinations and a few others looked for, in slices
+// between which a change may go, for as many periods as there are parts,
+// and prints where one of them spends its CPU.
+func periods(t *testing.T, d *Dataplane, k *KernelIPVS, what string) {
+	t.Helper()
+	var sweeps, slice []time.Duration
+	parts := int(d.sweepParts(&d.want))
+	for range max(parts, 3) {
+		c0, t0 := cpuTime(), time.Now()
+		if err := d.sweep(func() bool {
+			slice = append(slice, time.Since(t0))
+			t0 = time.Now()
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		slice = append(slice, time.Since(t0))
+		sweeps = append(sweeps, cpuTime()-c0)
+	}
+	cpu := median(sweeps)
+	figure(t, "scale shoal idle resync%s, one part of %d (after, what Run does each period): %s CPU median, %s max of %d; at the %v period %.2f%% of a core; a change waits for at most one slice: %s median, %s max of %d",
+		what, parts, ms(cpu), ms(slices.Max(sweeps)), len(sweeps), DefaultResync, 100*cpu.Seconds()/DefaultResync.Seconds(),
+		ms(median(slice)), ms(slices.Max(slice)), len(slice))
+	resyncBreakdown(t, d, k, what)
 }
 
 // emptyAll deletes every service d programmed, one call each, before the
@@ -518,7 +549,7 @@ func countTable(t *testing.T, k IPVS, services, dests int) {
 // CPU, in user space and in the kernel: the part's services read alone,
 // their destinations listed, and the period as Run does it, so that what
 // the emulated CPU costs can be scaled by calibrate's figures.
-func resyncBreakdown(t *testing.T, d *Dataplane, k *KernelIPVS) {
+func resyncBreakdown(t *testing.T, d *Dataplane, k *KernelIPVS, what string) {
 	t.Helper()
 	d.recMu.Lock()
 	part, _ := d.sweepKeys(&d.want)
@@ -541,9 +572,8 @@ func resyncBreakdown(t *testing.T, d *Dataplane, k *KernelIPVS) {
 		t.Fatal(err)
 	}
 	u1, s1 := cpuSplit()
-	figure(t, "scale shoal idle resync, where one period goes (%d services of the part): the services read alone %s user + %s system; their destinations listed %s + %s; the whole period %s + %s",
-		len(part), ms(su), ms(ss), ms(du), ms(dsys), ms(u1-u0), ms(s1-s0))
-	calibrate(t)
+	figure(t, "scale shoal idle resync%s, where one period goes (%d services of the part): the services read alone %s user + %s system; their destinations listed %s + %s; the whole period %s + %s",
+		what, len(part), ms(su), ms(ss), ms(du), ms(dsys), ms(u1-u0), ms(s1-s0))
 }
 
 // calibrate prints what two kinds of work cost this machine, to scale

@@ -34,7 +34,7 @@
 //     netlink call at any table size). The leader's addresses are kept the
 //     same way. Every Options.Resync the services of one part of the table
 //     are read one by one and compared with their destinations (a table of
-//     up to about 10,000 entries is one part; larger ones are compared part
+//     up to about 5,000 entries is one part; larger ones are compared part
 //     by part, each within as many periods as there are parts), a slice at
 //     a time so that a change waits for one slice; a few services of other
 //     parts are looked for, and one missing (a flush) makes every service

@@ -84,9 +84,11 @@ func (k *KernelIPVS) GetService(s *ipvs.Service) (*ipvs.Service, error) {
 		out   *ipvs.Service
 		arena []byte
 	)
-	// Not a dump: the kernel answers with the service, then (NLM_F_ACK)
-	// an acknowledgement that ends the answer as NLMSG_DONE ends a dump.
-	req := k.batch.request(ipvsCmdGetService, unix.NLM_F_ACK, s)
+	// Not a dump, and without NLM_F_ACK: the answer is the service alone
+	// (or the kernel's error), one read, where an acknowledgement after it
+	// would cost the kernel a second message and the resync a second read
+	// for each service it compares.
+	req := k.batch.request(ipvsCmdGetService, 0, s)
 	err := k.batch.dump(req, ipvsCmdAttrService, func(attrs []byte) error {
 		out = &ipvs.Service{}
 		return parseService(out, attrs, &arena)
@@ -175,13 +177,15 @@ func appendAttr(b []byte, typ uint16, payload []byte) []byte {
 }
 
 // dump sends req and hands each answer's top-level attribute of type want
-// (its nested attributes) to each, until the kernel says the dump is done
-// (or acknowledges a request that is not a dump).
-// The bytes passed to each are only valid during the call.
+// (its nested attributes) to each, until the kernel says the dump is done;
+// a request that is not a dump ends with its one answer, or the error the
+// kernel sends instead. The bytes passed to each are only valid during the
+// call.
 func (b *batchSocket) dump(req []byte, want uint16, each func(attrs []byte) error) error {
 	if b.buf == nil {
 		b.buf = make([]byte, dumpBufSize)
 	}
+	isDump := binary.NativeEndian.Uint16(req[6:])&unix.NLM_F_DUMP == unix.NLM_F_DUMP
 	fd := b.sock.GetFd()
 	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return err
@@ -225,14 +229,16 @@ func (b *batchSocket) dump(req []byte, want uint16, each func(attrs []byte) erro
 				}
 				return failed
 			}
-			if len(data) < unix.GENL_HDRLEN || failed != nil {
-				continue
+			if len(data) >= unix.GENL_HDRLEN && failed == nil {
+				forAttrs(data[unix.GENL_HDRLEN:], func(typ uint16, v []byte) {
+					if typ == want && failed == nil {
+						failed = each(v)
+					}
+				})
 			}
-			forAttrs(data[unix.GENL_HDRLEN:], func(typ uint16, v []byte) {
-				if typ == want && failed == nil {
-					failed = each(v)
-				}
-			})
+			if !isDump {
+				return failed
+			}
 		}
 	}
 }

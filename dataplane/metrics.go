@@ -16,7 +16,7 @@ var (
 	})
 	fullResyncTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_dataplane_full_resync_total",
-		Help: "Comparisons of the kernel's whole IPVS table with the desired one, by reason: periodic (every resync period: every service, and the destinations of one part of them on a table of more than about 10,000 entries), unknown_state (the first, or the one after a failed reconcile), change_failed (a change applied as a difference failed, e.g. an entry removed by hand). A change of config or health is otherwise applied as its difference alone.",
+		Help: "Comparisons of the kernel's whole IPVS table with the desired one, by reason: service_missing (a periodic resync found a service missing, e.g. after a flush; a period otherwise compares one part of a table of more than about 5,000 entries and looks for a few other services), periodic (a whole comparison asked for, Dataplane.Reconcile), unknown_state (the first, or the one after a failed reconcile), change_failed (a change applied as a difference failed, e.g. an entry removed by hand). A change of config or health is otherwise applied as its difference alone.",
 	}, []string{"reason"})
 	ipvsChangesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_dataplane_ipvs_changes_total",

@@ -121,10 +121,15 @@ func (d *Dataplane) renamed(changes []serviceChange) {
 // compared in parts, one each period, so that each costs about the same.
 // Reading a service and listing its destinations are a netlink round trip
 // and a dump (the kernel has no dump of every destination), so the cost
-// follows services and destinations both. Up to 10,000 entries (1,000
+// follows services and destinations both. Up to 5,000 entries (500
 // services of 9 real servers) the whole table is compared every period; at
-// 10,000 services × 10 in 11 parts, every one within 11 periods.
-const sweepEntries = 10000
+// 10,000 services × 10 in 22 parts, every one within 22 periods (under 4
+// minutes at 10 s). That is the trade: a period of 5,000 entries costs
+// about 0.3 ms of CPU per 100 entries on a 2-core host (docs/scale.md,
+// "The idle resync, round five"), so an idle 10,000-service table costs
+// well under 1% of a core, and an entry changed by hand waits longer; a
+// flush is still found at the next period (sweepSentinels).
+const sweepEntries = 5000
 
 // sweepSlice is how many services of a part sweepSlice compares at a
 // time, holding recMu: between two slices a change goes first, so that a

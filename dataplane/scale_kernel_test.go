@@ -17,6 +17,7 @@ import (
 	"github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/shoal-lb/shoal/dataplane/ipvssync"
@@ -150,9 +151,15 @@ func ipvsadmRules(c *shoalv1.Config) string {
 }
 
 func cpuTime() time.Duration {
+	u, s := cpuSplit()
+	return u + s
+}
+
+// cpuSplit is the process's CPU so far, in user space and in the kernel.
+func cpuSplit() (user, sys time.Duration) {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
 }
 
 // gcCPU is the runtime's estimate of the CPU its garbage collector has
@@ -289,24 +296,8 @@ func TestScaleRealIPVS(t *testing.T) {
 	// What Run does every period: one part of the services, each read
 	// alone with its destinations, and a few others looked for, in
 	// slices between which a change may go.
-	var sweeps, slice []time.Duration
-	parts := int(d.sweepParts(&d.want))
-	for range max(parts, 3) {
-		c0, t0 := cpuTime(), time.Now()
-		if err := d.sweep(func() bool {
-			slice = append(slice, time.Since(t0))
-			t0 = time.Now()
-			return true
-		}); err != nil {
-			t.Fatal(err)
-		}
-		slice = append(slice, time.Since(t0))
-		sweeps = append(sweeps, cpuTime()-c0)
-	}
-	cpu := median(sweeps)
-	figure(t, "scale shoal idle resync, one part of %d (after, what Run does each period): %s CPU median, %s max of %d; at the %v period %.2f%% of a core; a change waits for at most one slice: %s median, %s max of %d",
-		parts, ms(cpu), ms(slices.Max(sweeps)), len(sweeps), DefaultResync, 100*cpu.Seconds()/DefaultResync.Seconds(),
-		ms(median(slice)), ms(slices.Max(slice)), len(slice))
+	periods(t, d, k, "")
+	calibrate(t)
 
 	// One weight change: as every change was applied before (a whole
 	// comparison), and as Run applies it now (the difference).
@@ -409,6 +400,54 @@ func TestScaleRealIPVS(t *testing.T) {
 	d.SetLeader(false)
 	figure(t, "scale shoal leader change: %d VIPs held and announced in %s (%s a VIP; a resync of the whole table ran alongside, %s); 1 VIP: %s",
 		vips, ms(lead), ms(lead/time.Duration(vips)), ms(resync), ms(small))
+
+	// The kernel finds a service in a hash of 256 chains keyed by the
+	// last octet of its address, its protocol and its port
+	// (ip_vs_svc_hashkey): every VIP of scaleConfig ends in .1, so its
+	// services share about 10 chains of 1,000, and each read of one, each
+	// listing of its destinations and each change walks one. The same
+	// periods again on a table of the same size whose VIPs' last octets
+	// differ, as addresses handed out in order do.
+	spread := scaleConfig(n)
+	for i, vs := range spread.Services {
+		v := i / 10
+		vs.Vip = addr(fmt.Sprintf("10.%d.%d.%d", 100+v/250, v%250, 1+v%250))
+	}
+	spread.Serial = c.Serial + 1
+	d.SetConfig(spread)
+	if err := d.reconcile(compareChange); err != nil {
+		t.Fatal(err)
+	}
+	countTable(t, k, n, dests)
+	periods(t, d, k, ", VIPs spread over the kernel's service hash")
+	emptyAll(t, d)
+}
+
+// periods times what Run does each period, a part's services each read
+// alone with their destinations and a few others looked for, in slices
+// between which a change may go, for as many periods as there are parts,
+// and prints where one of them spends its CPU.
+func periods(t *testing.T, d *Dataplane, k *KernelIPVS, what string) {
+	t.Helper()
+	var sweeps, slice []time.Duration
+	parts := int(d.sweepParts(&d.want))
+	for range max(parts, 3) {
+		c0, t0 := cpuTime(), time.Now()
+		if err := d.sweep(func() bool {
+			slice = append(slice, time.Since(t0))
+			t0 = time.Now()
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		slice = append(slice, time.Since(t0))
+		sweeps = append(sweeps, cpuTime()-c0)
+	}
+	cpu := median(sweeps)
+	figure(t, "scale shoal idle resync%s, one part of %d (after, what Run does each period): %s CPU median, %s max of %d; at the %v period %.2f%% of a core; a change waits for at most one slice: %s median, %s max of %d",
+		what, parts, ms(cpu), ms(slices.Max(sweeps)), len(sweeps), DefaultResync, 100*cpu.Seconds()/DefaultResync.Seconds(),
+		ms(median(slice)), ms(slices.Max(slice)), len(slice))
+	resyncBreakdown(t, d, k, what)
 }
 
 // emptyAll deletes every service d programmed, one call each, before the
@@ -504,4 +543,111 @@ func countTable(t *testing.T, k IPVS, services, dests int) {
 	if len(svcs) != services || nd != dests {
 		t.Fatalf("kernel holds %d services, %d destinations; want %d, %d", len(svcs), nd, services, dests)
 	}
+}
+
+// resyncBreakdown prints where one period of the idle resync spends its
+// CPU, in user space and in the kernel: the part's services read alone,
+// their destinations listed, and the period as Run does it, so that what
+// the emulated CPU costs can be scaled by calibrate's figures.
+func resyncBreakdown(t *testing.T, d *Dataplane, k *KernelIPVS, what string) {
+	t.Helper()
+	d.recMu.Lock()
+	part, _ := d.sweepKeys(&d.want)
+	d.recMu.Unlock()
+	d.sweeps-- // the next period is the one this one looked at
+	phase := func(each func(*ipvs.Service) error) (user, sys time.Duration) {
+		u0, s0 := cpuSplit()
+		for _, key := range part {
+			if err := each(d.want.services[key].svc); err != nil {
+				t.Fatal(err)
+			}
+		}
+		u1, s1 := cpuSplit()
+		return u1 - u0, s1 - s0
+	}
+	su, ss := phase(func(s *ipvs.Service) error { _, err := k.GetService(s); return err })
+	du, dsys := phase(func(s *ipvs.Service) error { _, err := k.GetDestinations(s); return err })
+	u0, s0 := cpuSplit()
+	if err := d.sweep(nil); err != nil {
+		t.Fatal(err)
+	}
+	u1, s1 := cpuSplit()
+	figure(t, "scale shoal idle resync%s, where one period goes (%d services of the part): the services read alone %s user + %s system; their destinations listed %s + %s; the whole period %s + %s",
+		what, len(part), ms(su), ms(ss), ms(du), ms(dsys), ms(u1-u0), ms(s1-s0))
+}
+
+// calibrate prints what two kinds of work cost this machine, to scale
+// figures of the VM lab (emulated, no KVM) to the host's CPU: the Go side
+// of an idle resync against the in-memory kernel (user space only), and a
+// generic netlink round trip (CTRL_CMD_GETFAMILY, answered by every
+// kernel, as IPVS's commands are: a request written, a message read).
+// TestScaleCalibration prints the same on the host.
+func calibrate(t *testing.T) {
+	t.Helper()
+	const n = 1000
+	d, err := New(Options{Mode: ModeIPVS, Logger: slog.New(slog.DiscardHandler), IPVS: kernelfake.NewIPVS(),
+		Addresses: kernelfake.NewAddresses(), Announcer: &kernelfake.Announcer{}, Links: kernelfake.NewLinks()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.SetConfig(scaleConfig(n))
+	if err := d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	var goCPU []time.Duration
+	for range 5 {
+		u0, s0 := cpuSplit()
+		d.recMu.Lock()
+		d.todo, d.sentinels = d.sweepKeys(&d.want)
+		d.recMu.Unlock()
+		if err := d.sweep(nil); err != nil {
+			t.Fatal(err)
+		}
+		u1, s1 := cpuSplit()
+		goCPU = append(goCPU, u1-u0+s1-s0)
+	}
+
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_GENERIC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	req := genlGetFamily("nlctrl")
+	buf := make([]byte, 8192)
+	const trips = 20000
+	u0, s0 := cpuSplit()
+	for range trips {
+		if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := unix.Recvfrom(fd, buf, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u1, s1 := cpuSplit()
+	figure(t, "scale calibration: the Go side of a resync of %d services against the in-memory kernel %s CPU (median of 5, %.1f µs a service); a generic netlink round trip %.1f µs CPU (%.1f user + %.1f system, %d trips)",
+		n, ms(median(goCPU)), float64(median(goCPU).Nanoseconds())/1e3/n,
+		float64((u1-u0+s1-s0).Nanoseconds())/1e3/trips, float64((u1-u0).Nanoseconds())/1e3/trips, float64((s1-s0).Nanoseconds())/1e3/trips, trips)
+}
+
+// genlGetFamily is a CTRL_CMD_GETFAMILY request for the family name.
+func genlGetFamily(name string) []byte {
+	r := binary.NativeEndian.AppendUint32(nil, 0)
+	r = binary.NativeEndian.AppendUint16(r, unix.GENL_ID_CTRL)
+	r = binary.NativeEndian.AppendUint16(r, unix.NLM_F_REQUEST)
+	r = binary.NativeEndian.AppendUint32(r, 1)
+	r = binary.NativeEndian.AppendUint32(r, 0)
+	r = append(r, unix.CTRL_CMD_GETFAMILY, 1, 0, 0)
+	r = appendAttr(r, unix.CTRL_ATTR_FAMILY_NAME, append([]byte(name), 0))
+	binary.NativeEndian.PutUint32(r, uint32(len(r)))
+	return r
+}
+
+// TestScaleCalibration prints calibrate's figures for this machine, to set
+// beside those TestScaleRealIPVS prints in the VM lab.
+func TestScaleCalibration(t *testing.T) {
+	if os.Getenv("SHOAL_SCALE_CALIBRATE") == "" {
+		t.Skip("set SHOAL_SCALE_CALIBRATE=1 to print this machine's calibration figures")
+	}
+	calibrate(t)
 }

@@ -217,7 +217,17 @@ func TestServiceEncoding(t *testing.T) {
 			t.Errorf("service %d, Add's service attribute:\n got %s\nwant %s", i, got, hexOf(c.add))
 		}
 	}
+	// The resync builds these two requests for every service it compares.
 	b := &batchSocket{family: 0x1c}
+	if n := testing.AllocsPerRun(100, func() {
+		for _, s := range keyServices {
+			b.request(ipvsCmdGetService, 0, s)
+			b.request(ipvsCmdGetDest, unix.NLM_F_DUMP, s)
+		}
+	}); n != 0 && !raceEnabled {
+		t.Errorf("building a service's listing requests allocates %.0f times", n)
+	}
+	b = &batchSocket{family: 0x1c}
 	want := "14000000 1c00 0103 01000000 00000000 04010000" // GetServices: no key
 	if got := fmt.Sprintf("%x", b.request(ipvsCmdGetService, unix.NLM_F_DUMP, nil)); got != hexOf(want) {
 		t.Errorf("GetServices request:\n got %s\nwant %s", got, hexOf(want))

@@ -167,16 +167,25 @@ func (b *batchSocket) add(entries []IPVSEntry, errs []error) error {
 
 func (b *batchSocket) close() { b.sock.Close() }
 
-func serviceAttr(s *ipvs.Service) *nl.RtAttr {
-	a := nl.NewRtAttr(ipvsCmdAttrService, nil)
-	a.AddRtAttr(ipvsSvcAttrAF, nl.Uint16Attr(s.AddressFamily))
+// appendServiceKey appends the attributes that name s to the kernel: its
+// family, then its fwmark or its protocol, address and port. It is the one
+// encoding of the key, for the listings' requests and for Add alike.
+func appendServiceKey(b []byte, s *ipvs.Service) []byte {
+	b = appendAttr(b, ipvsSvcAttrAF, binary.NativeEndian.AppendUint16(nil, s.AddressFamily))
 	if s.FWMark != 0 {
-		a.AddRtAttr(ipvsSvcAttrFWMark, nl.Uint32Attr(s.FWMark))
-	} else {
-		a.AddRtAttr(ipvsSvcAttrProtocol, nl.Uint16Attr(s.Protocol))
-		a.AddRtAttr(ipvsSvcAttrAddr, ipBytes(s.Address))
-		a.AddRtAttr(ipvsSvcAttrPort, binary.BigEndian.AppendUint16(nil, s.Port))
+		return appendAttr(b, ipvsSvcAttrFWMark, binary.NativeEndian.AppendUint32(nil, s.FWMark))
 	}
+	b = appendAttr(b, ipvsSvcAttrProtocol, binary.NativeEndian.AppendUint16(nil, s.Protocol))
+	b = appendAttr(b, ipvsSvcAttrAddr, ipBytes(s.Address))
+	return appendAttr(b, ipvsSvcAttrPort, binary.BigEndian.AppendUint16(nil, s.Port))
+}
+
+// serviceAttr is the whole service, for NEW_SERVICE and NEW_DEST. The key
+// goes in as the nest's own data: nl.RtAttr serializes its data before its
+// children, and the key's attributes are each padded to 4 bytes, so the
+// bytes are those of the key's attributes added as children.
+func serviceAttr(s *ipvs.Service) *nl.RtAttr {
+	a := nl.NewRtAttr(ipvsCmdAttrService, appendServiceKey(nil, s))
 	a.AddRtAttr(ipvsSvcAttrSchedName, nl.ZeroTerminated(s.SchedName))
 	if s.PEName != "" {
 		a.AddRtAttr(ipvsSvcAttrPEName, nl.ZeroTerminated(s.PEName))

@@ -150,14 +150,7 @@ func (b *batchSocket) request(cmd uint8, flags uint16, s *ipvs.Service) []byte {
 	if s != nil {
 		nest := len(r)
 		r = appendAttr(r, ipvsCmdAttrService, nil)
-		r = appendAttr(r, ipvsSvcAttrAF, binary.NativeEndian.AppendUint16(nil, s.AddressFamily))
-		if s.FWMark != 0 {
-			r = appendAttr(r, ipvsSvcAttrFWMark, binary.NativeEndian.AppendUint32(nil, s.FWMark))
-		} else {
-			r = appendAttr(r, ipvsSvcAttrProtocol, binary.NativeEndian.AppendUint16(nil, s.Protocol))
-			r = appendAttr(r, ipvsSvcAttrAddr, ipBytes(s.Address))
-			r = appendAttr(r, ipvsSvcAttrPort, binary.BigEndian.AppendUint16(nil, s.Port))
-		}
+		r = appendServiceKey(r, s)
 		binary.NativeEndian.PutUint16(r[nest:], uint16(len(r)-nest))
 	}
 	binary.NativeEndian.PutUint32(r, uint32(len(r)))

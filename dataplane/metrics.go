@@ -54,6 +54,10 @@ var (
 		Name: "shoal_sync_daemon_running",
 		Help: "IPVS connection-sync daemons in this node's kernel, by state (master, backup): 1 running, 0 not.",
 	}, []string{"state"})
+	resyncParts = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "shoal_dataplane_resync_parts",
+		Help: "How many resync periods the periodic comparison of the IPVS table with the desired one takes to go round it once: 1 up to about 5,000 services and real servers, more on a larger table. A service or destination changed by hand is repaired within this many periods (a flush at the next).",
+	})
 	syncDaemonChangesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_sync_daemon_changes_total",
 		Help: "Sync daemons started and stopped, by state (master, backup), action (start, stop), reason (leader, follower, repair, restart, shutdown) and result (ok, error).",
@@ -63,5 +67,5 @@ var (
 func init() {
 	prometheus.MustRegister(reconcileTotal, reconcileSeconds, fullResyncTotal, ipvsChangesTotal, realServers,
 		vipChangesTotal, vipExpiredTotal, vipRefusedTotal, garpSentTotal, linkUpGauge,
-		ipvsConnections, syncDaemonRunning, syncDaemonChangesTotal)
+		ipvsConnections, syncDaemonRunning, syncDaemonChangesTotal, resyncParts)
 }

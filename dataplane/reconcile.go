@@ -148,6 +148,7 @@ const sweepSentinels = 8
 // size stays in one band; and a few others, which are only looked for.
 func (d *Dataplane) sweepKeys(ds *desiredState) (part, sentinels []string) {
 	parts := d.sweepParts(ds)
+	resyncParts.Set(float64(parts))
 	this := uint32(d.sweeps % uint64(parts))
 	d.sweeps++
 	for key := range ds.services {

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/moby/ipvs"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/shoal-lb/shoal/dataplane/kernelfake"
@@ -677,6 +678,9 @@ func TestSweepComparesAPartEachPeriod(t *testing.T) {
 	}
 	if total != services {
 		t.Errorf("%d sweeps repaired %d services, want all %d", parts, total, services)
+	}
+	if got := testutil.ToFloat64(resyncParts); got != parts {
+		t.Errorf("shoal_dataplane_resync_parts %v, want %d", got, parts)
 	}
 	if n := len(r.ipvs.Ops()); n != services {
 		t.Errorf("%d sweeps made %d changes, want one a service (%d)", parts, n, services)

@@ -499,7 +499,7 @@ func (d *Dataplane) applyChanges(changes []serviceChange) error {
 		if c.now != nil {
 			continue
 		}
-		if err := d.o.IPVS.DelService(c.was.svc); err != nil && !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.ESRCH) {
+		if err := d.o.IPVS.DelService(c.was.svc); err != nil && !absent(err) {
 			return d.ipvsErr("delete_service", c.key, err)
 		}
 		d.ipvsDone("delete_service", c.key, c.was.name)

@@ -388,25 +388,27 @@ func (ds *desiredState) update(c *shoalv1.Config, h Health, sameHealth bool) ([]
 		return ds.rebuild(c, h, sameHealth)
 	}
 	goneVS, came := changedServices(ds.cfg.GetServices(), c.GetServices())
-	gone := make([]*serviceMemo, len(goneVS))
-	for i, vs := range goneVS {
-		gone[i] = ds.memo[vs]
-	}
 	if !sameHealth {
 		// Every service's verdicts are asked again below.
 		came = c.GetServices()
 	}
-	// The new parts, made before anything is changed: one that does not
-	// map, or takes another service's key, makes the whole table again
-	// (its errors in config order).
+	// The parts taken out, and the keys they free.
+	var gone []*serviceMemo
 	freed := map[string]bool{}
 	leaving := map[*serviceMemo]bool{}
-	for _, m := range gone {
+	leave := func(m *serviceMemo) {
+		gone = append(gone, m)
 		leaving[m] = true
 		if m.d != nil {
 			freed[m.key] = true
 		}
 	}
+	for _, vs := range goneVS {
+		leave(ds.memo[vs])
+	}
+	// The new parts, made before anything is changed: one that does not
+	// map, or takes another service's key, makes the whole table again
+	// (its errors in config order).
 	made := make([]*serviceMemo, 0, len(came))
 	taken := map[string]bool{}
 	for _, vs := range came {
@@ -418,11 +420,7 @@ func (ds *desiredState) update(c *shoalv1.Config, h Health, sameHealth bool) ([]
 			continue // the same verdicts: nothing changed
 		}
 		if m != nil && !leaving[m] {
-			gone = append(gone, m)
-			leaving[m] = true
-			if m.d != nil {
-				freed[m.key] = true
-			}
+			leave(m)
 		}
 		if len(nm.errs) > 0 {
 			return ds.rebuild(c, h, sameHealth)

@@ -343,15 +343,20 @@ func (w *oneWrite) on(st *shoalv1.State) *oneWrite {
 	return &oneWrite{st: st, old: old, before: w.before, after: w.after, name: w.name, changes: w.changes, cmd: w.cmd}
 }
 
+// commandOp is the field of cmd's op that is set, nil when none is.
+func commandOp(cmd *shoalv1.Command) protoreflect.FieldDescriptor {
+	m := cmd.ProtoReflect()
+	return m.WhichOneof(m.Descriptor().Oneofs().ByName("op"))
+}
+
 // expectedSerial is the expected_serial of a command's request, 0 when
 // it names none.
 func expectedSerial(cmd *shoalv1.Command) uint64 {
-	m := cmd.ProtoReflect()
-	op := m.WhichOneof(m.Descriptor().Oneofs().ByName("op"))
+	op := commandOp(cmd)
 	if op == nil || op.Message() == nil {
 		return 0
 	}
-	if r, ok := m.Get(op).Message().Interface().(interface{ GetExpectedSerial() uint64 }); ok {
+	if r, ok := cmd.ProtoReflect().Get(op).Message().Interface().(interface{ GetExpectedSerial() uint64 }); ok {
 		return r.GetExpectedSerial()
 	}
 	return 0

@@ -69,7 +69,7 @@ func appendHistory(b *batch, h []*shoalv1.HistoryRecord, rec *shoalv1.HistoryRec
 	if method == "" {
 		// A command proposed without an audit (tests, or a log written
 		// before audits existed) is named by its operation.
-		if f := cmd.ProtoReflect().WhichOneof(cmd.ProtoReflect().Descriptor().Oneofs().ByName("op")); f != nil {
+		if f := commandOp(cmd); f != nil {
 			method = string(f.Name())
 		}
 	}

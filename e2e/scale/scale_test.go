@@ -216,33 +216,44 @@ func (c *cluster) watch(t *testing.T) *watchAll {
 // at is when every node had reported serial or a later one.
 func (w *watchAll) at(serial uint64) (time.Time, bool) {
 	var last time.Time
-	for _, rs := range w.reports {
-		i, _ := slices.BinarySearchFunc(rs, serial, func(r report, s uint64) int { return cmp.Compare(r.serial, s) })
-		if i == len(rs) {
+	for node := range w.reports {
+		at, ok := w.nodeAt(node, serial)
+		if !ok {
 			return time.Time{}, false
 		}
-		if rs[i].at.After(last) {
-			last = rs[i].at
+		if at.After(last) {
+			last = at
 		}
 	}
 	return last, true
 }
 
-// reported says whether every node reports serial, or a later one, within
-// timeout.
-func (w *watchAll) reported(serial uint64, timeout time.Duration) bool {
+// nodeAt is when node reported serial or a later one.
+func (w *watchAll) nodeAt(node int, serial uint64) (time.Time, bool) {
+	rs := w.reports[node]
+	i, _ := slices.BinarySearchFunc(rs, serial, func(r report, s uint64) int { return cmp.Compare(r.serial, s) })
+	if i == len(rs) {
+		return time.Time{}, false
+	}
+	return rs[i].at, true
+}
+
+// wait returns when every node had reported serial, or a later one (ok),
+// when a stream failed otherwise (err), or after timeout (neither).
+func (w *watchAll) wait(serial uint64, timeout time.Duration) (at time.Time, ok bool, err error) {
 	deadline := time.After(timeout)
 	for {
 		w.mu.Lock()
-		_, ok := w.at(serial)
+		at, ok = w.at(serial)
+		err = w.err
 		w.mu.Unlock()
-		if ok {
-			return true
+		if ok || err != nil {
+			return at, ok, err
 		}
 		select {
 		case <-w.changed:
 		case <-deadline:
-			return false
+			return at, false, nil
 		}
 	}
 }
@@ -250,24 +261,14 @@ func (w *watchAll) reported(serial uint64, timeout time.Duration) bool {
 // on returns when all nodes had applied serial (or fails after timeout).
 func (w *watchAll) on(t *testing.T, serial uint64, timeout time.Duration) time.Time {
 	t.Helper()
-	deadline := time.After(timeout)
-	for {
-		w.mu.Lock()
-		at, ok := w.at(serial)
-		err := w.err
-		w.mu.Unlock()
-		if ok {
-			return at
-		}
-		if err != nil {
-			t.Fatalf("a watch stream failed before serial %d: %v", serial, err)
-		}
-		select {
-		case <-w.changed:
-		case <-deadline:
-			t.Fatalf("serial %d not applied on all nodes within %s", serial, timeout)
-		}
+	at, ok, err := w.wait(serial, timeout)
+	if err != nil {
+		t.Fatalf("a watch stream failed before serial %d: %v", serial, err)
 	}
+	if !ok {
+		t.Fatalf("serial %d not applied on all nodes within %s", serial, timeout)
+	}
+	return at
 }
 
 func (c *cluster) serial(t *testing.T, i int) uint64 {
@@ -497,7 +498,11 @@ func TestThroughput(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if w.reported(resp.GetSerial(), 100*time.Millisecond) {
+		_, ok, err := w.wait(resp.GetSerial(), 100*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
 			break
 		}
 	}
@@ -610,9 +615,9 @@ func TestThroughput(t *testing.T) {
 			at := w.on(t, r.serial, time.Minute)
 			applied = append(applied, max(0, at.Sub(r.returned)))
 			w.mu.Lock()
-			for i, reps := range w.reports {
-				j, _ := slices.BinarySearchFunc(reps, r.serial, func(x report, s uint64) int { return cmp.Compare(x.serial, s) })
-				perNode[i] = append(perNode[i], max(0, reps[j].at.Sub(r.returned)))
+			for i := range w.reports {
+				at, _ := w.nodeAt(i, r.serial) // every node has: on said so
+				perNode[i] = append(perNode[i], max(0, at.Sub(r.returned)))
 			}
 			w.mu.Unlock()
 		}

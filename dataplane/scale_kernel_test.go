@@ -585,7 +585,7 @@ func resyncBreakdown(t *testing.T, d *Dataplane, k *KernelIPVS, what string) {
 func calibrate(t *testing.T) {
 	t.Helper()
 	const n = 1000
-	d, err := New(Options{Mode: ModeIPVS, Logger: slog.New(slog.DiscardHandler), IPVS: kernelfake.NewIPVS(),
+	d, err := New(Options{Mode: ModeIPVS, Logger: quietLogger(), IPVS: kernelfake.NewIPVS(),
 		Addresses: kernelfake.NewAddresses(), Announcer: &kernelfake.Announcer{}, Links: kernelfake.NewLinks()})
 	if err != nil {
 		t.Fatal(err)

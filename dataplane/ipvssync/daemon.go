@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -196,7 +198,18 @@ func (h *Handle) StopDaemon(s State) error {
 	nest.AddRtAttr(daemonAttrState, nl.Uint32Attr(uint32(s)))
 	req := h.request(cmdDelDaemon, 0)
 	req.AddData(nest)
-	if err := h.exec(req, nil); err != nil {
+	start := time.Now()
+	err := h.exec(req, nil)
+	if errors.Is(err, unix.EAGAIN) {
+		// No answer within the socket's timeout: the kernel waits for the
+		// daemon's threads to exit, and may have stopped it all the same.
+		// Its list says; a stop that happened is not reported as failed.
+		if ds, lerr := h.Daemons(); lerr == nil && !slices.ContainsFunc(ds, func(d Daemon) bool { return d.State == s }) {
+			return nil
+		}
+		err = fmt.Errorf("no answer within %v: %w", time.Since(start).Round(time.Millisecond), err)
+	}
+	if err != nil {
 		return fmt.Errorf("stop %s sync daemon: %w", s, err)
 	}
 	return nil

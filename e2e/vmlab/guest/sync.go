@@ -107,8 +107,13 @@ func syncKernel(r *run) error {
 	if err := h.StartDaemon(ipvssync.Daemon{State: ipvssync.Backup, Interface: "nope0"}); err == nil {
 		return errors.New("a daemon on a missing interface started")
 	}
+	stop := time.Now()
 	if err := h.StopDaemon(ipvssync.Master); err != nil {
 		return err
+	}
+	if took := time.Since(stop); took > time.Second {
+		// Once a stop went unanswered for the socket's whole minute.
+		rep.info("sync-kernel", "stopping the master took %v", took.Round(time.Millisecond))
 	}
 	if err := h.StopDaemon(ipvssync.Master); !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("stopping a stopped master: %v, want ESRCH", err)

@@ -17,7 +17,8 @@ import (
 
 // NetlinkAddresses raises and drops addresses with rtnetlink.
 type NetlinkAddresses struct {
-	h *netlink.Handle
+	h   *netlink.Handle
+	ifs *ifaces
 }
 
 var _ Addresses = (*NetlinkAddresses)(nil)
@@ -33,18 +34,27 @@ func NewNetlinkAddressesAt(ns netns.NsHandle) (*NetlinkAddresses, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open rtnetlink: %w", err)
 	}
-	return &NetlinkAddresses{h: h}, nil
+	f, err := openIfaces(ns)
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
+	return &NetlinkAddresses{h: h, ifs: f}, nil
 }
 
-// Close releases the netlink socket.
-func (n *NetlinkAddresses) Close() error { n.h.Close(); return nil }
+// Close releases the netlink sockets.
+func (n *NetlinkAddresses) Close() error {
+	n.h.Close()
+	n.ifs.Close()
+	return nil
+}
 
 func (n *NetlinkAddresses) AddAddress(dev string, p netip.Prefix, label string, lifetime time.Duration) error {
-	link, err := n.h.LinkByName(dev)
+	idx, err := n.ifs.index(dev)
 	if err != nil {
 		return fmt.Errorf("add %s on %s: %w", p, dev, err)
 	}
-	a := &netlink.Addr{IPNet: prefixIPNet(p)}
+	a := &netlink.Addr{IPNet: prefixIPNet(p), LinkIndex: idx}
 	if label != "" && strings.HasPrefix(label, dev) && len(label) <= 15 {
 		a.Label = label
 	}
@@ -63,7 +73,7 @@ func (n *NetlinkAddresses) AddAddress(dev string, p netip.Prefix, label string, 
 	// that is there, only sets the new lifetimes and restarts their clock:
 	// both IPv4 and IPv6 update it in place and report RTM_NEWADDR, never a
 	// RTM_DELADDR (TestKernelAddressRenewedInPlace).
-	if err := n.h.AddrReplace(link, a); err != nil {
+	if err := n.h.AddrReplace(nil, a); err != nil {
 		return fmt.Errorf("add %s on %s: %w", p, dev, err)
 	}
 	return nil
@@ -81,15 +91,14 @@ func lifetimeSeconds(d time.Duration) int {
 }
 
 func (n *NetlinkAddresses) RemoveAddress(dev string, p netip.Prefix) error {
-	link, err := n.h.LinkByName(dev)
+	idx, err := n.ifs.index(dev)
+	if errors.Is(err, syscall.ENODEV) {
+		return nil // the device, and so the address, is gone
+	}
 	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) {
-			return nil // the device, and so the address, is gone
-		}
 		return fmt.Errorf("remove %s from %s: %w", p, dev, err)
 	}
-	err = n.h.AddrDel(link, &netlink.Addr{IPNet: prefixIPNet(p)})
+	err = n.h.AddrDel(nil, &netlink.Addr{IPNet: prefixIPNet(p), LinkIndex: idx})
 	if err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) && !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("remove %s from %s: %w", p, dev, err)
 	}
@@ -97,11 +106,11 @@ func (n *NetlinkAddresses) RemoveAddress(dev string, p netip.Prefix) error {
 }
 
 func (n *NetlinkAddresses) ListAddresses(dev string) ([]netip.Prefix, error) {
-	link, err := n.h.LinkByName(dev)
+	idx, err := n.ifs.index(dev)
 	if err != nil {
 		return nil, fmt.Errorf("list addresses of %s: %w", dev, err)
 	}
-	as, err := n.h.AddrList(link, netlink.FAMILY_ALL)
+	as, err := n.h.AddrList(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: idx}}, netlink.FAMILY_ALL)
 	if err != nil {
 		return nil, fmt.Errorf("list addresses of %s: %w", dev, err)
 	}

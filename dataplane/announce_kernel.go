@@ -12,10 +12,8 @@ import (
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
 	"github.com/mdlayher/packet"
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/net/bpf"
-	"golang.org/x/sys/unix"
 )
 
 const (
@@ -39,8 +37,8 @@ var (
 // that a takeover must not spend. They carry a drop-everything filter, so they
 // never queue the traffic they could see.
 type NetAnnouncer struct {
-	ns netns.NsHandle
-	h  *netlink.Handle
+	ns  netns.NsHandle
+	ifs *ifaces
 
 	mu    sync.Mutex
 	conns map[connKey]*packet.Conn
@@ -55,11 +53,11 @@ func NewNetAnnouncer() (*NetAnnouncer, error) { return NewNetAnnouncerAt(netns.N
 
 // NewNetAnnouncerAt announces in network namespace ns (netns.None() = current).
 func NewNetAnnouncerAt(ns netns.NsHandle) (*NetAnnouncer, error) {
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	f, err := openIfaces(ns)
 	if err != nil {
-		return nil, fmt.Errorf("open rtnetlink: %w", err)
+		return nil, err
 	}
-	return &NetAnnouncer{ns: ns, h: h, conns: map[connKey]*packet.Conn{}}, nil
+	return &NetAnnouncer{ns: ns, ifs: f, conns: map[connKey]*packet.Conn{}}, nil
 }
 
 // Close releases the sockets.
@@ -70,20 +68,18 @@ func (a *NetAnnouncer) Close() error {
 		c.Close()
 		delete(a.conns, k)
 	}
-	a.h.Close()
+	a.ifs.Close()
 	return nil
 }
 
 // Announce sends one announcement of addr on dev.
 func (a *NetAnnouncer) Announce(dev string, addr netip.Addr) error {
-	link, err := a.h.LinkByName(dev)
+	// Looked up for every announcement: a bond may change its address.
+	idx, mac, err := a.ifs.ethernet(dev)
 	if err != nil {
 		return fmt.Errorf("announce %s on %s: %w", addr, dev, err)
 	}
-	ifi := &net.Interface{Index: link.Attrs().Index, Name: dev, HardwareAddr: link.Attrs().HardwareAddr}
-	if len(ifi.HardwareAddr) != 6 {
-		return fmt.Errorf("announce %s on %s: no Ethernet address", addr, dev)
-	}
+	ifi := &net.Interface{Index: idx, Name: dev, HardwareAddr: mac}
 	var frame []byte
 	var proto int
 	if addr.Unmap().Is4() {

@@ -336,7 +336,10 @@ func newVethNS(t *testing.T) *vethNS {
 	ch := make(chan netlink.AddrUpdate, 1024)
 	done := make(chan struct{})
 	var closing atomic.Bool
+	// A buffer for every event of TestKernelAddressRenewedInPlace's
+	// back-to-back renewals, which outpace this reader.
 	if err := netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{Namespace: &v.ns,
+		ReceiveBufferSize: 4 << 20, ReceiveBufferForceSize: true,
 		ErrorCallback: func(err error) {
 			if !closing.Load() {
 				t.Errorf("address events: %v", err)

@@ -2,8 +2,16 @@ package dataplane
 
 import (
 	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // TestKernelIfaces: the ioctl lookups agree with netlink's, see a rename at
@@ -51,5 +59,99 @@ func TestKernelIfaces(t *testing.T) {
 	}
 	if _, err := f.index("eth0"); !errors.Is(err, syscall.ENODEV) {
 		t.Errorf("the old name: %v, want ENODEV", err)
+	}
+}
+
+// TestKernelAddAddressesAsAddrReplace: the batch of AddAddresses leaves
+// the kernel with the addresses netlink's own AddrReplace leaves (label,
+// broadcast, flags, lifetimes) in a twin namespace, more than a write's
+// worth of them, and answers a missing device and a refused address
+// each with an error of its own, the others raised.
+func TestKernelAddAddressesAsAddrReplace(t *testing.T) {
+	a, b := newVethNS(t), newVethNS(t)
+	p6 := netip.MustParsePrefix("2001:db8::10/64")
+	a.skipWithoutIPv6(t, p6)
+	adds := []AddressAdd{
+		{Dev: "eth0", Prefix: netip.MustParsePrefix("192.0.2.10/24"), Label: "eth0:1", Lifetime: 5 * time.Second},
+		{Dev: "eth0", Prefix: netip.MustParsePrefix("198.51.100.1/32")},
+		{Dev: "eth0", Prefix: netip.MustParsePrefix("198.51.100.2/30"), Label: "other:1"}, // not eth0's: no label
+		{Dev: "eth0", Prefix: p6, Lifetime: 3 * time.Second},
+		{Dev: "nope0", Prefix: netip.MustParsePrefix("203.0.113.1/32")},
+		{Dev: "peer0", Prefix: netip.MustParsePrefix("203.0.113.2/32"), Lifetime: 2 * time.Second},
+	}
+	for i := range 2 * maxBatch {
+		adds = append(adds, AddressAdd{Dev: "eth0", Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 7, 0, byte(i)}), 32)})
+	}
+	na, err := NewNetlinkAddressesAt(a.ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer na.Close()
+	errs := na.AddAddresses(adds)
+	for i, err := range errs {
+		if (err != nil) != (adds[i].Dev == "nope0") {
+			t.Errorf("%s on %s: %v", adds[i].Prefix, adds[i].Dev, err)
+		}
+	}
+	if !errors.Is(errs[4], syscall.ENODEV) {
+		t.Errorf("a missing device: %v, want ENODEV", errs[4])
+	}
+	// A refused address fails alone: IPv6 with a prefix length of 129.
+	bad := []AddressAdd{adds[0], {Dev: "eth0", Prefix: netip.PrefixFrom(netip.MustParseAddr("2001:db8::99"), 129)}, adds[1]}
+	if errs := na.AddAddresses(bad); errs[0] != nil || errs[1] == nil || errs[2] != nil {
+		t.Errorf("with a refused address: %v", errs)
+	}
+
+	// The twin, as the dataplane did it before, with netlink.AddrReplace.
+	for _, ad := range adds {
+		if ad.Dev == "nope0" {
+			continue
+		}
+		link, err := b.h.LinkByName(ad.Dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := &netlink.Addr{IPNet: prefixIPNet(ad.Prefix)}
+		if ad.Label != "" && strings.HasPrefix(ad.Label, ad.Dev) {
+			x.Label = ad.Label
+		}
+		if ad.Prefix.Addr().Is6() {
+			x.Flags = unix.IFA_F_NODAD
+		}
+		x.ValidLft = lifetimeSeconds(ad.Lifetime)
+		x.PreferedLft = x.ValidLft
+		if err := b.h.AddrReplace(link, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	show := func(v *vethNS) []string {
+		var out []string
+		for _, dev := range []string{"eth0", "peer0"} {
+			link, err := v.h.LinkByName(dev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			as, err := v.h.AddrList(link, netlink.FAMILY_ALL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, x := range as {
+				if x.IP.IsLinkLocalUnicast() {
+					continue
+				}
+				// Lifetimes count down: whole seconds, one apart at most.
+				out = append(out, fmt.Sprintf("%s %s label=%q brd=%v flags=%#x scope=%d lft=%d/%d",
+					dev, x.IPNet, x.Label, x.Broadcast, x.Flags, x.Scope, (x.ValidLft+1)/2, (x.PreferedLft+1)/2))
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	got, want := show(a), show(b)
+	if !slices.Equal(got, want) {
+		t.Errorf("AddAddresses left\n%s\nAddrReplace\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if len(got) < len(adds)-1 {
+		t.Errorf("%d addresses in the kernel, want %d", len(got), len(adds)-1)
 	}
 }

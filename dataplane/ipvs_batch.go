@@ -2,10 +2,8 @@ package dataplane
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
-	"syscall"
 
 	"github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
@@ -63,14 +61,6 @@ const (
 	ipvsDestAttrLThresh   = 6
 )
 
-// addBatch is how many commands go in one write to the kernel. The kernel
-// runs the commands of one write one after the other and queues one answer
-// (an acknowledgement of about 36 bytes, but a socket buffer's worth of
-// accounting, near 1 KiB) for each on the socket until it is read: 64 stay
-// well inside the default receive buffer (net.core.rmem_default, 208 KiB).
-// Losing an answer to a full buffer would leave Add waiting for it.
-const addBatch = 64
-
 // batchSocket is the generic netlink socket of Add and of the listings
 // (ipvs_dump.go), apart from moby/ipvs's own so that their sequence numbers
 // never meet.
@@ -98,14 +88,14 @@ func openBatchSocket() (*batchSocket, error) {
 	return &batchSocket{sock: sock, family: fam.ID}, nil
 }
 
-// Add implements IPVSAdder: up to addBatch commands per write, then their
-// answers, matched by sequence number.
+// Add implements IPVSAdder: up to maxBatch commands per write, then their
+// answers, matched by sequence number (sendBatch).
 func (k *KernelIPVS) Add(entries []IPVSEntry) []error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	errs := make([]error, len(entries))
-	for start := 0; start < len(entries); start += addBatch {
-		end := min(start+addBatch, len(entries))
+	for start := 0; start < len(entries); start += maxBatch {
+		end := min(start+maxBatch, len(entries))
 		if err := k.batch.add(entries[start:end], errs[start:end]); err != nil {
 			// The answers of this write are lost with the socket's
 			// state: say so for every entry not yet answered, and stop.
@@ -138,29 +128,8 @@ func (b *batchSocket) add(entries []IPVSEntry, errs []error) error {
 		}
 		buf = append(buf, req.Serialize()...)
 	}
-	if err := unix.Sendto(b.sock.GetFd(), buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return fmt.Errorf("send %d IPVS commands: %w", len(entries), err)
-	}
-	answered := make([]bool, len(entries))
-	for left := len(entries); left > 0; {
-		msgs, _, err := b.sock.Receive()
-		if err != nil {
-			if errors.Is(err, unix.EAGAIN) {
-				err = fmt.Errorf("no answer within %v", nl.SocketTimeoutTv)
-			}
-			return fmt.Errorf("answers to %d IPVS commands, %d missing: %w", len(entries), left, err)
-		}
-		for _, m := range msgs {
-			i := m.Header.Seq - first // wraps past the top like the numbers
-			if m.Header.Type != unix.NLMSG_ERROR || i >= uint32(len(entries)) || answered[i] || len(m.Data) < 4 {
-				continue // not an answer to this write
-			}
-			answered[i] = true
-			left--
-			if errno := int32(binary.NativeEndian.Uint32(m.Data[:4])); errno != 0 {
-				errs[i] = syscall.Errno(-errno)
-			}
-		}
+	if err := sendBatch(b.sock, first, buf, errs); err != nil {
+		return fmt.Errorf("IPVS: %w", err)
 	}
 	return nil
 }

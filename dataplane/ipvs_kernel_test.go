@@ -532,7 +532,7 @@ func TestKernelIPVSAddInBatches(t *testing.T) {
 	existing := d.want.services["tcp/192.0.2.1:80"].svc
 	ghost, fresh := svc("192.0.2.99"), svc("192.0.2.100")
 	entries := []IPVSEntry{{Service: existing}, {Service: ghost, Dest: dst("10.0.0.1")}, {Service: fresh}}
-	for i := range 2 * addBatch {
+	for i := range 2 * maxBatch {
 		entries = append(entries, IPVSEntry{Service: fresh, Dest: dst(fmt.Sprintf("10.1.%d.%d", i/250, i%250+1))})
 	}
 	errs := k.Add(entries)
@@ -545,7 +545,7 @@ func TestKernelIPVSAddInBatches(t *testing.T) {
 		}
 	}
 	ds, err := k.GetDestinations(fresh)
-	if err != nil || len(ds) != 2*addBatch {
-		t.Errorf("the new service has %d destinations (%v), want %d", len(ds), err, 2*addBatch)
+	if err != nil || len(ds) != 2*maxBatch {
+		t.Errorf("the new service has %d destinations (%v), want %d", len(ds), err, 2*maxBatch)
 	}
 }

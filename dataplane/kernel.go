@@ -46,6 +46,24 @@ type Addresses interface {
 	ListAddresses(dev string) ([]netip.Prefix, error)
 }
 
+// AddressAdder is Addresses that can raise or renew many addresses in one
+// round trip to the kernel: a takeover raises every VIP, and the leader
+// renews every VIP every second. *NetlinkAddresses implements it; the
+// Dataplane calls AddAddress one by one on an Addresses that does not.
+type AddressAdder interface {
+	// AddAddresses is AddAddress for each, one error each (nil where it
+	// worked).
+	AddAddresses(adds []AddressAdd) []error
+}
+
+// AddressAdd is one address for AddressAdder, AddAddress's arguments.
+type AddressAdd struct {
+	Dev      string
+	Prefix   netip.Prefix
+	Label    string
+	Lifetime time.Duration
+}
+
 // Announcer tells the neighbours of dev that addr now lives at dev's hardware
 // address: one gratuitous ARP for IPv4, one unsolicited neighbour
 // advertisement with the override flag for IPv6.

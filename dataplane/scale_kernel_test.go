@@ -263,7 +263,7 @@ func TestScaleRealIPVS(t *testing.T) {
 	}
 	fromEmpty := time.Since(t0)
 	countTable(t, k, n, dests)
-	figure(t, "scale shoal from empty, batches of %d (after): %d services, %d destinations in %s", addBatch, n, dests, ms(fromEmpty))
+	figure(t, "scale shoal from empty, batches of %d (after): %d services, %d destinations in %s", maxBatch, n, dests, ms(fromEmpty))
 
 	// The whole comparison with nothing to change, wall time and CPU: the
 	// table listed through moby/ipvs as before, then by KernelIPVS's own

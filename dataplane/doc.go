@@ -43,7 +43,10 @@
 //     behind shoal's back (ipvsadm by hand: within the parts' periods; a
 //     flush: at the next period). KernelIPVS lists with a dump of its own,
 //     one buffer for all. Many entries to add go in batches (IPVSAdder), not
-//     one round trip each.
+//     one round trip each, and so do the addresses a takeover raises and
+//     the leader renews (AddressAdder); each VIP is announced as soon as
+//     its batch is up, and every node, follower too, keeps its table of
+//     addresses current, so that a takeover starts raising at once.
 //   - Entries shoal did not create are left alone unless they collide with a
 //     configured service, which is then taken over. What shoal created is kept
 //     in a state file so a restart still knows.

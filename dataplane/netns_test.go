@@ -363,6 +363,20 @@ func newVethNS(t *testing.T) *vethNS {
 	return v
 }
 
+// kernelAddrs is what the kernel lists on dev.
+func (v *vethNS) kernelAddrs(t *testing.T, dev string) []netlink.Addr {
+	t.Helper()
+	link, err := v.h.LinkByName(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as, err := v.h.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return as
+}
+
 // seen returns the events of p so far: how many RTM_NEWADDR, and the time of
 // every RTM_DELADDR.
 func (v *vethNS) seen(p netip.Prefix) (added int, deleted []time.Time) {
@@ -453,15 +467,7 @@ func TestKernelAddressRenewedInPlace(t *testing.T) {
 			}
 			kernelAddr := func() netlink.Addr {
 				t.Helper()
-				link, err := v.h.LinkByName("eth0")
-				if err != nil {
-					t.Fatal(err)
-				}
-				as, err := v.h.AddrList(link, netlink.FAMILY_ALL)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, x := range as {
+				for _, x := range v.kernelAddrs(t, "eth0") {
 					if x.IPNet.String() == prefixIPNet(p).String() {
 						return x
 					}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"slices"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/shoal-lb/shoal/e2e/harness"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 	"google.golang.org/protobuf/proto"
 )
@@ -21,22 +21,12 @@ import (
 // lanTiming is a LAN profile: one-second elections, half-second lease.
 var lanTiming = Timing{Heartbeat: time.Second, Election: time.Second, LeaderLease: 500 * time.Millisecond, Commit: 50 * time.Millisecond}
 
-// freeAddr reserves a loopback port long enough to learn its number.
-func freeAddr(tb testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // tcpCluster starts three real nodes on loopback TCP with boltdb stores, as
 // lvsd runs them, and commits the web service.
 func tcpCluster(b *testing.B) []*Node {
 	var boot []raft.Server
 	for i := 1; i <= 3; i++ {
-		boot = append(boot, raft.Server{ID: raft.ServerID(fmt.Sprintf("n%d", i)), Address: raft.ServerAddress(freeAddr(b))})
+		boot = append(boot, raft.Server{ID: raft.ServerID(fmt.Sprintf("n%d", i)), Address: raft.ServerAddress(harness.FreeAddr(b))})
 	}
 	var nodes []*Node
 	for _, s := range boot {

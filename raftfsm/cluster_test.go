@@ -174,16 +174,23 @@ func mustApply(t *testing.T, n *Node, cmd *shoalv1.Command) *Result {
 	return res
 }
 
-// write commits cmd through whichever of ids leads, riding out leadership
-// changes, and returns the serial that includes it. When leadership was lost
-// mid-commit the entry may have committed anyway, so a retry that finds it
-// already there counts as success.
+// write commits cmd through whichever of ids leads (commitOnLeader).
 func (c *cluster) write(cmd *shoalv1.Command, ids ...string) uint64 {
 	c.t.Helper()
+	return commitOnLeader(c.t, func() *Node { return c.leader(ids...) }, cmd)
+}
+
+// commitOnLeader commits cmd through the node leader finds, riding out leadership
+// changes (a new cluster's first leader may lose its term to a rival
+// candidate's), and returns the serial that includes it. When leadership
+// was lost mid-commit the entry may have committed anyway, so a retry that
+// finds it already there counts as success.
+func commitOnLeader(t *testing.T, leader func() *Node, cmd *shoalv1.Command) uint64 {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	retried := false
 	for {
-		l := c.leader(ids...)
+		l := leader()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		res, err := l.Apply(ctx, cmd)
 		cancel()
@@ -194,9 +201,9 @@ func (c *cluster) write(cmd *shoalv1.Command, ids ...string) uint64 {
 		case retried && errors.As(err, &e) && e.Kind == KindAlreadyExists:
 			return l.FSM().State().Config.Serial
 		case time.Now().After(deadline) || !(errors.Is(err, ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost)):
-			c.t.Fatalf("apply on %s: %v", l.id, err)
+			t.Fatalf("apply on %s: %v", l.id, err)
 		}
-		c.t.Logf("retrying after %v", err)
+		t.Logf("retrying after %v", err)
 		retried = true
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shoal-lb/shoal/e2e/harness"
 	"github.com/shoal-lb/shoal/pki"
 )
 
@@ -180,8 +181,8 @@ func TestClusterIDKeepsClustersApart(t *testing.T) {
 				}
 			}
 			ga, gb := newNetGroup(t, ca), newNetGroup(t, ca)
-			bootA := servers("n1", freeTCPAddr(t), "n2", freeTCPAddr(t), "n3", freeTCPAddr(t))
-			bootB := servers("n1", freeTCPAddr(t))
+			bootA := servers("n1", harness.FreeAddr(t), "n2", harness.FreeAddr(t), "n3", harness.FreeAddr(t))
+			bootB := servers("n1", harness.FreeAddr(t))
 			var a []*Node
 			for _, s := range bootA {
 				a = append(a, ga.mustOpen(Options{ID: string(s.ID), RaftAddr: string(s.Address), Bootstrap: bootA}))
@@ -191,8 +192,8 @@ func TestClusterIDKeepsClustersApart(t *testing.T) {
 			if idA == "" || idA != ClusterIDFor(bootA) || idB != ClusterIDFor(bootB) || idA == idB {
 				t.Fatalf("cluster IDs %q and %q", idA, idB)
 			}
+			commitOnLeader(t, func() *Node { return leaderOf(t, a...) }, createWeb())
 			la := leaderOf(t, a...)
-			mustApply(t, la, createWeb())
 			leaderOf(t, b)
 			mustApply(t, b, createWeb())
 			mustApply(t, b, addRS("10.0.0.7"))
@@ -228,7 +229,7 @@ func TestClusterIDKeepsClustersApart(t *testing.T) {
 			if err := la.Raft().RemoveServer("n9", 0, 5*time.Second).Error(); err != nil {
 				t.Fatalf("remove B's node from A: %v", err)
 			}
-			mustApply(t, leaderOf(t, a...), addRS("10.0.0.3"))
+			commitOnLeader(t, func() *Node { return leaderOf(t, a...) }, addRS("10.0.0.3"))
 			if st := b.Status(); st.Term != termB || st.Role != "leader" || !proto.Equal(b.FSM().State(), stateB) {
 				t.Errorf("B's node changed: %+v", st)
 			}
@@ -292,25 +293,24 @@ func targetAddr(boot []raft.Server, n *Node) string {
 // the new cluster elects among the members it can reach.
 func TestClusterIDOldNodeAtNewBootstrapAddress(t *testing.T) {
 	oldG, newG := newNetGroup(t, nil), newNetGroup(t, nil)
-	shared := freeTCPAddr(t)
+	shared := harness.FreeAddr(t)
 	old := oldG.mustOpen(Options{ID: "n1", RaftAddr: shared, Bootstrap: servers("n1", shared)})
 	leaderOf(t, old)
 	mustApply(t, old, createWeb())
 	mustApply(t, old, addRS("10.0.0.7"))
 	oldState, oldTerm := old.FSM().State(), old.Status().Term
 
-	boot := servers("n1", shared, "n2", freeTCPAddr(t), "n3", freeTCPAddr(t))
+	boot := servers("n1", shared, "n2", harness.FreeAddr(t), "n3", harness.FreeAddr(t))
 	// The new n1 cannot listen where the old node does.
 	if _, err := newG.open(Options{ID: "n1", RaftAddr: shared, Bootstrap: boot}); err == nil {
 		t.Fatal("a second node opened on the old node's address")
 	}
 	n2 := newG.mustOpen(Options{ID: "n2", RaftAddr: string(boot[1].Address), Bootstrap: boot})
 	n3 := newG.mustOpen(Options{ID: "n3", RaftAddr: string(boot[2].Address), Bootstrap: boot})
-	l := leaderOf(t, n2, n3)
-	res := mustApply(t, l, createWeb())
-	if res.State.GetConfig().GetSerial() != 1 {
-		t.Fatalf("the new cluster's first write has serial %d", res.State.GetConfig().GetSerial())
+	if serial := commitOnLeader(t, func() *Node { return leaderOf(t, n2, n3) }, createWeb()); serial != 1 {
+		t.Fatalf("the new cluster's first write has serial %d", serial)
 	}
+	l := leaderOf(t, n2, n3)
 	eventually(t, 10*time.Second, "the new leader to be refused by the old node", func() bool {
 		return strings.Contains(newG.logs(), "cluster ID mismatch: peer n1 at "+shared) &&
 			strings.Contains(oldG.logs(), "refused a Raft connection from a node of another cluster")
@@ -338,7 +338,7 @@ func TestClusterIDOldNodeAtNewBootstrapAddress(t *testing.T) {
 func TestClusterIDInDataDir(t *testing.T) {
 	g := newNetGroup(t, nil)
 	dir := t.TempDir()
-	addr := freeTCPAddr(t)
+	addr := harness.FreeAddr(t)
 	boot := servers("solo", addr)
 	want := ClusterIDFor(boot)
 	start := func(o Options) (*Node, error) {
@@ -407,14 +407,14 @@ func TestClusterIDInDataDir(t *testing.T) {
 	// A joiner without state takes the ID it is given; one that is given
 	// none knows none, and refuses every Raft connection.
 	fresh := t.TempDir()
-	j, err := g.open(Options{ID: "j", RaftAddr: freeTCPAddr(t), DataDir: fresh, ClusterID: want})
+	j, err := g.open(Options{ID: "j", RaftAddr: harness.FreeAddr(t), DataDir: fresh, ClusterID: want})
 	if err != nil || j.ClusterID() != want {
 		t.Fatalf("a joiner: %v %q", err, j.ClusterID())
 	}
 	if got, _ := ReadClusterID(fresh); got != want {
 		t.Errorf("the joiner stored %q", got)
 	}
-	blankAddr := freeTCPAddr(t)
+	blankAddr := harness.FreeAddr(t)
 	blank, err := g.open(Options{ID: "blank", RaftAddr: blankAddr, DataDir: t.TempDir()})
 	if err != nil || blank.ClusterID() != "" {
 		t.Fatalf("a node without an ID: %v %q", err, blank.ClusterID())
@@ -436,13 +436,13 @@ func TestClusterIDInDataDir(t *testing.T) {
 // peer of its configuration it reaches, and keeps it.
 func TestClusterIDLearnedFromPeers(t *testing.T) {
 	g := newNetGroup(t, nil)
-	boot := servers("n1", freeTCPAddr(t), "n2", freeTCPAddr(t), "n3", freeTCPAddr(t))
+	boot := servers("n1", harness.FreeAddr(t), "n2", harness.FreeAddr(t), "n3", harness.FreeAddr(t))
 	dirs := map[string]string{"n1": t.TempDir(), "n2": t.TempDir(), "n3": t.TempDir()}
 	var nodes []*Node
 	for _, s := range boot {
 		nodes = append(nodes, g.mustOpen(Options{ID: string(s.ID), RaftAddr: string(s.Address), DataDir: dirs[string(s.ID)], Bootstrap: boot}))
 	}
-	mustApply(t, leaderOf(t, nodes...), createWeb())
+	commitOnLeader(t, func() *Node { return leaderOf(t, nodes...) }, createWeb())
 	eventually(t, 5*time.Second, "n3 to apply", func() bool { return nodes[2].FSM().State().GetConfig().GetSerial() == 1 })
 	for _, n := range nodes {
 		if err := n.Shutdown(); err != nil {
@@ -466,16 +466,16 @@ func TestClusterIDLearnedFromPeers(t *testing.T) {
 	if got, _ := ReadClusterID(dirs["n3"]); got != want {
 		t.Errorf("n3 stored %q, want %s", got, want)
 	}
-	res := mustApply(t, leaderOf(t, nodes...), addRS("10.0.0.2"))
+	serial := commitOnLeader(t, func() *Node { return leaderOf(t, nodes...) }, addRS("10.0.0.2"))
 	eventually(t, 10*time.Second, "n3 to apply the write", func() bool {
-		return n3.FSM().State().GetConfig().GetSerial() == res.State.GetConfig().GetSerial()
+		return n3.FSM().State().GetConfig().GetSerial() == serial
 	})
 }
 
 // TestHelloSilentClient: a connection that sends nothing holds up no other.
 func TestHelloSilentClient(t *testing.T) {
 	g := newNetGroup(t, nil)
-	addr := freeTCPAddr(t)
+	addr := harness.FreeAddr(t)
 	n := g.mustOpen(Options{ID: "solo", RaftAddr: addr, Bootstrap: servers("solo", addr)})
 	silent, err := net.Dial("tcp", addr)
 	if err != nil {

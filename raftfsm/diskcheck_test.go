@@ -18,6 +18,7 @@ import (
 	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shoal-lb/shoal/e2e/harness"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
 
@@ -30,7 +31,7 @@ type diskNode struct {
 }
 
 func newDiskNode(t *testing.T, dir string) *diskNode {
-	return &diskNode{t: t, g: newNetGroup(t, nil), dir: dir, addr: freeTCPAddr(t)}
+	return &diskNode{t: t, g: newNetGroup(t, nil), dir: dir, addr: harness.FreeAddr(t)}
 }
 
 func (d *diskNode) open() (*Node, error) {
@@ -277,7 +278,7 @@ func TestDiskFull(t *testing.T) {
 
 	// A start on the full disk, in a new data dir: a clear error.
 	g2 := newNetGroup(t, nil)
-	_, err := g2.open(Options{ID: "other", RaftAddr: freeTCPAddr(t), DataDir: filepath.Join(mnt, "other"), Bootstrap: servers("other", "127.0.0.1:1")})
+	_, err := g2.open(Options{ID: "other", RaftAddr: harness.FreeAddr(t), DataDir: filepath.Join(mnt, "other"), Bootstrap: servers("other", "127.0.0.1:1")})
 	if err == nil || !IsDiskFull(err) || !strings.Contains(err.Error(), filepath.Join(mnt, "other")) {
 		t.Errorf("open on a full disk: %v, want no space left on device naming the data dir", err)
 	} else {

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shoal-lb/shoal/e2e/harness"
 	"github.com/shoal-lb/shoal/pki"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 )
@@ -75,16 +76,6 @@ func transportTLS(s *pki.Store) *TransportTLS {
 	return &TransportTLS{Server: s.RaftServerConfig(), Join: s.JoinServerConfig(), Client: s.NodeClientConfig(pki.ALPNRaft)}
 }
 
-func freeTCPAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func newTLSCluster(t *testing.T, n int) *tlsCluster {
 	ca, err := pki.NewCA(time.Now())
 	if err != nil {
@@ -95,7 +86,7 @@ func newTLSCluster(t *testing.T, n int) *tlsCluster {
 	for i := 1; i <= n; i++ {
 		id := fmt.Sprintf("n%d", i)
 		c.ids = append(c.ids, id)
-		c.addrs[id] = freeTCPAddr(t)
+		c.addrs[id] = harness.FreeAddr(t)
 		boot = append(boot, raft.Server{ID: raft.ServerID(id), Address: raft.ServerAddress(c.addrs[id]), Suffrage: raft.Voter})
 	}
 	t.Cleanup(func() {
@@ -397,7 +388,7 @@ func TestTLSTransportNoJoin(t *testing.T) {
 	s := nodeStore(t, ca, "solo", ca.Cert)
 	conf := transportTLS(s)
 	conf.Join = nil
-	addr := freeTCPAddr(t)
+	addr := harness.FreeAddr(t)
 	n, err := Open(Options{ID: "solo", RaftAddr: addr, InMemory: true, Timing: tlsTiming, TLS: conf, Logger: slog.New(slog.DiscardHandler),
 		Bootstrap: []raft.Server{{ID: "solo", Address: raft.ServerAddress(addr)}}})
 	if err != nil {

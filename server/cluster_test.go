@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/shoal-lb/shoal/e2e/harness"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 	"github.com/shoal-lb/shoal/raftfsm"
 )
@@ -79,16 +80,6 @@ func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // startCluster starts n nodes bootstrapped together and waits until a
 // leader is known and every node has registered its API address.
 func startCluster(t testing.TB, n int, o clusterOptions) []*testNode {
@@ -103,7 +94,7 @@ func startCluster(t testing.TB, n int, o clusterOptions) []*testNode {
 	for i := range n {
 		ids[i] = fmt.Sprintf("n%d", i+1)
 		if o.tcp {
-			raftAddrs[i] = freeAddr(t)
+			raftAddrs[i] = harness.FreeAddr(t)
 		} else {
 			var addr raft.ServerAddress
 			addr, transports[i] = raft.NewInmemTransport(raft.ServerAddress(ids[i]))

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/shoal-lb/shoal/e2e/harness"
 	"github.com/shoal-lb/shoal/pki"
 	shoalv1 "github.com/shoal-lb/shoal/proto/shoal/v1"
 	"github.com/shoal-lb/shoal/raftfsm"
@@ -93,7 +94,7 @@ func startSecureCluster(t *testing.T) *secureCluster {
 	for _, id := range ids {
 		// Made before the cleanup below is registered, so removed after it.
 		dir := &pki.NodeDir{Dir: t.TempDir(), ID: id, Store: pki.NewStore()}
-		n := &secureNode{id: id, dir: dir, raftAddr: freeAddr(t), settled: make(chan struct{})}
+		n := &secureNode{id: id, dir: dir, raftAddr: harness.FreeAddr(t), settled: make(chan struct{})}
 		c.nodes = append(c.nodes, n)
 		servers = append(servers, raft.Server{ID: raft.ServerID(id), Address: raft.ServerAddress(n.raftAddr), Suffrage: raft.Voter})
 	}

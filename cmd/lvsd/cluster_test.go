@@ -2,7 +2,6 @@ package main
 
 import (
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,18 +10,9 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/shoal-lb/shoal/e2e/harness"
 	"github.com/shoal-lb/shoal/raftfsm"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // usedDataDir is the data dir of a cluster of one, n1 at raftAddr, that
 // has run.
@@ -48,13 +38,13 @@ func usedDataDir(t *testing.T, raftAddr string) string {
 // TestRefusesDataDirOfAnotherCluster: lvsd --bootstrap of a new cluster on
 // a data dir that belongs to another stops at once, and says what to do.
 func TestRefusesDataDirOfAnotherCluster(t *testing.T) {
-	raftAddr := freeAddr(t)
+	raftAddr := harness.FreeAddr(t)
 	dir := usedDataDir(t, raftAddr)
 	old, err := raftfsm.ReadClusterID(dir)
 	if err != nil || old == "" {
 		t.Fatalf("the data dir's cluster ID: %q %v", old, err)
 	}
-	args := []string{"--id", "n1", "--data-dir", dir, "--raft-addr", raftAddr, "--api-addr", freeAddr(t), "--dataplane", "none"}
+	args := []string{"--id", "n1", "--data-dir", dir, "--raft-addr", raftAddr, "--api-addr", harness.FreeAddr(t), "--dataplane", "none"}
 
 	err = run(append(args, "--bootstrap", "n1="+raftAddr+",n2=127.0.0.1:7002,n3=127.0.0.1:7003"))
 	if err == nil {
@@ -75,7 +65,7 @@ func TestRefusesDataDirOfAnotherCluster(t *testing.T) {
 // TestDamagedDataDir: lvsd on a data dir whose raft.db is cut short names
 // the file and says how to come back.
 func TestDamagedDataDir(t *testing.T) {
-	raftAddr := freeAddr(t)
+	raftAddr := harness.FreeAddr(t)
 	dir := usedDataDir(t, raftAddr)
 	db := filepath.Join(dir, "raft.db")
 	st, err := os.Stat(db)
@@ -85,7 +75,7 @@ func TestDamagedDataDir(t *testing.T) {
 	if err := os.Truncate(db, st.Size()/2); err != nil {
 		t.Fatal(err)
 	}
-	err = run([]string{"--id", "n1", "--data-dir", dir, "--raft-addr", raftAddr, "--api-addr", freeAddr(t), "--dataplane", "none",
+	err = run([]string{"--id", "n1", "--data-dir", dir, "--raft-addr", raftAddr, "--api-addr", harness.FreeAddr(t), "--dataplane", "none",
 		"--bootstrap", "n1=" + raftAddr})
 	if err == nil {
 		t.Fatal("lvsd started on a truncated raft.db")

@@ -198,7 +198,17 @@ func (n *NetlinkAddresses) ListAddresses(dev string) ([]netip.Prefix, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list addresses of %s: %w", dev, err)
 	}
-	as, err := n.h.AddrList(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: idx}}, netlink.FAMILY_ALL)
+	// A change of an address while the kernel dumps them (a renewal,
+	// every second on a leader) marks the dump interrupted, and its list
+	// may lack an address that never left: seen as an IPv6 VIP missing
+	// at a renewal. Dumped again, a few times.
+	var as []netlink.Addr
+	for range dumpAttempts {
+		as, err = n.h.AddrList(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: idx}}, netlink.FAMILY_ALL)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list addresses of %s: %w", dev, err)
 	}
@@ -213,6 +223,10 @@ func (n *NetlinkAddresses) ListAddresses(dev string) ([]netip.Prefix, error) {
 	}
 	return out, nil
 }
+
+// dumpAttempts is how many times ListAddresses dumps while the kernel says
+// its dump was interrupted.
+const dumpAttempts = 5
 
 func prefixIPNet(p netip.Prefix) *net.IPNet {
 	bits := 32

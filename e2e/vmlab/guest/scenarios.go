@@ -241,7 +241,8 @@ func printFailed(fail []string, out string) {
 	}
 	for _, name := range fail {
 		for _, l := range lastN(byTest[name], 20) {
-			rep.line("dataplane.test %s| %s", name, l)
+			// As INFO lines, which the host's log keeps: CI shows why.
+			rep.info("dataplane-test", "%s| %s", name, l)
 		}
 	}
 }

@@ -379,7 +379,7 @@ func (d *Dataplane) checkHeldLocked(now time.Time, want map[string]addrRef, rene
 	}
 	adds := make([]AddressAdd, len(renewals))
 	for i, h := range renewals {
-		adds[i] = AddressAdd{Dev: h.dev, Prefix: h.prefix, Label: h.label, Lifetime: d.lifetime}
+		adds[i] = d.addressAdd(h.addrRef)
 	}
 	for i, err := range d.addAddresses(adds) {
 		h := renewals[i]
@@ -392,6 +392,11 @@ func (d *Dataplane) checkHeldLocked(now time.Time, want map[string]addrRef, rene
 		h.renewed = now
 	}
 	return lost, joinErrors(errs)
+}
+
+// addressAdd is r raised or renewed with this node's address lifetime.
+func (d *Dataplane) addressAdd(r addrRef) AddressAdd {
+	return AddressAdd{Dev: r.dev, Prefix: r.prefix, Label: r.label, Lifetime: d.lifetime}
 }
 
 // addAddresses raises or renews adds: in one call when the backend can
@@ -445,8 +450,7 @@ func (d *Dataplane) raiseLocked(now time.Time, want map[string]addrRef, reason s
 	for batch := range slices.Chunk(todo, maxBatch) {
 		adds := make([]AddressAdd, len(batch))
 		for i, x := range batch {
-			r := want[x.key]
-			adds[i] = AddressAdd{Dev: r.dev, Prefix: r.prefix, Label: r.label, Lifetime: d.lifetime}
+			adds[i] = d.addressAdd(want[x.key])
 		}
 		for i, err := range d.addAddresses(adds) {
 			k, r := batch[i].key, want[batch[i].key]
